@@ -1,0 +1,34 @@
+# Sluice developer entry points. `make run` builds the environment (once per constraints/pyproject
+# change) and runs the example pipeline; `make test` runs the test suite.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PIP_FLAGS ?= --disable-pip-version-check --progress-bar off -q
+STAMP  := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | sha256sum | cut -c1-16)
+EXAMPLE ?= pipelines/examples/demo/demo_pipeline.py
+
+.PHONY: run test env clean
+
+run: $(STAMP)
+	$(VENV)/bin/sluice run $(EXAMPLE)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+env: $(STAMP)
+
+$(STAMP): constraints.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { \
+	  echo "error: '$(PYTHON)' not found. Sluice's stack (TensorFlow 2.16, TFX-BSL 1.16) needs Python 3.11."; \
+	  echo "       Install Python 3.11 (for example 'pyenv install 3.11' or your system's python3.11 package)"; \
+	  echo "       and run again, or point to it: make $(MAKECMDGOALS) PYTHON=/path/to/python3.11"; exit 2; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || { \
+	  echo "error: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'), but Sluice's stack needs Python 3.11."; \
+	  echo "       Install Python 3.11 and run: make $(MAKECMDGOALS) PYTHON=/path/to/python3.11"; exit 2; }
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip==24.3.1
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info

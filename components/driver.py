@@ -1,0 +1,118 @@
+"""The driver: resolves a component's inputs from the store, decides cache reuse, registers the
+execution and prepares its output directories. Framework code; components specialise it only to
+add what their cache key depends on outside the store (ExampleGen: its input files) or to resolve
+special inputs (Evaluator: the baseline model).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from components import fingerprint as fp
+from metadata.artifact import Artifact
+from metadata.store import MetadataStore
+
+if TYPE_CHECKING:
+    from components.component import Component
+
+
+class InputError(RuntimeError):
+    """An input cannot be resolved (its producer has not run in this run, or its files are gone)."""
+
+
+@dataclass
+class PipelineInfo:
+    """What a launch needs to know about the pipeline around the component."""
+    name: str
+    root: str
+    run_id: str
+    beam_pipeline_args: tuple[str, ...] = ()
+
+
+class Driver:
+    """Default driver: inputs are the LIVE outputs of their producer nodes in the same run."""
+
+    def __init__(self, component: Component, store: MetadataStore, pipeline: PipelineInfo) -> None:
+        self.component, self.store, self.pipeline = component, store, pipeline
+
+    # -- inputs -------------------------------------------------------------------------------
+    def resolve_inputs(self) -> dict[str, Artifact | None]:
+        resolved: dict[str, Artifact | None] = {}
+        for key, channel in self.component.inputs.items():
+            if channel is None:
+                resolved[key] = None
+                continue
+            producer = channel.producer.id
+            outputs = self.store.node_outputs(self.pipeline.run_id, producer)
+            artifacts = (outputs or {}).get(channel.key, [])
+            if not artifacts:
+                raise InputError(
+                    f"{self.component.id}: input '{key}' comes from {channel!r}, which has no published "
+                    f'output in run {self.pipeline.run_id}; run {producer} first.')
+            artifact = artifacts[0]
+            if not artifact.exists():
+                raise InputError(
+                    f"{self.component.id}: input '{key}' ({artifact!r} from {producer}) is recorded in "
+                    f'the store but its files at {artifact.uri} are gone; rerun {producer} '
+                    '(a new run recomputes it).')
+            resolved[key] = artifact
+        return resolved
+
+    # -- cache --------------------------------------------------------------------------------
+    def external_fingerprints(self) -> dict[str, str]:
+        """What the outputs depend on besides inputs, parameters and code (e.g. input files)."""
+        return {}
+
+    def cache_key(self, inputs: dict[str, Artifact | None]) -> str:
+        comp = self.component
+        code = {k: fp.code_fingerprint(path) for k, path in comp.user_code_files()}
+        params = {k: v for k, v in comp.parameters.items() if k not in code}
+        return fp.cache_key(
+            pipeline_name=self.pipeline.name, node_id=comp.id, component_type=comp.component_type,
+            implementation=fp.implementation_fingerprint(type(comp), type(comp).executor),
+            parameters=fp.canonical(params),
+            input_fingerprints={k: (a.fingerprint if a is not None else '') for k, a in inputs.items()},
+            code_fingerprints=code, external=self.external_fingerprints())
+
+    def cached_outputs(self, key: str) -> dict[str, Artifact] | None:
+        """The outputs of an earlier COMPLETE execution with this key, if all are LIVE and on disk."""
+        declared = type(self.component).OUTPUTS
+        for record in self.store.cache_candidates(self.pipeline.name, self.component.id, key):
+            outputs = {k: v[0] for k, v in record.outputs.items() if v}
+            if set(outputs) != set(declared):
+                continue
+            if all(a.state == 'LIVE' and a.exists() for a in outputs.values()):
+                return outputs
+        return None
+
+    # -- registration -------------------------------------------------------------------------
+    def register(self, inputs: dict[str, Artifact | None], key: str) -> tuple[int, dict[str, Artifact]]:
+        """Record a RUNNING execution with INPUT events; create empty output directories."""
+        comp = self.component
+        execution_id = self.store.register_execution(
+            comp.component_type, self.pipeline.name, self.pipeline.run_id, comp.id,
+            {k: [a] for k, a in inputs.items() if a is not None},
+            {'cache_key': key, 'component_version': comp.version,
+             'parameters': fp.canonical_json(comp.parameters)})
+        return execution_id, self.output_artifacts(execution_id, key)
+
+    def output_artifacts(self, execution_id: int, key: str) -> dict[str, Artifact]:
+        outputs: dict[str, Artifact] = {}
+        for out_key, decl in type(self.component).OUTPUTS.items():
+            uri = os.path.join(self.pipeline.root, self.component.id, out_key, str(execution_id))
+            outputs[out_key] = decl.type(uri=uri, fingerprint=fp.output_fingerprint(key, out_key))
+        return outputs
+
+    @staticmethod
+    def make_output_dirs(outputs: dict[str, Artifact]) -> None:
+        for artifact in outputs.values():
+            if os.path.exists(artifact.uri) and os.listdir(artifact.uri):
+                raise InputError(
+                    f'Output directory {artifact.uri} already exists and is not empty: this pipeline root '
+                    'holds outputs recorded in another metadata store. Use a fresh pipeline_root, or the '
+                    'metadata store that goes with this one.')
+            os.makedirs(artifact.uri, exist_ok=True)
+
+    def parameters(self) -> dict[str, Any]:
+        return dict(self.component.parameters)

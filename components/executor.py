@@ -1,0 +1,42 @@
+"""The executor: the computation of a component.
+
+An executor implements one method, ``run``, with one keyword argument per declared input, output
+and parameter. Inputs and outputs arrive as Artifact objects whose ``uri`` directories exist (the
+outputs empty); ``run`` writes files under the output URIs and may set output properties. It never
+touches the metadata store, so it can be tested on hand-made artifacts:
+
+    >>> out = ExampleStatistics(uri=str(tmp_path))
+    >>> LineCountExecutor().run(examples=Examples(uri='data/'), statistics=out, min_lines=1)
+"""
+from __future__ import annotations
+
+import tempfile
+import warnings
+from typing import Any, Sequence
+
+
+def quiet_google_warnings() -> None:
+    """Silence the Python-version and grpc FutureWarnings Google client libraries print on import
+    (Beam's GCP extras load them); they are about those libraries' future, not about this run."""
+    warnings.filterwarnings('ignore', category=FutureWarning, module=r'google(\.|$)')
+
+
+class Executor:
+    """Base class of executors. Data work should run as a Beam pipeline from ``beam_pipeline()``."""
+
+    def __init__(self, beam_pipeline_args: Sequence[str] = (), tmp_dir: str | None = None,
+                 node_id: str = '') -> None:
+        self.beam_pipeline_args = list(beam_pipeline_args)
+        self.tmp_dir = tmp_dir or tempfile.mkdtemp(prefix='sluice-')
+        self.node_id = node_id
+        quiet_google_warnings()
+
+    def beam_pipeline(self) -> Any:
+        """A Beam pipeline built from the pipeline's ``beam_pipeline_args`` (DirectRunner by default).
+
+        Use it as a context manager; leaving the block runs the pipeline and waits for it.
+        """
+        import apache_beam as beam
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        return beam.Pipeline(options=PipelineOptions(self.beam_pipeline_args))

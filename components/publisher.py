@@ -1,0 +1,34 @@
+"""The publisher: records the outcome of an execution in the store.
+
+Success is one atomic ``put_execution``: the outputs become LIVE with OUTPUT events and the
+execution COMPLETE. Failure removes the output directories and marks the execution FAILED (or
+CANCELED) with the error; no artifact of a failed execution ever becomes LIVE.
+"""
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from components.driver import PipelineInfo
+from metadata.artifact import Artifact
+from metadata.store import MetadataStore
+
+
+class Publisher:
+    def __init__(self, store: MetadataStore, pipeline: PipelineInfo, node_id: str) -> None:
+        self.store, self.pipeline, self.node_id = store, pipeline, node_id
+
+    def publish(self, execution_id: int, outputs: dict[str, Artifact],
+                properties: dict[str, Any] | None = None) -> None:
+        for key, artifact in outputs.items():
+            if not artifact.exists():
+                raise RuntimeError(f"{self.node_id}: output '{key}' directory {artifact.uri} vanished before "
+                                   'publishing; the executor must not remove its output directories.')
+        self.store.publish_execution(execution_id, self.pipeline.name, self.pipeline.run_id, self.node_id,
+                                     {k: [a] for k, a in outputs.items()}, properties)
+
+    def fail(self, execution_id: int, outputs: dict[str, Artifact], error_type: str, message: str,
+             details: str = '', state: str = 'FAILED') -> None:
+        for artifact in outputs.values():
+            shutil.rmtree(artifact.uri, ignore_errors=True)
+        self.store.fail_execution(execution_id, error_type, message, details, state)

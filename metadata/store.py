@@ -1,0 +1,519 @@
+"""The ML-Metadata store behind a pipeline: connection, types, contexts, executions, lineage.
+
+    >>> store = MetadataStore('sqlite:///runs/penguin/metadata.db')   # or None for in-memory
+    >>> [run.run_id for run in store.runs('penguin')]
+
+Context types are ``pipeline`` (the pipeline name), ``pipeline_run`` (the run id, child of its
+pipeline) and ``node`` (``<pipeline>.<node_id>``); every execution and artifact of a run is linked to
+all three. Execution types are named after component types. Artifacts reach the store only when
+they are published, as LIVE.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+from urllib.parse import unquote, urlparse
+
+from ml_metadata import errors as mlmd_errors
+from ml_metadata.metadata_store import metadata_store as mlmd
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from metadata.artifact import STANDARD_TYPES, Artifact
+
+PIPELINE, PIPELINE_RUN, NODE = 'pipeline', 'pipeline_run', 'node'
+DONE_STATES = ('COMPLETE', 'CACHED')
+T = TypeVar('T')
+
+
+class MetadataStoreError(RuntimeError):
+    """The store cannot be reached or used; the message says how to fix it."""
+
+
+@dataclass
+class ExecutionRecord:
+    """One execution as recorded in the store."""
+    id: int
+    component_type: str
+    node_id: str
+    run_id: str
+    state: str
+    cache_key: str
+    create_time: float
+    update_time: float
+    properties: dict[str, Any]
+    inputs: dict[str, list[Artifact]] = field(default_factory=dict)
+    outputs: dict[str, list[Artifact]] = field(default_factory=dict)
+
+    @property
+    def error(self) -> str:
+        return self.properties.get('error_message', '')
+
+
+@dataclass
+class RunSummary:
+    """A pipeline run: its nodes' latest executions and the state derived from them."""
+    run_id: str
+    pipeline_name: str
+    create_time: float
+    node_ids: list[str]
+    properties: dict[str, Any]
+    executions: list[ExecutionRecord]
+
+    def latest(self) -> dict[str, ExecutionRecord]:
+        """The latest execution of each node in this run."""
+        out: dict[str, ExecutionRecord] = {}
+        for ex in sorted(self.executions, key=lambda e: e.id):
+            out[ex.node_id] = ex
+        return out
+
+    @property
+    def nodes_done(self) -> int:
+        return sum(1 for ex in self.latest().values() if ex.state in DONE_STATES)
+
+    @property
+    def state(self) -> str:
+        latest = self.latest()
+        states = {ex.state for ex in latest.values()}
+        if 'RUNNING' in states:
+            return 'RUNNING'
+        if self.node_ids and all(latest.get(n) and latest[n].state in DONE_STATES for n in self.node_ids):
+            return 'COMPLETE'
+        if states & {'FAILED', 'CANCELED'}:
+            return 'FAILED'
+        return 'INCOMPLETE'
+
+
+@dataclass
+class LineageNode:
+    """An artifact, the execution that produced it, and that execution's inputs, recursively."""
+    artifact: Artifact
+    execution: ExecutionRecord | None
+    inputs: dict[str, list[LineageNode]] = field(default_factory=dict)
+
+    def walk(self) -> Iterable[LineageNode]:
+        yield self
+        for children in self.inputs.values():
+            for child in children:
+                yield from child.walk()
+
+
+def _connection_config(url: str | None) -> tuple[pb.ConnectionConfig, str]:
+    config = pb.ConnectionConfig()
+    if not url or url in (':memory:', 'memory://', 'memory:'):
+        config.fake_database.SetInParent()
+        return config, 'memory://'
+    if url.startswith('sqlite://'):
+        path = url[len('sqlite://'):]
+        if path.startswith('/'):
+            path = path[1:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
+        if not path:
+            raise MetadataStoreError(f'Metadata URL {url!r} names no file; use sqlite:///path/to/metadata.db.')
+    elif '://' not in url:
+        path = url
+    else:
+        parsed = urlparse(url)
+        scheme = parsed.scheme.split('+')[0]
+        if scheme in ('postgresql', 'postgres'):
+            cfg = config.postgresql
+            cfg.host = parsed.hostname or 'localhost'
+            cfg.port = str(parsed.port or 5432)
+            cfg.dbname = parsed.path.lstrip('/') or 'mlmd'
+        elif scheme == 'mysql':
+            cfg = config.mysql
+            cfg.host = parsed.hostname or 'localhost'
+            cfg.port = parsed.port or 3306
+            cfg.database = parsed.path.lstrip('/') or 'mlmd'
+        else:
+            raise MetadataStoreError(
+                f'Unsupported metadata URL {url!r}: use sqlite:///path/metadata.db, '
+                'postgresql://user:password@host:port/db, mysql://user:password@host:port/db or :memory:.')
+        if parsed.username:
+            cfg.user = unquote(parsed.username)
+        if parsed.password:
+            cfg.password = unquote(parsed.password)
+        return config, url
+    path = os.path.abspath(os.path.expanduser(path))
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise MetadataStoreError(
+            f'Cannot create the directory {parent!r} for the SQLite metadata store {url!r}: {e.strerror}. '
+            'Choose a writable location (pipeline_root or --metadata).') from None
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return config, f'sqlite:///{path}'
+
+
+def _value(v: pb.Value) -> Any:
+    kind = v.WhichOneof('value')
+    return getattr(v, kind) if kind else None
+
+
+def _set_value(target: Any, name: str, value: Any) -> None:
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        target[name].int_value = value
+    elif isinstance(value, float):
+        target[name].double_value = value
+    elif isinstance(value, str):
+        target[name].string_value = value
+    else:
+        target[name].string_value = json.dumps(value, sort_keys=True)
+
+
+class MetadataStore:
+    """An ML-Metadata store: SQLite file, in-memory, PostgreSQL or MySQL, chosen by URL.
+
+    ``url`` is ``sqlite:///relative/or/abs/path.db``, ``postgresql://user:pw@host:port/db``,
+    ``mysql://user:pw@host:port/db``, or None / ``:memory:`` for a private in-memory store.
+    Calls that ML-Metadata aborts because another process holds the database (SQLite's
+    "database is locked") are retried with backoff.
+    """
+
+    RETRIES = 12
+
+    def __init__(self, url: str | None = None) -> None:
+        config, self.url = _connection_config(url)
+        self._lock = threading.RLock()
+        try:
+            self._store = self._retry(lambda: mlmd.MetadataStore(config))
+        except mlmd_errors.FailedPreconditionError as e:
+            raise MetadataStoreError(
+                f'The metadata store at {self.url} has a schema version this ML-Metadata '
+                f'({_mlmd_version()}) does not use: {e}. Sluice never migrates a store silently: '
+                'use a store made by this version, or back it up and migrate it with ML-Metadata\'s '
+                'enable_upgrade_migration.') from None
+        except mlmd_errors.StatusError as e:
+            raise MetadataStoreError(
+                f'Cannot connect to the metadata store at {_redact(self.url)}: {e}. Check that the '
+                'database server is running and reachable and the credentials are right, or use a '
+                'local store with --metadata sqlite:///path/metadata.db.') from None
+        self._type_ids: dict[str, int] = {}
+        self._type_names: dict[int, str] = {}
+        for cls in STANDARD_TYPES:
+            self.artifact_type_id(cls)
+        for name in (PIPELINE, PIPELINE_RUN, NODE):
+            self._context_type_id(name)
+
+    @property
+    def mlmd(self) -> mlmd.MetadataStore:
+        """The underlying ml_metadata MetadataStore, for queries this class does not offer."""
+        return self._store
+
+    def _retry(self, call: Callable[[], T]) -> T:
+        delay = 0.05
+        for attempt in range(self.RETRIES + 1):
+            try:
+                with self._lock:
+                    return call()
+            except (mlmd_errors.AbortedError, mlmd_errors.InternalError, mlmd_errors.UnavailableError) as e:
+                transient = isinstance(e, mlmd_errors.AbortedError) or 'locked' in str(e) or 'busy' in str(e)
+                if not transient or attempt == self.RETRIES:
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 2.0)
+        raise AssertionError('unreachable')
+
+    # -- types --------------------------------------------------------------------------------
+    def artifact_type_id(self, cls: type[Artifact]) -> int:
+        name = cls.type_name()
+        if name not in self._type_ids:
+            t = pb.ArtifactType(name=name)
+            for prop, kind in cls.all_properties().items():
+                t.properties[prop] = {int: pb.INT, float: pb.DOUBLE, str: pb.STRING}[kind]
+            type_id = self._retry(lambda: self._store.put_artifact_type(t, can_add_fields=True))
+            self._type_ids[name], self._type_names[type_id] = type_id, name
+        return self._type_ids[name]
+
+    def execution_type_id(self, component_type: str) -> int:
+        key = f'execution:{component_type}'
+        if key not in self._type_ids:
+            t = pb.ExecutionType(name=component_type)
+            self._type_ids[key] = self._retry(lambda: self._store.put_execution_type(t, can_add_fields=True))
+        return self._type_ids[key]
+
+    def _context_type_id(self, name: str) -> int:
+        key = f'context:{name}'
+        if key not in self._type_ids:
+            t = pb.ContextType(name=name)
+            self._type_ids[key] = self._retry(lambda: self._store.put_context_type(t, can_add_fields=True))
+        return self._type_ids[key]
+
+    def _artifact_type_name(self, type_id: int) -> str:
+        if type_id not in self._type_names:
+            [t] = self._retry(lambda: self._store.get_artifact_types_by_id([type_id]))
+            self._type_names[type_id] = t.name
+        return self._type_names[type_id]
+
+    # -- contexts -----------------------------------------------------------------------------
+    def _context(self, type_name: str, name: str, properties: dict[str, Any] | None = None,
+                 create: bool = True) -> pb.Context | None:
+        ctx = self._retry(lambda: self._store.get_context_by_type_and_name(type_name, name))
+        if ctx is not None or not create:
+            return ctx
+        ctx = pb.Context(type_id=self._context_type_id(type_name), name=name)
+        for k, v in (properties or {}).items():
+            _set_value(ctx.custom_properties, k, v)
+        try:
+            [ctx.id] = self._retry(lambda: self._store.put_contexts([ctx]))
+        except mlmd_errors.AlreadyExistsError:  # created meanwhile by another process
+            ctx = self._retry(lambda: self._store.get_context_by_type_and_name(type_name, name))
+        return ctx
+
+    def register_run(self, pipeline_name: str, run_id: str, properties: dict[str, Any]) -> None:
+        """Create the pipeline and pipeline_run contexts of a new run (the run is the pipeline's child)."""
+        pipeline = self._context(PIPELINE, pipeline_name)
+        if self._context(PIPELINE_RUN, run_id, create=False) is not None:
+            raise MetadataStoreError(f'Run id {run_id!r} already exists in {self.url}; choose another run id.')
+        run = self._context(PIPELINE_RUN, run_id, {'pipeline_name': pipeline_name, **properties})
+        self._retry(lambda: self._store.put_parent_contexts(
+            [pb.ParentContext(child_id=run.id, parent_id=pipeline.id)]))
+
+    def update_run(self, run_id: str, properties: dict[str, Any]) -> None:
+        run = self._require_run(run_id)
+        for k, v in properties.items():
+            _set_value(run.custom_properties, k, v)
+        self._retry(lambda: self._store.put_contexts([run]))
+
+    def _require_run(self, run_id: str) -> pb.Context:
+        run = self._context(PIPELINE_RUN, run_id, create=False)
+        if run is None:
+            known = [r.run_id for r in self.runs()][-5:]
+            hint = f' Known runs: {", ".join(known)}.' if known else ' The store has no runs.'
+            raise MetadataStoreError(f'No run {run_id!r} in the metadata store {self.url}.{hint}')
+        return run
+
+    def _node_contexts(self, pipeline_name: str, run_id: str, node_id: str) -> list[pb.Context]:
+        pipeline = self._context(PIPELINE, pipeline_name)
+        run = self._require_run(run_id)
+        node = self._context(NODE, f'{pipeline_name}.{node_id}')
+        return [pipeline, run, node]
+
+    # -- executions ---------------------------------------------------------------------------
+    def _new_execution(self, component_type: str, state: str, run_id: str, node_id: str,
+                       properties: dict[str, Any]) -> pb.Execution:
+        ex = pb.Execution(type_id=self.execution_type_id(component_type),
+                          last_known_state=pb.Execution.State.Value(state))
+        base = {'run_id': run_id, 'node_id': node_id, 'pid': os.getpid(), 'host': socket.gethostname(),
+                'heartbeat': time.time()}
+        for k, v in {**base, **properties}.items():
+            _set_value(ex.custom_properties, k, v)
+        return ex
+
+    def _artifact_proto(self, artifact: Artifact, state: str | None = None) -> pb.Artifact:
+        proto = pb.Artifact(type_id=self.artifact_type_id(type(artifact)), uri=artifact.uri)
+        if artifact.id is not None:
+            proto.id = artifact.id
+        proto.state = pb.Artifact.State.Value(state or artifact.state)
+        for k, v in artifact.properties.items():
+            _set_value(proto.properties, k, v)
+        for k, v in artifact.custom_properties.items():
+            _set_value(proto.custom_properties, k, v)
+        return proto
+
+    @staticmethod
+    def _event(kind: int, key: str, index: int) -> pb.Event:
+        return pb.Event(type=kind, path=pb.Event.Path(steps=[pb.Event.Path.Step(key=key),
+                                                               pb.Event.Path.Step(index=index)]))
+
+    def _events(self, artifacts: dict[str, Sequence[Artifact]], kind: int,
+                state: str | None = None) -> list[tuple[pb.Artifact, pb.Event]]:
+        return [(self._artifact_proto(a, state), self._event(kind, key, i))
+                for key, group in sorted(artifacts.items()) for i, a in enumerate(group)]
+
+    def register_execution(self, component_type: str, pipeline_name: str, run_id: str, node_id: str,
+                           inputs: dict[str, Sequence[Artifact]], properties: dict[str, Any]) -> int:
+        """Record a RUNNING execution with its INPUT events; returns the execution id."""
+        contexts = self._node_contexts(pipeline_name, run_id, node_id)
+        ex = self._new_execution(component_type, 'RUNNING', run_id, node_id, properties)
+        ex_id, _, _ = self._retry(lambda: self._store.put_execution(
+            ex, self._events(inputs, pb.Event.INPUT), contexts))
+        return ex_id
+
+    def publish_execution(self, execution_id: int, pipeline_name: str, run_id: str, node_id: str,
+                          outputs: dict[str, Sequence[Artifact]], properties: dict[str, Any] | None = None) -> None:
+        """In one transaction: the outputs become LIVE with OUTPUT events and the execution COMPLETE."""
+        contexts = self._node_contexts(pipeline_name, run_id, node_id)
+        ex = self._get_execution_proto(execution_id)
+        ex.last_known_state = pb.Execution.COMPLETE
+        for k, v in (properties or {}).items():
+            _set_value(ex.custom_properties, k, v)
+        _, ids, _ = self._retry(lambda: self._store.put_execution(
+            ex, self._events(outputs, pb.Event.OUTPUT, 'LIVE'), contexts))
+        flat = [a for _, group in sorted(outputs.items()) for a in group]
+        for artifact, new_id in zip(flat, ids):
+            artifact.id, artifact.state = new_id, 'LIVE'
+
+    def record_cached_execution(self, component_type: str, pipeline_name: str, run_id: str, node_id: str,
+                                inputs: dict[str, Sequence[Artifact]], outputs: dict[str, Sequence[Artifact]],
+                                properties: dict[str, Any]) -> int:
+        """Record a CACHED execution whose OUTPUT events point at reused LIVE artifacts."""
+        contexts = self._node_contexts(pipeline_name, run_id, node_id)
+        ex = self._new_execution(component_type, 'CACHED', run_id, node_id, properties)
+        events = self._events(inputs, pb.Event.INPUT) + self._events(outputs, pb.Event.OUTPUT)
+        ex_id, _, _ = self._retry(lambda: self._store.put_execution(ex, events, contexts))
+        return ex_id
+
+    def fail_execution(self, execution_id: int, error_type: str, message: str, details: str = '',
+                       state: str = 'FAILED') -> None:
+        """Mark an execution FAILED (or CANCELED) and record why. Its outputs never become LIVE."""
+        ex = self._get_execution_proto(execution_id)
+        ex.last_known_state = pb.Execution.State.Value(state)
+        _set_value(ex.custom_properties, 'error_type', error_type)
+        _set_value(ex.custom_properties, 'error_message', message[:4000])
+        if details:
+            _set_value(ex.custom_properties, 'error_details', details[-8000:])
+        self._retry(lambda: self._store.put_executions([ex]))
+
+    def heartbeat(self, execution_id: int) -> None:
+        ex = self._get_execution_proto(execution_id)
+        if ex.last_known_state == pb.Execution.RUNNING:
+            _set_value(ex.custom_properties, 'heartbeat', time.time())
+            self._retry(lambda: self._store.put_executions([ex]))
+
+    def _get_execution_proto(self, execution_id: int) -> pb.Execution:
+        found = self._retry(lambda: self._store.get_executions_by_id([execution_id]))
+        if not found:
+            raise MetadataStoreError(f'No execution {execution_id} in {self.url}.')
+        return found[0]
+
+    # -- reading ------------------------------------------------------------------------------
+    def _to_artifact(self, proto: pb.Artifact) -> Artifact:
+        cls = Artifact.type_class(self._artifact_type_name(proto.type_id))
+        a = cls(uri=proto.uri)
+        a.id = proto.id
+        a.state = pb.Artifact.State.Name(proto.state)
+        a.properties = {k: _value(v) for k, v in proto.properties.items()}
+        a.custom_properties = {k: _value(v) for k, v in proto.custom_properties.items()}
+        return a
+
+    def artifacts(self, ids: Sequence[int]) -> list[Artifact]:
+        protos = self._retry(lambda: self._store.get_artifacts_by_id(list(ids)))
+        by_id = {p.id: self._to_artifact(p) for p in protos}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def _records(self, protos: Sequence[pb.Execution], with_events: bool = True) -> list[ExecutionRecord]:
+        type_names: dict[int, str] = {}
+        records = []
+        for p in protos:
+            if p.type_id not in type_names:
+                [t] = self._retry(lambda: self._store.get_execution_types_by_id([p.type_id]))
+                type_names[p.type_id] = t.name
+            props = {k: _value(v) for k, v in p.custom_properties.items()}
+            records.append(ExecutionRecord(
+                id=p.id, component_type=type_names[p.type_id], node_id=props.get('node_id', ''),
+                run_id=props.get('run_id', ''), state=pb.Execution.State.Name(p.last_known_state),
+                cache_key=props.get('cache_key', ''), create_time=p.create_time_since_epoch / 1000,
+                update_time=p.last_update_time_since_epoch / 1000, properties=props))
+        if with_events and records:
+            events = self._retry(lambda: self._store.get_events_by_execution_ids([r.id for r in records]))
+            arts = {a.id: a for a in self.artifacts(sorted({e.artifact_id for e in events}))}
+            by_id = {r.id: r for r in records}
+            for e in sorted(events, key=lambda e: [s.index for s in e.path.steps if s.HasField('index')]):
+                key = next((s.key for s in e.path.steps if s.HasField('key')), '')
+                target = by_id[e.execution_id].inputs if e.type == pb.Event.INPUT else by_id[e.execution_id].outputs
+                if e.artifact_id in arts:
+                    target.setdefault(key, []).append(arts[e.artifact_id])
+        return records
+
+    def executions(self, run_id: str) -> list[ExecutionRecord]:
+        """Every execution of a run with its inputs and outputs, oldest first."""
+        run = self._require_run(run_id)
+        protos = self._retry(lambda: self._store.get_executions_by_context(run.id))
+        return sorted(self._records(protos), key=lambda r: r.id)
+
+    def execution(self, execution_id: int) -> ExecutionRecord:
+        return self._records([self._get_execution_proto(execution_id)])[0]
+
+    def node_outputs(self, run_id: str, node_id: str) -> dict[str, list[Artifact]] | None:
+        """The LIVE outputs of a node's latest COMPLETE or CACHED execution in a run, or None."""
+        run = self._require_run(run_id)
+        protos = self._retry(lambda: self._store.get_executions_by_context(run.id))
+        done = [p for p in protos
+                if 'node_id' in p.custom_properties
+                and p.custom_properties['node_id'].string_value == node_id
+                and pb.Execution.State.Name(p.last_known_state) in DONE_STATES]
+        if not done:
+            return None
+        [record] = self._records([max(done, key=lambda p: p.id)])
+        return {k: [a for a in v if a.state == 'LIVE'] for k, v in record.outputs.items()}
+
+    def cache_candidates(self, pipeline_name: str, node_id: str, cache_key: str) -> list[ExecutionRecord]:
+        """COMPLETE executions of this node (any run) with this cache key, newest first."""
+        node = self._context(NODE, f'{pipeline_name}.{node_id}', create=False)
+        if node is None:
+            return []
+        protos = self._retry(lambda: self._store.get_executions_by_context(node.id))
+        hits = [p for p in protos if p.last_known_state == pb.Execution.COMPLETE
+                and 'cache_key' in p.custom_properties
+                and p.custom_properties['cache_key'].string_value == cache_key]
+        return sorted(self._records(hits), key=lambda r: -r.id)
+
+    def runs(self, pipeline_name: str | None = None) -> list[RunSummary]:
+        """Runs in the store (optionally of one pipeline), oldest first."""
+        contexts = self._retry(lambda: self._store.get_contexts_by_type(PIPELINE_RUN))
+        out = []
+        for ctx in contexts:
+            props = {k: _value(v) for k, v in ctx.custom_properties.items()}
+            if pipeline_name and props.get('pipeline_name') != pipeline_name:
+                continue
+            out.append(self._summary(ctx, props))
+        return sorted(out, key=lambda r: (r.create_time, r.run_id))
+
+    def run(self, run_id: str) -> RunSummary:
+        ctx = self._require_run(run_id)
+        return self._summary(ctx, {k: _value(v) for k, v in ctx.custom_properties.items()})
+
+    def _summary(self, ctx: pb.Context, props: dict[str, Any]) -> RunSummary:
+        protos = self._retry(lambda: self._store.get_executions_by_context(ctx.id))
+        node_ids = json.loads(props.get('node_ids', '[]'))
+        return RunSummary(run_id=ctx.name, pipeline_name=props.get('pipeline_name', ''),
+                          create_time=ctx.create_time_since_epoch / 1000, node_ids=node_ids,
+                          properties=props, executions=self._records(protos, with_events=False))
+
+    def lineage(self, artifact_id: int) -> LineageNode:
+        """What produced an artifact: its producing execution and that execution's inputs, recursively."""
+        found = self.artifacts([artifact_id])
+        if not found:
+            raise MetadataStoreError(f'No artifact {artifact_id} in the metadata store {self.url}.')
+        memo: dict[int, LineageNode] = {}
+
+        def build(artifact: Artifact) -> LineageNode:
+            if artifact.id in memo:
+                return memo[artifact.id]
+            events = self._retry(lambda: self._store.get_events_by_artifact_ids([artifact.id]))
+            producers = [e.execution_id for e in events if e.type == pb.Event.OUTPUT]
+            node = LineageNode(artifact, None)
+            memo[artifact.id] = node
+            if producers:
+                records = self._records(self._retry(lambda: self._store.get_executions_by_id(producers)))
+                # The execution that made the files, not a later CACHED one that reused them.
+                records.sort(key=lambda r: (r.state != 'COMPLETE', r.id))
+                node.execution = records[0]
+                node.inputs = {k: [build(a) for a in v] for k, v in sorted(node.execution.inputs.items())}
+            return node
+
+        return build(found[0])
+
+
+def _redact(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f':{parsed.password}@', ':***@')
+    return url
+
+
+def _mlmd_version() -> str:
+    try:
+        from importlib.metadata import version
+        return 'ml-metadata ' + version('ml-metadata')
+    except Exception:  # pragma: no cover - metadata missing in odd installs
+        return 'ml-metadata'

@@ -1,0 +1,16 @@
+"""Sluice pipelines: the Pipeline DSL and the runners.
+
+    from pipelines import Pipeline, LocalDagRunner
+"""
+import os as _os
+
+# TensorFlow 2.16 ships Keras 3; TFMA, TFT and tf2onnx need Keras 2 (tf-keras). This must be set
+# before TensorFlow is first imported, so every Sluice package sets it on import.
+_os.environ['TF_USE_LEGACY_KERAS'] = '1'
+
+from pipelines.launcher import NodeResult, launch  # noqa: E402
+from pipelines.local_dag_runner import LocalDagRunner  # noqa: E402
+from pipelines.pipeline import Pipeline, PipelineError, load_pipeline  # noqa: E402
+from pipelines.runner import RunResult  # noqa: E402
+
+__all__ = ['NodeResult', 'launch', 'LocalDagRunner', 'Pipeline', 'PipelineError', 'load_pipeline', 'RunResult']

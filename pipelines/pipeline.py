@@ -1,0 +1,142 @@
+"""The Pipeline DSL: a DAG of component instances plus where and how to run it.
+
+    >>> pipeline = Pipeline(name='penguin', pipeline_root='runs/penguin', components=[gen, stats],
+    ...                     metadata='sqlite:///runs/penguin/metadata.db', enable_cache=True,
+    ...                     beam_pipeline_args=['--direct_num_workers=1'])
+"""
+from __future__ import annotations
+
+import graphlib
+import importlib.util
+import os
+import re
+import sys
+from typing import Any, Sequence
+
+from components.component import Component
+
+_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*$')
+
+
+class PipelineError(ValueError):
+    """The pipeline definition is inconsistent; the message says how to fix it."""
+
+
+class Pipeline:
+    """A named DAG of components with a root directory, a metadata store, Beam options and caching.
+
+    ``metadata`` is a store URL (``sqlite:///...``, ``postgresql://...``, ``mysql://...``,
+    ``:memory:``); by default a SQLite file ``<pipeline_root>/metadata.db``.
+    """
+
+    def __init__(self, name: str, pipeline_root: str, components: Sequence[Component],
+                 metadata: str | None = None, enable_cache: bool = True,
+                 beam_pipeline_args: Sequence[str] = ()) -> None:
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise PipelineError(f'Pipeline name {name!r} must be letters, digits, _, . or - '
+                                '(it names the pipeline in the metadata store).')
+        if not pipeline_root or not isinstance(pipeline_root, str):
+            raise PipelineError(f'Pipeline {name!r}: pipeline_root must be a directory path; got {pipeline_root!r}.')
+        if isinstance(beam_pipeline_args, str):
+            raise PipelineError(f'Pipeline {name!r}: beam_pipeline_args is a list of strings, '
+                                f"e.g. ['--direct_num_workers=2']; got the string {beam_pipeline_args!r}.")
+        self.name = name
+        self.pipeline_root = os.path.abspath(os.path.expanduser(pipeline_root))
+        self.metadata = metadata if metadata is not None else f'sqlite:///{self.pipeline_root}/metadata.db'
+        self.enable_cache = bool(enable_cache)
+        self.beam_pipeline_args = [str(a) for a in beam_pipeline_args]
+        self.source_file: str | None = None  # set when loaded from a pipeline file
+        self.components = self._sorted(list(components))
+
+    def _sorted(self, components: list[Component]) -> list[Component]:
+        if not components:
+            raise PipelineError(f'Pipeline {self.name!r} has no components.')
+        by_id: dict[str, Component] = {}
+        for comp in components:
+            if not isinstance(comp, Component):
+                raise PipelineError(f'Pipeline {self.name!r}: components must be Component instances; '
+                                    f'got {type(comp).__name__} {comp!r}.')
+            if comp.id in by_id and by_id[comp.id] is not comp:
+                raise PipelineError(
+                    f"Pipeline {self.name!r} has two components with the id '{comp.id}'; give one of them "
+                    f"another id with .with_id('{comp.id.lower()}_2').")
+            by_id[comp.id] = comp
+        members = {id(c) for c in components}
+        graph: dict[str, list[str]] = {}
+        for comp in by_id.values():
+            for key, channel in comp.inputs.items():
+                if channel is not None and id(channel.producer) not in members:
+                    raise PipelineError(
+                        f"{comp.id}.inputs['{key}'] comes from {channel.producer.id}, which is not in the "
+                        f"components of pipeline {self.name!r}; add it to Pipeline(components=[...]).")
+            graph[comp.id] = [up.id for up in comp.upstream]
+        sorter = graphlib.TopologicalSorter(graph)
+        try:
+            sorter.prepare()
+        except graphlib.CycleError as e:
+            cycle = ' -> '.join(e.args[1])
+            raise PipelineError(f'Pipeline {self.name!r} has a cycle: {cycle}.') from None
+        # Topological order, ties broken by the order the user listed the components in.
+        position = {c.id: i for i, c in enumerate(by_id.values())}
+        order: list[Component] = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready(), key=position.__getitem__)
+            for node_id in ready:
+                order.append(by_id[node_id])
+                sorter.done(node_id)
+        return order
+
+    @property
+    def node_ids(self) -> list[str]:
+        return [c.id for c in self.components]
+
+    def node(self, node_id: str) -> Component:
+        for comp in self.components:
+            if comp.id == node_id:
+                return comp
+        from components.component import did_you_mean
+        raise PipelineError(f"Pipeline {self.name!r} has no node '{node_id}'{did_you_mean(node_id, self.node_ids)}")
+
+    def downstream(self, node_id: str) -> set[str]:
+        """Every node that depends, directly or not, on ``node_id``."""
+        out: set[str] = set()
+        frontier = {node_id}
+        while frontier:
+            frontier = {c.id for c in self.components
+                        if c.id not in out and any(u.id in frontier for u in c.upstream)}
+            out |= frontier
+        return out
+
+    def __repr__(self) -> str:
+        return f'<Pipeline {self.name!r}: {" -> ".join(self.node_ids)}>'
+
+
+def load_pipeline(path: str, **kwargs: Any) -> Pipeline:
+    """Load a pipeline file: call its ``create_pipeline(**kwargs)``, or else take its ``pipeline``."""
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise PipelineError(f'Pipeline file {path} does not exist.')
+    directory = os.path.dirname(path)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    module_name = '_sluice_pipeline_' + re.sub(r'\W', '_', os.path.splitext(os.path.basename(path))[0])
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise PipelineError(f'Pipeline file {path} line {e.lineno}: syntax error: {e.msg}.') from None
+    factory = getattr(module, 'create_pipeline', None)
+    if callable(factory):
+        pipeline = factory(**kwargs)
+    elif isinstance(getattr(module, 'pipeline', None), Pipeline):
+        pipeline = module.pipeline
+    else:
+        raise PipelineError(f'Pipeline file {path} defines neither a create_pipeline() function nor a '
+                            'module-level `pipeline`; add one of them.')
+    if not isinstance(pipeline, Pipeline):
+        raise PipelineError(f'create_pipeline() in {path} returned {type(pipeline).__name__}, not a Pipeline.')
+    pipeline.source_file = path
+    return pipeline

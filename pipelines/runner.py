@@ -1,0 +1,94 @@
+"""What every runner shares: starting a run in the store, its result, and progress output."""
+from __future__ import annotations
+
+import datetime
+import json
+import secrets
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from components.driver import PipelineInfo
+from metadata.store import MetadataStore
+from pipelines.launcher import NodeResult
+from pipelines.pipeline import Pipeline
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id such as ``20261122-101500-3f9a``."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return f'{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}'
+
+
+@dataclass
+class RunResult:
+    """The outcome of a pipeline run: its id, overall state and each node's result."""
+    run_id: str
+    pipeline_name: str
+    metadata: str
+    nodes: dict[str, NodeResult] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        return 'COMPLETE' if self.nodes and all(n.ok for n in self.nodes.values()) else 'FAILED'
+
+    def __getitem__(self, node_id: str) -> NodeResult:
+        return self.nodes[node_id]
+
+    def node_states(self) -> dict[str, str]:
+        return {k: n.state for k, n in self.nodes.items()}
+
+    def ids_in_state(self, state: str) -> list[str]:
+        return [k for k, n in self.nodes.items() if n.state == state]
+
+
+class Progress:
+    """Prints what a run is doing, one line per event."""
+
+    def __init__(self, stream: TextIO | None = None, enabled: bool = True) -> None:
+        self.stream, self.enabled = stream, enabled
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            print(text, file=self.stream or sys.stdout, flush=True)
+
+    def run_started(self, pipeline: Pipeline, run_id: str, store: MetadataStore) -> None:
+        self.say(f"Run {run_id} of pipeline '{pipeline.name}': {len(pipeline.components)} nodes, "
+                 f'store {store.url}')
+
+    def _tty(self) -> bool:
+        stream = self.stream or sys.stdout
+        return self.enabled and hasattr(stream, 'isatty') and stream.isatty()
+
+    def node_started(self, index: int, total: int, node_id: str) -> None:
+        if self._tty():  # a live line, overwritten when the node finishes
+            print(f'[{index}/{total}] {node_id} running ...', end='\r', file=self.stream or sys.stdout, flush=True)
+
+    def node_finished(self, index: int, total: int, result: NodeResult) -> None:
+        detail = f'  {result.error}' if result.error else ''
+        self.say(f'[{index}/{total}] {result.node_id:<20} {result.state:<9} {result.duration:6.1f}s{detail}\x1b[K'
+                 if self._tty() else
+                 f'[{index}/{total}] {result.node_id:<20} {result.state:<9} {result.duration:6.1f}s{detail}')
+
+    def run_finished(self, result: RunResult, elapsed: float) -> None:
+        counts = {s: len(result.ids_in_state(s)) for s in ('COMPLETE', 'CACHED', 'FAILED', 'SKIPPED')}
+        self.say(f'Run {result.run_id} {result.state} in {elapsed:.1f}s: {counts["COMPLETE"]} executed, '
+                 f'{counts["CACHED"]} cached, {counts["FAILED"]} failed, {counts["SKIPPED"]} skipped')
+
+
+def start_run(pipeline: Pipeline, store: MetadataStore, run_id: str | None, runner: str) -> PipelineInfo:
+    """Register a new run (pipeline and pipeline_run contexts) and return what launches need."""
+    run_id = run_id or new_run_id()
+    store.register_run(pipeline.name, run_id, {
+        'node_ids': json.dumps(pipeline.node_ids),
+        'pipeline_root': pipeline.pipeline_root,
+        'pipeline_file': pipeline.source_file or '',
+        'runner': runner,
+    })
+    return PipelineInfo(name=pipeline.name, root=pipeline.pipeline_root, run_id=run_id,
+                        beam_pipeline_args=tuple(pipeline.beam_pipeline_args))
+
+
+def skipped(node_id: str, component_type: str, failed_upstream: list[str]) -> NodeResult:
+    return NodeResult(node_id, component_type, 'SKIPPED',
+                      error=f'not run: upstream {", ".join(failed_upstream)} did not succeed')
