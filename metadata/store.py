@@ -191,9 +191,9 @@ class MetadataStore:
                 f'({_mlmd_version()}) does not use: {e}. Sluice never migrates a store silently: '
                 'use a store made by this version, or back it up and migrate it with ML-Metadata\'s '
                 'enable_upgrade_migration.') from None
-        except mlmd_errors.StatusError as e:
+        except (mlmd_errors.StatusError, RuntimeError) as e:
             raise MetadataStoreError(
-                f'Cannot connect to the metadata store at {_redact(self.url)}: {e}. Check that the '
+                f'Cannot connect to the metadata store at {_redact(self.url)}: {_why(config, e)}. Check that the '
                 'database server is running and reachable and the credentials are right, or use a '
                 'local store with --metadata sqlite:///path/metadata.db.') from None
         self._type_ids: dict[str, int] = {}
@@ -502,6 +502,19 @@ class MetadataStore:
             return node
 
         return build(found[0])
+
+
+def _why(config: pb.ConnectionConfig, error: Exception) -> str:
+    """The reason a server store is unreachable, probed at the TCP level when possible."""
+    reason = str(error).strip().rstrip('.')
+    kind = config.WhichOneof('config')
+    if kind in ('postgresql', 'mysql'):
+        cfg = getattr(config, kind)
+        try:
+            socket.create_connection((cfg.host, int(cfg.port)), timeout=5).close()
+        except OSError as e:
+            return f'{cfg.host}:{cfg.port}: {e.strerror or e}'
+    return reason
 
 
 def _redact(url: str) -> str:

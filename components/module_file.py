@@ -1,0 +1,62 @@
+"""Loading user module files (``preprocessing_fn``, ``run_fn``, ...) with errors that say how to fix them.
+
+    >>> module = load_module_file('penguin_module.py', required=['run_fn'])
+    >>> module.run_fn(fn_args)
+
+Each load executes the file afresh, and drops from ``sys.modules`` the project-local modules it
+imports, so an edited helper file is never served from a stale import (the cache key already
+covers those files).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import types
+from typing import Sequence
+
+from components.fingerprint import local_imports, sha256
+
+
+class ModuleFileError(RuntimeError):
+    """A module file is missing, does not import, or lacks a required function."""
+
+
+def load_module_file(path: str, required: Sequence[str] = ()) -> types.ModuleType:
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise ModuleFileError(f'Module file {path} does not exist; check the module_file parameter.')
+    directory = os.path.dirname(path)
+    local = set(local_imports(path))
+    names = set()
+    for file in local:
+        rel = os.path.splitext(os.path.relpath(file, directory))[0].split(os.sep)
+        if '..' not in rel:
+            names.add('.'.join(rel[:-1] if rel[-1] == '__init__' else rel))
+    for name, module in list(sys.modules.items()):
+        # A stale copy of a local module, or a same-named module from another directory.
+        if name in names or getattr(module, '__file__', None) in local:
+            del sys.modules[name]
+    name = f'sluice_user_module_{sha256(path)[:12]}'
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, directory)
+    try:
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ModuleFileError(f'Module file {e.filename or path} line {e.lineno}: syntax error: {e.msg}. '
+                              'Fix the file and run again.') from None
+    except Exception as e:
+        raise ModuleFileError(f'Module file {path} failed to import: {type(e).__name__}: {e}') from e
+    finally:
+        if sys.path and sys.path[0] == directory:
+            sys.path.pop(0)
+    for fn in required:
+        if not callable(getattr(module, fn, None)):
+            defined = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith('_')
+                             and getattr(v, '__module__', None) == name)
+            raise ModuleFileError(f'Module file {path} has no function {fn}(); define it there. '
+                                  f'Functions it defines: {", ".join(defined) or "none"}.')
+    return module

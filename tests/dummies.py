@@ -1,0 +1,137 @@
+"""Small components that read and write text files, for tests of the framework itself."""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from typing import Callable
+
+from components import Artifact, Component, Driver, Executor, Input, Output, Parameter
+from components.fingerprint import files_fingerprint
+from components.module_file import load_module_file
+
+
+class Text(Artifact):
+    """Text files under the URI; ``chars`` counts their characters."""
+    PROPERTIES = {'chars': int}
+
+
+class Number(Artifact):
+    """A number in ``value.txt``."""
+
+
+def read_text(artifact: Artifact) -> str:
+    parts = []
+    for path in sorted(glob.glob(os.path.join(artifact.uri, '*.txt'))):
+        with open(path) as f:
+            parts.append(f.read())
+    return ''.join(parts)
+
+
+def write_text(artifact: Artifact, text: str, name: str = 'data.txt') -> None:
+    with open(os.path.join(artifact.uri, name), 'w') as f:
+        f.write(text)
+    artifact.set('chars', len(text))
+
+
+class SourceDriver(Driver):
+    def external_fingerprints(self) -> dict[str, str]:
+        directory = self.component.parameters['input_base']
+        return {'files': files_fingerprint(glob.glob(os.path.join(directory, '*.txt')), root=directory)}
+
+
+class SourceExecutor(Executor):
+    def run(self, *, input_base: str, text: Text) -> None:
+        files = sorted(glob.glob(os.path.join(input_base, '*.txt')))
+        if not files:
+            raise FileNotFoundError(f'no .txt files in {input_base}')
+        for path in files:
+            shutil.copy(path, text.uri)
+        text.set('chars', len(read_text(text)))
+
+
+class Source(Component):
+    """Copies the .txt files of a directory."""
+    input_base = Parameter(str, path=True)
+    text = Output(Text)
+    executor = SourceExecutor
+    driver = SourceDriver
+
+
+class UpperExecutor(Executor):
+    calls: list[str] = []
+
+    def run(self, *, text: Text, result: Text, suffix: str) -> None:
+        UpperExecutor.calls.append(self.node_id)
+        write_text(result, read_text(text).upper() + suffix)
+
+
+class Upper(Component):
+    """Upper-cases its input and appends ``suffix``."""
+    text = Input(Text)
+    result = Output(Text)
+    suffix = Parameter(str, default='')
+    executor = UpperExecutor
+
+
+class JoinExecutor(Executor):
+    def run(self, *, left: Text, right: Text, extra: Text | None, result: Text) -> None:
+        parts = [read_text(left), read_text(right)] + ([read_text(extra)] if extra is not None else [])
+        write_text(result, '|'.join(parts))
+
+
+class Join(Component):
+    """Joins two (or three) texts with '|'."""
+    left = Input(Text)
+    right = Input(Text)
+    extra = Input(Text, optional=True)
+    result = Output(Text)
+    executor = JoinExecutor
+
+
+class CountExecutor(Executor):
+    def run(self, *, text: Text, count: Number, minimum: int) -> None:
+        n = len(read_text(text))
+        if n < minimum:
+            raise ValueError(f'text has {n} characters, fewer than minimum={minimum}')
+        with open(os.path.join(count.uri, 'value.txt'), 'w') as f:
+            f.write(str(n))
+
+
+class Count(Component):
+    """Counts characters; fails when there are fewer than ``minimum``."""
+    text = Input(Text)
+    count = Output(Number)
+    minimum = Parameter(int, default=0)
+    executor = CountExecutor
+
+
+class ApplyModuleExecutor(Executor):
+    def run(self, *, text: Text, result: Text, module_file: str) -> None:
+        module = load_module_file(module_file, required=['transform'])
+        write_text(result, module.transform(read_text(text)))
+
+
+class ApplyModule(Component):
+    """Applies ``transform(text) -> text`` from a user module file."""
+    text = Input(Text)
+    result = Output(Text)
+    module_file = Parameter(str, user_code=True)
+    executor = ApplyModuleExecutor
+
+
+class ProbeExecutor(Executor):
+    """Calls ``hook(self, text, result)`` while running, so a test can look at the store mid-run."""
+    hook: Callable | None = None
+
+    def run(self, *, text: Text, result: Text) -> None:
+        write_text(result, 'partial')
+        if ProbeExecutor.hook is not None:
+            ProbeExecutor.hook(self, text, result)
+        write_text(result, read_text(text))
+
+
+class Probe(Component):
+    text = Input(Text)
+    result = Output(Text)
+    executor = ProbeExecutor

@@ -1,0 +1,158 @@
+"""MetadataStore on real ML-Metadata: URLs, types, contexts, the execution life cycle, queries."""
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from metadata import Examples, MetadataStore, MetadataStoreError, Model, STANDARD_TYPES
+from metadata.store import _connection_config
+
+
+@pytest.mark.parametrize('url, kind, detail', [
+    (None, 'fake_database', None),
+    (':memory:', 'fake_database', None),
+    ('sqlite:///rel/dir/m.db', 'sqlite', 'rel/dir/m.db'),
+    ('sqlite:////abs/dir/m.db', 'sqlite', '/abs/dir/m.db'),
+    ('postgresql://alice:s3cret@db.example:6543/mlmd', 'postgresql', ('db.example', '6543', 'mlmd', 'alice', 's3cret')),
+    ('mysql://bob@mysql.example/meta', 'mysql', ('mysql.example', 3306, 'meta', 'bob', '')),
+])
+def test_connection_config_from_url(url, kind, detail, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if kind == 'sqlite' and detail.startswith('/abs'):
+        url, detail = f'sqlite:///{tmp_path}/abs/m.db', f'{tmp_path}/abs/m.db'
+    config, _ = _connection_config(url)
+    assert config.WhichOneof('config') == kind
+    if kind == 'sqlite':
+        assert config.sqlite.filename_uri == str(tmp_path / detail) if not detail.startswith('/') else detail
+    if kind == 'postgresql':
+        c = config.postgresql
+        assert (c.host, c.port, c.dbname, c.user, c.password) == detail
+    if kind == 'mysql':
+        c = config.mysql
+        assert (c.host, c.port, c.database, c.user, c.password) == detail
+
+
+def test_bad_urls_and_unreachable_servers_get_clear_errors(tmp_path):
+    with pytest.raises(MetadataStoreError, match=r"Unsupported metadata URL 'redis://x'.*sqlite:///path"):
+        MetadataStore('redis://x')
+    with pytest.raises(MetadataStoreError, match='names no file'):
+        MetadataStore('sqlite://')
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+    with pytest.raises(MetadataStoreError, match=r'Cannot create the directory .*file/sub.* Choose a writable'):
+        MetadataStore(f'sqlite:///{blocker}/sub/m.db')
+    with socket.socket() as s:  # a port with nothing listening on it
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    with pytest.raises(MetadataStoreError, match=rf'Cannot connect to the metadata store at '
+                                                 rf'postgresql://u:\*\*\*@127.0.0.1:{port}/db.*server is running'):
+        MetadataStore(f'postgresql://u:pw@127.0.0.1:{port}/db')
+
+
+def test_registers_standard_types_and_context_types(store):
+    names = {t.name: t for t in store.mlmd.get_artifact_types()}
+    for cls in STANDARD_TYPES:
+        assert cls.__name__ in names
+    assert names['Examples'].properties['split_names'] == pb.STRING
+    assert names['Examples'].properties['span'] == pb.INT
+    assert names['ModelBlessing'].properties['blessed'] == pb.INT
+    assert names['Model'].properties['onnx_max_abs_diff'] == pb.DOUBLE
+    assert names['PushedModel'].properties['pushed_destination'] == pb.STRING
+    assert {t.name for t in store.mlmd.get_context_types()} == {'pipeline', 'pipeline_run', 'node'}
+
+
+def test_sqlite_store_persists_between_connections(tmp_path):
+    url = f'sqlite:///{tmp_path}/m.db'
+    MetadataStore(url).register_run('p', 'run-1', {'node_ids': '["A"]'})
+    assert [r.run_id for r in MetadataStore(url).runs()] == ['run-1']
+
+
+def _examples(uri='/tmp/x'):
+    e = Examples(uri=uri, split_names=['train', 'eval'])
+    e.set('fingerprint', 'fp-1')
+    return e
+
+
+def test_execution_life_cycle_and_contexts(store, tmp_path):
+    store.register_run('p', 'r1', {'node_ids': json.dumps(['Gen', 'Train'])})
+    gen_id = store.register_execution('ExampleGen', 'p', 'r1', 'Gen', {}, {'cache_key': 'k1'})
+    [running] = store.mlmd.get_executions_by_id([gen_id])
+    assert running.last_known_state == pb.Execution.RUNNING
+    assert store.mlmd.get_artifacts() == []  # nothing before publishing
+
+    examples = _examples(str(tmp_path))
+    store.publish_execution(gen_id, 'p', 'r1', 'Gen', {'examples': [examples]})
+    assert examples.id is not None and examples.state == 'LIVE'
+    [done] = store.mlmd.get_executions_by_id([gen_id])
+    assert done.last_known_state == pb.Execution.COMPLETE
+    [artifact] = store.mlmd.get_artifacts()
+    assert artifact.state == pb.Artifact.LIVE and artifact.uri == str(tmp_path)
+    assert json.loads(artifact.properties['split_names'].string_value) == ['train', 'eval']
+
+    # Every execution and artifact is linked to its pipeline, run and node contexts.
+    ctx_names = sorted((c.name for c in store.mlmd.get_contexts_by_execution(gen_id)))
+    assert ctx_names == ['p', 'p.Gen', 'r1']
+    assert sorted(c.name for c in store.mlmd.get_contexts_by_artifact(examples.id)) == ['p', 'p.Gen', 'r1']
+    run_ctx = store.mlmd.get_context_by_type_and_name('pipeline_run', 'r1')
+    [parent] = store.mlmd.get_parent_contexts_by_context(run_ctx.id)
+    assert parent.name == 'p'
+
+    # A failed execution with an INPUT event: the error is recorded, no output artifact appears.
+    train_id = store.register_execution('Trainer', 'p', 'r1', 'Train', {'examples': [examples]}, {'cache_key': 'k2'})
+    [event] = [e for e in store.mlmd.get_events_by_execution_ids([train_id])]
+    assert event.type == pb.Event.INPUT and event.artifact_id == examples.id
+    assert [s.key for s in event.path.steps if s.HasField('key')] == ['examples']
+    store.fail_execution(train_id, 'ValueError', 'ValueError: bad data', 'Traceback ...')
+    record = store.execution(train_id)
+    assert record.state == 'FAILED' and record.error == 'ValueError: bad data'
+    assert record.properties['error_type'] == 'ValueError'
+    assert len(store.mlmd.get_artifacts()) == 1
+
+    run = store.run('r1')
+    assert run.state == 'FAILED' and run.nodes_done == 1 and run.node_ids == ['Gen', 'Train']
+    assert store.node_outputs('r1', 'Gen')['examples'][0].id == examples.id
+    assert store.node_outputs('r1', 'Train') is None
+
+
+def test_cached_execution_points_at_reused_artifacts_and_lineage_prefers_the_producer(store, tmp_path):
+    store.register_run('p', 'r1', {'node_ids': '["Gen", "Train"]'})
+    gen_id = store.register_execution('ExampleGen', 'p', 'r1', 'Gen', {}, {'cache_key': 'k1'})
+    examples = _examples(str(tmp_path))
+    store.publish_execution(gen_id, 'p', 'r1', 'Gen', {'examples': [examples]})
+    train_id = store.register_execution('Trainer', 'p', 'r1', 'Train', {'examples': [examples]}, {'cache_key': 'k2'})
+    model = Model(uri=str(tmp_path / 'm'))
+    store.publish_execution(train_id, 'p', 'r1', 'Train', {'model': [model]})
+
+    [candidate] = store.cache_candidates('p', 'Gen', 'k1')
+    assert candidate.id == gen_id and candidate.outputs['examples'][0].id == examples.id
+    assert store.cache_candidates('p', 'Gen', 'other') == []
+    assert store.cache_candidates('p', 'Nope', 'k1') == []
+
+    store.register_run('p', 'r2', {'node_ids': '["Gen", "Train"]'})
+    cached_id = store.record_cached_execution('ExampleGen', 'p', 'r2', 'Gen', {}, {'examples': [examples]},
+                                              {'cache_key': 'k1'})
+    assert store.execution(cached_id).state == 'CACHED'
+    assert store.node_outputs('r2', 'Gen')['examples'][0].id == examples.id
+    assert [r.run_id for r in store.runs('p')] == ['r1', 'r2']
+    assert store.runs('other') == []
+    # Only COMPLETE executions are cache candidates, never the CACHED records that point at them.
+    assert [c.id for c in store.cache_candidates('p', 'Gen', 'k1')] == [gen_id]
+
+    tree = store.lineage(model.id)
+    assert tree.execution.id == train_id
+    [child] = tree.inputs['examples']
+    assert child.artifact.id == examples.id and child.execution.id == gen_id  # not the CACHED one
+    assert [n.artifact.id for n in tree.walk()] == [model.id, examples.id]
+
+
+def test_unknown_run_and_artifact_are_clear_errors(store):
+    store.register_run('p', 'known', {})
+    with pytest.raises(MetadataStoreError, match=r"No run 'nope' in the metadata store memory://\. Known runs: known"):
+        store.run('nope')
+    with pytest.raises(MetadataStoreError, match='No artifact 99'):
+        store.lineage(99)
+    with pytest.raises(MetadataStoreError, match="Run id 'known' already exists"):
+        store.register_run('p', 'known', {})
