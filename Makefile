@@ -3,7 +3,8 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 PIP_FLAGS ?= --disable-pip-version-check --progress-bar off -q
-STAMP  := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | sha256sum | cut -c1-16)
+# The environment is rebuilt when the pins or the [project] table (dependencies, scripts) change.
+STAMP  := $(VENV)/.installed-$(shell { cat constraints.txt; sed -n '/^\[project/,/^\[tool/p' pyproject.toml; } | sha256sum | cut -c1-16)
 EXAMPLE ?= pipelines/examples/demo/demo_pipeline.py
 
 .PHONY: run test env clean
