@@ -5,7 +5,7 @@ VENV   ?= .venv
 PIP_FLAGS ?= --disable-pip-version-check --progress-bar off -q
 # The environment is rebuilt when the pins or the [project] table (dependencies, scripts) change.
 STAMP  := $(VENV)/.installed-$(shell { cat constraints.txt; sed -n '/^\[project/,/^\[tool/p' pyproject.toml; } | sha256sum | cut -c1-16)
-EXAMPLE ?= pipelines/examples/demo/demo_pipeline.py
+EXAMPLE ?= pipelines/examples/penguin/penguin_pipeline.py
 
 .PHONY: run test env clean
 

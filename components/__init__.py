@@ -1,20 +1,30 @@
-"""Sluice components: the component model and the standard components.
+"""Sluice components: the standard components and the component model.
 
-    from components import Component, Input, Output, Parameter, Executor
+    from components import CsvExampleGen, StatisticsGen, SchemaGen, ExampleValidator
+    from components import Component, Input, Output, Parameter, Executor   # your own components
+
+Importing this package is cheap: TensorFlow, TFDV and Beam are imported inside executors only.
 """
 import os as _os
 
-_os.environ['TF_USE_LEGACY_KERAS'] = '1'  # before TensorFlow is imported; see pipelines/__init__.py
+# Before TensorFlow is first imported; see pipelines/__init__.py.
+_os.environ['TF_USE_LEGACY_KERAS'] = '1'
+_os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from components.component import Channel, Component, Input, Output, Parameter, WiringError
 from components.driver import Driver, InputError, PipelineInfo
+from components.example_gen import CsvExampleGen, DataError, ImportExampleGen
+from components.example_validator import AnomaliesFound, ExampleValidator
 from components.executor import Executor
 from components.publisher import Publisher
+from components.schema_gen import ImportSchemaGen, SchemaGen
+from components.statistics_gen import StatisticsGen
 from metadata.artifact import (Artifact, ExampleAnomalies, Examples, ExampleStatistics, Model,
                                ModelBlessing, ModelEvaluation, ModelRun, PushedModel, Schema,
                                TransformGraph)
 
-__all__ = ['Channel', 'Component', 'Input', 'Output', 'Parameter', 'WiringError', 'Driver', 'InputError',
+__all__ = ['CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen',
+           'ExampleValidator', 'DataError', 'AnomaliesFound', 'Channel', 'Component', 'Input', 'Output', 'Parameter', 'WiringError', 'Driver', 'InputError',
            'PipelineInfo', 'Executor', 'Publisher', 'Artifact', 'ExampleAnomalies', 'Examples',
            'ExampleStatistics', 'Model', 'ModelBlessing', 'ModelEvaluation', 'ModelRun', 'PushedModel',
            'Schema', 'TransformGraph']

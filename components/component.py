@@ -19,7 +19,7 @@ import difflib
 import inspect
 import os
 import re
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 from components.driver import Driver
 from components.executor import Executor
@@ -66,15 +66,16 @@ class Parameter(_Declaration):
 
     ``path=True`` makes a relative path absolute at construction (so the pipeline can be run from
     anywhere); ``user_code=True`` marks a module file whose code (with the local files it imports)
-    is part of the cache key.
+    is part of the cache key; ``check(value)`` may raise ValueError to reject a value at construction.
     """
 
     def __init__(self, kind: type | tuple[type, ...], default: Any = _REQUIRED, *, path: bool = False,
-                 user_code: bool = False) -> None:
+                 user_code: bool = False, check: Callable[[Any], None] | None = None) -> None:
         self.kind = kind if isinstance(kind, tuple) else (kind,)
         self.default = default
         self.path = path or user_code
         self.user_code = user_code
+        self.check = check
 
     @property
     def required(self) -> bool:
@@ -173,6 +174,11 @@ class Component:
             if not decl.accepts(value):
                 raise WiringError(f'{name}({key}=...) expects {decl.type_names()}; '
                                   f'got {type(value).__name__} {value!r}.')
+            if decl.check is not None:
+                try:
+                    decl.check(value)
+                except ValueError as e:
+                    raise WiringError(f'{name}({key}=...): {e}') from None
             if decl.path and isinstance(value, str) and '://' not in value:
                 value = os.path.abspath(os.path.expanduser(value))
             self.parameters[key] = value

@@ -10,6 +10,7 @@ touches the metadata store, so it can be tested on hand-made artifacts:
 """
 from __future__ import annotations
 
+import logging
 import tempfile
 import warnings
 from typing import Any, Sequence
@@ -19,6 +20,8 @@ def quiet_google_warnings() -> None:
     """Silence the Python-version and grpc FutureWarnings Google client libraries print on import
     (Beam's GCP extras load them); they are about those libraries' future, not about this run."""
     warnings.filterwarnings('ignore', category=FutureWarning, module=r'google(\.|$)')
+    # Beam's pure-Python CRC works; the hint to install python-snappy is not actionable here.
+    logging.getLogger('apache_beam.io.tfrecordio').setLevel(logging.ERROR)
 
 
 class Executor:

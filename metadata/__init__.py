@@ -1,7 +1,9 @@
 """Sluice's ML-Metadata layer: artifact types and the store. Imports no component."""
 import os as _os
 
-_os.environ['TF_USE_LEGACY_KERAS'] = '1'  # before TensorFlow is imported; see pipelines/__init__.py
+# Before TensorFlow is first imported; see pipelines/__init__.py.
+_os.environ['TF_USE_LEGACY_KERAS'] = '1'
+_os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from metadata.artifact import (Artifact, ExampleAnomalies, Examples, ExampleStatistics, Model,
                                ModelBlessing, ModelEvaluation, ModelRun, PushedModel, Schema,

@@ -1,0 +1,58 @@
+"""StatisticsGen: TFDV statistics of every split, computed on Beam.
+
+    >>> stats = StatisticsGen(examples=gen.outputs['examples'])
+
+Writes ``Split-<split>/FeatureStats.pb`` (a binary DatasetFeatureStatisticsList), as TFX does.
+"""
+from __future__ import annotations
+
+import os
+
+from components.component import Component, Input, Output, Parameter
+from components.executor import Executor
+from metadata.artifact import Examples, ExampleStatistics
+
+STATS_FILE = 'FeatureStats.pb'
+
+
+def load_statistics(statistics: ExampleStatistics, split: str) -> object:
+    """The DatasetFeatureStatisticsList of one split of a statistics artifact."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    path = os.path.join(statistics.split_uri(split), STATS_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{statistics!r} has no statistics for split {split!r} ({path}); its splits are '
+                                f'{", ".join(statistics.split_names) or "none"}.')
+    with open(path, 'rb') as f:
+        return statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
+
+
+class StatisticsGenExecutor(Executor):
+    def run(self, *, examples: Examples, statistics: ExampleStatistics, num_top_values: int,
+            num_histogram_buckets: int) -> None:
+        import tensorflow_data_validation as tfdv
+        from tfx_bsl.public import tfxio
+
+        options = tfdv.StatsOptions(num_top_values=num_top_values, num_histogram_buckets=num_histogram_buckets)
+        splits = examples.split_names
+        if not splits:
+            raise ValueError(f'{examples!r} records no split_names; it was not written by an ExampleGen.')
+        with self.beam_pipeline() as p:
+            for split in splits:
+                source = tfxio.TFExampleRecord(file_pattern=os.path.join(examples.split_uri(split), '*'),
+                                               telemetry_descriptors=['sluice', 'StatisticsGen'])
+                out = statistics.split_uri(split)
+                os.makedirs(out, exist_ok=True)
+                _ = (p | f'Read[{split}]' >> source.BeamSource()
+                     | f'Stats[{split}]' >> tfdv.GenerateStatistics(options)
+                     | f'Write[{split}]' >> tfdv.WriteStatisticsToBinaryFile(os.path.join(out, STATS_FILE)))
+        statistics.set('split_names', splits)
+
+
+class StatisticsGen(Component):
+    """TFDV statistics of each split of the examples."""
+    examples = Input(Examples)
+    statistics = Output(ExampleStatistics)
+    num_top_values = Parameter(int, default=20)
+    num_histogram_buckets = Parameter(int, default=10)
+    executor = StatisticsGenExecutor
