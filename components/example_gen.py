@@ -84,7 +84,7 @@ def read_header(path: str) -> list[str]:
     try:
         text = first.decode('utf-8-sig')
     except UnicodeDecodeError as e:
-        raise DataError(f'CsvExampleGen: {path} line 1 is not UTF-8 (byte {e.start}); save the file as UTF-8.') from None
+        raise DataError(f'CsvExampleGen: {path} line 1 is not UTF-8 (byte {e.start + 1}); save the file as UTF-8.') from None
     header = next(csv.reader([text.rstrip('\r\n')]))
     header = [h.strip() for h in header]
     blank = [i + 1 for i, h in enumerate(header) if not h]
@@ -120,7 +120,7 @@ def parse_line(element: tuple[str, bytes], n_columns: int) -> dict[str, Any]:
     try:
         text = raw.decode('utf-8')
     except UnicodeDecodeError as e:
-        return {'file': filename, 'raw': raw, 'problem': f'is not UTF-8 (byte {e.start} of the line)'}
+        return {'file': filename, 'raw': raw, 'problem': f'is not UTF-8 (byte {e.start + 1} of the line)'}
     if not text.strip():
         return {'file': filename, 'raw': raw, 'blank': True}
     try:
@@ -243,16 +243,17 @@ class CsvExampleGenExecutor(Executor):
         with self.beam_pipeline() as p:
             _ = (read(p) | 'Infer' >> beam.CombineGlobally(InferColumns.make(len(header), ratios))
                  | 'ToJson' >> beam.Map(lambda acc: json.dumps(
-                     {**acc, 'problems': [(f, r.decode('utf-8', 'replace'), m) for f, r, m in acc['problems']]}))
+                     {**acc, 'problems': [(f, r.decode('latin-1'), m) for f, r, m in acc['problems']]}))
                  | 'WriteSummary' >> beam.io.WriteToText(summary_path, num_shards=1, shard_name_template=''))
         with open(summary_path) as f:
             summary = json.load(f)
         if summary['problems']:
             lines = []
             for path, raw, problem in summary['problems']:
-                number = line_number(path, raw.encode('utf-8', 'replace'))
+                raw_bytes = raw.encode('latin-1')  # the line's bytes, carried losslessly through JSON
+                number = line_number(path, raw_bytes)
                 where = f'{path} line {number}' if number else path
-                lines.append(f'  {where} {problem}: {raw[:120]!r}')
+                lines.append(f"  {where} {problem}: {raw_bytes.decode('utf-8', 'replace')[:120]!r}")
             raise DataError('CsvExampleGen: bad rows in the input (fix them, or remove them from the file):\n'
                             + '\n'.join(lines))
         total = sum(summary['splits'])

@@ -1,0 +1,181 @@
+"""CsvExampleGen and ImportExampleGen executors on small files (no store), and their bad-input errors."""
+from __future__ import annotations
+
+import glob
+import gzip
+import os
+import random
+
+import pytest
+
+from components import CsvExampleGen, DataError, ImportExampleGen, WiringError
+from components.example_gen import CsvExampleGenExecutor, ImportExampleGenExecutor
+from metadata import Examples
+
+
+def read_examples(examples: Examples, split: str) -> list[dict]:
+    import tensorflow as tf
+
+    files = sorted(glob.glob(os.path.join(examples.split_uri(split), 'data_tfrecord-*.gz')))
+    assert files, f'no TFRecord files for split {split}'
+    out = []
+    for record in tf.data.TFRecordDataset(files, compression_type='GZIP').as_numpy_iterator():
+        ex = tf.train.Example.FromString(record)
+        row = {}
+        for name, feature in ex.features.feature.items():
+            kind = feature.WhichOneof('kind')
+            values = list(getattr(feature, kind).value)
+            row[name] = (kind, values[0] if len(values) == 1 else values)
+        out.append(row)
+    return out
+
+
+def gen_csv(tmp_path, text: str | bytes, name: str = 'data.csv', ratios=None, subdir='in'):
+    d = tmp_path / subdir
+    d.mkdir(exist_ok=True)
+    path = d / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    out = tmp_path / f'out-{random.random()}'
+    out.mkdir()
+    examples = Examples(uri=str(out))
+    CsvExampleGenExecutor().run(input_base=str(d), split_ratios=ratios or {'train': 2, 'eval': 1},
+                                examples=examples)
+    return examples
+
+
+CSV = 'id,size,name,score\n' + ''.join(f'{i},{i * 1.5},n{i},{"" if i % 4 == 0 else i}\n' for i in range(60))
+
+
+def test_types_are_inferred_and_empty_cells_are_missing(tmp_path):
+    examples = gen_csv(tmp_path, CSV)
+    assert examples.split_names == ['train', 'eval']
+    rows = read_examples(examples, 'train') + read_examples(examples, 'eval')
+    assert len(rows) == 60
+    by_id = {r['id'][1]: r for r in rows}
+    assert by_id[3] == {'id': ('int64_list', 3), 'size': ('float_list', 4.5), 'name': ('bytes_list', b'n3'),
+                        'score': ('int64_list', 3)}
+    assert 'score' not in by_id[4]  # an empty cell is a missing value, not a zero
+    assert examples.get('column_types') == '{"id": "int", "name": "string", "score": "int", "size": "float"}'
+    counts = examples.get('row_counts')
+    assert counts == (f'{{"eval": {len(read_examples(examples, "eval"))}, '
+                      f'"train": {len(read_examples(examples, "train"))}}}')
+
+
+def test_mixed_columns_widen_int_to_float_to_string(tmp_path):
+    examples = gen_csv(tmp_path, 'a,b,c\n1,1,x\n2,2.5,3\n3,,4\n', ratios={'all': 1})
+    rows = {r['a'][1]: r for r in read_examples(examples, 'all')}
+    assert rows[2]['b'] == ('float_list', 2.5) and rows[1]['b'] == ('float_list', 1.0)
+    assert rows[2]['c'] == ('bytes_list', b'3') and 'b' not in rows[3]
+
+
+def test_split_is_deterministic_and_follows_the_ratios(tmp_path):
+    lines = [f'{i},{i % 7}' for i in range(3000)]
+    first = gen_csv(tmp_path, 'x,y\n' + '\n'.join(lines) + '\n', subdir='a')
+    random.Random(0).shuffle(lines)  # same rows, other order, other file name
+    second = gen_csv(tmp_path, 'x,y\n' + '\n'.join(lines) + '\n', name='other.csv', subdir='b')
+    for split in ('train', 'eval'):
+        ids1 = sorted(r['x'][1] for r in read_examples(first, split))
+        ids2 = sorted(r['x'][1] for r in read_examples(second, split))
+        assert ids1 == ids2
+    n_eval = len(read_examples(first, 'eval'))
+    assert 900 < n_eval < 1100  # 1/3 of 3000, give or take the hash
+
+
+def test_several_files_and_blank_lines(tmp_path):
+    d = tmp_path / 'in'
+    d.mkdir()
+    (d / 'a.csv').write_text('k,v\n1,a\n\n2,b\n')
+    (d / 'b.csv').write_text('k,v\r\n3,c\r\n')
+    out = tmp_path / 'out'
+    out.mkdir()
+    examples = Examples(uri=str(out))
+    CsvExampleGenExecutor().run(input_base=str(d), split_ratios={'all': 1}, examples=examples)
+    assert sorted((r['k'][1], r['v'][1]) for r in read_examples(examples, 'all')) == [(1, b'a'), (2, b'b'), (3, b'c')]
+
+
+BAD_INPUTS = [
+    # (files in the input directory, the message that must explain it)
+    ({}, r'no \*\.csv files in .*/in; put the data there or pass another input_base'),
+    ({'a.csv': ''}, r'/in/a\.csv is empty \(line 1 has no header\); every CSV file needs a header row'),
+    ({'a.csv': 'a,b\n'}, r'the CSV files in .*/in have a header but no rows; add data rows'),
+    ({'a.csv': 'a,b\n1,2\n3,4,5\n6,7\n'},
+     r"bad rows in the input .*\n  .*/in/a\.csv line 3 has 3 fields but the header has 2: '3,4,5'"),
+    ({'a.csv': 'a,b\n1,2\n3\n'}, r'/in/a\.csv line 3 has 1 fields but the header has 2'),
+    ({'a.csv': b'a,b\n1,2\n3,caf\xe9\n'}, r"/in/a\.csv line 3 is not UTF-8 \(byte 6 of the line\)"),
+    ({'a.csv': b'a,\xff\n1,2\n'}, r'/in/a\.csv line 1 is not UTF-8 \(byte 3\); save the file as UTF-8'),
+    ({'a.csv': 'a,b\n1,2\n', 'b.csv': 'a,c\n1,2\n'},
+     r'the header of .*/in/b\.csv \(a,c\) differs from the header of .*/in/a\.csv \(a,b\); all CSV files'),
+    ({'a.csv': 'a,,c\n1,2,3\n'}, r'a\.csv line 1: column 2 of the header has no name'),
+    ({'a.csv': 'a,b,a\n1,2,3\n'}, r'a\.csv line 1: the header repeats a; column names must be unique'),
+]
+
+
+@pytest.mark.parametrize('files, message', BAD_INPUTS)
+def test_bad_csv_input_names_file_line_and_fix(tmp_path, files, message):
+    d = tmp_path / 'in'
+    d.mkdir()
+    for name, content in files.items():
+        (d / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    out = tmp_path / 'out'
+    out.mkdir()
+    with pytest.raises(DataError, match=message):
+        CsvExampleGenExecutor().run(input_base=str(d), split_ratios={'train': 2, 'eval': 1},
+                                    examples=Examples(uri=str(out)))
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(DataError, match=r'input_base .*/nope does not exist or is not a directory\. '
+                                        r'Pass the directory that holds the \*\.csv files'):
+        CsvExampleGenExecutor().run(input_base=str(tmp_path / 'nope'), split_ratios={'a': 1},
+                                    examples=Examples(uri=str(tmp_path)))
+    (tmp_path / 'f.csv').write_text('a\n1\n')
+    with pytest.raises(DataError, match=r'It is a file; pass the directory that holds it'):
+        CsvExampleGenExecutor().run(input_base=str(tmp_path / 'f.csv'), split_ratios={'a': 1},
+                                    examples=Examples(uri=str(tmp_path)))
+
+
+@pytest.mark.parametrize('ratios, message', [
+    ({}, r"CsvExampleGen\(split_ratios=\.\.\.\): give at least one split"),
+    ({'train': 0}, r"the weight of split 'train' must be a positive integer; got 0"),
+    ({'train': 1.5}, r"the weight of split 'train' must be a positive integer; got 1\.5"),
+    ({'tr ain': 1}, r"split name 'tr ain' must be letters, digits, _ or -"),
+])
+def test_split_ratios_are_checked_at_construction(ratios, message):
+    with pytest.raises(WiringError, match=message):
+        CsvExampleGen(input_base='/data', split_ratios=ratios)
+
+
+def _write_tfrecords(path, rows, gz):
+    import tensorflow as tf
+
+    options = tf.io.TFRecordOptions(compression_type='GZIP' if gz else '')
+    with tf.io.TFRecordWriter(str(path), options) as writer:
+        for row in rows:
+            ex = tf.train.Example()
+            ex.features.feature['x'].int64_list.value.append(row)
+            writer.write(ex.SerializeToString())
+
+
+def test_import_example_gen_reads_plain_and_gzipped_tfrecords(tmp_path):
+    d = tmp_path / 'in'
+    d.mkdir()
+    _write_tfrecords(d / 'part1.tfrecord', range(0, 50), gz=False)
+    _write_tfrecords(d / 'part2.tfrecord.gz', range(50, 100), gz=True)
+    out = tmp_path / 'out'
+    out.mkdir()
+    examples = Examples(uri=str(out))
+    ImportExampleGenExecutor().run(input_base=str(d), split_ratios={'train': 3, 'eval': 1}, examples=examples)
+    xs = sorted(r['x'][1] for s in ('train', 'eval') for r in read_examples(examples, s))
+    assert xs == list(range(100)) and examples.split_names == ['train', 'eval']
+    with gzip.open(glob.glob(os.path.join(examples.split_uri('eval'), '*.gz'))[0]) as f:
+        assert f.read(1)  # really gzipped
+
+
+def test_import_example_gen_rejects_files_that_are_not_tfrecords(tmp_path):
+    d = tmp_path / 'in'
+    d.mkdir()
+    (d / 'notes.txt').write_text('this is not a tfrecord file at all, just text\n' * 3)
+    out = tmp_path / 'out'
+    out.mkdir()
+    with pytest.raises(Exception, match=r'ImportExampleGen: .*/in/notes\.txt is not a readable TFRecord file'):
+        ImportExampleGenExecutor().run(input_base=str(d), split_ratios={'a': 1}, examples=Examples(uri=str(out)))
