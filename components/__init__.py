@@ -1,6 +1,7 @@
 """Sluice components: the standard components and the component model.
 
-    from components import CsvExampleGen, StatisticsGen, SchemaGen, ExampleValidator
+    from components import CsvExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Transform, Trainer
+    from components import Evaluator, ModelValidator, Pusher
     from components import Component, Input, Output, Parameter, Executor   # your own components
 
 Importing this package is cheap: TensorFlow, TFDV and Beam are imported inside executors only.
@@ -17,14 +18,20 @@ from components.example_gen import CsvExampleGen, DataError, ImportExampleGen
 from components.example_validator import AnomaliesFound, ExampleValidator
 from components.executor import Executor
 from components.publisher import Publisher
+from components.evaluator import Evaluator
+from components.model_validator import ModelValidator
+from components.pusher import Pusher
 from components.schema_gen import ImportSchemaGen, SchemaGen
 from components.statistics_gen import StatisticsGen
+from components.trainer import DataAccessor, FnArgs, Trainer
+from components.transform import Transform
 from metadata.artifact import (Artifact, ExampleAnomalies, Examples, ExampleStatistics, Model,
                                ModelBlessing, ModelEvaluation, ModelRun, PushedModel, Schema,
                                TransformGraph)
 
 __all__ = ['CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen',
-           'ExampleValidator', 'DataError', 'AnomaliesFound', 'Channel', 'Component', 'Input', 'Output', 'Parameter', 'WiringError', 'Driver', 'InputError',
+           'ExampleValidator', 'Transform', 'Trainer', 'Evaluator', 'ModelValidator', 'Pusher', 'FnArgs',
+           'DataAccessor', 'DataError', 'AnomaliesFound', 'Channel', 'Component', 'Input', 'Output', 'Parameter', 'WiringError', 'Driver', 'InputError',
            'PipelineInfo', 'Executor', 'Publisher', 'Artifact', 'ExampleAnomalies', 'Examples',
            'ExampleStatistics', 'Model', 'ModelBlessing', 'ModelEvaluation', 'ModelRun', 'PushedModel',
            'Schema', 'TransformGraph']

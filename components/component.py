@@ -28,7 +28,7 @@ from metadata.artifact import Artifact
 _REQUIRED = object()
 _ID_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_.-]*$')
 _RESERVED = {'id', 'inputs', 'outputs', 'parameters', 'with_id', 'executor', 'driver', 'version',
-             'upstream', 'component_type', 'INPUTS', 'OUTPUTS', 'PARAMETERS'}
+             'upstream', 'component_type', 'add_upstream_node', 'INPUTS', 'OUTPUTS', 'PARAMETERS'}
 
 
 class WiringError(TypeError):
@@ -146,6 +146,7 @@ class Component:
         if cls.executor is None:
             raise WiringError(f'{name} has no executor; set `executor = SomeExecutor` in the class.')
         self._id: str | None = None
+        self._after: list[Component] = []
         self.inputs: dict[str, Channel | None] = {}
         self.parameters: dict[str, Any] = {}
         known = {**cls.INPUTS, **cls.PARAMETERS}
@@ -201,13 +202,26 @@ class Component:
         self._id = node_id
         return self
 
+    def add_upstream_node(self, *components: Component) -> Component:
+        """Run only after ``components`` succeeded, without consuming their outputs (as in TFX), e.g.
+        ``transform.add_upstream_node(example_validator)`` so bad data never reaches training."""
+        for comp in components:
+            if not isinstance(comp, Component):
+                raise WiringError(f'{self.id}.add_upstream_node() takes components; got {type(comp).__name__} {comp!r}.')
+            if comp is self:
+                raise WiringError(f'{self.id}.add_upstream_node(): a component cannot wait for itself.')
+            self._after.append(comp)
+        return self
+
     @property
     def upstream(self) -> list[Component]:
-        """The components whose outputs this one consumes, in input order, without repeats."""
+        """The components this one waits for: producers of its inputs, then add_upstream_node ones."""
         seen: dict[int, Component] = {}
         for channel in self.inputs.values():
             if channel is not None:
                 seen.setdefault(id(channel.producer), channel.producer)
+        for comp in self._after:
+            seen.setdefault(id(comp), comp)
         return list(seen.values())
 
     def user_code_files(self) -> Iterator[tuple[str, str]]:

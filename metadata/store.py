@@ -479,6 +479,26 @@ class MetadataStore:
                           create_time=ctx.create_time_since_epoch / 1000, node_ids=node_ids,
                           properties=props, executions=self._records(protos, with_events=False))
 
+    def latest_push(self, pipeline_name: str) -> LineageNode | None:
+        """Lineage of the PushedModel of this pipeline's latest successful push (pushed=1), or None."""
+        pipeline = self._context(PIPELINE, pipeline_name, create=False)
+        if pipeline is None:
+            return None
+        type_id = self.artifact_type_id(Artifact.type_class('PushedModel'))
+        protos = self._retry(lambda: self._store.get_artifacts_by_context(pipeline.id))
+        pushed = [p for p in protos if p.type_id == type_id and p.state == pb.Artifact.LIVE
+                  and p.properties['pushed'].int_value == 1]
+        if not pushed:
+            return None
+        return self.lineage(max(pushed, key=lambda p: p.id).id)
+
+    def production_model(self, pipeline_name: str) -> Artifact | None:
+        """The Model behind this pipeline's latest successful push, or None if nothing was pushed."""
+        push = self.latest_push(pipeline_name)
+        if push is None or push.execution is None or not push.inputs.get('model'):
+            return None
+        return push.inputs['model'][0].artifact
+
     def lineage(self, artifact_id: int) -> LineageNode:
         """What produced an artifact: its producing execution and that execution's inputs, recursively."""
         found = self.artifacts([artifact_id])

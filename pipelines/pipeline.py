@@ -69,6 +69,11 @@ class Pipeline:
                     raise PipelineError(
                         f"{comp.id}.inputs['{key}'] comes from {channel.producer.id}, which is not in the "
                         f"components of pipeline {self.name!r}; add it to Pipeline(components=[...]).")
+            for up in comp.upstream:
+                if id(up) not in members:
+                    raise PipelineError(
+                        f'{comp.id} waits for {up.id} (add_upstream_node), which is not in the components of '
+                        f'pipeline {self.name!r}; add it to Pipeline(components=[...]).')
             graph[comp.id] = [up.id for up in comp.upstream]
         sorter = graphlib.TopologicalSorter(graph)
         try:

@@ -1,0 +1,195 @@
+"""Trainer: calls the user's ``run_fn(fn_args)``, then exports and checks an ONNX copy of the model.
+
+    >>> trainer = Trainer(module_file='penguin_module.py', examples=tf.outputs['transformed_examples'],
+    ...                   transform_graph=tf.outputs['transform_graph'], schema=schema.outputs['schema'],
+    ...                   train_steps=100, eval_steps=5)
+
+``fn_args`` carries TFX's field names (train_files, eval_files, train_steps, eval_steps, schema_path,
+schema_file, transform_graph_path, transform_output, data_accessor, serving_model_dir,
+eval_model_dir, model_run_dir, working_dir, base_model, hyperparameters, custom_config), so a TFX
+module file runs after changing only its ``tfx`` import lines. ``run_fn`` must save a SavedModel
+to ``fn_args.serving_model_dir`` whose ``serving_default`` takes serialized tf.Examples (the
+transform embedded), as TFX modules do.
+
+Then the Trainer writes ``Format-ONNX/model.onnx``: the same model with raw features as inputs (no
+tf.Example parsing, the transform embedded), runs both models on the eval examples, records the
+largest absolute difference as ``onnx_max_abs_diff`` and fails if it exceeds ``onnx_tolerance``.
+``export_onnx=False`` skips this.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from components.component import Component, Input, Output, Parameter
+from components.driver import Driver
+from components.executor import Executor
+from components.module_file import load_module_file
+from metadata.artifact import Artifact, Examples, Model, ModelRun, Schema, TransformGraph
+
+SERVING_DIR = 'Format-Serving'
+ONNX_DIR = 'Format-ONNX'
+ONNX_FILE = 'model.onnx'
+ONNX_CHECK_ROWS = 2000
+
+
+@dataclass
+class DataAccessor:
+    """How ``run_fn`` reads examples, as in TFX: ``tf_dataset_factory(file_pattern, options, schema)``."""
+    tf_dataset_factory: Callable[..., Any]
+    record_batch_factory: Callable[..., Any]
+
+
+def _patterns(file_pattern: Any) -> list[str]:
+    return [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+
+
+def _tf_dataset_factory(file_pattern: Any, dataset_options: Any, schema: Any = None) -> Any:
+    from tfx_bsl.public import tfxio
+
+    source = tfxio.TFExampleRecord(file_pattern=_patterns(file_pattern), schema=schema,
+                                   telemetry_descriptors=['sluice', 'Trainer'])
+    return source.TensorFlowDataset(dataset_options)
+
+
+def _record_batch_factory(file_pattern: Any, options: Any, schema: Any = None) -> Any:
+    from tfx_bsl.public import tfxio
+
+    source = tfxio.TFExampleRecord(file_pattern=_patterns(file_pattern), schema=schema,
+                                   telemetry_descriptors=['sluice', 'Trainer'])
+    return source.RecordBatches(options)
+
+
+@dataclass
+class FnArgs:
+    """What ``run_fn`` receives; field names follow TFX's FnArgs."""
+    working_dir: str = ''
+    train_files: list[str] = field(default_factory=list)
+    eval_files: list[str] = field(default_factory=list)
+    train_steps: int | None = None
+    eval_steps: int | None = None
+    schema_path: str | None = None
+    schema_file: str | None = None
+    transform_graph_path: str | None = None
+    transform_output: str | None = None
+    data_accessor: DataAccessor | None = None
+    serving_model_dir: str = ''
+    eval_model_dir: str = ''
+    model_run_dir: str = ''
+    base_model: str | None = None
+    hyperparameters: dict | None = None
+    custom_config: dict = field(default_factory=dict)
+
+
+class TrainerDriver(Driver):
+    """Also resolves ``raw_examples`` (for the ONNX check): the examples a Transform read, found
+    through lineage when ``examples`` are its transformed examples."""
+
+    def resolve_inputs(self) -> dict[str, Artifact | None]:
+        inputs = super().resolve_inputs()
+        examples = inputs.get('examples')
+        if inputs.get('raw_examples') is None and examples is not None:
+            inputs['raw_examples'] = self._raw_examples_of(examples)
+        return inputs
+
+    def _raw_examples_of(self, examples: Artifact) -> Artifact:
+        node = self.store.lineage(examples.id)
+        while node.execution is not None and node.execution.component_type == 'Transform':
+            upstream = node.inputs.get('examples')
+            if not upstream:
+                break
+            node = upstream[0]
+        return node.artifact
+
+
+def split_files(examples: Examples, split: str) -> list[str]:
+    if split not in examples.split_names:
+        raise ValueError(f"Trainer needs a '{split}' split; {examples!r} has {', '.join(examples.split_names)}.")
+    return [os.path.join(examples.split_uri(split), '*')]
+
+
+class TrainerExecutor(Executor):
+    def run(self, *, examples: Examples, transform_graph: TransformGraph | None, schema: Schema | None,
+            base_model: Model | None, raw_examples: Examples | None, model: Model, model_run: ModelRun,
+            module_file: str, train_steps: int | None, eval_steps: int | None, custom_config: dict,
+            hyperparameters: dict, train_split: str, eval_split: str, export_onnx: bool,
+            onnx_tolerance: float) -> None:
+        module = load_module_file(module_file, required=['run_fn'])
+        serving_dir = os.path.join(model.uri, SERVING_DIR)
+        schema_path = os.path.join(schema.uri, 'schema.pbtxt') if schema is not None else None
+        fn_args = FnArgs(
+            working_dir=model.uri,
+            train_files=split_files(examples, train_split),
+            eval_files=split_files(examples, eval_split),
+            train_steps=train_steps, eval_steps=eval_steps,
+            schema_path=schema_path, schema_file=schema_path,
+            transform_graph_path=transform_graph.uri if transform_graph is not None else None,
+            transform_output=transform_graph.uri if transform_graph is not None else None,
+            data_accessor=DataAccessor(_tf_dataset_factory, _record_batch_factory),
+            serving_model_dir=serving_dir, eval_model_dir=serving_dir, model_run_dir=model_run.uri,
+            base_model=os.path.join(base_model.uri, SERVING_DIR) if base_model is not None else None,
+            hyperparameters=dict(hyperparameters), custom_config=dict(custom_config))
+        module.run_fn(fn_args)
+        if not os.path.isfile(os.path.join(serving_dir, 'saved_model.pb')):
+            raise RuntimeError(f'run_fn in {module_file} returned without saving a SavedModel to '
+                               f'fn_args.serving_model_dir ({serving_dir}); save the model there, e.g. '
+                               "model.save(fn_args.serving_model_dir, save_format='tf', signatures=...).")
+        if export_onnx:
+            diff = self._export_onnx(serving_dir, model, raw_examples or examples, eval_split, transform_graph)
+            model.set('onnx_max_abs_diff', diff)
+            if diff > onnx_tolerance:
+                raise RuntimeError(f'The ONNX export differs from the SavedModel by up to {diff:.3g} on the '
+                                   f"'{eval_split}' examples (tolerance onnx_tolerance={onnx_tolerance:g}); "
+                                   'set export_onnx=False to train without the ONNX copy.')
+
+    def _export_onnx(self, serving_dir: str, model: Model, raw_examples: Examples, eval_split: str,
+                     transform_graph: TransformGraph | None) -> float:
+        from components import onnx_export
+
+        out_dir = os.path.join(model.uri, ONNX_DIR)
+        os.makedirs(out_dir, exist_ok=True)
+        onnx_path = os.path.join(out_dir, ONNX_FILE)
+        try:
+            inputs = onnx_export.export_onnx(serving_dir, onnx_path)
+        except onnx_export.OnnxExportError:
+            raise
+        except Exception as e:  # the converter's own reason, said plainly
+            raise onnx_export.OnnxExportError(
+                f'tf2onnx could not convert the serving_default signature of {serving_dir}: {type(e).__name__}: '
+                f'{e}. Set export_onnx=False to train without the ONNX copy.') from e
+        records = _read_records(raw_examples, eval_split, ONNX_CHECK_ROWS)
+        return onnx_export.max_abs_diff(serving_dir, onnx_path, inputs, records)
+
+
+def _read_records(examples: Examples, split: str, limit: int) -> list[bytes]:
+    import tensorflow as tf
+
+    files = sorted(glob.glob(os.path.join(examples.split_uri(split), '*')))
+    if not files:
+        raise FileNotFoundError(f"No '{split}' examples under {examples.uri} to check the ONNX export on.")
+    dataset = tf.data.TFRecordDataset(files, compression_type='GZIP' if files[0].endswith('.gz') else '')
+    return [bytes(r) for r in dataset.take(limit).as_numpy_iterator()]
+
+
+class Trainer(Component):
+    """Trains a model with ``run_fn`` from ``module_file``; exports SavedModel and checked ONNX."""
+    examples = Input(Examples)
+    transform_graph = Input(TransformGraph, optional=True)
+    schema = Input(Schema, optional=True)
+    base_model = Input(Model, optional=True)
+    raw_examples = Input(Examples, optional=True)
+    model = Output(Model)
+    model_run = Output(ModelRun)
+    module_file = Parameter(str, user_code=True)
+    train_steps = Parameter(int, default=None)
+    eval_steps = Parameter(int, default=None)
+    custom_config = Parameter(dict, default={})
+    hyperparameters = Parameter(dict, default={})
+    train_split = Parameter(str, default='train')
+    eval_split = Parameter(str, default='eval')
+    export_onnx = Parameter(bool, default=True)
+    onnx_tolerance = Parameter(float, default=1e-4)
+    executor = TrainerExecutor
+    driver = TrainerDriver
