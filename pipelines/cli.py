@@ -63,11 +63,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.runner != 'local':
         raise CliError(f"Unknown runner {args.runner!r}; available: local.")
     result = LocalDagRunner().run(pipeline)
+    for line in outcome_lines(result):
+        print(line)
     for node in result.nodes.values():
         if node.state == 'FAILED':
             print(f'\n{node.node_id} failed (execution {node.execution_id}):\n  {node.error}')
     print(f'\nDetails: sluice show {result.run_id} --metadata {result.metadata}')
     return 0 if result.state == 'COMPLETE' else 1
+
+
+def outcome_lines(result: object) -> list[str]:
+    """The gate's outcome in words: each blessing with its reasons, each push and where it went."""
+    lines: list[str] = []
+    for node in result.nodes.values():  # type: ignore[attr-defined]
+        for artifact in node.outputs.values():
+            kind = artifact.type_name()
+            if kind == 'ModelBlessing':
+                path = os.path.join(artifact.uri, 'reasons.json')
+                reasons = json.load(open(path)) if os.path.isfile(path) else {}
+                verdict = 'BLESSED' if artifact.get('blessed') else 'NOT_BLESSED'
+                base = artifact.get('baseline_model_id')
+                lines.append(f'\n{node.node_id}: {verdict} model #{artifact.get("current_model_id")} against '
+                             + (f'baseline model #{base}' if base else 'no baseline (first model)'))
+                for check in reasons.get('checks', []):
+                    mark = 'ok  ' if check['passed'] else 'FAIL'
+                    lines.append(f"  {mark} {check['metric']} [{check['slice']}]: {check['reason']}")
+                if reasons.get('policy'):
+                    lines.append(f"  FAIL {reasons['policy']}")
+            elif kind == 'PushedModel':
+                if artifact.get('pushed'):
+                    where = os.path.join(artifact.get('pushed_destination'), artifact.get('pushed_version'))
+                    lines.append(f'{node.node_id}: pushed to {where}')
+                else:
+                    lines.append(f"{node.node_id}: not pushed: {artifact.get('reason', '')}")
+    return lines
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -1,13 +1,18 @@
-"""End to end on the real stack and the real data: the penguin and Chicago taxi pipelines."""
+"""End to end on the real stack and the real data: the penguin and Chicago taxi pipelines, the gate,
+and the ONNX export served with onnxruntime."""
 from __future__ import annotations
 
+import glob
+import json
 import os
-import shutil
+import re
 
+import numpy as np
 import pytest
 
 from metadata import MetadataStore
 from pipelines import LocalDagRunner, load_pipeline
+from pipelines.cli import outcome_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(REPO, 'pipelines', 'examples')
@@ -15,8 +20,10 @@ PENGUIN = os.path.join(EXAMPLES, 'penguin', 'penguin_pipeline.py')
 TAXI = os.path.join(EXAMPLES, 'taxi', 'taxi_pipeline.py')
 
 
-def run(path, root, **kwargs):
+def run(path, root, tweak=None, **kwargs):
     pipeline = load_pipeline(path, root=str(root), **kwargs)
+    if tweak:
+        tweak(pipeline)
     result = LocalDagRunner(progress=False).run(pipeline)
     return pipeline, result, MetadataStore(pipeline.metadata)
 
@@ -25,55 +32,171 @@ def states(store, run_id):
     return {r.node_id: r.state for r in store.executions(run_id)}
 
 
-def test_penguin_data_pipeline_then_cached_then_data_edit(tmp_path):
-    data = tmp_path / 'data'
-    shutil.copytree(os.path.join(EXAMPLES, 'penguin', 'data'), data)
-    pipeline, first, store = run(PENGUIN, tmp_path / 'root', data=str(data))
-    assert first.state == 'COMPLETE', first.nodes
-    assert set(states(store, first.run_id).values()) == {'COMPLETE'}
-    anomalies = first['ExampleValidator'].outputs['anomalies']
-    assert anomalies.get('has_anomalies') == 0 and anomalies.state == 'LIVE'
+def destination_listing(root):
+    serving = os.path.join(str(root), 'serving')
+    return sorted(os.path.relpath(os.path.join(d, f), serving) for d, _, files in os.walk(serving) for f in files)
 
-    _, second, _ = run(PENGUIN, tmp_path / 'root', data=str(data))
+
+@pytest.fixture(scope='module')
+def penguin_root(tmp_path_factory):
+    return tmp_path_factory.mktemp('penguin') / 'root'
+
+
+def test_penguin_gate_first_push_cached_rerun_worse_model_refused_equal_model_pushed(penguin_root):
+    # 1. First run: nothing in production, the model is blessed by policy and pushed.
+    pipeline, first, store = run(PENGUIN, penguin_root)
+    assert first.state == 'COMPLETE', {k: n.error for k, n in first.nodes.items() if n.error}
+    blessing = first['ModelValidator'].outputs['blessing']
+    assert blessing.get('blessed') == 1 and blessing.get('baseline_model_id') == 0
+    pushed = first['Pusher'].outputs['pushed_model']
+    assert pushed.get('pushed') == 1
+    model = first['Trainer'].outputs['model']
+    assert 0 <= model.get('onnx_max_abs_diff') <= 1e-4
+    v1 = pushed.get('pushed_version')
+    assert os.path.isfile(os.path.join(penguin_root, 'serving', v1, 'Format-ONNX', 'model.onnx'))
+    assert os.path.isfile(os.path.join(penguin_root, 'serving', v1, 'Format-Serving', 'saved_model.pb'))
+    summary = json.load(open(os.path.join(first['Evaluator'].outputs['evaluation'].uri, 'metrics.json')))
+    assert summary['baseline_model_id'] == 0 and summary['slices']['Overall']['candidate'][
+        'sparse_categorical_accuracy'] > 0.9
+    assert {'species=0', 'species=1', 'species=2'} <= set(summary['slices'])
+    lines = outcome_lines(first)
+    assert f'ModelValidator: BLESSED model #{model.id} against no baseline (first model)' in '\n'.join(lines)
+    assert f"Pusher: pushed to {os.path.join(penguin_root, 'serving', v1)}" in lines
+
+    # 2. The same setup again: fully cached, nothing pushed twice.
+    _, second, _ = run(PENGUIN, penguin_root)
     assert states(store, second.run_id) == dict.fromkeys(pipeline.node_ids, 'CACHED')
 
-    with open(data / 'penguins.csv', 'a') as f:
-        f.write('1,0.5,0.5,0.5,0.5\n')  # one more penguin
-    _, third, _ = run(PENGUIN, tmp_path / 'root', data=str(data))
-    assert states(store, third.run_id) == {'CsvExampleGen': 'COMPLETE', 'StatisticsGen': 'COMPLETE',
-                                           'ImportSchemaGen': 'CACHED', 'ExampleValidator': 'COMPLETE'}
+    # 3. A clearly worse model (no training): measured against the production model, NOT_BLESSED.
+    listing = destination_listing(penguin_root)
+    _, worse, _ = run(PENGUIN, penguin_root, train_steps=0)
+    assert worse.state == 'COMPLETE'
+    blessing = worse['ModelValidator'].outputs['blessing']
+    assert blessing.get('blessed') == 0 and blessing.get('baseline_model_id') == model.id
+    reasons = json.load(open(os.path.join(blessing.uri, 'reasons.json')))
+    [check] = reasons['checks']
+    assert check['metric'] == 'sparse_categorical_accuracy' and not check['passed']
+    assert check['baseline'] > 0.9 and check['candidate'] < check['baseline']
+    assert 'fails' in check['reason']
+    assert os.path.isfile(os.path.join(blessing.uri, 'NOT_BLESSED'))
+    assert worse['Pusher'].outputs['pushed_model'].get('pushed') == 0
+    assert destination_listing(penguin_root) == listing  # production untouched
+
+    # 4. A retrained model at least as good: blessed against the production model, a new version.
+    _, better, _ = run(PENGUIN, penguin_root, train_steps=120)
+    blessing = better['ModelValidator'].outputs['blessing']
+    assert blessing.get('baseline_model_id') == model.id
+    assert blessing.get('blessed') == 1, json.load(open(os.path.join(blessing.uri, 'reasons.json')))
+    new = better['Pusher'].outputs['pushed_model']
+    assert new.get('pushed') == 1 and int(new.get('pushed_version')) > int(v1)
+    assert MetadataStore(pipeline.metadata).production_model('penguin').id == \
+        better['Trainer'].outputs['model'].id
 
 
-def test_skewed_penguins_fail_validation_and_nothing_is_published(tmp_path):
+@pytest.mark.parametrize('module, message', [
+    (None, r'Module file .*/nope\.py does not exist; check the module_file parameter'),
+    ('def preprocessing_fn(inputs):\n    return inputs\n',
+     r'Module file .*/bad\.py has no function run_fn\(\); define it there'),
+    ('def run_fn(fn_args):\n    raise RuntimeError("out of coffee at step " + str(fn_args.train_steps))\n',
+     r'RuntimeError: out of coffee at step 100'),
+    ('def run_fn(fn_args):\n    pass\n', r'run_fn in .*/bad\.py returned without saving a SavedModel to '
+                                        r'fn_args\.serving_model_dir'),
+])
+def test_broken_trainer_module_fails_the_trainer_and_pushes_nothing(penguin_root, tmp_path, module, message):
+    path = tmp_path / ('nope.py' if module is None else 'bad.py')
+    if module is not None:
+        path.write_text(module)
+
+    def use_bad_module(pipeline):
+        pipeline.node('Trainer').parameters['module_file'] = str(path)
+
+    listing = destination_listing(penguin_root)
+    _, result, store = run(PENGUIN, penguin_root, tweak=use_bad_module)
+    assert result['Trainer'].state == 'FAILED' and re.search(message, result['Trainer'].error)
+    assert {k: v for k, v in result.node_states().items() if k in ('Evaluator', 'ModelValidator', 'Pusher')} == \
+        dict.fromkeys(['Evaluator', 'ModelValidator', 'Pusher'], 'SKIPPED')
+    [record] = [r for r in store.executions(result.run_id) if r.node_id == 'Trainer']
+    assert record.state == 'FAILED' and record.outputs == {}
+    assert destination_listing(penguin_root) == listing
+
+
+def test_skewed_penguins_stop_before_training(tmp_path):
     _, result, store = run(PENGUIN, tmp_path / 'root', data=os.path.join(EXAMPLES, 'penguin', 'skewed'))
     assert result.state == 'FAILED'
-    assert result['ExampleValidator'].state == 'FAILED'
     error = result['ExampleValidator'].error
     assert error.startswith('AnomaliesFound: the data does not match the schema:')
     assert "feature 'culmen_length_mm': Out-of-range values (Unexpectedly low values: -1<0" in error
+    assert result.node_states() == {
+        'CsvExampleGen': 'COMPLETE', 'ImportSchemaGen': 'COMPLETE', 'StatisticsGen': 'COMPLETE',
+        'ExampleValidator': 'FAILED', 'Transform': 'SKIPPED', 'Trainer': 'SKIPPED', 'Evaluator': 'SKIPPED',
+        'ModelValidator': 'SKIPPED', 'Pusher': 'SKIPPED'}
     [record] = [r for r in store.executions(result.run_id) if r.node_id == 'ExampleValidator']
     assert record.state == 'FAILED' and record.outputs == {} and record.properties['error_type'] == 'AnomaliesFound'
-    assert not [a for a in store.mlmd.get_artifacts() if '/ExampleValidator/' in a.uri]
+    assert not os.path.exists(tmp_path / 'root' / 'serving')
 
 
-def test_taxi_data_pipeline_with_curated_schema_and_anomalies_with_an_inferred_one(tmp_path):
+def _onnx_inputs(session, records):
+    """Parse raw tf.Examples into the ONNX model's inputs, missing values as documented."""
+    import tensorflow as tf
+
+    columns = {i.name: [] for i in session.get_inputs()}
+    types = {i.name: i.type for i in session.get_inputs()}
+    for record in records:
+        feats = tf.train.Example.FromString(record).features.feature
+        for name, values in columns.items():
+            f = feats.get(name)
+            kind = f.WhichOneof('kind') if f is not None else None
+            v = list(getattr(f, kind).value) if kind else []
+            if 'string' in types[name]:
+                values.append([v[0].decode() if v else ''])
+            elif 'int64' in types[name]:
+                values.append([v[0] if v else np.iinfo(np.int64).min])
+            else:
+                values.append([v[0] if v else np.nan])
+    return {name: np.array(v, dtype=object if 'string' in types[name] else
+                           np.int64 if 'int64' in types[name] else np.float32) for name, v in columns.items()}
+
+
+def test_taxi_pipeline_end_to_end_with_an_onnx_model_that_matches(tmp_path):
+    import onnxruntime as ort
+    import onnxruntime_extensions
+    import tensorflow as tf
+
     pipeline, result, store = run(TAXI, tmp_path / 'root')
-    assert result.state == 'COMPLETE', result.nodes
+    assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items() if n.error}
     examples = result['CsvExampleGen'].outputs['examples']
-    import json
     assert sum(json.loads(examples.get('row_counts')).values()) == 15002
-    types = json.loads(examples.get('column_types'))
-    assert types['company'] == 'string' and types['fare'] == 'float' and types['trip_start_hour'] == 'int'
-    assert result['ExampleValidator'].outputs['anomalies'].get('has_anomalies') == 0
+    model = result['Trainer'].outputs['model']
+    assert 0 <= model.get('onnx_max_abs_diff') <= 1e-4
+    assert result['Pusher'].outputs['pushed_model'].get('pushed') == 1
+
+    # Serve the ONNX model with onnxruntime (no TensorFlow in the model) and compare with the
+    # SavedModel on eval rows, which have missing values, unseen companies and empty strings.
+    files = sorted(glob.glob(os.path.join(examples.split_uri('eval'), '*.gz')))
+    records = [bytes(r) for r in tf.data.TFRecordDataset(files, compression_type='GZIP').take(500)
+               .as_numpy_iterator()]
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
+    session = ort.InferenceSession(os.path.join(model.uri, 'Format-ONNX', 'model.onnx'), options,
+                                   providers=['CPUExecutionProvider'])
+    names = {i.name for i in session.get_inputs()}
+    assert {'fare', 'trip_miles', 'company', 'payment_type', 'pickup_latitude'} <= names and 'tips' not in names
+    onnx_out = session.run(None, _onnx_inputs(session, records))[0].reshape(-1)
+    serving = tf.saved_model.load(os.path.join(model.uri, 'Format-Serving')).signatures['serving_default']
+    tf_out = serving(examples=tf.constant(records))['tip'].numpy().reshape(-1)
+    assert np.max(np.abs(onnx_out - tf_out)) <= 1e-4
+    assert np.std(tf_out) > 0  # a real model, not a constant
 
     _, again, _ = run(TAXI, tmp_path / 'root')
     assert states(store, again.run_id) == dict.fromkeys(pipeline.node_ids, 'CACHED')
 
-    # With a schema inferred from the train split alone, the eval split shows real anomalies:
-    # companies never seen in train, and a column that is empty in every eval row.
-    _, inferred, _ = run(TAXI, tmp_path / 'root2', schema_file=None)
-    assert inferred['ExampleValidator'].state == 'FAILED'
-    assert "split 'eval': feature 'company': Unexpected string values" in inferred['ExampleValidator'].error
+
+def test_taxi_anomalies_with_an_inferred_schema_stop_the_run(tmp_path):
+    # A schema inferred from the train split alone meets companies never seen in train in eval.
+    _, result, _ = run(TAXI, tmp_path / 'root', schema_file=None)
+    assert result['ExampleValidator'].state == 'FAILED'
+    assert "split 'eval': feature 'company': Unexpected string values" in result['ExampleValidator'].error
+    assert result['Trainer'].state == 'SKIPPED' and result['Pusher'].state == 'SKIPPED'
 
 
 @pytest.mark.parametrize('content, message', [
@@ -81,14 +204,14 @@ def test_taxi_data_pipeline_with_curated_schema_and_anomalies_with_an_inferred_o
     ('', r'a\.csv is empty'),
 ])
 def test_bad_input_fails_example_gen_and_stops_everything_after_it(tmp_path, content, message):
-    import re
     data = tmp_path / 'data'
     data.mkdir()
     (data / 'a.csv').write_text(content)
     pipeline, result, store = run(PENGUIN, tmp_path / 'root', data=str(data))
     assert result['CsvExampleGen'].state == 'FAILED' and re.search(message, result['CsvExampleGen'].error)
-    assert result.node_states() == {'CsvExampleGen': 'FAILED', 'ImportSchemaGen': 'COMPLETE',
-                                    'StatisticsGen': 'SKIPPED', 'ExampleValidator': 'SKIPPED'}
+    assert result['ImportSchemaGen'].state == 'COMPLETE'
+    assert all(state == 'SKIPPED' for node, state in result.node_states().items()
+               if node not in ('CsvExampleGen', 'ImportSchemaGen'))
     [record] = [r for r in store.executions(result.run_id) if r.node_id == 'CsvExampleGen']
     assert record.state == 'FAILED' and record.properties['error_type'] == 'DataError'
     assert not [a for a in store.mlmd.get_artifacts() if '/CsvExampleGen/' in a.uri]
