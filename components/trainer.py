@@ -151,14 +151,20 @@ class TrainerExecutor(Executor):
         out_dir = os.path.join(model.uri, ONNX_DIR)
         os.makedirs(out_dir, exist_ok=True)
         onnx_path = os.path.join(out_dir, ONNX_FILE)
+        raw_spec = None
+        if transform_graph is not None:
+            import tensorflow_transform as tft
+            raw_spec = tft.TFTransformOutput(transform_graph.uri).raw_feature_spec()
         try:
-            inputs = onnx_export.export_onnx(serving_dir, onnx_path)
-        except onnx_export.OnnxExportError:
-            raise
+            inputs = onnx_export.export_onnx(serving_dir, onnx_path, raw_spec)
+        except onnx_export.OnnxExportError as e:
+            raise onnx_export.OnnxExportError(f'{e}. Set export_onnx=False to train without the ONNX copy.') from e
         except Exception as e:  # the converter's own reason, said plainly
             raise onnx_export.OnnxExportError(
                 f'tf2onnx could not convert the serving_default signature of {serving_dir}: {type(e).__name__}: '
                 f'{e}. Set export_onnx=False to train without the ONNX copy.') from e
+        model.set('onnx_inputs', [dict(d, missing=None if d['missing'] is None else str(d['missing']))
+                                  for d in inputs])
         records = _read_records(raw_examples, eval_split, ONNX_CHECK_ROWS)
         return onnx_export.max_abs_diff(serving_dir, onnx_path, inputs, records)
 
