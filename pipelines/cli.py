@@ -80,7 +80,10 @@ def outcome_lines(result: object) -> list[str]:
             kind = artifact.type_name()
             if kind == 'ModelBlessing':
                 path = os.path.join(artifact.uri, 'reasons.json')
-                reasons = json.load(open(path)) if os.path.isfile(path) else {}
+                reasons = {}
+                if os.path.isfile(path):
+                    with open(path) as f:
+                        reasons = json.load(f)
                 verdict = 'BLESSED' if artifact.get('blessed') else 'NOT_BLESSED'
                 base = artifact.get('baseline_model_id')
                 lines.append(f'\n{node.node_id}: {verdict} model #{artifact.get("current_model_id")} against '

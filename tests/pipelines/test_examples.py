@@ -28,6 +28,11 @@ def run(path, root, tweak=None, **kwargs):
     return pipeline, result, MetadataStore(pipeline.metadata)
 
 
+def read_json(*path):
+    with open(os.path.join(*path)) as f:
+        return json.load(f)
+
+
 def states(store, run_id):
     return {r.node_id: r.state for r in store.executions(run_id)}
 
@@ -42,9 +47,9 @@ def penguin_root(tmp_path_factory):
     return tmp_path_factory.mktemp('penguin') / 'root'
 
 
-def test_penguin_gate_first_push_cached_rerun_worse_model_refused_equal_model_pushed(penguin_root):
-    # 1. First run: nothing in production, the model is blessed by policy and pushed.
-    pipeline, first, store = run(PENGUIN, penguin_root)
+def test_penguin_gate_first_push_cached_rerun_worse_model_refused_better_model_pushed(penguin_root):
+    # 1. First run (a short training): nothing in production, blessed by policy and pushed.
+    pipeline, first, store = run(PENGUIN, penguin_root, train_steps=20)
     assert first.state == 'COMPLETE', {k: n.error for k, n in first.nodes.items() if n.error}
     blessing = first['ModelValidator'].outputs['blessing']
     assert blessing.get('blessed') == 1 and blessing.get('baseline_model_id') == 0
@@ -55,7 +60,7 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_equal_model_pu
     v1 = pushed.get('pushed_version')
     assert os.path.isfile(os.path.join(penguin_root, 'serving', v1, 'Format-ONNX', 'model.onnx'))
     assert os.path.isfile(os.path.join(penguin_root, 'serving', v1, 'Format-Serving', 'saved_model.pb'))
-    summary = json.load(open(os.path.join(first['Evaluator'].outputs['evaluation'].uri, 'metrics.json')))
+    summary = read_json(first['Evaluator'].outputs['evaluation'].uri, 'metrics.json')
     assert summary['baseline_model_id'] == 0 and summary['slices']['Overall']['candidate'][
         'sparse_categorical_accuracy'] > 0.9
     assert {'species=0', 'species=1', 'species=2'} <= set(summary['slices'])
@@ -64,7 +69,7 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_equal_model_pu
     assert f"Pusher: pushed to {os.path.join(penguin_root, 'serving', v1)}" in lines
 
     # 2. The same setup again: fully cached, nothing pushed twice.
-    _, second, _ = run(PENGUIN, penguin_root)
+    _, second, _ = run(PENGUIN, penguin_root, train_steps=20)
     assert states(store, second.run_id) == dict.fromkeys(pipeline.node_ids, 'CACHED')
 
     # 3. A clearly worse model (no training): measured against the production model, NOT_BLESSED.
@@ -73,7 +78,7 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_equal_model_pu
     assert worse.state == 'COMPLETE'
     blessing = worse['ModelValidator'].outputs['blessing']
     assert blessing.get('blessed') == 0 and blessing.get('baseline_model_id') == model.id
-    reasons = json.load(open(os.path.join(blessing.uri, 'reasons.json')))
+    reasons = read_json(blessing.uri, 'reasons.json')
     [check] = reasons['checks']
     assert check['metric'] == 'sparse_categorical_accuracy' and not check['passed']
     assert check['baseline'] > 0.9 and check['candidate'] < check['baseline']
@@ -82,11 +87,11 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_equal_model_pu
     assert worse['Pusher'].outputs['pushed_model'].get('pushed') == 0
     assert destination_listing(penguin_root) == listing  # production untouched
 
-    # 4. A retrained model at least as good: blessed against the production model, a new version.
-    _, better, _ = run(PENGUIN, penguin_root, train_steps=120)
+    # 4. A better model (longer training): blessed against the production model, a new version.
+    _, better, _ = run(PENGUIN, penguin_root, train_steps=100)
     blessing = better['ModelValidator'].outputs['blessing']
     assert blessing.get('baseline_model_id') == model.id
-    assert blessing.get('blessed') == 1, json.load(open(os.path.join(blessing.uri, 'reasons.json')))
+    assert blessing.get('blessed') == 1, read_json(blessing.uri, 'reasons.json')
     new = better['Pusher'].outputs['pushed_model']
     assert new.get('pushed') == 1 and int(new.get('pushed_version')) > int(v1)
     assert MetadataStore(pipeline.metadata).production_model('penguin').id == \
@@ -98,7 +103,7 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_equal_model_pu
     ('def preprocessing_fn(inputs):\n    return inputs\n',
      r'Module file .*/bad\.py has no function run_fn\(\); define it there'),
     ('def run_fn(fn_args):\n    raise RuntimeError("out of coffee at step " + str(fn_args.train_steps))\n',
-     r'RuntimeError: out of coffee at step 100'),
+     r'RuntimeError: out of coffee at step 100'),  # the pipeline's default train_steps
     ('def run_fn(fn_args):\n    pass\n', r'run_fn in .*/bad\.py returned without saving a SavedModel to '
                                         r'fn_args\.serving_model_dir'),
 ])
