@@ -303,7 +303,7 @@ class MetadataStore:
         ex = pb.Execution(type_id=self.execution_type_id(component_type),
                           last_known_state=pb.Execution.State.Value(state))
         base = {'run_id': run_id, 'node_id': node_id, 'pid': os.getpid(), 'host': socket.gethostname(),
-                'heartbeat': time.time()}
+                'pid_start': process_start(os.getpid()), 'heartbeat': time.time()}
         for k, v in {**base, **properties}.items():
             _set_value(ex.custom_properties, k, v)
         return ex
@@ -522,6 +522,16 @@ class MetadataStore:
             return node
 
         return build(found[0])
+
+
+def process_start(pid: int) -> str:
+    """When a process started (Linux clock ticks since boot), to tell a live process from a reused
+    pid; '' where /proc is not available or the process is gone."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ''
 
 
 def _why(config: pb.ConnectionConfig, error: Exception) -> str:

@@ -1,6 +1,7 @@
 """The ``sluice`` command line.
 
     sluice run FILE.py [--metadata URL] [--beam-arg ARG ...] [--no-cache]
+    sluice resume RUN_ID [--metadata URL]
     sluice runs [--pipeline NAME] [--metadata URL]
     sluice show RUN_ID [--metadata URL]
     sluice lineage ARTIFACT_ID [--metadata URL]
@@ -63,13 +64,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.runner != 'local':
         raise CliError(f"Unknown runner {args.runner!r}; available: local.")
     result = LocalDagRunner().run(pipeline)
+    return _report(result)
+
+
+def _report(result: object) -> int:
     for line in outcome_lines(result):
         print(line)
-    for node in result.nodes.values():
+    for node in result.nodes.values():  # type: ignore[attr-defined]
         if node.state == 'FAILED':
             print(f'\n{node.node_id} failed (execution {node.execution_id}):\n  {node.error}')
-    print(f'\nDetails: sluice show {result.run_id} --metadata {result.metadata}')
-    return 0 if result.state == 'COMPLETE' else 1
+    run_id, url = result.run_id, result.metadata  # type: ignore[attr-defined]
+    print(f'\nDetails: sluice show {run_id} --metadata {url}')
+    if result.state != 'COMPLETE':  # type: ignore[attr-defined]
+        print(f'Fix the cause, then resume this run: sluice resume {run_id} --metadata {url}')
+        return 1
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from pipelines.local_dag_runner import LocalDagRunner
+
+    result = LocalDagRunner().resume(None, args.run_id, metadata=_store_url(args))
+    return _report(result)
 
 
 def outcome_lines(result: object) -> list[str]:
@@ -184,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--beam-arg', action='append', metavar='ARG', help='extra Beam pipeline option (repeatable)')
     p.add_argument('--no-cache', action='store_true', help='execute every node even if a cached result exists')
     p.set_defaults(func=cmd_run)
+
+    p = with_store(sub.add_parser('resume', help='continue a failed or killed run under the same run id'))
+    p.add_argument('run_id')
+    p.set_defaults(func=cmd_resume)
 
     p = with_store(sub.add_parser('runs', help='list runs'))
     p.add_argument('--pipeline', help='only runs of this pipeline')

@@ -11,6 +11,8 @@ Every runner (LocalDagRunner, BeamDagRunner, InteractiveContext) launches throug
 """
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 import traceback
@@ -25,6 +27,27 @@ from metadata.artifact import Artifact
 from metadata.store import MetadataStore
 
 HEARTBEAT_SECONDS = 15.0
+KILL_ENV = 'SLUICE_KILL_AT'
+
+
+def fault_point(node_id: str, phase: str) -> None:
+    """Fault injection for crash tests: ``SLUICE_KILL_AT=<node_id>:<phase>[:<seconds>]`` SIGKILLs this
+    process at that point of that node's launch. Phases: ``start`` (execution registered, executor
+    not started), ``executor`` (while the executor runs, after <seconds>, default 0.5), ``publish``
+    (executor done, before the publish), ``published`` (just after it)."""
+    spec = os.environ.get(KILL_ENV)
+    if not spec:
+        return
+    node, _, rest = spec.partition(':')
+    wanted, _, delay = rest.partition(':')
+    if node != node_id or wanted != phase:
+        return
+    if phase == 'executor':
+        timer = threading.Timer(float(delay or 0.5), os.kill, (os.getpid(), signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+    else:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -38,6 +61,7 @@ class NodeResult:
     error: str = ''
     duration: float = 0.0
     cache_key: str = ''
+    reused: bool = False  # taken as it was from an earlier attempt of the same run (resume)
 
     @property
     def ok(self) -> bool:
@@ -104,11 +128,15 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
         store.fail_execution(execution_id, type(e).__name__, result.error)
         return result
     try:
+        fault_point(component.id, 'start')
         executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args,
                                             node_id=component.id)
+        fault_point(component.id, 'executor')
         with _heartbeat(store, execution_id, heartbeat_seconds):
             executor.run(**inputs, **outputs, **driver.parameters())
+        fault_point(component.id, 'publish')
         publisher.publish(execution_id, outputs)
+        fault_point(component.id, 'published')
     except KeyboardInterrupt:
         publisher.fail(execution_id, outputs, 'KeyboardInterrupt', 'interrupted by the user', state='CANCELED')
         raise

@@ -45,7 +45,8 @@ class Pipeline:
         self.metadata = metadata if metadata is not None else f'sqlite:///{self.pipeline_root}/metadata.db'
         self.enable_cache = bool(enable_cache)
         self.beam_pipeline_args = [str(a) for a in beam_pipeline_args]
-        self.source_file: str | None = None  # set when loaded from a pipeline file
+        self.source_file: str | None = None  # set when loaded from a pipeline file, to resume from it
+        self.source_args: dict[str, Any] = {}
         self.components = self._sorted(list(components))
 
     def _sorted(self, components: list[Component]) -> list[Component]:
@@ -144,4 +145,5 @@ def load_pipeline(path: str, **kwargs: Any) -> Pipeline:
     if not isinstance(pipeline, Pipeline):
         raise PipelineError(f'create_pipeline() in {path} returned {type(pipeline).__name__}, not a Pipeline.')
     pipeline.source_file = path
+    pipeline.source_args = dict(kwargs)
     return pipeline

@@ -65,25 +65,31 @@ class Progress:
             print(f'[{index}/{total}] {node_id} running ...', end='\r', file=self.stream or sys.stdout, flush=True)
 
     def node_finished(self, index: int, total: int, result: NodeResult) -> None:
-        detail = f'  {result.error}' if result.error else ''
+        detail = f'  {result.error}' if result.error else (' (reused from earlier in this run)' if result.reused else '')
         self.say(f'[{index}/{total}] {result.node_id:<20} {result.state:<9} {result.duration:6.1f}s{detail}\x1b[K'
                  if self._tty() else
                  f'[{index}/{total}] {result.node_id:<20} {result.state:<9} {result.duration:6.1f}s{detail}')
 
     def run_finished(self, result: RunResult, elapsed: float) -> None:
-        counts = {s: len(result.ids_in_state(s)) for s in ('COMPLETE', 'CACHED', 'FAILED', 'SKIPPED')}
+        nodes = result.nodes.values()
+        reused = sum(1 for n in nodes if n.reused)
+        counts = {s: sum(1 for n in nodes if n.state == s and not n.reused)
+                  for s in ('COMPLETE', 'CACHED', 'FAILED', 'SKIPPED')}
         self.say(f'Run {result.run_id} {result.state} in {elapsed:.1f}s: {counts["COMPLETE"]} executed, '
-                 f'{counts["CACHED"]} cached, {counts["FAILED"]} failed, {counts["SKIPPED"]} skipped')
+                 f'{counts["CACHED"]} cached, {counts["FAILED"]} failed, {counts["SKIPPED"]} skipped'
+                 + (f', {reused} reused from earlier in this run' if reused else ''))
 
 
 def start_run(pipeline: Pipeline, store: MetadataStore, run_id: str | None, runner: str) -> PipelineInfo:
     """Register a new run (pipeline and pipeline_run contexts) and return what launches need."""
+    from pipelines.resume import definition_properties
+
     run_id = run_id or new_run_id()
     store.register_run(pipeline.name, run_id, {
         'node_ids': json.dumps(pipeline.node_ids),
         'pipeline_root': pipeline.pipeline_root,
-        'pipeline_file': pipeline.source_file or '',
         'runner': runner,
+        **definition_properties(pipeline),
     })
     return PipelineInfo(name=pipeline.name, root=pipeline.pipeline_root, run_id=run_id,
                         beam_pipeline_args=tuple(pipeline.beam_pipeline_args))

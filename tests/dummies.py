@@ -135,3 +135,19 @@ class Probe(Component):
     text = Input(Text)
     result = Output(Text)
     executor = ProbeExecutor
+
+
+class SlowExecutor(Executor):
+    def run(self, *, text: Text, result: Text, seconds: float) -> None:
+        import time
+        write_text(result, 'partial')
+        time.sleep(seconds)
+        write_text(result, read_text(text)[::-1])
+
+
+class Slow(Component):
+    """Reverses its input, slowly (a window to kill the process in)."""
+    text = Input(Text)
+    result = Output(Text)
+    seconds = Parameter(float, default=1.0)
+    executor = SlowExecutor
