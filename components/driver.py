@@ -64,6 +64,10 @@ class Driver:
         """What the outputs depend on besides inputs, parameters and code (e.g. input files)."""
         return {}
 
+    def execution_properties(self) -> dict[str, Any]:
+        """Extra facts to record on the execution (e.g. the input files an ExampleGen read)."""
+        return {}
+
     def cache_key(self, inputs: dict[str, Artifact | None]) -> str:
         comp = self.component
         code = {k: fp.code_fingerprint(path) for k, path in comp.user_code_files()}
@@ -94,7 +98,7 @@ class Driver:
             comp.component_type, self.pipeline.name, self.pipeline.run_id, comp.id,
             {k: [a] for k, a in inputs.items() if a is not None},
             {'cache_key': key, 'component_version': comp.version,
-             'parameters': fp.canonical_json(comp.parameters)})
+             'parameters': fp.canonical_json(comp.parameters), **self.execution_properties()})
         return execution_id, self.output_artifacts(execution_id, key)
 
     def output_artifacts(self, execution_id: int, key: str) -> dict[str, Artifact]:

@@ -64,14 +64,18 @@ def input_files(input_base: str, pattern: str, component: str) -> list[str]:
 
 
 class ExampleGenDriver(Driver):
-    """Adds the content of the input files to the cache key."""
+    """Adds the content of the input files to the cache key, and records which files were read."""
+
+    def _files(self) -> list[str]:
+        base = self.component.parameters['input_base']
+        pattern = type(self.component).input_pattern
+        return sorted(f for f in glob.glob(os.path.join(base, pattern)) if os.path.isfile(f))
 
     def external_fingerprints(self) -> dict[str, str]:
-        comp = self.component
-        base = comp.parameters['input_base']
-        pattern = type(comp).input_pattern
-        files = sorted(f for f in glob.glob(os.path.join(base, pattern)) if os.path.isfile(f))
-        return {'input_files': files_fingerprint(files, root=base)}
+        return {'input_files': files_fingerprint(self._files(), root=self.component.parameters['input_base'])}
+
+    def execution_properties(self) -> dict[str, Any]:
+        return {'input_files': json.dumps(self._files())}
 
 
 # -- CSV ------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Sluice pipelines: the Pipeline DSL and the runners.
 
-    from pipelines import Pipeline, LocalDagRunner
+    from pipelines import Pipeline, LocalDagRunner, BeamDagRunner
 """
 import os as _os
 
@@ -11,8 +11,9 @@ _os.environ['TF_USE_LEGACY_KERAS'] = '1'
 _os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from pipelines.launcher import NodeResult, launch  # noqa: E402
+from pipelines.beam_dag_runner import BeamDagRunner  # noqa: E402
 from pipelines.local_dag_runner import LocalDagRunner  # noqa: E402
 from pipelines.pipeline import Pipeline, PipelineError, load_pipeline  # noqa: E402
 from pipelines.runner import RunResult  # noqa: E402
 
-__all__ = ['NodeResult', 'launch', 'LocalDagRunner', 'Pipeline', 'PipelineError', 'load_pipeline', 'RunResult']
+__all__ = ['NodeResult', 'launch', 'BeamDagRunner', 'LocalDagRunner', 'Pipeline', 'PipelineError', 'load_pipeline', 'RunResult']

@@ -1,7 +1,7 @@
 """The ``sluice`` command line.
 
-    sluice run FILE.py [--metadata URL] [--beam-arg ARG ...] [--no-cache]
-    sluice resume RUN_ID [--metadata URL]
+    sluice run FILE.py [--runner local|beam] [--metadata URL] [--beam-arg ARG ...] [--no-cache]
+    sluice resume RUN_ID [--runner local|beam] [--metadata URL]
     sluice runs [--pipeline NAME] [--metadata URL]
     sluice show RUN_ID [--metadata URL]
     sluice lineage ARTIFACT_ID [--metadata URL]
@@ -53,18 +53,24 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 # -- commands ---------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.local_dag_runner import LocalDagRunner
-
     pipeline = load_pipeline(args.file)
     if args.metadata:
         pipeline.metadata = args.metadata
     if args.no_cache:
         pipeline.enable_cache = False
     pipeline.beam_pipeline_args += list(args.beam_arg or [])
-    if args.runner != 'local':
-        raise CliError(f"Unknown runner {args.runner!r}; available: local.")
-    result = LocalDagRunner().run(pipeline)
+    result = _runner(args.runner).run(pipeline)
     return _report(result)
+
+
+def _runner(name: str) -> object:
+    if name == 'local':
+        from pipelines.local_dag_runner import LocalDagRunner
+        return LocalDagRunner()
+    if name == 'beam':
+        from pipelines.beam_dag_runner import BeamDagRunner
+        return BeamDagRunner()
+    raise CliError(f"Unknown runner {name!r}; use --runner local or --runner beam.")
 
 
 def _report(result: object) -> int:
@@ -82,9 +88,7 @@ def _report(result: object) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from pipelines.local_dag_runner import LocalDagRunner
-
-    result = LocalDagRunner().resume(None, args.run_id, metadata=_store_url(args))
+    result = _runner(args.runner).resume(None, args.run_id, metadata=_store_url(args))
     return _report(result)
 
 
@@ -173,6 +177,9 @@ def _lineage_lines(node: LineageNode, prefix: str = '', label: str = '') -> list
         p = json.loads(ex.properties['parameters'])
         params = ' ' + ', '.join(f'{k}={json.dumps(v)}' for k, v in p.items() if v not in (None, [], {}, ''))
     lines.append(f'{prefix}  <- {ex.node_id} [{ex.component_type}] execution #{ex.id}, run {ex.run_id}{params}')
+    if ex.properties.get('input_files'):
+        for path in json.loads(ex.properties['input_files']):
+            lines.append(f'{prefix}       file: {path}')
     for key, children in node.inputs.items():
         for child in children:
             lines.extend(_lineage_lines(child, prefix + '     ', f'{key}: '))
@@ -196,13 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_store(sub.add_parser('run', help='run a pipeline file'))
     p.add_argument('file', help='a Python file defining create_pipeline() or `pipeline`')
-    p.add_argument('--runner', default='local', help='local (default)')
+    p.add_argument('--runner', default='local', choices=['local', 'beam'],
+                   help='local (default): nodes in this process in order; beam: the DAG as a Beam pipeline')
     p.add_argument('--beam-arg', action='append', metavar='ARG', help='extra Beam pipeline option (repeatable)')
     p.add_argument('--no-cache', action='store_true', help='execute every node even if a cached result exists')
     p.set_defaults(func=cmd_run)
 
     p = with_store(sub.add_parser('resume', help='continue a failed or killed run under the same run id'))
     p.add_argument('run_id')
+    p.add_argument('--runner', default='local', choices=['local', 'beam'])
     p.set_defaults(func=cmd_resume)
 
     p = with_store(sub.add_parser('runs', help='list runs'))

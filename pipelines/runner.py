@@ -63,6 +63,8 @@ class Progress:
     def node_started(self, index: int, total: int, node_id: str) -> None:
         if self._tty():  # a live line, overwritten when the node finishes
             print(f'[{index}/{total}] {node_id} running ...', end='\r', file=self.stream or sys.stdout, flush=True)
+        else:
+            self.say(f'[{index}/{total}] {node_id} running ...')
 
     def node_finished(self, index: int, total: int, result: NodeResult) -> None:
         detail = f'  {result.error}' if result.error else (' (reused from earlier in this run)' if result.reused else '')

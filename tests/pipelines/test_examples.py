@@ -47,7 +47,7 @@ def penguin_root(tmp_path_factory):
     return tmp_path_factory.mktemp('penguin') / 'root'
 
 
-def test_penguin_gate_first_push_cached_rerun_worse_model_refused_better_model_pushed(penguin_root):
+def test_penguin_gate_first_push_cached_rerun_worse_model_refused_better_model_pushed(penguin_root, capsys):
     # 1. First run (a short training): nothing in production, blessed by policy and pushed.
     pipeline, first, store = run(PENGUIN, penguin_root, train_steps=20)
     assert first.state == 'COMPLETE', {k: n.error for k, n in first.nodes.items() if n.error}
@@ -96,6 +96,15 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_better_model_p
     assert new.get('pushed') == 1 and int(new.get('pushed_version')) > int(v1)
     assert MetadataStore(pipeline.metadata).production_model('penguin').id == \
         better['Trainer'].outputs['model'].id
+
+    # The lineage of the pushed model, back to the CSV file it was trained on.
+    from pipelines.cli import main
+    assert main(['lineage', str(new.id), '--metadata', pipeline.metadata]) == 0
+    tree = capsys.readouterr().out
+    assert tree.startswith(f'PushedModel #{new.id} ')
+    for producer in ('Pusher', 'ModelValidator', 'Evaluator', 'Trainer', 'Transform', 'CsvExampleGen'):
+        assert f'<- {producer} [{producer}] execution #' in tree
+    assert 'file: ' + os.path.join(EXAMPLES, 'penguin', 'data', 'penguins.csv') in tree
 
 
 @pytest.mark.parametrize('module, message', [
