@@ -99,6 +99,7 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_better_model_p
 
     # The lineage of the pushed model, back to the CSV file it was trained on.
     from pipelines.cli import main
+    capsys.readouterr()
     assert main(['lineage', str(new.id), '--metadata', pipeline.metadata]) == 0
     tree = capsys.readouterr().out
     assert tree.startswith(f'PushedModel #{new.id} ')
