@@ -10,10 +10,11 @@ _os.environ['TF_USE_LEGACY_KERAS'] = '1'
 # TensorFlow's C++ info and CUDA-probe lines are noise on CPU machines; TF_CPP_MIN_LOG_LEVEL=0 shows them.
 _os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+from pipelines.interactive import InteractiveContext  # noqa: E402
 from pipelines.launcher import NodeResult, launch  # noqa: E402
 from pipelines.beam_dag_runner import BeamDagRunner  # noqa: E402
 from pipelines.local_dag_runner import LocalDagRunner  # noqa: E402
 from pipelines.pipeline import Pipeline, PipelineError, load_pipeline  # noqa: E402
 from pipelines.runner import RunResult  # noqa: E402
 
-__all__ = ['NodeResult', 'launch', 'BeamDagRunner', 'LocalDagRunner', 'Pipeline', 'PipelineError', 'load_pipeline', 'RunResult']
+__all__ = ['InteractiveContext', 'NodeResult', 'launch', 'BeamDagRunner', 'LocalDagRunner', 'Pipeline', 'PipelineError', 'load_pipeline', 'RunResult']

@@ -5,6 +5,7 @@
     sluice runs [--pipeline NAME] [--metadata URL]
     sluice show RUN_ID [--metadata URL]
     sluice lineage ARTIFACT_ID [--metadata URL]
+    sluice report RUN_ID [-o report.html] [--metadata URL]
 
 Commands that read a store take it from --metadata, else from $SLUICE_METADATA, else from the one
 ``runs/*/metadata.db`` under the current directory. Nothing here imports TensorFlow.
@@ -192,6 +193,15 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipelines.report import write_report
+
+    store = MetadataStore(_store_url(args))
+    path = write_report(store, args.run_id, args.output or f'report-{args.run_id}.html')
+    print(f'Report of run {args.run_id} written to {os.path.abspath(path)}')
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='sluice', description='Run and inspect Sluice pipelines.')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
@@ -221,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_store(sub.add_parser('show', help='show the nodes, states and outputs of a run'))
     p.add_argument('run_id')
     p.set_defaults(func=cmd_show)
+
+    p = with_store(sub.add_parser('report', help='write one self-contained HTML page about a run'))
+    p.add_argument('run_id')
+    p.add_argument('-o', '--output', metavar='FILE', help='where to write it (default report-RUN_ID.html)')
+    p.set_defaults(func=cmd_report)
 
     p = with_store(sub.add_parser('lineage', help='show what produced an artifact, back to its sources'))
     p.add_argument('artifact_id', type=int)

@@ -1,0 +1,127 @@
+"""InteractiveContext: run components one at a time in a notebook, and look at every artifact.
+
+    >>> context = InteractiveContext(pipeline_root='runs/penguin', pipeline_name='penguin')
+    >>> gen = CsvExampleGen(input_base='data/penguins')
+    >>> context.run(gen)
+    >>> context.show(gen.outputs['examples'])
+
+Each ``run`` goes through the same launcher, store and cache as the runners, in one run of the
+context. With the pipeline's name, root and store, a component already run here is a cache hit
+when the pipeline is later run with ``sluice run`` (and the other way round).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from typing import Any, Sequence
+
+from components.component import Channel, Component
+from components.driver import PipelineInfo
+from metadata.artifact import Artifact
+from metadata.store import MetadataStore
+from pipelines.launcher import NodeResult, launch
+from pipelines.report import run_edges
+from pipelines.runner import new_run_id
+from pipelines.visuals import View, lineage_view, render, run_view
+
+
+class InteractiveError(RuntimeError):
+    """A component cannot run yet, or failed; the message says what to do."""
+
+
+class InteractiveContext:
+    def __init__(self, pipeline_root: str | None = None, metadata: str | None = None,
+                 pipeline_name: str = 'interactive', beam_pipeline_args: Sequence[str] = ('--direct_num_workers=1',),
+                 enable_cache: bool = True) -> None:
+        import os
+        self.pipeline_root = os.path.abspath(pipeline_root or tempfile.mkdtemp(prefix='sluice-interactive-'))
+        self.metadata = metadata or f'sqlite:///{self.pipeline_root}/metadata.db'
+        self.pipeline_name = pipeline_name
+        self.enable_cache = enable_cache
+        self.store = MetadataStore(self.metadata)
+        self.run_id = f'interactive-{new_run_id()}'
+        self.info = PipelineInfo(pipeline_name, self.pipeline_root, self.run_id, tuple(beam_pipeline_args))
+        self._results: dict[int, NodeResult] = {}
+        self._ids: dict[str, int] = {}
+        self._order: list[str] = []
+
+    def run(self, component: Component) -> NodeResult:
+        """Launch one component (its upstream components must have run in this context)."""
+        for up in component.upstream:
+            done = self._results.get(id(up))
+            if done is None:
+                raise InteractiveError(f'{component.id} needs {up.id}, which has not been run in this context yet; '
+                                       f'run context.run({_var(up)}) first.')
+            if not done.ok:
+                raise InteractiveError(f'{component.id} needs {up.id}, which {done.state}; fix it and run it again.')
+        if self._ids.get(component.id, id(component)) != id(component):
+            raise InteractiveError(f"Another component with the id '{component.id}' already ran in this context; "
+                                   f"give this one its own id with .with_id('{component.id.lower()}_2').")
+        if not self._order:
+            self.store.register_run(self.pipeline_name, self.run_id,
+                                    {'node_ids': '[]', 'pipeline_root': self.pipeline_root, 'runner': 'interactive'})
+        if component.id not in self._order:
+            self._order.append(component.id)
+            import json
+            self.store.update_run(self.run_id, {'node_ids': json.dumps(self._order)})
+        started = time.time()
+        result = launch(component, self.store, self.info, enable_cache=self.enable_cache)
+        self._ids[component.id] = id(component)
+        self._results[id(component)] = result
+        print(f'{component.id}: {result.state} in {time.time() - started:.1f}s (execution #{result.execution_id})')
+        if result.state == 'FAILED':
+            raise InteractiveError(f'{component.id} failed: {result.error}')
+        return result
+
+    # -- looking at things ----------------------------------------------------------------------
+    def artifact(self, item: Channel | Artifact) -> Artifact:
+        if isinstance(item, Artifact):
+            return item
+        if isinstance(item, Channel):
+            result = self._results.get(id(item.producer))
+            if result is None:
+                raise InteractiveError(f'{item!r} has no artifact yet: run context.run({_var(item.producer)}) first.')
+            return result.outputs[item.key]
+        raise TypeError(f'show() takes a channel (component.outputs[...]), an artifact, a component or a run; '
+                        f'got {type(item).__name__}')
+
+    def view(self, item: Any = None, facets: bool = False) -> View | list[View]:
+        """The view(s) of an item: a channel or artifact, a component (all its outputs), or None / a
+        run id / a run result for a run's DAG with node states."""
+        if item is None or isinstance(item, str) or hasattr(item, 'run_id'):
+            run_id = item if isinstance(item, str) else getattr(item, 'run_id', None) or self.run_id
+            executions = self.store.executions(run_id)
+            return run_view(self.store.run(run_id), executions, run_edges(executions))
+        if isinstance(item, Component):
+            result = self._results.get(id(item))
+            if result is None:
+                raise InteractiveError(f'{item.id} has not been run in this context yet.')
+            return [render(a, facets=facets) for a in result.outputs.values()]
+        return render(self.artifact(item), facets=facets)
+
+    def show(self, item: Any = None, facets: bool = True) -> None:
+        """Display ``view(item)``: HTML in Jupyter, text in a terminal. Statistics include TFDV's
+        facets view (train vs eval) in Jupyter."""
+        views = self.view(item, facets=facets)
+        for view in views if isinstance(views, list) else [views]:
+            _display(view)
+
+    def lineage(self, item: Channel | Artifact) -> None:
+        """Draw what produced an artifact, back to its sources."""
+        _display(lineage_view(self.store.lineage(self.artifact(item).id)))
+
+
+def _var(component: Component) -> str:
+    return component.id[0].lower() + component.id[1:]
+
+
+def _display(view: View) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+        if get_ipython() is not None and type(get_ipython()).__name__ != 'TerminalInteractiveShell':
+            display(view)
+            return
+    except ImportError:
+        pass
+    print(view)
