@@ -234,8 +234,11 @@ def examples_view(artifact: Artifact) -> View:
     head_html, head_text = _title(artifact)
     counts = json.loads(artifact.get('row_counts') or '{}')
     types = json.loads(artifact.get('column_types') or '{}')
-    rows = [[s, counts.get(s, '')] for s in _splits(artifact)]
-    t_html, t_text = table(['split', 'rows'], rows, numeric=(1,))
+    if counts:
+        t_html, t_text = table(['split', 'rows'], [[s, counts.get(s, '')] for s in _splits(artifact)], numeric=(1,))
+    else:
+        line = 'splits: ' + ', '.join(_splits(artifact))
+        t_html, t_text = f'<p>{_e(line)}</p>', line
     c_html, c_text = table(['column', 'type'], sorted(types.items())) if types else ('', '')
     return View(head_html + t_html + c_html, f'{head_text}\n{t_text}\n{c_text}'.rstrip())
 

@@ -68,6 +68,26 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_better_model_p
     assert f'ModelValidator: BLESSED model #{model.id} against no baseline (first model)' in '\n'.join(lines)
     assert f"Pusher: pushed to {os.path.join(penguin_root, 'serving', v1)}" in lines
 
+    # Every artifact of the run has a view: HTML for notebooks and reports, text for terminals.
+    from pipelines.report import report_html
+    from pipelines.visuals import render
+    texts = {}
+    for node in first.nodes.values():
+        for artifact in node.outputs.values():
+            view = render(artifact)
+            assert view._repr_html_().startswith('<div class="sluice">')
+            texts[artifact.type_name()] = str(view)
+    assert 'No anomalies.' in texts['ExampleAnomalies']
+    assert re.search(r'culmen_length_mm\s+train\s+numeric\s+\d+', texts['ExampleStatistics'])
+    assert re.search(r'species\s+INT\s+required\s+\[1\]\s+\[0, 2\]', texts['Schema'])
+    assert 'BLESSED model' in texts['ModelBlessing'] and 'Pushed as version' in texts['PushedModel']
+    assert re.search(r'Overall\s+sparse_categorical_accuracy\s+0\.9', texts['ModelEvaluation'])
+    assert 'ONNX vs SavedModel max abs difference' in texts['Model']
+    page = report_html(store, first.run_id)
+    assert '<script' not in page and page.count('<svg') == 1
+    for section in ('ExampleStatistics', 'ExampleAnomalies', 'ModelEvaluation', 'ModelBlessing', 'PushedModel'):
+        assert f'<h3>{section} #' in page
+
     # 2. The same setup again: fully cached, nothing pushed twice.
     _, second, _ = run(PENGUIN, penguin_root, train_steps=20)
     assert states(store, second.run_id) == dict.fromkeys(pipeline.node_ids, 'CACHED')

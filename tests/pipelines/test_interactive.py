@@ -1,0 +1,54 @@
+"""InteractiveContext on dummy components: same launcher, store and cache as the runners; views."""
+from __future__ import annotations
+
+import pytest
+
+from dummies import Count, Source, Upper
+from metadata import MetadataStore
+from pipelines import InteractiveContext, LocalDagRunner, Pipeline
+from pipelines.interactive import InteractiveError
+from pipelines.report import report_html
+
+
+def test_upstream_not_run_yet_is_named(tmp_path, text_dir):
+    context = InteractiveContext(pipeline_root=str(tmp_path / 'root'))
+    src = Source(input_base=str(text_dir))
+    up = Upper(text=src.outputs['text'])
+    with pytest.raises(InteractiveError, match=r'^Upper needs Source, which has not been run in this context yet; '
+                                               r'run context\.run\(source\) first\.$'):
+        context.run(up)
+    with pytest.raises(InteractiveError, match=r"has no artifact yet: run context\.run\(source\) first"):
+        context.view(src.outputs['text'])
+
+
+def test_context_and_runner_share_one_cache_both_ways(tmp_path, text_dir, capsys):
+    root = tmp_path / 'root'
+    context = InteractiveContext(pipeline_root=str(root), pipeline_name='shared')
+    src = Source(input_base=str(text_dir))
+    up = Upper(text=src.outputs['text'], suffix='!')
+    assert context.run(src).state == 'COMPLETE' and context.run(up).state == 'COMPLETE'
+    assert 'Source: COMPLETE' in capsys.readouterr().out
+    # notebook -> pipeline: everything is a cache hit
+    count = Count(text=src.outputs['text'])
+    result = LocalDagRunner(progress=False).run(Pipeline('shared', str(root), [src, up, count],
+                                                         metadata=context.metadata))
+    assert result.node_states() == {'Source': 'CACHED', 'Upper': 'CACHED', 'Count': 'COMPLETE'}
+    # pipeline -> notebook: a new context on the same store reuses what the pipeline ran
+    later = InteractiveContext(pipeline_root=str(root), metadata=context.metadata, pipeline_name='shared')
+    assert [later.run(c).state for c in (src, count)] == ['CACHED', 'CACHED']
+    store = MetadataStore(context.metadata)
+    assert {r.state for r in store.executions(later.run_id)} == {'CACHED'}
+
+
+def test_views_have_html_and_text(tmp_path, text_dir):
+    context = InteractiveContext(pipeline_root=str(tmp_path / 'root'), pipeline_name='views')
+    src = Source(input_base=str(text_dir))
+    up = Upper(text=src.outputs['text'])
+    context.run(src)
+    context.run(up)
+    view = context.view(up.outputs['result'])
+    assert view._repr_html_().startswith('<div class="sluice">') and str(view).startswith('Text #')
+    run = context.view()
+    assert '<svg' in run._repr_html_() and 'Source' in str(run) and 'COMPLETE' in str(run)
+    html = report_html(context.store, context.run_id)
+    assert html.startswith('<!DOCTYPE html>') and '<script' not in html and '<svg' in html
