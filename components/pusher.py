@@ -74,6 +74,9 @@ class PusherExecutor(Executor):
                             'writable push_destination or fix its permissions.') from None
         with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            for name in os.listdir(push_destination):  # left by a push that was killed; we hold the lock
+                if name.startswith('.staging-'):
+                    shutil.rmtree(os.path.join(push_destination, name), ignore_errors=True)
             current = current_push(push_destination)
             current_id = current['model_id'] if current else None
             if current_id == model.id:  # already in production, e.g. a push whose record was cut off

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import secrets
 import sys
 from dataclasses import dataclass, field
@@ -85,7 +86,13 @@ class Progress:
 def start_run(pipeline: Pipeline, store: MetadataStore, run_id: str | None, runner: str) -> PipelineInfo:
     """Register a new run (pipeline and pipeline_run contexts) and return what launches need."""
     from pipelines.resume import definition_properties
+    from pipelines.pipeline import PipelineError
 
+    try:
+        os.makedirs(pipeline.pipeline_root, exist_ok=True)
+    except OSError as e:
+        raise PipelineError(f'Cannot create the pipeline root {pipeline.pipeline_root}: {e.strerror}. Choose a '
+                            'writable directory as pipeline_root.') from None
     run_id = run_id or new_run_id()
     store.register_run(pipeline.name, run_id, {
         'node_ids': json.dumps(pipeline.node_ids),

@@ -24,3 +24,46 @@ def text_dir(tmp_path):
     (d / 'a.txt').write_text('hello ')
     (d / 'b.txt').write_text('world')
     return d
+
+
+def _pg_bin() -> str | None:
+    import glob
+    found = sorted(glob.glob('/usr/lib/postgresql/*/bin/initdb'))
+    return os.path.dirname(found[-1]) if found else None
+
+
+@pytest.fixture(scope='session')
+def postgres_url(tmp_path_factory):
+    """A real PostgreSQL server on loopback in a temporary directory, for the duration of the tests
+    (from the system's PostgreSQL packages; .ci/run installs them when missing)."""
+    import shutil
+    import socket
+    import subprocess
+
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.fail('PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin); install the '
+                    "system package 'postgresql' (.ci/run does).")
+    import pathlib
+    import tempfile
+    data = pathlib.Path(tempfile.mkdtemp(prefix='sluice-pg-'))  # outside pytest's 0700 tree
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(data, 'postgres', 'postgres')
+        as_user = ['runuser', '-u', 'postgres', '--']
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+
+    def pg(*args: str) -> None:
+        subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
+
+    pg(f'{bindir}/initdb', '-D', str(data / 'db'), '-A', 'trust', '-U', 'sluice')
+    pg(f'{bindir}/pg_ctl', '-D', str(data / 'db'), '-w', '-l', str(data / 'server.log'), '-o',
+       f'-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=50', 'start')
+    try:
+        pg(f'{bindir}/createdb', '-h', '127.0.0.1', '-p', str(port), '-U', 'sluice', 'mlmd')
+        yield f'postgresql://sluice@127.0.0.1:{port}/mlmd'
+    finally:
+        pg(f'{bindir}/pg_ctl', '-D', str(data / 'db'), '-m', 'immediate', 'stop')
+        shutil.rmtree(data, ignore_errors=True)

@@ -6,7 +6,7 @@ import os
 import shutil
 from typing import Callable
 
-from components import Artifact, Component, Driver, Executor, Input, Output, Parameter
+from components import Artifact, Component, Driver, Executor, Input, Model, ModelBlessing, Output, Parameter
 from components.fingerprint import files_fingerprint
 from components.module_file import load_module_file
 
@@ -151,3 +151,35 @@ class Slow(Component):
     result = Output(Text)
     seconds = Parameter(float, default=1.0)
     executor = SlowExecutor
+
+
+class FakeModelExecutor(Executor):
+    """Writes a stand-in model (for tests of the Pusher and concurrency, not of training)."""
+
+    def run(self, *, text: Text, model: Model) -> None:
+        os.makedirs(os.path.join(model.uri, 'Format-Serving'))
+        with open(os.path.join(model.uri, 'Format-Serving', 'saved_model.pb'), 'w') as f:
+            f.write(read_text(text))
+
+
+class FakeModel(Component):
+    text = Input(Text)
+    model = Output(Model)
+    executor = FakeModelExecutor
+
+
+class FakeBlessExecutor(Executor):
+    def run(self, *, model: Model, blessing: ModelBlessing, blessed: bool) -> None:
+        with open(os.path.join(blessing.uri, 'BLESSED' if blessed else 'NOT_BLESSED'), 'w') as f:
+            f.write('')
+        blessing.set('blessed', int(blessed))
+        blessing.set('current_model_id', model.id)
+        blessing.set('baseline_model_id', 0)
+
+
+class FakeBless(Component):
+    """Blesses a model against no baseline, as a first run's ModelValidator would."""
+    model = Input(Model)
+    blessing = Output(ModelBlessing)
+    blessed = Parameter(bool, default=True)
+    executor = FakeBlessExecutor
