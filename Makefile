@@ -7,13 +7,20 @@ PIP_FLAGS ?= --disable-pip-version-check --progress-bar off -q
 STAMP  := $(VENV)/.installed-$(shell { cat constraints.txt; sed -n '/^\[project/,/^\[tool/p' pyproject.toml; } | sha256sum | cut -c1-16)
 EXAMPLE ?= pipelines/examples/penguin/penguin_pipeline.py
 
-.PHONY: run test env clean
+.PHONY: run test env clean system-deps
 
 run: $(STAMP)
 	$(VENV)/bin/sluice run $(EXAMPLE)
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The shared-store tests start a real PostgreSQL server from the system's packages.
+system-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "Installing the PostgreSQL server package (the shared-store tests start one on loopback)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || { \
+	  echo "error: the tests need PostgreSQL's server binaries: install your system's 'postgresql' package."; exit 2; }
 
 env: $(STAMP)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -192,6 +193,17 @@ class MetadataStore:
                 'use a store made by this version, or back it up and migrate it with ML-Metadata\'s '
                 'enable_upgrade_migration.') from None
         except (mlmd_errors.StatusError, RuntimeError) as e:
+            version = re.search(r'database version (\d+) is (older|greater) than library version (\d+)', str(e))
+            if version:
+                found, relation, library = version.groups()
+                raise MetadataStoreError(
+                    f'The metadata store at {_redact(self.url)} has ML-Metadata schema version {found}, '
+                    f'{"older" if relation == "older" else "newer"} than the version {library} that '
+                    f'{_mlmd_version()} uses. Sluice never migrates a store silently: '
+                    + ('back it up, then migrate it with ML-Metadata (MetadataStore(config, '
+                       'enable_upgrade_migration=True)), or use the older Sluice/ml-metadata that wrote it.'
+                       if relation == 'older' else
+                       'use the newer ml-metadata (and Sluice) that wrote it.')) from None
             raise MetadataStoreError(
                 f'Cannot connect to the metadata store at {_redact(self.url)}: {_why(config, e)}. Check that the '
                 'database server is running and reachable and the credentials are right, or use a '

@@ -156,3 +156,21 @@ def test_unknown_run_and_artifact_are_clear_errors(store):
         store.lineage(99)
     with pytest.raises(MetadataStoreError, match="Run id 'known' already exists"):
         store.register_run('p', 'known', {})
+
+
+@pytest.mark.parametrize('version, message', [
+    (100, r'has ML-Metadata schema version 100, newer than the version 10 that ml-metadata 1\.16\.0 uses\. Sluice '
+          r'never migrates a store silently: use the newer ml-metadata'),
+    (7, r'has ML-Metadata schema version 7, older than the version 10 .* back it up, then migrate it'),
+])
+def test_schema_version_is_checked_on_connect_never_migrated(tmp_path, version, message):
+    import sqlite3
+    from contextlib import closing
+    path = tmp_path / 'm.db'
+    MetadataStore(f'sqlite:///{path}')
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute('UPDATE MLMDEnv SET schema_version = ?', (version,))
+    with pytest.raises(MetadataStoreError, match=message):
+        MetadataStore(f'sqlite:///{path}')
+    with closing(sqlite3.connect(path)) as db:  # untouched
+        assert db.execute('SELECT schema_version FROM MLMDEnv').fetchall() == [(version,)]
