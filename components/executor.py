@@ -42,4 +42,8 @@ class Executor:
         import apache_beam as beam
         from apache_beam.options.pipeline_options import PipelineOptions
 
-        return beam.Pipeline(options=PipelineOptions(self.beam_pipeline_args))
+        args = list(self.beam_pipeline_args)
+        if not any(a.startswith('--pickle_library') for a in args):
+            # cloudpickle ships user module code (preprocessing_fn, ...) by value to worker processes.
+            args.append('--pickle_library=cloudpickle')
+        return beam.Pipeline(options=PipelineOptions(args))

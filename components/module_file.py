@@ -22,6 +22,20 @@ class ModuleFileError(RuntimeError):
     """A module file is missing, does not import, or lacks a required function."""
 
 
+def _pickle_by_value(module: types.ModuleType, local_files: set[str]) -> None:
+    """Let Beam ship the user's functions to worker processes by value: the module's name exists
+    only in this process (multi-process and distributed runners would fail to import it)."""
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(module)
+    for other in list(sys.modules.values()):
+        if getattr(other, '__file__', None) in local_files and other is not module:
+            try:
+                cloudpickle.register_pickle_by_value(other)
+            except ValueError:  # not importable by name: nothing to ship
+                pass
+
+
 def load_module_file(path: str, required: Sequence[str] = ()) -> types.ModuleType:
     path = os.path.abspath(path)
     if not os.path.isfile(path):
@@ -53,6 +67,7 @@ def load_module_file(path: str, required: Sequence[str] = ()) -> types.ModuleTyp
     finally:
         if sys.path and sys.path[0] == directory:
             sys.path.pop(0)
+    _pickle_by_value(module, local)
     for fn in required:
         if not callable(getattr(module, fn, None)):
             defined = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith('_')

@@ -1,0 +1,110 @@
+"""The data components on other Beam runners give the single-process results: DirectRunner with
+several processes, and Beam's portable runner (the path Flink and Spark clusters use) against a
+job service started here, with the SDK harness in this process (LOOPBACK)."""
+from __future__ import annotations
+
+import glob
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from components import CsvExampleGen, ImportSchemaGen, StatisticsGen, Transform
+from pipelines import LocalDagRunner, Pipeline
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TAXI = os.path.join(REPO, 'pipelines', 'examples', 'taxi')
+
+
+def run_data_components(root, beam_args):
+    gen = CsvExampleGen(input_base=os.path.join(TAXI, 'data'))
+    stats = StatisticsGen(examples=gen.outputs['examples'])
+    schema = ImportSchemaGen(schema_file=os.path.join(TAXI, 'schema', 'schema.pbtxt'))
+    transform = Transform(examples=gen.outputs['examples'], schema=schema.outputs['schema'],
+                          module_file=os.path.join(TAXI, 'taxi_module.py'))
+    pipeline = Pipeline('beam-runners', str(root), [gen, stats, schema, transform], metadata=f'sqlite:///{root}/m.db',
+                        beam_pipeline_args=beam_args)
+    started = time.perf_counter()
+    result = LocalDagRunner(progress=False).run(pipeline)
+    assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items() if n.error}
+    return result, time.perf_counter() - started
+
+
+def records(artifact, split):
+    import tensorflow as tf
+    files = sorted(glob.glob(os.path.join(artifact.uri, f'Split-{split}', '*.gz')))
+    return [bytes(r) for r in tf.data.TFRecordDataset(files, compression_type='GZIP').as_numpy_iterator()]
+
+
+def transformed_columns(artifact, split):
+    import tensorflow as tf
+    rows = []
+    for r in records(artifact, split):
+        feats = tf.train.Example.FromString(r).features.feature
+        rows.append({k: getattr(f, f.WhichOneof('kind')).value[0] for k, f in feats.items()})
+    rows.sort(key=lambda d: tuple(sorted(d.items())))
+    return {k: np.array([d[k] for d in rows]) for k in rows[0]}
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+    return run_data_components(tmp_path_factory.mktemp('single') / 'root', ['--direct_num_workers=1'])
+
+
+def assert_same_results(result, reference):
+    ref = reference[0]
+    for split in ('train', 'eval'):
+        # ExampleGen: byte for byte the same examples in the same splits.
+        assert sorted(records(result['CsvExampleGen'].outputs['examples'], split)) == \
+            sorted(records(ref['CsvExampleGen'].outputs['examples'], split))
+        # StatisticsGen: the same counts and the same means (up to summation order).
+        from components.statistics_gen import load_statistics
+        [a] = load_statistics(result['StatisticsGen'].outputs['statistics'], split).datasets
+        [b] = load_statistics(ref['StatisticsGen'].outputs['statistics'], split).datasets
+        assert a.num_examples == b.num_examples
+        for fa, fb in zip(sorted(a.features, key=lambda f: f.path.step[0]), sorted(b.features, key=lambda f: f.path.step[0])):
+            if fa.HasField('num_stats'):
+                assert fa.num_stats.common_stats.num_non_missing == fb.num_stats.common_stats.num_non_missing
+                assert fa.num_stats.mean == pytest.approx(fb.num_stats.mean, rel=1e-9)
+        # Transform: identical vocabulary and bucket ids; z-scores equal up to float32 rounding.
+        got = transformed_columns(result['Transform'].outputs['transformed_examples'], split)
+        want = transformed_columns(ref['Transform'].outputs['transformed_examples'], split)
+        assert set(got) == set(want)
+        for name in want:
+            if want[name].dtype.kind in 'iu':
+                assert np.array_equal(got[name], want[name]), name
+            else:
+                assert np.max(np.abs(got[name] - want[name])) < 1e-5, name
+
+
+def test_multi_process_direct_runner_gives_the_same_results(tmp_path, reference):
+    result, seconds = run_data_components(tmp_path / 'root', ['--direct_running_mode=multi_processing',
+                                                               '--direct_num_workers=2'])
+    assert_same_results(result, reference)
+    print(f'single process {reference[1]:.1f}s, two processes {seconds:.1f}s')
+
+
+def test_portable_runner_against_a_local_job_service(tmp_path, reference):
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    service = subprocess.Popen([sys.executable, '-m', 'apache_beam.runners.portability.local_job_service_main',
+                                f'--port={port}'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):  # wait for the job service to listen
+            try:
+                socket.create_connection(('127.0.0.1', port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        result, _ = run_data_components(tmp_path / 'root', ['--runner=PortableRunner',
+                                                            f'--job_endpoint=localhost:{port}',
+                                                            '--environment_type=LOOPBACK'])
+        assert_same_results(result, reference)
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
