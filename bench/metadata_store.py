@@ -10,6 +10,7 @@ through its 10 producers), and listing the runs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -35,7 +36,7 @@ def main() -> None:
         last = None
         for run in range(args.runs):
             run_id = f'run-{run:05d}'
-            store.register_run('bench', run_id, {'node_ids': str(nodes)})
+            store.register_run('bench', run_id, {'node_ids': json.dumps(nodes)})
             previous = None
             for node in nodes:
                 ex_id = store.register_execution('Bench', 'bench', run_id, node,
