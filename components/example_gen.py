@@ -284,13 +284,18 @@ class CsvExampleGenExecutor(Executor):
                             'change split_ratios.')
 
 
-class CsvExampleGen(Component):
-    """Reads every CSV file in ``input_base`` into gzipped TFRecords of tf.Example, split by hash."""
+class _ExampleGen(Component):
+    """What every ExampleGen declares: files in ``input_base`` -> examples split by hash."""
     input_base = Parameter(str, path=True)
     split_ratios = Parameter(dict, default={'train': 2, 'eval': 1}, check=_check_split_ratios)
     examples = Output(Examples)
-    executor = CsvExampleGenExecutor
     driver = ExampleGenDriver
+    input_pattern = '*'
+
+
+class CsvExampleGen(_ExampleGen):
+    """Reads every CSV file in ``input_base`` into gzipped TFRecords of tf.Example, split by hash."""
+    executor = CsvExampleGenExecutor
     input_pattern = '*.csv'
 
 
@@ -343,14 +348,9 @@ class ImportExampleGenExecutor(Executor):
         examples.set('version', 0)
 
 
-class ImportExampleGen(Component):
+class ImportExampleGen(_ExampleGen):
     """Imports TFRecord files of tf.Example (``.gz`` files are read as gzip) and splits them by hash."""
-    input_base = Parameter(str, path=True)
-    split_ratios = Parameter(dict, default={'train': 2, 'eval': 1}, check=_check_split_ratios)
-    examples = Output(Examples)
     executor = ImportExampleGenExecutor
-    driver = ExampleGenDriver
-    input_pattern = '*'
 
 
 __all__ = ['CsvExampleGen', 'ImportExampleGen', 'DataError']
