@@ -29,48 +29,57 @@ from pipelines.pipeline import Pipeline
 from pipelines.resume import Step, stored_pipeline
 from pipelines.runner import RunResult, skipped
 
-# What the DoFns of a run in this process share: token -> context.
+# What the DoFns of a run in this process share: token -> context. DoFn instances hold only the
+# token (Beam pickles them; a store connection cannot be pickled).
 _CONTEXTS: dict[str, dict[str, Any]] = {}
 _LOCK = threading.Lock()
 
 
+def _context(token: str, store_url: str, run_id: str) -> dict[str, Any]:
+    with _LOCK:
+        if token not in _CONTEXTS:  # a worker in another process: open the store, load the pipeline
+            store = MetadataStore(store_url)
+            pipeline = stored_pipeline(store, run_id)
+            _CONTEXTS[token] = {
+                'pipeline': pipeline, 'store': store, 'steps': {}, 'results': {}, 'progress': None,
+                'index': {c.id: i for i, c in enumerate(pipeline.components, start=1)},
+                'info': PipelineInfo(pipeline.name, pipeline.pipeline_root, run_id, tuple(pipeline.beam_pipeline_args))}
+        return _CONTEXTS[token]
+
+
+def _launch_node(token: str, store_url: str, run_id: str, node_id: str, upstream: Sequence[NodeResult]) -> NodeResult:
+    """What one DoFn does: skip, reuse or launch its node, and report it."""
+    ctx = _context(token, store_url, run_id)
+    pipeline: Pipeline = ctx['pipeline']
+    component = pipeline.node(node_id)
+    step: Step | None = ctx['steps'].get(node_id)
+    failed = [u.node_id for u in upstream if not u.ok]
+    if step is not None and step.action == 'reuse':
+        result = _reused(pipeline, step)
+    elif failed:
+        result = skipped(component.id, component.component_type, failed)
+    else:
+        if ctx['progress'] is not None:
+            ctx['progress'].node_started(ctx['index'][node_id], len(pipeline.components), node_id)
+        result = launch(component, ctx['store'], ctx['info'], enable_cache=pipeline.enable_cache)
+    with _LOCK:
+        ctx['results'][node_id] = result
+    if ctx['progress'] is not None:
+        ctx['progress'].node_finished(ctx['index'][node_id], len(pipeline.components), result)
+    return result
+
+
 class _LaunchNode:
-    """Builds the DoFn lazily so that Beam is imported only when a BeamDagRunner runs."""
+    """Builds the DoFn lazily so that Beam is imported only when a BeamDagRunner runs. The DoFn
+    refers only to strings and module-level functions, so any Beam pickler can ship it."""
 
     @staticmethod
     def make(token: str, store_url: str, run_id: str, node_id: str) -> Any:
         import apache_beam as beam
 
         class LaunchNode(beam.DoFn):
-            def setup(self) -> None:
-                self.context = _CONTEXTS.get(token)
-                if self.context is None:  # a worker in another process
-                    store = MetadataStore(store_url)
-                    pipeline = stored_pipeline(store, run_id)
-                    self.context = {'pipeline': pipeline, 'store': store, 'steps': {}, 'results': {},
-                                    'progress': None,
-                                    'info': PipelineInfo(pipeline.name, pipeline.pipeline_root, run_id,
-                                                         tuple(pipeline.beam_pipeline_args))}
-
             def process(self, _, *upstream):  # no type hints: Beam would check them
-                ctx = self.context
-                pipeline: Pipeline = ctx['pipeline']
-                component = pipeline.node(node_id)
-                step: Step | None = ctx['steps'].get(node_id)
-                failed = [u.node_id for u in upstream if not u.ok]
-                if step is not None and step.action == 'reuse':
-                    result = _reused(pipeline, step)
-                elif failed:
-                    result = skipped(component.id, component.component_type, failed)
-                else:
-                    if ctx['progress'] is not None:
-                        ctx['progress'].node_started(ctx['index'][node_id], len(pipeline.components), node_id)
-                    result = launch(component, ctx['store'], ctx['info'], enable_cache=pipeline.enable_cache)
-                with _LOCK:
-                    ctx['results'][node_id] = result
-                if ctx['progress'] is not None:
-                    ctx['progress'].node_finished(ctx['index'][node_id], len(pipeline.components), result)
-                yield result
+                yield _launch_node(token, store_url, run_id, node_id, upstream)
 
         return LaunchNode()
 
@@ -80,8 +89,9 @@ class BeamDagRunner(LocalDagRunner):
 
     name = 'beam'
 
-    def __init__(self, progress: Any = True, dag_pipeline_args: Sequence[str] = ('--runner=DirectRunner',
-                                                                                  '--direct_running_mode=in_memory')):
+    def __init__(self, progress: Any = True,
+                 dag_pipeline_args: Sequence[str] = ('--runner=DirectRunner', '--direct_running_mode=in_memory',
+                                                     '--pickle_library=cloudpickle')):
         super().__init__(progress)
         self.dag_pipeline_args = list(dag_pipeline_args)
 

@@ -5,6 +5,7 @@ import datetime
 import json
 import os
 import secrets
+import time
 import sys
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -48,12 +49,14 @@ class Progress:
 
     def __init__(self, stream: TextIO | None = None, enabled: bool = True) -> None:
         self.stream, self.enabled = stream, enabled
+        self.started = time.time()
 
     def say(self, text: str) -> None:
         if self.enabled:
             print(text, file=self.stream or sys.stdout, flush=True)
 
     def run_started(self, pipeline: Pipeline, run_id: str, store: MetadataStore) -> None:
+        self.started = time.time()
         self.say(f"Run {run_id} of pipeline '{pipeline.name}': {len(pipeline.components)} nodes, "
                  f'store {store.url}')
 
@@ -62,10 +65,11 @@ class Progress:
         return self.enabled and hasattr(stream, 'isatty') and stream.isatty()
 
     def node_started(self, index: int, total: int, node_id: str) -> None:
+        line = f'[{index}/{total}] {node_id} running ... ({time.time() - self.started:.0f}s into the run)'
         if self._tty():  # a live line, overwritten when the node finishes
-            print(f'[{index}/{total}] {node_id} running ...', end='\r', file=self.stream or sys.stdout, flush=True)
+            print(line, end='\r', file=self.stream or sys.stdout, flush=True)
         else:
-            self.say(f'[{index}/{total}] {node_id} running ...')
+            self.say(line)
 
     def node_finished(self, index: int, total: int, result: NodeResult) -> None:
         detail = f'  {result.error}' if result.error else (' (reused from earlier in this run)' if result.reused else '')
