@@ -37,7 +37,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 

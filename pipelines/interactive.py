@@ -11,6 +11,8 @@ when the pipeline is later run with ``sluice run`` (and the other way round).
 """
 from __future__ import annotations
 
+import json
+import os
 import tempfile
 import time
 from typing import Any, Sequence
@@ -20,7 +22,6 @@ from components.driver import PipelineInfo
 from metadata.artifact import Artifact
 from metadata.store import MetadataStore
 from pipelines.launcher import NodeResult, launch
-from pipelines.report import run_edges
 from pipelines.runner import new_run_id
 from pipelines.visuals import View, lineage_view, render, run_view
 
@@ -33,7 +34,6 @@ class InteractiveContext:
     def __init__(self, pipeline_root: str | None = None, metadata: str | None = None,
                  pipeline_name: str = 'interactive', beam_pipeline_args: Sequence[str] = ('--direct_num_workers=1',),
                  enable_cache: bool = True) -> None:
-        import os
         self.pipeline_root = os.path.abspath(pipeline_root or tempfile.mkdtemp(prefix='sluice-interactive-'))
         self.metadata = metadata or f'sqlite:///{self.pipeline_root}/metadata.db'
         self.pipeline_name = pipeline_name
@@ -62,7 +62,6 @@ class InteractiveContext:
                                     {'node_ids': '[]', 'pipeline_root': self.pipeline_root, 'runner': 'interactive'})
         if component.id not in self._order:
             self._order.append(component.id)
-            import json
             self.store.update_run(self.run_id, {'node_ids': json.dumps(self._order)})
         started = time.time()
         result = launch(component, self.store, self.info, enable_cache=self.enable_cache)
@@ -91,7 +90,7 @@ class InteractiveContext:
         if item is None or isinstance(item, str) or hasattr(item, 'run_id'):
             run_id = item if isinstance(item, str) else getattr(item, 'run_id', None) or self.run_id
             executions = self.store.executions(run_id)
-            return run_view(self.store.run(run_id), executions, run_edges(executions))
+            return run_view(self.store.run(run_id), executions)
         if isinstance(item, Component):
             result = self._results.get(id(item))
             if result is None:

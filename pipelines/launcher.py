@@ -151,6 +151,6 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
 
 def _message(e: BaseException) -> str:
     text = str(e).strip()
-    if isinstance(e, (InputError,)):
+    if isinstance(e, InputError):  # already says which node and input
         return text
     return f'{type(e).__name__}: {text}' if text else type(e).__name__

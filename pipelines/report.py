@@ -8,26 +8,19 @@ from __future__ import annotations
 import datetime
 import html
 
-from metadata.store import ExecutionRecord, MetadataStore
+from metadata.store import MetadataStore
 from pipelines.visuals import CSS, render, run_view
 
 SECTIONS = ('Examples', 'ExampleStatistics', 'Schema', 'ExampleAnomalies', 'Model', 'ModelEvaluation',
             'ModelBlessing', 'PushedModel')
 
 
-def run_edges(executions: list[ExecutionRecord]) -> list[tuple[str, str]]:
-    """(producer node, consumer node) pairs, from which node's outputs each node read in the run."""
-    producer = {a.id: r.node_id for r in executions for group in r.outputs.values() for a in group}
-    edges = {(producer[a.id], r.node_id) for r in executions for group in r.inputs.values() for a in group
-             if a.id in producer and producer[a.id] != r.node_id}
-    return sorted(edges)
-
 
 def report_html(store: MetadataStore, run_id: str) -> str:
     run = store.run(run_id)
     executions = store.executions(run_id)
     latest = {r.node_id: r for r in executions}  # oldest first, so the latest attempt wins
-    parts = [run_view(run, executions, run_edges(executions))._repr_html_()]
+    parts = [run_view(run, executions)._repr_html_()]
     for kind in SECTIONS:
         for node_id in run.node_ids or list(latest):
             record = latest.get(node_id)

@@ -73,9 +73,8 @@ class Progress:
 
     def node_finished(self, index: int, total: int, result: NodeResult) -> None:
         detail = f'  {result.error}' if result.error else (' (reused from earlier in this run)' if result.reused else '')
-        self.say(f'[{index}/{total}] {result.node_id:<20} {result.state:<9} {result.duration:6.1f}s{detail}\x1b[K'
-                 if self._tty() else
-                 f'[{index}/{total}] {result.node_id:<20} {result.state:<9} {result.duration:6.1f}s{detail}')
+        line = f'[{index}/{total}] {result.node_id:<20} {result.state:<9} {result.duration:6.1f}s{detail}'
+        self.say(line + '\x1b[K' if self._tty() else line)  # on a terminal, also clear the live line
 
     def run_finished(self, result: RunResult, elapsed: float) -> None:
         nodes = result.nodes.values()

@@ -289,8 +289,18 @@ def dag_svg(nodes: Sequence[str], edges: Sequence[tuple[str, str]], states: dict
     return ''.join(parts)
 
 
-def run_view(run: Any, executions: Sequence[Any], edges: Sequence[tuple[str, str]]) -> View:
-    """A run: its DAG with node states and durations, and a table of its nodes."""
+def run_edges(executions: Sequence[Any]) -> list[tuple[str, str]]:
+    """(producer node, consumer node) pairs: which node's outputs each node read in the run."""
+    producer = {a.id: r.node_id for r in executions for group in r.outputs.values() for a in group}
+    edges = {(producer[a.id], r.node_id) for r in executions for group in r.inputs.values() for a in group
+             if a.id in producer and producer[a.id] != r.node_id}
+    return sorted(edges)
+
+
+def run_view(run: Any, executions: Sequence[Any]) -> View:
+    """A run (``store.run``, ``store.executions``): its DAG with node states and durations, and a
+    table of its nodes."""
+    edges = run_edges(executions)
     latest = run.latest()
     nodes = run.node_ids or list(latest)
     states = {n: latest[n].state for n in nodes if n in latest}

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from components import Component, Examples, Executor, Input, Output, Parameter, WiringError
-from dummies import ApplyModule, Count, Join, Number, Source, Text, Upper
+from dummies import ApplyModule, Count, Join, Source, Text, Upper
 
 
 def test_declarations_are_collected_once_per_class():

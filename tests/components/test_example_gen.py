@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from components import CsvExampleGen, DataError, ImportExampleGen, WiringError
+from components import CsvExampleGen, DataError, WiringError
 from components.example_gen import CsvExampleGenExecutor, ImportExampleGenExecutor
 from metadata import Examples
 

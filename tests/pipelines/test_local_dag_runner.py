@@ -7,7 +7,7 @@ import os
 import pytest
 
 from components.driver import PipelineInfo
-from dummies import ApplyModule, Count, Join, Probe, ProbeExecutor, Source, Text, Upper, UpperExecutor, read_text
+from dummies import ApplyModule, Count, Join, Probe, ProbeExecutor, Source, Upper, UpperExecutor, read_text
 from pipelines import LocalDagRunner, Pipeline, launch
 
 
