@@ -2,38 +2,59 @@
 
     .venv/bin/python bench/cache_rerun.py [--example demo|penguin|taxi] [--repeat 3]
 
-Runs `sluice run pipelines/examples/<example>/<example>_pipeline.py` as a user would (a whole
-process each time) in a fresh directory: once executing every node, then again with nothing
-changed. Prints the wall time of each process, the ratio, and checks through the store that the
-re-run recorded only CACHED executions (and, for the cached run, that TensorFlow was not imported).
+In each of ``--repeat`` fresh directories, runs ``sluice run pipelines/examples/<example>/<example>_pipeline.py``
+twice as a user would (a whole process each time): once executing every node, then again with
+nothing changed. Both processes are the same small wrapper (``python -c`` calling
+``pipelines.cli.main(['run', FILE])``) which, after the run, reports which of ``tensorflow`` and
+``apache_beam`` are in that process's own ``sys.modules`` (imported directly or indirectly).
+
+Prints the wall time of each side (median [min-max] over the repeats), the per-repeat speed-up, the
+executions each run recorded (read from the store), and what each side imported. Exits non-zero
+if a re-run executed anything or imported TensorFlow or Beam.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import REPO, machine, ratios, run_python, spread  # noqa: E402
+
 sys.path.insert(0, REPO)
+WATCHED = ('tensorflow', 'apache_beam')
+MARKER = 'SLUICE-BENCH-MODULES '
+WRAPPER = '''
+import json, sys
+from pipelines.cli import main
+status = main(['run', {path!r}])
+print({marker!r} + json.dumps({{
+    name: sum(1 for m in list(sys.modules) if m == name or m.startswith(name + '.'))
+    for name in {watched!r} if name in sys.modules}}), flush=True)
+sys.exit(status)
+'''
 
 
-def timed_run(cwd: str, path: str, trace_imports: bool = False) -> float:
-    env = {**os.environ, 'PYTHONPATH': REPO}
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, *(['-X', 'importtime'] if trace_imports else []), '-m', 'pipelines.cli',
-                           'run', path], cwd=cwd, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f'sluice run failed:\n{proc.stdout}\n{proc.stderr}')
-    if trace_imports and any(line.rstrip().endswith(('| tensorflow', '| apache_beam'))
-                             for line in proc.stderr.splitlines()):
-        sys.exit('the cached run imported TensorFlow or Beam')
-    return elapsed
+def sluice_run(cwd: str, path: str) -> tuple[float, dict[str, int]]:
+    """Wall seconds of one `sluice run` process, and {watched module: submodules loaded} in it."""
+    script = WRAPPER.format(path=path, marker=MARKER, watched=WATCHED)
+    seconds, proc = run_python(['-c', script], cwd=cwd)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
+    if len(lines) != 1:
+        sys.exit(f'the wrapper did not report its modules:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}')
+    return seconds, json.loads(lines[0][len(MARKER):])
+
+
+def imported(found: list[dict[str, int]]) -> str:
+    names = sorted({name for f in found for name in f})
+    if not names:
+        return f'neither {" nor ".join(WATCHED)} in sys.modules'
+    return 'in sys.modules: ' + ', '.join(
+        f'{name} ({sum(1 for f in found if name in f)}/{len(found)} runs, '
+        f'up to {max(f.get(name, 0) for f in found)} modules)' for name in names)
 
 
 def main() -> None:
@@ -44,25 +65,44 @@ def main() -> None:
     path = os.path.join(REPO, 'pipelines', 'examples', args.example, f'{args.example}_pipeline.py')
     from metadata import MetadataStore
 
-    firsts, seconds = [], []
+    firsts, seconds, first_mods, second_mods, first_states, second_states = [], [], [], [], [], []
     for _ in range(args.repeat):
         cwd = tempfile.mkdtemp(prefix='sluice-bench-')
         try:
-            firsts.append(timed_run(cwd, path))
-            seconds.append(timed_run(cwd, path, trace_imports=True))
+            t, mods = sluice_run(cwd, path)
+            firsts.append(t)
+            first_mods.append(mods)
+            t, mods = sluice_run(cwd, path)
+            seconds.append(t)
+            second_mods.append(mods)
             store = MetadataStore(f'sqlite:///{cwd}/runs/{args.example}/metadata.db')
-            last = store.runs(args.example)[-1]
-            states = sorted({e.state for e in store.executions(last.run_id)})
-            if states != ['CACHED']:
-                sys.exit(f'the re-run recorded {states}, expected only CACHED')
+            runs = store.runs(args.example)
+            if len(runs) != 2:
+                sys.exit(f'expected 2 runs in the store, found {len(runs)}')
+            first_states.append(sorted(e.state for e in store.executions(runs[0].run_id)))
+            second_states.append(sorted(e.state for e in store.executions(runs[1].run_id)))
         finally:
             shutil.rmtree(cwd, ignore_errors=True)
-    first, second = statistics.median(firsts), statistics.median(seconds)
-    n = len(store.executions(last.run_id))
-    print(f'{args.example} pipeline, whole `sluice run` process, median of {args.repeat} fresh directories')
-    print(f'  first run ({n} nodes executed):                 {first:.2f} s')
-    print(f'  re-run, nothing changed ({n} CACHED executions): {second:.2f} s (no TensorFlow or Beam import)')
-    print(f'  speed-up of the cached re-run: {first / second:.1f}x')
+
+    def states(recorded: list[list[str]]) -> str:
+        kinds = sorted({tuple(s) for s in recorded})
+        return ' / '.join(', '.join(f'{s.count(k)} {k}' for k in sorted(set(s))) for s in kinds)
+
+    print(f'{args.example} pipeline, whole `sluice run` processes, {args.repeat} fresh directories; {machine()}')
+    print(f'  first run:   {spread(firsts, unit=" s")}  recorded {states(first_states)}')
+    print(f'               {imported(first_mods)}')
+    print(f'  re-run:      {spread(seconds, unit=" s")}  recorded {states(second_states)}')
+    print(f'               {imported(second_mods)}')
+    print(f'  speed-up of the cached re-run (first / re-run, per directory): '
+          f'{spread(ratios(firsts, seconds), fmt=".1f", unit="x")}')
+    problems = []
+    if any(set(s) != {'CACHED'} for s in second_states):
+        problems.append('a re-run recorded executions other than CACHED')
+    if any(second_mods):
+        problems.append(f'the cached re-run imported {", ".join(sorted({n for m in second_mods for n in m}))}')
+    if problems:
+        print('FAILED: ' + '; '.join(problems))
+        sys.exit(1)
 
 
 if __name__ == '__main__':

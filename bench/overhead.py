@@ -2,48 +2,52 @@
 cache keys, publish, heartbeat) vs the same library work without it: each component's executor
 called directly on hand-made artifacts in temporary directories, in one plain script.
 
-    .venv/bin/python bench/overhead.py
+    .venv/bin/python bench/overhead.py [--repeat 3]
 
-Each side runs in its own fresh process (so both pay the TensorFlow imports once). Prints both
-wall times, their ratio, and the seconds Sluice adds per component.
+Both sides are measured the same way: each is a fresh `python -c` process of this interpreter with
+the same environment, on the same taxi data and the same pipeline definition (nothing cached),
+timed from this parent with perf_counter from before the process starts to after it exits. Inside,
+both scripts take each node's wall time with time.time() around the same span (Sluice: the
+launcher's duration, which includes driver, cache lookup and publish; plain: output directories
+plus the executor). The two sides alternate which goes first from one repeat to the next. Prints,
+for each side, the median and range over the repeats, the per-repeat ratio Sluice / plain, and
+per component the seconds Sluice added (per-repeat difference, median and range).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import textwrap
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import REPO, TAXI_DIR, machine, ratios, run_python, spread  # noqa: E402
+
+TAXI = os.path.join(TAXI_DIR, 'taxi_pipeline.py')
 
 SLUICE = textwrap.dedent('''
-    import json, sys, time
-    sys.path.insert(0, {repo!r})
+    import json, sys
     from pipelines import LocalDagRunner, load_pipeline
-    start = time.perf_counter()
     pipeline = load_pipeline({taxi!r}, root={root!r})
     result = LocalDagRunner(progress=False).run(pipeline)
-    total = time.perf_counter() - start
-    assert result.state == 'COMPLETE'
-    print(json.dumps({{'total': total, 'nodes': {{k: n.duration for k, n in result.nodes.items()}}}}))
+    assert result.state == 'COMPLETE', {{k: n.error for k, n in result.nodes.items() if n.error}}
+    print(json.dumps({{k: n.duration for k, n in result.nodes.items()}}))
 ''')
 
 PLAIN = textwrap.dedent('''
-    import json, os, sys, time
-    sys.path.insert(0, {repo!r})
-    start = time.perf_counter()
+    import json, os, shutil, sys, time
     from pipelines import load_pipeline
-    from metadata import Artifact
     pipeline = load_pipeline({taxi!r}, root={root!r})
     produced, took = {{}}, {{}}
     for i, component in enumerate(pipeline.components):
-        t = time.perf_counter()
-        inputs = {{k: (produced[(c.producer.id, c.key)] if c is not None else None) for k, c in component.inputs.items()}}
-        if component.id == 'Trainer':
+        start = time.time()
+        inputs = {{k: (produced[(c.producer.id, c.key)] if c is not None else None)
+                  for k, c in component.inputs.items()}}
+        if component.id == 'Trainer':  # what the Trainer's driver resolves (for the ONNX check)
             inputs['raw_examples'] = produced[('CsvExampleGen', 'examples')]
-        if component.id == 'Evaluator':
+        if component.id == 'Evaluator':  # first run: no model in production
             inputs['baseline_model'] = None
         outputs = {{}}
         for key, decl in type(component).OUTPUTS.items():
@@ -51,35 +55,52 @@ PLAIN = textwrap.dedent('''
             os.makedirs(uri)
             outputs[key] = decl.type(uri=uri)
             outputs[key].id = 1000 + i
-        executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args)
+        tmp_dir = os.path.join({root!r}, '.tmp', component.id)
+        os.makedirs(tmp_dir)
+        executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args, tmp_dir=tmp_dir,
+                                            node_id=component.id)
         executor.run(**inputs, **outputs, **component.parameters)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
         produced.update({{(component.id, k): a for k, a in outputs.items()}})
-        took[component.id] = time.perf_counter() - t
-    print(json.dumps({{'total': time.perf_counter() - start, 'nodes': took}}))
+        took[component.id] = time.time() - start
+    print(json.dumps(took))
 ''')
 
 
-def run(template: str, root: str) -> dict:
-    taxi = os.path.join(REPO, 'pipelines', 'examples', 'taxi', 'taxi_pipeline.py')
-    proc = subprocess.run([sys.executable, '-c', template.format(repo=REPO, taxi=taxi, root=root)],
-                          capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': REPO})
-    if proc.returncode != 0:
-        sys.exit(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def run(template: str, root: str) -> tuple[float, dict[str, float]]:
+    seconds, proc = run_python(['-c', template.format(taxi=TAXI, root=root)], cwd=REPO)
+    return seconds, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix='sluice-overhead-') as tmp:
-        plain = run(PLAIN, os.path.join(tmp, 'plain'))
-        sluice = run(SLUICE, os.path.join(tmp, 'sluice'))
-    print('taxi pipeline, one process each, DirectRunner, nothing cached')
-    print(f'  plain script (executors called directly): {plain["total"]:6.1f} s')
-    print(f'  through Sluice (LocalDagRunner, SQLite):  {sluice["total"]:6.1f} s  '
-          f'ratio {sluice["total"] / plain["total"]:.3f}')
-    print(f'  {"component":<18}{"plain s":>9}{"sluice s":>10}{"added s":>9}')
-    for node, seconds in sluice['nodes'].items():
-        base = plain['nodes'][node]
-        print(f'  {node:<18}{base:>9.2f}{seconds:>10.2f}{seconds - base:>+9.2f}')
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--repeat', type=int, default=3)
+    args = parser.parse_args()
+    plain, sluice = [], []
+    for i in range(args.repeat):
+        with tempfile.TemporaryDirectory(prefix='sluice-overhead-') as tmp:
+            order = [('plain', PLAIN), ('sluice', SLUICE)]
+            for name, template in (order if i % 2 == 0 else order[::-1]):
+                (plain if name == 'plain' else sluice).append(run(template, os.path.join(tmp, name)))
+    plain_t, sluice_t = [p[0] for p in plain], [s[0] for s in sluice]
+    print(f'taxi pipeline, nothing cached, DirectRunner one worker; each side a fresh process, '
+          f'{args.repeat} repeats alternating which side goes first; {machine()}')
+    print(f'  plain script (executors called directly): {spread(plain_t, ".1f", " s")}')
+    print(f'  through Sluice (LocalDagRunner, SQLite):  {spread(sluice_t, ".1f", " s")}')
+    print(f'  ratio Sluice / plain (per repeat):        {spread(ratios(sluice_t, plain_t), ".3f")}')
+    print(f'  {"component":<17}{"plain s":>24}{"sluice s":>24}{"added s (per repeat)":>29}')
+    for node in sluice[0][1]:
+        a = [p[1][node] for p in plain]
+        b = [s[1][node] for s in sluice]
+        added = [y - x for x, y in zip(a, b)]
+        print(f'  {node:<17}{spread(a, ".2f"):>24}{spread(b, ".2f"):>24}{spread(added, "+.3f"):>29}')
+    nodes_plain = [sum(p[1].values()) for p in plain]
+    nodes_sluice = [sum(s[1].values()) for s in sluice]
+    print(f'  {"sum of nodes":<17}{spread(nodes_plain, ".2f"):>24}{spread(nodes_sluice, ".2f"):>24}'
+          f'{spread([y - x for x, y in zip(nodes_plain, nodes_sluice)], "+.3f"):>29}')
+    outside = [t - n for t, n in zip(plain_t, nodes_plain)], [t - n for t, n in zip(sluice_t, nodes_sluice)]
+    print(f'  {"outside nodes":<17}{spread(outside[0], ".2f"):>24}{spread(outside[1], ".2f"):>24}'
+          f'{spread([y - x for x, y in zip(*outside)], "+.3f"):>29}')
 
 
 if __name__ == '__main__':

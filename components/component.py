@@ -19,6 +19,7 @@ import difflib
 import inspect
 import os
 import re
+import time
 from typing import Any, Callable, ClassVar, Iterator
 
 from components.driver import Driver
@@ -28,7 +29,7 @@ from metadata.artifact import Artifact
 _REQUIRED = object()
 _ID_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_.-]*$')
 _RESERVED = {'id', 'inputs', 'outputs', 'parameters', 'with_id', 'executor', 'driver', 'version',
-             'upstream', 'component_type', 'add_upstream_node', 'INPUTS', 'OUTPUTS', 'PARAMETERS'}
+             'libraries', 'upstream', 'component_type', 'add_upstream_node', 'INPUTS', 'OUTPUTS', 'PARAMETERS'}
 
 
 class WiringError(TypeError):
@@ -116,7 +117,9 @@ class _Outputs(dict):
 
 class Component:
     """Base class of all components. Subclasses declare Input, Output and Parameter attributes and
-    set ``executor``; they may set ``driver`` (a Driver subclass) and ``version``."""
+    set ``executor``; they may set ``driver`` (a Driver subclass), ``version`` and ``libraries``
+    (the distributions whose installed versions the outputs depend on, e.g. ``('tensorflow',)``;
+    part of the cache key, see components/fingerprint.py)."""
 
     INPUTS: ClassVar[dict[str, Input]] = {}
     OUTPUTS: ClassVar[dict[str, Output]] = {}
@@ -124,6 +127,7 @@ class Component:
     executor: ClassVar[type[Executor] | None] = None
     driver: ClassVar[type[Driver]] = Driver
     version: ClassVar[str] = '1'
+    libraries: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -139,6 +143,7 @@ class Component:
         cls.INPUTS, cls.OUTPUTS, cls.PARAMETERS = inputs, outputs, params
         if cls.executor is not None:
             _check_executor(cls)
+        cls._loaded_ns = time.time_ns()  # see fingerprint.changed_since_loaded
 
     def __init__(self, **kwargs: Any) -> None:
         cls = type(self)

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from components.component import Component
 
 
+class StaleCodeError(RuntimeError):
+    """A component's code changed on disk after it was loaded into this process."""
+
+
 class InputError(RuntimeError):
     """An input cannot be resolved (its producer has not run in this run, or its files are gone)."""
 
@@ -28,6 +32,7 @@ class PipelineInfo:
     root: str
     run_id: str
     beam_pipeline_args: tuple[str, ...] = ()
+    lease: str = ''  # the run's lease held by the launching process; its executions are fenced by it
 
 
 class Driver:
@@ -68,16 +73,34 @@ class Driver:
         """Extra facts to record on the execution (e.g. the input files an ExampleGen read)."""
         return {}
 
-    def cache_key(self, inputs: dict[str, Artifact | None]) -> str:
+    def cache_key_parts(self, inputs: dict[str, Artifact | None]) -> dict[str, Any]:
+        """What the cache key is made of (see components/fingerprint.py), as a JSON-ready dict:
+        the ``fp.KEY_FIELDS`` entries, plus ``producers`` (input key -> producer node id) for
+        explanations (not hashed)."""
         comp = self.component
-        code = {k: fp.code_fingerprint(path) for k, path in comp.user_code_files()}
+        stale = fp.changed_since_loaded(type(comp))
+        if stale:
+            raise StaleCodeError(
+                f'{comp.id}: {", ".join(stale)} changed after {comp.component_type} was loaded into this '
+                'process, so the code that would run is older than the file, and its results would be cached '
+                'under the new code. Re-import it (importlib.reload(module), or restart the notebook kernel) '
+                'and run again.')
+        code = {k: fp.code_parts(path) for k, path in comp.user_code_files()}
         params = {k: v for k, v in comp.parameters.items() if k not in code}
-        return fp.cache_key(
-            pipeline_name=self.pipeline.name, node_id=comp.id, component_type=comp.component_type,
-            implementation=fp.implementation_fingerprint(type(comp), type(comp).executor),
-            parameters=fp.canonical(params),
-            input_fingerprints={k: (a.fingerprint if a is not None else '') for k, a in inputs.items()},
-            code_fingerprints=code, external=self.external_fingerprints())
+        return {
+            'pipeline': self.pipeline.name, 'node': comp.id, 'component': comp.component_type,
+            'implementation': fp.implementation_parts(type(comp)),
+            'parameters': fp.canonical(params),
+            'inputs': {k: (a.fingerprint if a is not None else '') for k, a in inputs.items()},
+            'code': code, 'external': self.external_fingerprints(),
+            'producers': {k: ch.producer.id for k, ch in comp.inputs.items() if ch is not None},
+        }
+
+    def cache_key(self, inputs: dict[str, Artifact | None]) -> str:
+        parts = self.cache_key_parts(inputs)
+        key = fp.key_of(parts)
+        self._key_parts = (key, parts)  # recorded by register()
+        return key
 
     def cached_outputs(self, key: str) -> dict[str, Artifact] | None:
         """The outputs of an earlier COMPLETE execution with this key, if all are LIVE and on disk."""
@@ -92,13 +115,18 @@ class Driver:
 
     # -- registration -------------------------------------------------------------------------
     def register(self, inputs: dict[str, Artifact | None], key: str) -> tuple[int, dict[str, Artifact]]:
-        """Record a RUNNING execution with INPUT events; create empty output directories."""
+        """Record a RUNNING execution with INPUT events and the parts of its cache key
+        (``cache_key_parts``, JSON); return its id and its output artifacts."""
         comp = self.component
+        known = getattr(self, '_key_parts', None)
+        parts = known[1] if known is not None and known[0] == key else self.cache_key_parts(inputs)
+        recorded = {'cache_key_parts': fp.canonical_json(parts)} if fp.key_of(parts) == key else {}
         execution_id = self.store.register_execution(
             comp.component_type, self.pipeline.name, self.pipeline.run_id, comp.id,
             {k: [a] for k, a in inputs.items() if a is not None},
             {'cache_key': key, 'component_version': comp.version,
-             'parameters': fp.canonical_json(comp.parameters), **self.execution_properties()})
+             'parameters': fp.canonical_json(comp.parameters), **recorded, **self.execution_properties(),
+             **({'lease': self.pipeline.lease} if self.pipeline.lease else {})})
         return execution_id, self.output_artifacts(execution_id, key)
 
     def output_artifacts(self, execution_id: int, key: str) -> dict[str, Artifact]:

@@ -5,15 +5,23 @@
     ...                                    'metrics': ['SparseCategoricalAccuracy'],
     ...                                    'slices': [[], ['island']]})
 
-The baseline is the model in production: the Model behind this pipeline's latest successful push
-(from any earlier run), resolved by the Evaluator's driver; not merely the latest blessed model,
-which may have lost a push race. Both models are measured in one TFMA run over the eval split with
+The baseline is the model in production at ``push_destination`` (filled in by the Pipeline from the
+Pusher that consumes the same model; give it explicitly in a notebook): the version the destination
+says is current, measured from its SavedModel AT THE DESTINATION, so a model pushed from another
+store, rolled back or pushed by hand is a valid baseline. The driver records it as a Model input
+whose cache fingerprint is the version's content fingerprint, so the Evaluator runs again whenever
+production changes. When the model in production is the candidate itself (an unchanged re-run
+after its push), the baseline is the one recorded in that version's push record, so the re-run
+stays cached. Both models are measured in one TFMA run over the eval split with
 the same slices. Besides TFMA's output, ``metrics.json`` holds every metric of both models per slice
 (and their difference), readable without TFMA.
 
 ``eval_config`` is a dict as above (``metrics`` are TFMA metric class names, or
 ``{'class_name': ..., 'config': {...}}``; ``slices`` are lists of feature names, ``[]`` = overall;
-optional ``prediction_key``) or a ``tfma.EvalConfig``.
+optional ``prediction_key``) or a ``tfma.EvalConfig``. Thresholds in a ``tfma.EvalConfig``
+(``metrics_specs[...].thresholds``, ``per_slice_thresholds``, a MetricConfig's ``threshold``) are
+kept: the evaluation holds the config as given to TFMA (``eval_config.pbtxt``) and the ModelValidator
+applies them. ``metrics.json`` is strict JSON (a NaN metric is ``null``).
 """
 from __future__ import annotations
 
@@ -22,15 +30,19 @@ import math
 import os
 from typing import Any
 
+from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from components.component import Component, Input, Output, Parameter
-from components.driver import Driver, InputError
+from components.driver import Driver
 from components.executor import Executor
+from components.pusher import inspect_version, model_fingerprint, production, serving_path
 from components.trainer import SERVING_DIR
 from metadata.artifact import Artifact, Examples, Model, ModelEvaluation
+from metadata.production import version_artifact
 
 METRICS_FILE = 'metrics.json'
+EVAL_CONFIG_FILE = 'eval_config.pbtxt'  # the tfma.EvalConfig given to TFMA, thresholds included
 OVERALL = 'Overall'
 CANDIDATE, BASELINE = 'candidate', 'baseline'
 
@@ -96,57 +108,111 @@ def load_metrics_summary(evaluation: Artifact) -> dict:
         return json.load(f)
 
 
+def load_eval_config(evaluation: Artifact) -> Any:
+    """The tfma.EvalConfig the evaluation was computed with, as the Evaluator gave it to TFMA (its
+    thresholds included); for an evaluation without that file, the one TFMA wrote."""
+    import tensorflow_model_analysis as tfma
+
+    path = os.path.join(evaluation.uri, EVAL_CONFIG_FILE)
+    if os.path.isfile(path):
+        with open(path) as f:
+            return text_format.Parse(f.read(), tfma.EvalConfig())
+    from tensorflow_model_analysis.writers import eval_config_writer
+    return eval_config_writer.load_eval_run(evaluation.uri)[0]
+
+
 class EvaluatorDriver(Driver):
-    """Resolves the baseline: the model behind this pipeline's latest successful push."""
+    """Resolves the baseline: the model in production at ``push_destination``, as the destination says
+    (no TensorFlow here: this runs on cached re-runs too)."""
+
+    baseline_version = ''  # the production version resolved as the baseline, if any
 
     def resolve_inputs(self) -> dict[str, Artifact | None]:
         inputs = super().resolve_inputs()
         if self.component.inputs.get('baseline_model') is None:
             inputs['baseline_model'] = self._baseline(inputs['model'])
+            self.baseline_version = inputs['baseline_model'].get('version', '') if inputs['baseline_model'] else ''
         return inputs
 
+    def external_fingerprints(self) -> dict[str, str]:
+        # Besides the baseline's content (its fingerprint), its version: a rollback copies a model into a
+        # new version, and the evaluation must name the version the Pusher will find in production.
+        return {'baseline_version': self.baseline_version} if self.baseline_version else {}
+
     def _baseline(self, candidate: Artifact) -> Artifact | None:
-        push = self.store.latest_push(self.pipeline.name)
-        if push is None or not push.inputs.get('model'):
-            return None  # nothing in production yet
-        production = push.inputs['model'][0].artifact
-        if production.id == candidate.id:
-            # The candidate is already in production (an unchanged re-run): keep the baseline it was
-            # measured against when it was pushed, so the evaluation is the same and can be reused.
-            for node in push.walk():
-                ex = node.execution
-                if ex is not None and 'evaluation' in ex.outputs and \
-                        [a.id for a in ex.inputs.get('model', [])] == [candidate.id]:
-                    base = ex.inputs.get('baseline_model')
-                    return base[0] if base else None
+        destination = self.component.parameters.get('push_destination')
+        if not destination:
             return None
-        if not production.exists():
-            raise InputError(f'{self.component.id}: the model in production ({production!r}) is recorded in the '
-                             f'store but its files at {production.uri} are gone; restore them, or wire '
-                             'baseline_model=... explicitly.')
-        return production
+        now = production(destination)
+        for note in now.notes():
+            print(f'{self.component.id}: {note}', flush=True)
+        target = now.current
+        if target is None:
+            return None  # nothing in production yet
+        if target.fingerprint == model_fingerprint(candidate.uri):
+            # The candidate is already in production (an unchanged re-run, or a push whose record in the
+            # store was cut off): keep the baseline it was measured against when it was pushed, so the
+            # evaluation is the same and can be reused.
+            base = (target.record or {}).get('baseline')
+            if not base:
+                return None
+            target = inspect_version(destination, base['version'])
+            if target is None or not target.complete or target.fingerprint != base.get('fingerprint'):
+                return None  # that version is gone: measure the candidate on its own
+        return version_artifact(self.store, destination, target.number, target.fingerprint or '', target.record)
+
+
+def baseline_identity(model: Model, baseline_model: Model | None, push_destination: str | None) -> dict[str, Any]:
+    """What an evaluation was measured against, for metrics.json and the evaluation's properties: the
+    candidate, the destination, and the baseline (its MLMD id here, the destination version and its
+    content fingerprint, and where it came from according to its push record), or none."""
+    base = baseline_model
+    origin = None
+    if base is not None and base.get('source_store_id') is not None:
+        origin = {'store_id': base.get('source_store_id') or None,
+                  'artifact_id': base.get('source_artifact_id') or None,
+                  'pipeline': base.get('source_pipeline') or None, 'run_id': base.get('source_run_id') or None,
+                  'kind': base.get('push_kind')}
+    return {
+        'candidate_model_id': model.id or 0,
+        'baseline_model_id': (base.id or 0) if base is not None else 0,
+        'push_destination': push_destination or '',
+        'baseline_version': str(base.get('version') or '') if base is not None else '',
+        'baseline_fingerprint': (base.get('content_fingerprint') or '') if base is not None else '',
+        'baseline_model': origin,
+    }
+
+
+def set_baseline_identity(evaluation: ModelEvaluation, identity: dict[str, Any]) -> None:
+    for key in ('baseline_model_id', 'push_destination', 'baseline_version', 'baseline_fingerprint'):
+        evaluation.set(key, identity[key])
+    evaluation.set('candidate_model_id', identity['candidate_model_id'])
 
 
 class EvaluatorExecutor(Executor):
     def run(self, *, examples: Examples, model: Model, baseline_model: Model | None,
-            evaluation: ModelEvaluation, eval_config: Any, eval_split: str) -> None:
+            evaluation: ModelEvaluation, eval_config: Any, eval_split: str, push_destination: str | None) -> None:
         import tensorflow_model_analysis as tfma
-        from apache_beam.options.pipeline_options import PipelineOptions
 
         if eval_split not in examples.split_names:
             raise ValueError(f"Evaluator needs a '{eval_split}' split; {examples!r} has "
                              f'{", ".join(examples.split_names)}.')
         cfg = to_eval_config(eval_config, with_baseline=baseline_model is not None)
+        # Without a baseline TFMA 'rubber stamps' the candidate: change thresholds in the eval config
+        # cannot be checked and are dropped (TFMA raises otherwise); the ModelValidator's no_baseline decides.
         models = [tfma.default_eval_shared_model(eval_saved_model_path=os.path.join(model.uri, SERVING_DIR),
-                                                 eval_config=cfg, model_name=CANDIDATE)]
+                                                 eval_config=cfg, model_name=CANDIDATE,
+                                                 rubber_stamp=baseline_model is None)]
         if baseline_model is not None:
             models.append(tfma.default_eval_shared_model(
-                eval_saved_model_path=os.path.join(baseline_model.uri, SERVING_DIR), eval_config=cfg,
+                eval_saved_model_path=serving_path(baseline_model.uri), eval_config=cfg,
                 model_name=BASELINE))
         tfma.run_model_analysis(
             eval_shared_model=models if len(models) > 1 else models[0], eval_config=cfg,
             data_location=os.path.join(examples.split_uri(eval_split), '*'), file_format='tfrecords',
-            output_path=evaluation.uri, pipeline_options=PipelineOptions(self.beam_pipeline_args))
+            output_path=evaluation.uri, pipeline_options=self.beam_options())
+        with open(os.path.join(evaluation.uri, EVAL_CONFIG_FILE), 'w') as f:
+            f.write(text_format.MessageToString(cfg))
 
         slices: dict[str, dict[str, dict[str, float]]] = {}
         for metrics in tfma.load_metrics(evaluation.uri):
@@ -154,14 +220,12 @@ class EvaluatorExecutor(Executor):
             for kv in metrics.metric_keys_and_values:
                 if kv.key.is_diff or not kv.value.HasField('double_value'):
                     continue
-                name = kv.key.name + (f'/{_sub_key(kv.key.sub_key)}' if kv.key.HasField('sub_key') else '')
                 who = kv.key.model_name or CANDIDATE
-                per_model.setdefault(who, {})[name] = kv.value.double_value.value
+                per_model.setdefault(who, {})[metric_name(kv.key)] = kv.value.double_value.value
         if not slices:
             raise RuntimeError(f'TFMA computed no metrics for {model!r} on {examples.split_uri(eval_split)}.')
         summary = {
-            'candidate_model_id': model.id or 0,
-            'baseline_model_id': baseline_model.id if baseline_model is not None else 0,
+            **baseline_identity(model, baseline_model, push_destination),
             'split': eval_split,
             'slices': {name: {**m, 'diff': {k: m[CANDIDATE][k] - m[BASELINE][k] for k in m[CANDIDATE]
                                             if k in m.get(BASELINE, {})}}
@@ -172,14 +236,18 @@ class EvaluatorExecutor(Executor):
                 m.pop(BASELINE, None)
                 m.pop('diff', None)
         with open(os.path.join(evaluation.uri, METRICS_FILE), 'w') as f:
-            json.dump(summary, f, indent=2, sort_keys=True, default=_json_float)
-        evaluation.set('baseline_model_id', summary['baseline_model_id'])
-        evaluation.set('candidate_model_id', summary['candidate_model_id'])
+            json.dump(json_safe(summary), f, indent=2, sort_keys=True, allow_nan=False)
+        set_baseline_identity(evaluation, summary)
         overall = summary['slices'].get(OVERALL, {})
         for name, value in sorted(overall.get(CANDIDATE, {}).items()):
             base = overall.get(BASELINE, {}).get(name)
             print(f'Evaluator: {name} = {value:.4f}' + (f' (baseline {base:.4f})' if base is not None else
                                                         ' (no baseline)'), flush=True)
+
+
+def metric_name(key: Any) -> str:
+    """A TFMA MetricKey proto's name in metrics.json and reasons.json: ``name`` or ``name/class_id:1``."""
+    return key.name + (f'/{_sub_key(key.sub_key)}' if key.HasField('sub_key') else '')
 
 
 def _sub_key(sub_key: Any) -> str:
@@ -189,8 +257,16 @@ def _sub_key(sub_key: Any) -> str:
     return 'sub'
 
 
-def _json_float(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, so json.dump writes valid JSON (null).
+    (json.dump's ``default=`` is never called for floats: it would write the invalid token NaN.)"""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 class Evaluator(Component):
@@ -201,5 +277,7 @@ class Evaluator(Component):
     evaluation = Output(ModelEvaluation)
     eval_config = Parameter((dict, Message), check=_check_eval_config)
     eval_split = Parameter(str, default='eval')
+    push_destination = Parameter(str, default=None, path=True)  # where production is; see Pipeline
+    libraries = ('tensorflow-model-analysis', 'tensorflow', 'tf-keras', 'apache-beam', 'tfx-bsl')
     executor = EvaluatorExecutor
     driver = EvaluatorDriver

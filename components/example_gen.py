@@ -291,6 +291,7 @@ class _ExampleGen(Component):
     examples = Output(Examples)
     driver = ExampleGenDriver
     input_pattern = '*'
+    libraries = ('apache-beam', 'tensorflow')
 
 
 class CsvExampleGen(_ExampleGen):

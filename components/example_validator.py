@@ -109,4 +109,5 @@ class ExampleValidator(Component):
     anomalies = Output(ExampleAnomalies)
     fail_on_anomalies = Parameter(bool, default=True)
     drift_thresholds = Parameter(dict, default={}, check=_check_drift_thresholds)
+    libraries = ('tensorflow-data-validation',)
     executor = ExampleValidatorExecutor

@@ -11,7 +11,9 @@ touches the metadata store, so it can be tested on hand-made artifacts:
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
+import time
 import warnings
 from typing import Any, Sequence
 
@@ -25,7 +27,15 @@ def quiet_google_warnings() -> None:
 
 
 class Executor:
-    """Base class of executors. Data work should run as a Beam pipeline from ``beam_pipeline()``."""
+    """Base class of executors. Data work should run as a Beam pipeline from ``beam_pipeline()``.
+
+    ``tmp_dir`` is scratch space for this execution only: under a launch it is a directory under the
+    pipeline root, removed when the execution ends (success or failure).
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._loaded_ns = time.time_ns()  # see components.fingerprint.changed_since_loaded
 
     def __init__(self, beam_pipeline_args: Sequence[str] = (), tmp_dir: str | None = None,
                  node_id: str = '') -> None:
@@ -34,16 +44,24 @@ class Executor:
         self.node_id = node_id
         quiet_google_warnings()
 
-    def beam_pipeline(self) -> Any:
-        """A Beam pipeline built from the pipeline's ``beam_pipeline_args`` (DirectRunner by default).
-
-        Use it as a context manager; leaving the block runs the pipeline and waits for it.
-        """
-        import apache_beam as beam
+    def beam_options(self) -> Any:
+        """Beam PipelineOptions from the pipeline's ``beam_pipeline_args``, plus Sluice's defaults:
+        cloudpickle (ships user module code by value to worker processes) and a temp location in
+        this execution's temporary directory (removed when the execution ends), unless given."""
         from apache_beam.options.pipeline_options import PipelineOptions
 
         args = list(self.beam_pipeline_args)
         if not any(a.startswith('--pickle_library') for a in args):
-            # cloudpickle ships user module code (preprocessing_fn, ...) by value to worker processes.
             args.append('--pickle_library=cloudpickle')
-        return beam.Pipeline(options=PipelineOptions(args))
+        if not any(a.startswith('--temp_location') for a in args):
+            args.append(f'--temp_location={os.path.join(self.tmp_dir, "beam")}')
+        return PipelineOptions(args)
+
+    def beam_pipeline(self) -> Any:
+        """A Beam pipeline built from ``beam_options()`` (DirectRunner by default).
+
+        Use it as a context manager; leaving the block runs the pipeline and waits for it.
+        """
+        import apache_beam as beam
+
+        return beam.Pipeline(options=self.beam_options())

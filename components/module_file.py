@@ -36,10 +36,10 @@ def _pickle_by_value(module: types.ModuleType, local_files: set[str]) -> None:
                 pass
 
 
-def load_module_file(path: str, required: Sequence[str] = ()) -> types.ModuleType:
-    path = os.path.abspath(path)
-    if not os.path.isfile(path):
-        raise ModuleFileError(f'Module file {path} does not exist; check the module_file parameter.')
+def forget_local_modules(path: str) -> set[str]:
+    """Drop from sys.modules the project-local modules a user file imports (the files its cache key
+    covers), and same-named modules from elsewhere, so that loading the file runs the code now beside
+    it, never a stale import. Sluice's own packages stay. Returns those local files."""
     directory = os.path.dirname(path)
     local = set(local_imports(path))
     names = set()
@@ -48,9 +48,19 @@ def load_module_file(path: str, required: Sequence[str] = ()) -> types.ModuleTyp
         if '..' not in rel:
             names.add('.'.join(rel[:-1] if rel[-1] == '__init__' else rel))
     for name, module in list(sys.modules.items()):
-        # A stale copy of a local module, or a same-named module from another directory.
+        if name.split('.')[0] in ('components', 'metadata', 'pipelines'):
+            continue
         if name in names or getattr(module, '__file__', None) in local:
             del sys.modules[name]
+    return local
+
+
+def load_module_file(path: str, required: Sequence[str] = ()) -> types.ModuleType:
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise ModuleFileError(f'Module file {path} does not exist; check the module_file parameter.')
+    directory = os.path.dirname(path)
+    local = forget_local_modules(path)
     name = f'sluice_user_module_{sha256(path)[:12]}'
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None

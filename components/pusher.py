@@ -3,56 +3,500 @@
     >>> pusher = Pusher(model=trainer.outputs['model'], blessing=validator.outputs['blessing'],
     ...                 push_destination='serving/penguin')
 
+**The destination is the truth.** A destination holds one directory per version,
+``<destination>/<version>/`` (increasing integers, the layout TF Serving serves). The model in
+production there is the highest-numbered COMPLETE version: its push record ``sluice_push.json`` is
+present and its files match the content fingerprint in the record, or it has no record but holds a
+SavedModel (``saved_model.pb`` at its root or under ``Format-Serving/``: pushed by hand or by another
+tool), whose fingerprint is then computed from its files. A higher version that is incomplete or
+corrupt is skipped, and said so. The content fingerprint is a sha256 over the relative paths and bytes
+of the version's files (without the record), so a model is recognised across metadata stores.
+
 A push copies the model (``Format-Serving`` SavedModel and ``Format-ONNX``) into a staging directory
-beside the destination, then renames it to ``<destination>/<version>/`` (versions are increasing
-integers, as TF Serving expects), so nothing half-written is ever visible there. Each version holds
-``sluice_push.json`` (which model, when). Under a lock on the destination, the push happens only if
-the model currently in production is still the baseline the blessing was measured against
-(compare-and-swap); otherwise, or when the blessing is NOT_BLESSED, nothing is pushed and the
-PushedModel records ``pushed=0`` and why.
+beside the destination, writes its record, then renames it to ``<destination>/<version>/``, so nothing
+half-written is ever visible. Under a lock on the destination it happens only if the model in
+production is still the version (and fingerprint) the blessing was measured against (compare-and-swap);
+if the model in production is the candidate itself, the push is already done. Otherwise, or when the
+blessing is NOT_BLESSED, nothing is pushed and the PushedModel records ``pushed=0`` and why. Every
+push, rollback and promotion is also appended to ``<destination>/.sluice-history.jsonl``, so history
+survives deleted versions. ``rollback`` and ``promote`` (behind ``sluice rollback`` and ``sluice
+promote``) change production the same way.
 """
 from __future__ import annotations
 
+import datetime
 import errno
 import fcntl
+import getpass
+import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
-from typing import Any
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 from components.component import Component, Input, Output, Parameter
+from components.driver import Driver
 from components.executor import Executor
-from metadata.artifact import Model, ModelBlessing, PushedModel
+from metadata.artifact import Artifact, Model, ModelBlessing, PushedModel
+from metadata.production import store_identity
 
 PUSH_RECORD = 'sluice_push.json'
+HISTORY_FILE = '.sluice-history.jsonl'
 LOCK_FILE = '.sluice-push.lock'
+SERVING_DIR = 'Format-Serving'
+PUSHED_PARTS = (SERVING_DIR, 'Format-ONNX')
+RECORD_FORMAT = 1
 
 
 class PushError(RuntimeError):
     """The destination cannot be written; the message says where and how to fix it."""
 
 
+class ProductionError(RuntimeError):
+    """A rollback or promotion was refused; the message says why and what to do."""
+
+
+# -- content fingerprints ----------------------------------------------------------------------------
+def content_fingerprint(root: str, parts: tuple[str, ...] | None = None) -> str:
+    """sha256 over the relative paths and bytes of the files under ``root`` (only under ``parts``
+    when given), leaving out a push record at the root: the identity of a model's content."""
+    files = []
+    tops = [os.path.join(root, p) for p in parts] if parts is not None else [root]
+    for top in tops:
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = [d for d in dirnames if not (dirpath == root and d.startswith('.'))]
+            for name in filenames:
+                rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, '/')
+                if rel != PUSH_RECORD and not (dirpath == root and name.startswith('.')):
+                    files.append(rel)
+    digest = hashlib.sha256()
+    for rel in sorted(files):
+        path = os.path.join(root, rel)
+        digest.update(f'{rel}\0{os.path.getsize(path)}\0'.encode())
+        with open(path, 'rb') as f:
+            for block in iter(lambda: f.read(1 << 20), b''):
+                digest.update(block)
+    return 'sha256:' + digest.hexdigest()
+
+
+def model_fingerprint(model_uri: str) -> str:
+    """The content fingerprint a Model's files will have once pushed (its Format-Serving and Format-ONNX)."""
+    return content_fingerprint(model_uri, PUSHED_PARTS)
+
+
+def has_saved_model(path: str) -> bool:
+    return (os.path.isfile(os.path.join(path, 'saved_model.pb'))
+            or os.path.isfile(os.path.join(path, SERVING_DIR, 'saved_model.pb')))
+
+
+def serving_path(path: str) -> str:
+    """The SavedModel of a Model artifact or a pushed version: ``Format-Serving/`` if there is one, else
+    the directory itself (a SavedModel pushed by hand or by another tool)."""
+    serving = os.path.join(path, SERVING_DIR)
+    return serving if os.path.isdir(serving) else path
+
+
+def short(fingerprint: str | None) -> str:
+    return fingerprint[:19] if fingerprint else '-'  # 'sha256:' + 12 hex digits
+
+
+# -- what a destination holds ----------------------------------------------------------------------
+@dataclass
+class Version:
+    """One ``<destination>/<number>/`` directory and what it holds."""
+    destination: str
+    number: int
+    record: dict | None  # its push record, None if it has none (pushed by hand or another tool)
+    fingerprint: str | None  # the content fingerprint of its files
+    problem: str = ''  # why it is incomplete ('' when complete)
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.destination, str(self.number))
+
+    @property
+    def complete(self) -> bool:
+        return not self.problem
+
+    @property
+    def kind(self) -> str:
+        return (self.record or {}).get('kind') or 'hand-pushed'
+
+    def ref(self) -> dict:
+        return {'version': self.number, 'fingerprint': self.fingerprint}
+
+    def describe(self) -> str:
+        return describe_ref(self.ref())
+
+
+def describe_ref(ref: dict | None) -> str:
+    if not ref or ref.get('version') in (None, ''):
+        return 'no model'
+    return f"version {ref['version']} ({short(ref.get('fingerprint'))})"
+
+
 def versions(destination: str) -> list[int]:
-    """Version directories in the destination, oldest first."""
+    """Version directories in the destination, oldest first (complete or not)."""
     if not os.path.isdir(destination):
         return []
     return sorted(int(d) for d in os.listdir(destination)
                   if d.isdigit() and os.path.isdir(os.path.join(destination, d)))
 
 
-def current_push(destination: str) -> dict | None:
-    """The push record of the newest version, i.e. the model in production there, or None."""
-    found = versions(destination)
-    if not found:
+
+def inspect_version(destination: str, number: int | str) -> Version | None:
+    """What ``<destination>/<number>/`` holds, or None if there is no such directory."""
+    destination = os.path.abspath(destination)
+    path = os.path.join(destination, str(int(number)))
+    if not os.path.isdir(path):
         return None
-    path = os.path.join(destination, str(found[-1]), PUSH_RECORD)
-    record: dict[str, Any] = {'version': str(found[-1]), 'model_id': None}
+    version = Version(destination, int(number), None, None)
+    record_path = os.path.join(path, PUSH_RECORD)
+    if os.path.isfile(record_path):
+        try:
+            with open(record_path) as f:
+                version.record = json.load(f)
+            if not isinstance(version.record, dict) or not version.record.get('fingerprint'):
+                raise ValueError('it names no fingerprint')
+        except (OSError, ValueError) as e:
+            version.record = None
+            version.problem = f'its push record {PUSH_RECORD} is unreadable: {e}'
+            return version
+        version.fingerprint = content_fingerprint(path)
+        if version.fingerprint != version.record['fingerprint']:
+            version.problem = (f'its files do not match the fingerprint in its push record (changed, added or '
+                               f'removed since it was pushed: {short(version.fingerprint)} instead of '
+                               f"{short(version.record['fingerprint'])})")
+        return version
+    if not has_saved_model(path):
+        version.problem = f'no push record ({PUSH_RECORD}) and no SavedModel (saved_model.pb)'
+        return version
+    version.fingerprint = content_fingerprint(path)  # pushed by hand or by another tool
+    return version
+
+
+@dataclass
+class Production:
+    """What is in production at a destination: the highest complete version, and the incomplete
+    versions above it that were skipped."""
+    destination: str
+    current: Version | None
+    skipped: list[Version] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        now = f'production is {self.current.describe()}' if self.current else 'nothing is in production'
+        return [f'version {v.number} at {self.destination} is incomplete ({v.problem}); {now}' for v in self.skipped]
+
+    def describe(self) -> str:
+        return self.current.describe() if self.current else 'empty (no complete version)'
+
+
+def production(destination: str) -> Production:
+    """The model in production at ``destination``: the highest-numbered complete version."""
+    destination = os.path.abspath(destination)
+    numbers = versions(destination)
+    found = Production(destination, None, numbers=numbers)
+    for number in reversed(numbers):
+        version = inspect_version(destination, number)
+        if version is None:  # removed meanwhile
+            continue
+        if version.complete:
+            found.current = version
+            return found
+        found.skipped.append(version)
+    return found
+
+
+def read_history(destination: str) -> list[dict]:
+    """Every push, rollback and promotion appended to the destination's history, oldest first."""
+    path = os.path.join(destination, HISTORY_FILE)
+    entries = []
     if os.path.isfile(path):
         with open(path) as f:
-            record.update(json.load(f))
-    return record
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:  # a line cut off by a crash
+                    continue
+                if isinstance(entry, dict):
+                    entries.append(entry)
+    return entries
+
+
+def history(destination: str) -> list[dict]:
+    """The destination's history (the log, plus the records of present versions the log misses,
+    e.g. a push killed just after its rename), oldest first; each entry says whether its version
+    is still present."""
+    destination = os.path.abspath(destination)
+    entries = {}
+    for entry in read_history(destination):
+        entries[int(entry['version'])] = dict(entry)
+    for number in versions(destination):
+        version = inspect_version(destination, number)
+        if version is None:
+            continue
+        entry = entries.get(number)
+        if entry is None:
+            entry = dict(version.record) if version.record else {
+                'kind': 'hand-pushed', 'version': number, 'fingerprint': version.fingerprint,
+                'time': _iso(os.path.getmtime(version.path))}
+            entries[number] = entry
+        entry['present'] = True
+        entry['problem'] = version.problem
+    return [entries[n] for n in sorted(entries)]
+
+
+# -- changing a destination (under its lock) --------------------------------------------------------
+@contextmanager
+def destination_lock(destination: str) -> Iterator[str]:
+    """Hold the destination's lock (one writer at a time); yields its absolute path. Staging
+    directories left behind by a killed writer are removed first."""
+    destination = os.path.abspath(destination)
+    try:
+        os.makedirs(destination, exist_ok=True)
+        lock = open(os.path.join(destination, LOCK_FILE), 'a')
+    except OSError as e:
+        raise PushError(f'Cannot write to the push destination {destination}: {e.strerror}. Choose a '
+                        'writable push_destination or fix its permissions.') from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for name in os.listdir(destination):  # left by a writer that was killed; we hold the lock
+            if name.startswith('.staging-'):
+                shutil.rmtree(os.path.join(destination, name), ignore_errors=True)
+        yield destination
+
+
+def next_version(destination: str) -> int:
+    """A version number above every version the destination holds or ever held."""
+    seen = versions(destination) + [int(e['version']) for e in read_history(destination)
+                                           if str(e.get('version', '')).isdigit()]
+    return max([int(time.time())] + [v + 1 for v in seen])
+
+
+def write_version(destination: str, fill: Callable[[str], None], record: dict) -> Version:
+    """Make a new version: ``fill(staging_dir)`` writes its files, then the record (with the version
+    number and the staged files' fingerprint) is added and the directory renamed into place, and the
+    record appended to the history. The caller holds ``destination_lock``."""
+    number = next_version(destination)
+    staging = os.path.join(destination, f'.staging-{uuid.uuid4().hex}')
+    target = os.path.join(destination, str(number))
+    try:
+        os.makedirs(staging)
+        fill(staging)
+        record = {**record, 'version': number, 'fingerprint': content_fingerprint(staging)}
+        _write_json(os.path.join(staging, PUSH_RECORD), record)
+        os.rename(staging, target)  # atomic on one filesystem
+        _fsync_dir(destination)
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        if e.errno in (errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+            raise PushError(f'Cannot write to the push destination {destination}: {e.strerror}.') from None
+        raise
+    try:
+        with open(os.path.join(destination, HISTORY_FILE), 'a') as f:
+            f.write(json.dumps(record, sort_keys=True) + '\n')
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:  # the version is in place and carries its record; the log is a convenience
+        print(f'warning: could not append to {os.path.join(destination, HISTORY_FILE)}: {e.strerror}', flush=True)
+    return Version(destination, number, record, record['fingerprint'])
+
+
+def new_record(kind: str, model: dict, previous: Version | None, **extra: Any) -> dict:
+    """A push record: which model (identified across stores), what it replaced, who and when."""
+    return {'format': RECORD_FORMAT, 'kind': kind, 'model': model,
+            'previous': previous.ref() if previous is not None else None,
+            'time': _iso(time.time()), 'operator': operator(), **extra}
+
+
+def operator() -> dict:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in some containers
+        user = str(os.getuid())
+    return {'user': user, 'host': socket.gethostname(), 'pid': os.getpid()}
+
+
+def copy_model(model_uri: str) -> Callable[[str], None]:
+    """What to stage for a Model artifact: its Format-Serving SavedModel and Format-ONNX."""
+    def fill(staging: str) -> None:
+        for part in PUSHED_PARTS:
+            source = os.path.join(model_uri, part)
+            if os.path.isdir(source):
+                shutil.copytree(source, os.path.join(staging, part))
+    return fill
+
+
+def copy_version(path: str) -> Callable[[str], None]:
+    """What to stage for a copy of a pushed version: its files, without its record."""
+    def fill(staging: str) -> None:
+        for name in os.listdir(path):
+            if name == PUSH_RECORD:
+                continue
+            source = os.path.join(path, name)
+            (shutil.copytree if os.path.isdir(source) else shutil.copy2)(source, os.path.join(staging, name))
+    return fill
+
+
+def default_rollback_target(current: Version, destination: str) -> int | None:
+    """The version that was in production before the current one took over; for a rollback, the
+    version before its target took over (so rollback; rollback goes two steps back). Without a
+    record saying so, the highest complete version below the current one with other content."""
+    record = current.record or {}
+    if record.get('kind') == 'rollback':
+        before = (record.get('target') or {}).get('previous')
+        return int(before['version']) if before else None
+    if record.get('previous'):
+        return int(record['previous']['version'])
+    if record:
+        return None  # the first model pushed there
+    for number in reversed(versions(destination)):
+        if number < current.number:
+            version = inspect_version(destination, number)
+            if version is not None and version.complete and version.fingerprint != current.fingerprint:
+                return number
+    return None
+
+
+def rollback(destination: str, to: int | None = None, reason: str = '') -> tuple[Version, Version, Version | None]:
+    """Make an earlier version current again: copy it into a new, higher version (so TF Serving,
+    which serves the highest version, follows). Returns (new version, target, version replaced)."""
+    destination = os.path.abspath(destination)
+    if not os.path.isdir(destination):
+        raise ProductionError(f'No push destination at {destination}: nothing to roll back.')
+    with destination_lock(destination):
+        now = production(destination)
+        current = now.current
+        if current is None:
+            raise ProductionError(f'Nothing is in production at {destination} (no complete version); nothing to '
+                                  'roll back.' + ''.join(f' Note: {n}.' for n in now.notes()))
+        if to is None:
+            to = default_rollback_target(current, destination)
+            if to is None:
+                raise ProductionError(
+                    f'{current.describe()} at {destination} is the first model in production there: there is no '
+                    'earlier version to roll back to. Name one with --to VERSION (see sluice production '
+                    f'{destination}).')
+        target = inspect_version(destination, to)
+        if target is None:
+            raise ProductionError(f'version {to} is not at {destination} (deleted?); it cannot be made current '
+                                  f'again. Present versions: {_list(versions(destination))}.')
+        if not target.complete:
+            raise ProductionError(f'version {to} at {destination} is incomplete ({target.problem}); it cannot be '
+                                  'made current again.')
+        if target.fingerprint == current.fingerprint:
+            same = '' if target.number == current.number else f' (version {current.number} holds the same model)'
+            raise ProductionError(f'version {to} is already in production at {destination}{same}; nothing to do.')
+        source = target.record or {}
+        record = new_record('rollback', source.get('model') or {}, current,
+                            target={**target.ref(), 'kind': target.kind, 'previous': source.get('previous')},
+                            baseline=source.get('baseline'), blessing=source.get('blessing'),
+                            metrics=source.get('metrics'), reason=reason or None, destination=destination)
+        new = write_version(destination, copy_version(target.path), record)
+    return new, target, current
+
+
+def promote(destination: str, model_uri: str, model: dict, reason: str) -> tuple[Version, Version | None]:
+    """Push a model without a blessing, as a recorded, deliberate decision with a reason.
+    Returns (new version, version replaced)."""
+    if not (reason or '').strip():
+        raise ProductionError('a promotion needs a reason (--reason TEXT): it pushes a model without a blessing, '
+                              'and the reason is kept in its push record.')
+    if not os.path.isfile(os.path.join(model_uri, SERVING_DIR, 'saved_model.pb')):
+        raise ProductionError(f'{model_uri} holds no {SERVING_DIR}/saved_model.pb: only a Model with a SavedModel '
+                              'can be promoted.')
+    destination = os.path.abspath(destination)
+    fingerprint = model_fingerprint(model_uri)
+    with destination_lock(destination):
+        current = production(destination).current
+        if current is not None and current.fingerprint == fingerprint:
+            raise ProductionError(f'this model is already in production at {destination} as '
+                                  f'{current.describe()}; nothing to do.')
+        record = new_record('promote', {**model, 'uri': model_uri}, current, reason=reason.strip(),
+                            baseline=None, blessing=None, metrics=None, destination=destination)
+        new = write_version(destination, copy_model(model_uri), record)
+    return new, current
+
+
+def _list(numbers: list[int]) -> str:
+    return ', '.join(str(n) for n in numbers) or 'none'
+
+
+def _iso(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def _write_json(path: str, data: dict) -> None:
+    with open(path, 'w') as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _blessing_summary(blessing: ModelBlessing) -> tuple[dict, dict | None]:
+    """The verdict and reasons of a blessing, and the overall metrics of its evaluation (reasons.json)."""
+    reasons: dict = {}
+    path = os.path.join(blessing.uri, 'reasons.json')
+    if os.path.isfile(path):
+        with open(path) as f:
+            reasons = json.load(f)
+    summary = {'artifact_id': blessing.id, 'verdict': 'BLESSED' if blessing.get('blessed') else 'NOT_BLESSED',
+               'checks': [{k: c.get(k) for k in ('metric', 'slice', 'passed', 'reason')}
+                          for c in reasons.get('checks', [])],
+               'policy': reasons.get('policy') or ''}
+    return summary, reasons.get('overall_metrics')
+
+
+# -- the component ---------------------------------------------------------------------------------
+class PusherDriver(Driver):
+    """Records who pushes (store identity, pipeline, run) on the PushedModel, and re-checks the
+    destination before reusing a cached push: a cached ``pushed=1`` whose version is gone or no
+    longer holds the pushed files is not reused, so the Pusher runs again and the compare-and-swap
+    decides."""
+
+    def output_artifacts(self, execution_id: int, key: str) -> dict[str, Artifact]:
+        outputs = super().output_artifacts(execution_id, key)
+        pushed = outputs['pushed_model']
+        pushed.set('store_id', store_identity(self.store))
+        pushed.set('pipeline', self.pipeline.name)
+        pushed.set('run_id', self.pipeline.run_id)
+        return outputs
+
+    def cached_outputs(self, key: str) -> dict[str, Artifact] | None:
+        outputs = super().cached_outputs(key)
+        if outputs is None:
+            return None
+        pushed = outputs['pushed_model']
+        if pushed.get('pushed') == 1:
+            version = inspect_version(pushed.get('pushed_destination') or '', pushed.get('pushed_version') or 0) \
+                if str(pushed.get('pushed_version') or '').isdigit() else None
+            expected = pushed.get('pushed_fingerprint')
+            if version is None or not version.complete or (expected and version.fingerprint != expected):
+                where = os.path.join(pushed.get('pushed_destination') or '', pushed.get('pushed_version') or '')
+                why = 'is gone' if version is None else 'no longer holds the pushed model'
+                print(f'{self.component.id}: the cached push ({pushed!r}) says pushed, but {where} {why}; '
+                      'pushing again', flush=True)
+                return None
+        return outputs
 
 
 class PusherExecutor(Executor):
@@ -61,67 +505,74 @@ class PusherExecutor(Executor):
         if blessing.get('current_model_id') != model.id:
             raise ValueError(f'{blessing!r} blesses model #{blessing.get("current_model_id")}, not {model!r}; wire '
                              'the same Trainer output into ModelValidator and Pusher.')
-        pushed_model.set('pushed_destination', push_destination)
+        destination = os.path.abspath(push_destination)
+        pushed_model.set('pushed_destination', destination)
+        measured_at = blessing.get('push_destination') or ''
+        if measured_at and os.path.abspath(measured_at) != destination:
+            raise ValueError(f'{blessing!r} was measured against the model in production at {measured_at}, but this '
+                             f'Pusher pushes to {destination}; give the Evaluator push_destination={destination!r}.')
         if not blessing.get('blessed'):
             return self._not_pushed(pushed_model, 'the model is NOT_BLESSED (see the blessing\'s reasons.json); '
                                                   'the destination is unchanged')
-        baseline_id = blessing.get('baseline_model_id') or None
-        try:
-            os.makedirs(push_destination, exist_ok=True)
-            lock = open(os.path.join(push_destination, LOCK_FILE), 'a')
-        except OSError as e:
-            raise PushError(f'Cannot write to the push destination {push_destination}: {e.strerror}. Choose a '
-                            'writable push_destination or fix its permissions.') from None
-        with lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            for name in os.listdir(push_destination):  # left by a push that was killed; we hold the lock
-                if name.startswith('.staging-'):
-                    shutil.rmtree(os.path.join(push_destination, name), ignore_errors=True)
-            current = current_push(push_destination)
-            current_id = current['model_id'] if current else None
-            if current_id == model.id:  # already in production, e.g. a push whose record was cut off
-                return self._pushed(pushed_model, model, push_destination, current['version'], fresh=False)
-            if current_id != baseline_id:
-                return self._not_pushed(
-                    pushed_model,
-                    f'the model in production changed since this model was evaluated (it was measured against '
-                    f'{_model_name(baseline_id)}, production is now {_model_name(current_id)}); rerun the pipeline '
-                    'to evaluate it against the new production model')
-            version = str(max([int(time.time())] + [v + 1 for v in versions(push_destination)]))
-            staging = os.path.join(push_destination, f'.staging-{uuid.uuid4().hex}')
-            try:
-                self._stage(model, staging)
-                with open(os.path.join(staging, PUSH_RECORD), 'w') as f:
-                    json.dump({'model_id': model.id, 'model_uri': model.uri, 'blessing_id': blessing.id,
-                               'baseline_model_id': baseline_id, 'version': version,
-                               'pushed_at': time.strftime('%Y-%m-%dT%H:%M:%S%z')}, f, indent=2)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.rename(staging, os.path.join(push_destination, version))  # atomic on one filesystem
-            except OSError as e:
-                shutil.rmtree(staging, ignore_errors=True)
-                if e.errno in (errno.EACCES, errno.EROFS, errno.ENOSPC):
-                    raise PushError(f'Cannot write to the push destination {push_destination}: {e.strerror}.') from None
-                raise
-            return self._pushed(pushed_model, model, push_destination, version, fresh=True)
+        if not os.path.isfile(os.path.join(model.uri, SERVING_DIR, 'saved_model.pb')):
+            raise PushError(f'{model!r} holds no {SERVING_DIR}/saved_model.pb; there is nothing to push.')
+        measured_version = str(blessing.get('baseline_version') or '')
+        baseline = {'version': int(measured_version), 'fingerprint': blessing.get('baseline_fingerprint')} \
+            if measured_version.isdigit() else None
+        fingerprint = model_fingerprint(model.uri)
+        with destination_lock(destination):
+            now = production(destination)
+            for note in now.notes():
+                print(f'Pusher: {note}', flush=True)
+            current = now.current
+            if current is not None and current.fingerprint == fingerprint:
+                # e.g. a push whose record in the store was cut off by a crash
+                return self._pushed(pushed_model, model, current, f'already in production as version {current.number} '
+                                                                  '(pushed earlier; nothing copied)')
+            if (current.ref() if current else None) != baseline:
+                return self._not_pushed(pushed_model, self._changed(baseline, now, measured_at))
+            summary, metrics = _blessing_summary(blessing)
+            identity = {'store_id': pushed_model.get('store_id'), 'artifact_id': model.id,
+                        'pipeline': pushed_model.get('pipeline'), 'run_id': pushed_model.get('run_id'),
+                        'uri': model.uri}
+            record = new_record('push', identity, current, baseline=baseline, blessing=summary, metrics=metrics,
+                                destination=destination)
+            version = write_version(destination, copy_model(model.uri), record)
+        over = f'over {current.describe()}' if current else '(the first model at this destination)'
+        return self._pushed(pushed_model, model, version, f'pushed as version {version.number} {over}')
 
     @staticmethod
-    def _stage(model: Model, staging: str) -> None:
-        os.makedirs(staging)
-        for part in ('Format-Serving', 'Format-ONNX'):
-            source = os.path.join(model.uri, part)
-            if os.path.isdir(source):
-                shutil.copytree(source, os.path.join(staging, part))
+    def _changed(baseline: dict | None, now: Production, measured_at: str) -> str:
+        current = now.current
+        by = ''
+        if current is not None:
+            model = (current.record or {}).get('model') or {}
+            by = {'rollback': f', a rollback to version {((current.record or {}).get("target") or {}).get("version")}',
+                  'promote': f', promoted by hand ({(current.record or {}).get("reason")})',
+                  'hand-pushed': ', pushed by hand or by another tool'}.get(
+                current.kind, f", pushed by pipeline {model.get('pipeline')} run {model.get('run_id')}"
+                if model.get('pipeline') else '')
+        notes = ''.join(f'; {n}' for n in now.notes())
+        hint = ''
+        if baseline is None and not measured_at:
+            hint = (' (its evaluation names no push destination: give the Evaluator push_destination=... or put '
+                    'Evaluator and Pusher in one Pipeline)')
+        after = (f'run the pipeline again (a new run or sluice resume) to measure it against {current.describe()}'
+                 if current is not None else 'run the pipeline again to measure it against an empty destination')
+        return (f'the model in production changed since this model was evaluated (it was measured against '
+                f'{describe_ref(baseline)}{hint}, production at {now.destination} is now {now.describe()}{by}{notes}); '
+                f'{after}')
 
-    def _pushed(self, pushed_model: PushedModel, model: Model, destination: str, version: str, fresh: bool) -> None:
-        target = os.path.join(destination, version)
-        for part in os.listdir(target):  # the artifact keeps a copy of what was pushed
-            src = os.path.join(target, part)
+    @staticmethod
+    def _pushed(pushed_model: PushedModel, model: Model, version: Version, reason: str) -> None:
+        for part in os.listdir(version.path):  # the artifact keeps a copy of what was pushed
+            src = os.path.join(version.path, part)
             (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, os.path.join(pushed_model.uri, part))
         pushed_model.set('pushed', 1)
-        pushed_model.set('pushed_version', version)
-        pushed_model.set('reason', 'pushed' if fresh else 'already in production (pushed earlier as this version)')
-        print(f'Pusher: model #{model.id} pushed to {target}', flush=True)
+        pushed_model.set('pushed_version', str(version.number))
+        pushed_model.set('pushed_fingerprint', version.fingerprint or '')
+        pushed_model.set('reason', reason)
+        print(f'Pusher: model #{model.id} {reason}: {version.path}', flush=True)
 
     @staticmethod
     def _not_pushed(pushed_model: PushedModel, reason: str) -> None:
@@ -133,14 +584,12 @@ class PusherExecutor(Executor):
         print(f'Pusher: not pushed: {reason}', flush=True)
 
 
-def _model_name(model_id: int | None) -> str:
-    return f'model #{model_id}' if model_id else 'no model'
-
-
 class Pusher(Component):
     """Pushes a BLESSED model to ``push_destination/<version>/``, atomically and compare-and-swap."""
     model = Input(Model)
     blessing = Input(ModelBlessing)
     pushed_model = Output(PushedModel)
     push_destination = Parameter(str, path=True)
+    libraries = ()  # copies files: no library shapes its output
     executor = PusherExecutor
+    driver = PusherDriver

@@ -61,6 +61,7 @@ class SchemaGen(Component):
     schema = Output(Schema)
     infer_feature_shape = Parameter(bool, default=True)
     split = Parameter(str, default='train')
+    libraries = ('tensorflow-data-validation', 'tensorflow-metadata')
     executor = SchemaGenExecutor
 
 
@@ -79,5 +80,6 @@ class ImportSchemaGen(Component):
     """Uses a curated schema file (text format) instead of an inferred one."""
     schema_file = Parameter(str, path=True)
     schema = Output(Schema)
+    libraries = ('tensorflow-metadata', 'protobuf')
     executor = ImportSchemaGenExecutor
     driver = ImportSchemaGenDriver

@@ -55,4 +55,5 @@ class StatisticsGen(Component):
     statistics = Output(ExampleStatistics)
     num_top_values = Parameter(int, default=20)
     num_histogram_buckets = Parameter(int, default=10)
+    libraries = ('tensorflow-data-validation', 'tfx-bsl', 'apache-beam')
     executor = StatisticsGenExecutor

@@ -85,7 +85,9 @@ class FnArgs:
 
 class TrainerDriver(Driver):
     """Also resolves ``raw_examples`` (for the ONNX check): the examples a Transform read, found
-    through lineage when ``examples`` are its transformed examples."""
+    through lineage when ``examples`` are its transformed examples. A Transform is recognised by what
+    it did, not by its name: the execution that produced ``examples`` also produced a TransformGraph
+    and read Examples under the input key ``examples`` (so a subclass or a renamed node counts)."""
 
     def resolve_inputs(self) -> dict[str, Artifact | None]:
         inputs = super().resolve_inputs()
@@ -96,12 +98,16 @@ class TrainerDriver(Driver):
 
     def _raw_examples_of(self, examples: Artifact) -> Artifact:
         node = self.store.lineage(examples.id)
-        while node.execution is not None and node.execution.component_type == 'Transform':
-            upstream = node.inputs.get('examples')
-            if not upstream:
-                break
-            node = upstream[0]
+        while node.execution is not None and _is_transform(node.execution):
+            node = node.inputs['examples'][0]
         return node.artifact
+
+
+def _is_transform(execution: Any) -> bool:
+    """Did this execution transform examples: read Examples under 'examples' and write a TransformGraph?"""
+    read = execution.inputs.get('examples') or []
+    wrote = [a for artifacts in execution.outputs.values() for a in artifacts]
+    return len(read) == 1 and isinstance(read[0], Examples) and any(isinstance(a, TransformGraph) for a in wrote)
 
 
 def split_files(examples: Examples, split: str) -> list[str]:
@@ -119,8 +125,10 @@ class TrainerExecutor(Executor):
         module = load_module_file(module_file, required=['run_fn'])
         serving_dir = os.path.join(model.uri, SERVING_DIR)
         schema_path = os.path.join(schema.uri, 'schema.pbtxt') if schema is not None else None
+        working_dir = os.path.join(self.tmp_dir, 'working')  # scratch, not published with the model (as TFX)
+        os.makedirs(working_dir, exist_ok=True)
         fn_args = FnArgs(
-            working_dir=model.uri,
+            working_dir=working_dir,
             train_files=split_files(examples, train_split),
             eval_files=split_files(examples, eval_split),
             train_steps=train_steps, eval_steps=eval_steps,
@@ -197,5 +205,7 @@ class Trainer(Component):
     eval_split = Parameter(str, default='eval')
     export_onnx = Parameter(bool, default=True)
     onnx_tolerance = Parameter(float, default=1e-4)
+    libraries = ('tensorflow', 'tf-keras', 'tensorflow-transform', 'tfx-bsl', 'tf2onnx', 'onnx', 'onnxruntime',
+                 'onnxruntime-extensions')
     executor = TrainerExecutor
     driver = TrainerDriver

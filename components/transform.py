@@ -73,4 +73,5 @@ class Transform(Component):
     transformed_examples = Output(Examples)
     module_file = Parameter(str, user_code=True)
     analyze_split = Parameter(str, default='train')
+    libraries = ('tensorflow', 'tensorflow-transform', 'apache-beam', 'tfx-bsl')
     executor = TransformExecutor

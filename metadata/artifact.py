@@ -37,6 +37,7 @@ class Artifact:
 
     def __init__(self, uri: str = '', **properties: Any) -> None:
         self.id: int | None = None
+        self.external_id = ''  # MLMD's external_id, for artifacts that stand for files outside Sluice
         self.uri = uri
         self.state = 'PENDING'
         self.properties: dict[str, Any] = {}
@@ -143,18 +144,23 @@ class ModelRun(Artifact):
 
 
 class ModelEvaluation(Artifact):
-    """TFMA output for the candidate and the baseline model."""
-    PROPERTIES = {'baseline_model_id': int}
+    """TFMA output for the candidate and the baseline model. The baseline is the model in production
+    at ``push_destination``: version ``baseline_version`` with content ``baseline_fingerprint``
+    (both empty when there was none)."""
+    PROPERTIES = {'baseline_model_id': int, 'push_destination': str, 'baseline_version': str,
+                  'baseline_fingerprint': str}
 
 
 class ModelBlessing(Artifact):
-    """``BLESSED`` or ``NOT_BLESSED`` plus ``reasons.json``."""
-    PROPERTIES = {'blessed': int, 'current_model_id': int, 'baseline_model_id': int}
+    """``BLESSED`` or ``NOT_BLESSED`` plus ``reasons.json``, bound to the candidate and to the production
+    version it was measured against (``push_destination``, ``baseline_version``, ``baseline_fingerprint``)."""
+    PROPERTIES = {'blessed': int, 'current_model_id': int, 'baseline_model_id': int, 'push_destination': str,
+                  'baseline_version': str, 'baseline_fingerprint': str}
 
 
 class PushedModel(Artifact):
-    """A copy of what was pushed."""
-    PROPERTIES = {'pushed': int, 'pushed_destination': str, 'pushed_version': str}
+    """A copy of what was pushed; ``pushed_fingerprint`` is the content fingerprint of the pushed files."""
+    PROPERTIES = {'pushed': int, 'pushed_destination': str, 'pushed_version': str, 'pushed_fingerprint': str}
 
 
 STANDARD_TYPES: tuple[type[Artifact], ...] = (

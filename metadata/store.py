@@ -28,12 +28,40 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from metadata.artifact import STANDARD_TYPES, Artifact
 
 PIPELINE, PIPELINE_RUN, NODE = 'pipeline', 'pipeline_run', 'node'
+# Sluice's own bookkeeping: a run's lease (one context per holder, named '<scope>@<epoch>'), and the
+# settlement of an execution (a context named by the execution id, created in the transaction that
+# ends the execution; the database's unique (type, name) constraint lets only one ending through).
+LEASE, SETTLEMENT = 'sluice_lease', 'sluice_settlement'
 DONE_STATES = ('COMPLETE', 'CACHED')
 T = TypeVar('T')
 
 
 class MetadataStoreError(RuntimeError):
     """The store cannot be reached or used; the message says how to fix it."""
+
+
+class FencingError(MetadataStoreError):
+    """An execution can no longer be published or failed by this caller: it was already ended (for
+    example declared abandoned by a process that took the run over), or it belongs to another lease."""
+
+
+class LeaseConflict(MetadataStoreError):
+    """Another process created the same lease epoch first."""
+
+
+@dataclass
+class LeaseRecord:
+    """One holder of a lease: ``name`` is ``<scope>@<epoch>``; ``owner`` says who (pid, host, command)."""
+    id: int
+    scope: str
+    epoch: int
+    owner: dict[str, Any]
+    heartbeat: float
+    released: bool
+
+    @property
+    def name(self) -> str:
+        return f'{self.scope}@{self.epoch}'
 
 
 @dataclass
@@ -212,13 +240,24 @@ class MetadataStore:
         self._type_names: dict[int, str] = {}
         for cls in STANDARD_TYPES:
             self.artifact_type_id(cls)
-        for name in (PIPELINE, PIPELINE_RUN, NODE):
+        for name in (PIPELINE, PIPELINE_RUN, NODE, LEASE, SETTLEMENT):
             self._context_type_id(name)
 
     @property
     def mlmd(self) -> mlmd.MetadataStore:
         """The underlying ml_metadata MetadataStore, for queries this class does not offer."""
         return self._store
+
+    def retry(self, call: Callable[[], T]) -> T:
+        """Call ML-Metadata (``call`` uses ``self.mlmd``), retrying with backoff while another process
+        holds the database."""
+        return self._retry(call)
+
+    def context(self, type_name: str, name: str, properties: dict[str, Any] | None = None,
+                create: bool = True) -> pb.Context | None:
+        """The context of this type and name; created (with ``properties``) if missing and ``create``.
+        Safe when several processes create it at once."""
+        return self._context(type_name, name, properties, create)
 
     def _retry(self, call: Callable[[], T]) -> T:
         delay = 0.05
@@ -315,7 +354,7 @@ class MetadataStore:
         ex = pb.Execution(type_id=self.execution_type_id(component_type),
                           last_known_state=pb.Execution.State.Value(state))
         base = {'run_id': run_id, 'node_id': node_id, 'pid': os.getpid(), 'host': socket.gethostname(),
-                'pid_start': process_start(os.getpid()), 'heartbeat': time.time()}
+                'pid_start': process_start(os.getpid())}
         for k, v in {**base, **properties}.items():
             _set_value(ex.custom_properties, k, v)
         return ex
@@ -325,6 +364,8 @@ class MetadataStore:
         if artifact.id is not None:
             proto.id = artifact.id
         proto.state = pb.Artifact.State.Value(state or artifact.state)
+        if getattr(artifact, 'external_id', None):
+            proto.external_id = artifact.external_id
         for k, v in artifact.properties.items():
             _set_value(proto.properties, k, v)
         for k, v in artifact.custom_properties.items():
@@ -351,15 +392,21 @@ class MetadataStore:
         return ex_id
 
     def publish_execution(self, execution_id: int, pipeline_name: str, run_id: str, node_id: str,
-                          outputs: dict[str, Sequence[Artifact]], properties: dict[str, Any] | None = None) -> None:
-        """In one transaction: the outputs become LIVE with OUTPUT events and the execution COMPLETE."""
+                          outputs: dict[str, Sequence[Artifact]], properties: dict[str, Any] | None = None,
+                          lease: str | None = None) -> None:
+        """In one transaction: the outputs become LIVE with OUTPUT events and the execution COMPLETE.
+
+        Fenced: only a RUNNING execution (of ``lease``, when given) can be published, and the same
+        transaction settles it, so an execution that was ended meanwhile (declared abandoned by a
+        process that took the run over) can never become COMPLETE: FencingError, nothing published.
+        """
         contexts = self._node_contexts(pipeline_name, run_id, node_id)
-        ex = self._get_execution_proto(execution_id)
+        ex = self._fenced_execution(execution_id, lease, 'publish')
         ex.last_known_state = pb.Execution.COMPLETE
         for k, v in (properties or {}).items():
             _set_value(ex.custom_properties, k, v)
-        _, ids, _ = self._retry(lambda: self._store.put_execution(
-            ex, self._events(outputs, pb.Event.OUTPUT, 'LIVE'), contexts))
+        events = self._events(outputs, pb.Event.OUTPUT, 'LIVE')
+        ids = self._settle(ex, events, contexts, 'publish')
         flat = [a for _, group in sorted(outputs.items()) for a in group]
         for artifact, new_id in zip(flat, ids):
             artifact.id, artifact.state = new_id, 'LIVE'
@@ -375,21 +422,114 @@ class MetadataStore:
         return ex_id
 
     def fail_execution(self, execution_id: int, error_type: str, message: str, details: str = '',
-                       state: str = 'FAILED') -> None:
-        """Mark an execution FAILED (or CANCELED) and record why. Its outputs never become LIVE."""
-        ex = self._get_execution_proto(execution_id)
+                       state: str = 'FAILED', lease: str | None = None) -> None:
+        """Mark a RUNNING execution FAILED (or CANCELED) and record why; its outputs never become LIVE.
+
+        Fenced like ``publish_execution``: ``lease`` (when given) must own it, and it must still be
+        RUNNING; an execution is ended exactly once (FencingError otherwise). Abandoning another
+        process's execution passes ``lease=None``.
+        """
+        ex = self._fenced_execution(execution_id, lease, 'fail')
         ex.last_known_state = pb.Execution.State.Value(state)
         _set_value(ex.custom_properties, 'error_type', error_type)
         _set_value(ex.custom_properties, 'error_message', message[:4000])
         if details:
             _set_value(ex.custom_properties, 'error_details', details[-8000:])
-        self._retry(lambda: self._store.put_executions([ex]))
+        self._settle(ex, [], [], 'fail')
 
-    def heartbeat(self, execution_id: int) -> None:
+    def check_fence(self, execution_id: int, lease: str | None, action: str = 'publish') -> None:
+        """Raise FencingError if ``execution_id`` could not be published (or failed) by ``lease`` now.
+        Advisory (the publish itself is the atomic check); used to explain a failure."""
+        self._fenced_execution(execution_id, lease, action)
+
+    def _fenced_execution(self, execution_id: int, lease: str | None, action: str) -> pb.Execution:
         ex = self._get_execution_proto(execution_id)
-        if ex.last_known_state == pb.Execution.RUNNING:
-            _set_value(ex.custom_properties, 'heartbeat', time.time())
-            self._retry(lambda: self._store.put_executions([ex]))
+        state = pb.Execution.State.Name(ex.last_known_state)
+        if state != 'RUNNING':
+            why = _value(ex.custom_properties['error_message']) if 'error_message' in ex.custom_properties else ''
+            raise FencingError(f'Cannot {action} execution #{execution_id}: it is already {state}'
+                               + (f' ({why})' if why else '') + '; its outputs are not published.')
+        owner = _value(ex.custom_properties['lease']) if 'lease' in ex.custom_properties else None
+        if lease is not None and owner is not None and owner != lease:
+            raise FencingError(f'Cannot {action} execution #{execution_id}: it belongs to lease {owner}, '
+                               f'not {lease}.')
+        if lease is not None and self.lease_superseded(lease):
+            raise FencingError(f'Cannot {action} execution #{execution_id}: the run was taken over by '
+                               f'another process ({self.describe_lease_holder(lease)}).')
+        return ex
+
+    def _settle(self, ex: pb.Execution, events: list, contexts: list[pb.Context], action: str) -> list[int]:
+        """Write the execution's final state together with its settlement context: one transaction,
+        which the database refuses if the execution was settled before."""
+        settlement = pb.Context(type_id=self._context_type_id(SETTLEMENT), name=str(ex.id))
+        try:
+            _, ids, _ = self._retry(lambda: self._store.put_execution(ex, events, [*contexts, settlement]))
+        except mlmd_errors.AlreadyExistsError:
+            now = self._get_execution_proto(ex.id)
+            why = _value(now.custom_properties['error_message']) if 'error_message' in now.custom_properties else ''
+            raise FencingError(f'Cannot {action} execution #{ex.id}: another process ended it first '
+                               f'({pb.Execution.State.Name(now.last_known_state)}{": " + why if why else ""}); '
+                               'its outputs are not published.') from None
+        return list(ids)
+
+    # -- leases -------------------------------------------------------------------------------
+    def _lease_record(self, ctx: pb.Context) -> LeaseRecord:
+        props = {k: _value(v) for k, v in ctx.custom_properties.items()}
+        scope, _, epoch = ctx.name.rpartition('@')
+        return LeaseRecord(id=ctx.id, scope=scope, epoch=int(epoch),
+                           owner={k: v for k, v in props.items() if k not in ('heartbeat', 'released')},
+                           heartbeat=float(props.get('heartbeat', 0.0)), released=bool(props.get('released', 0)))
+
+    def lease_latest(self, scope: str) -> LeaseRecord | None:
+        """The newest holder of the lease on ``scope`` (released or not), or None if never taken."""
+        latest = None
+        epoch = 1
+        while True:
+            ctx = self._context(LEASE, f'{scope}@{epoch}', create=False)
+            if ctx is None:
+                return self._lease_record(latest) if latest is not None else None
+            latest, epoch = ctx, epoch + 1
+
+    def lease_record(self, name: str) -> LeaseRecord | None:
+        """The holder recorded as ``name`` (``<scope>@<epoch>``), or None."""
+        ctx = self._context(LEASE, name, create=False)
+        return self._lease_record(ctx) if ctx is not None else None
+
+    def lease_create(self, scope: str, epoch: int, owner: dict[str, Any]) -> LeaseRecord:
+        """Become holder number ``epoch`` of the lease on ``scope``; LeaseConflict if another process
+        did first (the database's unique context name decides)."""
+        ctx = pb.Context(type_id=self._context_type_id(LEASE), name=f'{scope}@{epoch}')
+        for k, v in {**owner, 'heartbeat': time.time(), 'released': 0}.items():
+            _set_value(ctx.custom_properties, k, v)
+        try:
+            [ctx.id] = self._retry(lambda: self._store.put_contexts([ctx]))
+        except mlmd_errors.AlreadyExistsError:
+            raise LeaseConflict(f'lease {scope}@{epoch} was taken by another process first') from None
+        return self._lease_record(ctx)
+
+    def lease_update(self, record: LeaseRecord, released: bool = False) -> None:
+        """Refresh the holder's heartbeat, or mark the lease released. Only the holder writes its own
+        context, so this never races with another writer."""
+        ctx = self._context(LEASE, record.name, create=False)
+        if ctx is None:
+            return
+        _set_value(ctx.custom_properties, 'heartbeat', time.time())
+        if released:
+            _set_value(ctx.custom_properties, 'released', 1)
+        self._retry(lambda: self._store.put_contexts([ctx]))
+
+    def lease_superseded(self, name: str) -> bool:
+        """Whether a later holder took over the lease ``name`` (``<scope>@<epoch>``)."""
+        scope, _, epoch = name.rpartition('@')
+        return self._context(LEASE, f'{scope}@{int(epoch) + 1}', create=False) is not None
+
+    def describe_lease_holder(self, name: str) -> str:
+        """Who holds the lease of ``name``'s scope now, in words."""
+        latest = self.lease_latest(name.rpartition('@')[0])
+        if latest is None:
+            return 'nobody'
+        o = latest.owner
+        return f"sluice {o.get('command', '?')}, pid {o.get('pid')} on {o.get('host')}"
 
     def _get_execution_proto(self, execution_id: int) -> pb.Execution:
         found = self._retry(lambda: self._store.get_executions_by_id([execution_id]))
@@ -403,6 +543,8 @@ class MetadataStore:
         a = cls(uri=proto.uri)
         a.id = proto.id
         a.state = pb.Artifact.State.Name(proto.state)
+        if proto.external_id:
+            a.external_id = proto.external_id
         a.properties = {k: _value(v) for k, v in proto.properties.items()}
         a.custom_properties = {k: _value(v) for k, v in proto.custom_properties.items()}
         return a
@@ -490,26 +632,6 @@ class MetadataStore:
         return RunSummary(run_id=ctx.name, pipeline_name=props.get('pipeline_name', ''),
                           create_time=ctx.create_time_since_epoch / 1000, node_ids=node_ids,
                           properties=props, executions=self._records(protos, with_events=False))
-
-    def latest_push(self, pipeline_name: str) -> LineageNode | None:
-        """Lineage of the PushedModel of this pipeline's latest successful push (pushed=1), or None."""
-        pipeline = self._context(PIPELINE, pipeline_name, create=False)
-        if pipeline is None:
-            return None
-        type_id = self.artifact_type_id(Artifact.type_class('PushedModel'))
-        protos = self._retry(lambda: self._store.get_artifacts_by_context(pipeline.id))
-        pushed = [p for p in protos if p.type_id == type_id and p.state == pb.Artifact.LIVE
-                  and p.properties['pushed'].int_value == 1]
-        if not pushed:
-            return None
-        return self.lineage(max(pushed, key=lambda p: p.id).id)
-
-    def production_model(self, pipeline_name: str) -> Artifact | None:
-        """The Model behind this pipeline's latest successful push, or None if nothing was pushed."""
-        push = self.latest_push(pipeline_name)
-        if push is None or push.execution is None or not push.inputs.get('model'):
-            return None
-        return push.inputs['model'][0].artifact
 
     def lineage(self, artifact_id: int) -> LineageNode:
         """What produced an artifact: its producing execution and that execution's inputs, recursively."""

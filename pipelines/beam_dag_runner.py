@@ -1,19 +1,19 @@
 """BeamDagRunner: the pipeline's DAG itself runs as a Beam pipeline.
 
-Each node is launched inside a DoFn through the same launcher as LocalDagRunner (driver ->
-executor -> publisher, same store, same cache), and ordered after its upstream nodes by side
-inputs, so a runner that schedules independent stages concurrently runs independent branches in
-parallel. The component executors still run their own Beam pipelines with the pipeline's
-``beam_pipeline_args``; ``dag_pipeline_args`` are the options of the DAG pipeline (DirectRunner,
-in memory, by default).
+Each node is launched inside a DoFn through the same Session as LocalDagRunner (same lease, plan,
+launcher, store and cache), and ordered after its upstream nodes by side inputs, so a runner that
+schedules independent stages concurrently runs independent branches in parallel. The component
+executors still run their own Beam pipelines with the pipeline's ``beam_pipeline_args``;
+``dag_pipeline_args`` are the options of the DAG pipeline (DirectRunner, in memory, by default).
 
     >>> BeamDagRunner().run(pipeline)
     >>> BeamDagRunner().resume(None, run_id, metadata='sqlite:///runs/penguin/metadata.db')
 
-In this process the DoFns share the pipeline object; a DoFn running in another process (a
-multi-process or distributed runner) opens the store from its URL and loads the pipeline
-definition stored with the run, so the store must be reachable from the workers (SQLite on a
-shared filesystem, or PostgreSQL/MySQL).
+In this process the DoFns share the session; a DoFn running in another process (a multi-process or
+distributed runner) attaches to the run from strings only (store URL, run id, lease name, the
+executions to reuse): it opens the store and loads the pipeline definition stored with the run, so
+the store must be reachable from the workers (SQLite on a shared filesystem, or PostgreSQL/MySQL).
+Its launches are fenced by the lease of the process that drives the run.
 """
 from __future__ import annotations
 
@@ -21,52 +21,24 @@ import threading
 import uuid
 from typing import Any, Sequence
 
-from components.driver import PipelineInfo
 from metadata.store import MetadataStore
-from pipelines.launcher import NodeResult, launch
-from pipelines.local_dag_runner import LocalDagRunner, _reused
-from pipelines.pipeline import Pipeline
-from pipelines.resume import Step, stored_pipeline
-from pipelines.runner import RunResult, skipped
+from pipelines.core import Session
+from pipelines.launcher import NodeResult
+from pipelines.local_dag_runner import LocalDagRunner
 
-# What the DoFns of a run in this process share: token -> context. DoFn instances hold only the
-# token (Beam pickles them; a store connection cannot be pickled).
-_CONTEXTS: dict[str, dict[str, Any]] = {}
+# The sessions of runs driven from this process: token -> session. DoFn instances hold only the
+# token and strings (Beam pickles them; a store connection cannot be pickled).
+_SESSIONS: dict[str, Session] = {}
 _LOCK = threading.Lock()
 
 
-def _context(token: str, store_url: str, run_id: str) -> dict[str, Any]:
+def _launch_node(token: str, attach: dict[str, Any], node_id: str, upstream: Sequence[NodeResult]) -> NodeResult:
+    """What one DoFn does: hand its node to the run's session."""
     with _LOCK:
-        if token not in _CONTEXTS:  # a worker in another process: open the store, load the pipeline
-            store = MetadataStore(store_url)
-            pipeline = stored_pipeline(store, run_id)
-            _CONTEXTS[token] = {
-                'pipeline': pipeline, 'store': store, 'steps': {}, 'results': {}, 'progress': None,
-                'index': {c.id: i for i, c in enumerate(pipeline.components, start=1)},
-                'info': PipelineInfo(pipeline.name, pipeline.pipeline_root, run_id, tuple(pipeline.beam_pipeline_args))}
-        return _CONTEXTS[token]
-
-
-def _launch_node(token: str, store_url: str, run_id: str, node_id: str, upstream: Sequence[NodeResult]) -> NodeResult:
-    """What one DoFn does: skip, reuse or launch its node, and report it."""
-    ctx = _context(token, store_url, run_id)
-    pipeline: Pipeline = ctx['pipeline']
-    component = pipeline.node(node_id)
-    step: Step | None = ctx['steps'].get(node_id)
-    failed = [u.node_id for u in upstream if not u.ok]
-    if step is not None and step.action == 'reuse':
-        result = _reused(pipeline, step)
-    elif failed:
-        result = skipped(component.id, component.component_type, failed)
-    else:
-        if ctx['progress'] is not None:
-            ctx['progress'].node_started(ctx['index'][node_id], len(pipeline.components), node_id)
-        result = launch(component, ctx['store'], ctx['info'], enable_cache=pipeline.enable_cache)
-    with _LOCK:
-        ctx['results'][node_id] = result
-    if ctx['progress'] is not None:
-        ctx['progress'].node_finished(ctx['index'][node_id], len(pipeline.components), result)
-    return result
+        if token not in _SESSIONS:  # a worker in another process
+            _SESSIONS[token] = Session.attach(attach['store'], attach['run_id'], attach['lease'], attach['reuse'])
+        session = _SESSIONS[token]
+    return session.node(session.pipeline.node(node_id), list(upstream))
 
 
 class _LaunchNode:
@@ -74,12 +46,12 @@ class _LaunchNode:
     refers only to strings and module-level functions, so any Beam pickler can ship it."""
 
     @staticmethod
-    def make(token: str, store_url: str, run_id: str, node_id: str) -> Any:
+    def make(token: str, attach: dict[str, Any], node_id: str) -> Any:
         import apache_beam as beam
 
         class LaunchNode(beam.DoFn):
             def process(self, _, *upstream):  # no type hints: Beam would check them
-                yield _launch_node(token, store_url, run_id, node_id, upstream)
+                yield _launch_node(token, attach, node_id, upstream)
 
         return LaunchNode()
 
@@ -95,38 +67,38 @@ class BeamDagRunner(LocalDagRunner):
         super().__init__(progress)
         self.dag_pipeline_args = list(dag_pipeline_args)
 
-    def _execute(self, pipeline: Pipeline, store: MetadataStore, info: PipelineInfo,
-                 steps: dict[str, Step]) -> RunResult:
+    def _schedule(self, session: Session) -> dict[str, NodeResult]:
         from components.executor import quiet_google_warnings
         quiet_google_warnings()
         import apache_beam as beam
         from apache_beam.options.pipeline_options import PipelineOptions
+
         token = uuid.uuid4().hex
-        results: dict[str, NodeResult] = {}
-        _CONTEXTS[token] = {'pipeline': pipeline, 'store': store, 'info': info, 'steps': steps,
-                            'results': results, 'progress': self.progress,
-                            'index': {c.id: i for i, c in enumerate(pipeline.components, start=1)}}
+        attach = {'store': session.store.url, 'run_id': session.run_id, 'lease': session.lease.name,
+                  'reuse': session.reuse_ids()}
+        _SESSIONS[token] = session
         try:
             with beam.Pipeline(options=PipelineOptions(self.dag_pipeline_args)) as p:
                 start = p | 'Start' >> beam.Create([None])
                 launched: dict[str, Any] = {}
-                for component in pipeline.components:
+                for component in session.pipeline.components:
                     sides = [beam.pvalue.AsSingleton(launched[u.id]) for u in component.upstream]
                     launched[component.id] = start | f'Launch[{component.id}]' >> beam.ParDo(
-                        _LaunchNode.make(token, store.url, info.run_id, component.id), *sides)
+                        _LaunchNode.make(token, attach, component.id), *sides)
         finally:
-            _CONTEXTS.pop(token, None)
-        result = RunResult(info.run_id, pipeline.name, store.url)
-        for component in pipeline.components:  # in topological order, as LocalDagRunner reports them
-            result.nodes[component.id] = results.get(component.id) or self._from_store(store, info, component)
-        return result
+            _SESSIONS.pop(token, None)
+        results = dict(session.results)
+        for component in session.pipeline.components:  # launched in another process: as the store says
+            if component.id not in results:
+                results[component.id] = self._from_store(session.store, session.run_id, component)
+        return results
 
     @staticmethod
-    def _from_store(store: MetadataStore, info: PipelineInfo, component: Any) -> NodeResult:
+    def _from_store(store: MetadataStore, run_id: str, component: Any) -> NodeResult:
         """A node launched in another process: its outcome as the store recorded it."""
-        records = [r for r in store.executions(info.run_id) if r.node_id == component.id]
+        records = [r for r in store.executions(run_id) if r.node_id == component.id]
         if not records:
-            return skipped(component.id, component.component_type, ['(unknown)'])
+            return NodeResult(component.id, component.component_type, 'SKIPPED', error='not run (no execution recorded)')
         record = records[-1]
         return NodeResult(component.id, component.component_type, record.state, execution_id=record.id,
                           outputs={k: v[0] for k, v in record.outputs.items() if v}, error=record.error,

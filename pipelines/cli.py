@@ -6,6 +6,9 @@
     sluice show RUN_ID [--metadata URL]
     sluice lineage ARTIFACT_ID [--metadata URL]
     sluice report RUN_ID [-o report.html] [--metadata URL]
+    sluice production DEST [--metadata URL]
+    sluice rollback DEST [--to VERSION] [--reason TEXT] [--metadata URL]
+    sluice promote MODEL_ARTIFACT_ID DEST --reason TEXT [--metadata URL]
 
 Commands that read a store take it from --metadata, else from $SLUICE_METADATA, else from the one
 ``runs/*/metadata.db`` under the current directory. Nothing here imports TensorFlow.
@@ -82,6 +85,10 @@ def _report(result: object) -> int:
             print(f'\n{node.node_id} failed (execution {node.execution_id}):\n  {node.error}')
     run_id, url = result.run_id, result.metadata  # type: ignore[attr-defined]
     print(f'\nDetails: sluice show {run_id} --metadata {url}')
+    if result.lost_to:  # type: ignore[attr-defined]
+        print(f'This process stopped: run {run_id} was taken over by {result.lost_to}, '  # type: ignore[attr-defined]
+              'which continues it; nothing more was published from here.')
+        return 1
     if result.state != 'COMPLETE':  # type: ignore[attr-defined]
         print(f'Fix the cause, then resume this run: sluice resume {run_id} --metadata {url}')
         return 1
@@ -89,7 +96,7 @@ def _report(result: object) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    result = _runner(args.runner).resume(None, args.run_id, metadata=_store_url(args))
+    result = _runner(args.runner).resume(None, args.run_id, metadata=_store_url(args), take_over=args.take_over)
     return _report(result)
 
 
@@ -106,9 +113,11 @@ def outcome_lines(result: object) -> list[str]:
                     with open(path) as f:
                         reasons = json.load(f)
                 verdict = 'BLESSED' if artifact.get('blessed') else 'NOT_BLESSED'
-                base = artifact.get('baseline_model_id')
+                base, version = artifact.get('baseline_model_id'), artifact.get('baseline_version')
+                against = f'production version {version} (baseline model #{base})' if version else \
+                    f'baseline model #{base}'
                 lines.append(f'\n{node.node_id}: {verdict} model #{artifact.get("current_model_id")} against '
-                             + (f'baseline model #{base}' if base else 'no baseline (first model)'))
+                             + (against if base else 'no baseline (first model)'))
                 for check in reasons.get('checks', []):
                     mark = 'ok  ' if check['passed'] else 'FAIL'
                     lines.append(f"  {mark} {check['metric']} [{check['slice']}]: {check['reason']}")
@@ -141,9 +150,12 @@ def _artifact_line(key: str, artifact: object) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from pipelines.explain import Explainer
+
     store = MetadataStore(_store_url(args))
     run = store.run(args.run_id)
     records = store.executions(args.run_id)
+    explainer = Explainer(store, run.pipeline_name)
     print(f"Run {run.run_id} of pipeline '{run.pipeline_name}': {run.state}, "
           f'{run.nodes_done}/{len(run.node_ids)} nodes done, started {_when(run.create_time)}')
     print(f'Store: {store.url}')
@@ -159,6 +171,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             took = record.update_time - record.create_time
             extra = ' (cache hit: outputs reused)' if record.state == 'CACHED' else ''
             print(f'\n{node_id} [{record.component_type}] {record.state} {took:.1f}s, execution #{record.id}{extra}')
+            print(f'    why: {explainer.why(record)}')
             for key, artifacts in sorted(record.outputs.items()):
                 for a in artifacts:
                     print(_artifact_line(key, a))
@@ -177,7 +190,8 @@ def _lineage_lines(node: LineageNode, prefix: str = '', label: str = '') -> list
     if ex.properties.get('parameters'):
         p = json.loads(ex.properties['parameters'])
         params = ' ' + ', '.join(f'{k}={json.dumps(v)}' for k, v in p.items() if v not in (None, [], {}, ''))
-    lines.append(f'{prefix}  <- {ex.node_id} [{ex.component_type}] execution #{ex.id}, run {ex.run_id}{params}')
+    run = f', run {ex.run_id}' if ex.run_id else ''  # a rollback or promotion belongs to no run
+    lines.append(f'{prefix}  <- {ex.node_id} [{ex.component_type}] execution #{ex.id}{run}{params}')
     if ex.properties.get('input_files'):
         for path in json.loads(ex.properties['input_files']):
             lines.append(f'{prefix}       file: {path}')
@@ -202,6 +216,175 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- production: what is in production at a destination, rollback, promote -----------------------
+def _optional_store(args: argparse.Namespace) -> MetadataStore | None:
+    """The store given by --metadata (errors are errors), else the usual one if there is one."""
+    if args.metadata:
+        return MetadataStore(args.metadata)
+    try:
+        return MetadataStore(_store_url(args))
+    except (CliError, MetadataStoreError):
+        return None
+
+
+def _model_line(model: dict | None) -> str:
+    if not model or not (model.get('artifact_id') or model.get('pipeline')):
+        return 'unknown (no push record: pushed by hand or by another tool)'
+    store = f"store {str(model.get('store_id') or '?')[:8]}"
+    return (f"artifact #{model.get('artifact_id')} of {store}, pipeline {model.get('pipeline') or '?'}, "
+            f"run {model.get('run_id') or '?'}")
+
+
+def _number(value: object) -> str:
+    return f'{value:.4f}' if isinstance(value, (int, float)) else 'n/a'
+
+
+def production_lines(destination: str) -> list[str]:
+    """What is in production at a destination and its history, in words (no store needed)."""
+    from components.pusher import describe_ref, history, production, short
+
+    now = production(destination)
+    lines = [f'Production at {now.destination}: ' + (f'version {now.current.number}' if now.current else
+                                                      'nothing (no complete version)')]
+    current = now.current
+    if current is not None:
+        record = current.record or {}
+        who = record.get('operator') or {}
+        lines.append(f"  kind:        {current.kind}" + (f", {record.get('time')}" if record.get('time') else '')
+                     + (f" by {who.get('user')}@{who.get('host')}" if who else ''))
+        lines.append(f'  model:       {_model_line(record.get("model"))}')
+        lines.append(f'  fingerprint: {current.fingerprint}')
+        if record.get('kind') == 'rollback':
+            lines.append(f"  rollback to: {describe_ref(record.get('target'))}, replacing "
+                         f"{describe_ref(record.get('previous'))}")
+        if record.get('reason'):
+            lines.append(f"  reason:      {record['reason']}")
+        if record.get('blessing'):
+            lines.append('  measured against: ' + (describe_ref(record['baseline']) if record.get('baseline') else
+                                                   'no baseline'))
+        blessing = record.get('blessing')
+        if blessing:
+            lines.append(f"  blessing:    {blessing.get('verdict')} (blessing #{blessing.get('artifact_id')})")
+            for check in blessing.get('checks') or []:
+                mark = 'ok  ' if check.get('passed') else 'FAIL'
+                lines.append(f"    {mark} {check.get('metric')} [{check.get('slice')}]: {check.get('reason')}")
+            if blessing.get('policy'):
+                lines.append(f"    FAIL {blessing['policy']}")
+        elif record.get('kind') == 'promote':
+            lines.append('  blessing:    none (promoted without a blessing)')
+        metrics = record.get('metrics') or {}
+        for name, value in sorted((metrics.get('candidate') or {}).items()):
+            base = (metrics.get('baseline') or {}).get(name)
+            against = f' (baseline {_number(base)})' if name in (metrics.get('baseline') or {}) else ''
+            lines.append(f'  metric:      {name} = {_number(value)}{against}')
+    for note in now.notes():
+        lines.append(f'  skipped:     {note}')
+    rows = []
+    for entry in history(now.destination):
+        version = int(entry['version'])
+        note = []
+        if current is not None and version == current.number:
+            note.append('current')
+        elif not entry.get('present'):
+            note.append('deleted')
+        if entry.get('problem'):
+            note.append('incomplete')
+        if entry.get('kind') == 'rollback':
+            note.append(f"to version {(entry.get('target') or {}).get('version')}")
+        if entry.get('reason'):
+            note.append(f"reason: {entry['reason']}")
+        model = entry.get('model') or {}
+        who = f"#{model.get('artifact_id')} {model.get('pipeline') or ''} {model.get('run_id') or ''}".strip() \
+            if model.get('artifact_id') else '-'
+        rows.append([entry.get('time') or '-', str(version), entry.get('kind') or '?', who,
+                     short(entry.get('fingerprint')), str((entry.get('previous') or {}).get('version') or '-'),
+                     '; '.join(note)])
+    if rows:
+        lines += ['', 'History (oldest first):', _table(rows, ['TIME', 'VERSION', 'KIND', 'MODEL', 'FINGERPRINT',
+                                                             'REPLACED', 'NOTE'])]
+    return lines
+
+
+def cmd_production(args: argparse.Namespace) -> int:
+    from components.pusher import production
+    from metadata.production import store_identity
+
+    destination = os.path.abspath(args.destination)
+    if not os.path.isdir(destination):
+        raise CliError(f'No push destination at {destination}: nothing has been pushed there.')
+    lines = production_lines(destination)
+    current = production(destination).current
+    model = ((current.record or {}).get('model') or {}) if current is not None else {}
+    store = _optional_store(args) if model.get('artifact_id') else None
+    if store is not None and model.get('store_id') == store_identity(store, create=False):
+        try:
+            lines += ['', f'Lineage of model #{model["artifact_id"]} (store {store.url}):',
+                      *_lineage_lines(store.lineage(int(model['artifact_id'])))]
+        except MetadataStoreError:
+            pass
+    print('\n'.join(lines))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from components.pusher import ProductionError, PushError, rollback
+    from metadata.production import record_change, version_artifact
+
+    store = MetadataStore(_store_url(args))  # first: a rollback that cannot be recorded is not made
+    try:
+        new, target, replaced = rollback(args.destination, args.to, args.reason or '')
+    except (ProductionError, PushError) as e:
+        raise CliError(f'rollback refused: {e}') from None
+    print(f'Rolled back {new.destination}: version {new.number} is now in production, a copy of '
+          f'{target.describe()} ({_model_line((target.record or {}).get("model"))}); it replaces '
+          f'{replaced.describe() if replaced else "nothing"}.')
+    try:
+        model = version_artifact(store, new.destination, target.number, target.fingerprint or '', target.record)
+        execution_id, pushed = record_change(store, 'Rollback', new.destination, model, new.number,
+                                             new.fingerprint or '', new.record or {})
+    except Exception as e:  # noqa: BLE001 - the destination changed; say that the store did not follow
+        raise CliError(f'version {new.number} is in production at {new.destination}, but recording the rollback in '
+                       f'{store.url} failed: {e}') from None
+    print(f'Recorded in {store.url}: Rollback execution #{execution_id} (model #{model.id} -> PushedModel '
+          f'#{pushed.id}).')
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from components.pusher import ProductionError, PushError, promote
+    from metadata.production import model_origin, record_change
+
+    reason = (args.reason or '').strip()
+    if not reason:
+        raise CliError('promote needs --reason TEXT: it pushes a model without a blessing, so say why (the reason '
+                       'is kept in the push record and shown by sluice production).')
+    store = MetadataStore(_store_url(args))
+    found = store.artifacts([args.artifact_id])
+    if not found:
+        raise CliError(f'No artifact {args.artifact_id} in the metadata store {store.url}.')
+    model = found[0]
+    if model.type_name() != 'Model':
+        raise CliError(f'Artifact {args.artifact_id} is a {model.type_name()}, not a Model; promote takes the id of '
+                       "a Model (a Trainer's output: see sluice show RUN_ID).")
+    if model.state != 'LIVE' or not model.exists():
+        raise CliError(f'{model!r} is not a published model with its files on disk ({model.state}, {model.uri}).')
+    try:
+        new, replaced = promote(args.destination, model.uri, model_origin(store, model.id), reason)
+    except (ProductionError, PushError) as e:
+        raise CliError(f'promote refused: {e}') from None
+    print(f'Promoted model #{model.id} to {new.destination}: version {new.number} is now in production, replacing '
+          f'{replaced.describe() if replaced else "nothing"}. Reason: {reason}')
+    try:
+        execution_id, pushed = record_change(store, 'Promote', new.destination, model, new.number,
+                                             new.fingerprint or '', new.record or {})
+    except Exception as e:  # noqa: BLE001
+        raise CliError(f'version {new.number} is in production at {new.destination}, but recording the promotion '
+                       f'in {store.url} failed: {e}') from None
+    print(f'Recorded in {store.url}: Promote execution #{execution_id} (model #{model.id} -> PushedModel '
+          f'#{pushed.id}).')
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='sluice', description='Run and inspect Sluice pipelines.')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
@@ -222,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_store(sub.add_parser('resume', help='continue a failed or killed run under the same run id'))
     p.add_argument('run_id')
     p.add_argument('--runner', default='local', choices=['local', 'beam'])
+    p.add_argument('--take-over', action='store_true',
+                   help='take the run over even if the process driving it still looks alive (its '
+                        'unfinished work is abandoned and can no longer be published)')
     p.set_defaults(func=cmd_resume)
 
     p = with_store(sub.add_parser('runs', help='list runs'))
@@ -240,6 +426,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_store(sub.add_parser('lineage', help='show what produced an artifact, back to its sources'))
     p.add_argument('artifact_id', type=int)
     p.set_defaults(func=cmd_lineage)
+
+    p = with_store(sub.add_parser('production', help='what is in production at a push destination, and its history'))
+    p.add_argument('destination', help='a push destination (the directory holding <version>/ directories)')
+    p.set_defaults(func=cmd_production)
+
+    p = with_store(sub.add_parser('rollback', help='make an earlier version current again (recorded in the store)'))
+    p.add_argument('destination')
+    p.add_argument('--to', type=int, metavar='VERSION', help='the version to make current again (default: the one '
+                   'in production before the current one took over)')
+    p.add_argument('--reason', metavar='TEXT', help='why (kept in the push record)')
+    p.set_defaults(func=cmd_rollback)
+
+    p = with_store(sub.add_parser('promote', help='push a Model without a blessing, deliberately and recorded'))
+    p.add_argument('artifact_id', type=int, metavar='MODEL_ARTIFACT_ID')
+    p.add_argument('destination')
+    p.add_argument('--reason', metavar='TEXT', help='required: why this model goes to production without a blessing')
+    p.set_defaults(func=cmd_promote)
     return parser
 
 

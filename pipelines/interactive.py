@@ -5,8 +5,8 @@
     >>> context.run(gen)
     >>> context.show(gen.outputs['examples'])
 
-Each ``run`` goes through the same launcher, store and cache as the runners, in one run of the
-context. With the pipeline's name, root and store, a component already run here is a cache hit
+Each ``run`` goes through the same core as the runners (lease, launcher, store and cache), in one
+run of the context. With the pipeline's name, root and store, a component already run here is a cache hit
 when the pipeline is later run with ``sluice run`` (and the other way round).
 """
 from __future__ import annotations
@@ -18,10 +18,11 @@ import time
 from typing import Any, Sequence
 
 from components.component import Channel, Component
-from components.driver import PipelineInfo
 from metadata.artifact import Artifact
 from metadata.store import MetadataStore
-from pipelines.launcher import NodeResult, launch
+from pipelines.core import Session
+from pipelines.launcher import NodeResult
+from pipelines.pipeline import Pipeline
 from pipelines.runner import new_run_id
 from pipelines.visuals import View, lineage_view, render, run_view
 
@@ -40,7 +41,8 @@ class InteractiveContext:
         self.enable_cache = enable_cache
         self.store = MetadataStore(self.metadata)
         self.run_id = f'interactive-{new_run_id()}'
-        self.info = PipelineInfo(pipeline_name, self.pipeline_root, self.run_id, tuple(beam_pipeline_args))
+        self.beam_pipeline_args = list(beam_pipeline_args)
+        self._components: dict[str, Component] = {}
         self._results: dict[int, NodeResult] = {}
         self._ids: dict[str, int] = {}
         self._order: list[str] = []
@@ -64,7 +66,13 @@ class InteractiveContext:
             self._order.append(component.id)
             self.store.update_run(self.run_id, {'node_ids': json.dumps(self._order)})
         started = time.time()
-        result = launch(component, self.store, self.info, enable_cache=self.enable_cache)
+        # The components run so far and this one, as a pipeline, through the same core as the runners.
+        done = [c for c in self._components.values() if c is not component]
+        pipeline = Pipeline(self.pipeline_name, self.pipeline_root, [*done, component], metadata=self.store.url,
+                            enable_cache=self.enable_cache, beam_pipeline_args=self.beam_pipeline_args)
+        with Session.open(pipeline, self.store, self.run_id, 'interactive') as session:
+            result = session.node(component, [self._results[id(up)] for up in component.upstream])
+        self._components[component.id] = component
         self._ids[component.id] = id(component)
         self._results[id(component)] = result
         print(f'{component.id}: {result.state} in {time.time() - started:.1f}s (execution #{result.execution_id})')

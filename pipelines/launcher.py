@@ -3,30 +3,31 @@
 1. The driver resolves the inputs and computes the cache key. On a cache hit it records a CACHED
    execution pointing at the reused LIVE artifacts; otherwise it registers a RUNNING execution with
    INPUT events and creates the output directories.
-2. The executor does the work (a heartbeat thread keeps the execution's heartbeat fresh).
+2. The executor does the work, with a scratch directory under the pipeline root.
 3. The publisher marks the outputs LIVE and the execution COMPLETE in one transaction, or, if
-   anything raised, removes the output directories and marks the execution FAILED.
+   anything raised, removes the output directories and marks the execution FAILED. Both are fenced
+   by the run's lease: an execution another process declared abandoned is never published.
 
-Every runner (LocalDagRunner, BeamDagRunner, InteractiveContext) launches through ``launch``.
+Every runner goes through ``pipelines.core.Session``, which launches through ``launch``.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any
 
 from components.component import Component
-from components.driver import InputError, PipelineInfo
-from components.publisher import Publisher
+from components.driver import InputError, PipelineInfo, StaleCodeError
+from components.publisher import Publisher, remove_outputs
 from metadata.artifact import Artifact
-from metadata.store import MetadataStore
+from metadata.store import FencingError, MetadataStore
+from pipelines.lease import LeaseLost
 
-HEARTBEAT_SECONDS = 15.0
 KILL_ENV = 'SLUICE_KILL_AT'
 
 
@@ -68,43 +69,41 @@ class NodeResult:
         return self.state in ('COMPLETE', 'CACHED')
 
 
-@contextmanager
-def _heartbeat(store: MetadataStore, execution_id: int, every: float) -> Iterator[None]:
-    stop = threading.Event()
+TMP_DIR = '.sluice-tmp'
 
-    def beat() -> None:
-        while not stop.wait(every):
-            try:
-                store.heartbeat(execution_id)
-            except Exception:  # a missed beat must never break the executor
-                pass
 
-    thread = threading.Thread(target=beat, name=f'sluice-heartbeat-{execution_id}', daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+def execution_tmp_dir(root: str, node_id: str, execution_id: int) -> str:
+    """Scratch space of one execution (Beam and tf.Transform temp files, a Trainer's working_dir),
+    under the pipeline root; removed when the execution ends, and by resume for abandoned ones."""
+    return os.path.join(root, TMP_DIR, f'{node_id}-{execution_id}')
 
 
 def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
-           enable_cache: bool = True, heartbeat_seconds: float = HEARTBEAT_SECONDS) -> NodeResult:
+           enable_cache: bool = True, lease: Any = None) -> NodeResult:
     """Run one component through driver, executor and publisher; never raises for executor errors
-    (the result says FAILED and why), but re-raises KeyboardInterrupt after recording CANCELED."""
+    (the result says FAILED and why), but re-raises KeyboardInterrupt after recording CANCELED.
+
+    ``lease`` (a ``pipelines.core.Lease``) fences the launch: it is checked before anything is
+    recorded and just after the execution is registered, and publishing or failing the execution
+    succeeds only while it is still RUNNING and this lease's (``pipeline.lease`` names it)."""
     start = time.time()
     result = NodeResult(component.id, component.component_type, 'FAILED')
     driver = type(component).driver(component, store, pipeline)
     publisher = Publisher(store, pipeline, component.id)
+    fenced = pipeline.lease or None
 
     try:
+        if lease is not None:
+            lease.check()
         inputs = driver.resolve_inputs()
         key = driver.cache_key(inputs)
+    except LeaseLost as e:
+        return _lost(result, e, start)
     except Exception as e:  # the driver could not even start: record why on a FAILED execution
         execution_id = store.register_execution(component.component_type, pipeline.name, pipeline.run_id,
-                                                component.id, {}, {})
+                                                component.id, {}, {'lease': fenced} if fenced else {})
         message = _message(e)
-        store.fail_execution(execution_id, type(e).__name__, message, traceback.format_exc())
+        store.fail_execution(execution_id, type(e).__name__, message, traceback.format_exc(), lease=fenced)
         result.execution_id, result.error, result.duration = execution_id, message, time.time() - start
         return result
     result.cache_key = key
@@ -115,42 +114,84 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
             result.execution_id = store.record_cached_execution(
                 component.component_type, pipeline.name, pipeline.run_id, component.id,
                 {k: [a] for k, a in inputs.items() if a is not None}, {k: [a] for k, a in cached.items()},
-                {'cache_key': key, 'component_version': component.version})
+                {'cache_key': key, 'component_version': component.version, **_key_parts(driver, key),
+                 **({'lease': fenced} if fenced else {})})
             result.state, result.outputs, result.duration = 'CACHED', cached, time.time() - start
             return result
 
     execution_id, outputs = driver.register(inputs, key)
     result.execution_id = execution_id
+    tmp_dir = execution_tmp_dir(pipeline.root, component.id, execution_id)
     try:
+        if lease is not None:  # registered, then checked: a takeover in between is seen by one of the two
+            lease.check()
         driver.make_output_dirs(outputs)
+        os.makedirs(tmp_dir, exist_ok=True)
+    except LeaseLost as e:
+        _end_quietly(publisher, execution_id, outputs, 'LeaseLost', str(e), 'CANCELED')
+        return _lost(result, e, start)
     except Exception as e:  # leave directories we did not create alone
         result.error, result.duration = _message(e), time.time() - start
-        store.fail_execution(execution_id, type(e).__name__, result.error)
+        _end_quietly(publisher, execution_id, {}, type(e).__name__, result.error, 'FAILED')
         return result
     try:
         fault_point(component.id, 'start')
         executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args,
-                                            node_id=component.id)
+                                            tmp_dir=tmp_dir, node_id=component.id)
         fault_point(component.id, 'executor')
-        with _heartbeat(store, execution_id, heartbeat_seconds):
-            executor.run(**inputs, **outputs, **driver.parameters())
+        executor.run(**inputs, **outputs, **driver.parameters())
         fault_point(component.id, 'publish')
         publisher.publish(execution_id, outputs)
         fault_point(component.id, 'published')
     except KeyboardInterrupt:
-        publisher.fail(execution_id, outputs, 'KeyboardInterrupt', 'interrupted by the user', state='CANCELED')
+        _end_quietly(publisher, execution_id, outputs, 'KeyboardInterrupt', 'interrupted by the user', 'CANCELED')
         raise
+    except FencingError as e:  # ended by another process meanwhile: publish nothing, touch nothing of theirs
+        remove_outputs(outputs)
+        result.state, result.error, result.duration = 'CANCELED', str(e), time.time() - start
+        return result
     except BaseException as e:  # noqa: BLE001 - any executor failure is recorded, never published
+        if lease is not None:
+            try:  # the work may have failed because another process took the run over meanwhile
+                lease.check()
+            except LeaseLost as lost:
+                remove_outputs(outputs)
+                return _lost(result, lost, start)
         message = _message(e)
-        publisher.fail(execution_id, outputs, type(e).__name__, message, traceback.format_exc())
+        _end_quietly(publisher, execution_id, outputs, type(e).__name__, message, 'FAILED', traceback.format_exc())
         result.error, result.duration = message, time.time() - start
         return result
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     result.state, result.outputs, result.duration = 'COMPLETE', outputs, time.time() - start
+    return result
+
+
+def _key_parts(driver: Any, key: str) -> dict[str, str]:
+    """The parts of the key just computed, for ``sluice show`` to explain the node."""
+    known = getattr(driver, '_key_parts', None)
+    if known is None or known[0] != key:
+        return {}
+    from components.fingerprint import canonical_json
+    return {'cache_key_parts': canonical_json(known[1])}
+
+
+def _end_quietly(publisher: Publisher, execution_id: int, outputs: dict[str, Artifact], error_type: str,
+                 message: str, state: str, details: str = '') -> None:
+    """Fail an execution; if another process already ended it (fencing), only remove our outputs."""
+    try:
+        publisher.fail(execution_id, outputs, error_type, message, details, state=state)
+    except FencingError:
+        remove_outputs(outputs)
+
+
+def _lost(result: NodeResult, error: Exception, start: float) -> NodeResult:
+    result.state, result.error, result.duration = 'CANCELED', str(error), time.time() - start
     return result
 
 
 def _message(e: BaseException) -> str:
     text = str(e).strip()
-    if isinstance(e, InputError):  # already says which node and input
+    if isinstance(e, (InputError, StaleCodeError)):  # already say which node
         return text
     return f'{type(e).__name__}: {text}' if text else type(e).__name__

@@ -1,14 +1,11 @@
 """LocalDagRunner: runs a pipeline's nodes in-process, one after another, in topological order."""
 from __future__ import annotations
 
-import time
-
-from components.driver import PipelineInfo
 from metadata.store import MetadataStore
-from pipelines.launcher import NodeResult, launch
+from pipelines.core import Session
+from pipelines.launcher import NodeResult
 from pipelines.pipeline import Pipeline
-from pipelines.resume import Step, format_plan, plan, stored_pipeline
-from pipelines.runner import Progress, RunResult, skipped, start_run
+from pipelines.runner import Progress, RunResult
 
 
 class LocalDagRunner:
@@ -16,9 +13,11 @@ class LocalDagRunner:
 
         >>> result = LocalDagRunner().run(pipeline)
         >>> result.run_id, result.state, result.node_states()
-        >>> LocalDagRunner().resume(None, result.run_id)      # after a failure or a kill
+        >>> LocalDagRunner().resume(None, result.run_id, metadata=url)   # after a failure or a kill
 
     A node that fails stops the nodes downstream of it (SKIPPED); independent branches still run.
+    What each node does (reuse, skip, launch, fenced by the run's lease) is decided by
+    ``pipelines.core.Session``; a runner only schedules.
     """
 
     name = 'local'
@@ -28,61 +27,30 @@ class LocalDagRunner:
 
     def run(self, pipeline: Pipeline, run_id: str | None = None,
             store: MetadataStore | None = None) -> RunResult:
-        started = time.time()
+        """A new run of ``pipeline`` (``run_id`` to choose its id)."""
         store = store or MetadataStore(pipeline.metadata)
-        info = start_run(pipeline, store, run_id, self.name)
-        self.progress.run_started(pipeline, info.run_id, store)
-        result = self._execute(pipeline, store, info, {})
-        self.progress.run_finished(result, time.time() - started)
-        return result
+        with Session.start(pipeline, store, run_id, self.name, self.progress) as session:
+            return session.finish(self._schedule(session))
 
     def resume(self, pipeline: Pipeline | None, run_id: str, store: MetadataStore | None = None,
-               metadata: str | None = None) -> RunResult:
-        """Continue ``run_id``: reuse what finished, run what failed, never started or was abandoned.
-        ``pipeline=None`` uses the definition stored with the run (its store: ``metadata`` URL)."""
-        started = time.time()
+               metadata: str | None = None, take_over: bool = False) -> RunResult:
+        """Continue ``run_id``: reuse what finished, run what failed, never started or was abandoned,
+        with the run's own settings (root, Beam arguments, cache flag). ``pipeline=None`` uses the
+        definition stored with the run (its store: ``metadata`` URL). Refuses while another live
+        process drives the run, unless ``take_over``."""
         if store is None:
             url = metadata or (pipeline.metadata if pipeline is not None else None)
             if url is None:
                 raise ValueError('resume(None, run_id) needs the store: pass metadata=URL or store=...')
             store = MetadataStore(url)
-        if pipeline is None:
-            pipeline = stored_pipeline(store, run_id)
-        store.run(run_id)  # a clear error for an unknown run id
-        steps = {s.node_id: s for s in plan(pipeline, store, run_id)}
-        info = PipelineInfo(pipeline.name, pipeline.pipeline_root, run_id, tuple(pipeline.beam_pipeline_args))
-        self.progress.say(format_plan(run_id, pipeline, list(steps.values())))
-        if all(s.action == 'reuse' for s in steps.values()):
-            self.progress.say(f'Run {run_id} is already COMPLETE; nothing to resume.')
-            return RunResult(run_id, pipeline.name, store.url,
-                             {k: _reused(pipeline, s) for k, s in steps.items()})
-        store.update_run(run_id, {'resumed_at': time.time(), 'runner': self.name})
-        result = self._execute(pipeline, store, info, steps)
-        self.progress.run_finished(result, time.time() - started)
-        return result
+        with Session.resume(pipeline, run_id, store, self.name, self.progress, take_over) as session:
+            if session.complete_already:
+                return session.finish({})
+            return session.finish(self._schedule(session))
 
-    def _execute(self, pipeline: Pipeline, store: MetadataStore, info: PipelineInfo,
-                 steps: dict[str, Step]) -> RunResult:
-        result = RunResult(info.run_id, pipeline.name, store.url)
-        total = len(pipeline.components)
-        for index, component in enumerate(pipeline.components, start=1):
-            step = steps.get(component.id)
-            failed = [u.id for u in component.upstream if not result.nodes[u.id].ok]
-            if step is not None and step.action == 'reuse':
-                node = _reused(pipeline, step)
-            elif failed:
-                node = skipped(component.id, component.component_type, failed)
-            else:
-                self.progress.node_started(index, total, component.id)
-                node = launch(component, store, info, enable_cache=pipeline.enable_cache)
-            result.nodes[component.id] = node
-            self.progress.node_finished(index, total, node)
-        return result
-
-
-def _reused(pipeline: Pipeline, step: Step) -> NodeResult:
-    record = step.execution
-    assert record is not None
-    return NodeResult(step.node_id, pipeline.node(step.node_id).component_type, record.state,
-                      execution_id=record.id, outputs={k: v[0] for k, v in record.outputs.items() if v},
-                      cache_key=record.cache_key, reused=True)
+    def _schedule(self, session: Session) -> dict[str, NodeResult]:
+        """Launch the nodes one after another in topological order."""
+        results: dict[str, NodeResult] = {}
+        for component in session.pipeline.components:
+            results[component.id] = session.node(component, [results[u.id] for u in component.upstream])
+        return results

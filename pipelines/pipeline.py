@@ -14,6 +14,8 @@ import sys
 from typing import Any, Sequence
 
 from components.component import Component
+from components.module_file import forget_local_modules
+from metadata.artifact import PushedModel
 
 _NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*$')
 
@@ -48,6 +50,7 @@ class Pipeline:
         self.source_file: str | None = None  # set when loaded from a pipeline file, to resume from it
         self.source_args: dict[str, Any] = {}
         self.components = self._sorted(list(components))
+        self._fill_push_destinations()
 
     def _sorted(self, components: list[Component]) -> list[Component]:
         if not components:
@@ -92,6 +95,28 @@ class Pipeline:
                 sorter.done(node_id)
         return order
 
+    def _fill_push_destinations(self) -> None:
+        """An Evaluator without ``push_destination`` measures against the model in production where the
+        Pusher consuming the same model pushes: fill it in, so pipeline files need not repeat it."""
+        pushes: dict[tuple[int, str], set[str]] = {}
+        for comp in self.components:
+            channel, destination = comp.inputs.get('model'), comp.parameters.get('push_destination')
+            if channel is not None and destination and any(
+                    issubclass(o.type, PushedModel) for o in type(comp).OUTPUTS.values()):
+                pushes.setdefault((id(channel.producer), channel.key), set()).add(destination)
+        for comp in self.components:
+            channel = comp.inputs.get('model')
+            if channel is None or 'push_destination' not in type(comp).PARAMETERS or \
+                    comp.parameters.get('push_destination') or \
+                    any(issubclass(o.type, PushedModel) for o in type(comp).OUTPUTS.values()):
+                continue
+            found = sorted(pushes.get((id(channel.producer), channel.key), ()))
+            if len(found) > 1:
+                raise PipelineError(f'{comp.id} measures {channel!r}, which is pushed to {", ".join(found)}; give '
+                                    f'{comp.id} the push_destination whose production model is its baseline.')
+            if found:
+                comp.parameters['push_destination'] = found[0]
+
     @property
     def node_ids(self) -> list[str]:
         return [c.id for c in self.components]
@@ -123,8 +148,10 @@ def load_pipeline(path: str, **kwargs: Any) -> Pipeline:
     if not os.path.isfile(path):
         raise PipelineError(f'Pipeline file {path} does not exist.')
     directory = os.path.dirname(path)
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
+    if directory in sys.path:
+        sys.path.remove(directory)
+    sys.path.insert(0, directory)  # its local imports resolve beside it, as the cache key assumes
+    forget_local_modules(path)
     module_name = '_sluice_pipeline_' + re.sub(r'\W', '_', os.path.splitext(os.path.basename(path))[0])
     spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec and spec.loader

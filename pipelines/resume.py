@@ -4,9 +4,9 @@ A run is resumed under its own run id. In topological order, a node is reused wh
 execution in the run is COMPLETE or CACHED, its outputs are still on disk, its cache key is the same
 as it would be now (same code, parameters and inputs), and every node upstream of it is reused too.
 Every other node runs (through the normal launch, so it can still be a cache hit from another run).
-A RUNNING execution whose process is gone (killed, machine rebooted) or whose heartbeat stopped is
-first marked FAILED as abandoned and its partial outputs are removed, so it can never be mistaken
-for live work.
+A resume first takes the run's lease (see ``pipelines.lease``); a RUNNING execution of the process
+that held it before (gone, silent, or taken over) is then marked FAILED as abandoned and its partial
+outputs are removed, so it can never be mistaken for live work nor be published late.
 """
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.driver import PipelineInfo
-from metadata.store import DONE_STATES, ExecutionRecord, MetadataStore, MetadataStoreError, process_start
-from pipelines.launcher import HEARTBEAT_SECONDS
+from metadata.store import (DONE_STATES, ExecutionRecord, FencingError, MetadataStore, MetadataStoreError,
+                            process_start)
+from pipelines.launcher import execution_tmp_dir
+from pipelines.lease import holder_gone, lease_seconds
 from pipelines.pipeline import Pipeline, PipelineError, load_pipeline
-
-STALE_HEARTBEAT_SECONDS = 4 * HEARTBEAT_SECONDS
 
 
 @dataclass
@@ -42,6 +42,7 @@ def definition_properties(pipeline: Pipeline) -> dict[str, Any]:
 
     props: dict[str, Any] = {
         'pipeline_file': pipeline.source_file or '',
+        'cwd': os.getcwd(),  # relative paths in the pipeline file are resolved from here on resume
         'pipeline_args': json.dumps(pipeline.source_args, sort_keys=True, default=str),
         'enable_cache': int(pipeline.enable_cache),
         'beam_pipeline_args': json.dumps(pipeline.beam_pipeline_args),
@@ -53,32 +54,69 @@ def definition_properties(pipeline: Pipeline) -> dict[str, Any]:
     return props
 
 
-def stored_pipeline(store: MetadataStore, run_id: str) -> Pipeline:
-    """The pipeline of a run, from the pipeline file it was loaded from (read again, so fixes made
-    since are used) or else from the copy stored with the run."""
+def stored_pipeline(store: MetadataStore, run_id: str, pipeline: Pipeline | None = None) -> Pipeline:
+    """The pipeline of a run, with the run's own settings, whatever the current directory.
+
+    Without ``pipeline``: the pipeline file the run was loaded from, read again (so fixes made since
+    are used) in the directory the run was started from (so relative paths in it mean what they
+    meant then); if that file or directory is not here, the copy stored with the run. Either way,
+    the pipeline root, Beam arguments and cache flag are the run's, and the store is ``store``.
+    """
     run = store.run(run_id)
     props = run.properties
-    path = props.get('pipeline_file') or ''
-    if path and os.path.isfile(path):
-        pipeline = load_pipeline(path, **json.loads(props.get('pipeline_args') or '{}'))
-    elif props.get('pipeline_pickle'):
-        import cloudpickle
-        pipeline = cloudpickle.loads(base64.b64decode(props['pipeline_pickle']))
-    else:
-        where = f' (its pipeline file {path} is gone)' if path else ''
-        raise PipelineError(f'Run {run_id} stored no usable pipeline definition{where}; pass the pipeline: '
-                            'runner.resume(pipeline, run_id).')
+    if pipeline is None:
+        pipeline = _load_stored(run_id, props)
+    if pipeline.name != run.pipeline_name:
+        raise PipelineError(f"Run {run_id} belongs to pipeline '{run.pipeline_name}', not '{pipeline.name}'.")
     pipeline.metadata = store.url
+    if props.get('pipeline_root'):
+        pipeline.pipeline_root = props['pipeline_root']
     pipeline.enable_cache = bool(props.get('enable_cache', 1))
     if props.get('beam_pipeline_args'):
         pipeline.beam_pipeline_args = json.loads(props['beam_pipeline_args'])
-    if pipeline.name != run.pipeline_name:
-        raise PipelineError(f"Run {run_id} belongs to pipeline '{run.pipeline_name}', not '{pipeline.name}'.")
     return pipeline
 
 
-def abandoned_reason(record: ExecutionRecord, now: float | None = None) -> str | None:
-    """Why a RUNNING execution is stale (its process is gone, or its heartbeat stopped), or None."""
+def _load_stored(run_id: str, props: dict[str, Any]) -> Pipeline:
+    path, cwd = props.get('pipeline_file') or '', props.get('cwd') or ''
+    args = json.loads(props.get('pipeline_args') or '{}')
+    if path and os.path.isfile(path) and cwd and os.path.isdir(cwd):
+        here = os.getcwd()
+        os.chdir(cwd)
+        try:
+            return load_pipeline(path, **args)
+        finally:
+            os.chdir(here)
+    if props.get('pipeline_pickle'):
+        import cloudpickle
+        return cloudpickle.loads(base64.b64decode(props['pipeline_pickle']))
+    if path and os.path.isfile(path) and not cwd:  # a run recorded before Sluice stored its directory
+        return load_pipeline(path, **args)
+    where = f' (its pipeline file {path} is not here)' if path else ''
+    raise PipelineError(f'Run {run_id} stored no usable pipeline definition{where}; pass the pipeline: '
+                        'runner.resume(pipeline, run_id).')
+
+
+def abandoned_reason(store: MetadataStore, record: ExecutionRecord, now: float | None = None) -> str | None:
+    """Why a RUNNING execution is stale (the process that drove its run is gone, silent, or lost the
+    run to another process), or None if it may still be live work."""
+    lease = record.properties.get('lease')
+    if lease:
+        holder = store.lease_record(lease)
+        who = f"pid {record.properties.get('pid')} on {record.properties.get('host')}"
+        if holder is None:
+            return f'its lease {lease} is not in the store ({who})'
+        gone = holder_gone(holder, now)
+        if gone:
+            return gone
+        if store.lease_superseded(lease):
+            return f'its run was taken over from its process ({who})'
+        return None
+    return _legacy_abandoned_reason(record, now)
+
+
+def _legacy_abandoned_reason(record: ExecutionRecord, now: float | None = None) -> str | None:
+    """For executions recorded before leases: the process is gone, or its heartbeat stopped."""
     now = time.time() if now is None else now
     props = record.properties
     pid, host = props.get('pid'), props.get('host')
@@ -94,37 +132,46 @@ def abandoned_reason(record: ExecutionRecord, now: float | None = None) -> str |
         if not alive or (started and process_start(pid) != started):
             return f'its process (pid {pid} on {host}) is gone'
     beat = props.get('heartbeat')
-    if isinstance(beat, (int, float)) and now - beat > STALE_HEARTBEAT_SECONDS:
+    if isinstance(beat, (int, float)) and now - beat > lease_seconds():
         return f'no heartbeat for {now - beat:.0f}s (process {pid} on {host})'
     return None
 
 
-def mark_abandoned(store: MetadataStore, pipeline: Pipeline, record: ExecutionRecord, reason: str) -> None:
-    """FAILED (abandoned) in the store; its unpublished output directories removed."""
-    store.fail_execution(record.id, 'Abandoned', f'abandoned: {reason}')
+def mark_abandoned(store: MetadataStore, pipeline: Pipeline, record: ExecutionRecord, reason: str) -> bool:
+    """FAILED (abandoned) in the store, its unpublished outputs and scratch space removed. False if
+    its process ended it first (it finished or failed meanwhile): then nothing is touched."""
+    try:
+        store.fail_execution(record.id, 'Abandoned', f'abandoned: {reason}')
+    except FencingError:
+        return False
     node = pipeline.node(record.node_id)
     for key in type(node).OUTPUTS:
         shutil.rmtree(os.path.join(pipeline.pipeline_root, node.id, key, str(record.id)), ignore_errors=True)
+    shutil.rmtree(execution_tmp_dir(pipeline.pipeline_root, node.id, record.id), ignore_errors=True)
+    return True
 
 
-def plan(pipeline: Pipeline, store: MetadataStore, run_id: str) -> list[Step]:
+def plan(pipeline: Pipeline, store: MetadataStore, run_id: str, lease: str | None = None) -> list[Step]:
     """Decide, node by node, what resuming ``run_id`` reuses and what it runs (and why). Stale
-    RUNNING executions are marked FAILED (abandoned) on the way."""
+    RUNNING executions are marked FAILED (abandoned) on the way. ``lease`` is the caller's own lease
+    on the run (its executions are never stale)."""
     records = store.executions(run_id)
     latest: dict[str, ExecutionRecord] = {}
     for record in records:
         latest[record.node_id] = record
     for record in latest.values():
-        if record.state == 'RUNNING':
-            reason = abandoned_reason(record)
+        if record.state == 'RUNNING' and record.properties.get('lease') != lease:
+            reason = abandoned_reason(store, record)
             if reason is None:
                 raise MetadataStoreError(
                     f'Run {run_id}: {record.node_id} is still running (execution #{record.id}, process '
                     f"{record.properties.get('pid')} on {record.properties.get('host')}); wait for it to finish "
                     'or stop that process, then resume.')
-            mark_abandoned(store, pipeline, record, reason)
-            record.state = 'ABANDONED'
-            record.properties['error_message'] = f'abandoned: {reason}'
+            if mark_abandoned(store, pipeline, record, reason):
+                record.state = 'ABANDONED'
+                record.properties['error_message'] = f'abandoned: {reason}'
+            else:
+                latest[record.node_id] = store.execution(record.id)
 
     info = PipelineInfo(pipeline.name, pipeline.pipeline_root, run_id, tuple(pipeline.beam_pipeline_args))
     steps: dict[str, Step] = {}

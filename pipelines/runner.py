@@ -29,6 +29,7 @@ class RunResult:
     pipeline_name: str
     metadata: str
     nodes: dict[str, NodeResult] = field(default_factory=dict)
+    lost_to: str = ''  # set when another process took the run over while this one drove it
 
     @property
     def state(self) -> str:

@@ -189,7 +189,7 @@ def evaluation_view(artifact: Artifact) -> View:
     for slice_name, models in summary['slices'].items():
         for metric, value in sorted(models.get('candidate', {}).items()):
             base = models.get('baseline', {}).get(metric)
-            rows.append([slice_name, metric, value, base, None if base is None else value - base])
+            rows.append([slice_name, metric, value, base, None if base is None or value is None else value - base])
     base = summary.get('baseline_model_id')
     note = f'candidate model #{summary["candidate_model_id"]} vs ' + (f'baseline model #{base}' if base else
                                                                       'no baseline (nothing in production)')

@@ -1,6 +1,8 @@
 """Cache-key ingredients: canonical parameters and user-code fingerprints."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from components import fingerprint as fp
@@ -54,3 +56,255 @@ def test_relative_imports_and_broken_files(tmp_path):
 
 def test_missing_module_file_fingerprint_does_not_raise(tmp_path):
     assert fp.code_fingerprint(str(tmp_path / 'nope.py')).startswith('missing:')
+
+
+# -- normalised Python digests ---------------------------------------------------------------------
+CODE = '''\
+"""A module."""
+import math
+
+RATE = 0.5
+
+
+def helper(x):
+    """Scales x."""
+    return x * RATE
+
+
+class Thing:
+    """A thing."""
+
+    def run(self, values):
+        return [helper(v) for v in values]
+
+
+async def later():
+    """Later."""
+    return math.pi
+'''
+
+
+def test_source_digest_ignores_comments_docstrings_and_formatting(tmp_path):
+    path = tmp_path / 'mod.py'
+    path.write_text(CODE)
+    base = fp.source_digest(str(path))
+    neutral = [
+        CODE.replace('def helper(x):\n', '# A helper.\ndef helper(x):  # one argument\n\n\n'),
+        CODE.replace('"""Scales x."""', '"""Scales x by RATE (edited docstring)."""'),
+        CODE.replace('    """A thing."""\n', '').replace('"""A module."""\n', '').replace('    """Later."""\n', ''),
+        CODE.replace('return [helper(v) for v in values]',
+                     'return [\n            helper(v)\n            for v in values\n        ]'),
+        CODE.replace('RATE = 0.5', 'RATE = (0.5)'),
+    ]
+    for text in neutral:
+        path.write_text(text)
+        assert fp.source_digest(str(path)) == base, text
+    code_edits = [
+        CODE.replace('RATE = 0.5', 'RATE = 0.25'),
+        CODE.replace('return x * RATE', 'return x * RATE + 1'),
+        CODE.replace('return math.pi', 'return math.e'),
+        CODE.replace('    return x * RATE\n', '    "not a docstring"\n    return x * RATE\n'),
+        CODE + '\nEXTRA = 1\n',
+    ]
+    for text in code_edits:
+        path.write_text(text)
+        assert fp.source_digest(str(path)) != base, text
+
+
+def test_files_that_do_not_parse_are_digested_byte_for_byte(tmp_path):
+    path = tmp_path / 'broken.py'
+    path.write_text('def f(:\n    pass\n')
+    before = fp.source_digest(str(path))
+    path.write_text('def f(:\n    pass\n# comment\n')
+    assert fp.source_digest(str(path)) != before
+
+
+def test_digests_are_memoised_by_mtime_and_size(tmp_path):
+    path = tmp_path / 'mod.py'
+    path.write_text('X = 1\n')
+    os.utime(path, ns=(10**18, 10**18))  # long ago: safe to memoise
+    first = fp.source_digest(str(path))
+    assert fp._analysed[str(path)][1] == first
+    path.write_text('X = 22\n')
+    os.utime(path, ns=(2 * 10**18, 2 * 10**18))
+    assert fp.source_digest(str(path)) != first
+    path.write_text('X = 3\n')  # just written: re-read every time until its mtime is safely past
+    third = fp.source_digest(str(path))
+    path.write_text('X = 4\n')
+    assert fp.source_digest(str(path)) != third
+
+
+def test_local_imports_follow_every_import_form(tmp_path):
+    (tmp_path / 'helpers.py').write_text('def f():\n    return 1\n')
+    (tmp_path / 'pkg').mkdir()
+    (tmp_path / 'pkg' / '__init__.py').write_text('')
+    (tmp_path / 'pkg' / 'mod.py').write_text('from .sibling import g\nfrom .. import top\n')
+    (tmp_path / 'pkg' / 'sibling.py').write_text('def g():\n    return 2\n')
+    (tmp_path / 'pkg' / 'sub.py').write_text('Y = 1\n')
+    (tmp_path / 'top.py').write_text('Z = 1\n')
+    (tmp_path / 'ns').mkdir()  # a namespace package (no __init__.py)
+    (tmp_path / 'ns' / 'deep.py').write_text('W = 1\n')
+    (tmp_path / 'lazy.py').write_text('V = 1\n')
+    (tmp_path / 'unrelated.py').write_text('U = 1\n')
+    main = tmp_path / 'main.py'
+    main.write_text('import os, json\nfrom helpers import f\nimport pkg.mod\nfrom pkg import sub\nimport ns.deep\n'
+                    'def later():\n    import lazy\n    return lazy.V\n')
+    files = {os.path.relpath(p, tmp_path) for p in fp.local_imports(str(main))}
+    assert files == {'main.py', 'helpers.py', 'pkg/__init__.py', 'pkg/mod.py', 'pkg/sibling.py', 'pkg/sub.py',
+                     'top.py', 'ns/deep.py', 'lazy.py'}
+
+
+# -- the implementation part -----------------------------------------------------------------------
+def load(path, name):
+    import importlib.util
+    import sys
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    sys.path.insert(0, os.path.dirname(path))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(os.path.dirname(path))
+    return module
+
+
+EXECUTOR_FILE = '''\
+from components import Executor
+from lib.util import double
+
+
+class DoubleExecutor(Executor):
+    def run(self, *, value: float) -> None:
+        self.result = double(value)
+'''
+
+COMPONENT_FILE = '''\
+from components import Component, Parameter
+from executors import DoubleExecutor
+
+
+class Double(Component):
+    value = Parameter(float)
+    executor = DoubleExecutor
+'''
+
+
+def test_custom_component_fingerprint_covers_its_files_and_their_local_imports(tmp_path):
+    (tmp_path / 'lib').mkdir()
+    (tmp_path / 'lib' / '__init__.py').write_text('')
+    (tmp_path / 'lib' / 'util.py').write_text('def double(x):\n    return 2 * x\n')
+    (tmp_path / 'other').mkdir()
+    (tmp_path / 'executors.py').write_text(EXECUTOR_FILE)
+    (tmp_path / 'other' / 'declare.py').write_text(COMPONENT_FILE)
+    load(str(tmp_path / 'executors.py'), 'executors')
+    comp = load(str(tmp_path / 'other' / 'declare.py'), f'declare_{id(tmp_path)}').Double
+    parts = fp.implementation_parts(comp)
+    assert sorted(parts['files']) == ['executors.py', 'lib/__init__.py', 'lib/util.py', 'other/declare.py']
+    assert parts['libraries'] == {} and parts['version'] == '1'
+    before = fp.implementation_fingerprint(comp)
+
+    (tmp_path / 'lib' / 'util.py').write_text('def double(x):\n    """Twice x."""\n    return 2 * x  # twice\n')
+    assert fp.implementation_fingerprint(comp) == before
+    (tmp_path / 'lib' / 'util.py').write_text('def double(x):\n    return 3 * x\n')
+    assert fp.implementation_fingerprint(comp) != before
+    (tmp_path / 'lib' / 'util.py').write_text('def double(x):\n    return 2 * x\n')
+    assert fp.implementation_fingerprint(comp) == before
+    declare = tmp_path / 'other' / 'declare.py'
+    declare.write_text(COMPONENT_FILE.replace('Parameter(float)', 'Parameter(float, default=1.0)'))
+    assert fp.implementation_fingerprint(comp) != before
+
+
+def test_a_class_without_a_file_is_fingerprinted_by_its_source():
+    namespace: dict = {}
+    exec('class Made:\n    def run(self):\n        return 1\n', namespace)
+    made = namespace['Made']
+    made.__module__ = 'nowhere'
+    assert fp.class_file(made) is None
+    assert list(fp.implementation_parts(made, made)['files']) == ['<nowhere.Made>']
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PLUMBING_FILES = {f'components/{name}' for name in fp.PLUMBING}
+
+
+def test_standard_components_cover_their_sluice_source_and_library_versions():
+    from importlib.metadata import version
+
+    import components as c
+
+    def files(cls):
+        return fp.implementation_parts(cls)['files']
+
+    def digest(name):
+        return fp.source_digest(os.path.join(REPO, 'components', name))
+
+    validator = fp.implementation_parts(c.ModelValidator)
+    assert validator['files']['components/model_validator.py'] == digest('model_validator.py')
+    assert validator['files']['components/evaluator.py'] == digest('evaluator.py')  # its metrics reader
+    assert validator['libraries'] == {'tensorflow-model-analysis': version('tensorflow-model-analysis')}
+    trainer = fp.implementation_parts(c.Trainer)
+    assert trainer['files']['components/onnx_export.py'] == digest('onnx_export.py')
+    assert trainer['files']['components/trainer.py'] == digest('trainer.py')
+    assert {'tensorflow', 'tf2onnx', 'onnx', 'onnxruntime'} <= set(trainer['libraries'])
+    assert 'components/trainer.py' in files(c.Evaluator)
+    assert files(c.CsvExampleGen) == {'components/example_gen.py': digest('example_gen.py')}
+    assert set(files(c.Transform)) >= {'components/transform.py', 'components/schema_gen.py'}
+    for cls in (c.CsvExampleGen, c.ImportExampleGen, c.StatisticsGen, c.SchemaGen, c.ImportSchemaGen,
+                c.ExampleValidator, c.Transform, c.Trainer, c.Evaluator, c.ModelValidator, c.Pusher):
+        parts = fp.implementation_parts(cls)
+        assert parts['files'] and not set(parts['files']) & PLUMBING_FILES, cls
+        assert all(v != 'not installed' for v in parts['libraries'].values()), (cls, parts['libraries'])
+
+
+COPY_SCRIPT = '''\
+import json, os, sys
+import components
+from components import ModelValidator, Trainer
+from components import fingerprint as fp
+
+here = os.path.dirname(components.__file__)
+assert here == sys.argv[1], here
+out = {'validator': fp.implementation_fingerprint(ModelValidator), 'trainer': fp.implementation_fingerprint(Trainer)}
+
+
+def edit(name, text):
+    with open(os.path.join(here, name), 'a') as f:
+        f.write(text)
+
+
+edit('model_validator.py', '\\n# A note on thresholds.\\n')
+out['validator_comment'] = fp.implementation_fingerprint(ModelValidator)
+edit('model_validator.py', '\\nSLACK = 0.01\\n')
+out['validator_code'] = fp.implementation_fingerprint(ModelValidator)
+edit('onnx_export.py', '\\nOPSET = 99\\n')
+out['trainer_onnx'] = fp.implementation_fingerprint(Trainer)
+out['heavy'] = sorted(m for m in ('tensorflow', 'apache_beam', 'tensorflow_model_analysis', 'tf2onnx', 'onnx')
+                      if m in sys.modules)
+print(json.dumps(out))
+'''
+
+
+def test_editing_sluice_component_source_changes_its_fingerprint(tmp_path):
+    """On a copy of Sluice's components package (the repository is never edited by tests)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    import components as c
+
+    copy = tmp_path / 'sluice' / 'components'
+    shutil.copytree(os.path.join(REPO, 'components'), copy, ignore=shutil.ignore_patterns('__pycache__'))
+    env = {**os.environ, 'PYTHONPATH': f'{tmp_path / "sluice"}{os.pathsep}{REPO}'}
+    proc = subprocess.run([sys.executable, '-c', COPY_SCRIPT, str(copy)], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    # Same content elsewhere: the same fingerprint as the repository's (names are relative).
+    assert out['validator'] == fp.implementation_fingerprint(c.ModelValidator)
+    assert out['trainer'] == fp.implementation_fingerprint(c.Trainer)
+    assert out['validator_comment'] == out['validator']
+    assert out['validator_code'] != out['validator']
+    assert out['trainer_onnx'] != out['trainer']
+    assert out['heavy'] == []  # versions are read from metadata, nothing imported

@@ -1,13 +1,17 @@
-"""Pusher on hand-made models and blessings: atomic versions, NOT_BLESSED, compare-and-swap, races."""
+"""Pusher and the destination format on hand-made models and blessings: atomic versions, push records,
+what is current (complete versions only), compare-and-swap by version and content, races, rollback
+and promotion."""
 from __future__ import annotations
 
 import json
 import multiprocessing
 import os
+import shutil
 
 import pytest
 
-from components.pusher import PushError, PusherExecutor, current_push, versions
+from components.pusher import (HISTORY_FILE, ProductionError, PushError, PusherExecutor, content_fingerprint,
+                               inspect_version, model_fingerprint, production, promote, rollback, versions)
 from metadata import Model, ModelBlessing, PushedModel
 
 
@@ -22,10 +26,16 @@ def make_model(tmp_path, model_id, content='weights'):
     return model
 
 
-def make_blessing(tmp_path, model_id, blessed, baseline_id):
-    d = tmp_path / f'blessing-{model_id}-{blessed}-{baseline_id}'
+def make_blessing(tmp_path, model_id, blessed, against=None, destination=''):
+    """A blessing of model ``model_id`` measured against ``against`` (a Version, or None: nothing in production)."""
+    d = tmp_path / f'blessing-{model_id}-{blessed}-{against.number if against else 0}'
     d.mkdir(exist_ok=True)
-    b = ModelBlessing(uri=str(d), blessed=int(blessed), current_model_id=model_id, baseline_model_id=baseline_id)
+    (d / 'reasons.json').write_text(json.dumps({'checks': [{'metric': 'accuracy', 'slice': 'Overall', 'passed': blessed,
+                                                            'reason': 'a reason'}],
+                                                'overall_metrics': {'candidate': {'accuracy': 0.5}}}))
+    b = ModelBlessing(uri=str(d), blessed=int(blessed), current_model_id=model_id, baseline_model_id=0,
+                      push_destination=destination, baseline_version=str(against.number) if against else '',
+                      baseline_fingerprint=against.fingerprint if against else '')
     b.id = 100 + model_id
     return b
 
@@ -38,30 +48,47 @@ def push(tmp_path, model, blessing, destination):
     return pushed
 
 
+def current(destination):
+    return production(str(destination)).current
+
+
 def test_push_is_a_new_version_with_both_formats_and_a_record(tmp_path):
     dest = tmp_path / 'serving'
-    first = push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True, 0), dest)
+    model = make_model(tmp_path, 1)
+    first = push(tmp_path, model, make_blessing(tmp_path, 1, True), dest)
     assert first.get('pushed') == 1 and first.get('pushed_destination') == str(dest)
     version = first.get('pushed_version')
+    assert first.get('reason') == f'pushed as version {version} (the first model at this destination)'
     assert versions(str(dest)) == [int(version)]
     target = dest / version
     assert (target / 'Format-Serving' / 'saved_model.pb').read_text() == 'weights'
     assert (target / 'Format-ONNX' / 'model.onnx').read_text() == 'weights-onnx'
     record = json.loads((target / 'sluice_push.json').read_text())
-    assert record['model_id'] == 1 and record['baseline_model_id'] is None
+    assert record['kind'] == 'push' and record['version'] == int(version)
+    assert record['model']['artifact_id'] == 1 and record['model']['uri'] == model.uri
+    assert record['fingerprint'] == model_fingerprint(model.uri) == content_fingerprint(str(target))
+    assert record['fingerprint'] == first.get('pushed_fingerprint')
+    assert record['previous'] is None and record['baseline'] is None
+    assert record['blessing']['verdict'] == 'BLESSED' and record['blessing']['checks'][0]['metric'] == 'accuracy'
+    assert record['metrics'] == {'candidate': {'accuracy': 0.5}}
     assert (tmp_path / os.path.basename(first.uri) / 'Format-Serving' / 'saved_model.pb').exists()  # the copy
     assert not [n for n in os.listdir(dest) if n.startswith('.staging')]
+    [logged] = [json.loads(line) for line in (dest / HISTORY_FILE).read_text().splitlines()]
+    assert logged == record
 
-    second = push(tmp_path, make_model(tmp_path, 2, 'better'), make_blessing(tmp_path, 2, True, 1), dest)
+    v1 = current(dest)
+    second = push(tmp_path, make_model(tmp_path, 2, 'better'), make_blessing(tmp_path, 2, True, v1), dest)
     assert second.get('pushed') == 1 and int(second.get('pushed_version')) > int(version)
-    assert current_push(str(dest))['model_id'] == 2
+    now = current(dest)
+    assert now.number == int(second.get('pushed_version')) and now.record['model']['artifact_id'] == 2
+    assert now.record['previous'] == now.record['baseline'] == {'version': v1.number, 'fingerprint': v1.fingerprint}
 
 
 def test_not_blessed_leaves_the_destination_untouched(tmp_path):
     dest = tmp_path / 'serving'
-    push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True, 0), dest)
+    push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True), dest)
     before = sorted(os.walk(dest))
-    pushed = push(tmp_path, make_model(tmp_path, 2), make_blessing(tmp_path, 2, False, 1), dest)
+    pushed = push(tmp_path, make_model(tmp_path, 2, 'other'), make_blessing(tmp_path, 2, False, current(dest)), dest)
     assert pushed.get('pushed') == 0 and 'NOT_BLESSED' in pushed.get('reason')
     assert sorted(os.walk(dest)) == before
     assert (tmp_path / os.path.basename(pushed.uri) / 'NOT_PUSHED').exists()
@@ -69,21 +96,44 @@ def test_not_blessed_leaves_the_destination_untouched(tmp_path):
 
 def test_blessing_against_a_stale_baseline_is_not_pushed(tmp_path):
     dest = tmp_path / 'serving'
-    push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True, 0), dest)
-    push(tmp_path, make_model(tmp_path, 2), make_blessing(tmp_path, 2, True, 1), dest)
-    # Model 3 was measured against model 1, but model 2 went to production meanwhile.
-    stale = push(tmp_path, make_model(tmp_path, 3), make_blessing(tmp_path, 3, True, 1), dest)
+    push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True), dest)
+    v1 = current(dest)
+    push(tmp_path, make_model(tmp_path, 2, 'two'), make_blessing(tmp_path, 2, True, v1), dest)
+    v2 = current(dest)
+    # Model 3 was measured against version 1, but model 2 went to production meanwhile.
+    stale = push(tmp_path, make_model(tmp_path, 3, 'three'), make_blessing(tmp_path, 3, True, v1), dest)
     assert stale.get('pushed') == 0
-    assert stale.get('reason').startswith('the model in production changed since this model was evaluated '
-                                          '(it was measured against model #1, production is now model #2)')
-    assert current_push(str(dest))['model_id'] == 2
+    assert stale.get('reason') == (
+        f'the model in production changed since this model was evaluated (it was measured against version '
+        f'{v1.number} ({v1.fingerprint[:19]}), production at {dest} is now version {v2.number} '
+        f'({v2.fingerprint[:19]})); '
+        f'run the pipeline again (a new run or sluice resume) to measure it against version {v2.number} '
+        f'({v2.fingerprint[:19]})')
+    assert current(dest).number == v2.number
+
+
+def test_same_version_number_with_other_content_is_not_the_baseline(tmp_path):
+    """The compare-and-swap is on version AND content: a version directory replaced by other files
+    (same number) is not what the blessing was measured against."""
+    dest = tmp_path / 'serving'
+    push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True), dest)
+    v1 = current(dest)
+    replaced = dest / str(v1.number)
+    shutil.rmtree(replaced)
+    replaced.mkdir()
+    (replaced / 'saved_model.pb').write_text('put there by hand')
+    pushed = push(tmp_path, make_model(tmp_path, 2, 'two'), make_blessing(tmp_path, 2, True, v1), dest)
+    assert pushed.get('pushed') == 0 and 'pushed by hand or by another tool' in pushed.get('reason')
 
 
 def test_pushing_the_model_already_in_production_is_idempotent(tmp_path):
     dest = tmp_path / 'serving'
-    first = push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True, 0), dest)
-    again = push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True, 0), dest)
+    first = push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True), dest)
+    # Even measured against nothing (as after a crash that cut off the push's record in the store).
+    again = push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True), dest)
     assert again.get('pushed') == 1 and again.get('pushed_version') == first.get('pushed_version')
+    assert again.get('reason') == f"already in production as version {first.get('pushed_version')} (pushed earlier; " \
+                                  'nothing copied)'
     assert len(versions(str(dest))) == 1
 
 
@@ -92,36 +142,175 @@ def test_unwritable_destination_is_a_clear_error(tmp_path):
     blocker.write_text('')
     with pytest.raises(PushError, match=r'Cannot write to the push destination .*/a-file/serving: Not a directory\. '
                                         r'Choose a writable push_destination'):
-        push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True, 0), blocker / 'serving')
+        push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True), blocker / 'serving')
 
 
 def test_blessing_of_another_model_is_an_error(tmp_path):
     with pytest.raises(ValueError, match=r'blesses model #2, not Model\(#1'):
-        push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 2, True, 0), tmp_path / 'serving')
+        push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 2, True), tmp_path / 'serving')
+
+
+def test_blessing_measured_at_another_destination_is_an_error(tmp_path):
+    blessing = make_blessing(tmp_path, 1, True, destination=str(tmp_path / 'elsewhere'))
+    with pytest.raises(ValueError, match=r'measured against the model in production at .*/elsewhere, but this Pusher '
+                                         r"pushes to .*/serving; give the Evaluator push_destination="):
+        push(tmp_path, make_model(tmp_path, 1), blessing, tmp_path / 'serving')
+    assert not (tmp_path / 'serving').exists()
 
 
 def _race(args):
-    tmp, model_id, dest, barrier = args
+    tmp, model_id, dest, barrier, against = args
     from pathlib import Path
+
+    from components.pusher import inspect_version
+    base = inspect_version(dest, against)
     barrier.wait()
-    pushed = push(Path(tmp) / f'w{model_id}', make_model(Path(tmp) / f'w{model_id}', model_id),
-                  make_blessing(Path(tmp) / f'w{model_id}', model_id, True, 1), dest)
+    work = Path(tmp) / f'w{model_id}'
+    model = make_model(work, model_id, f'model {model_id}')
+    pushed = push(work, model, make_blessing(work, model_id, True, base), dest)
     return model_id, pushed.get('pushed'), pushed.get('reason')
 
 
 def test_two_processes_pushing_over_the_same_baseline_exactly_one_wins(tmp_path):
     dest = tmp_path / 'serving'
-    push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True, 0), dest)
+    push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True), dest)
+    v1 = current(dest)
     for name in ('w2', 'w3', 'w4'):
         (tmp_path / name).mkdir()
     ctx = multiprocessing.get_context('spawn')
     with ctx.Manager() as manager:
         barrier = manager.Barrier(3)
         with ctx.Pool(3) as pool:
-            results = pool.map(_race, [(str(tmp_path), i, str(dest), barrier) for i in (2, 3, 4)])
+            results = pool.map(_race, [(str(tmp_path), i, str(dest), barrier, v1.number) for i in (2, 3, 4)])
     winners = [r for r in results if r[1] == 1]
     losers = [r for r in results if r[1] == 0]
     assert len(winners) == 1 and len(losers) == 2
     assert all('the model in production changed' in r[2] for r in losers)
-    assert current_push(str(dest))['model_id'] == winners[0][0]
+    assert current(dest).record['model']['artifact_id'] == winners[0][0]
     assert len(versions(str(dest))) == 2
+
+
+# -- what is current ----------------------------------------------------------------------------------
+def test_a_corrupt_newest_version_is_skipped_and_said_so(tmp_path, capsys):
+    dest = tmp_path / 'serving'
+    push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True), dest)
+    v1 = current(dest)
+    push(tmp_path, make_model(tmp_path, 2, 'two'), make_blessing(tmp_path, 2, True, v1), dest)
+    v2 = current(dest)
+    (dest / str(v2.number) / 'Format-ONNX' / 'model.onnx').write_text('truncated')
+    now = production(str(dest))
+    assert now.current.number == v1.number
+    [note] = now.notes()
+    assert note.startswith(f'version {v2.number} at {dest} is incomplete (its files do not match the fingerprint in '
+                           'its push record (changed, added or removed since it was pushed: ')
+    assert note.endswith(f'); production is version {v1.number} ({v1.fingerprint[:19]})')
+    # A model measured against version 1 (the real production) is pushed, above the corrupt version.
+    capsys.readouterr()
+    pushed = push(tmp_path, make_model(tmp_path, 3, 'three'), make_blessing(tmp_path, 3, True, v1), dest)
+    assert pushed.get('pushed') == 1 and int(pushed.get('pushed_version')) > v2.number
+    assert f'Pusher: {note}' in capsys.readouterr().out
+
+
+def test_what_counts_as_a_complete_version(tmp_path):
+    dest = tmp_path / 'serving'
+    (dest / '1').mkdir(parents=True)
+    (dest / '1' / 'saved_model.pb').write_text('by hand')            # a SavedModel, no record: complete
+    (dest / '2' / 'Format-Serving').mkdir(parents=True)
+    (dest / '2' / 'Format-Serving' / 'saved_model.pb').write_text('by another tool')  # complete too
+    (dest / '3').mkdir()
+    (dest / '3' / 'notes.txt').write_text('no model here')           # incomplete
+    (dest / '4').mkdir()
+    (dest / '4' / 'saved_model.pb').write_text('x')
+    (dest / '4' / 'sluice_push.json').write_text('{"kind": "pu')     # a record cut off: incomplete
+    (dest / 'not-a-version').mkdir()
+    one = inspect_version(str(dest), 1)
+    assert one.complete and one.kind == 'hand-pushed' and one.fingerprint == content_fingerprint(str(dest / '1'))
+    assert inspect_version(str(dest), 2).complete
+    assert inspect_version(str(dest), 3).problem == \
+        'no push record (sluice_push.json) and no SavedModel (saved_model.pb)'
+    assert inspect_version(str(dest), 4).problem.startswith('its push record sluice_push.json is unreadable')
+    assert inspect_version(str(dest), 5) is None
+    now = production(str(dest))
+    assert now.current.number == 2 and [v.number for v in now.skipped] == [4, 3]
+
+
+def test_content_fingerprint_is_over_relative_paths_and_bytes(tmp_path):
+    for name in ('a', 'b'):
+        (tmp_path / name / 'Format-Serving').mkdir(parents=True)
+        (tmp_path / name / 'Format-Serving' / 'saved_model.pb').write_text('same')
+    (tmp_path / 'b' / 'sluice_push.json').write_text('{}')  # the record is not content
+    assert content_fingerprint(str(tmp_path / 'a')) == content_fingerprint(str(tmp_path / 'b'))
+    (tmp_path / 'b' / 'Format-Serving' / 'saved_model.pb').write_text('Same')
+    assert content_fingerprint(str(tmp_path / 'a')) != content_fingerprint(str(tmp_path / 'b'))
+    (tmp_path / 'c').mkdir()
+    (tmp_path / 'c' / 'saved_model.pb').write_text('same')  # same bytes, another path
+    assert content_fingerprint(str(tmp_path / 'c')) != content_fingerprint(str(tmp_path / 'a'))
+
+
+def test_versions_always_increase_even_after_the_newest_is_deleted(tmp_path):
+    dest = tmp_path / 'serving'
+    push(tmp_path, make_model(tmp_path, 1), make_blessing(tmp_path, 1, True), dest)
+    v1 = current(dest)
+    push(tmp_path, make_model(tmp_path, 2, 'two'), make_blessing(tmp_path, 2, True, v1), dest)
+    v2 = current(dest)
+    shutil.rmtree(dest / str(v2.number))  # a rollback by hand
+    (dest / f'.staging-{"0" * 32}').mkdir()  # left by a push that was killed
+    pushed = push(tmp_path, make_model(tmp_path, 3, 'three'), make_blessing(tmp_path, 3, True, v1), dest)
+    assert pushed.get('pushed') == 1 and int(pushed.get('pushed_version')) > v2.number
+    assert not [n for n in os.listdir(dest) if n.startswith('.staging')]
+
+
+# -- rollback and promote (the destination side; the CLI and the store are in tests/pipelines) ------
+def three_versions(tmp_path):
+    dest = tmp_path / 'serving'
+    made = []
+    for i in (1, 2, 3):
+        push(tmp_path, make_model(tmp_path, i, f'model {i}'), make_blessing(tmp_path, i, True, current(dest)), dest)
+        made.append(current(dest))
+    return dest, made
+
+
+def test_rollback_copies_the_previous_version_into_a_new_one_and_goes_back_step_by_step(tmp_path):
+    dest, (v1, v2, v3) = three_versions(tmp_path)
+    new, target, replaced = rollback(str(dest), reason='v3 is slow')
+    assert (target.number, replaced.number) == (v2.number, v3.number) and new.number > v3.number
+    now = current(dest)
+    assert now.number == new.number and now.fingerprint == v2.fingerprint and now.kind == 'rollback'
+    assert now.record['target']['version'] == v2.number and now.record['previous']['version'] == v3.number
+    assert now.record['model']['artifact_id'] == 2 and now.record['reason'] == 'v3 is slow'
+    assert (dest / str(new.number) / 'Format-Serving' / 'saved_model.pb').read_text() == 'model 2'
+
+    second, target, _ = rollback(str(dest))  # continues from the target: two steps back
+    assert target.number == v1.number and current(dest).fingerprint == v1.fingerprint and second.number > new.number
+    with pytest.raises(ProductionError, match=r'is the first model in production there: there is no earlier version'):
+        rollback(str(dest))
+    kinds = [json.loads(line)['kind'] for line in (dest / HISTORY_FILE).read_text().splitlines()]
+    assert kinds == ['push', 'push', 'push', 'rollback', 'rollback']
+
+
+def test_rollback_refusals_leave_the_destination_unchanged(tmp_path):
+    dest, (v1, v2, v3) = three_versions(tmp_path)
+    shutil.rmtree(dest / str(v1.number))
+    (dest / str(v2.number) / 'Format-ONNX' / 'model.onnx').write_text('damaged')
+    before = sorted(os.walk(dest))
+    with pytest.raises(ProductionError, match=rf'version {v1.number} is not at {dest} \(deleted\?\)'):
+        rollback(str(dest), to=v1.number)
+    with pytest.raises(ProductionError, match=rf'version {v2.number} at {dest} is incomplete \(its files do not match'):
+        rollback(str(dest), to=v2.number)
+    with pytest.raises(ProductionError, match=rf'version {v3.number} is already in production at {dest}; nothing'):
+        rollback(str(dest), to=v3.number)
+    assert sorted(os.walk(dest)) == before
+
+
+def test_promote_needs_a_reason_and_records_it(tmp_path):
+    dest, (v1, v2, v3) = three_versions(tmp_path)
+    model = make_model(tmp_path, 9, 'hotfix')
+    with pytest.raises(ProductionError, match=r'a promotion needs a reason'):
+        promote(str(dest), model.uri, {'artifact_id': 9}, '  ')
+    new, replaced = promote(str(dest), model.uri, {'artifact_id': 9, 'store_id': 's'}, 'incident 42')
+    now = current(dest)
+    assert replaced.number == v3.number and now.number == new.number and now.kind == 'promote'
+    assert now.record['reason'] == 'incident 42' and now.record['blessing'] is None
+    assert now.fingerprint == model_fingerprint(model.uri)
+    with pytest.raises(ProductionError, match=r'already in production'):
+        promote(str(dest), model.uri, {'artifact_id': 9}, 'again')

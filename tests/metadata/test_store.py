@@ -61,7 +61,8 @@ def test_registers_standard_types_and_context_types(store):
     assert names['ModelBlessing'].properties['blessed'] == pb.INT
     assert names['Model'].properties['onnx_max_abs_diff'] == pb.DOUBLE
     assert names['PushedModel'].properties['pushed_destination'] == pb.STRING
-    assert {t.name for t in store.mlmd.get_context_types()} == {'pipeline', 'pipeline_run', 'node'}
+    assert {t.name for t in store.mlmd.get_context_types()} >= {'pipeline', 'pipeline_run', 'node', 'sluice_lease',
+                                                                 'sluice_settlement'}
 
 
 def test_sqlite_store_persists_between_connections(tmp_path):
@@ -92,10 +93,14 @@ def test_execution_life_cycle_and_contexts(store, tmp_path):
     assert artifact.state == pb.Artifact.LIVE and artifact.uri == str(tmp_path)
     assert json.loads(artifact.properties['split_names'].string_value) == ['train', 'eval']
 
-    # Every execution and artifact is linked to its pipeline, run and node contexts.
-    ctx_names = sorted((c.name for c in store.mlmd.get_contexts_by_execution(gen_id)))
-    assert ctx_names == ['p', 'p.Gen', 'r1']
-    assert sorted(c.name for c in store.mlmd.get_contexts_by_artifact(examples.id)) == ['p', 'p.Gen', 'r1']
+    # Every execution and artifact is linked to its pipeline, run and node contexts, and the publish
+    # settled the execution (the context that lets only one ending through, see the fencing tests).
+    settled = store.mlmd.get_context_type('sluice_settlement').id
+    ctx = store.mlmd.get_contexts_by_execution(gen_id)
+    assert sorted(c.name for c in ctx if c.type_id != settled) == ['p', 'p.Gen', 'r1']
+    assert [c.name for c in ctx if c.type_id == settled] == [str(gen_id)]
+    assert sorted(c.name for c in store.mlmd.get_contexts_by_artifact(examples.id)
+                  if c.type_id != settled) == ['p', 'p.Gen', 'r1']
     run_ctx = store.mlmd.get_context_by_type_and_name('pipeline_run', 'r1')
     [parent] = store.mlmd.get_parent_contexts_by_context(run_ctx.id)
     assert parent.name == 'p'

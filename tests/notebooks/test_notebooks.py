@@ -36,6 +36,9 @@ def test_quickstart_runs_and_sluice_run_reuses_everything_it_did(tmp_path, monke
     shown = outputs(nb)
     assert 'No anomalies.' in shown and 'BLESSED' in shown and 'Pushed as version' in shown
     assert '<svg' in shown and 'sparse_categorical_accuracy' in shown
+    # The production cell: the destination's current version, pushed by the pipeline, with its blessing.
+    assert re.search(r'Production at .*/serving: version \d+\n  kind: +push', shown), shown[-3000:]
+    assert re.search(r'  blessing: +BLESSED \(blessing #\d+\)', shown)
     # The pipeline file run from the same directory: same name, root and store -> all cache hits.
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()

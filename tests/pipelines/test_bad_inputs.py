@@ -66,8 +66,9 @@ CASES = [
          thresholds={'auc': {'lower_bound': 0.5}})),
      'ModelValidator', r"NOT_BLESSED: metric 'auc' was not computed for slice 'Overall'"),
     ('unwritable push destination',
-     lambda t: ({'train_steps': 20}, lambda p: p.node('Pusher').parameters.update(
-         push_destination=str(_file(t) / 'serving'))),
+     # As if the pipeline file named it: the Evaluator measures against the same destination.
+     lambda t: ({'train_steps': 20}, lambda p: [p.node(n).parameters.update(push_destination=str(_file(t) / 'serving'))
+                                                for n in ('Evaluator', 'Pusher')]),
      'Pusher', r'Cannot write to the push destination .*/a-file/serving: Not a directory'),
 ]
 

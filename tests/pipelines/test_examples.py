@@ -10,7 +10,9 @@ import re
 import numpy as np
 import pytest
 
+from components.pusher import production
 from metadata import MetadataStore
+from metadata.production import store_identity
 from pipelines import LocalDagRunner, load_pipeline
 from pipelines.cli import outcome_lines
 
@@ -97,7 +99,10 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_better_model_p
     _, worse, _ = run(PENGUIN, penguin_root, train_steps=0)
     assert worse.state == 'COMPLETE'
     blessing = worse['ModelValidator'].outputs['blessing']
-    assert blessing.get('blessed') == 0 and blessing.get('baseline_model_id') == model.id
+    # The baseline is version v1 at the destination, measured from its SavedModel there.
+    assert blessing.get('blessed') == 0 and blessing.get('baseline_version') == v1
+    baseline = store.artifacts([blessing.get('baseline_model_id')])[0]
+    assert baseline.uri == os.path.join(penguin_root, 'serving', v1) and baseline.type_name() == 'Model'
     reasons = read_json(blessing.uri, 'reasons.json')
     [check] = reasons['checks']
     assert check['metric'] == 'sparse_categorical_accuracy' and not check['passed']
@@ -110,12 +115,15 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_better_model_p
     # 4. A better model (longer training): blessed against the production model, a new version.
     _, better, _ = run(PENGUIN, penguin_root, train_steps=100)
     blessing = better['ModelValidator'].outputs['blessing']
-    assert blessing.get('baseline_model_id') == model.id
+    assert blessing.get('baseline_version') == v1 and blessing.get('baseline_model_id') == baseline.id
     assert blessing.get('blessed') == 1, read_json(blessing.uri, 'reasons.json')
     new = better['Pusher'].outputs['pushed_model']
     assert new.get('pushed') == 1 and int(new.get('pushed_version')) > int(v1)
-    assert MetadataStore(pipeline.metadata).production_model('penguin').id == \
-        better['Trainer'].outputs['model'].id
+    in_production = production(os.path.join(penguin_root, 'serving')).current
+    assert in_production.number == int(new.get('pushed_version'))
+    assert in_production.record['model']['artifact_id'] == better['Trainer'].outputs['model'].id
+    assert in_production.record['model']['store_id'] == store_identity(store)
+    assert in_production.record['baseline'] == {'version': int(v1), 'fingerprint': baseline.fingerprint}
 
     # The lineage of the pushed model, back to the CSV file it was trained on.
     from pipelines.cli import main

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+from components.pusher import inspect_version
 from metadata import MetadataStore
 from pipelines import LocalDagRunner, load_pipeline
 
@@ -43,6 +44,7 @@ def assert_store_is_sound(store, run_id, root):
     if os.path.isdir(serving):  # only complete versions are visible
         for version in (v for v in os.listdir(serving) if v.isdigit()):
             assert os.path.isfile(os.path.join(serving, version, 'sluice_push.json'))
+            assert inspect_version(serving, version).complete, inspect_version(serving, version).problem
 
 
 def summary(result_dir_store, run_id):
@@ -73,7 +75,12 @@ def test_kill_at_every_component_then_resume(tmp_path):
     assert_store_is_sound(store, run.run_id, root)
     final = sluice(['resume', run.run_id, '--metadata', url], work)
     assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
-    assert 'already in production' not in final.stdout or 'Pusher' in final.stdout
+    # Killed between the push's rename and its record: the resumed Pusher finds its model in production.
+    [version] = [v for v in os.listdir(root / 'serving') if not v.startswith('.')]
+    pushed = store.node_outputs(run.run_id, 'Pusher')['pushed_model'][0]
+    assert pushed.get('pushed') == 1 and pushed.get('pushed_version') == version
+    assert pushed.get('reason') == f'already in production as version {version} (pushed earlier; nothing copied)'
+    assert f'already in production as version {version}' in final.stdout
 
     records = store.executions(run.run_id)
     assert not [r for r in records if r.state == 'RUNNING']
@@ -82,8 +89,8 @@ def test_kill_at_every_component_then_resume(tmp_path):
     assert set(abandoned) >= {'CsvExampleGen', 'StatisticsGen', 'ExampleValidator', 'Transform', 'Trainer',
                               'Evaluator', 'ModelValidator', 'Pusher'}
     assert_store_is_sound(store, run.run_id, root)
-    versions = [v for v in os.listdir(root / 'serving') if not v.startswith('.')]
-    assert len(versions) == 1 and not [v for v in os.listdir(root / 'serving') if v.startswith('.staging')]
+    assert [v for v in os.listdir(root / 'serving') if not v.startswith('.')] == [version]
+    assert not [v for v in os.listdir(root / 'serving') if v.startswith('.staging')]
 
     # The same pipeline, uninterrupted, in another directory: the same outcome.
     clean = load_pipeline(PENGUIN, root=str(tmp_path / 'clean'))
