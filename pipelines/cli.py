@@ -21,6 +21,7 @@ import glob
 import json
 import os
 import sys
+import time
 from typing import Sequence
 
 from components.component import WiringError
@@ -149,6 +150,20 @@ def _artifact_line(key: str, artifact: object) -> str:
     return f'    {key}: {a.type_name()} #{a.id} {a.uri}'  # type: ignore[attr-defined]
 
 
+def _holder_line(holder: object) -> str:
+    """Who drives (or last drove) a run, from its lease."""
+    from pipelines.lease import holder_gone
+
+    o = holder.owner  # type: ignore[attr-defined]
+    who = f"sluice {o.get('command')}, pid {o.get('pid')} on {o.get('host')}, since {_when(o.get('started', 0))}"
+    gone = holder_gone(holder)  # type: ignore[arg-type]
+    if holder.released:  # type: ignore[attr-defined]
+        return f'{who} (finished)'
+    if gone:
+        return f'{who} (not any more: {gone}; sluice resume takes it over)'
+    return f'{who} (alive, last heartbeat {time.time() - holder.heartbeat:.0f}s ago)'  # type: ignore[attr-defined]
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from pipelines.explain import Explainer
 
@@ -159,6 +174,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"Run {run.run_id} of pipeline '{run.pipeline_name}': {run.state}, "
           f'{run.nodes_done}/{len(run.node_ids)} nodes done, started {_when(run.create_time)}')
     print(f'Store: {store.url}')
+    holder = store.lease_latest(run.run_id)
+    if holder is not None:
+        print(f'Driven by: {_holder_line(holder)}')
     by_node: dict[str, list[ExecutionRecord]] = {}
     for record in records:
         by_node.setdefault(record.node_id, []).append(record)

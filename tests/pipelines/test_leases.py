@@ -145,6 +145,9 @@ def test_a_second_resume_refuses_while_the_first_is_alive(tmp_path, text_dir):
                          second.stderr), second.stderr
         assert 'Wait for it to finish' in second.stderr and f'kill {first.pid}' in second.stderr
         assert '--take-over' in second.stderr
+        shown = sluice(['show', run_id, '--metadata', url], tmp_path)
+        assert re.search(rf'Driven by: sluice resume, pid {first.pid} on .*\(alive, last heartbeat \d+s ago\)',
+                         shown.stdout), shown.stdout
     finally:
         out, err = first.communicate(timeout=300)
     assert first.returncode == 0, out + err
@@ -213,6 +216,8 @@ def test_a_killed_holder_is_taken_over_at_once_and_a_finished_run_releases_its_l
     assert latest.epoch == 2 and latest.owner['command'] == 'resume' and latest.released
     again = sluice(['resume', run_id, '--metadata', url], tmp_path)  # released: no waiting, nothing to do
     assert again.returncode == 0 and 'already COMPLETE' in again.stdout
+    assert re.search(r'Driven by: sluice resume, pid \d+ on .* \(finished\)',
+                     sluice(['show', run_id, '--metadata', url], tmp_path).stdout)
 
 
 # -- fencing -------------------------------------------------------------------------------------
