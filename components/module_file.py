@@ -22,7 +22,7 @@ class ModuleFileError(RuntimeError):
     """A module file is missing, does not import, or lacks a required function."""
 
 
-def _pickle_by_value(module: types.ModuleType, local_files: set[str]) -> None:
+def pickle_by_value(module: types.ModuleType, local_files: set[str]) -> None:
     """Let Beam ship the user's functions to worker processes by value: the module's name exists
     only in this process (multi-process and distributed runners would fail to import it)."""
     import cloudpickle
@@ -77,7 +77,7 @@ def load_module_file(path: str, required: Sequence[str] = ()) -> types.ModuleTyp
     finally:
         if sys.path and sys.path[0] == directory:
             sys.path.pop(0)
-    _pickle_by_value(module, local)
+    pickle_by_value(module, local)
     for fn in required:
         if not callable(getattr(module, fn, None)):
             defined = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith('_')

@@ -10,6 +10,7 @@ they are published, as LIVE.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import random
@@ -132,7 +133,7 @@ class LineageNode:
                 yield from child.walk()
 
 
-def _connection_config(url: str | None) -> tuple[pb.ConnectionConfig, str]:
+def _connection_config(url: str | None, create: bool = True) -> tuple[pb.ConnectionConfig, str]:
     config = pb.ConnectionConfig()
     if not url or url in (':memory:', 'memory://', 'memory:'):
         config.fake_database.SetInParent()
@@ -169,6 +170,16 @@ def _connection_config(url: str | None) -> tuple[pb.ConnectionConfig, str]:
         return config, url
     path = os.path.abspath(os.path.expanduser(path))
     parent = os.path.dirname(path)
+    if not create:
+        if not os.path.isfile(path):
+            found = sorted(glob.glob(os.path.join('runs', '*', 'metadata.db')))
+            hint = f' Stores under this directory: {", ".join(found)}.' if found else ''
+            raise MetadataStoreError(
+                f'No metadata store at {path} (from {url!r}). Check the path: sqlite:///relative/to/here.db or '
+                f'sqlite:////absolute/path.db.{hint}')
+        config.sqlite.filename_uri = path
+        config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE
+        return config, f'sqlite:///{path}'
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as e:
@@ -209,8 +220,10 @@ class MetadataStore:
 
     RETRIES = 12
 
-    def __init__(self, url: str | None = None) -> None:
-        config, self.url = _connection_config(url)
+    def __init__(self, url: str | None = None, create: bool = True) -> None:
+        """``create=False`` refuses to create a SQLite store that does not exist (for commands that
+        read one: a mistyped path is an error, not a new empty store)."""
+        config, self.url = _connection_config(url, create)
         self._lock = threading.RLock()
         try:
             self._store = self._retry(lambda: mlmd.MetadataStore(config))
@@ -232,6 +245,11 @@ class MetadataStore:
                        'enable_upgrade_migration=True)), or use the older Sluice/ml-metadata that wrote it.'
                        if relation == 'older' else
                        'use the newer ml-metadata (and Sluice) that wrote it.')) from None
+            if config.WhichOneof('config') == 'sqlite':
+                raise MetadataStoreError(
+                    f'Cannot open {config.sqlite.filename_uri} as an ML-Metadata SQLite store: '
+                    f'{_sqlite_reason(_why(config, e))}. '
+                    'Point --metadata at a Sluice metadata store (the metadata.db under a pipeline root).') from None
             raise MetadataStoreError(
                 f'Cannot connect to the metadata store at {_redact(self.url)}: {_why(config, e)}. Check that the '
                 'database server is running and reachable and the credentials are right, or use a '
@@ -679,6 +697,12 @@ def _why(config: pb.ConnectionConfig, error: Exception) -> str:
         except OSError as e:
             return f'{cfg.host}:{cfg.port}: {e.strerror or e}'
     return reason
+
+
+def _sqlite_reason(text: str) -> str:
+    """SQLite's own words from an ML-Metadata error ('file is not a database'), without the query."""
+    found = re.search(r'executing query: (.*?) query:', text)
+    return found.group(1) if found else text[:200]
 
 
 def _redact(url: str) -> str:

@@ -20,6 +20,7 @@ import datetime
 import glob
 import json
 import os
+import signal
 import sys
 import time
 from typing import Sequence
@@ -44,6 +45,11 @@ def _store_url(args: argparse.Namespace) -> str:
     where = f' Stores found here: {", ".join(found)}.' if found else ''
     raise CliError('Which metadata store? Pass --metadata URL (e.g. sqlite:///runs/penguin/metadata.db) or set '
                    f'SLUICE_METADATA.{where}')
+
+
+def _open_store(args: argparse.Namespace) -> MetadataStore:
+    """The store a command reads: never created by reading (a mistyped path is an error)."""
+    return MetadataStore(_store_url(args), create=False)
 
 
 def _when(ts: float) -> str:
@@ -134,7 +140,7 @@ def outcome_lines(result: object) -> list[str]:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    store = MetadataStore(_store_url(args))
+    store = _open_store(args)
     runs = store.runs(args.pipeline)
     if not runs:
         print(f'No runs in {store.url}' + (f" for pipeline '{args.pipeline}'." if args.pipeline else '.'))
@@ -167,7 +173,7 @@ def _holder_line(holder: object) -> str:
 def cmd_show(args: argparse.Namespace) -> int:
     from pipelines.explain import Explainer
 
-    store = MetadataStore(_store_url(args))
+    store = _open_store(args)
     run = store.run(args.run_id)
     records = store.executions(args.run_id)
     explainer = Explainer(store, run.pipeline_name)
@@ -220,7 +226,7 @@ def _lineage_lines(node: LineageNode, prefix: str = '', label: str = '') -> list
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    store = MetadataStore(_store_url(args))
+    store = _open_store(args)
     print('\n'.join(_lineage_lines(store.lineage(args.artifact_id))))
     return 0
 
@@ -228,7 +234,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pipelines.report import write_report
 
-    store = MetadataStore(_store_url(args))
+    store = _open_store(args)
     path = write_report(store, args.run_id, args.output or f'report-{args.run_id}.html')
     print(f'Report of run {args.run_id} written to {os.path.abspath(path)}')
     return 0
@@ -238,9 +244,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _optional_store(args: argparse.Namespace) -> MetadataStore | None:
     """The store given by --metadata (errors are errors), else the usual one if there is one."""
     if args.metadata:
-        return MetadataStore(args.metadata)
+        return _open_store(args)
     try:
-        return MetadataStore(_store_url(args))
+        return _open_store(args)
     except (CliError, MetadataStoreError):
         return None
 
@@ -348,7 +354,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from components.pusher import ProductionError, PushError, rollback
     from metadata.production import record_change, version_artifact
 
-    store = MetadataStore(_store_url(args))  # first: a rollback that cannot be recorded is not made
+    store = _open_store(args)  # first: a rollback that cannot be recorded is not made
     try:
         new, target, replaced = rollback(args.destination, args.to, args.reason or '')
     except (ProductionError, PushError) as e:
@@ -376,7 +382,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if not reason:
         raise CliError('promote needs --reason TEXT: it pushes a model without a blessing, so say why (the reason '
                        'is kept in the push record and shown by sluice production).')
-    store = MetadataStore(_store_url(args))
+    store = _open_store(args)
     found = store.artifacts([args.artifact_id])
     if not found:
         raise CliError(f'No artifact {args.artifact_id} in the metadata store {store.url}.')
@@ -465,9 +471,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None and hasattr(signal, 'SIGPIPE'):  # `sluice runs | head`: end quietly, as Unix tools do
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print('sluice: interrupted', file=sys.stderr)
+        return 130
     except (CliError, MetadataStoreError, PipelineError, WiringError) as e:
         print(f'sluice: error: {e}', file=sys.stderr)
         return 2

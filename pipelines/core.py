@@ -141,8 +141,12 @@ class Session:
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         self.lease.release()
+        if exc_type is KeyboardInterrupt:
+            self.progress.say(f'\nInterrupted: run {self.run_id} stopped (the node that was running is recorded '
+                              f'CANCELED; what finished is kept). Continue it with: sluice resume {self.run_id} '
+                              f'--metadata {self.store.url}')
 
 
 def reused(component: Component, step: Step) -> NodeResult:

@@ -45,6 +45,11 @@ def _parts(text: str | None) -> dict[str, Any] | None:
     return parts if isinstance(parts, dict) else None
 
 
+def recorded_parts(record: ExecutionRecord) -> dict[str, Any] | None:
+    """The parts of its cache key an execution recorded, or None (recorded before Sluice kept them)."""
+    return _parts(record.properties.get('cache_key_parts'))
+
+
 class Explainer:
     """Explains the executions of one pipeline; keeps each node's history once loaded."""
 

@@ -111,11 +111,21 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
     if enable_cache:
         cached = driver.cached_outputs(key)
         if cached is not None:
+            try:  # recorded, then checked, as for a new execution: a takeover in between is seen
+                if lease is not None:
+                    lease.check()
+            except LeaseLost as e:
+                return _lost(result, e, start)
             result.execution_id = store.record_cached_execution(
                 component.component_type, pipeline.name, pipeline.run_id, component.id,
                 {k: [a] for k, a in inputs.items() if a is not None}, {k: [a] for k, a in cached.items()},
                 {'cache_key': key, 'component_version': component.version, **_key_parts(driver, key),
                  **({'lease': fenced} if fenced else {})})
+            if lease is not None:
+                try:
+                    lease.check()
+                except LeaseLost as e:  # the CACHED record stays (it is true: those outputs exist)
+                    return _lost(result, e, start)
             result.state, result.outputs, result.duration = 'CACHED', cached, time.time() - start
             return result
 

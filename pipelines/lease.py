@@ -93,7 +93,7 @@ class Lease:
                     raise LeaseHeld(
                         f"Run {scope} is being driven by another process: sluice {o.get('command')}, pid "
                         f"{o.get('pid')} on {o.get('host')}, since {time.strftime('%H:%M:%S', time.localtime(o.get('started', 0)))}"
-                        f' (last heartbeat {silent:.0f}s ago). Wait for it to finish (sluice show {scope}), or '
+                        f' (last heartbeat {silent:.0f}s ago). Wait for it to finish (sluice show {scope} --metadata {store.url}), or '
                         f"stop it (kill {o.get('pid')} on {o.get('host')}); a holder that stays silent for "
                         f'{lease_seconds():.0f}s is taken over automatically, and --take-over takes it now '
                         '(its unfinished work is then abandoned and can no longer be published).')

@@ -42,7 +42,7 @@ class LocalDagRunner:
             url = metadata or (pipeline.metadata if pipeline is not None else None)
             if url is None:
                 raise ValueError('resume(None, run_id) needs the store: pass metadata=URL or store=...')
-            store = MetadataStore(url)
+            store = MetadataStore(url, create=False)
         with Session.resume(pipeline, run_id, store, self.name, self.progress, take_over) as session:
             if session.complete_already:
                 return session.finish({})

@@ -14,7 +14,7 @@ import sys
 from typing import Any, Sequence
 
 from components.component import Component
-from components.module_file import forget_local_modules
+from components.module_file import forget_local_modules, pickle_by_value
 from metadata.artifact import PushedModel
 
 _NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*$')
@@ -151,7 +151,7 @@ def load_pipeline(path: str, **kwargs: Any) -> Pipeline:
     if directory in sys.path:
         sys.path.remove(directory)
     sys.path.insert(0, directory)  # its local imports resolve beside it, as the cache key assumes
-    forget_local_modules(path)
+    local = forget_local_modules(path)
     module_name = '_sluice_pipeline_' + re.sub(r'\W', '_', os.path.splitext(os.path.basename(path))[0])
     spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec and spec.loader
@@ -161,9 +161,17 @@ def load_pipeline(path: str, **kwargs: Any) -> Pipeline:
         spec.loader.exec_module(module)
     except SyntaxError as e:
         raise PipelineError(f'Pipeline file {path} line {e.lineno}: syntax error: {e.msg}.') from None
+    except Exception as e:
+        raise PipelineError(f'Pipeline file {path} failed to load: {_where(e, path)}') from e
+    # The run stores a pickled copy of the pipeline (to resume where the file is not): its classes and
+    # the local modules they use go by value, since no other process can import this module by name.
+    pickle_by_value(module, local)
     factory = getattr(module, 'create_pipeline', None)
     if callable(factory):
-        pipeline = factory(**kwargs)
+        try:
+            pipeline = factory(**kwargs)
+        except Exception as e:
+            raise PipelineError(f'create_pipeline() in {path} raised {_where(e, path)}') from e
     elif isinstance(getattr(module, 'pipeline', None), Pipeline):
         pipeline = module.pipeline
     else:
@@ -174,3 +182,12 @@ def load_pipeline(path: str, **kwargs: Any) -> Pipeline:
     pipeline.source_file = path
     pipeline.source_args = dict(kwargs)
     return pipeline
+
+
+def _where(error: Exception, path: str) -> str:
+    """``Type: message`` and the innermost line of the user's file it came from."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == path]
+    at = f' (line {frames[-1].lineno}: {frames[-1].line})' if frames else ''
+    return f'{type(error).__name__}: {error}{at}. Fix the pipeline file and run again.'

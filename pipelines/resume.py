@@ -19,9 +19,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from components import fingerprint as fp
 from components.driver import PipelineInfo
 from metadata.store import (DONE_STATES, ExecutionRecord, FencingError, MetadataStore, MetadataStoreError,
                             process_start)
+from pipelines.explain import Explainer, recorded_parts
 from pipelines.launcher import execution_tmp_dir
 from pipelines.lease import holder_gone, lease_seconds
 from pipelines.pipeline import Pipeline, PipelineError, load_pipeline
@@ -89,7 +91,14 @@ def _load_stored(run_id: str, props: dict[str, Any]) -> Pipeline:
             os.chdir(here)
     if props.get('pipeline_pickle'):
         import cloudpickle
-        return cloudpickle.loads(base64.b64decode(props['pipeline_pickle']))
+        try:
+            return cloudpickle.loads(base64.b64decode(props['pipeline_pickle']))
+        except Exception as e:  # e.g. a module the pipeline imported is not installed here
+            raise PipelineError(
+                f'Run {run_id}: its pipeline file {path or "(none)"} or the directory it was started from '
+                f'({cwd or "unknown"}) is not here, and the copy stored with the run cannot be loaded here '
+                f'({type(e).__name__}: {e}). Resume where those exist, or pass the pipeline: '
+                'runner.resume(pipeline, run_id).') from None
     if path and os.path.isfile(path) and not cwd:  # a run recorded before Sluice stored its directory
         return load_pipeline(path, **args)
     where = f' (its pipeline file {path} is not here)' if path else ''
@@ -198,11 +207,14 @@ def _check_reuse(component: Any, store: MetadataStore, info: PipelineInfo, recor
         return Step(component.id, 'run', f'its output files are gone ({missing[0].uri})', record)
     driver = type(component).driver(component, store, info)
     try:
-        key = driver.cache_key(driver.resolve_inputs())
-    except Exception as e:  # inputs cannot be resolved any more: run it and report there
-        return Step(component.id, 'run', f'its inputs cannot be resolved ({e})', record)
-    if key != record.cache_key:
-        return Step(component.id, 'run', 'its code, parameters or inputs changed since (cache key differs)', record)
+        parts = driver.cache_key_parts(driver.resolve_inputs())
+    except Exception as e:  # inputs cannot be resolved, or its code changed after loading: run and report there
+        return Step(component.id, 'run', f'its key cannot be computed ({e})', record)
+    if fp.key_of(parts) != record.cache_key:
+        before = recorded_parts(record)
+        changes = Explainer(store, info.name).differences(before, parts, record) if before else []
+        return Step(component.id, 'run', f'changed since: {"; ".join(changes)}' if changes else
+                    'its code, parameters or inputs changed since (cache key differs)', record)
     return Step(component.id, 'reuse', f'{record.state} in this run (execution #{record.id})', record)
 
 

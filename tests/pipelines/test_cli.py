@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from metadata import MetadataStore
 from pipelines.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -80,6 +81,15 @@ def test_cli_errors_are_one_clear_line(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv('SLUICE_METADATA', raising=False)
     code, _, err = sluice(capsys, 'runs')
     assert code == 2 and err.startswith('sluice: error: Which metadata store? Pass --metadata URL')
+    # A mistyped store path is an error, not a new empty store.
+    code, _, err = sluice(capsys, 'show', 'nope', '--metadata', f'sqlite:///{tmp_path}/typo/m.db')
+    assert code == 2 and err.startswith(f'sluice: error: No metadata store at {tmp_path}/typo/m.db ')
+    assert not (tmp_path / 'typo').exists()
+    (tmp_path / 'notes.db').write_text('not a database')
+    code, _, err = sluice(capsys, 'runs', '--metadata', f'sqlite:///{tmp_path}/notes.db')
+    assert code == 2 and err.startswith(f'sluice: error: Cannot open {tmp_path}/notes.db as an ML-Metadata SQLite '
+                                        'store: file is not a database. Point --metadata at a Sluice metadata store')
+    MetadataStore(f'sqlite:///{tmp_path}/m.db')  # an empty store
     code, _, err = sluice(capsys, 'show', 'nope', '--metadata', f'sqlite:///{tmp_path}/m.db')
     assert code == 2 and "No run 'nope' in the metadata store" in err and 'The store has no runs' in err
     code, _, err = sluice(capsys, 'run', str(tmp_path / 'missing.py'))

@@ -130,6 +130,48 @@ def test_resume_uses_the_runs_cache_flag_and_beam_args_not_the_files(tmp_path, t
     assert [r.state for r in store.executions(run_id) if r.node_id == 'Slow'] == ['FAILED', 'COMPLETE']
 
 
+def test_resume_uses_the_stored_copy_when_the_pipeline_file_is_gone(tmp_path, text_dir):
+    """The pipeline file was moved away after the run was killed: the resume loads the copy stored with
+    the run, reuses what finished and completes it; where the copy cannot be loaded either, it says so."""
+    pipe, url = slow_pipeline_file(tmp_path, text_dir, seconds=0.1)
+    killed = sluice(['run', str(pipe)], tmp_path, SLUICE_KILL_AT='Slow:start')
+    assert killed.returncode == -9
+    run_id = _single_run(url)
+    pipe.rename(tmp_path / 'moved_away.py')
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    # Without the module its components come from, the copy cannot be loaded: a clear error.
+    broken = sluice(['resume', run_id, '--metadata', url], elsewhere)
+    assert broken.returncode == 2 and 'Traceback' not in broken.stderr
+    assert re.search(rf'Run {run_id}: its pipeline file .*slow_pipe\.py or the directory it was started from .* is '
+                     r"not here, and the copy stored with the run cannot be loaded here \(ModuleNotFoundError: No "
+                     r"module named 'dummies'\)", broken.stderr), broken.stderr
+    # With it installed (here: on PYTHONPATH), the stored copy resumes the run.
+    resumed = sluice(['resume', run_id, '--metadata', url], elsewhere, PYTHONPATH=f'{REPO}{os.pathsep}{TESTS}')
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert re.search(r'Source\s+reuse', resumed.stdout) and re.search(r'Upper\s+reuse', resumed.stdout)
+    store = MetadataStore(url)
+    assert store.run(run_id).state == 'COMPLETE'
+    assert read_text(store.node_outputs(run_id, 'Slow')['result'][0]) == '!DLROW OLLEH'
+
+
+def test_ctrl_c_records_canceled_says_how_to_resume_and_resume_finishes(tmp_path, text_dir):
+    pipe, url = slow_pipeline_file(tmp_path, text_dir, seconds=5)
+    proc = popen_sluice(['run', str(pipe)], tmp_path)
+    run_id = run_id_of(url)
+    wait_for(running(url, run_id, 'Slow'), what='Slow to start')
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert 'Traceback' not in err and 'sluice: interrupted' in err
+    assert f'Interrupted: run {run_id} stopped' in out and f'sluice resume {run_id} --metadata {url}' in out
+    store = MetadataStore(url)
+    assert [r.state for r in store.executions(run_id) if r.node_id == 'Slow'] == ['CANCELED']
+    assert store.lease_latest(run_id).released  # a resume need not wait for it
+    assert sluice(['resume', run_id, '--metadata', url], tmp_path).returncode == 0
+    assert store.run(run_id).state == 'COMPLETE'
+
+
 # -- one live process per run --------------------------------------------------------------------
 def test_a_second_resume_refuses_while_the_first_is_alive(tmp_path, text_dir):
     pipe, url = slow_pipeline_file(tmp_path, text_dir, seconds=8)
@@ -249,6 +291,48 @@ def test_a_process_paused_past_its_heartbeat_is_taken_over_and_can_never_publish
     assert [r.state for r in slow] == ['FAILED', 'COMPLETE']
     assert read_text(store.node_outputs(run_id, 'Slow')['result'][0]) == '!DLROW OLLEH'
     assert not os.path.exists(os.path.join(tmp_path, 'root', 'Slow', 'result', str(victim.id)))
+
+
+def test_a_process_taken_over_during_a_cache_hit_records_nothing_more_and_exits_1(tmp_path, text_dir):
+    """The cache-hit path is fenced too: a run whose process is held up while reusing a cached result,
+    and taken over meanwhile (--take-over), stops there, says so and exits 1."""
+    pipe = tmp_path / 'cachehit.py'
+    flag = tmp_path / 'in-cache-lookup'
+    pipe.write_text(textwrap.dedent(f'''
+        import os, sys, time
+        sys.path.insert(0, {TESTS!r})
+        from components import Driver
+        from dummies import Source, Upper
+        from pipelines import Pipeline
+
+        class SlowLookup(Driver):
+            def cached_outputs(self, key):
+                found = super().cached_outputs(key)
+                if found is not None and os.environ.get('SLOW_LOOKUP'):
+                    open({str(flag)!r}, 'w').close()
+                    time.sleep(5)
+                return found
+
+        class CachedUpper(Upper):
+            driver = SlowLookup
+
+        def create_pipeline():
+            src = Source(input_base={str(text_dir)!r})
+            return Pipeline('cachehit', {str(tmp_path / 'root')!r}, [src, CachedUpper(text=src.outputs['text'])])
+    '''))
+    url = f'sqlite:///{tmp_path}/root/metadata.db'
+    assert sluice(['run', str(pipe)], tmp_path).returncode == 0  # warm the cache
+    held = popen_sluice(['run', str(pipe)], tmp_path, SLOW_LOOKUP='1')
+    try:
+        wait_for(flag.exists, what='the second run to reach its cache lookup')
+        run_id = MetadataStore(url).runs()[-1].run_id
+        takeover = sluice(['resume', run_id, '--metadata', url, '--take-over'], tmp_path)
+        assert takeover.returncode == 0, takeover.stdout + takeover.stderr
+    finally:
+        out, err = held.communicate(timeout=300)
+    assert held.returncode == 1, out + err
+    assert f'run {run_id} was taken over by sluice resume' in out, out
+    assert re.search(r'CachedUpper\s+CANCELED .*the run was taken over by sluice resume', out), out
 
 
 def test_publish_and_fail_are_fenced_in_the_store(tmp_path):

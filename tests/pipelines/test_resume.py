@@ -71,7 +71,7 @@ def test_resume_after_a_failure_reruns_only_what_did_not_finish(tmp_path, text_d
     assert again.state == 'COMPLETE' and len(store.executions(first.run_id)) == 5
 
 
-def test_changed_code_of_a_finished_node_reruns_it_and_its_downstream(tmp_path, text_dir, module):
+def test_changed_code_of_a_finished_node_reruns_it_and_its_downstream(tmp_path, text_dir, module, capsys):
     module.write_text('def transform(text):\n    return text\n')
     (text_dir / 'c.txt').write_text('')  # Count fails: fewer than minimum characters? no: see below
     pipeline = build(tmp_path / 'root', text_dir, module)
@@ -79,7 +79,10 @@ def test_changed_code_of_a_finished_node_reruns_it_and_its_downstream(tmp_path, 
     first = LocalDagRunner(progress=False).run(pipeline)
     assert first['Count'].state == 'FAILED' and first['Upper'].state == 'COMPLETE'
     changed = build(tmp_path / 'root', text_dir, module, suffix='?')  # Upper's parameter changed since
-    resumed = LocalDagRunner(progress=False).resume(changed, first.run_id)
+    capsys.readouterr()
+    resumed = LocalDagRunner().resume(changed, first.run_id)
+    # The plan says which part of the key changed, not only that it did.
+    assert re.search(r'Upper\s+run\s+changed since: parameter suffix: "!" -> "\?"', capsys.readouterr().out)
     store = MetadataStore(pipeline.metadata)
     assert executions_by_node(store, first.run_id) == {
         'Source': ['COMPLETE'], 'ApplyModule': ['COMPLETE'], 'Upper': ['COMPLETE', 'COMPLETE'],
