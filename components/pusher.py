@@ -4,13 +4,16 @@
     ...                 push_destination='serving/penguin')
 
 **The destination is the truth.** A destination holds one directory per version,
-``<destination>/<version>/`` (increasing integers, the layout TF Serving serves). The model in
-production there is the highest-numbered COMPLETE version: its push record ``sluice_push.json`` is
-present and its files match the content fingerprint in the record, or it has no record but holds a
-SavedModel (``saved_model.pb`` at its root or under ``Format-Serving/``: pushed by hand or by another
-tool), whose fingerprint is then computed from its files. A higher version that is incomplete or
-corrupt is skipped, and said so. The content fingerprint is a sha256 over the relative paths and bytes
-of the version's files (without the record), so a model is recognised across metadata stores.
+``<destination>/<version>/`` (increasing integers, the numbering TF Serving's version policies use).
+The model in production there is the highest-numbered COMPLETE version: its push record
+``sluice_push.json`` is present, names this version of this destination, and its files match the
+content fingerprint in the record; or it has no record of its own but holds a SavedModel
+(``saved_model.pb`` at its root or under ``Format-Serving/``: pushed by hand or by another tool, or a
+version directory copied by hand to a new number, whose record names the version it was copied from),
+whose fingerprint is then computed from its files. A higher version that is incomplete or corrupt is
+skipped, and said so, with a warning: a server serving the highest version (TF Serving's default
+policy) would still try to load it. The content fingerprint is a sha256 over the relative paths and
+bytes of the version's files (without the record), so a model is recognised across metadata stores.
 
 A push copies the model (``Format-Serving`` SavedModel and ``Format-ONNX``) into a staging directory
 beside the destination, writes its record, then renames it to ``<destination>/<version>/``, so nothing
@@ -19,8 +22,9 @@ production is still the version (and fingerprint) the blessing was measured agai
 if the model in production is the candidate itself, the push is already done. Otherwise, or when the
 blessing is NOT_BLESSED, nothing is pushed and the PushedModel records ``pushed=0`` and why. Every
 push, rollback and promotion is also appended to ``<destination>/.sluice-history.jsonl``, so history
-survives deleted versions. ``rollback`` and ``promote`` (behind ``sluice rollback`` and ``sluice
-promote``) change production the same way.
+survives deleted versions; so is every complete version a writer finds there that the log misses
+(made by hand, copied, or a push killed just after its rename). ``rollback`` and ``promote`` (behind
+``sluice rollback`` and ``sluice promote``) change production the same way.
 """
 from __future__ import annotations
 
@@ -111,9 +115,10 @@ class Version:
     """One ``<destination>/<number>/`` directory and what it holds."""
     destination: str
     number: int
-    record: dict | None  # its push record, None if it has none (pushed by hand or another tool)
+    record: dict | None  # its push record, None if it has none of its own (pushed by hand, another tool, a copy)
     fingerprint: str | None  # the content fingerprint of its files
     problem: str = ''  # why it is incomplete ('' when complete)
+    foreign: dict | None = None  # a push record found in it that names another version: it was copied here
 
     @property
     def path(self) -> str:
@@ -124,8 +129,47 @@ class Version:
         return not self.problem
 
     @property
+    def copy_of(self) -> dict | None:
+        """The version this one is an exact copy of (its files match the copied record), or None."""
+        if self.foreign and self.fingerprint and self.fingerprint == self.foreign.get('fingerprint'):
+            return {'version': self.foreign.get('version'), 'fingerprint': self.fingerprint,
+                    'destination': self.foreign.get('destination') or self.destination}
+        return None
+
+    @property
     def kind(self) -> str:
-        return (self.record or {}).get('kind') or 'hand-pushed'
+        if self.record is not None:
+            return self.record.get('kind') or 'hand-pushed'
+        return 'copied' if self.copy_of else 'hand-pushed'
+
+    @property
+    def origin(self) -> dict:
+        """Which model this is (store, artifact, pipeline, run): from its record, or from the record of
+        the version it is an exact copy of; empty when unknown."""
+        if self.record is not None:
+            return self.record.get('model') or {}
+        return ((self.foreign or {}).get('model') or {}) if self.copy_of else {}
+
+    def copied_from(self) -> str:
+        """'a copy of version X[ at DEST]' for a copy, a warning for a foreign record whose files differ, or ''."""
+        if not self.foreign:
+            return ''
+        where = self.foreign.get('destination')
+        at = f' at {where}' if where and os.path.abspath(where) != self.destination else ''
+        if self.copy_of:
+            return f"a copy of version {self.foreign.get('version')}{at}"
+        return (f"holds the push record of version {self.foreign.get('version')}{at}, but not its files: "
+                'not taken as its record')
+
+    def facts(self) -> dict:
+        """What is known of this version, in the shape of a push record (its own record if it has one)."""
+        if self.record is not None:
+            return self.record
+        facts: dict[str, Any] = {'kind': self.kind, 'version': self.number, 'fingerprint': self.fingerprint,
+                                 'model': self.origin or None}
+        if self.copy_of:
+            facts['copy_of'] = self.copy_of
+        return facts
 
     def ref(self) -> dict:
         return {'version': self.number, 'fingerprint': self.fingerprint}
@@ -148,6 +192,14 @@ def versions(destination: str) -> list[int]:
                   if d.isdigit() and os.path.isdir(os.path.join(destination, d)))
 
 
+def _names_this_version(record: dict, destination: str, number: int) -> bool:
+    """Whether a push record is the record of ``<destination>/<number>/`` (not one copied there from
+    another version or another destination)."""
+    if str(record.get('version', '')) != str(number):
+        return False
+    where = record.get('destination')
+    return not where or os.path.realpath(str(where)) == os.path.realpath(destination)
+
 
 def inspect_version(destination: str, number: int | str) -> Version | None:
     """What ``<destination>/<number>/`` holds, or None if there is no such directory."""
@@ -160,24 +212,43 @@ def inspect_version(destination: str, number: int | str) -> Version | None:
     if os.path.isfile(record_path):
         try:
             with open(record_path) as f:
-                version.record = json.load(f)
-            if not isinstance(version.record, dict) or not version.record.get('fingerprint'):
+                record = json.load(f)
+            if not isinstance(record, dict) or not record.get('fingerprint'):
                 raise ValueError('it names no fingerprint')
         except (OSError, ValueError) as e:
-            version.record = None
             version.problem = f'its push record {PUSH_RECORD} is unreadable: {e}'
             return version
         version.fingerprint = content_fingerprint(path)
-        if version.fingerprint != version.record['fingerprint']:
+        if not _names_this_version(record, destination, int(number)):
+            # Copied here by hand (cp -r DEST/5 DEST/7) or from another destination: the record is the
+            # other version's, so this directory is judged like one made by hand.
+            version.foreign = record
+            if not has_saved_model(path):
+                version.problem = (f"no SavedModel (saved_model.pb), and its push record is version "
+                                   f"{record.get('version')}'s, not its own")
+            return version
+        version.record = record
+        if version.fingerprint != record['fingerprint']:
             version.problem = (f'its files do not match the fingerprint in its push record (changed, added or '
                                f'removed since it was pushed: {short(version.fingerprint)} instead of '
-                               f"{short(version.record['fingerprint'])})")
+                               f"{short(record['fingerprint'])})")
         return version
     if not has_saved_model(path):
         version.problem = f'no push record ({PUSH_RECORD}) and no SavedModel (saved_model.pb)'
         return version
     version.fingerprint = content_fingerprint(path)  # pushed by hand or by another tool
     return version
+
+
+def complete_below(destination: str, number: int) -> Version | None:
+    """The highest complete version below ``number``: the one in production before ``number`` appeared
+    (for a version without a record of its own, the only way to tell)."""
+    for lower in reversed(versions(destination)):
+        if lower < number:
+            version = inspect_version(destination, lower)
+            if version is not None and version.complete:
+                return version
+    return None
 
 
 @dataclass
@@ -190,8 +261,19 @@ class Production:
     numbers: list[int] = field(default_factory=list)
 
     def notes(self) -> list[str]:
-        now = f'production is {self.current.describe()}' if self.current else 'nothing is in production'
-        return [f'version {v.number} at {self.destination} is incomplete ({v.problem}); {now}' for v in self.skipped]
+        """One line per skipped version. The highest one also warns that a server serving the highest
+        version (TF Serving's default policy) would not skip it as Sluice does."""
+        now = (f'Sluice measures against {self.current.describe()}' if self.current else
+               'Sluice sees nothing in production (no complete version)')
+        notes = []
+        for i, v in enumerate(self.skipped):
+            if i == 0:
+                notes.append(f'version {v.number} at {self.destination} is incomplete ({v.problem}): {now}; note '
+                             'that a server serving the highest version (TF Serving\'s default policy) would try to '
+                             f'load version {v.number}: fix or remove it')
+            else:
+                notes.append(f'version {v.number} at {self.destination} is incomplete too ({v.problem})')
+        return notes
 
     def describe(self) -> str:
         return self.current.describe() if self.current else 'empty (no complete version)'
@@ -229,24 +311,37 @@ def read_history(destination: str) -> list[dict]:
     return entries
 
 
+def unlogged_entry(version: Version) -> dict:
+    """The history entry of a present version that the log misses: its own record (a push killed just
+    after its rename), or, for a version made or copied by hand, what its files say (kind
+    ``hand-pushed`` or ``copied``, fingerprint, the version it is a copy of, and the version in
+    production below it, which it replaced)."""
+    if version.record is not None:
+        return dict(version.record)
+    before = complete_below(version.destination, version.number) if version.complete else None
+    entry = {**version.facts(), 'format': RECORD_FORMAT, 'destination': version.destination,
+             'previous': before.ref() if before is not None else None,
+             'time': _iso(os.path.getmtime(version.path))}
+    return {k: v for k, v in entry.items() if v is not None or k == 'previous'}
+
+
 def history(destination: str) -> list[dict]:
-    """The destination's history (the log, plus the records of present versions the log misses,
-    e.g. a push killed just after its rename), oldest first; each entry says whether its version
-    is still present."""
+    """The destination's history (the log, plus the present versions the log misses, e.g. a push
+    killed just after its rename or a version made or copied by hand), oldest first; each entry says
+    whether its version is still present."""
     destination = os.path.abspath(destination)
     entries = {}
     for entry in read_history(destination):
-        entries[int(entry['version'])] = dict(entry)
+        if str(entry.get('version', '')).isdigit():
+            entries[int(entry['version'])] = dict(entry)
     for number in versions(destination):
         version = inspect_version(destination, number)
         if version is None:
             continue
         entry = entries.get(number)
         if entry is None:
-            entry = dict(version.record) if version.record else {
-                'kind': 'hand-pushed', 'version': number, 'fingerprint': version.fingerprint,
-                'time': _iso(os.path.getmtime(version.path))}
-            entries[number] = entry
+            entry = entries[number] = unlogged_entry(version)
+        entry['version'] = number
         entry['present'] = True
         entry['problem'] = version.problem
     return [entries[n] for n in sorted(entries)]
@@ -279,10 +374,40 @@ def next_version(destination: str) -> int:
     return max([int(time.time())] + [v + 1 for v in seen])
 
 
+def _append_history(destination: str, entries: list[dict]) -> None:
+    try:
+        with open(os.path.join(destination, HISTORY_FILE), 'a') as f:
+            for entry in entries:
+                f.write(json.dumps(entry, sort_keys=True) + '\n')
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:  # the versions are in place; the log is a convenience
+        print(f'warning: could not append to {os.path.join(destination, HISTORY_FILE)}: {e.strerror}', flush=True)
+
+
+def log_unlogged_versions(destination: str) -> list[dict]:
+    """Append to the history the complete versions present at the destination that it misses (made or
+    copied by hand, or a push killed just after its rename), so they are remembered once deleted.
+    The caller holds ``destination_lock``. Returns the entries appended."""
+    logged = {int(e['version']) for e in read_history(destination) if str(e.get('version', '')).isdigit()}
+    found = []
+    for number in versions(destination):
+        if number in logged:
+            continue
+        version = inspect_version(destination, number)
+        if version is not None and version.complete:
+            found.append({**unlogged_entry(version), 'first_seen': _iso(time.time())})
+    if found:
+        _append_history(destination, found)
+    return found
+
+
 def write_version(destination: str, fill: Callable[[str], None], record: dict) -> Version:
     """Make a new version: ``fill(staging_dir)`` writes its files, then the record (with the version
     number and the staged files' fingerprint) is added and the directory renamed into place, and the
-    record appended to the history. The caller holds ``destination_lock``."""
+    record appended to the history (after any present version the history misses). The caller holds
+    ``destination_lock``."""
+    log_unlogged_versions(destination)
     number = next_version(destination)
     staging = os.path.join(destination, f'.staging-{uuid.uuid4().hex}')
     target = os.path.join(destination, str(number))
@@ -298,13 +423,7 @@ def write_version(destination: str, fill: Callable[[str], None], record: dict) -
         if e.errno in (errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
             raise PushError(f'Cannot write to the push destination {destination}: {e.strerror}.') from None
         raise
-    try:
-        with open(os.path.join(destination, HISTORY_FILE), 'a') as f:
-            f.write(json.dumps(record, sort_keys=True) + '\n')
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:  # the version is in place and carries its record; the log is a convenience
-        print(f'warning: could not append to {os.path.join(destination, HISTORY_FILE)}: {e.strerror}', flush=True)
+    _append_history(destination, [record])  # the version is in place and carries its record
     return Version(destination, number, record, record['fingerprint'])
 
 
@@ -346,22 +465,47 @@ def copy_version(path: str) -> Callable[[str], None]:
 
 def default_rollback_target(current: Version, destination: str) -> int | None:
     """The version that was in production before the current one took over; for a rollback, the
-    version before its target took over (so rollback; rollback goes two steps back). Without a
-    record saying so, the highest complete version below the current one with other content."""
-    record = current.record or {}
+    version before its target took over (so rollback; rollback goes two steps back). For a version
+    without a record of its own (made or copied by hand), the highest complete version below it; if
+    that one holds the same model (a copy of the model in production), the version before it."""
+    record = current.record
+    if record is None:
+        below = complete_below(destination, current.number)
+        if below is None:
+            return None
+        if below.fingerprint == current.fingerprint:  # going back to it would change nothing
+            return default_rollback_target(below, destination)
+        return below.number
     if record.get('kind') == 'rollback':
         before = (record.get('target') or {}).get('previous')
         return int(before['version']) if before else None
     if record.get('previous'):
         return int(record['previous']['version'])
-    if record:
-        return None  # the first model pushed there
-    for number in reversed(versions(destination)):
-        if number < current.number:
+    return None  # the first model pushed there
+
+
+def _rollback_choices(destination: str, current: Version) -> str:
+    """The complete versions a rollback could name instead (other content than the current one)."""
+    found = []
+    for number in versions(destination):
+        if number != current.number:
             version = inspect_version(destination, number)
             if version is not None and version.complete and version.fingerprint != current.fingerprint:
-                return number
-    return None
+                found.append(number)
+    if not found:
+        return 'No other complete version with another model is there to roll back to.'
+    return f'Complete versions with another model: {_list(found)} (name one with --to VERSION).'
+
+
+def _no_earlier_version(destination: str, current: Version) -> str:
+    lower = [n for n in versions(destination) if n < current.number]
+    if current.record is None and lower:  # made or copied by hand, above versions that are all incomplete
+        problems = '; '.join(f'version {n}: {v.problem}' for n in reversed(lower)
+                             if (v := inspect_version(destination, n)) is not None)
+        return (f'{current.describe()} at {destination} has no complete version below it to roll back to (every '
+                f'older version is incomplete: {problems}). Fix one, or promote a model (sluice promote).')
+    return (f'{current.describe()} at {destination} is the first model in production there: there is no earlier '
+            f'version to roll back to. Name one with --to VERSION (see sluice production {destination}).')
 
 
 def rollback(destination: str, to: int | None = None, reason: str = '') -> tuple[Version, Version, Version | None]:
@@ -374,32 +518,54 @@ def rollback(destination: str, to: int | None = None, reason: str = '') -> tuple
         now = production(destination)
         current = now.current
         if current is None:
-            raise ProductionError(f'Nothing is in production at {destination} (no complete version); nothing to '
-                                  'roll back.' + ''.join(f' Note: {n}.' for n in now.notes()))
+            present = versions(destination)
+            what = ('it holds no version' if not present else f'version {present[0]} is incomplete'
+                    if len(present) == 1 else f'versions {_list(present)} are all incomplete')
+            raise ProductionError(f'Nothing is in production at {destination} ({what}); nothing to roll back. Fix or '
+                                  'remove the incomplete versions, or promote a model (sluice promote).'
+                                  + ''.join(f' Note: {n}.' for n in now.notes()))
+        label = f'version {to}'
         if to is None:
             to = default_rollback_target(current, destination)
             if to is None:
-                raise ProductionError(
-                    f'{current.describe()} at {destination} is the first model in production there: there is no '
-                    'earlier version to roll back to. Name one with --to VERSION (see sluice production '
-                    f'{destination}).')
+                raise ProductionError(_no_earlier_version(destination, current))
+            label = f'version {to} (in production before version {current.number} took over)'
         target = inspect_version(destination, to)
         if target is None:
-            raise ProductionError(f'version {to} is not at {destination} (deleted?); it cannot be made current '
-                                  f'again. Present versions: {_list(versions(destination))}.')
+            raise ProductionError(f'{label} is not at {destination} (deleted?); it cannot be made current again. '
+                                  + _rollback_choices(destination, current))
         if not target.complete:
-            raise ProductionError(f'version {to} at {destination} is incomplete ({target.problem}); it cannot be '
-                                  'made current again.')
+            raise ProductionError(f'{label} at {destination} is incomplete ({target.problem}); it cannot be made '
+                                  'current again. ' + _rollback_choices(destination, current))
         if target.fingerprint == current.fingerprint:
             same = '' if target.number == current.number else f' (version {current.number} holds the same model)'
             raise ProductionError(f'version {to} is already in production at {destination}{same}; nothing to do.')
-        source = target.record or {}
+        source = target.facts()
+        if target.record is not None:
+            before = source.get('previous')
+        else:  # made or copied by hand: what was in production before it, as a rollback from it would find
+            number = default_rollback_target(target, destination)
+            found = inspect_version(destination, number) if number is not None else None
+            before = found.ref() if found is not None else None
         record = new_record('rollback', source.get('model') or {}, current,
-                            target={**target.ref(), 'kind': target.kind, 'previous': source.get('previous')},
+                            target={**target.ref(), 'kind': target.kind, 'previous': before},
                             baseline=source.get('baseline'), blessing=source.get('blessing'),
                             metrics=source.get('metrics'), reason=reason or None, destination=destination)
         new = write_version(destination, copy_version(target.path), record)
     return new, target, current
+
+
+def promoted_content(model_uri: str) -> tuple[str, Callable[[str], None]]:
+    """What a promotion pushes of a model directory, and its content fingerprint: ``Format-Serving``
+    (and ``Format-ONNX``) as a push does; or, for a SavedModel at the directory's root (a model made by
+    hand, a Model artifact standing for a version made by hand), its files as they are, so the
+    Evaluator and a server read the new version where they read the original."""
+    if os.path.isfile(os.path.join(model_uri, SERVING_DIR, 'saved_model.pb')):
+        return model_fingerprint(model_uri), copy_model(model_uri)
+    if os.path.isfile(os.path.join(model_uri, 'saved_model.pb')):
+        return content_fingerprint(model_uri), copy_version(model_uri)
+    raise ProductionError(f'{model_uri} holds no SavedModel (saved_model.pb at its root or under {SERVING_DIR}/): '
+                          'only a Model with a SavedModel can be promoted.')
 
 
 def promote(destination: str, model_uri: str, model: dict, reason: str) -> tuple[Version, Version | None]:
@@ -408,19 +574,19 @@ def promote(destination: str, model_uri: str, model: dict, reason: str) -> tuple
     if not (reason or '').strip():
         raise ProductionError('a promotion needs a reason (--reason TEXT): it pushes a model without a blessing, '
                               'and the reason is kept in its push record.')
-    if not os.path.isfile(os.path.join(model_uri, SERVING_DIR, 'saved_model.pb')):
-        raise ProductionError(f'{model_uri} holds no {SERVING_DIR}/saved_model.pb: only a Model with a SavedModel '
-                              'can be promoted.')
     destination = os.path.abspath(destination)
-    fingerprint = model_fingerprint(model_uri)
+    fingerprint, fill = promoted_content(model_uri)
     with destination_lock(destination):
-        current = production(destination).current
+        now = production(destination)
+        current = now.current
         if current is not None and current.fingerprint == fingerprint:
             raise ProductionError(f'this model is already in production at {destination} as '
                                   f'{current.describe()}; nothing to do.')
+        for note in now.notes():
+            print(f'promote: {note}', flush=True)
         record = new_record('promote', {**model, 'uri': model_uri}, current, reason=reason.strip(),
                             baseline=None, blessing=None, metrics=None, destination=destination)
-        new = write_version(destination, copy_model(model_uri), record)
+        new = write_version(destination, fill, record)
     return new, current
 
 
@@ -549,7 +715,8 @@ class PusherExecutor(Executor):
             model = (current.record or {}).get('model') or {}
             by = {'rollback': f', a rollback to version {((current.record or {}).get("target") or {}).get("version")}',
                   'promote': f', promoted by hand ({(current.record or {}).get("reason")})',
-                  'hand-pushed': ', pushed by hand or by another tool'}.get(
+                  'hand-pushed': ', pushed by hand or by another tool',
+                  'copied': f', {current.copied_from()} made by hand'}.get(
                 current.kind, f", pushed by pipeline {model.get('pipeline')} run {model.get('run_id')}"
                 if model.get('pipeline') else '')
         notes = ''.join(f'; {n}' for n in now.notes())

@@ -69,6 +69,12 @@ def version_artifact(store: MetadataStore, destination: str, version: int | str,
     found = _find_external(store, external_id)
     if found is not None:
         return found
+    if record is None:  # no record of its own: a copy of another version says where its model came from
+        from components.pusher import inspect_version  # here: components.pusher imports this module
+
+        version_now = inspect_version(destination, version)
+        if version_now is not None and version_now.fingerprint == fingerprint:
+            record = version_now.facts()
     record = record or {}
     model = record.get('model') or {}
     proto = pb.Artifact(type_id=store.artifact_type_id(Model), uri=os.path.join(destination, str(version)),
@@ -100,8 +106,25 @@ def version_artifact(store: MetadataStore, destination: str, version: int | str,
     return artifact
 
 
+def stands_for_version(artifact: Artifact) -> bool:
+    """Whether a Model artifact stands for a destination version (made by ``version_artifact``)."""
+    return bool(artifact.external_id and artifact.get('content_fingerprint') is not None
+                and artifact.get('destination') is not None and artifact.get('source_store_id') is not None)
+
+
 def model_origin(store: MetadataStore, artifact_id: int) -> dict:
-    """Where a Model artifact of this store comes from: store id, artifact id, pipeline, run."""
+    """Where a Model artifact of this store comes from: store id, artifact id, pipeline, run. For an
+    artifact standing for a destination version (an Evaluator's baseline, a rollback's target), the
+    model's own origin, from the version's push record (the run that used it as a baseline is not
+    where it came from), and which version it is."""
+    [artifact] = store.artifacts([artifact_id])
+    if stands_for_version(artifact):
+        return {'store_id': artifact.get('source_store_id') or None,
+                'artifact_id': int(artifact.get('source_artifact_id') or 0) or None,
+                'pipeline': artifact.get('source_pipeline') or None, 'run_id': artifact.get('source_run_id') or None,
+                'from_version': {'destination': artifact.get('destination'), 'version': int(artifact.get('version')),
+                                 'fingerprint': artifact.get('content_fingerprint'),
+                                 'kind': artifact.get('push_kind'), 'artifact_id': artifact_id}}
     contexts = store.retry(lambda: store.mlmd.get_contexts_by_artifact(artifact_id))
     names: dict[str, str] = {}
     for ctx in contexts:

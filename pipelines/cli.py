@@ -252,11 +252,16 @@ def _optional_store(args: argparse.Namespace) -> MetadataStore | None:
 
 
 def _model_line(model: dict | None) -> str:
-    if not model or not (model.get('artifact_id') or model.get('pipeline')):
+    model = model or {}
+    version = model.get('from_version') or {}  # promoted from a Model artifact standing for a destination version
+    via = f" (promoted from version {version.get('version')} at {version.get('destination')})" if version else ''
+    if not (model.get('artifact_id') or model.get('pipeline')):
+        if version:
+            return f'unknown: no push record says where it came from{via}'
         return 'unknown (no push record: pushed by hand or by another tool)'
     store = f"store {str(model.get('store_id') or '?')[:8]}"
     return (f"artifact #{model.get('artifact_id')} of {store}, pipeline {model.get('pipeline') or '?'}, "
-            f"run {model.get('run_id') or '?'}")
+            f"run {model.get('run_id') or '?'}{via}")
 
 
 def _number(value: object) -> str:
@@ -265,19 +270,35 @@ def _number(value: object) -> str:
 
 def production_lines(destination: str) -> list[str]:
     """What is in production at a destination and its history, in words (no store needed)."""
-    from components.pusher import describe_ref, history, production, short
+    from components.pusher import complete_below, describe_ref, history, production, short
 
     now = production(destination)
-    lines = [f'Production at {now.destination}: ' + (f'version {now.current.number}' if now.current else
-                                                      'nothing (no complete version)')]
+    if now.current is not None:
+        headline = f'version {now.current.number}'
+    elif now.numbers:
+        headline = (f'nothing (no complete version: {"version" if len(now.numbers) == 1 else "versions"} '
+                    f'{", ".join(str(n) for n in now.numbers)} {"is" if len(now.numbers) == 1 else "are all"} '
+                    'incomplete)')
+    else:
+        headline = 'nothing (no version there yet)'
+    lines = [f'Production at {now.destination}: {headline}']
     current = now.current
     if current is not None:
         record = current.record or {}
         who = record.get('operator') or {}
-        lines.append(f"  kind:        {current.kind}" + (f", {record.get('time')}" if record.get('time') else '')
+        copied = f' ({current.copied_from()}, made by hand)' if current.copy_of else ''
+        lines.append(f"  kind:        {current.kind}{copied}"
+                     + (f", {record.get('time')}" if record.get('time') else '')
                      + (f" by {who.get('user')}@{who.get('host')}" if who else ''))
-        lines.append(f'  model:       {_model_line(record.get("model"))}')
+        if current.foreign and not current.copy_of:
+            lines.append(f'  note:        {current.copied_from()}')
+        lines.append(f'  model:       {_model_line(current.origin)}'
+                     + (f' (as recorded for version {current.copy_of["version"]})' if current.copy_of else ''))
         lines.append(f'  fingerprint: {current.fingerprint}')
+        if current.record is None:  # made or copied by hand: it replaced the complete version below it
+            below = complete_below(now.destination, current.number)
+            replaced = f'{below.describe()}, the complete version below it' if below else 'nothing'
+            lines.append(f'  replaced:    {replaced}')
         if record.get('kind') == 'rollback':
             lines.append(f"  rollback to: {describe_ref(record.get('target'))}, replacing "
                          f"{describe_ref(record.get('previous'))}")
@@ -315,6 +336,8 @@ def production_lines(destination: str) -> list[str]:
             note.append('incomplete')
         if entry.get('kind') == 'rollback':
             note.append(f"to version {(entry.get('target') or {}).get('version')}")
+        if entry.get('copy_of'):
+            note.append(f"copy of version {entry['copy_of'].get('version')}")
         if entry.get('reason'):
             note.append(f"reason: {entry['reason']}")
         model = entry.get('model') or {}
@@ -338,7 +361,7 @@ def cmd_production(args: argparse.Namespace) -> int:
         raise CliError(f'No push destination at {destination}: nothing has been pushed there.')
     lines = production_lines(destination)
     current = production(destination).current
-    model = ((current.record or {}).get('model') or {}) if current is not None else {}
+    model = current.origin if current is not None else {}
     store = _optional_store(args) if model.get('artifact_id') else None
     if store is not None and model.get('store_id') == store_identity(store, create=False):
         try:
@@ -360,10 +383,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     except (ProductionError, PushError) as e:
         raise CliError(f'rollback refused: {e}') from None
     print(f'Rolled back {new.destination}: version {new.number} is now in production, a copy of '
-          f'{target.describe()} ({_model_line((target.record or {}).get("model"))}); it replaces '
+          f'{target.describe()} ({_model_line(target.origin)}); it replaces '
           f'{replaced.describe() if replaced else "nothing"}.')
     try:
-        model = version_artifact(store, new.destination, target.number, target.fingerprint or '', target.record)
+        model = version_artifact(store, new.destination, target.number, target.fingerprint or '', target.facts())
         execution_id, pushed = record_change(store, 'Rollback', new.destination, model, new.number,
                                              new.fingerprint or '', new.record or {})
     except Exception as e:  # noqa: BLE001 - the destination changed; say that the store did not follow
@@ -375,8 +398,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from components.pusher import ProductionError, PushError, promote
-    from metadata.production import model_origin, record_change
+    from components.pusher import ProductionError, PushError, content_fingerprint, promote, short
+    from metadata.production import model_origin, record_change, stands_for_version
 
     reason = (args.reason or '').strip()
     if not reason:
@@ -392,6 +415,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
                        "a Model (a Trainer's output: see sluice show RUN_ID).")
     if model.state != 'LIVE' or not model.exists():
         raise CliError(f'{model!r} is not a published model with its files on disk ({model.state}, {model.uri}).')
+    if stands_for_version(model):  # a destination version: promote it only as the artifact knew it
+        now = content_fingerprint(model.uri)
+        if now != model.get('content_fingerprint'):
+            raise CliError(f"promote refused: {model!r} stands for version {model.get('version')} at "
+                           f"{model.get('destination')} as it was ({short(model.get('content_fingerprint'))}), but "
+                           f'its files have changed since ({short(now)}): they are not the model this artifact '
+                           f"stands for. See sluice production {model.get('destination')}.")
     try:
         new, replaced = promote(args.destination, model.uri, model_origin(store, model.id), reason)
     except (ProductionError, PushError) as e:

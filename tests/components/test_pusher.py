@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from components.pusher import (HISTORY_FILE, ProductionError, PushError, PusherExecutor, content_fingerprint,
+from components.pusher import (HISTORY_FILE, ProductionError, PushError, PusherExecutor, content_fingerprint, history,
                                inspect_version, model_fingerprint, production, promote, rollback, versions)
 from metadata import Model, ModelBlessing, PushedModel
 
@@ -203,7 +203,10 @@ def test_a_corrupt_newest_version_is_skipped_and_said_so(tmp_path, capsys):
     [note] = now.notes()
     assert note.startswith(f'version {v2.number} at {dest} is incomplete (its files do not match the fingerprint in '
                            'its push record (changed, added or removed since it was pushed: ')
-    assert note.endswith(f'); production is version {v1.number} ({v1.fingerprint[:19]})')
+    # Sluice takes version 1, but says that a server serving the highest version would not.
+    assert note.endswith(f'): Sluice measures against version {v1.number} ({v1.fingerprint[:19]}); note that a server '
+                         "serving the highest version (TF Serving's default policy) would try to load version "
+                         f'{v2.number}: fix or remove it')
     # A model measured against version 1 (the real production) is pushed, above the corrupt version.
     capsys.readouterr()
     pushed = push(tmp_path, make_model(tmp_path, 3, 'three'), make_blessing(tmp_path, 3, True, v1), dest)
@@ -314,3 +317,148 @@ def test_promote_needs_a_reason_and_records_it(tmp_path):
     assert now.fingerprint == model_fingerprint(model.uri)
     with pytest.raises(ProductionError, match=r'already in production'):
         promote(str(dest), model.uri, {'artifact_id': 9}, 'again')
+
+
+# -- versions made or copied by hand, the history log, incomplete versions ------------------------------
+def logged(dest):
+    return [json.loads(line) for line in (dest / HISTORY_FILE).read_text().splitlines()]
+
+
+def test_a_version_copied_by_hand_to_a_new_number_is_a_copy_not_the_version_it_names(tmp_path):
+    dest, (v1, v2, v3) = three_versions(tmp_path)
+    copy = v3.number + 10
+    shutil.copytree(dest / str(v1.number), dest / str(copy))  # cp -r serving/V1 serving/COPY
+    found = inspect_version(str(dest), copy)
+    assert found.complete and found.record is None and found.kind == 'copied'
+    assert found.copy_of == {'version': v1.number, 'fingerprint': v1.fingerprint, 'destination': str(dest)}
+    assert found.fingerprint == v1.fingerprint and found.origin['artifact_id'] == 1
+    assert found.copied_from() == f'a copy of version {v1.number}'
+    assert current(dest).number == copy
+    [*_, last] = history(str(dest))
+    assert (last['version'], last['kind'], last['copy_of']['version']) == (copy, 'copied', v1.number)
+    assert last['previous'] == v3.ref() and 'baseline' not in last and 'blessing' not in last
+    # What was in production before the copy took over: version 3, not version 1's own record's previous.
+    new, target, replaced = rollback(str(dest))
+    assert (target.number, replaced.number) == (v3.number, copy) and current(dest).fingerprint == v3.fingerprint
+    assert logged(dest)[-2]['kind'] == 'copied' and logged(dest)[-1]['kind'] == 'rollback'
+
+
+def test_a_copy_of_the_model_in_production_rolls_back_to_the_one_before_it(tmp_path):
+    dest, (v1, v2, v3) = three_versions(tmp_path)
+    shutil.copytree(dest / str(v3.number), dest / str(v3.number + 10))
+    new, target, replaced = rollback(str(dest))  # going back to version 3 would change nothing
+    assert target.number == v2.number and current(dest).fingerprint == v2.fingerprint
+
+
+def test_a_record_naming_another_version_or_destination_is_not_its_record(tmp_path):
+    dest, (v1, v2, v3) = three_versions(tmp_path)
+    changed = dest / str(v3.number + 1)
+    shutil.copytree(dest / str(v1.number), changed)
+    (changed / 'Format-Serving' / 'saved_model.pb').write_text('edited after the copy')
+    found = inspect_version(str(dest), changed.name)
+    assert found.complete and found.kind == 'hand-pushed' and found.copy_of is None and found.origin == {}
+    assert found.copied_from() == f'holds the push record of version {v1.number}, but not its files: not taken as ' \
+                                  'its record'
+    other = tmp_path / 'elsewhere'
+    shutil.copytree(dest / str(v2.number), other / str(v2.number))  # same number, another destination
+    there = inspect_version(str(other), v2.number)
+    assert there.record is None and there.kind == 'copied'
+    assert there.copied_from() == f'a copy of version {v2.number} at {dest}'
+    (other / str(v2.number) / 'Format-Serving' / 'saved_model.pb').unlink()
+    (other / str(v2.number) / 'Format-Serving' / 'variables').rmdir()
+    assert inspect_version(str(other), v2.number).problem == \
+        f"no SavedModel (saved_model.pb), and its push record is version {v2.number}'s, not its own"
+
+
+def test_versions_the_history_log_misses_are_logged_by_the_next_change(tmp_path):
+    dest, (v1, v2, v3) = three_versions(tmp_path)
+    (dest / '1').mkdir()
+    (dest / '1' / 'saved_model.pb').write_text('an old one, by hand')
+    by_hand = dest / str(v3.number + 1)
+    by_hand.mkdir()
+    (by_hand / 'saved_model.pb').write_text('by hand')
+    copied = dest / str(v3.number + 2)
+    shutil.copytree(dest / str(v1.number), copied)
+    killed = dest / str(v3.number + 3)  # a push killed after its rename, before appending to the log
+    shutil.copytree(dest / str(v2.number), killed)
+    record = json.loads((killed / 'sluice_push.json').read_text())
+    (killed / 'sluice_push.json').write_text(json.dumps({**record, 'version': int(killed.name)}))
+    (dest / str(v3.number + 4)).mkdir()  # incomplete: not logged
+    assert [e['kind'] for e in logged(dest)] == ['push', 'push', 'push']
+
+    new, _ = promote(str(dest), make_model(tmp_path, 9, 'hotfix').uri, {'artifact_id': 9}, 'incident 7')
+    entries = logged(dest)
+    assert [(e['version'], e['kind']) for e in entries[3:]] == [
+        (1, 'hand-pushed'), (int(by_hand.name), 'hand-pushed'), (int(copied.name), 'copied'),
+        (int(killed.name), 'push'), (new.number, 'promote')]
+    first = entries[3]
+    assert first['fingerprint'] == content_fingerprint(str(dest / '1')) and first['first_seen'] and first['time']
+    assert first['previous'] is None and entries[4]['previous'] == v3.ref()
+    assert entries[5]['copy_of']['version'] == v1.number and entries[5]['model']['artifact_id'] == 1
+    assert entries[6]['model'] == record['model'] and entries[6]['first_seen']
+    # Deleted, they stay in the history; the versions recorded after them name them as replaced.
+    shutil.rmtree(by_hand)
+    shutil.rmtree(copied)
+    rows = {e['version']: e for e in history(str(dest))}
+    assert rows[v3.number + 4]['problem'] and rows[v3.number + 4]['previous'] is None  # replaced nothing
+    assert rows[int(by_hand.name)]['kind'] == 'hand-pushed' and not rows[int(by_hand.name)].get('present')
+    assert rows[int(copied.name)]['kind'] == 'copied' and not rows[int(copied.name)].get('present')
+    push(tmp_path, make_model(tmp_path, 10, 'ten'), make_blessing(tmp_path, 10, True, current(dest)), dest)
+    assert [e['kind'] for e in logged(dest)].count('hand-pushed') == 2  # logged once
+
+
+def test_promote_takes_a_savedmodel_at_the_root_of_its_directory(tmp_path):
+    dest, (v1, v2, v3) = three_versions(tmp_path)
+    model = tmp_path / 'by-hand'
+    (model / 'variables').mkdir(parents=True)
+    (model / 'saved_model.pb').write_text('a SavedModel at the root')
+    (model / 'variables' / 'variables.index').write_text('index')
+    new, replaced = promote(str(dest), str(model), {}, 'incident 8')
+    assert replaced.number == v3.number and current(dest).number == new.number
+    # At the root of the new version, as the original was (where a TF Serving version directory holds it).
+    assert (dest / str(new.number) / 'saved_model.pb').read_text() == 'a SavedModel at the root'
+    assert new.fingerprint == content_fingerprint(str(model)) == current(dest).fingerprint
+    with pytest.raises(ProductionError, match=r'already in production'):
+        promote(str(dest), str(model), {}, 'again')
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with pytest.raises(ProductionError, match=r'holds no SavedModel \(saved_model\.pb at its root or under '
+                                              r'Format-Serving/\)'):
+        promote(str(dest), str(empty), {}, 'nothing there')
+
+
+def test_every_version_incomplete(tmp_path):
+    dest = tmp_path / 'serving'
+    for number in (3, 4):
+        (dest / str(number)).mkdir(parents=True)
+        (dest / str(number) / 'notes.txt').write_text('no model')
+    now = production(str(dest))
+    assert now.current is None and now.notes() == [
+        f'version 4 at {dest} is incomplete (no push record (sluice_push.json) and no SavedModel (saved_model.pb)): '
+        "Sluice sees nothing in production (no complete version); note that a server serving the highest version "
+        "(TF Serving's default policy) would try to load version 4: fix or remove it",
+        f'version 3 at {dest} is incomplete too (no push record (sluice_push.json) and no SavedModel (saved_model.pb))']
+    with pytest.raises(ProductionError, match=rf'Nothing is in production at {dest} \(versions 3, 4 are all '
+                                              r'incomplete\); nothing to roll back\. Fix or remove'):
+        rollback(str(dest))
+
+
+def test_rollback_when_the_only_older_versions_are_incomplete(tmp_path):
+    dest, (v1, v2, v3) = three_versions(tmp_path)
+    (dest / str(v2.number) / 'Format-ONNX' / 'model.onnx').write_text('damaged')
+    shutil.rmtree(dest / str(v1.number))
+    with pytest.raises(ProductionError) as e:
+        rollback(str(dest))
+    assert str(e.value) == (
+        f'version {v2.number} (in production before version {v3.number} took over) at {dest} is incomplete (its '
+        f'files do not match the fingerprint in its push record (changed, added or removed since it was pushed: '
+        f'{inspect_version(str(dest), v2.number).fingerprint[:19]} instead of {v2.fingerprint[:19]})); it cannot be '
+        'made current again. No other complete version with another model is there to roll back to.')
+    by_hand = dest / str(v3.number + 1)
+    by_hand.mkdir()
+    (by_hand / 'saved_model.pb').write_text('by hand')
+    shutil.rmtree(dest / str(v3.number))
+    with pytest.raises(ProductionError, match=rf'version {by_hand.name} \(sha256:[0-9a-f]{{12}}\) at {dest} has no '
+                                              rf'complete version below it to roll back to \(every older version is '
+                                              rf'incomplete: version {v2.number}: its files do not match'):
+        rollback(str(dest))

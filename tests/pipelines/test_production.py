@@ -278,7 +278,10 @@ def test_a_corrupt_newest_version_is_skipped_with_a_message(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f'Score: version {v2.number} at {dest} is incomplete (its files do not match the fingerprint in its push ' \
            'record' in out
-    assert f'); production is version {v1.number} ({v1.fingerprint[:19]})' in out
+    assert f'): Sluice measures against version {v1.number} ({v1.fingerprint[:19]}); note that a server serving the ' \
+           "highest version (TF Serving's default policy) would try to load version " \
+           f'{v2.number}: fix or remove it' in out
+    assert f'Pusher: version {v2.number} at {dest} is incomplete' in out
     assert blessing(third).get('baseline_version') == str(v1.number) and pushed(third).get('pushed') == 1
     code, out, _ = sluice('production', dest, capsys=capsys)
     assert code == 0 and f'Production at {dest}: version {pushed(third).get("pushed_version")}' in out
@@ -434,6 +437,153 @@ def test_sluice_production_needs_no_store_and_no_tensorflow(tmp_path):
     proc = subprocess.run([sys.executable, '-m', 'pipelines.cli', 'production', str(tmp_path / 'nothing')],
                           capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': REPO}, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith('sluice: error: No push destination at')
+
+
+# -- versions made or copied by hand, promoting destination versions, incomplete destinations --------
+def history_rows(out):
+    """The history table of ``sluice production``: {version: (kind, model, replaced, note)}."""
+    table = out.split('History (oldest first):\n')[1].split('\n\n')[0].splitlines()
+    header = table[0]
+    cols = [header.index(c) for c in ('TIME', 'VERSION', 'KIND', 'MODEL', 'FINGERPRINT', 'REPLACED', 'NOTE')]
+    rows = {}
+    for line in table[1:]:
+        cells = [line[a:b].strip() for a, b in zip(cols, cols[1:] + [None])]
+        rows[int(cells[1])] = (cells[2], cells[3], cells[5], cells[6])
+    return rows
+
+
+def baseline_input(store, result):
+    [execution] = [r for r in store.executions(result.run_id) if r.node_id == 'Score']
+    [base] = execution.inputs['baseline_model']
+    return base
+
+
+def test_a_version_copied_by_hand_to_a_new_number_is_shown_as_a_copy_and_rolled_back_from(tmp_path, capsys):
+    root, dest = tmp_path / 'root', tmp_path / 'serving'
+    url = f'sqlite:///{root}/metadata.db'
+    first, store = run(root, dest, 0.8)
+    v1 = current(dest)
+    run(root, dest, 0.9)
+    v2 = current(dest)
+    copy = v2.number + 23
+    shutil.copytree(dest / str(v1.number), dest / str(copy))  # cp -r serving/V1 serving/COPY
+    code, out, _ = sluice('production', dest, capsys=capsys)
+    assert code == 0 and out.startswith(f'Production at {dest}: version {copy}\n'
+                                        f'  kind:        copied (a copy of version {v1.number}, made by hand)\n')
+    model1 = first['FakeModel'].outputs['model']
+    assert f'  model:       artifact #{model1.id} of store {store_identity(store)[:8]}, pipeline gate, run ' \
+           f'{first.run_id} (as recorded for version {v1.number})\n' in out
+    assert f'  replaced:    {v2.describe()}, the complete version below it\n' in out
+    assert 'measured against' not in out and 'blessing:' not in out  # version 1's push, not this version's
+    rows = history_rows(out)
+    assert max(rows) == copy and rows[copy][0] == 'copied' and rows[copy][2] == str(v2.number)
+    assert rows[copy][3] == f'current; copy of version {v1.number}' and rows[v1.number][3] == ''
+
+    code, out, err = sluice('rollback', dest, '--metadata', url, capsys=capsys)  # back to what the copy replaced
+    assert code == 0, err
+    now = current(dest)
+    assert out.startswith(f'Rolled back {dest}: version {now.number} is now in production, a copy of '
+                          f'{v2.describe()} (') and f'it replaces version {copy} (' in out
+    assert now.fingerprint == v2.fingerprint and now.record['previous'] == {'version': copy,
+                                                                           'fingerprint': v1.fingerprint}
+    shutil.rmtree(dest / str(copy))  # logged by the rollback: remembered once deleted
+    code, out, _ = sluice('production', dest, capsys=capsys)
+    rows = history_rows(out)
+    assert rows[copy][0] == 'copied' and rows[copy][3] == f'deleted; copy of version {v1.number}'
+    assert rows[now.number][0] == 'rollback' and rows[now.number][2] == str(copy)
+
+
+def test_the_evaluator_measures_against_a_copy_and_knows_where_its_model_came_from(tmp_path):
+    root, dest = tmp_path / 'root', tmp_path / 'serving'
+    first, store = run(root, dest, 0.8)
+    v1 = current(dest)
+    run(root, dest, 0.9)
+    copy = current(dest).number + 5
+    shutil.copytree(dest / str(v1.number), dest / str(copy))
+    better, _ = run(root, dest, 0.85)  # better than the copy (0.8) now in production
+    assert blessing(better).get('baseline_version') == str(copy) and pushed(better).get('pushed') == 1
+    metrics = read_json(better['Score'].outputs['evaluation'].uri, 'metrics.json')
+    assert metrics['baseline_model'] == {'store_id': store_identity(store),
+                                         'artifact_id': first['FakeModel'].outputs['model'].id, 'pipeline': 'gate',
+                                         'run_id': first.run_id, 'kind': 'copied'}
+    assert current(dest).record['previous'] == {'version': copy, 'fingerprint': v1.fingerprint}
+
+
+def test_promoting_a_destination_version_records_where_its_model_came_from(tmp_path, capsys):
+    dest = tmp_path / 'serving'
+    other, other_store = run(tmp_path / 'two', dest, 0.8, label='two', name='other')
+    pushed_by_other = current(dest)
+    gate_run, store = run(tmp_path / 'one', dest, 0.9, label='one', name='gate')
+    base = baseline_input(store, gate_run)  # the Model artifact standing for the version pushed by 'other'
+    assert base.uri == str(dest / str(pushed_by_other.number))
+    url = f'sqlite:///{tmp_path}/one/metadata.db'
+    code, out, err = sluice('promote', base.id, dest, '--reason', 'back to the other model', '--metadata', url,
+                            capsys=capsys)
+    assert code == 0, err
+    now = current(dest)
+    assert now.fingerprint == pushed_by_other.fingerprint
+    assert now.record['model'] == {
+        'store_id': store_identity(other_store), 'artifact_id': other['FakeModel'].outputs['model'].id,
+        'pipeline': 'other', 'run_id': other.run_id, 'uri': base.uri,
+        'from_version': {'destination': str(dest), 'version': pushed_by_other.number,
+                         'fingerprint': pushed_by_other.fingerprint, 'kind': 'push', 'artifact_id': base.id}}
+    [execution] = store.mlmd.get_executions_by_type('Promote')
+    contexts = {store.mlmd.get_context_types_by_id([c.type_id])[0].name
+                for c in store.mlmd.get_contexts_by_execution(execution.id)}
+    assert contexts == {'push_destination'}  # not the pipeline that only measured against it
+    code, out, _ = sluice('production', dest, capsys=capsys)
+    assert f"  model:       artifact #{other['FakeModel'].outputs['model'].id} of store " \
+           f'{store_identity(other_store)[:8]}, pipeline other, run {other.run_id} (promoted from version ' \
+           f'{pushed_by_other.number} at {dest})\n' in out
+
+
+def test_promoting_a_version_made_by_hand_with_its_savedmodel_at_the_root(tmp_path, capsys):
+    root, dest = tmp_path / 'root', tmp_path / 'serving'
+    url = f'sqlite:///{root}/metadata.db'
+    (dest / '5').mkdir(parents=True)
+    (dest / '5' / 'saved_model.pb').write_text('accuracy=0.85\nby hand')
+    better, store = run(root, dest, 0.9)
+    assert pushed(better).get('pushed') == 1
+    base = baseline_input(store, better)
+    assert base.uri == str(dest / '5')
+    code, out, err = sluice('promote', base.id, dest, '--reason', 'the hand-made model was better', '--metadata', url,
+                            capsys=capsys)
+    assert code == 0, err
+    now = current(dest)
+    assert (dest / str(now.number) / 'saved_model.pb').is_file()  # where the Evaluator and TF Serving read it
+    assert not (dest / str(now.number) / 'Format-Serving').exists()
+    assert now.fingerprint == content_fingerprint(str(dest / '5'))
+    assert now.record['model']['from_version'] == {'destination': str(dest), 'version': 5, 'artifact_id': base.id,
+                                                   'fingerprint': now.fingerprint, 'kind': 'hand-pushed'}
+    assert now.record['model']['artifact_id'] is None and now.record['model']['pipeline'] is None
+    code, out, _ = sluice('production', dest, capsys=capsys)
+    assert f'  model:       unknown: no push record says where it came from (promoted from version 5 at {dest})\n' \
+           in out
+    again, _ = run(root, dest, 0.87)  # measured against the promoted copy (0.85)
+    assert blessing(again).get('baseline_version') == str(now.number) and blessing(again).get('blessed') == 1
+    (dest / '5' / 'saved_model.pb').write_text('accuracy=0.5\nedited since')
+    code, _, err = sluice('promote', base.id, dest, '--reason', 'again', '--metadata', url, capsys=capsys)
+    assert code == 2 and err.startswith(f'sluice: error: promote refused: {base!r} stands for version 5 at {dest} as '
+                                        f'it was ({now.fingerprint[:19]}), but its files have changed since')
+
+
+def test_a_destination_whose_versions_are_all_incomplete(tmp_path, capsys):
+    root, dest = tmp_path / 'root', tmp_path / 'serving'
+    url = f'sqlite:///{root}/metadata.db'
+    run(root, dest, 0.8)
+    v1 = current(dest)
+    (dest / str(v1.number) / 'Format-Serving' / 'saved_model.pb').write_text('accuracy=0.1\ntruncated')
+    code, out, _ = sluice('production', dest, capsys=capsys)
+    assert code == 0 and out.startswith(
+        f'Production at {dest}: nothing (no complete version: version {v1.number} is incomplete)\n'
+        f'  skipped:     version {v1.number} at {dest} is incomplete (its files do not match the fingerprint in its '
+        'push record')
+    assert "Sluice sees nothing in production (no complete version); note that a server serving the highest version " \
+           f"(TF Serving's default policy) would try to load version {v1.number}: fix or remove it" in out
+    assert history_rows(out)[v1.number][3] == 'incomplete'
+    code, _, err = sluice('rollback', dest, '--metadata', url, capsys=capsys)
+    assert code == 2 and err.startswith(f'sluice: error: rollback refused: Nothing is in production at {dest} (version '
+                                        f'{v1.number} is incomplete); nothing to roll back. Fix or remove')
 
 
 # -- the real Evaluator (TFMA) on a SavedModel pushed by hand -------------------------------------------
