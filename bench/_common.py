@@ -1,7 +1,8 @@
 """Shared helpers for the bench scripts: repeated measurements and how their spread is printed.
 
 Every figure a bench prints is the median of its repeats, followed by the range (min-max) over the
-repeats and their number, e.g. ``2.93 s [2.85-3.10, n=3]``. A ratio between two sides is computed per
+repeats and their number, e.g. ``2.93 s [2.85-3.10, n=3]`` (``[-0.40 to -0.28, n=3]`` when a bound is
+negative). A ratio between two sides is computed per
 repeat from the two sides measured in that repeat (a pair), then summarised the same way.
 """
 from __future__ import annotations
@@ -27,7 +28,9 @@ def spread(values: Sequence[float], fmt: str = '.2f', unit: str = '') -> str:
     mid = statistics.median(values)
     if len(values) == 1:
         return f'{mid:{fmt}}{unit} [n=1]'
-    return f'{mid:{fmt}}{unit} [{min(values):{fmt}}-{max(values):{fmt}}, n={len(values)}]'
+    low, high = min(values), max(values)
+    sep = ' to ' if low < 0 or high < 0 else '-'  # [-0.40 to -0.28], not [-0.40--0.28]
+    return f'{mid:{fmt}}{unit} [{low:{fmt}}{sep}{high:{fmt}}, n={len(values)}]'
 
 
 def ratios(numerators: Sequence[float], denominators: Sequence[float]) -> list[float]:

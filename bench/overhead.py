@@ -88,19 +88,19 @@ def main() -> None:
     print(f'  plain script (executors called directly): {spread(plain_t, ".1f", " s")}')
     print(f'  through Sluice (LocalDagRunner, SQLite):  {spread(sluice_t, ".1f", " s")}')
     print(f'  ratio Sluice / plain (per repeat):        {spread(ratios(sluice_t, plain_t), ".3f")}')
-    print(f'  {"component":<17}{"plain s":>24}{"sluice s":>24}{"added s (per repeat)":>29}')
+    print(f'  {"component":<17}{"plain s":>28}{"sluice s":>28}{"added s (per repeat)":>34}')
     for node in sluice[0][1]:
         a = [p[1][node] for p in plain]
         b = [s[1][node] for s in sluice]
         added = [y - x for x, y in zip(a, b)]
-        print(f'  {node:<17}{spread(a, ".2f"):>24}{spread(b, ".2f"):>24}{spread(added, "+.3f"):>29}')
+        print(f'  {node:<17}{spread(a, ".2f"):>28}{spread(b, ".2f"):>28}{spread(added, "+.3f"):>34}')
     nodes_plain = [sum(p[1].values()) for p in plain]
     nodes_sluice = [sum(s[1].values()) for s in sluice]
-    print(f'  {"sum of nodes":<17}{spread(nodes_plain, ".2f"):>24}{spread(nodes_sluice, ".2f"):>24}'
-          f'{spread([y - x for x, y in zip(nodes_plain, nodes_sluice)], "+.3f"):>29}')
+    print(f'  {"sum of nodes":<17}{spread(nodes_plain, ".2f"):>28}{spread(nodes_sluice, ".2f"):>28}'
+          f'{spread([y - x for x, y in zip(nodes_plain, nodes_sluice)], "+.3f"):>34}')
     outside = [t - n for t, n in zip(plain_t, nodes_plain)], [t - n for t, n in zip(sluice_t, nodes_sluice)]
-    print(f'  {"outside nodes":<17}{spread(outside[0], ".2f"):>24}{spread(outside[1], ".2f"):>24}'
-          f'{spread([y - x for x, y in zip(*outside)], "+.3f"):>29}')
+    print(f'  {"outside nodes":<17}{spread(outside[0], ".2f"):>28}{spread(outside[1], ".2f"):>28}'
+          f'{spread([y - x for x, y in zip(*outside)], "+.3f"):>34}')
 
 
 if __name__ == '__main__':

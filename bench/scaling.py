@@ -86,11 +86,12 @@ def main() -> None:
     base = args.sizes[0]
     print(f'CsvExampleGen + StatisticsGen + ImportSchemaGen + Transform, one fresh process per size and repeat, '
           f'DirectRunner one worker, {args.repeat} repeats; {machine()}')
-    print(f'{"size":>6}{"rows":>12}{"seconds":>24}{"rows/s":>26}{"peak RSS MB":>26}')
+    print(f'{"size":>6}{"rows":>12}{"CSV MB":>8}  {"seconds":>26}  {"rows/s":>26}  {"peak RSS MB":>26}')
     for times in args.sizes:
         rows = data[times][1]
-        print(f'{times:>5}x{rows:>12,}{spread(seconds[times], ".1f"):>24}'
-              f'{spread([rows / s for s in seconds[times]], ",.0f"):>26}{spread(peak[times], ",.0f"):>26}')
+        size = os.path.getsize(os.path.join(data[times][0], 'taxi.csv')) / 1e6
+        print(f'{times:>5}x{rows:>12,}{size:>8,.0f}  {spread(seconds[times], ".1f"):>26}  '
+              f'{spread([rows / s for s in seconds[times]], ",.0f"):>26}  {spread(peak[times], ",.0f"):>26}')
     print('  per node, seconds:')
     for times in args.sizes:
         print(f'{times:>5}x  ' + '  '.join(f'{node}={spread([n[node] for n in nodes[times]], ".1f")}'
