@@ -24,6 +24,7 @@ from typing import Any, Callable, ClassVar, Iterator
 
 from components.driver import Driver
 from components.executor import Executor
+from components.fingerprint import note_loaded
 from metadata.artifact import Artifact
 
 _REQUIRED = object()
@@ -143,7 +144,8 @@ class Component:
         cls.INPUTS, cls.OUTPUTS, cls.PARAMETERS = inputs, outputs, params
         if cls.executor is not None:
             _check_executor(cls)
-        cls._loaded_ns = time.time_ns()  # see fingerprint.changed_since_loaded
+        cls._loaded_ns = time.time_ns()  # see fingerprint.stale_code
+        note_loaded(cls)
 
     def __init__(self, **kwargs: Any) -> None:
         cls = type(self)

@@ -78,13 +78,9 @@ class Driver:
         the ``fp.KEY_FIELDS`` entries, plus ``producers`` (input key -> producer node id) for
         explanations (not hashed)."""
         comp = self.component
-        stale = fp.changed_since_loaded(type(comp))
+        stale = fp.stale_code_message(comp.id, type(comp))
         if stale:
-            raise StaleCodeError(
-                f'{comp.id}: {", ".join(stale)} changed after {comp.component_type} was loaded into this '
-                'process, so the code that would run is older than the file, and its results would be cached '
-                'under the new code. Re-import it (importlib.reload(module), or restart the notebook kernel) '
-                'and run again.')
+            raise StaleCodeError(stale)
         code = {k: fp.code_parts(path) for k, path in comp.user_code_files()}
         params = {k: v for k, v in comp.parameters.items() if k not in code}
         return {

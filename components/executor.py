@@ -17,6 +17,8 @@ import time
 import warnings
 from typing import Any, Sequence
 
+from components.fingerprint import note_loaded
+
 
 def quiet_google_warnings() -> None:
     """Silence the Python-version and grpc FutureWarnings Google client libraries print on import
@@ -35,7 +37,8 @@ class Executor:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._loaded_ns = time.time_ns()  # see components.fingerprint.changed_since_loaded
+        cls._loaded_ns = time.time_ns()  # see components.fingerprint.stale_code
+        note_loaded(cls)
 
     def __init__(self, beam_pipeline_args: Sequence[str] = (), tmp_dir: str | None = None,
                  node_id: str = '') -> None:

@@ -3,9 +3,10 @@
     >>> module = load_module_file('penguin_module.py', required=['run_fn'])
     >>> module.run_fn(fn_args)
 
-Each load executes the file afresh, and drops from ``sys.modules`` the project-local modules it
-imports, so an edited helper file is never served from a stale import (the cache key already
-covers those files).
+Each load executes the file afresh, and first drops from ``sys.modules`` the project modules it
+imports (the files its cache key covers) that are in its directory, those elsewhere whose code in
+memory may be older than their file, and the modules importing those, so an edited helper file is
+never served from a stale import.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import sys
 import types
 from typing import Sequence
 
-from components.fingerprint import local_imports, sha256
+from components.fingerprint import (import_graph, import_roots, is_library_file, is_sluice_file, outdated_modules,
+                                    sha256, stamp_imports)
 
 
 class ModuleFileError(RuntimeError):
@@ -37,22 +39,54 @@ def pickle_by_value(module: types.ModuleType, local_files: set[str]) -> None:
 
 
 def forget_local_modules(path: str) -> set[str]:
-    """Drop from sys.modules the project-local modules a user file imports (the files its cache key
-    covers), and same-named modules from elsewhere, so that loading the file runs the code now beside
-    it, never a stale import. Sluice's own packages stay. Returns those local files."""
-    directory = os.path.dirname(path)
-    local = set(local_imports(path))
-    names = set()
-    for file in local:
-        rel = os.path.splitext(os.path.relpath(file, directory))[0].split(os.sep)
-        if '..' not in rel:
-            names.add('.'.join(rel[:-1] if rel[-1] == '__init__' else rel))
+    """Prepare loading a user file so that it runs the code now on disk, never a stale import: drop
+    from sys.modules the project modules it imports (the files its cache key covers) that are in its
+    directory (or below), those elsewhere (found on sys.path) whose code in memory may be older than
+    their file (``fingerprint.outdated_modules``), the project modules importing any of those,
+    directly or not, and same-named modules of other files. Other modules stay, so that objects made
+    from their classes stay valid; so do Sluice's packages, the standard library and installed
+    packages. Returns the project files the user file imports."""
+    path = os.path.abspath(path)
+    stamp_imports()  # from now on, each module imported records which version of its file it holds
+    graph = import_graph(path)
+    importers: dict[str, set[str]] = {}
+    for file, targets in graph.items():
+        for target in targets:
+            importers.setdefault(target, set()).add(file)
+    beside = os.path.join(os.path.dirname(path), '')
+    drop = {file for file in graph if file.startswith(beside)} | set(outdated_modules(graph))
+    queue = list(drop)
+    while queue:
+        for importer in importers.get(queue.pop(), ()):
+            if importer not in drop:
+                drop.add(importer)
+                queue.append(importer)
+    names = {}
+    for root in import_roots(path):
+        for file in graph:
+            rel = os.path.relpath(file, root)
+            if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+                continue
+            parts = os.path.splitext(rel)[0].split(os.sep)
+            if parts[-1] == '__init__':
+                parts = parts[:-1]
+            if parts and all(part.isidentifier() for part in parts):
+                names.setdefault('.'.join(parts), set()).add(file)
     for name, module in list(sys.modules.items()):
-        if name.split('.')[0] in ('components', 'metadata', 'pipelines'):
+        if name.partition('.')[0] in ('components', 'metadata', 'pipelines'):
             continue
-        if name in names or getattr(module, '__file__', None) in local:
+        file = module.__dict__.get('__file__') if isinstance(module, types.ModuleType) else None
+        if not isinstance(file, str) or not (file in drop or name in names):
+            continue
+        if is_sluice_file(file) or is_library_file(file):
+            continue
+        if file in drop or file not in names[name]:
             del sys.modules[name]
-    return local
+            parent, _, child = name.rpartition('.')
+            package = sys.modules.get(parent)
+            if isinstance(package, types.ModuleType) and package.__dict__.get(child) is module:
+                delattr(package, child)  # else `from parent import child` would find the old one
+    return set(graph)
 
 
 def load_module_file(path: str, required: Sequence[str] = ()) -> types.ModuleType:

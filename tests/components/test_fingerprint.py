@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -308,3 +309,97 @@ def test_editing_sluice_component_source_changes_its_fingerprint(tmp_path):
     assert out['validator_code'] != out['validator']
     assert out['trainer_onnx'] != out['trainer']
     assert out['heavy'] == []  # versions are read from metadata, nothing imported
+
+
+# -- where project code is found -------------------------------------------------------------------
+def write(root, files):
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_absolute_imports_resolve_as_python_finds_project_code(tmp_path, monkeypatch):
+    """Against the file's directory, then the directory holding the top of its package, then the
+    sys.path entries outside the Python installation, in order; the first match wins."""
+    write(tmp_path, {
+        'a/shared.py': '', 'b/shared.py': '', 'b/only_b.py': '',
+        'a/ns/x.py': '', 'b/ns/y.py': '',                              # a namespace package in two entries
+        'a/regular/__init__.py': '', 'b/regular/extra.py': '',          # a regular package hides b's
+        'proj/beside.py': '', 'a/beside.py': '',
+        'proj/mycomps/__init__.py': '', 'proj/mycomps/tool.py': 'import beside\nimport mycomps.more\n',
+        'proj/mycomps/more.py': '',
+        'proj/main.py': 'import shared, only_b, ns.x, ns.y, regular.extra, beside, pytest, json\n'
+                        'from mycomps import tool\n',
+    })
+    monkeypatch.syspath_prepend(str(tmp_path / 'b'))
+    monkeypatch.syspath_prepend(str(tmp_path / 'a'))
+    files = {os.path.relpath(p, tmp_path) for p in fp.local_imports(str(tmp_path / 'proj' / 'main.py'))}
+    assert files == {'proj/main.py', 'a/shared.py', 'b/only_b.py', 'a/ns/x.py', 'b/ns/y.py', 'a/regular/__init__.py',
+                     'proj/beside.py', 'proj/mycomps/__init__.py', 'proj/mycomps/tool.py', 'proj/mycomps/more.py'}
+    # A file of a package: its own directory, then the directory holding the package, then sys.path.
+    roots = fp.import_roots(str(tmp_path / 'proj' / 'mycomps' / 'tool.py'))
+    assert roots[:4] == [str(tmp_path / 'proj' / 'mycomps'), str(tmp_path / 'proj'), str(tmp_path / 'a'),
+                         str(tmp_path / 'b')]
+    assert not any(r.startswith((sys.prefix, sys.base_prefix)) for r in roots)  # no stdlib, no site-packages
+    # Names: relative to the directory holding the package, else to the innermost root holding the file.
+    assert fp.display_name(str(tmp_path / 'a' / 'ns' / 'x.py'), str(tmp_path / 'proj'),
+                           [str(tmp_path), str(tmp_path / 'a')]) == os.path.join('ns', 'x.py')
+
+
+def test_resolution_follows_files_added_to_a_directory_it_remembered(tmp_path, monkeypatch):
+    write(tmp_path, {'lib/shared.py': '', 'proj/main.py': 'import shared\n'})
+    monkeypatch.syspath_prepend(str(tmp_path / 'lib'))
+    long_ago = (10**18, 10**18)
+    for d in (tmp_path / 'lib', tmp_path / 'proj'):
+        os.utime(d, ns=long_ago)  # old enough for its listing to be memoised
+    main = str(tmp_path / 'proj' / 'main.py')
+    assert fp.local_imports(main) == [str(tmp_path / 'lib' / 'shared.py'), main]
+    assert str(tmp_path / 'proj') in fp._listings
+    (tmp_path / 'proj' / 'shared.py').write_text('')  # now shadows lib's, as for Python
+    assert fp.local_imports(main) == [main, str(tmp_path / 'proj' / 'shared.py')]
+
+
+def test_sluice_own_packages_are_never_part_of_user_code(tmp_path, monkeypatch):
+    """With Sluice's root on sys.path (an editable install, the repository as working directory), a
+    user file importing Sluice must not pull Sluice's source into its key."""
+    monkeypatch.syspath_prepend(REPO)
+    write(tmp_path, {'helpers.py': 'from components.trainer import FnArgs\n',
+                     'module.py': 'from components import FnArgs\nimport pipelines\nfrom metadata import artifact\n'
+                                  'import helpers\n'})
+    module = str(tmp_path / 'module.py')
+    assert fp.local_imports(module) == [str(tmp_path / 'helpers.py'), module]
+    assert sorted(fp.code_parts(module)['files']) == ['helpers.py', 'module.py']
+
+
+def test_a_class_without_a_file_is_keyed_by_what_it_uses_of_its_module():
+    """Functions, classes and constants of its module that its methods use by name, transitively;
+    without the source (exec of a string), their compiled code, wherever their lines are."""
+    import types
+
+    cells = types.ModuleType('cells')
+
+    def cell(source):
+        exec(compile(source, '<cell>', 'exec'), cells.__dict__)
+
+    cell('RATE = 2\n\ndef helper(x):\n    return inner(x) * RATE\n\ndef inner(x):\n    return x + 1\n')
+    cell('class Made:\n    def run(self, x):\n        return helper(x)\n\ndef unrelated():\n    return 0\n')
+    base = fp.implementation_fingerprint(cells.Made, cells.Made)
+    cell('\n\n\ndef unrelated():\n    return 1\n')
+    cell('\n\n\n\ndef helper(x):  # moved down, same code\n    return inner(x) * RATE\n')
+    assert fp.implementation_fingerprint(cells.Made, cells.Made) == base
+    edits = ('def inner(x):\n    return x + 2\n', 'RATE = 3\n', 'def helper(x, k=1):\n    return inner(x) * RATE\n')
+    for edit in edits:
+        before = fp.implementation_fingerprint(cells.Made, cells.Made)
+        cell(edit)
+        assert fp.implementation_fingerprint(cells.Made, cells.Made) != before, edit
+    before = fp.implementation_fingerprint(cells.Made, cells.Made)
+    cell('def helper(x, k=2):\n    return inner(x) * RATE\n')  # a default is code that runs
+    assert fp.implementation_fingerprint(cells.Made, cells.Made) != before
+    # Constants of containers of literals too, whatever the order of a dict or set.
+    cell('TABLE = {"b": [1, 2], "a": {3}}\n\ndef inner(x):\n    return x + TABLE["a"].pop()\n')
+    before = fp.implementation_fingerprint(cells.Made, cells.Made)
+    cell('TABLE = {"a": {3}, "b": [1, 2]}\n')
+    assert fp.implementation_fingerprint(cells.Made, cells.Made) == before
+    cell('TABLE = {"a": {3}, "b": [1, 2, 3]}\n')
+    assert fp.implementation_fingerprint(cells.Made, cells.Made) != before
