@@ -190,11 +190,17 @@ def evaluation_view(artifact: Artifact) -> View:
         for metric, value in sorted(models.get('candidate', {}).items()):
             base = models.get('baseline', {}).get(metric)
             rows.append([slice_name, metric, value, base, None if base is None or value is None else value - base])
-    base = summary.get('baseline_model_id')
-    note = f'candidate model #{summary["candidate_model_id"]} vs ' + (f'baseline model #{base}' if base else
-                                                                      'no baseline (nothing in production)')
+    note = f'candidate model #{summary["candidate_model_id"]} vs ' + _baseline_words(
+        summary.get('baseline_version'), summary.get('push_destination'), 'no baseline (nothing in production)')
     t_html, t_text = table(['slice', 'metric', 'candidate', 'baseline', 'difference'], rows, numeric=(2, 3, 4))
     return View(head_html + f'<p>{_e(note)}</p>' + t_html, f'{head_text}\n{note}\n{t_text}')
+
+
+def _baseline_words(version: str | None, destination: str | None, none: str) -> str:
+    """What a model was measured against: the production version at its destination."""
+    if not version:
+        return none
+    return f'production version {version}' + (f' at {destination}' if destination else '')
 
 
 def blessing_view(artifact: Artifact) -> View:
@@ -206,8 +212,7 @@ def blessing_view(artifact: Artifact) -> View:
             reasons = json.load(f)
     blessed = bool(artifact.get('blessed'))
     verdict = 'BLESSED' if blessed else 'NOT_BLESSED'
-    base = artifact.get('baseline_model_id')
-    against = f'baseline model #{base}' if base else 'no baseline'
+    against = _baseline_words(artifact.get('baseline_version'), artifact.get('push_destination'), 'no baseline')
     rows = [['pass' if c['passed'] else 'FAIL', c['metric'], c['slice'], c['candidate'], c['baseline'], c['reason']]
             for c in reasons.get('checks', [])]
     t_html, t_text = table(['', 'metric', 'slice', 'candidate', 'baseline', 'why'], rows, numeric=(3, 4))

@@ -52,3 +52,27 @@ def test_views_have_html_and_text(tmp_path, text_dir):
     assert '<svg' in run._repr_html_() and 'Source' in str(run) and 'COMPLETE' in str(run)
     html = report_html(context.store, context.run_id)
     assert html.startswith('<!DOCTYPE html>') and '<script' not in html and '<svg' in html
+
+
+def test_blessing_and_evaluation_views_name_the_production_version_measured_against(tmp_path):
+    import json
+    import os
+
+    from metadata import ModelBlessing, ModelEvaluation
+    from pipelines.visuals import render
+
+    blessing = ModelBlessing(uri=str(tmp_path / 'b'), blessed=1, current_model_id=7, baseline_model_id=3)
+    blessing.set('baseline_version', '1795443337')
+    blessing.set('push_destination', '/srv/serving')
+    os.makedirs(blessing.uri)
+    (tmp_path / 'b' / 'reasons.json').write_text(json.dumps({'checks': []}))
+    assert 'BLESSED model #7 against production version 1795443337 at /srv/serving' in str(render(blessing))
+    first = ModelBlessing(uri=blessing.uri, blessed=1, current_model_id=7, baseline_model_id=0)
+    assert 'BLESSED model #7 against no baseline' in str(render(first))
+
+    evaluation = ModelEvaluation(uri=str(tmp_path / 'e'))
+    os.makedirs(evaluation.uri)
+    (tmp_path / 'e' / 'metrics.json').write_text(json.dumps({
+        'candidate_model_id': 7, 'baseline_model_id': 3, 'baseline_version': '1795443337',
+        'push_destination': '/srv/serving', 'slices': {'Overall': {'candidate': {'acc': 0.9}, 'baseline': {'acc': 0.8}}}}))
+    assert 'candidate model #7 vs production version 1795443337 at /srv/serving' in str(render(evaluation))
