@@ -110,19 +110,24 @@ class Driver:
         return None
 
     # -- registration -------------------------------------------------------------------------
-    def register(self, inputs: dict[str, Artifact | None], key: str) -> tuple[int, dict[str, Artifact]]:
-        """Record a RUNNING execution with INPUT events and the parts of its cache key
-        (``cache_key_parts``, JSON); return its id and its output artifacts."""
-        comp = self.component
+    def key_properties(self, inputs: dict[str, Artifact | None], key: str) -> dict[str, Any]:
+        """What every execution of this launch records, RUNNING or CACHED: its cache key and the key's
+        parts (``cache_key_parts``, JSON, for ``sluice show``), the component version, and the lease."""
         known = getattr(self, '_key_parts', None)
         parts = known[1] if known is not None and known[0] == key else self.cache_key_parts(inputs)
-        recorded = {'cache_key_parts': fp.canonical_json(parts)} if fp.key_of(parts) == key else {}
+        return {'cache_key': key, 'component_version': self.component.version,
+                **({'cache_key_parts': fp.canonical_json(parts)} if fp.key_of(parts) == key else {}),
+                **({'lease': self.pipeline.lease} if self.pipeline.lease else {})}
+
+    def register(self, inputs: dict[str, Artifact | None], key: str) -> tuple[int, dict[str, Artifact]]:
+        """Record a RUNNING execution with INPUT events and ``key_properties``; return its id and its
+        output artifacts."""
+        comp = self.component
         execution_id = self.store.register_execution(
             comp.component_type, self.pipeline.name, self.pipeline.run_id, comp.id,
             {k: [a] for k, a in inputs.items() if a is not None},
-            {'cache_key': key, 'component_version': comp.version,
-             'parameters': fp.canonical_json(comp.parameters), **recorded, **self.execution_properties(),
-             **({'lease': self.pipeline.lease} if self.pipeline.lease else {})})
+            {**self.key_properties(inputs, key), 'parameters': fp.canonical_json(comp.parameters),
+             **self.execution_properties()})
         return execution_id, self.output_artifacts(execution_id, key)
 
     def output_artifacts(self, execution_id: int, key: str) -> dict[str, Artifact]:

@@ -78,14 +78,27 @@ def content_fingerprint(root: str, parts: tuple[str, ...] | None = None) -> str:
                 rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, '/')
                 if rel != PUSH_RECORD and not (dirpath == root and name.startswith('.')):
                     files.append(rel)
+    # The Evaluator's and the Pusher's drivers both read the version in production in one run: hash its
+    # bytes once per process, again whenever a file's stat changes (files changed within the clocks'
+    # resolution are not memoised, as in components.fingerprint).
+    stats = tuple((rel, os.stat(os.path.join(root, rel))) for rel in sorted(files))
+    memo_key = (os.path.abspath(root), tuple((rel, st.st_size, st.st_mtime_ns, st.st_ino) for rel, st in stats))
+    if memo_key in _digests:
+        return _digests[memo_key]
     digest = hashlib.sha256()
-    for rel in sorted(files):
-        path = os.path.join(root, rel)
-        digest.update(f'{rel}\0{os.path.getsize(path)}\0'.encode())
-        with open(path, 'rb') as f:
+    for rel, st in stats:
+        digest.update(f'{rel}\0{st.st_size}\0'.encode())
+        with open(os.path.join(root, rel), 'rb') as f:
             for block in iter(lambda: f.read(1 << 20), b''):
                 digest.update(block)
-    return 'sha256:' + digest.hexdigest()
+    result = 'sha256:' + digest.hexdigest()
+    if all(time.time_ns() - st.st_mtime_ns > _RACY_NS for _, st in stats):
+        _digests[memo_key] = result
+    return result
+
+
+_digests: dict[tuple, str] = {}
+_RACY_NS = 2_000_000_000
 
 
 def model_fingerprint(model_uri: str) -> str:

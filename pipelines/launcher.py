@@ -119,8 +119,7 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
             result.execution_id = store.record_cached_execution(
                 component.component_type, pipeline.name, pipeline.run_id, component.id,
                 {k: [a] for k, a in inputs.items() if a is not None}, {k: [a] for k, a in cached.items()},
-                {'cache_key': key, 'component_version': component.version, **_key_parts(driver, key),
-                 **({'lease': fenced} if fenced else {})})
+                driver.key_properties(inputs, key))
             if lease is not None:
                 try:
                     lease.check()
@@ -175,15 +174,6 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
         shutil.rmtree(tmp_dir, ignore_errors=True)
     result.state, result.outputs, result.duration = 'COMPLETE', outputs, time.time() - start
     return result
-
-
-def _key_parts(driver: Any, key: str) -> dict[str, str]:
-    """The parts of the key just computed, for ``sluice show`` to explain the node."""
-    known = getattr(driver, '_key_parts', None)
-    if known is None or known[0] != key:
-        return {}
-    from components.fingerprint import canonical_json
-    return {'cache_key_parts': canonical_json(known[1])}
 
 
 def _end_quietly(publisher: Publisher, execution_id: int, outputs: dict[str, Artifact], error_type: str,

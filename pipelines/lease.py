@@ -37,6 +37,22 @@ class LeaseHeld(MetadataStoreError):
     """Another live process drives this run; the message names it and says how to wait or take over."""
 
 
+def process_gone(pid: object, host: object, pid_start: str) -> str | None:
+    """'its process (pid P on H) is gone' when that process is on this host and no longer runs (or
+    its pid now belongs to a later process), else None (alive, or on another host: unknown here)."""
+    if host != socket.gethostname() or not isinstance(pid, int):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f'its process (pid {pid} on {host}) is gone'
+    except PermissionError:
+        pass
+    if pid_start and process_start(pid) != pid_start:
+        return f'its process (pid {pid} on {host}) is gone'
+    return None
+
+
 def holder_gone(record: LeaseRecord, now: float | None = None) -> str | None:
     """Why the holder of a lease no longer drives its run (released, process gone, silent), or None
     if it is alive."""
@@ -44,17 +60,9 @@ def holder_gone(record: LeaseRecord, now: float | None = None) -> str | None:
     if record.released:
         return f"released by {record.owner.get('command', 'its holder')} (pid {record.owner.get('pid')})"
     pid, host = record.owner.get('pid'), record.owner.get('host')
-    if host == socket.gethostname() and isinstance(pid, int):
-        started = record.owner.get('pid_start') or ''
-        try:
-            os.kill(pid, 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:
-            alive = True
-        if not alive or (started and process_start(pid) != started):
-            return f'its process (pid {pid} on {host}) is gone'
+    gone = process_gone(pid, host, record.owner.get('pid_start') or '')
+    if gone:
+        return gone
     silent = now - record.heartbeat
     if silent > lease_seconds():
         return f'no heartbeat from pid {pid} on {host} for {silent:.0f}s (limit {lease_seconds():.0f}s)'

@@ -14,18 +14,16 @@ import base64
 import json
 import os
 import shutil
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from components import fingerprint as fp
 from components.driver import PipelineInfo
-from metadata.store import (DONE_STATES, ExecutionRecord, FencingError, MetadataStore, MetadataStoreError,
-                            process_start)
+from metadata.store import DONE_STATES, ExecutionRecord, FencingError, MetadataStore, MetadataStoreError
 from pipelines.explain import Explainer, recorded_parts
 from pipelines.launcher import execution_tmp_dir
-from pipelines.lease import holder_gone, lease_seconds
+from pipelines.lease import holder_gone, lease_seconds, process_gone
 from pipelines.pipeline import Pipeline, PipelineError, load_pipeline
 
 
@@ -129,17 +127,9 @@ def _legacy_abandoned_reason(record: ExecutionRecord, now: float | None = None) 
     now = time.time() if now is None else now
     props = record.properties
     pid, host = props.get('pid'), props.get('host')
-    if host == socket.gethostname() and isinstance(pid, int):
-        started = props.get('pid_start') or ''
-        alive = True
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:
-            pass
-        if not alive or (started and process_start(pid) != started):
-            return f'its process (pid {pid} on {host}) is gone'
+    gone = process_gone(pid, host, props.get('pid_start') or '')
+    if gone:
+        return gone
     beat = props.get('heartbeat')
     if isinstance(beat, (int, float)) and now - beat > lease_seconds():
         return f'no heartbeat for {now - beat:.0f}s (process {pid} on {host})'
