@@ -663,8 +663,9 @@ def implementation_fingerprint(component_cls: type, executor_cls: type | None = 
 # edited during the import that defines the component (between the module's import and the class
 # definition), or if the module's last reload failed part-way (its spec is new, its code partly old).
 _CLOCK_SLACK_NS = 2_000_000_000  # clocks and mtimes may be this coarse
+_MTIME_TICK_NS = 10_000_000  # Linux file times come from a clock that ticks every 1 to 10 ms
 _IMPORTED_NS = time.time_ns()
-_process_start: list[int | None] = []
+_process_start: list[int] = []
 
 
 class _StampingFinder:
@@ -705,24 +706,25 @@ def stamp_imports() -> None:
 
 
 def _process_start_ns() -> int:
-    """A time before anything was imported into this process."""
+    """A time before anything was imported into this process (minus the uncertainty of how it was
+    measured: a clock tick on Linux, where /proc gives the start in ticks since boot, read against
+    CLOCK_BOOTTIME; else the coarse-clock slack)."""
     if not _process_start:
-        start = None
+        start, slack = None, _CLOCK_SLACK_NS
         try:
             with open('/proc/self/stat', 'rb') as f:
                 started_ticks = int(f.read().rsplit(b')', 1)[1].split()[19])
-            with open('/proc/stat', 'rb') as f:
-                boot = next(int(line.split()[1]) for line in f if line.startswith(b'btime'))
-            start = boot * 10**9 + started_ticks * 10**9 // os.sysconf('SC_CLK_TCK')
-        except (OSError, ValueError, IndexError, StopIteration, AttributeError):
+            hz = os.sysconf('SC_CLK_TCK')
+            since_boot = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - started_ticks * 10**9 // hz
+            start, slack = time.time_ns() - since_boot, 2 * 10**9 // hz + _MTIME_TICK_NS
+        except (OSError, ValueError, IndexError, AttributeError):
             try:
                 import psutil
                 start = int(psutil.Process().create_time() * 10**9)
             except Exception:  # noqa: BLE001 - no way to tell: since Sluice was imported
                 start = None
-        _process_start.append(start)
-    start = _process_start[0]
-    return (start if start is not None else _IMPORTED_NS) - _CLOCK_SLACK_NS
+        _process_start.append((start if start is not None else _IMPORTED_NS) - slack)
+    return _process_start[0]
 
 
 def _executing_namespaces() -> set[int]:

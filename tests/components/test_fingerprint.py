@@ -403,3 +403,16 @@ def test_a_class_without_a_file_is_keyed_by_what_it_uses_of_its_module():
     assert fp.implementation_fingerprint(cells.Made, cells.Made) == before
     cell('TABLE = {"a": {3}, "b": [1, 2, 3]}\n')
     assert fp.implementation_fingerprint(cells.Made, cells.Made) != before
+
+
+def test_the_process_start_is_known_to_a_clock_tick_so_a_file_saved_just_before_a_run_is_not_refused():
+    """Files changed after the process started may be newer than the modules in memory; the start must be
+    precise, else a file saved a second before `sluice run` is taken for one edited during the run."""
+    import subprocess
+    import sys
+    code = ('import time; t = time.time_ns(); import components.fingerprint as fp; '
+            'print(t - fp._process_start_ns())')
+    out = subprocess.run([sys.executable, '-c', code], env={**os.environ, 'PYTHONPATH': REPO}, capture_output=True,
+                         text=True, timeout=60, check=True)
+    before_first_line = int(out.stdout)
+    assert 0 < before_first_line < 500_000_000, before_first_line  # interpreter start-up plus a clock tick or two
