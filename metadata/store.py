@@ -226,7 +226,7 @@ class MetadataStore:
         config, self.url = _connection_config(url, create)
         self._lock = threading.RLock()
         try:
-            self._store = self._retry(lambda: mlmd.MetadataStore(config))
+            self._store = self.retry(lambda: mlmd.MetadataStore(config))
         except mlmd_errors.FailedPreconditionError as e:
             raise MetadataStoreError(
                 f'The metadata store at {self.url} has a schema version this ML-Metadata '
@@ -269,15 +269,6 @@ class MetadataStore:
     def retry(self, call: Callable[[], T]) -> T:
         """Call ML-Metadata (``call`` uses ``self.mlmd``), retrying with backoff while another process
         holds the database."""
-        return self._retry(call)
-
-    def context(self, type_name: str, name: str, properties: dict[str, Any] | None = None,
-                create: bool = True) -> pb.Context | None:
-        """The context of this type and name; created (with ``properties``) if missing and ``create``.
-        Safe when several processes create it at once."""
-        return self._context(type_name, name, properties, create)
-
-    def _retry(self, call: Callable[[], T]) -> T:
         delay = 0.05
         for attempt in range(self.RETRIES + 1):
             try:
@@ -298,7 +289,7 @@ class MetadataStore:
             t = pb.ArtifactType(name=name)
             for prop, kind in cls.all_properties().items():
                 t.properties[prop] = {int: pb.INT, float: pb.DOUBLE, str: pb.STRING}[kind]
-            type_id = self._retry(lambda: self._store.put_artifact_type(t, can_add_fields=True))
+            type_id = self.retry(lambda: self._store.put_artifact_type(t, can_add_fields=True))
             self._type_ids[name], self._type_names[type_id] = type_id, name
         return self._type_ids[name]
 
@@ -306,54 +297,56 @@ class MetadataStore:
         key = f'execution:{component_type}'
         if key not in self._type_ids:
             t = pb.ExecutionType(name=component_type)
-            self._type_ids[key] = self._retry(lambda: self._store.put_execution_type(t, can_add_fields=True))
+            self._type_ids[key] = self.retry(lambda: self._store.put_execution_type(t, can_add_fields=True))
         return self._type_ids[key]
 
     def _context_type_id(self, name: str) -> int:
         key = f'context:{name}'
         if key not in self._type_ids:
             t = pb.ContextType(name=name)
-            self._type_ids[key] = self._retry(lambda: self._store.put_context_type(t, can_add_fields=True))
+            self._type_ids[key] = self.retry(lambda: self._store.put_context_type(t, can_add_fields=True))
         return self._type_ids[key]
 
     def _artifact_type_name(self, type_id: int) -> str:
         if type_id not in self._type_names:
-            [t] = self._retry(lambda: self._store.get_artifact_types_by_id([type_id]))
+            [t] = self.retry(lambda: self._store.get_artifact_types_by_id([type_id]))
             self._type_names[type_id] = t.name
         return self._type_names[type_id]
 
     # -- contexts -----------------------------------------------------------------------------
-    def _context(self, type_name: str, name: str, properties: dict[str, Any] | None = None,
-                 create: bool = True) -> pb.Context | None:
-        ctx = self._retry(lambda: self._store.get_context_by_type_and_name(type_name, name))
+    def context(self, type_name: str, name: str, properties: dict[str, Any] | None = None,
+                create: bool = True) -> pb.Context | None:
+        """The context of this type and name; created (with ``properties``) if missing and ``create``.
+        Safe when several processes create it at once."""
+        ctx = self.retry(lambda: self._store.get_context_by_type_and_name(type_name, name))
         if ctx is not None or not create:
             return ctx
         ctx = pb.Context(type_id=self._context_type_id(type_name), name=name)
         for k, v in (properties or {}).items():
             _set_value(ctx.custom_properties, k, v)
         try:
-            [ctx.id] = self._retry(lambda: self._store.put_contexts([ctx]))
+            [ctx.id] = self.retry(lambda: self._store.put_contexts([ctx]))
         except mlmd_errors.AlreadyExistsError:  # created meanwhile by another process
-            ctx = self._retry(lambda: self._store.get_context_by_type_and_name(type_name, name))
+            ctx = self.retry(lambda: self._store.get_context_by_type_and_name(type_name, name))
         return ctx
 
     def register_run(self, pipeline_name: str, run_id: str, properties: dict[str, Any]) -> None:
         """Create the pipeline and pipeline_run contexts of a new run (the run is the pipeline's child)."""
-        pipeline = self._context(PIPELINE, pipeline_name)
-        if self._context(PIPELINE_RUN, run_id, create=False) is not None:
+        pipeline = self.context(PIPELINE, pipeline_name)
+        if self.context(PIPELINE_RUN, run_id, create=False) is not None:
             raise MetadataStoreError(f'Run id {run_id!r} already exists in {self.url}; choose another run id.')
-        run = self._context(PIPELINE_RUN, run_id, {'pipeline_name': pipeline_name, **properties})
-        self._retry(lambda: self._store.put_parent_contexts(
+        run = self.context(PIPELINE_RUN, run_id, {'pipeline_name': pipeline_name, **properties})
+        self.retry(lambda: self._store.put_parent_contexts(
             [pb.ParentContext(child_id=run.id, parent_id=pipeline.id)]))
 
     def update_run(self, run_id: str, properties: dict[str, Any]) -> None:
         run = self._require_run(run_id)
         for k, v in properties.items():
             _set_value(run.custom_properties, k, v)
-        self._retry(lambda: self._store.put_contexts([run]))
+        self.retry(lambda: self._store.put_contexts([run]))
 
     def _require_run(self, run_id: str) -> pb.Context:
-        run = self._context(PIPELINE_RUN, run_id, create=False)
+        run = self.context(PIPELINE_RUN, run_id, create=False)
         if run is None:
             known = [r.run_id for r in self.runs()][-5:]
             hint = f' Known runs: {", ".join(known)}.' if known else ' The store has no runs.'
@@ -361,9 +354,9 @@ class MetadataStore:
         return run
 
     def _node_contexts(self, pipeline_name: str, run_id: str, node_id: str) -> list[pb.Context]:
-        pipeline = self._context(PIPELINE, pipeline_name)
+        pipeline = self.context(PIPELINE, pipeline_name)
         run = self._require_run(run_id)
-        node = self._context(NODE, f'{pipeline_name}.{node_id}')
+        node = self.context(NODE, f'{pipeline_name}.{node_id}')
         return [pipeline, run, node]
 
     # -- executions ---------------------------------------------------------------------------
@@ -405,7 +398,7 @@ class MetadataStore:
         """Record a RUNNING execution with its INPUT events; returns the execution id."""
         contexts = self._node_contexts(pipeline_name, run_id, node_id)
         ex = self._new_execution(component_type, 'RUNNING', run_id, node_id, properties)
-        ex_id, _, _ = self._retry(lambda: self._store.put_execution(
+        ex_id, _, _ = self.retry(lambda: self._store.put_execution(
             ex, self._events(inputs, pb.Event.INPUT), contexts))
         return ex_id
 
@@ -436,7 +429,7 @@ class MetadataStore:
         contexts = self._node_contexts(pipeline_name, run_id, node_id)
         ex = self._new_execution(component_type, 'CACHED', run_id, node_id, properties)
         events = self._events(inputs, pb.Event.INPUT) + self._events(outputs, pb.Event.OUTPUT)
-        ex_id, _, _ = self._retry(lambda: self._store.put_execution(ex, events, contexts))
+        ex_id, _, _ = self.retry(lambda: self._store.put_execution(ex, events, contexts))
         return ex_id
 
     def fail_execution(self, execution_id: int, error_type: str, message: str, details: str = '',
@@ -481,7 +474,7 @@ class MetadataStore:
         which the database refuses if the execution was settled before."""
         settlement = pb.Context(type_id=self._context_type_id(SETTLEMENT), name=str(ex.id))
         try:
-            _, ids, _ = self._retry(lambda: self._store.put_execution(ex, events, [*contexts, settlement]))
+            _, ids, _ = self.retry(lambda: self._store.put_execution(ex, events, [*contexts, settlement]))
         except mlmd_errors.AlreadyExistsError:
             now = self._get_execution_proto(ex.id)
             why = _value(now.custom_properties['error_message']) if 'error_message' in now.custom_properties else ''
@@ -503,14 +496,14 @@ class MetadataStore:
         latest = None
         epoch = 1
         while True:
-            ctx = self._context(LEASE, f'{scope}@{epoch}', create=False)
+            ctx = self.context(LEASE, f'{scope}@{epoch}', create=False)
             if ctx is None:
                 return self._lease_record(latest) if latest is not None else None
             latest, epoch = ctx, epoch + 1
 
     def lease_record(self, name: str) -> LeaseRecord | None:
         """The holder recorded as ``name`` (``<scope>@<epoch>``), or None."""
-        ctx = self._context(LEASE, name, create=False)
+        ctx = self.context(LEASE, name, create=False)
         return self._lease_record(ctx) if ctx is not None else None
 
     def lease_create(self, scope: str, epoch: int, owner: dict[str, Any]) -> LeaseRecord:
@@ -520,7 +513,7 @@ class MetadataStore:
         for k, v in {**owner, 'heartbeat': time.time(), 'released': 0}.items():
             _set_value(ctx.custom_properties, k, v)
         try:
-            [ctx.id] = self._retry(lambda: self._store.put_contexts([ctx]))
+            [ctx.id] = self.retry(lambda: self._store.put_contexts([ctx]))
         except mlmd_errors.AlreadyExistsError:
             raise LeaseConflict(f'lease {scope}@{epoch} was taken by another process first') from None
         return self._lease_record(ctx)
@@ -528,18 +521,18 @@ class MetadataStore:
     def lease_update(self, record: LeaseRecord, released: bool = False) -> None:
         """Refresh the holder's heartbeat, or mark the lease released. Only the holder writes its own
         context, so this never races with another writer."""
-        ctx = self._context(LEASE, record.name, create=False)
+        ctx = self.context(LEASE, record.name, create=False)
         if ctx is None:
             return
         _set_value(ctx.custom_properties, 'heartbeat', time.time())
         if released:
             _set_value(ctx.custom_properties, 'released', 1)
-        self._retry(lambda: self._store.put_contexts([ctx]))
+        self.retry(lambda: self._store.put_contexts([ctx]))
 
     def lease_superseded(self, name: str) -> bool:
         """Whether a later holder took over the lease ``name`` (``<scope>@<epoch>``)."""
         scope, _, epoch = name.rpartition('@')
-        return self._context(LEASE, f'{scope}@{int(epoch) + 1}', create=False) is not None
+        return self.context(LEASE, f'{scope}@{int(epoch) + 1}', create=False) is not None
 
     def describe_lease_holder(self, name: str) -> str:
         """Who holds the lease of ``name``'s scope now, in words."""
@@ -550,7 +543,7 @@ class MetadataStore:
         return f"sluice {o.get('command', '?')}, pid {o.get('pid')} on {o.get('host')}"
 
     def _get_execution_proto(self, execution_id: int) -> pb.Execution:
-        found = self._retry(lambda: self._store.get_executions_by_id([execution_id]))
+        found = self.retry(lambda: self._store.get_executions_by_id([execution_id]))
         if not found:
             raise MetadataStoreError(f'No execution {execution_id} in {self.url}.')
         return found[0]
@@ -568,7 +561,7 @@ class MetadataStore:
         return a
 
     def artifacts(self, ids: Sequence[int]) -> list[Artifact]:
-        protos = self._retry(lambda: self._store.get_artifacts_by_id(list(ids)))
+        protos = self.retry(lambda: self._store.get_artifacts_by_id(list(ids)))
         by_id = {p.id: self._to_artifact(p) for p in protos}
         return [by_id[i] for i in ids if i in by_id]
 
@@ -577,7 +570,7 @@ class MetadataStore:
         records = []
         for p in protos:
             if p.type_id not in type_names:
-                [t] = self._retry(lambda: self._store.get_execution_types_by_id([p.type_id]))
+                [t] = self.retry(lambda: self._store.get_execution_types_by_id([p.type_id]))
                 type_names[p.type_id] = t.name
             props = {k: _value(v) for k, v in p.custom_properties.items()}
             records.append(ExecutionRecord(
@@ -586,7 +579,7 @@ class MetadataStore:
                 cache_key=props.get('cache_key', ''), create_time=p.create_time_since_epoch / 1000,
                 update_time=p.last_update_time_since_epoch / 1000, properties=props))
         if with_events and records:
-            events = self._retry(lambda: self._store.get_events_by_execution_ids([r.id for r in records]))
+            events = self.retry(lambda: self._store.get_events_by_execution_ids([r.id for r in records]))
             arts = {a.id: a for a in self.artifacts(sorted({e.artifact_id for e in events}))}
             by_id = {r.id: r for r in records}
             for e in sorted(events, key=lambda e: [s.index for s in e.path.steps if s.HasField('index')]):
@@ -599,7 +592,7 @@ class MetadataStore:
     def executions(self, run_id: str) -> list[ExecutionRecord]:
         """Every execution of a run with its inputs and outputs, oldest first."""
         run = self._require_run(run_id)
-        protos = self._retry(lambda: self._store.get_executions_by_context(run.id))
+        protos = self.retry(lambda: self._store.get_executions_by_context(run.id))
         return sorted(self._records(protos), key=lambda r: r.id)
 
     def execution(self, execution_id: int) -> ExecutionRecord:
@@ -608,7 +601,7 @@ class MetadataStore:
     def node_outputs(self, run_id: str, node_id: str) -> dict[str, list[Artifact]] | None:
         """The LIVE outputs of a node's latest COMPLETE or CACHED execution in a run, or None."""
         run = self._require_run(run_id)
-        protos = self._retry(lambda: self._store.get_executions_by_context(run.id))
+        protos = self.retry(lambda: self._store.get_executions_by_context(run.id))
         done = [p for p in protos
                 if 'node_id' in p.custom_properties
                 and p.custom_properties['node_id'].string_value == node_id
@@ -620,10 +613,10 @@ class MetadataStore:
 
     def cache_candidates(self, pipeline_name: str, node_id: str, cache_key: str) -> list[ExecutionRecord]:
         """COMPLETE executions of this node (any run) with this cache key, newest first."""
-        node = self._context(NODE, f'{pipeline_name}.{node_id}', create=False)
+        node = self.context(NODE, f'{pipeline_name}.{node_id}', create=False)
         if node is None:
             return []
-        protos = self._retry(lambda: self._store.get_executions_by_context(node.id))
+        protos = self.retry(lambda: self._store.get_executions_by_context(node.id))
         hits = [p for p in protos if p.last_known_state == pb.Execution.COMPLETE
                 and 'cache_key' in p.custom_properties
                 and p.custom_properties['cache_key'].string_value == cache_key]
@@ -631,7 +624,7 @@ class MetadataStore:
 
     def runs(self, pipeline_name: str | None = None) -> list[RunSummary]:
         """Runs in the store (optionally of one pipeline), oldest first."""
-        contexts = self._retry(lambda: self._store.get_contexts_by_type(PIPELINE_RUN))
+        contexts = self.retry(lambda: self._store.get_contexts_by_type(PIPELINE_RUN))
         out = []
         for ctx in contexts:
             props = {k: _value(v) for k, v in ctx.custom_properties.items()}
@@ -645,7 +638,7 @@ class MetadataStore:
         return self._summary(ctx, {k: _value(v) for k, v in ctx.custom_properties.items()})
 
     def _summary(self, ctx: pb.Context, props: dict[str, Any]) -> RunSummary:
-        protos = self._retry(lambda: self._store.get_executions_by_context(ctx.id))
+        protos = self.retry(lambda: self._store.get_executions_by_context(ctx.id))
         node_ids = json.loads(props.get('node_ids', '[]'))
         return RunSummary(run_id=ctx.name, pipeline_name=props.get('pipeline_name', ''),
                           create_time=ctx.create_time_since_epoch / 1000, node_ids=node_ids,
@@ -661,12 +654,12 @@ class MetadataStore:
         def build(artifact: Artifact) -> LineageNode:
             if artifact.id in memo:
                 return memo[artifact.id]
-            events = self._retry(lambda: self._store.get_events_by_artifact_ids([artifact.id]))
+            events = self.retry(lambda: self._store.get_events_by_artifact_ids([artifact.id]))
             producers = [e.execution_id for e in events if e.type == pb.Event.OUTPUT]
             node = LineageNode(artifact, None)
             memo[artifact.id] = node
             if producers:
-                records = self._records(self._retry(lambda: self._store.get_executions_by_id(producers)))
+                records = self._records(self.retry(lambda: self._store.get_executions_by_id(producers)))
                 # The execution that made the files, not a later CACHED one that reused them.
                 records.sort(key=lambda r: (r.state != 'COMPLETE', r.id))
                 node.execution = records[0]

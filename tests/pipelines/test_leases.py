@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from dummies import Slow, Source, Text, Upper, read_text
+from dummies import Source, Text, Upper, read_text
 from metadata import FencingError, MetadataStore
 from pipelines import LocalDagRunner, Pipeline
 from pipelines.lease import Lease, LeaseHeld
