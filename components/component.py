@@ -30,11 +30,13 @@ from metadata.artifact import Artifact
 _REQUIRED = object()
 _ID_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_.-]*$')
 _RESERVED = {'id', 'inputs', 'outputs', 'parameters', 'with_id', 'executor', 'driver', 'version',
-             'libraries', 'upstream', 'component_type', 'add_upstream_node', 'INPUTS', 'OUTPUTS', 'PARAMETERS'}
+             'libraries', 'upstream', 'component_type', 'add_upstream_node', 'INPUTS', 'OUTPUTS', 'PARAMETERS',
+             'with_retry', 'with_timeout', 'with_cache', 'retry_policy', 'timeout_seconds', 'cache_enabled'}
 
 
 class WiringError(TypeError):
     """A component was constructed or wired wrongly; the message says how to fix it."""
+    retryable = False
 
 
 def did_you_mean(name: str, choices: Any) -> str:
@@ -154,6 +156,9 @@ class Component:
             raise WiringError(f'{name} has no executor; set `executor = SomeExecutor` in the class.')
         self._id: str | None = None
         self._after: list[Component] = []
+        self.retry_policy: Any = None  # a pipelines.Retry, set with with_retry
+        self.timeout_seconds: float | None = None
+        self.cache_enabled = True
         self.inputs: dict[str, Channel | None] = {}
         self.parameters: dict[str, Any] = {}
         known = {**cls.INPUTS, **cls.PARAMETERS}
@@ -207,6 +212,34 @@ class Component:
             raise WiringError(f'{self.component_type}.with_id({node_id!r}): an id is a letter or _ followed by '
                               'letters, digits, _, . or -.')
         self._id = node_id
+        return self
+
+    def with_retry(self, policy: Any) -> Component:
+        """Try this node again after a failure a retry could fix: ``with_retry(Retry(attempts=3))``
+        (``pipelines.Retry``). Overrides the pipeline's ``retry``; ``with_retry(None)`` turns it off."""
+        from pipelines.retry import Retry
+
+        if policy is not None and not isinstance(policy, Retry):
+            raise WiringError(f'{self.id}.with_retry() takes a Retry(attempts=..., delay=..., backoff=..., max_delay=...) '
+                              f'or None; got {type(policy).__name__} {policy!r}.')
+        self.retry_policy = policy if policy is not None else Retry(attempts=1)
+        return self
+
+    def with_timeout(self, seconds: float | None) -> Component:
+        """Stop this node (its executor process and its Beam work) after ``seconds``; the attempt is
+        recorded FAILED as timed out, and retried if a retry policy allows. The executor then runs in
+        a process of its own."""
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0):
+            raise WiringError(f'{self.id}.with_timeout() takes a number of seconds above 0 (or None); got {seconds!r}.')
+        self.timeout_seconds = float(seconds) if seconds is not None else None
+        return self
+
+    def with_cache(self, enabled: bool) -> Component:
+        """``with_cache(False)``: always execute this node, even when a cached result exists (the
+        pipeline-wide switch is ``Pipeline(enable_cache=...)``)."""
+        if not isinstance(enabled, bool):
+            raise WiringError(f'{self.id}.with_cache() takes True or False; got {enabled!r}.')
+        self.cache_enabled = enabled
         return self
 
     def add_upstream_node(self, *components: Component) -> Component:

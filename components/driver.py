@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 
 class StaleCodeError(RuntimeError):
     """A component's code changed on disk after it was loaded into this process."""
+    retryable = False
 
 
 class InputError(RuntimeError):
     """An input cannot be resolved (its producer has not run in this run, or its files are gone)."""
+    retryable = False
 
 
 @dataclass
@@ -37,6 +39,8 @@ class PipelineInfo:
 
 class Driver:
     """Default driver: inputs are the LIVE outputs of their producer nodes in the same run."""
+
+    attempt = 1  # which try of the node this launch is (retries); recorded on the execution
 
     def __init__(self, component: Component, store: MetadataStore, pipeline: PipelineInfo) -> None:
         self.component, self.store, self.pipeline = component, store, pipeline
@@ -127,7 +131,7 @@ class Driver:
             comp.component_type, self.pipeline.name, self.pipeline.run_id, comp.id,
             {k: [a] for k, a in inputs.items() if a is not None},
             {**self.key_properties(inputs, key), 'parameters': fp.canonical_json(comp.parameters),
-             **self.execution_properties()})
+             'attempt': self.attempt, **self.execution_properties()})
         return execution_id, self.output_artifacts(execution_id, key)
 
     def output_artifacts(self, execution_id: int, key: str) -> dict[str, Artifact]:

@@ -22,6 +22,7 @@ from components.fingerprint import (import_graph, import_roots, is_library_file,
 
 class ModuleFileError(RuntimeError):
     """A module file is missing, does not import, or lacks a required function."""
+    retryable = False
 
 
 def pickle_by_value(module: types.ModuleType, local_files: set[str]) -> None:

@@ -58,6 +58,7 @@ STRING_HASH_MODES = ('exact', 'extensions')
 
 class OnnxExportError(RuntimeError):
     """The model cannot be exported to ONNX as Sluice promises; the message says why."""
+    retryable = False
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,8 +5,10 @@ A Session is a run being driven by this process. It
 1. holds the run's **lease** in ML-Metadata (who drives the run: pid, host, command, heartbeat), so
    only one live process drives a run at a time; a lease whose holder is gone or silent is taken
    over, and a process that lost its lease can no longer publish anything (fencing);
-2. knows the **plan**: for each node, reuse (done earlier in this run), or run, and why;
-3. **launches** nodes through the launcher (driver -> executor -> publisher), fenced by the lease.
+2. knows the **plan**: for each node, reuse (done earlier in this run, or in an earlier run for a
+   partial run), run, or leave alone (not selected), and why;
+3. **launches** nodes through the launcher (driver -> executor -> publisher), fenced by the lease,
+   and tries a failed node again as its retry policy allows (each attempt its own execution).
 
 Runners only schedule: LocalDagRunner calls ``session.node`` in topological order, BeamDagRunner
 from Beam DoFns, InteractiveContext one component at a time. Nothing else decides what a launch
@@ -14,17 +16,18 @@ does.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any, Sequence
 
 from components.component import Component
 from components.driver import PipelineInfo
-from metadata.store import MetadataStore
+from metadata.store import DONE_STATES, MetadataStore, MetadataStoreError
 from pipelines.launcher import NodeResult, launch
 from pipelines.lease import Lease
-from pipelines.pipeline import Pipeline
-from pipelines.resume import Step, format_plan, plan, stored_pipeline
+from pipelines.pipeline import Pipeline, PipelineError
+from pipelines.resume import Step, abandoned_reason, format_plan, mark_abandoned, plan, stored_pipeline
 from pipelines.runner import Progress, RunResult, skipped, start_run
 
 class Session:
@@ -46,17 +49,79 @@ class Session:
         self.index = {c.id: i for i, c in enumerate(pipeline.components, start=1)}
         self._lock = threading.Lock()
         self.results: dict[str, NodeResult] = {}
+        self.retries = True  # False when the caller retries (an Airflow or KFP task: sluice run-node --no-retry)
 
     # -- starting ---------------------------------------------------------------------------------
     @classmethod
     def start(cls, pipeline: Pipeline, store: MetadataStore, run_id: str | None, runner: str,
-              progress: Progress) -> Session:
-        """A new run: registered in the store, its lease taken by this process."""
+              progress: Progress, selected: set[str] | None = None) -> Session:
+        """A new run: registered in the store, its lease taken by this process.
+
+        ``selected`` (``Pipeline.select``) makes it a partial run: only those nodes run; each node
+        they consume from is recorded in this run as reused from the newest earlier run of the
+        pipeline where it succeeded (a CACHED execution pointing at those LIVE outputs); the other
+        nodes are left alone (the run stays INCOMPLETE; ``sluice resume`` would not run them)."""
         started = time.time()
+        providers = _providers(pipeline, store, selected) if selected is not None else {}
         info = start_run(pipeline, store, run_id, runner)
         lease = Lease.acquire(store, info.run_id, 'run')
+        steps: dict[str, Step] = {}
+        try:
+            if selected is not None:
+                store.update_run(info.run_id, {'selected_nodes': json.dumps(sorted(selected))})
+                for node_id, record in providers.items():
+                    steps[node_id] = _record_reuse(store, pipeline, info.run_id, node_id, record)
+                steps.update({c.id: Step(c.id, 'skip', 'not selected') for c in pipeline.components
+                              if c.id not in selected and c.id not in providers})
+        except BaseException:
+            lease.release()
+            raise
         progress.run_started(pipeline, info.run_id, store)
-        return cls(pipeline, store, info.run_id, lease, progress, started=started)
+        return cls(pipeline, store, info.run_id, lease, progress, steps, started=started)
+
+    @classmethod
+    def for_node(cls, pipeline: Pipeline, store: MetadataStore, run_id: str, node_id: str,
+                 progress: Progress) -> Session:
+        """One node of a run, driven by this process (``sluice run-node``): the run is created on first
+        use (by whichever node comes first), the node holds a lease of its own (``RUN_ID/NODE``), its
+        upstream nodes must have succeeded in this run, and a node already done is reused."""
+        component = pipeline.node(node_id)  # a clear error for an unknown node
+        try:
+            store.run(run_id)
+        except MetadataStoreError:
+            try:
+                start_run(pipeline, store, run_id, 'run-node')
+            except MetadataStoreError as e:  # another node's process created it at the same moment
+                if 'already exists' not in str(e):
+                    raise
+        pipeline = stored_pipeline(store, run_id, pipeline)
+        lease = Lease.acquire(store, f'{run_id}/{node_id}', 'run-node')
+        try:
+            latest = {r.node_id: r for r in store.executions(run_id)}
+            steps: dict[str, Step] = {}
+            record = latest.get(node_id)
+            if record is not None and record.state == 'RUNNING' and record.properties.get('lease') != lease.name:
+                reason = abandoned_reason(store, record)
+                if reason is None:
+                    raise MetadataStoreError(
+                        f'Run {run_id}: {node_id} is already running (execution #{record.id}, process '
+                        f"{record.properties.get('pid')} on {record.properties.get('host')}); wait for it.")
+                mark_abandoned(store, pipeline, record, reason)
+            elif record is not None and record.state in DONE_STATES and all(
+                    a.exists() for group in record.outputs.values() for a in group):
+                steps[node_id] = Step(node_id, 'reuse', f'{record.state} in this run already', record)
+            missing = [u.id for u in component.upstream
+                       if latest.get(u.id) is None or latest[u.id].state not in DONE_STATES]
+            if missing and node_id not in steps:
+                states = ', '.join(f"{u} ({latest[u].state if u in latest else 'never started'})" for u in missing)
+                raise PipelineError(
+                    f'{node_id} needs {states} to have completed in run {run_id} first; run '
+                    + '; '.join(f'sluice run-node {pipeline.source_file or "FILE.py"} --run-id {run_id} --node {u}'
+                                for u in missing) + '.')
+        except BaseException:
+            lease.release()
+            raise
+        return cls(pipeline, store, run_id, lease, progress, steps)
 
     @classmethod
     def resume(cls, pipeline: Pipeline | None, run_id: str, store: MetadataStore, runner: str,
@@ -69,6 +134,11 @@ class Session:
         lease = Lease.acquire(store, run_id, 'resume', take_over=take_over)
         try:
             steps = {s.node_id: s for s in plan(pipeline, store, run_id, lease.name)}
+            selected = store.run(run_id).properties.get('selected_nodes')
+            if selected:  # a partial run: its unselected nodes stay unselected
+                chosen = set(json.loads(selected))
+                steps.update({n: Step(n, 'skip', 'not selected in this run') for n, s in steps.items()
+                              if n not in chosen and s.action == 'run' and s.execution is None})
             progress.say(format_plan(run_id, pipeline, list(steps.values())))
             if not all(s.action == 'reuse' for s in steps.values()):
                 store.update_run(run_id, {'resumed_at': time.time(), 'runner': runner})
@@ -93,7 +163,7 @@ class Session:
 
     @property
     def complete_already(self) -> bool:
-        return bool(self.steps) and all(s.action == 'reuse' for s in self.steps.values())
+        return bool(self.steps) and all(s.action in ('reuse', 'skip') for s in self.steps.values())
 
     def reuse_ids(self) -> dict[str, int]:
         return {n: s.execution.id for n, s in self.steps.items() if s.action == 'reuse' and s.execution}
@@ -104,6 +174,8 @@ class Session:
         step = self.steps.get(component.id)
         failed = [u.node_id for u in upstream if not u.ok]
         index, total = self.index.get(component.id, len(self.index) + 1), len(self.pipeline.components)
+        if step is not None and step.action == 'skip':
+            return NodeResult(component.id, component.component_type, 'SKIPPED', error='not selected')
         if step is not None and step.action == 'reuse':
             result = reused(component, step)
         elif self.lease.lost_to:
@@ -113,12 +185,53 @@ class Session:
             result = skipped(component.id, component.component_type, failed)
         else:
             self.progress.node_started(index, total, component.id)
-            result = launch(component, self.store, self.info, enable_cache=self.pipeline.enable_cache,
-                            lease=self.lease)
+            result = self._launch(component, index, total)
         with self._lock:
             self.results[component.id] = result
         self.progress.node_finished(index, total, result)
         return result
+
+    def _launch(self, component: Component, index: int, total: int) -> NodeResult:
+        """Launch a node; while it fails with an error a retry could fix, wait as its retry policy
+        says and launch it again (a new execution per attempt)."""
+        policy = self.pipeline.retry_for(component) if self.retries else None
+        attempts = policy.attempts if policy is not None else 1
+        started, attempt = time.time(), 1
+        while True:
+            result = launch(component, self.store, self.info, enable_cache=self.pipeline.cache_for(component),
+                            lease=self.lease, attempt=attempt)
+            result.attempt, result.attempts = attempt, attempts
+            if result.state != 'FAILED' or attempt >= attempts:
+                break
+            if not result.retryable:
+                result.error += ' (not retried: with the same input and code it would fail the same way)'
+                break
+            attempt += 1
+            wait = policy.wait_before(attempt)
+            self.progress.say(f'[{index}/{total}] {component.id} attempt {attempt - 1}/{attempts} FAILED after '
+                              f'{result.duration:.1f}s: {result.error}; retrying in {wait:.1f}s')
+            lost = self._wait(wait)
+            if lost:
+                result = NodeResult(component.id, component.component_type, 'CANCELED', error=lost)
+                break
+            self.progress.say(f'[{index}/{total}] {component.id} attempt {attempt}/{attempts} running ...')
+        if attempt > 1 and result.state == 'FAILED':
+            result.error = f'{result.error} (attempt {attempt} of {attempts})'
+        result.duration = time.time() - started
+        return result
+
+    def _wait(self, seconds: float) -> str:
+        """Sleep between attempts, still holding the lease; '' or why the run was lost meanwhile."""
+        end, checked = time.monotonic() + seconds, time.monotonic()
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.2))
+            if time.monotonic() - checked >= 1.0:
+                checked = time.monotonic()
+                try:
+                    self.lease.check()
+                except Exception as e:  # noqa: BLE001 - LeaseLost: stop retrying, publish nothing
+                    return str(e)
+        return ''
 
     # -- ending -----------------------------------------------------------------------------------
     def finish(self, results: dict[str, NodeResult] | None = None) -> RunResult:
@@ -126,6 +239,8 @@ class Session:
         results = results if results is not None else self.results
         result = RunResult(self.run_id, self.pipeline.name, self.store.url)
         for component in self.pipeline.components:
+            if self.steps.get(component.id) and self.steps[component.id].action == 'skip':
+                continue  # not selected (a partial run): not part of this run's outcome
             if component.id in results:
                 result.nodes[component.id] = results[component.id]
             elif component.id in self.steps and self.steps[component.id].action == 'reuse':
@@ -150,9 +265,41 @@ class Session:
 
 
 def reused(component: Component, step: Step) -> NodeResult:
-    """A node taken as it was from an earlier attempt of the same run."""
+    """A node taken as it was from an earlier attempt of the same run (or from an earlier run)."""
     record = step.execution
     assert record is not None
     return NodeResult(step.node_id, component.component_type, record.state, execution_id=record.id,
                       outputs={k: v[0] for k, v in record.outputs.items() if v}, cache_key=record.cache_key,
-                      reused=True)
+                      reused=True, reused_from=record.properties.get('reused_from_run', ''))
+
+
+def _providers(pipeline: Pipeline, store: MetadataStore, selected: set[str]) -> dict[str, Any]:
+    """For a partial run: each unselected node a selected node consumes from, with its newest
+    successful execution in an earlier run; a clear error for those that never produced an output."""
+    needed = sorted({u.id for c in pipeline.components if c.id in selected for u in c.upstream
+                     if u.id not in selected}, key=pipeline.node_ids.index)
+    found = {n: store.latest_done_execution(pipeline.name, n) for n in needed}
+    missing = [n for n, record in found.items() if record is None]
+    if missing:
+        users = {n: [c.id for c in pipeline.components if c.id in selected and n in {u.id for u in c.upstream}]
+                 for n in missing}
+        raise PipelineError(
+            'This partial run needs outputs that no earlier run of pipeline '
+            f"'{pipeline.name}' in {store.url} produced: "
+            + '; '.join(f'{", ".join(users[n])} needs {n}, which has never produced an output (or its files are gone)'
+                        for n in missing)
+            + f'. Include {" and ".join(missing)} in the run (e.g. --from {missing[0]}), or run the whole pipeline once.')
+    return found
+
+
+def _record_reuse(store: MetadataStore, pipeline: Pipeline, run_id: str, node_id: str, record: Any) -> Step:
+    """Record, in a partial run, a node taken from an earlier run: a CACHED execution with the same
+    inputs and LIVE outputs as that run's, marked ``reused_from_run``."""
+    component = pipeline.node(node_id)
+    props = {k: record.properties[k] for k in ('cache_key', 'cache_key_parts', 'component_version')
+             if k in record.properties}
+    execution_id = store.record_cached_execution(
+        component.component_type, pipeline.name, run_id, node_id, record.inputs, record.outputs,
+        {**props, 'reused_from_run': record.run_id, 'reused_execution': record.id})
+    return Step(node_id, 'reuse', f'reused from run {record.run_id} (execution #{record.id})',
+                store.execution(execution_id))

@@ -26,7 +26,9 @@ from components.driver import InputError, PipelineInfo, StaleCodeError
 from components.publisher import Publisher, remove_outputs
 from metadata.artifact import Artifact
 from metadata.store import FencingError, MetadataStore
+from pipelines import isolated
 from pipelines.lease import LeaseLost
+from pipelines.retry import retryable
 
 KILL_ENV = 'SLUICE_KILL_AT'
 
@@ -62,7 +64,11 @@ class NodeResult:
     error: str = ''
     duration: float = 0.0
     cache_key: str = ''
-    reused: bool = False  # taken as it was from an earlier attempt of the same run (resume)
+    reused: bool = False  # taken as it was from an earlier attempt of the same run (resume), or another run
+    reused_from: str = ''  # the run it was taken from (a partial run: sluice run --from/--to/--only)
+    attempt: int = 1
+    attempts: int = 1  # how many the node's retry policy allows
+    retryable: bool = True  # False when a retry cannot change the outcome (bad input, bad code, ...)
 
     @property
     def ok(self) -> bool:
@@ -79,9 +85,12 @@ def execution_tmp_dir(root: str, node_id: str, execution_id: int) -> str:
 
 
 def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
-           enable_cache: bool = True, lease: Any = None) -> NodeResult:
+           enable_cache: bool = True, lease: Any = None, attempt: int = 1) -> NodeResult:
     """Run one component through driver, executor and publisher; never raises for executor errors
-    (the result says FAILED and why), but re-raises KeyboardInterrupt after recording CANCELED.
+    (the result says FAILED and why, and whether a retry could help), but re-raises KeyboardInterrupt
+    after recording CANCELED. ``attempt`` is recorded on the execution (retries: pipelines.core). A
+    component with ``timeout_seconds`` runs its executor in a process of its own (pipelines.isolated),
+    stopped at the limit.
 
     ``lease`` (a ``pipelines.core.Lease``) fences the launch: it is checked before anything is
     recorded and just after the execution is registered, and publishing or failing the execution
@@ -89,6 +98,7 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
     start = time.time()
     result = NodeResult(component.id, component.component_type, 'FAILED')
     driver = type(component).driver(component, store, pipeline)
+    driver.attempt = attempt
     publisher = Publisher(store, pipeline, component.id)
     fenced = pipeline.lease or None
 
@@ -101,8 +111,9 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
         return _lost(result, e, start)
     except Exception as e:  # the driver could not even start: record why on a FAILED execution
         execution_id = store.register_execution(component.component_type, pipeline.name, pipeline.run_id,
-                                                component.id, {}, {'lease': fenced} if fenced else {})
+                                                component.id, {}, {'attempt': attempt, **({'lease': fenced} if fenced else {})})
         message = _message(e)
+        result.retryable = retryable(e)
         store.fail_execution(execution_id, type(e).__name__, message, traceback.format_exc(), lease=fenced)
         result.execution_id, result.error, result.duration = execution_id, message, time.time() - start
         return result
@@ -145,10 +156,14 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
         return result
     try:
         fault_point(component.id, 'start')
-        executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args,
-                                            tmp_dir=tmp_dir, node_id=component.id)
         fault_point(component.id, 'executor')
-        executor.run(**inputs, **outputs, **driver.parameters())
+        if getattr(component, 'timeout_seconds', None):
+            isolated.run(type(component).executor, {**inputs, **outputs, **driver.parameters()},
+                         pipeline.beam_pipeline_args, tmp_dir, component.id, component.timeout_seconds)
+        else:
+            executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args,
+                                                tmp_dir=tmp_dir, node_id=component.id)
+            executor.run(**inputs, **outputs, **driver.parameters())
         fault_point(component.id, 'publish')
         publisher.publish(execution_id, outputs)
         fault_point(component.id, 'published')
@@ -167,8 +182,9 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
                 remove_outputs(outputs)
                 return _lost(result, lost, start)
         message = _message(e)
-        _end_quietly(publisher, execution_id, outputs, type(e).__name__, message, 'FAILED', traceback.format_exc())
-        result.error, result.duration = message, time.time() - start
+        _end_quietly(publisher, execution_id, outputs, getattr(e, 'type_name', type(e).__name__), message, 'FAILED',
+                     getattr(e, 'details', '') or traceback.format_exc())
+        result.error, result.duration, result.retryable = message, time.time() - start, retryable(e)
         return result
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -192,6 +208,7 @@ def _lost(result: NodeResult, error: Exception, start: float) -> NodeResult:
 
 def _message(e: BaseException) -> str:
     text = str(e).strip()
-    if isinstance(e, (InputError, StaleCodeError)):  # already say which node
+    if isinstance(e, (InputError, StaleCodeError, isolated.NodeTimeout)):  # already say which node
         return text
-    return f'{type(e).__name__}: {text}' if text else type(e).__name__
+    name = getattr(e, 'type_name', type(e).__name__)
+    return f'{name}: {text}' if text else name

@@ -1,6 +1,8 @@
 """LocalDagRunner: runs a pipeline's nodes in-process, one after another, in topological order."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from metadata.store import MetadataStore
 from pipelines.core import Session
 from pipelines.launcher import NodeResult
@@ -25,12 +27,29 @@ class LocalDagRunner:
     def __init__(self, progress: bool | Progress = True) -> None:
         self.progress = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
 
-    def run(self, pipeline: Pipeline, run_id: str | None = None,
-            store: MetadataStore | None = None) -> RunResult:
-        """A new run of ``pipeline`` (``run_id`` to choose its id)."""
+    def run(self, pipeline: Pipeline, run_id: str | None = None, store: MetadataStore | None = None, *,
+            from_nodes: Sequence[str] = (), to_nodes: Sequence[str] = (), only: Sequence[str] = ()) -> RunResult:
+        """A new run of ``pipeline`` (``run_id`` to choose its id). ``from_nodes``/``to_nodes``/``only``
+        make it a partial run (see ``Pipeline.select``): the nodes it consumes from are reused from
+        the newest earlier run where they succeeded."""
+        selected = pipeline.select(from_nodes, to_nodes, only)
         store = store or MetadataStore(pipeline.metadata)
-        with Session.start(pipeline, store, run_id, self.name, self.progress) as session:
+        with Session.start(pipeline, store, run_id, self.name, self.progress, selected) as session:
             return session.finish(self._schedule(session))
+
+    def run_node(self, pipeline: Pipeline, run_id: str, node_id: str, store: MetadataStore | None = None,
+                 retries: bool = True) -> NodeResult:
+        """Run one node of run ``run_id`` in this process (``sluice run-node``): the run is created if
+        it does not exist yet; the node's upstream nodes must have succeeded in it; a node already
+        done is reused. ``retries=False`` when the caller (Airflow, KFP) does the retrying."""
+        store = store or MetadataStore(pipeline.metadata)
+        with Session.for_node(pipeline, store, run_id, node_id, self.progress) as session:
+            session.retries = retries
+            component = session.pipeline.node(node_id)
+            upstream = [NodeResult(u.id, u.component_type, 'COMPLETE') for u in component.upstream]
+            result = session.node(component, upstream)
+            session.lease.release()
+            return result
 
     def resume(self, pipeline: Pipeline | None, run_id: str, store: MetadataStore | None = None,
                metadata: str | None = None, take_over: bool = False) -> RunResult:

@@ -22,6 +22,7 @@ _NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*$')
 
 class PipelineError(ValueError):
     """The pipeline definition is inconsistent; the message says how to fix it."""
+    retryable = False
 
 
 class Pipeline:
@@ -33,7 +34,7 @@ class Pipeline:
 
     def __init__(self, name: str, pipeline_root: str, components: Sequence[Component],
                  metadata: str | None = None, enable_cache: bool = True,
-                 beam_pipeline_args: Sequence[str] = ()) -> None:
+                 beam_pipeline_args: Sequence[str] = (), retry: Any = None) -> None:
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise PipelineError(f'Pipeline name {name!r} must be letters, digits, _, . or - '
                                 '(it names the pipeline in the metadata store).')
@@ -47,6 +48,12 @@ class Pipeline:
         self.metadata = metadata if metadata is not None else f'sqlite:///{self.pipeline_root}/metadata.db'
         self.enable_cache = bool(enable_cache)
         self.beam_pipeline_args = [str(a) for a in beam_pipeline_args]
+        from pipelines.retry import Retry
+        if retry is not None and not isinstance(retry, Retry):
+            raise PipelineError(f'Pipeline {name!r}: retry takes a Retry(attempts=..., delay=..., backoff=..., '
+                                f'max_delay=...); got {type(retry).__name__} {retry!r}.')
+        self.retry = retry
+        self.no_cache: set[str] = set()  # node ids executed even when cached (sluice run --no-cache NODE)
         self.source_file: str | None = None  # set when loaded from a pipeline file, to resume from it
         self.source_args: dict[str, Any] = {}
         self.components = self._sorted(list(components))
@@ -117,6 +124,16 @@ class Pipeline:
             if found:
                 comp.parameters['push_destination'] = found[0]
 
+    def retry_for(self, component: Component) -> Any:
+        """The node's retry policy: its own (``with_retry``), else the pipeline's, else None."""
+        own = getattr(component, 'retry_policy', None)  # (pipelines pickled before retries lack these)
+        return own if own is not None else getattr(self, 'retry', None)
+
+    def cache_for(self, component: Component) -> bool:
+        """Whether this node may reuse a cached result."""
+        return (self.enable_cache and getattr(component, 'cache_enabled', True)
+                and component.id not in getattr(self, 'no_cache', set()))
+
     @property
     def node_ids(self) -> list[str]:
         return [c.id for c in self.components]
@@ -127,6 +144,38 @@ class Pipeline:
                 return comp
         from components.component import did_you_mean
         raise PipelineError(f"Pipeline {self.name!r} has no node '{node_id}'{did_you_mean(node_id, self.node_ids)}")
+
+    def upstream_of(self, node_id: str) -> set[str]:
+        """Every node that ``node_id`` depends on, directly or not."""
+        out: set[str] = set()
+        frontier = [self.node(node_id)]
+        while frontier:
+            frontier = [u for c in frontier for u in c.upstream if u.id not in out]
+            out |= {u.id for u in frontier}
+        return out
+
+    def select(self, from_nodes: Sequence[str] = (), to_nodes: Sequence[str] = (),
+               only: Sequence[str] = ()) -> set[str] | None:
+        """The nodes a partial run runs (``sluice run --from/--to/--only``), or None for all of them:
+        ``from_nodes`` and everything downstream of them, intersected with ``to_nodes`` and everything
+        upstream of them; or exactly ``only``."""
+        if not (from_nodes or to_nodes or only):
+            return None
+        if only and (from_nodes or to_nodes):
+            raise PipelineError('--only names the nodes to run; it cannot be combined with --from or --to.')
+        for node_id in [*from_nodes, *to_nodes, *only]:
+            self.node(node_id)  # a clear error for an unknown node
+        if only:
+            return set(only)
+        selected = set(self.node_ids)
+        if from_nodes:
+            selected &= set().union(*({n} | self.downstream(n) for n in from_nodes))
+        if to_nodes:
+            selected &= set().union(*({n} | self.upstream_of(n) for n in to_nodes))
+        if not selected:
+            raise PipelineError(f'--from {", ".join(from_nodes)} --to {", ".join(to_nodes)} selects no node: no '
+                                'node is both downstream of the first and upstream of the second.')
+        return selected
 
     def downstream(self, node_id: str) -> set[str]:
         """Every node that depends, directly or not, on ``node_id``."""

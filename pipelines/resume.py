@@ -45,6 +45,7 @@ def definition_properties(pipeline: Pipeline) -> dict[str, Any]:
         'cwd': os.getcwd(),  # relative paths in the pipeline file are resolved from here on resume
         'pipeline_args': json.dumps(pipeline.source_args, sort_keys=True, default=str),
         'enable_cache': int(pipeline.enable_cache),
+        'no_cache_nodes': json.dumps(sorted(getattr(pipeline, 'no_cache', ()))),
         'beam_pipeline_args': json.dumps(pipeline.beam_pipeline_args),
     }
     try:
@@ -72,6 +73,7 @@ def stored_pipeline(store: MetadataStore, run_id: str, pipeline: Pipeline | None
     if props.get('pipeline_root'):
         pipeline.pipeline_root = props['pipeline_root']
     pipeline.enable_cache = bool(props.get('enable_cache', 1))
+    pipeline.no_cache = set(json.loads(props.get('no_cache_nodes') or '[]'))
     if props.get('beam_pipeline_args'):
         pipeline.beam_pipeline_args = json.loads(props['beam_pipeline_args'])
     return pipeline
@@ -183,6 +185,10 @@ def plan(pipeline: Pipeline, store: MetadataStore, run_id: str, lease: str | Non
             steps[component.id] = Step(component.id, 'run', record.error, record)
         elif record.state not in DONE_STATES:
             steps[component.id] = Step(component.id, 'run', f'{record.state}: {record.error or record.state}', record)
+        elif record.properties.get('reused_from_run') and all(
+                a.exists() for group in record.outputs.values() for a in group):  # taken from another run
+            steps[component.id] = Step(component.id, 'reuse', f"reused from run {record.properties['reused_from_run']} "
+                                       '(a partial run)', record)
         elif rerun_up:
             steps[component.id] = Step(component.id, 'run', f'upstream {", ".join(rerun_up)} runs again', record)
         else:

@@ -4,6 +4,9 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import subprocess
+import sys
+import time
 from typing import Callable
 
 from components import Artifact, Component, Driver, Executor, Input, Model, ModelBlessing, Output, Parameter
@@ -183,3 +186,47 @@ class FakeBless(Component):
     blessing = Output(ModelBlessing)
     blessed = Parameter(bool, default=True)
     executor = FakeBlessExecutor
+
+
+class FlakyExecutor(Executor):
+    """Fails with a transient error the first ``fail_times`` times (counted in ``counter``), then
+    writes ``attempt <n>``; sleeps ``sleep_first`` seconds on the first call only."""
+
+    def run(self, *, counter: str, fail_times: int, sleep_first: float, text: Text) -> None:
+        calls = 1
+        if os.path.exists(counter):
+            with open(counter) as f:
+                calls = int(f.read()) + 1
+        with open(counter, 'w') as f:
+            f.write(str(calls))
+        write_text(text, f'partial output of call {calls}', 'partial.txt')
+        if calls == 1 and sleep_first:
+            time.sleep(sleep_first)
+        if calls <= fail_times:
+            raise ConnectionError(f'worker blipped (call {calls})')
+        os.remove(os.path.join(text.uri, 'partial.txt'))
+        write_text(text, f'attempt {calls}')
+
+
+class Flaky(Component):
+    counter = Parameter(str, path=True)
+    fail_times = Parameter(int, default=0)
+    sleep_first = Parameter(float, default=0.0)
+    text = Output(Text)
+    executor = FlakyExecutor
+
+
+class HangExecutor(Executor):
+    """Starts a child process (as Beam's workers are), records both pids, then hangs."""
+
+    def run(self, *, pids: str, text: Text) -> None:
+        child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
+        with open(pids, 'w') as f:
+            f.write(f'{os.getpid()} {child.pid}')
+        time.sleep(120)
+
+
+class Hang(Component):
+    pids = Parameter(str, path=True)
+    text = Output(Text)
+    executor = HangExecutor

@@ -1,0 +1,145 @@
+"""An executor in a process of its own, stopped when it runs past its time limit.
+
+A node with ``with_timeout(seconds)`` runs its executor here: a child Python process in a new
+process group (so Beam's worker processes and anything else it starts are stopped with it), which
+dies with its parent. The parent waits up to the limit, then stops the whole group (SIGTERM, then
+SIGKILL a second later) and raises NodeTimeout. Outputs' properties set by the executor come back
+to the parent, which publishes as usual; an error comes back with its type, message, traceback and
+whether a retry could help.
+
+    python -m pipelines.isolated PAYLOAD RESULT   # what the parent starts; not for users
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from typing import Any
+
+GRACE_SECONDS = 1.0
+
+
+class NodeTimeout(RuntimeError):
+    """A node ran past its ``with_timeout`` limit and was stopped. A retry may succeed."""
+    retryable = True
+
+
+class ExecutorProcessError(RuntimeError):
+    """An executor failed in its own process; carries the original error's type name and whether a
+    retry could help (the original exception, when it pickles, is raised instead)."""
+
+    def __init__(self, type_name: str, message: str, retryable: bool, details: str) -> None:
+        super().__init__(message)
+        self.type_name, self.retryable, self.details = type_name, retryable, details
+
+
+def run(executor_cls: type, arguments: dict[str, Any], beam_pipeline_args: tuple[str, ...], tmp_dir: str,
+        node_id: str, timeout: float) -> None:
+    """Run ``executor_cls(...).run(**arguments)`` in a child process; copy the output artifacts'
+    properties back into ``arguments``. Raises NodeTimeout past ``timeout`` seconds, the executor's
+    own error (or ExecutorProcessError) if it failed."""
+    import cloudpickle
+
+    payload, result = os.path.join(tmp_dir, 'isolated-payload.pkl'), os.path.join(tmp_dir, 'isolated-result.pkl')
+    with open(payload, 'wb') as f:  # where to import from first, then what to run (which needs those imports)
+        pickle.dump({'sys_path': list(sys.path), 'cwd': os.getcwd()}, f)
+        cloudpickle.dump({'executor': executor_cls, 'arguments': arguments, 'beam': tuple(beam_pipeline_args),
+                          'tmp_dir': tmp_dir, 'node_id': node_id}, f)
+    start = time.monotonic()
+    child = subprocess.Popen([sys.executable, '-m', 'pipelines.isolated', payload, result],
+                             start_new_session=True)
+    try:
+        child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(child)
+        raise NodeTimeout(f'{node_id} timed out after {timeout:g}s (with_timeout); its process and the Beam '
+                          f'work it started were stopped {time.monotonic() - start - timeout:.1f}s past the limit.') from None
+    except BaseException:  # Ctrl-C or the parent being stopped: the child goes too
+        _stop(child)
+        raise
+    if not os.path.exists(result):
+        raise ExecutorProcessError('ExecutorProcessDied', f'the executor process of {node_id} ended with exit code '
+                                   f'{child.returncode} before reporting (killed, or out of memory?)', True, '')
+    with open(result, 'rb') as f:
+        outcome = pickle.load(f)
+    if 'error' in outcome:
+        error = outcome['error']
+        if error.get('exception') is not None:
+            try:
+                raise pickle.loads(error['exception'])
+            except (pickle.UnpicklingError, AttributeError, ImportError, TypeError):
+                pass
+        raise ExecutorProcessError(error['type'], error['message'], error['retryable'], error['traceback'])
+    for key, (properties, custom) in outcome['outputs'].items():
+        arguments[key].properties.update(properties)
+        arguments[key].custom_properties.update(custom)
+
+
+def _stop(child: subprocess.Popen) -> None:
+    """SIGTERM to the child's whole process group, SIGKILL to what is left after GRACE_SECONDS."""
+    for sig, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            child.wait(timeout=wait)
+            if sig == signal.SIGTERM:  # the leader is gone; its group may not be
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies (a kill -9 of the run leaves no orphan)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _child(payload_path: str, result_path: str) -> int:
+    _die_with_parent()
+    with open(payload_path, 'rb') as f:
+        where = pickle.load(f)
+        sys.path[:] = where['sys_path']
+        os.chdir(where['cwd'])
+        import pipelines  # noqa: F401  (its environment settings come before TensorFlow)
+        payload = pickle.load(f)
+    from pipelines.retry import retryable
+
+    arguments = payload['arguments']
+    try:
+        executor = payload['executor'](beam_pipeline_args=payload['beam'], tmp_dir=payload['tmp_dir'],
+                                       node_id=payload['node_id'])
+        executor.run(**arguments)
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which records it
+        try:
+            exception = pickle.dumps(e)
+            pickle.loads(exception)
+        except Exception:
+            exception = None
+        outcome: dict[str, Any] = {'error': {
+            'type': type(e).__name__, 'message': str(e), 'retryable': retryable(e),
+            'traceback': traceback.format_exc(), 'exception': exception}}
+    else:
+        outcome = {'outputs': {k: (a.properties, a.custom_properties) for k, a in arguments.items()
+                               if hasattr(a, 'custom_properties') and hasattr(a, 'uri')}}
+    with open(result_path + '.tmp', 'wb') as f:
+        pickle.dump(outcome, f)
+    os.replace(result_path + '.tmp', result_path)
+    return 0 if 'outputs' in outcome else 1
+
+
+if __name__ == '__main__':
+    sys.exit(_child(sys.argv[1], sys.argv[2]))
