@@ -21,6 +21,7 @@ from components.publisher import Publisher
 from components.evaluator import Evaluator
 from components.model_validator import ModelValidator
 from components.pusher import Pusher
+from components.resolvers import LatestSpans
 from components.schema_gen import ImportSchemaGen, SchemaGen
 from components.statistics_gen import StatisticsGen
 from components.trainer import DataAccessor, FnArgs, Trainer
@@ -30,7 +31,7 @@ from metadata.artifact import (Artifact, ExampleAnomalies, Examples, ExampleStat
                                TransformGraph)
 
 __all__ = ['CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen',
-           'ExampleValidator', 'Transform', 'Trainer', 'Evaluator', 'ModelValidator', 'Pusher', 'FnArgs',
+           'ExampleValidator', 'LatestSpans', 'Transform', 'Trainer', 'Evaluator', 'ModelValidator', 'Pusher', 'FnArgs',
            'DataAccessor', 'DataError', 'AnomaliesFound', 'Channel', 'Component', 'Input', 'Output', 'Parameter', 'WiringError', 'Driver', 'InputError',
            'PipelineInfo', 'Executor', 'Publisher', 'Artifact', 'ExampleAnomalies', 'Examples',
            'ExampleStatistics', 'Model', 'ModelBlessing', 'ModelEvaluation', 'ModelRun', 'PushedModel',

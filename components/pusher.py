@@ -59,10 +59,12 @@ RECORD_FORMAT = 1
 
 class PushError(RuntimeError):
     """The destination cannot be written; the message says where and how to fix it."""
+    retryable = False
 
 
 class ProductionError(RuntimeError):
     """A rollback or promotion was refused; the message says why and what to do."""
+    retryable = False
 
 
 # -- content fingerprints ----------------------------------------------------------------------------

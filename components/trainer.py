@@ -15,6 +15,11 @@ Then the Trainer writes ``Format-ONNX/model.onnx``: the same model with raw feat
 tf.Example parsing, the transform embedded), runs both models on the eval examples, records the
 largest absolute difference as ``onnx_max_abs_diff`` and fails if it exceeds ``onnx_tolerance``.
 ``export_onnx=False`` skips this.
+
+Warm starts: ``warm_start_from=DESTINATION`` sets ``fn_args.base_model`` to the SavedModel in
+production there (as the destination says, so a rolled-back or hand-pushed version counts), or None
+while nothing is; the version is part of the cache key, so a new push reruns the Trainer. A
+``base_model`` input channel, if wired, takes precedence.
 """
 from __future__ import annotations
 
@@ -89,18 +94,44 @@ class TrainerDriver(Driver):
     it did, not by its name: the execution that produced ``examples`` also produced a TransformGraph
     and read Examples under the input key ``examples`` (so a subclass or a renamed node counts)."""
 
+    warm_start_version = ''  # the production version resolved as base_model (warm_start_from), if any
+
     def resolve_inputs(self) -> dict[str, Artifact | None]:
         inputs = super().resolve_inputs()
         examples = inputs.get('examples')
         if inputs.get('raw_examples') is None and examples is not None:
             inputs['raw_examples'] = self._raw_examples_of(examples)
+        destination = self.component.parameters.get('warm_start_from')
+        if destination and inputs.get('base_model') is None:
+            inputs['base_model'] = self._in_production(destination)
         return inputs
+
+    def external_fingerprints(self) -> dict[str, str]:
+        # The base model's content is in its fingerprint; its version says which one it was.
+        return {'warm_start_version': self.warm_start_version} if self.warm_start_version else {}
+
+    def _in_production(self, destination: str) -> Artifact | None:
+        """The model in production at ``destination`` (as the destination says), or None if empty."""
+        from components.pusher import production
+        from metadata.production import version_artifact
+
+        current = production(destination).current
+        if current is None:
+            return None
+        self.warm_start_version = str(current.number)
+        return version_artifact(self.store, destination, current.number, current.fingerprint or '', current.record)
 
     def _raw_examples_of(self, examples: Artifact) -> Artifact:
         node = self.store.lineage(examples.id)
         while node.execution is not None and _is_transform(node.execution):
             node = node.inputs['examples'][0]
         return node.artifact
+
+
+def _serving_dir(uri: str) -> str:
+    """The SavedModel of a Model artifact or of a pushed version (``Format-Serving/`` if present)."""
+    serving = os.path.join(uri, SERVING_DIR)
+    return serving if os.path.isdir(serving) else uri
 
 
 def _is_transform(execution: Any) -> bool:
@@ -121,7 +152,7 @@ class TrainerExecutor(Executor):
             base_model: Model | None, raw_examples: Examples | None, model: Model, model_run: ModelRun,
             module_file: str, train_steps: int | None, eval_steps: int | None, custom_config: dict,
             hyperparameters: dict, train_split: str, eval_split: str, export_onnx: bool,
-            onnx_tolerance: float) -> None:
+            onnx_tolerance: float, warm_start_from: str | None) -> None:
         module = load_module_file(module_file, required=['run_fn'])
         serving_dir = os.path.join(model.uri, SERVING_DIR)
         schema_path = os.path.join(schema.uri, 'schema.pbtxt') if schema is not None else None
@@ -137,7 +168,7 @@ class TrainerExecutor(Executor):
             transform_output=transform_graph.uri if transform_graph is not None else None,
             data_accessor=DataAccessor(_tf_dataset_factory, _record_batch_factory),
             serving_model_dir=serving_dir, eval_model_dir=serving_dir, model_run_dir=model_run.uri,
-            base_model=os.path.join(base_model.uri, SERVING_DIR) if base_model is not None else None,
+            base_model=_serving_dir(base_model.uri) if base_model is not None else None,
             hyperparameters=dict(hyperparameters), custom_config=dict(custom_config))
         module.run_fn(fn_args)
         if not os.path.isfile(os.path.join(serving_dir, 'saved_model.pb')):
@@ -205,6 +236,7 @@ class Trainer(Component):
     eval_split = Parameter(str, default='eval')
     export_onnx = Parameter(bool, default=True)
     onnx_tolerance = Parameter(float, default=1e-4)
+    warm_start_from = Parameter(str, default=None, path=True)
     libraries = ('tensorflow', 'tf-keras', 'tensorflow-transform', 'tfx-bsl', 'tf2onnx', 'onnx', 'onnxruntime',
                  'onnxruntime-extensions')
     executor = TrainerExecutor

@@ -33,6 +33,12 @@ class Artifact:
         for name, kind in cls.PROPERTIES.items():
             if kind not in (int, float, str):
                 raise TypeError(f'{cls.__name__}.PROPERTIES[{name!r}] must be int, float or str; got {kind!r}.')
+        known = Artifact._registry.get(cls.__name__)
+        if known is not None and 'PROPERTIES' not in cls.__dict__ and \
+                (known.__module__, known.__qualname__) == (cls.__module__, cls.__qualname__):
+            # cloudpickle rebuilding a class pickled by value first makes an empty skeleton (its attributes
+            # come later), and drops it for the class already in this process: keep the one we have.
+            return
         Artifact._registry[cls.__name__] = cls
 
     def __init__(self, uri: str = '', **properties: Any) -> None:

@@ -390,8 +390,19 @@ class MetadataStore:
 
     def _events(self, artifacts: dict[str, Sequence[Artifact]], kind: int,
                 state: str | None = None) -> list[tuple[pb.Artifact, pb.Event]]:
-        return [(self._artifact_proto(a, state), self._event(kind, key, i))
-                for key, group in sorted(artifacts.items()) for i, a in enumerate(group)]
+        """One event per artifact: MLMD keeps one event of a kind per artifact and execution, so an
+        artifact passed under two keys (a Trainer's examples that are also its raw_examples) is
+        recorded under the first key only."""
+        seen: set[int] = set()
+        events = []
+        for key, group in sorted(artifacts.items()):
+            for i, a in enumerate(group):
+                if a.id is not None:
+                    if a.id in seen:
+                        continue
+                    seen.add(a.id)
+                events.append((self._artifact_proto(a, state), self._event(kind, key, i)))
+        return events
 
     def register_execution(self, component_type: str, pipeline_name: str, run_id: str, node_id: str,
                            inputs: dict[str, Sequence[Artifact]], properties: dict[str, Any]) -> int:
@@ -622,6 +633,45 @@ class MetadataStore:
                 and p.custom_properties['cache_key'].string_value == cache_key]
         return sorted(self._records(hits), key=lambda r: -r.id)
 
+    def latest_done_execution(self, pipeline_name: str, node_id: str,
+                              exclude_run: str | None = None) -> ExecutionRecord | None:
+        """The newest COMPLETE or CACHED execution of this node in any run of the pipeline (but
+        ``exclude_run``) whose outputs are all LIVE and on disk, or None."""
+        node = self.context(NODE, f'{pipeline_name}.{node_id}', create=False)
+        if node is None:
+            return None
+        protos = self.retry(lambda: self._store.get_executions_by_context(node.id))
+        done = sorted((p for p in protos if pb.Execution.State.Name(p.last_known_state) in DONE_STATES),
+                      key=lambda p: -p.id)
+        for proto in done:
+            [record] = self._records([proto])
+            if record.run_id == exclude_run:
+                continue
+            artifacts = [a for group in record.outputs.values() for a in group]
+            if all(a.state == 'LIVE' and a.exists() for a in artifacts):
+                return record
+        return None
+
+    def artifacts_of_type(self, type_name: str) -> list[Artifact]:
+        """Every artifact of an MLMD type (none if the type is unknown)."""
+        try:
+            protos = self.retry(lambda: self._store.get_artifacts_by_type(type_name))
+        except mlmd_errors.NotFoundError:
+            return []
+        return [self._to_artifact(p) for p in protos]
+
+    def mark_deleted(self, artifacts: Sequence[Artifact]) -> None:
+        """Set artifacts' state to DELETED (their files are being removed: ``sluice gc``); no cache
+        lookup reuses them from then on."""
+        if not artifacts:
+            return
+        protos = self.retry(lambda: self._store.get_artifacts_by_id([a.id for a in artifacts]))
+        for proto in protos:
+            proto.state = pb.Artifact.DELETED
+        self.retry(lambda: self._store.put_artifacts(protos))
+        for artifact in artifacts:
+            artifact.state = 'DELETED'
+
     def runs(self, pipeline_name: str | None = None) -> list[RunSummary]:
         """Runs in the store (optionally of one pipeline), oldest first."""
         contexts = self.retry(lambda: self._store.get_contexts_by_type(PIPELINE_RUN))
@@ -667,6 +717,27 @@ class MetadataStore:
             return node
 
         return build(found[0])
+
+    # -- spans (artifacts across runs) ----------------------------------------------------------
+    def node_executions_across_runs(self, pipeline_name: str, node_id: str) -> list[ExecutionRecord]:
+        """The COMPLETE and CACHED executions of a node in every run of a pipeline, oldest first, with
+        their inputs and outputs (for resolvers: the spans an ExampleGen ingested in earlier runs)."""
+        node = self.context(NODE, f'{pipeline_name}.{node_id}', create=False)
+        if node is None:
+            return []
+        protos = self.retry(lambda: self._store.get_executions_by_context(node.id))
+        done = [p for p in protos if pb.Execution.State.Name(p.last_known_state) in DONE_STATES]
+        return sorted(self._records(done), key=lambda r: r.id)
+
+    def producing_execution(self, artifact_id: int) -> ExecutionRecord | None:
+        """The execution that made an artifact's files (the COMPLETE one, not a later CACHED reuse)."""
+        events = self.retry(lambda: self._store.get_events_by_artifact_ids([artifact_id]))
+        producers = sorted({e.execution_id for e in events if e.type == pb.Event.OUTPUT})
+        if not producers:
+            return None
+        records = self._records(self.retry(lambda: self._store.get_executions_by_id(producers)))
+        records.sort(key=lambda r: (r.state != 'COMPLETE', r.id))
+        return records[0]
 
 
 def process_start(pid: int) -> str:

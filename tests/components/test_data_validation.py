@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from components import AnomaliesFound, ExampleValidator, WiringError
+from components import AnomaliesFound, CsvExampleGen, ExampleValidator, SchemaGen, StatisticsGen, WiringError
 from components.example_gen import CsvExampleGenExecutor
 from components.example_validator import ANOMALIES_FILE, ExampleValidatorExecutor
 from components.schema_gen import ImportSchemaGenExecutor, SchemaGenExecutor, load_schema
@@ -137,14 +137,23 @@ def test_drift_against_a_baseline(tmp_path):
         ExampleValidatorExecutor().run(statistics=new, schema=schema, baseline_statistics=base,
                                        anomalies=ExampleAnomalies(uri=_dir(tmp_path, 'x')), fail_on_anomalies=False,
                                        drift_thresholds={'colour': {'infinity_norm': 0.1}})
-    with pytest.raises(ValueError, match=r'drift_thresholds need baseline_statistics to compare with'):
-        ExampleValidatorExecutor().run(statistics=new, schema=schema, baseline_statistics=None,
-                                       anomalies=ExampleAnomalies(uri=_dir(tmp_path, 'y')), fail_on_anomalies=False,
-                                       drift_thresholds={'color': {'infinity_norm': 0.1}})
+    # Nothing to compare with (no baseline wired, no earlier span): the drift check is skipped, and says so.
+    skipped = ExampleAnomalies(uri=_dir(tmp_path, 'y'))
+    ExampleValidatorExecutor().run(statistics=new, schema=schema, baseline_statistics=None, anomalies=skipped,
+                                   fail_on_anomalies=True, drift_thresholds={'color': {'infinity_norm': 0.1}})
+    assert skipped.get('drift') == 'skipped: no baseline_statistics wired and no earlier span to compare with'
+    assert skipped.get('has_anomalies') == 0
+    # A bare number: L-infinity for a categorical (string) feature, as TFDV defines it.
+    bare = ExampleAnomalies(uri=_dir(tmp_path, 'bare'))
+    ExampleValidatorExecutor().run(statistics=new, schema=schema, baseline_statistics=base, anomalies=bare,
+                                   fail_on_anomalies=False, drift_thresholds={'color': 0.1})
+    assert 'High Linfty distance' in bare.get('summary')
 
 
 @pytest.mark.parametrize('thresholds, message', [
-    ({'color': {'linf': 0.1}}, r"thresholds of feature 'color' must be a dict with 'infinity_norm'"),
+    ({'color': {'linf': 0.1}}, r"thresholds of feature 'color' must be a number in \[0, 1\] or a dict with "
+                               r"'infinity_norm'"),
+    ({'color': 1.5}, r"the threshold of feature 'color' must be a number in \[0, 1\]; got 1\.5"),
     ({'color': {'infinity_norm': 2}}, r'color\.infinity_norm must be a number in \[0, 1\]; got 2'),
 ])
 def test_drift_thresholds_are_checked_at_construction(thresholds, message):
@@ -155,3 +164,113 @@ def test_drift_thresholds_are_checked_at_construction(thresholds, message):
     with pytest.raises(WiringError, match=r'^ExampleValidator\(drift_thresholds=\.\.\.\): ' + message):
         ExampleValidator(statistics=stats.outputs['statistics'], schema=schema.outputs['schema'],
                          drift_thresholds=thresholds)
+
+
+# -- SchemaGen: an inferred schema accepts its own data; real problems still block ------------------
+TAXI = os.path.join(REPO, 'pipelines', 'examples', 'taxi')
+
+
+@pytest.fixture(scope='module')
+def taxi(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('taxi')
+    examples, stats = make_stats(tmp, os.path.join(TAXI, 'data'), 'taxi')
+    return tmp, examples, stats
+
+
+def test_taxi_with_defaults_passes_validation_and_transform(taxi, capsys):
+    """The issue's first run: SchemaGen with its defaults, ExampleValidator blocking, Transform with
+    infer_feature_shape=True, on the taxi data's own eval split."""
+    import glob
+
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from components.transform import TransformExecutor
+    from metadata import TransformGraph
+
+    tmp, examples, stats = taxi
+    # What plain inference from the train split does: it rejects the eval split.
+    plain = tfdv.infer_schema(load_statistics(stats, 'train'), infer_feature_shape=True)
+    rejected = tfdv.validate_statistics(load_statistics(stats, 'eval'), plain).anomaly_info
+    assert {'company', 'pickup_census_tract', 'pickup_latitude'} <= set(rejected)
+
+    schema = Schema(uri=_dir(tmp, 'schema'))
+    defaults = SchemaGen(statistics=StatisticsGen(examples=CsvExampleGen(input_base='/d').outputs['examples'])
+                         .outputs['statistics']).parameters
+    assert defaults == {'infer_feature_shape': True, 'split': 'train'}
+    SchemaGenExecutor().run(statistics=stats, schema=schema, **defaults)
+    proto = load_schema(schema)
+    feature = {f.name: f for f in proto.feature}
+    eval_only = set(rejected['company'].description.split(': ', 1)[1].split(' (<1%)')[0:1])
+    assert eval_only and all(v in {d for dom in proto.string_domain for d in dom.value} for v in eval_only)
+    census = feature['pickup_census_tract']  # in one train row, in no eval row: kept, optional
+    assert census.lifecycle_stage != schema_pb2.DEPRECATED and census.presence.min_count == 0
+    assert not feature['pickup_latitude'].HasField('shape')  # missing in a few eval rows
+    assert feature['pickup_latitude'].presence.min_fraction == 0.49
+    assert feature['fare'].shape.dim[0].size == 1 and feature['fare'].presence.min_fraction == 1
+    assert schema.get('rejects_own_data') is None
+
+    anomalies = ExampleAnomalies(uri=_dir(tmp, 'anomalies'))
+    ExampleValidatorExecutor().run(statistics=stats, schema=schema, baseline_statistics=None, anomalies=anomalies,
+                                   fail_on_anomalies=True, drift_thresholds={})
+    assert anomalies.get('has_anomalies') == 0
+    assert "split 'eval': no anomalies" in capsys.readouterr().out
+
+    graph, out = TransformGraph(uri=_dir(tmp, 'graph')), Examples(uri=_dir(tmp, 'transformed'))
+    TransformExecutor(beam_pipeline_args=['--direct_num_workers=1']).run(
+        examples=examples, schema=schema, module_file=os.path.join(TAXI, 'taxi_module.py'), analyze_split='train',
+        transform_graph=graph, transformed_examples=out)
+    for split in ('train', 'eval'):
+        assert glob.glob(os.path.join(out.split_uri(split), 'transformed_examples-*.gz'))
+
+
+def _without(stats, feature_name):
+    """The same statistics with one feature gone from every example (as TFDV reports a dropped column)."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    out = statistics_pb2.DatasetFeatureStatisticsList()
+    out.CopyFrom(stats)
+    features = out.datasets[0].features
+    keep = [f for f in features if f.path.step[0] != feature_name]
+    del features[:]
+    features.extend(keep)
+    return out
+
+
+def test_an_inferred_schema_still_blocks_a_vanished_column(penguins, tmp_path):
+    import tensorflow_data_validation as tfdv
+
+    from components.example_validator import describe
+
+    tmp, (_, clean), _ = penguins
+    schema = Schema(uri=_dir(tmp_path, 'inferred'))
+    SchemaGenExecutor().run(statistics=clean, schema=schema, infer_feature_shape=True, split='train')
+    inferred = load_schema(schema)
+    for split in ('train', 'eval'):  # accepts its own data
+        assert describe(tfdv.validate_statistics(load_statistics(clean, split), inferred)) == []
+    # A new span whose culmen_depth_mm column is gone.
+    gone = describe(tfdv.validate_statistics(_without(load_statistics(clean, 'eval'), 'culmen_depth_mm'), inferred))
+    assert gone == ["feature 'culmen_depth_mm': Column dropped (Column is completely missing)"]
+    # One missing from most examples, where it was in all of them, blocks too (min_fraction 1).
+    partly = load_statistics(clean, 'eval')
+    [depth] = [f for f in partly.datasets[0].features if f.path.step[0] == 'culmen_depth_mm']
+    depth.num_stats.common_stats.num_missing = partly.datasets[0].num_examples - 10
+    depth.num_stats.common_stats.num_non_missing = 10
+    assert any(line.startswith("feature 'culmen_depth_mm': ") and 'minimum fraction = 1' in line
+               for line in describe(tfdv.validate_statistics(partly, inferred)))
+
+
+def test_a_value_out_of_a_curated_range_blocks(tmp_path):
+    with open(os.path.join(PENGUIN, 'data', 'penguins.csv')) as f:
+        rows = f.read().splitlines()
+    header, body = rows[0], rows[1:]
+    body[5] = ','.join(body[5].split(',')[:4] + ['1.7'])  # body_mass_g is scaled to [0, 1]
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / 'p.csv').write_text('\n'.join([header] + body) + '\n')
+    _, stats = make_stats(tmp_path, str(data), 'range')
+    with pytest.raises(AnomaliesFound, match=r"split '(train|eval)': feature 'body_mass_g': Out-of-range values "
+                                             r'\(Unexpectedly high value: 1\.7>1'):
+        ExampleValidatorExecutor().run(statistics=stats, schema=_curated(tmp_path), baseline_statistics=None,
+                                       anomalies=ExampleAnomalies(uri=_dir(tmp_path, 'a')), fail_on_anomalies=True,
+                                       drift_thresholds={})

@@ -179,3 +179,32 @@ def test_import_example_gen_rejects_files_that_are_not_tfrecords(tmp_path):
     out.mkdir()
     with pytest.raises(Exception, match=r'ImportExampleGen: .*/in/notes\.txt is not a readable TFRecord file'):
         ImportExampleGenExecutor().run(input_base=str(d), split_ratios={'a': 1}, examples=Examples(uri=str(out)))
+
+
+def test_spans_newest_by_default_a_range_in_one_artifact_and_clear_errors(tmp_path):
+    data = tmp_path / 'in'
+    for span, n in ((1, 30), (2, 40)):
+        (data / f'span-{span}').mkdir(parents=True)
+        (data / f'span-{span}' / 'a.csv').write_text('x,s\n' + ''.join(f'{span * 100 + i},v{i}\n' for i in range(n)))
+
+    def gen(**kwargs):
+        out = tmp_path / f'out-{random.random()}'
+        out.mkdir()
+        examples = Examples(uri=str(out))
+        CsvExampleGenExecutor().run(input_base=str(data), split_ratios={'all': 1}, examples=examples,
+                                    pattern='span-{SPAN}/*.csv', **kwargs)
+        return examples
+
+    newest = gen()
+    assert (newest.get('span'), newest.get('version'), newest.get('spans')) == (2, 0, '[2]')
+    assert sorted(r['x'][1] for r in read_examples(newest, 'all')) == list(range(200, 240))
+    both = gen(span=(1, 2))
+    assert (both.get('span'), both.get('spans')) == (2, '[1, 2]')
+    assert len(read_examples(both, 'all')) == 70
+    with pytest.raises(DataError, match=r"CsvExampleGen: span 3 does not exist in .*/in \(pattern 'span-\{SPAN\}/\*\.csv'\); "
+                                        r'the spans there are 1, 2\.'):
+        gen(span=3)
+    (data / 'span-2' / 'a.csv').write_text('x,t\n1,2\n')
+    with pytest.raises(DataError, match=r'the header of .*span-2/a\.csv \(x,t\) differs from the header of '
+                                        r'.*span-1/a\.csv \(x,s\)'):
+        gen(span=(1, 2))

@@ -120,3 +120,48 @@ def test_raw_examples_are_found_for_a_renamed_transform_subclass(store, tmp_path
     # examples from a component that is not a transform are the raw examples themselves
     raw = TrainerDriver(trainers['sampled'], store, info).resolve_inputs()['raw_examples']
     assert raw.id == sampled.id
+
+
+WARM_MODULE = '''
+import os
+
+def run_fn(fn_args):
+    with open(os.path.join(fn_args.model_run_dir, 'base_model.txt'), 'w') as f:
+        f.write(str(fn_args.base_model))
+    os.makedirs(fn_args.serving_model_dir, exist_ok=True)
+    with open(os.path.join(fn_args.serving_model_dir, 'saved_model.pb'), 'w') as f:
+        f.write('a stand-in model')
+'''
+
+
+def test_warm_start_from_the_model_in_production(tmp_path):
+    """fn_args.base_model is the SavedModel in production at warm_start_from, as the destination says;
+    a new push reruns the Trainer, an unchanged destination keeps it cached."""
+    from components import CsvExampleGen
+    from components.pusher import promote
+
+    dest, url = tmp_path / 'serving', f'sqlite:///{tmp_path}/m.db'
+    module = tmp_path / 'warm_module.py'
+    module.write_text(WARM_MODULE)
+    penguins = os.path.join(os.path.dirname(__file__), '..', '..', 'pipelines', 'examples', 'penguin', 'data')
+
+    def train():
+        gen = CsvExampleGen(input_base=penguins)
+        trainer = Trainer(examples=gen.outputs['examples'], module_file=str(module), export_onnx=False,
+                          warm_start_from=str(dest))
+        result = LocalDagRunner(progress=False).run(Pipeline('warm', str(tmp_path / 'root'), [gen, trainer],
+                                                             metadata=url))
+        assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items()}
+        with open(os.path.join(result['Trainer'].outputs['model_run'].uri, 'base_model.txt')) as f:
+            return result['Trainer'].state, f.read()
+
+    assert train() == ('COMPLETE', 'None')  # nothing in production yet
+    made = tmp_path / 'by_hand' / 'Format-Serving'
+    made.mkdir(parents=True)
+    (made / 'saved_model.pb').write_text('a model put in production by hand')
+    version, _ = promote(str(dest), str(made.parent), {}, 'a test')
+    version = version.number
+    state, base = train()
+    assert state == 'COMPLETE' and base == os.path.join(str(dest), str(version), 'Format-Serving')
+    assert os.path.isfile(os.path.join(base, 'saved_model.pb'))
+    assert train()[0] == 'CACHED'
