@@ -15,6 +15,8 @@ from pipelines.launcher import NodeResult, launch  # noqa: E402
 from pipelines.beam_dag_runner import BeamDagRunner  # noqa: E402
 from pipelines.local_dag_runner import LocalDagRunner  # noqa: E402
 from pipelines.pipeline import Pipeline, PipelineError, load_pipeline  # noqa: E402
+from pipelines.retry import Retry  # noqa: E402
 from pipelines.runner import RunResult  # noqa: E402
 
-__all__ = ['InteractiveContext', 'NodeResult', 'launch', 'BeamDagRunner', 'LocalDagRunner', 'Pipeline', 'PipelineError', 'load_pipeline', 'RunResult']
+__all__ = ['InteractiveContext', 'NodeResult', 'launch', 'BeamDagRunner', 'LocalDagRunner', 'Pipeline', 'PipelineError', 'load_pipeline', 'Retry', 'RunResult']
+from components.resolvers import LatestSpans  # noqa: E402,F401  (spans: a rolling window)
