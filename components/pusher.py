@@ -681,13 +681,16 @@ class PusherDriver(Driver):
 
 
 class PusherExecutor(Executor):
-    def run(self, *, model: Model, blessing: ModelBlessing, pushed_model: PushedModel,
+    def run(self, *, model: Model, blessing: ModelBlessing | None, pushed_model: PushedModel,
             push_destination: str) -> None:
+        destination = os.path.abspath(push_destination)
+        pushed_model.set('pushed_destination', destination)
+        if blessing is None:  # TFX's Pusher without model_blessing: every model is pushed, and that is said
+            pushed_model.set('gated', 0)
+            return self._push(model, pushed_model, destination)
         if blessing.get('current_model_id') != model.id:
             raise ValueError(f'{blessing!r} blesses model #{blessing.get("current_model_id")}, not {model!r}; wire '
                              'the same Trainer output into ModelValidator and Pusher.')
-        destination = os.path.abspath(push_destination)
-        pushed_model.set('pushed_destination', destination)
         measured_at = blessing.get('push_destination') or ''
         if measured_at and os.path.abspath(measured_at) != destination:
             raise ValueError(f'{blessing!r} was measured against the model in production at {measured_at}, but this '
@@ -695,11 +698,20 @@ class PusherExecutor(Executor):
         if not blessing.get('blessed'):
             return self._not_pushed(pushed_model, 'the model is NOT_BLESSED (see the blessing\'s reasons.json); '
                                                   'the destination is unchanged')
+        return self._push(model, pushed_model, destination, blessing, measured_at)
+
+    def _push(self, model: Model, pushed_model: PushedModel, destination: str, blessing: ModelBlessing | None = None,
+              measured_at: str = '') -> None:
+        """Copy the model into a new version under the destination's lock. Gated (a blessing): only if
+        production is still the version the blessing was measured against (compare-and-swap)."""
         if not os.path.isfile(os.path.join(model.uri, SERVING_DIR, 'saved_model.pb')):
             raise PushError(f'{model!r} holds no {SERVING_DIR}/saved_model.pb; there is nothing to push.')
-        measured_version = str(blessing.get('baseline_version') or '')
-        baseline = {'version': int(measured_version), 'fingerprint': blessing.get('baseline_fingerprint')} \
-            if measured_version.isdigit() else None
+        baseline = None
+        if blessing is not None:
+            measured_version = str(blessing.get('baseline_version') or '')
+            if measured_version.isdigit():
+                baseline = {'version': int(measured_version), 'fingerprint': blessing.get('baseline_fingerprint')}
+        ungated = '' if blessing is not None else '; no blessing gated this push (the Pusher has no blessing input)'
         fingerprint = model_fingerprint(model.uri)
         with destination_lock(destination):
             now = production(destination)
@@ -709,10 +721,10 @@ class PusherExecutor(Executor):
             if current is not None and current.fingerprint == fingerprint:
                 # e.g. a push whose record in the store was cut off by a crash
                 return self._pushed(pushed_model, model, current, f'already in production as version {current.number} '
-                                                                  '(pushed earlier; nothing copied)')
-            if (current.ref() if current else None) != baseline:
+                                                                  f'(pushed earlier; nothing copied){ungated}')
+            if blessing is not None and (current.ref() if current else None) != baseline:
                 return self._not_pushed(pushed_model, self._changed(baseline, now, measured_at))
-            summary, metrics = _blessing_summary(blessing)
+            summary, metrics = _blessing_summary(blessing) if blessing is not None else (None, None)
             identity = {'store_id': pushed_model.get('store_id'), 'artifact_id': model.id,
                         'pipeline': pushed_model.get('pipeline'), 'run_id': pushed_model.get('run_id'),
                         'uri': model.uri}
@@ -720,7 +732,7 @@ class PusherExecutor(Executor):
                                 destination=destination)
             version = write_version(destination, copy_model(model.uri), record)
         over = f'over {current.describe()}' if current else '(the first model at this destination)'
-        return self._pushed(pushed_model, model, version, f'pushed as version {version.number} {over}')
+        return self._pushed(pushed_model, model, version, f'pushed as version {version.number} {over}{ungated}')
 
     @staticmethod
     def _changed(baseline: dict | None, now: Production, measured_at: str) -> str:
@@ -767,9 +779,11 @@ class PusherExecutor(Executor):
 
 
 class Pusher(Component):
-    """Pushes a BLESSED model to ``push_destination/<version>/``, atomically and compare-and-swap."""
+    """Pushes a BLESSED model to ``push_destination/<version>/``, atomically and compare-and-swap.
+    Without a ``blessing`` input (as TFX allows), every model is pushed; the PushedModel records
+    ``gated=0`` and the run's output says that no blessing gated the push."""
     model = Input(Model)
-    blessing = Input(ModelBlessing)
+    blessing = Input(ModelBlessing, optional=True)  # None: every model is pushed (TFX's Pusher without a blessing)
     pushed_model = Output(PushedModel)
     push_destination = Parameter(str, path=True)
     libraries = ()  # copies files: no library shapes its output

@@ -175,6 +175,7 @@ class Session:
         failed = [u.node_id for u in upstream if not u.ok]
         index, total = self.index.get(component.id, len(self.index) + 1), len(self.pipeline.components)
         if step is not None and step.action == 'skip':
+            self.progress.say(f'[{index}/{total}] {component.id:<20} not selected')
             return NodeResult(component.id, component.component_type, 'SKIPPED', error='not selected')
         if step is not None and step.action == 'reuse':
             result = reused(component, step)

@@ -209,7 +209,7 @@ class FlakyExecutor(Executor):
 
 
 class Flaky(Component):
-    counter = Parameter(str, path=True)
+    counter = Parameter(str)  # an absolute path; not an input (sluice watch would watch it)
     fail_times = Parameter(int, default=0)
     sleep_first = Parameter(float, default=0.0)
     text = Output(Text)

@@ -85,6 +85,10 @@ def test_transient_failures_are_retried_with_backoff(tmp_path, runner, capsys):
     assert read_text(result['Upper'].outputs['result']) == 'ATTEMPT 3'
     live = [a for r in attempts for group in r.outputs.values() for a in group if a.state == 'LIVE']
     assert len(live) == 1
+    assert main(['show', result.run_id, '--metadata', pipeline.metadata]) == 0
+    shown = capsys.readouterr().out
+    assert re.search(r'Flaky \[Flaky\] FAILED .* \(attempt 1\)\n', shown)
+    assert re.search(r'Flaky \[Flaky\] COMPLETE .* \(attempt 3\)\n', shown)
 
 
 def test_a_node_policy_overrides_the_pipeline_and_runs_out(tmp_path):

@@ -27,9 +27,7 @@ def create_pipeline():
 '''
 
 
-@pytest.fixture
-def setup(tmp_path, text_dir):
-    url = f'sqlite:///{tmp_path}/m.db'
+def nodes_of(tmp_path, text_dir, url):
     path = tmp_path / 'nodes_pipeline.py'
     path.write_text(PIPELINE.format(tests=os.path.join(REPO, 'tests'), input=str(text_dir), url=url,
                                     counter=str(tmp_path / 'calls.txt'), root=str(tmp_path / 'root')))
@@ -39,6 +37,11 @@ def setup(tmp_path, text_dir):
                                '--node', node, *extra], capture_output=True, text=True, cwd=tmp_path,
                               env={**os.environ, **(env or {})})
     return run_node, MetadataStore(url)
+
+
+@pytest.fixture
+def setup(tmp_path, text_dir):
+    return nodes_of(tmp_path, text_dir, f'sqlite:///{tmp_path}/m.db')
 
 
 def states(store, run_id, node):
@@ -87,9 +90,42 @@ def test_a_killed_node_is_taken_over_by_the_next_attempt(setup):
                                            str(abandoned.id)))
 
 
+def test_a_run_driven_by_run_node_and_killed_is_finished_by_resume(setup, tmp_path):
+    run_node, store = setup
+    assert run_node('Source').returncode == 0
+    assert run_node('Upper', env={'SLUICE_KILL_AT': 'Upper:executor:0'}).returncode == -9
+    resumed = subprocess.run([sys.executable, '-m', 'pipelines.cli', 'resume', 'r1', '--metadata', store.url],
+                             capture_output=True, text=True, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert 'Source' in resumed.stdout and 'reuse' in resumed.stdout.split('Source', 1)[1].split('\n', 1)[0]
+    run = store.run('r1')
+    assert run.state == 'COMPLETE'
+    assert [r.state for r in store.executions('r1') if r.node_id == 'Upper'] == ['FAILED', 'COMPLETE']
+
+
 def test_unknown_node_and_help(setup):
     run_node, _ = setup
     bad = run_node('Uper')
     assert bad.returncode == 2 and "has no node 'Uper'; did you mean 'Upper'?" in bad.stderr
     usage = subprocess.run([sys.executable, '-m', 'pipelines.cli', 'run-node', '--help'], capture_output=True, text=True)
     assert '--run-id' in usage.stdout and '--no-retry' in usage.stdout
+
+
+def test_two_machines_run_branches_of_one_run_at_once_on_postgresql(tmp_path, text_dir, postgres_url):
+    """Independent nodes of one run, each in its own process at the same moment, sharing a PostgreSQL
+    store and a pipeline root, as two machines (or two Airflow workers) would."""
+    import uuid
+
+    run_node, store = nodes_of(tmp_path, text_dir, postgres_url)
+    run_id = f'pg-{uuid.uuid4().hex[:8]}'
+    for wave in (('Source', 'Flaky'), ('Upper', 'Shout')):
+        procs = [subprocess.Popen([sys.executable, '-m', 'pipelines.cli', 'run-node', str(tmp_path / 'nodes_pipeline.py'),
+                                   '--run-id', run_id, '--node', node], cwd=tmp_path, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for node in wave]
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+    run = store.run(run_id)
+    assert run.state == 'COMPLETE' and set(run.node_ids) == {'Source', 'Flaky', 'Upper', 'Shout'}
+    assert states(store, run_id, 'Flaky') == ['FAILED', 'COMPLETE']  # its own retry policy, in its process
+    pids = {r.properties['pid'] for r in store.executions(run_id)}
+    assert len(pids) == 4  # each node's executions came from its own process

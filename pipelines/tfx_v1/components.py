@@ -1,0 +1,369 @@
+"""``tfx.components``: TFX's component constructors with TFX's argument names, each returning Sluice's
+own component (the same node a Sluice pipeline file would declare, so the same execution type, node
+id, parameters and cache key).
+
+Besides TFX's arguments, each takes its Sluice component's own parameters by their Sluice names
+(e.g. ``Trainer(..., export_onnx=False)``, ``ExampleValidator(..., fail_on_anomalies=False)``).
+An argument Sluice cannot honour fails here, naming it and the Sluice way.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import components as _sluice
+from components.component import Channel as _SluiceChannel
+from components.component import Component, WiringError
+from components.trainer import DataAccessor, FnArgs
+from pipelines.tfx_v1 import proto as _proto
+from pipelines.tfx_v1._common import check_none, module_getattr, not_offered
+from pipelines.tfx_v1.dsl import COMPANIONS, Channel, ProductionBaseline, _Unusable
+
+TrainerFnArgs = FnArgs  # the name TFX's older module files import (tfx.components.trainer.executor)
+
+
+def _channel(where: str, key: str, value: Any) -> Any:
+    """A Sluice channel (or component, or None) for input ``key``; TFX-only placeholders are refused."""
+    if value is None or isinstance(value, (_SluiceChannel, Component)):
+        return value
+    if isinstance(value, ProductionBaseline):
+        raise not_offered(f'{where}({key}={value!r})',
+                          'the model in production is only the baseline of an Evaluator '
+                          '(tfx.components.Evaluator(baseline_model=resolver.outputs["model"]))')
+    if isinstance(value, _Unusable):
+        raise not_offered(f'{where}({key}={value!r})', value.why)
+    if isinstance(value, Channel):
+        raise not_offered(f'{where}({key}={value!r}) (a channel without a producer)',
+                          "wire a component's output, e.g. other_component.outputs['key']")
+    return value  # the Sluice component reports the wrong type with its own message
+
+
+def _extras(where: str, cls: type[Component], extras: dict[str, Any], taken: set[str]) -> dict[str, Any]:
+    """Sluice's own parameters of ``cls`` given by their Sluice names; anything else is refused."""
+    for key in extras:
+        if key in taken or key not in cls.PARAMETERS:
+            known = sorted(set(cls.PARAMETERS) - taken)
+            raise WiringError(f"{where}() got an unexpected argument '{key}'. It takes TFX's arguments and, by their "
+                              f"Sluice names, {cls.__name__}'s own parameters: {', '.join(known) or 'none'}.")
+    return extras
+
+
+def _with(cls: type[Component], where: str, **kwargs: Any) -> Component:
+    """Construct ``cls``, naming the TFX constructor in its errors."""
+    try:
+        return cls(**{k: v for k, v in kwargs.items() if v is not None})
+    except WiringError as e:
+        raise WiringError(f'{where}: {e}') from None
+
+
+# -- ExampleGen -----------------------------------------------------------------------------------
+def _example_gen_args(where: str, input_config: Any, output_config: Any, range_config: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    if input_config is not None:
+        if not isinstance(input_config, _proto.Input):
+            raise WiringError(f'{where}(input_config=...) takes a tfx.proto.Input; got {type(input_config).__name__}.')
+        if len(input_config.splits) != 1:
+            raise not_offered(f'{where}(input_config=Input(splits=[{len(input_config.splits)} splits]))',
+                              'Sluice splits one set of files by a hash of each row; give one '
+                              "Input.Split(pattern=...) and the split sizes in output_config (hash_buckets)")
+        pattern = input_config.splits[0].pattern
+        if pattern and pattern != '*':
+            args['pattern'] = pattern  # '*' is every file: Sluice's default reads every file of its format
+    if output_config is not None:
+        if not isinstance(output_config, _proto.Output):
+            raise WiringError(f'{where}(output_config=...) takes a tfx.proto.Output; got {type(output_config).__name__}.')
+        split_config = output_config.split_config
+        if split_config is not None:
+            if split_config.partition_feature_name:
+                raise not_offered(f'{where}(output_config=...partition_feature_name='
+                                  f'{split_config.partition_feature_name!r})',
+                                  'Sluice splits by a hash of each row (SplitConfig.Split(name, hash_buckets))')
+            if split_config.splits:
+                args['split_ratios'] = {s.name: s.hash_buckets for s in split_config.splits}
+    if range_config is not None:
+        if not isinstance(range_config, _proto.RangeConfig):
+            raise WiringError(f'{where}(range_config=...) takes a tfx.proto.RangeConfig; got '
+                              f'{type(range_config).__name__}.')
+        if range_config.rolling_range is not None:
+            raise not_offered(f'{where}(range_config=RangeConfig(rolling_range=...))',
+                              'an ExampleGen reads one span or a static range (as in TFX); a rolling window of the '
+                              'newest spans is tfx.dsl.Resolver(strategy_class=SpanRangeStrategy, ...), i.e. '
+                              'components.LatestSpans(example_gen, n=N)')
+        static = range_config.static_range
+        if static is not None:
+            lo, hi = static.start_span_number, static.end_span_number
+            if hi < lo:
+                raise WiringError(f'{where}(range_config=StaticRange(start_span_number={lo}, end_span_number={hi})): '
+                                  'the end is before the start.')
+            args['span'] = lo if lo == hi else (lo, hi)
+    return args
+
+
+def CsvExampleGen(input_base: str | None = None, input_config: Any = None, output_config: Any = None,  # noqa: N802
+                  range_config: Any = None, **sluice: Any) -> Component:
+    """Sluice's CsvExampleGen. ``input_config``'s one split pattern (``{SPAN}``/``{VERSION}`` allowed) is
+    its ``pattern``; ``output_config``'s hash buckets its ``split_ratios`` (default train 2 : eval 1, as
+    TFX); ``range_config``'s static range its ``span``. Without a range the newest span is read."""
+    where = 'tfx.components.CsvExampleGen'
+    args = _example_gen_args(where, input_config, output_config, range_config)
+    return _with(_sluice.CsvExampleGen, where, input_base=input_base,
+                 **args, **_extras(where, _sluice.CsvExampleGen, sluice, set(args) | {'input_base'}))
+
+
+def ImportExampleGen(input_base: str | None = None, input_config: Any = None,  # noqa: N802
+                     output_config: Any = None, range_config: Any = None, payload_format: Any = None,
+                     **sluice: Any) -> Component:
+    """Sluice's ImportExampleGen (TFRecords of tf.Example), with the same mapping as CsvExampleGen."""
+    where = 'tfx.components.ImportExampleGen'
+    if payload_format not in (None, 6):  # example_gen_pb2.FORMAT_TF_EXAMPLE
+        raise not_offered(f'{where}(payload_format={payload_format!r})', 'Sluice imports tf.Example records only')
+    args = _example_gen_args(where, input_config, output_config, range_config)
+    return _with(_sluice.ImportExampleGen, where, input_base=input_base,
+                 **args, **_extras(where, _sluice.ImportExampleGen, sluice, set(args) | {'input_base'}))
+
+
+# -- data validation ------------------------------------------------------------------------------
+def StatisticsGen(examples: Any = None, schema: Any = None, stats_options: Any = None,  # noqa: N802
+                  exclude_splits: Any = None, **sluice: Any) -> Component:
+    """Sluice's StatisticsGen (TFDV statistics of every split)."""
+    where = 'tfx.components.StatisticsGen'
+    check_none(where, schema=(schema, 'Sluice computes statistics without a schema; the schema is applied by '
+                                      'ExampleValidator'),
+               stats_options=(stats_options, 'give num_top_values=... and num_histogram_buckets=... (Sluice '
+                                             'StatisticsGen parameters)'),
+               exclude_splits=(exclude_splits, 'Sluice computes the statistics of every split'))
+    return _with(_sluice.StatisticsGen, where, examples=_channel(where, 'examples', examples),
+                 **_extras(where, _sluice.StatisticsGen, sluice, set()))
+
+
+def SchemaGen(statistics: Any = None, infer_feature_shape: bool = True, exclude_splits: Any = None,  # noqa: N802
+              **sluice: Any) -> Component:
+    """Sluice's SchemaGen: inferred from the train split, relaxed to accept every split."""
+    where = 'tfx.components.SchemaGen'
+    check_none(where, exclude_splits=(exclude_splits, "Sluice infers from one split (SchemaGen(split='train')) and "
+                                                      'relaxes the schema so that every split passes'))
+    return _with(_sluice.SchemaGen, where, statistics=_channel(where, 'statistics', statistics),
+                 infer_feature_shape=bool(infer_feature_shape),
+                 **_extras(where, _sluice.SchemaGen, sluice, {'infer_feature_shape'}))
+
+
+def ImportSchemaGen(schema_file: str | None = None, **sluice: Any) -> Component:  # noqa: N802
+    """Sluice's ImportSchemaGen (a curated schema.pbtxt)."""
+    where = 'tfx.components.ImportSchemaGen'
+    return _with(_sluice.ImportSchemaGen, where, schema_file=schema_file,
+                 **_extras(where, _sluice.ImportSchemaGen, sluice, {'schema_file'}))
+
+
+def ExampleValidator(statistics: Any = None, schema: Any = None, exclude_splits: Any = None,  # noqa: N802
+                     custom_validation_config: Any = None, **sluice: Any) -> Component:
+    """Sluice's ExampleValidator. Unlike TFX's, anomalies fail the node by default, so nothing
+    downstream runs on bad data; ``fail_on_anomalies=False`` records them and goes on, as TFX does."""
+    where = 'tfx.components.ExampleValidator'
+    check_none(where, exclude_splits=(exclude_splits, 'Sluice checks every split'),
+               custom_validation_config=(custom_validation_config, 'curate the schema (ImportSchemaGen) and give '
+                                         'drift_thresholds={...}'))
+    return _with(_sluice.ExampleValidator, where, statistics=_channel(where, 'statistics', statistics),
+                 schema=_channel(where, 'schema', schema), **_extras(where, _sluice.ExampleValidator, sluice, set()))
+
+
+# -- model ----------------------------------------------------------------------------------------
+def Transform(examples: Any = None, schema: Any = None, module_file: str | None = None,  # noqa: N802
+              preprocessing_fn: str | None = None, splits_config: Any = None, analyzer_cache: Any = None,
+              materialize: bool = True, disable_analyzer_cache: bool = False, force_tf_compat_v1: bool = False,
+              custom_config: dict | None = None, disable_statistics: bool = False,
+              stats_options_updater_fn: str | None = None, **sluice: Any) -> Component:
+    """Sluice's Transform: ``preprocessing_fn`` of ``module_file``, analyzed on one split (``splits_config``'s
+    ``analyze``, default train), applied to every split. Sluice always writes the transformed examples
+    (``materialize=False`` changes nothing) and keeps no analyzer cache."""
+    where = 'tfx.components.Transform'
+    check_none(where,
+               preprocessing_fn=(preprocessing_fn, 'give module_file=, the file that defines preprocessing_fn'),
+               analyzer_cache=(analyzer_cache, 'Sluice keeps no analyzer cache; Transform is cached as a whole'),
+               force_tf_compat_v1=(force_tf_compat_v1, 'Sluice runs tf.Transform in TF2 mode'),
+               custom_config=(custom_config, 'preprocessing_fn takes only its inputs in Sluice; put constants in '
+                                             'the module file'),
+               stats_options_updater_fn=(stats_options_updater_fn, 'Sluice computes no statistics in Transform; '
+                                                                   'add a StatisticsGen on transformed_examples'))
+    if not isinstance(materialize, bool) or not isinstance(disable_analyzer_cache, bool) or \
+            not isinstance(disable_statistics, bool):
+        raise WiringError(f'{where}(materialize=, disable_analyzer_cache=, disable_statistics=) take True or False.')
+    args: dict[str, Any] = {}
+    if splits_config is not None:
+        if not isinstance(splits_config, _proto.SplitsConfig):
+            raise WiringError(f'{where}(splits_config=...) takes a tfx.proto.SplitsConfig.')
+        if splits_config.transform:
+            raise not_offered(f'{where}(splits_config=SplitsConfig(transform=[...]))', 'Sluice transforms every split')
+        if len(splits_config.analyze) > 1:
+            raise not_offered(f'{where}(splits_config=SplitsConfig(analyze=[{len(splits_config.analyze)} splits]))',
+                              'Sluice analyzes one split: SplitsConfig(analyze=[name]) (analyze_split=name)')
+        if splits_config.analyze:
+            args['analyze_split'] = splits_config.analyze[0]
+    return _with(_sluice.Transform, where, examples=_channel(where, 'examples', examples),
+                 schema=_channel(where, 'schema', schema), module_file=module_file, **args,
+                 **_extras(where, _sluice.Transform, sluice, set(args) | {'module_file'}))
+
+
+def Trainer(examples: Any = None, transformed_examples: Any = None, transform_graph: Any = None,  # noqa: N802
+            schema: Any = None, base_model: Any = None, hyperparameters: Any = None, module_file: str | None = None,
+            run_fn: str | None = None, train_args: Any = None, eval_args: Any = None,
+            custom_config: dict | None = None, custom_executor_spec: Any = None, statistics: Any = None,
+            trainer_fn: str | None = None, **sluice: Any) -> Component:
+    """Sluice's Trainer: ``run_fn(fn_args)`` of ``module_file``. ``train_args``/``eval_args`` give
+    ``num_steps`` (and one split each); ``custom_config`` reaches ``fn_args.custom_config``."""
+    where = 'tfx.components.Trainer'
+    check_none(where,
+               run_fn=(run_fn, 'give module_file=, the file that defines run_fn'),
+               trainer_fn=(trainer_fn, 'Sluice calls run_fn(fn_args) (TFX\'s generic trainer contract)'),
+               custom_executor_spec=(custom_executor_spec, "Sluice's Trainer always calls run_fn(fn_args), as TFX's "
+                                     'GenericExecutor does; remove custom_executor_spec'),
+               hyperparameters=(hyperparameters, 'Sluice has no Tuner; pass values in custom_config={...} '
+                                '(fn_args.custom_config)'),
+               statistics=(statistics, 'run_fn reads the examples and the schema; add schema=...'))
+    if examples is not None and transformed_examples is not None:
+        raise WiringError(f'{where}: give examples= or transformed_examples=, not both.')
+    args: dict[str, Any] = {}
+    for name, given, steps, split in (('train_args', train_args, 'train_steps', 'train_split'),
+                                      ('eval_args', eval_args, 'eval_steps', 'eval_split')):
+        if given is None:
+            continue
+        kind = _proto.TrainArgs if name == 'train_args' else _proto.EvalArgs
+        if not isinstance(given, kind):
+            raise WiringError(f'{where}({name}=...) takes a tfx.proto.{kind.__name__}; got {type(given).__name__}.')
+        if given.num_steps:
+            args[steps] = int(given.num_steps)
+        if len(given.splits) > 1:
+            raise not_offered(f'{where}({name}={kind.__name__}(splits=[{len(given.splits)} splits]))',
+                              f'Sluice reads one split for each ({split}=...)')
+        if given.splits:
+            args[split] = given.splits[0]
+    if custom_config is not None:
+        args['custom_config'] = dict(custom_config)
+    return _with(_sluice.Trainer, where, module_file=module_file,
+                 examples=_channel(where, 'examples', examples if examples is not None else transformed_examples),
+                 transform_graph=_channel(where, 'transform_graph', transform_graph),
+                 schema=_channel(where, 'schema', schema), base_model=_channel(where, 'base_model', base_model),
+                 **args, **_extras(where, _sluice.Trainer, sluice, set(args) | {'module_file'}))
+
+
+# -- the gate -------------------------------------------------------------------------------------
+def _has_thresholds(eval_config: Any, where: str) -> bool:
+    """Whether a tfma.EvalConfig carries thresholds (read without importing TFMA)."""
+    found = False
+    for spec in getattr(eval_config, 'metrics_specs', ()):
+        if len(spec.cross_slice_thresholds) or any(len(m.cross_slice_thresholds) for m in spec.metrics):
+            raise not_offered(f'{where}(eval_config=... cross_slice_thresholds)',
+                              'use per-slice thresholds (per_slice_thresholds, or a MetricThreshold on each slice)')
+        found = found or bool(len(spec.thresholds) or len(spec.per_slice_thresholds)) or any(
+            m.HasField('threshold') or len(m.per_slice_thresholds) for m in spec.metrics)
+    return found
+
+
+def Evaluator(examples: Any = None, model: Any = None, baseline_model: Any = None,  # noqa: N802
+              feature_slicing_spec: Any = None, fairness_indicator_thresholds: Any = None,
+              example_splits: Any = None, eval_config: Any = None, schema: Any = None,
+              module_file: str | None = None, module_path: str | None = None, **sluice: Any) -> Component:
+    """Sluice's Evaluator, and, when ``eval_config`` (a ``tfma.EvalConfig``) has thresholds, Sluice's
+    ModelValidator after it: as in TFX, the Evaluator then "has" a ``blessing`` output
+    (``evaluator.outputs['blessing']`` is the ModelValidator's), and ``tfx.dsl.Pipeline`` adds the
+    ModelValidator node (id ``ModelValidator``, or ``<evaluator id>_validator`` for a renamed
+    Evaluator). Thresholds are TFMA's, applied by TFMA's validator; on the first run (no model in
+    production) change thresholds are skipped, as TFX's rubber stamp does.
+
+    The baseline is Sluice's: the model in production at the destination of the Pusher that pushes
+    ``model``. ``baseline_model=`` takes the ``model`` output of a ``LatestBlessedModelStrategy``
+    resolver, which means exactly that; without it the baseline is the same (a Sluice Pusher only
+    pushes over the model a blessing was measured against)."""
+    where = 'tfx.components.Evaluator'
+    check_none(where,
+               feature_slicing_spec=(feature_slicing_spec, 'give eval_config=tfma.EvalConfig(slicing_specs=[...])'),
+               fairness_indicator_thresholds=(fairness_indicator_thresholds,
+                                              'add fairness metrics to the tfma.EvalConfig metrics_specs'),
+               schema=(schema, 'Sluice reads the eval split with the model\'s own signature; no schema is needed'),
+               module_file=(module_file, 'Sluice runs TFMA with its default extractors; no custom module'),
+               module_path=(module_path, 'Sluice runs TFMA with its default extractors; no custom module'))
+    if eval_config is None:
+        raise WiringError(f"{where} needs eval_config=tfma.EvalConfig(...) (or Sluice's dict form {{'label_key': ..., "
+                          "'metrics': [...], 'slices': [[]]}}).")
+    if baseline_model is not None and not isinstance(baseline_model, ProductionBaseline):
+        raise not_offered(f'{where}(baseline_model={baseline_model!r})',
+                          'the baseline is the model in production at the Pusher\'s destination; give '
+                          "baseline_model=tfx.dsl.Resolver(strategy_class=LatestBlessedModelStrategy, ...).outputs"
+                          "['model'] or nothing")
+    args: dict[str, Any] = {}
+    if example_splits:
+        if len(example_splits) != 1:
+            raise not_offered(f'{where}(example_splits={list(example_splits)!r})',
+                              'Sluice evaluates one split: example_splits=[name] (eval_split=name)')
+        args['eval_split'] = example_splits[0]
+    evaluator = _with(_sluice.Evaluator, where, examples=_channel(where, 'examples', examples),
+                      model=_channel(where, 'model', model), eval_config=eval_config, **args,
+                      **_extras(where, _sluice.Evaluator, sluice, set(args) | {'eval_config'}))
+    if not isinstance(eval_config, dict) and _has_thresholds(eval_config, where):
+        validator = _sluice.ModelValidator(model=evaluator.inputs['model'], evaluation=evaluator.outputs['evaluation'],
+                                           no_baseline='bless')
+        evaluator.outputs['blessing'] = validator.outputs['blessing']
+        setattr(evaluator, COMPANIONS, [validator])
+    else:
+        evaluator.outputs['blessing'] = _Unusable(
+            _NoThresholds(evaluator), 'blessing',
+            'as in TFX, an Evaluator without thresholds never blesses a model; put thresholds in the tfma.EvalConfig '
+            '(MetricConfig(threshold=...), MetricsSpec(thresholds=...) or per_slice_thresholds)')
+    return evaluator
+
+
+class _NoThresholds:
+    def __init__(self, evaluator: Component) -> None:
+        self._evaluator = evaluator
+
+    @property
+    def id(self) -> str:
+        return f'{self._evaluator.id} (its eval_config has no thresholds)'
+
+
+def Pusher(model: Any = None, model_blessing: Any = None, infra_blessing: Any = None,  # noqa: N802
+           push_destination: Any = None, custom_config: dict | None = None, custom_executor_spec: Any = None,
+           **sluice: Any) -> Component:
+    """Sluice's Pusher: pushes to ``push_destination.filesystem.base_directory/<version>/``, atomically.
+    With ``model_blessing`` it pushes only a BLESSED model, and only over the production model it was
+    measured against. Without one it pushes every model, as TFX's Pusher does, and the run's output
+    says that nothing gated the push."""
+    where = 'tfx.components.Pusher'
+    check_none(where, infra_blessing=(infra_blessing, 'Sluice has no InfraValidator; its Trainer checks the ONNX '
+                                      'export against the SavedModel'),
+               custom_config=(custom_config, 'Sluice pushes to a filesystem destination only'),
+               custom_executor_spec=(custom_executor_spec, 'Sluice pushes to a filesystem destination only'))
+    destination = push_destination
+    if isinstance(push_destination, _proto.PushDestination):
+        if push_destination.filesystem is None or not push_destination.filesystem.base_directory:
+            raise WiringError(f'{where}(push_destination=PushDestination(...)) needs filesystem=PushDestination.'
+                              "Filesystem(base_directory='...').")
+        destination = push_destination.filesystem.base_directory
+    elif push_destination is not None and not isinstance(push_destination, str):
+        raise WiringError(f"{where}(push_destination=...) takes a tfx.proto.PushDestination (or a directory); got "
+                          f'{type(push_destination).__name__}.')
+    if destination is None:
+        raise WiringError(f"{where} needs push_destination=tfx.proto.PushDestination(filesystem=tfx.proto."
+                          "PushDestination.Filesystem(base_directory='...')).")
+    blessing = _channel(where, 'model_blessing', model_blessing)
+    if blessing is None and not _sluice.Pusher.INPUTS['blessing'].optional:
+        raise not_offered(f'{where} without model_blessing (a push no blessing gates)',
+                          "this Sluice's Pusher needs a blessing; wire model_blessing=evaluator.outputs['blessing'] "
+                          '(an Evaluator with thresholds), or put a model in production by hand with '
+                          '`sluice promote MODEL_ID DEST --reason TEXT`')
+    return _with(_sluice.Pusher, where, model=_channel(where, 'model', model), blessing=blessing,
+                 push_destination=destination, **_extras(where, _sluice.Pusher, sluice, {'push_destination'}))
+
+
+_OFFERED = ['CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen', 'ExampleValidator',
+            'Transform', 'Trainer', 'Evaluator', 'Pusher', 'FnArgs', 'DataAccessor', 'TrainerFnArgs']
+_MISSING = {
+    'Tuner': 'Sluice has no Tuner; tune outside the pipeline and pass the values to the Trainer in custom_config={...}',
+    'TunerFnResult': 'Sluice has no Tuner (and no tuner_fn)',
+    'BulkInferrer': 'Sluice has no BulkInferrer; run the pushed model with onnxruntime '
+                    '(components.onnx_export.run_onnx) or write a custom component (README, "A pipeline file")',
+    'InfraValidator': "Sluice has no InfraValidator; its Trainer checks the exported ONNX model against the SavedModel "
+                      "on the eval examples (README, 'The ONNX model')",
+    'ExampleDiff': 'Sluice has no ExampleDiff; compare statistics with ExampleValidator(baseline_statistics=..., '
+                   'drift_thresholds=...)',
+}
+__getattr__ = module_getattr('tfx.components', lambda: _OFFERED, _MISSING)
+__all__ = _OFFERED

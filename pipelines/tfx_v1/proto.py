@@ -1,0 +1,188 @@
+"""``tfx.proto``: the configuration messages TFX's tutorials and examples pass to components, as small
+Python classes taking the same constructor keywords (TFX's are protobuf messages; Sluice does not
+depend on TFX). Unset fields read as protobuf's defaults (0, '', empty lists, None for messages).
+
+    tfx.proto.TrainArgs(num_steps=100)
+    tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(base_directory='serving'))
+    tfx.proto.Input(splits=[tfx.proto.Input.Split(name='single_split', pattern='span-{SPAN}/*.csv')])
+    tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+        tfx.proto.SplitConfig.Split(name='train', hash_buckets=2),
+        tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1)]))
+    tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(start_span_number=1, end_span_number=3))
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pipelines.tfx_v1._common import module_getattr
+
+
+class _Message:
+    """A message: declared fields with protobuf-like defaults; unknown keywords are refused, as protobuf does."""
+    FIELDS: ClassVar[dict[str, Any]] = {}  # name -> default: a scalar, list, or a _Message class (None when unset)
+    ONEOF: ClassVar[tuple[str, ...]] = ()   # fields of which at most one may be set
+
+    def __init__(self, **kwargs: Any) -> None:
+        name = type(self).__qualname__
+        for key in kwargs:
+            if key not in self.FIELDS:
+                known = ', '.join(self.FIELDS) or 'none'
+                raise ValueError(f'Protocol message {name} has no "{key}" field (its fields: {known}).')
+        for key, default in self.FIELDS.items():
+            value = kwargs.get(key)
+            if isinstance(default, type) and issubclass(default, _Message):
+                if isinstance(value, dict):
+                    value = default(**value)
+                if value is not None and not isinstance(value, default):
+                    raise TypeError(f'{name}({key}=...) expects a {default.__qualname__}; got {type(value).__name__}.')
+            elif isinstance(default, list):
+                item = default[0] if default else None
+                value = list(value) if value is not None else []
+                if isinstance(item, type) and issubclass(item, _Message):
+                    value = [item(**v) if isinstance(v, dict) else v for v in value]
+                    bad = [v for v in value if not isinstance(v, item)]
+                    if bad:
+                        raise TypeError(f'{name}({key}=[...]) expects {item.__qualname__} items; got '
+                                        f'{type(bad[0]).__name__}.')
+            elif value is None:
+                value = default
+            setattr(self, key, value)
+        chosen = [k for k in self.ONEOF if kwargs.get(k) is not None]
+        if len(chosen) > 1:
+            raise ValueError(f'{name}: {" and ".join(chosen)} are one of a kind (a oneof); set only one.')
+
+    def HasField(self, key: str) -> bool:  # noqa: N802 (protobuf's name)
+        return getattr(self, key, None) not in (None, 0, '', [])
+
+    def WhichOneof(self, _group: str) -> str | None:  # noqa: N802
+        return next((k for k in self.ONEOF if getattr(self, k, None) is not None), None)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __repr__(self) -> str:
+        set_ = {k: v for k, v in vars(self).items() if self.HasField(k)}
+        return f'{type(self).__qualname__}({", ".join(f"{k}={v!r}" for k, v in set_.items())})'
+
+
+# -- Trainer --------------------------------------------------------------------------------------
+class TrainArgs(_Message):
+    """``num_steps`` -> Trainer's ``train_steps``; ``splits`` (one) -> ``train_split``."""
+    FIELDS = {'splits': [str], 'num_steps': 0}
+
+
+class EvalArgs(_Message):
+    """``num_steps`` -> Trainer's ``eval_steps``; ``splits`` (one) -> ``eval_split``."""
+    FIELDS = {'splits': [str], 'num_steps': 0}
+
+
+# -- Pusher ---------------------------------------------------------------------------------------
+class Versioning:
+    """How pushed versions are named. Sluice names them by increasing integers from the push time (a
+    Unix timestamp, bumped to stay above every earlier version), which is both of these."""
+    AUTO = 0
+    UNIX_TIMESTAMP = 1
+
+
+class _Filesystem(_Message):
+    FIELDS = {'base_directory': '', 'versioning': 0}
+
+
+class PushDestination(_Message):
+    """Only ``filesystem`` (TFX's only destination too): its ``base_directory`` is the Pusher's
+    ``push_destination``."""
+    Filesystem = _Filesystem
+    FIELDS = {'filesystem': _Filesystem}
+    ONEOF = ('filesystem',)
+
+
+_Filesystem.__qualname__ = 'PushDestination.Filesystem'
+Filesystem = _Filesystem
+
+
+# -- ExampleGen -----------------------------------------------------------------------------------
+class _InputSplit(_Message):
+    FIELDS = {'name': '', 'pattern': ''}
+
+
+class Input(_Message):
+    """ExampleGen's input: one split whose ``pattern`` (relative to ``input_base``, ``{SPAN}`` and
+    ``{VERSION}`` allowed) becomes CsvExampleGen's ``pattern``. Several splits (data split by hand
+    into directories) are not offered: Sluice splits by a hash of each row."""
+    Split = _InputSplit
+    FIELDS = {'splits': [_InputSplit]}
+
+
+_InputSplit.__qualname__ = 'Input.Split'
+
+
+class _SplitConfigSplit(_Message):
+    FIELDS = {'name': '', 'hash_buckets': 0}
+
+
+class SplitConfig(_Message):
+    """Output splits by hash: ``Split(name, hash_buckets)`` -> ``split_ratios={name: hash_buckets}``."""
+    Split = _SplitConfigSplit
+    FIELDS = {'splits': [_SplitConfigSplit], 'partition_feature_name': ''}
+
+
+_SplitConfigSplit.__qualname__ = 'SplitConfig.Split'
+
+
+class Output(_Message):
+    FIELDS = {'split_config': SplitConfig}
+
+
+class StaticRange(_Message):
+    FIELDS = {'start_span_number': 0, 'end_span_number': 0}
+
+
+class RollingRange(_Message):
+    FIELDS = {'start_span_number': 0, 'num_spans': 0}
+
+
+class RangeConfig(_Message):
+    """For ExampleGen: ``static_range`` -> ``span=N`` (start == end) or ``span=(start, end)``. For a
+    ``SpanRangeStrategy`` resolver: ``rolling_range(num_spans=n)`` -> ``LatestSpans(..., n=n)``."""
+    FIELDS = {'static_range': StaticRange, 'rolling_range': RollingRange}
+    ONEOF = ('static_range', 'rolling_range')
+
+
+# -- Transform ------------------------------------------------------------------------------------
+class SplitsConfig(_Message):
+    """``analyze`` (one split) -> Transform's ``analyze_split``; Sluice transforms every split."""
+    FIELDS = {'analyze': [str], 'transform': [str]}
+
+
+_OFFERED = ['TrainArgs', 'EvalArgs', 'PushDestination', 'Filesystem', 'Versioning', 'Input', 'Output', 'SplitConfig',
+            'RangeConfig', 'StaticRange', 'RollingRange', 'SplitsConfig']
+_NO_BULK = ('Sluice has no BulkInferrer; run the pushed model with onnxruntime (components.onnx_export.run_onnx) '
+            'or write a custom component (README, "A pipeline file")')
+_NO_INFRA = ("Sluice has no InfraValidator; its Trainer checks the exported ONNX model against the SavedModel on "
+             "the eval examples (README, 'The ONNX model')")
+_MISSING = {
+    **{name: _NO_BULK for name in ('ClassifyOutput', 'DataSpec', 'ModelSpec', 'OutputColumnsSpec', 'OutputExampleSpec',
+                                   'PredictOutput', 'PredictOutputCol', 'RegressOutput')},
+    **{name: _NO_INFRA for name in ('EnvVar', 'EnvVarSource', 'KubernetesConfig', 'LocalDockerConfig', 'PodOverrides',
+                                    'RequestSpec', 'SecretKeySelector', 'ServingSpec', 'TensorFlowServing',
+                                    'TensorFlowServingRequestSpec', 'ValidationSpec')},
+    'DistributionValidatorConfig': 'use ExampleValidator(drift_thresholds={...}) for drift between splits or spans',
+    'FeatureComparator': 'use ExampleValidator(drift_thresholds={...}) for drift between splits or spans',
+    'ExampleDiffConfig': 'Sluice has no ExampleDiff; compare statistics with ExampleValidator(baseline_statistics=..., '
+                         'drift_thresholds=...)',
+    'PairedExampleSkew': 'Sluice has no ExampleDiff; compare statistics with ExampleValidator(baseline_statistics=..., '
+                         'drift_thresholds=...)',
+    'FeatureSlicingSpec': "give the Evaluator a tfma.EvalConfig with slicing_specs (or Sluice's dict form, "
+                          "{'slices': [[], ['feature']]})",
+    'SingleSlicingSpec': "give the Evaluator a tfma.EvalConfig with slicing_specs (or Sluice's dict form, "
+                         "{'slices': [[], ['feature']]})",
+    'CustomConfig': 'Sluice ExampleGens read CSV (CsvExampleGen) or TFRecords (ImportExampleGen) only; write a custom '
+                    'component for other sources (README, "A pipeline file")',
+    'PayloadFormat': 'Sluice ExampleGens write tf.Example only (the default payload format)',
+    'TuneArgs': 'Sluice has no Tuner; tune outside the pipeline and pass the result to the Trainer '
+                '(custom_config={...}, read in run_fn as fn_args.custom_config)',
+    'orchestration': 'Sluice runs pipelines with tfx.orchestration.LocalDagRunner (pipelines.LocalDagRunner) or '
+                     'pipelines.BeamDagRunner; see `sluice export airflow|kfp` for other orchestrators',
+}
+__getattr__ = module_getattr('tfx.proto', lambda: _OFFERED, _MISSING)
+__all__ = _OFFERED

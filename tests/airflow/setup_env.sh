@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Build the environment the Airflow and Kubeflow Pipelines export tests run in: Apache Airflow and the
+# KFP SDK in a venv of their own (never Sluice's), from requirements.txt pinned by constraints.txt.
+#
+#   bash tests/airflow/setup_env.sh          # prints the venv's path on its last line
+#
+# The venv is $SLUICE_AIRFLOW_ENV, else .venv-airflow/ at the top of the repository (git ignores it).
+# It is built once and kept: a stamp file records what it was built from (the two files and the
+# Python version), and a change to any of them rebuilds it. Python: $SLUICE_AIRFLOW_PYTHON, else
+# python3.11, else python3.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+env_dir=${SLUICE_AIRFLOW_ENV:-$repo/.venv-airflow}
+python=${SLUICE_AIRFLOW_PYTHON:-$(command -v python3.11 || command -v python3)}
+stamp=$env_dir/.sluice-stamp
+
+want=$( { cat "$here/requirements.txt" "$here/constraints.txt"; "$python" -c 'import sys; print(sys.version)'; } \
+        | sha256sum | cut -d' ' -f1)
+
+mkdir -p "$(dirname "$env_dir")"
+exec 9>"$env_dir.lock"          # one build at a time
+flock 9
+
+if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
+    echo "Airflow test environment up to date"
+    echo "$env_dir"
+    exit 0
+fi
+
+started=$(date +%s)
+rm -rf "$env_dir"
+"$python" -m venv "$env_dir"
+"$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+    -r "$here/requirements.txt" -c "$here/constraints.txt"
+# Both must import, and Airflow's command must start, before the environment counts as built.
+"$env_dir/bin/python" -c 'import airflow, kfp; from kfp.pipeline_spec import pipeline_spec_pb2'
+AIRFLOW_HOME=$(mktemp -d) "$env_dir/bin/airflow" version >/dev/null
+echo "$want" >"$stamp"
+echo "Built the Airflow test environment in $(( $(date +%s) - started ))s"
+echo "$env_dir"
