@@ -15,12 +15,18 @@ run: $(STAMP)
 test: $(STAMP) system-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-# The shared-store tests start a real PostgreSQL server from the system's packages.
+# The shared-store tests start a real PostgreSQL server from the system's packages; the report tests
+# open reports in the system's Chromium (headless).
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "Installing the PostgreSQL server package (the shared-store tests start one on loopback)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || { \
 	  echo "error: the tests need PostgreSQL's server binaries: install your system's 'postgresql' package."; exit 2; }
+	@test -x "$${SLUICE_CHROMIUM:-/usr/bin/chromium}" || { \
+	  echo "Installing Chromium (the report tests open reports in it, headless, through Playwright)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || { \
+	  echo "error: the tests need a Chromium at /usr/bin/chromium: install your system's 'chromium' package"; \
+	  echo "       (or set SLUICE_CHROMIUM to a Chromium binary; 'playwright install' is not needed)."; exit 2; }
 
 env: $(STAMP)
 

@@ -1,6 +1,10 @@
 """The ``sluice`` command line.
 
-    sluice run FILE.py [--runner local|beam] [--metadata URL] [--beam-arg ARG ...] [--no-cache]
+    sluice run FILE.py [--runner local|beam] [--metadata URL] [--beam-arg ARG ...] [--no-cache [NODE]]
+                       [--from NODE] [--to NODE] [--only NODE]
+    sluice run-node FILE.py --run-id RUN_ID --node NODE_ID [--metadata URL] [--no-retry]
+    sluice watch FILE.py [--every SECONDS] [--metadata URL]
+    sluice gc [--keep-runs N] [--older-than DAYS] [--dry-run] [--metadata URL]
     sluice resume RUN_ID [--runner local|beam] [--metadata URL]
     sluice runs [--pipeline NAME] [--metadata URL]
     sluice show RUN_ID [--metadata URL]
@@ -9,6 +13,11 @@
     sluice production DEST [--metadata URL]
     sluice rollback DEST [--to VERSION] [--reason TEXT] [--metadata URL]
     sluice promote MODEL_ARTIFACT_ID DEST --reason TEXT [--metadata URL]
+    sluice export airflow FILE.py -o DAG.py [--metadata URL] [--dag-id ID]
+    sluice export kfp FILE.py --image IMAGE -o pipeline.yaml [--metadata URL] [--file-in-image PATH]
+
+Every command takes -q/--quiet (only the outcome) and -v/--verbose (the libraries' messages too;
+by default they go to <pipeline_root>/.sluice-logs/RUN_ID.log).
 
 Commands that read a store take it from --metadata, else from $SLUICE_METADATA, else from the one
 ``runs/*/metadata.db`` under the current directory. Nothing here imports TensorFlow.
@@ -64,14 +73,57 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 # -- commands ---------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    no_cache = list(args.no_cache or [])
+    if args.file is None:  # `sluice run --no-cache FILE.py`: the file was taken as the node name
+        if no_cache and no_cache[-1].endswith('.py') and os.path.isfile(no_cache[-1]):
+            args.file, no_cache[-1] = no_cache[-1], '*'
+        else:
+            raise CliError('Which pipeline file? Usage: sluice run FILE.py [--from NODE] [--no-cache [NODE]] ...')
     pipeline = load_pipeline(args.file)
     if args.metadata:
         pipeline.metadata = args.metadata
-    if args.no_cache:
+    if '*' in no_cache:
         pipeline.enable_cache = False
+    for node_id in set(no_cache) - {'*'}:
+        pipeline.node(node_id)  # a clear error for an unknown node
+        pipeline.no_cache.add(node_id)
     pipeline.beam_pipeline_args += list(args.beam_arg or [])
-    result = _runner(args.runner).run(pipeline)
+    result = _runner(args.runner).run(pipeline, from_nodes=args.from_nodes, to_nodes=args.to_nodes, only=args.only)
     return _report(result)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from pipelines.watch import Watcher
+
+    if args.every <= 0:
+        raise CliError(f'--every {args.every:g}: give a number of seconds above 0.')
+    Watcher(args.file, args.every, metadata=args.metadata).forever()
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from pipelines import gc
+
+    store = _open_store(args)
+    try:
+        found = gc.plan(store, args.keep_runs, args.older_than)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    if not args.dry_run:
+        gc.collect(store, found)
+    print('\n'.join(gc.describe(found, args.dry_run)))
+    return 0
+
+
+def cmd_run_node(args: argparse.Namespace) -> int:
+    pipeline = load_pipeline(args.file)
+    if args.metadata:
+        pipeline.metadata = args.metadata
+    from pipelines.local_dag_runner import LocalDagRunner
+    node = LocalDagRunner().run_node(pipeline, args.run_id, args.node, retries=not args.no_retry)
+    if node.state == 'FAILED':
+        print(f'\n{node.node_id} failed (execution {node.execution_id}):\n  {node.error}')
+    return 0 if node.ok else 1
 
 
 def _runner(name: str) -> object:
@@ -133,7 +185,8 @@ def outcome_lines(result: object) -> list[str]:
             elif kind == 'PushedModel':
                 if artifact.get('pushed'):
                     where = os.path.join(artifact.get('pushed_destination'), artifact.get('pushed_version'))
-                    lines.append(f'{node.node_id}: pushed to {where}')
+                    ungated = ' (no blessing gated this push)' if artifact.get('gated') == 0 else ''
+                    lines.append(f'{node.node_id}: pushed to {where}{ungated}')
                 else:
                     lines.append(f"{node.node_id}: not pushed: {artifact.get('reason', '')}")
     return lines
@@ -194,6 +247,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         for record in attempts:
             took = record.update_time - record.create_time
             extra = ' (cache hit: outputs reused)' if record.state == 'CACHED' else ''
+            if record.properties.get('reused_from_run'):
+                extra = (f" (not selected: reused from run {record.properties['reused_from_run']}, execution "
+                         f"#{record.properties.get('reused_execution')})")
+            if (record.properties.get('attempt') or 1) > 1 or len(attempts) > 1 and record.properties.get('attempt'):
+                extra += f" (attempt {record.properties['attempt']})"
             print(f'\n{node_id} [{record.component_type}] {record.state} {took:.1f}s, execution #{record.id}{extra}')
             print(f'    why: {explainer.why(record)}')
             for key, artifacts in sorted(record.outputs.items()):
@@ -206,7 +264,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _lineage_lines(node: LineageNode, prefix: str = '', label: str = '') -> list[str]:
     a = node.artifact
-    lines = [f'{prefix}{label}{a.type_name()} #{a.id} {a.uri}']
+    gone = ' (DELETED by sluice gc)' if a.state == 'DELETED' else ''
+    lines = [f'{prefix}{label}{a.type_name()} #{a.id} {a.uri}{gone}']
     ex = node.execution
     if ex is None:
         return lines
@@ -439,8 +498,29 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write an Airflow DAG or a Kubeflow Pipelines spec running the pipeline node by node (pipelines/export.py)."""
+    from pipelines import export
+
+    try:
+        if args.target == 'airflow':
+            path = export.write_airflow_dag(args.file, args.output, metadata=args.metadata, dag_id=args.dag_id)
+        else:
+            path = export.write_kfp_pipeline(args.file, args.output, args.image, metadata=args.metadata,
+                                             file_in_image=args.file_in_image)
+    except export.ExportError as e:
+        raise CliError(str(e)) from None
+    print(f'Wrote {path}')
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='sluice', description='Run and inspect Sluice pipelines.')
+    loud = parser.add_mutually_exclusive_group()  # also accepted after the command (see main)
+    loud.add_argument('-v', '--verbose', dest='verbosity', action='store_const', const=1, default=0,
+                      help="also print the libraries' messages (else kept in <pipeline_root>/.sluice-logs/RUN_ID.log)")
+    loud.add_argument('-q', '--quiet', dest='verbosity', action='store_const', const=-1,
+                      help='print only the outcome line of a run')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
 
     def with_store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -448,13 +528,42 @@ def build_parser() -> argparse.ArgumentParser:
                        'else the one runs/*/metadata.db here)')
         return p
 
-    p = with_store(sub.add_parser('run', help='run a pipeline file'))
-    p.add_argument('file', help='a Python file defining create_pipeline() or `pipeline`')
+    p = with_store(sub.add_parser('run', help='run a pipeline file (or part of it: --from, --to, --only)'))
+    p.add_argument('file', nargs='?', help='a Python file defining create_pipeline() or `pipeline`')
     p.add_argument('--runner', default='local', choices=['local', 'beam'],
                    help='local (default): nodes in this process in order; beam: the DAG as a Beam pipeline')
     p.add_argument('--beam-arg', action='append', metavar='ARG', help='extra Beam pipeline option (repeatable)')
-    p.add_argument('--no-cache', action='store_true', help='execute every node even if a cached result exists')
+    p.add_argument('--no-cache', nargs='?', const='*', action='append', metavar='NODE',
+                   help='execute NODE even if a cached result exists (repeatable); without NODE, every node')
+    p.add_argument('--from', dest='from_nodes', action='append', default=[], metavar='NODE',
+                   help='run NODE and everything downstream of it (repeatable); the rest is reused from the '
+                        'newest earlier run where it succeeded')
+    p.add_argument('--to', dest='to_nodes', action='append', default=[], metavar='NODE',
+                   help='run NODE and everything upstream of it (repeatable)')
+    p.add_argument('--only', action='append', default=[], metavar='NODE', help='run just NODE (repeatable)')
     p.set_defaults(func=cmd_run)
+
+    p = with_store(sub.add_parser('watch', help='run a pipeline now and whenever its input files change'))
+    p.add_argument('file', help='the pipeline file')
+    p.add_argument('--every', type=float, default=60.0, metavar='SECONDS',
+                   help='how often to look at the inputs (default 60)')
+    p.set_defaults(func=cmd_watch)
+
+    p = with_store(sub.add_parser('gc', help='delete the files of artifacts no kept run and no production model needs'))
+    p.add_argument('--keep-runs', type=int, default=5, metavar='N',
+                   help='keep the newest N runs of each pipeline and all they use (default 5)')
+    p.add_argument('--older-than', type=float, metavar='DAYS', help='also keep every run newer than DAYS days')
+    p.add_argument('--dry-run', action='store_true', help='say what would be deleted, delete nothing')
+    p.set_defaults(func=cmd_gc)
+
+    p = with_store(sub.add_parser('run-node', help='run one node of a run, in this process (for Airflow, KFP, '
+                                                   'or several machines sharing a store)'))
+    p.add_argument('file', help='the pipeline file')
+    p.add_argument('--run-id', required=True, help='the run (created by the first node that runs)')
+    p.add_argument('--node', required=True, metavar='NODE_ID')
+    p.add_argument('--no-retry', action='store_true',
+                   help="one attempt only, whatever the node's retry policy (the caller retries)")
+    p.set_defaults(func=cmd_run_node)
 
     p = with_store(sub.add_parser('resume', help='continue a failed or killed run under the same run id'))
     p.add_argument('run_id')
@@ -497,15 +606,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('destination')
     p.add_argument('--reason', metavar='TEXT', help='required: why this model goes to production without a blessing')
     p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser('export', help='write an Airflow DAG or a Kubeflow Pipelines spec running each node '
+                                      'with run-node')
+    targets = p.add_subparsers(dest='target', required=True, metavar='TARGET')
+    t = targets.add_parser('airflow', help='an Airflow DAG file: one BashOperator task per node')
+    t.add_argument('--dag-id', help='the DAG id (default: the pipeline name)')
+    t.set_defaults(image=None, file_in_image=None)
+    k = targets.add_parser('kfp', help='a Kubeflow Pipelines v2 pipeline spec (YAML): one task per node')
+    k.add_argument('--image', required=True, help='the container image the tasks run in (Sluice and the pipeline '
+                   'file installed)')
+    k.add_argument('--file-in-image', metavar='PATH', help="the pipeline file's path in the image (default: its "
+                   'absolute path here)')
+    k.set_defaults(dag_id=None)
+    for q in (t, k):
+        q.add_argument('file', help='the pipeline file')
+        q.add_argument('-o', '--output', required=True, metavar='FILE', help='where to write it')
+        q.add_argument('--metadata', metavar='URL', help="the store the tasks use (default: the pipeline's own)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None and hasattr(signal, 'SIGPIPE'):  # `sluice runs | head`: end quietly, as Unix tools do
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    for flag in extra:  # --verbose / --quiet after the command, as in `sluice run FILE --quiet`
+        if flag not in ('-v', '--verbose', '-q', '--quiet'):
+            parser.error(f'unrecognized arguments: {" ".join(extra)}')
+        args.verbosity = 1 if flag in ('-v', '--verbose') else -1
+    from pipelines.logs import setup as setup_logging
     try:
-        return args.func(args)
+        with setup_logging(args.verbosity, args.command, process=argv is None):
+            return args.func(args)
     except KeyboardInterrupt:
         print('sluice: interrupted', file=sys.stderr)
         return 130

@@ -94,7 +94,9 @@ class InteractiveContext:
 
     def view(self, item: Any = None, facets: bool = False) -> View | list[View]:
         """The view(s) of an item: a channel or artifact, a component (all its outputs), or None / a
-        run id / a run result for a run's DAG with node states."""
+        run id / a run result for a run's DAG with node states and its timeline. Statistics are drawn
+        with their anomalies marked, and an evaluation with its validator's bounds and verdict, when
+        the run that produced them has those."""
         if item is None or isinstance(item, str) or hasattr(item, 'run_id'):
             run_id = item if isinstance(item, str) else getattr(item, 'run_id', None) or self.run_id
             executions = self.store.executions(run_id)
@@ -103,12 +105,25 @@ class InteractiveContext:
             result = self._results.get(id(item))
             if result is None:
                 raise InteractiveError(f'{item.id} has not been run in this context yet.')
-            return [render(a, facets=facets) for a in result.outputs.values()]
-        return render(self.artifact(item), facets=facets)
+            return [render(a, facets=facets, related=self._related(a)) for a in result.outputs.values()]
+        artifact = self.artifact(item)
+        return render(artifact, facets=facets, related=self._related(artifact))
 
-    def show(self, item: Any = None, facets: bool = True) -> None:
-        """Display ``view(item)``: HTML in Jupyter, text in a terminal. Statistics include TFDV's
-        facets view (train vs eval) in Jupyter."""
+    def _related(self, artifact: Artifact) -> list[Artifact]:
+        """The other outputs of the run that produced an artifact (what its view can draw on)."""
+        if not artifact.id:
+            return []
+        try:
+            producer = self.store.producing_execution(artifact.id)
+            records = self.store.executions(producer.run_id) if producer is not None and producer.run_id else []
+        except Exception:  # noqa: BLE001 - a view without extras rather than no view
+            return []
+        return [a for r in records for group in r.outputs.values() for a in group if a.id != artifact.id]
+
+    def show(self, item: Any = None, facets: bool = False) -> None:
+        """Display ``view(item)``: HTML with plots in Jupyter (self-contained: nothing is loaded from
+        the network), text in a terminal. ``facets=True`` adds TFDV's facets view to statistics (it
+        loads the facets web components from the internet, as TFDV does)."""
         views = self.view(item, facets=facets)
         for view in views if isinstance(views, list) else [views]:
             _display(view)

@@ -46,45 +46,96 @@ class RunResult:
 
 
 class Progress:
-    """Prints what a run is doing, one line per event."""
+    """Prints what a run is doing, one line per event, on the terminal; with ``sluice --quiet`` only the
+    outcome line. Under the command line's log (``pipelines.logs``), what a node's executor prints goes to
+    the run's log while the node runs."""
 
     def __init__(self, stream: TextIO | None = None, enabled: bool = True) -> None:
         self.stream, self.enabled = stream, enabled
         self.started = time.time()
 
-    def say(self, text: str) -> None:
-        if self.enabled:
-            print(text, file=self.stream or sys.stdout, flush=True)
+    def _out(self) -> TextIO:
+        from pipelines import logs
+        return self.stream or logs.console()
+
+    def _quiet(self) -> bool:
+        from pipelines import logs
+        return logs.level() <= logs.QUIET
+
+    def say(self, text: str, outcome: bool = False) -> None:
+        if not self.enabled:
+            return
+        if self._quiet() and not outcome:
+            print(text, file=sys.stdout, flush=True)  # the log, under --quiet
+            return
+        print(text, file=self._out(), flush=True)
 
     def run_started(self, pipeline: Pipeline, run_id: str, store: MetadataStore) -> None:
+        from pipelines import logs
         self.started = time.time()
+        if self.enabled and logs.active() is not None:
+            logs.active().attach(pipeline.pipeline_root, run_id)
         self.say(f"Run {run_id} of pipeline '{pipeline.name}': {len(pipeline.components)} nodes, "
                  f'store {store.url}')
 
     def _tty(self) -> bool:
-        stream = self.stream or sys.stdout
-        return self.enabled and hasattr(stream, 'isatty') and stream.isatty()
+        stream = self._out()
+        return self.enabled and not self._quiet() and hasattr(stream, 'isatty') and stream.isatty()
 
     def node_started(self, index: int, total: int, node_id: str) -> None:
+        from pipelines import logs
         line = f'[{index}/{total}] {node_id} running ... ({time.time() - self.started:.0f}s into the run)'
         if self._tty():  # a live line, overwritten when the node finishes
-            print(line, end='\r', file=self.stream or sys.stdout, flush=True)
+            print(line, end='\r', file=self._out(), flush=True)
         else:
             self.say(line)
+        if self.enabled and logs.active() is not None:
+            logs.active().begin_node()
 
     def node_finished(self, index: int, total: int, result: NodeResult) -> None:
-        detail = f'  {result.error}' if result.error else (' (reused from earlier in this run)' if result.reused else '')
+        from pipelines import logs
+        if logs.active() is not None:
+            logs.active().end_node()
+        reuse = f' (reused from run {result.reused_from})' if result.reused_from else ' (reused from earlier in this run)'
+        detail = f'  {result.error}' if result.error else (reuse if result.reused else '')
         line = f'[{index}/{total}] {result.node_id:<20} {result.state:<9} {result.duration:6.1f}s{detail}'
         self.say(line + '\x1b[K' if self._tty() else line)  # on a terminal, also clear the live line
 
     def run_finished(self, result: RunResult, elapsed: float) -> None:
+        from pipelines import logs
+        run_log = logs.active() if self.enabled else None
+        if run_log is not None and not run_log.attached:  # a resume: the run's root is in the store
+            root = self._run_root(result)
+            if root:
+                run_log.attach(root, result.run_id)
         nodes = result.nodes.values()
-        reused = sum(1 for n in nodes if n.reused)
+        reused = sum(1 for n in nodes if n.reused and not n.reused_from)
+        borrowed = sorted({n.reused_from for n in nodes if n.reused_from})
         counts = {s: sum(1 for n in nodes if n.state == s and not n.reused)
                   for s in ('COMPLETE', 'CACHED', 'FAILED', 'SKIPPED')}
         self.say(f'Run {result.run_id} {result.state} in {elapsed:.1f}s: {counts["COMPLETE"]} executed, '
                  f'{counts["CACHED"]} cached, {counts["FAILED"]} failed, {counts["SKIPPED"]} skipped'
-                 + (f', {reused} reused from earlier in this run' if reused else ''))
+                 + (f', {reused} reused from earlier in this run' if reused else '')
+                 + (f', {sum(1 for n in nodes if n.reused_from)} reused from run {", ".join(borrowed)}'
+                    if borrowed else ''), outcome=True)
+        if run_log is None:
+            return
+        if self._quiet() and result.state != 'COMPLETE':  # --quiet: what failed, and how to go on
+            for node in result.nodes.values():
+                if node.state == 'FAILED':
+                    self.say(f'{node.node_id} failed: {node.error}', outcome=True)
+            self.say(f'Resume: sluice resume {result.run_id} --metadata {result.metadata}', outcome=True)
+        if not self._quiet() or result.state != 'COMPLETE':
+            self.say(f'Log (library messages; --verbose prints them): {run_log.path}', outcome=True)
+
+    @staticmethod
+    def _run_root(result: RunResult) -> str:
+        """The pipeline root a run was registered with (where a resumed run's log goes)."""
+        try:
+            run = MetadataStore(result.metadata, create=False).run(result.run_id)
+            return str(run.properties.get('pipeline_root') or '')
+        except Exception:  # noqa: BLE001 - no place for the log is no reason to fail a finished run
+            return ''
 
 
 def start_run(pipeline: Pipeline, store: MetadataStore, run_id: str | None, runner: str) -> PipelineInfo:

@@ -36,6 +36,10 @@ def test_quickstart_runs_and_sluice_run_reuses_everything_it_did(tmp_path, monke
     shown = outputs(nb)
     assert 'No anomalies.' in shown and 'BLESSED' in shown and 'Pushed as version' in shown
     assert '<svg' in shown and 'sparse_categorical_accuracy' in shown
+    # The views draw plots; Plotly's JavaScript is inline, in the first view with a plot only.
+    for kind in ('statistics', 'evaluation', 'history', 'timeline'):
+        assert f'"meta":{{"sluice":"{kind}"' in shown, kind
+    assert shown.count('var __sluice_define') == 1 and '<script src' not in shown
     # The production cell: the destination's current version, pushed by the pipeline, with its blessing.
     assert re.search(r'Production at .*/serving: version \d+\n  kind: +push', shown), shown[-3000:]
     assert re.search(r'  blessing: +BLESSED \(blessing #\d+\)', shown)
@@ -52,6 +56,9 @@ def test_resume_and_gate_notebook(tmp_path, monkeypatch):
     nb = execute('resume_and_gate.ipynb', tmp_path, monkeypatch)
     shown = outputs(nb)
     assert 'Resume plan for run' in shown and 'NOT_BLESSED' in shown and 'Not pushed' in shown
+    # The worse model's evaluation, drawn with the bound it failed and against the production model.
+    assert '"failing":[["sparse_categorical_accuracy","Overall"]]' in shown
+    assert '"name":"baseline (production)"' in shown and 'lower bound 0.6' in shown
     store = MetadataStore(f'sqlite:///{tmp_path}/gate/metadata.db')
     runs = store.runs('penguin')
     assert [r.state for r in runs] == ['COMPLETE', 'COMPLETE']  # the failed run was resumed to COMPLETE

@@ -51,7 +51,7 @@ def test_views_have_html_and_text(tmp_path, text_dir):
     run = context.view()
     assert '<svg' in run._repr_html_() and 'Source' in str(run) and 'COMPLETE' in str(run)
     html = report_html(context.store, context.run_id)
-    assert html.startswith('<!DOCTYPE html>') and '<script' not in html and '<svg' in html
+    assert html.startswith('<!DOCTYPE html>') and '<script src' not in html and '<svg' in html
 
 
 def test_blessing_and_evaluation_views_name_the_production_version_measured_against(tmp_path):
