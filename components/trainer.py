@@ -152,7 +152,7 @@ class TrainerExecutor(Executor):
             base_model: Model | None, raw_examples: Examples | None, model: Model, model_run: ModelRun,
             module_file: str, train_steps: int | None, eval_steps: int | None, custom_config: dict,
             hyperparameters: dict, train_split: str, eval_split: str, export_onnx: bool,
-            onnx_tolerance: float, warm_start_from: str | None) -> None:
+            onnx_tolerance: float, warm_start_from: str | None = None) -> None:
         module = load_module_file(module_file, required=['run_fn'])
         serving_dir = os.path.join(model.uri, SERVING_DIR)
         schema_path = os.path.join(schema.uri, 'schema.pbtxt') if schema is not None else None

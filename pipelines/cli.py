@@ -185,8 +185,10 @@ def outcome_lines(result: object) -> list[str]:
             elif kind == 'PushedModel':
                 if artifact.get('pushed'):
                     where = os.path.join(artifact.get('pushed_destination'), artifact.get('pushed_version'))
+                    earlier = ' (already in production: pushed earlier, nothing copied)' if str(
+                        artifact.get('reason', '')).startswith('already in production') else ''
                     ungated = ' (no blessing gated this push)' if artifact.get('gated') == 0 else ''
-                    lines.append(f'{node.node_id}: pushed to {where}{ungated}')
+                    lines.append(f'{node.node_id}: pushed to {where}{earlier}{ungated}')
                 else:
                     lines.append(f"{node.node_id}: not pushed: {artifact.get('reason', '')}")
     return lines

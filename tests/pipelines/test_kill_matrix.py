@@ -80,7 +80,8 @@ def test_kill_at_every_component_then_resume(tmp_path):
     pushed = store.node_outputs(run.run_id, 'Pusher')['pushed_model'][0]
     assert pushed.get('pushed') == 1 and pushed.get('pushed_version') == version
     assert pushed.get('reason') == f'already in production as version {version} (pushed earlier; nothing copied)'
-    assert f'already in production as version {version}' in final.stdout
+    assert f"Pusher: pushed to {root / 'serving' / version} (already in production: pushed earlier, nothing copied)" \
+        in final.stdout
 
     records = store.executions(run.run_id)
     assert not [r for r in records if r.state == 'RUNNING']
