@@ -72,3 +72,88 @@ def machine() -> str:
         memory = ''
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
     return f'{cores} cores{memory}, load average {load:.2f} at start, Python {sys.version.split()[0]}'
+
+
+def _children_by_parent() -> dict[int, list[int]]:
+    """pid -> its child pids, from /proc/<pid>/stat (field 4 after the command in parentheses)."""
+    found: dict[int, list[int]] = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat', 'rb') as f:
+                stat = f.read()
+            parent = int(stat[stat.rindex(b')') + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        found.setdefault(parent, []).append(int(entry))
+    return found
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory in bytes of a process and all its descendants now (psutil when installed,
+    else /proc). Pages shared between processes of the tree are counted once per process."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total
+    children, page = _children_by_parent(), os.sysconf('SC_PAGE_SIZE')
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            with open(f'/proc/{p}/statm') as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def run_python_sampled(args: Sequence[str], cwd: str | None = None, env: dict | None = None,
+                       check: bool = True, interval: float = 0.2
+                       ) -> tuple[float, subprocess.CompletedProcess, int]:
+    """``run_python``, plus the peak resident memory of the process tree (the process and every
+    process it starts), in bytes, sampled every ``interval`` seconds while it runs."""
+    import tempfile
+    import threading
+
+    full_env = {**os.environ, 'PYTHONPATH': REPO, **(env or {})}
+    with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
+        start = time.perf_counter()
+        child = subprocess.Popen([sys.executable, *args], cwd=cwd, env=full_env, stdout=out, stderr=err, text=True)
+        peak = 0
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, tree_rss(child.pid))
+                done.wait(interval)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        returncode = child.wait()
+        elapsed = time.perf_counter() - start
+        done.set()
+        sampler.join()
+        out.seek(0)
+        err.seek(0)
+        proc = subprocess.CompletedProcess(child.args, returncode, out.read(), err.read())
+    if check and proc.returncode != 0:
+        sys.exit(f'python {" ".join(args)[:200]} failed with status {proc.returncode}:\n'
+                 f'{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
+    return elapsed, proc, peak

@@ -6,7 +6,14 @@
 The analyzers (means, vocabularies, quantiles, ...) run over the train split; every split is then
 transformed. Outputs: ``transform_graph`` (tf.Transform's output directory; as in TFX it also holds
 the raw data's metadata, so ``tft.TFTransformOutput(dir).raw_feature_spec()`` works) and
-``transformed_examples`` (``Split-<split>/transformed_examples-*.gz``).
+``transformed_examples`` (``Split-<split>/transformed_examples-*.gz``, gzipped TFRecords of
+tf.Example).
+
+The data stays in Apache Arrow record batches from end to end: each split is read once through
+tfx_bsl's TFXIO (the analyzed split feeds both the analyzers and its own transform), transformed
+with ``output_record_batches=True``, and the record batches are encoded to tf.Examples by tfx_bsl's
+``RecordBatchToExamplesEncoder`` (through ``tft_beam.EncodeTransformedDataset``). No per-instance
+Python dicts are built.
 """
 from __future__ import annotations
 
@@ -42,24 +49,33 @@ class TransformExecutor(Executor):
             return tfxio.TFExampleRecord(file_pattern=os.path.join(examples.split_uri(split), '*'),
                                          schema=schema_proto, telemetry_descriptors=['sluice', 'Transform'])
 
+        def write(split: str, transformed_dataset: tuple) -> None:
+            out = transformed_examples.split_uri(split)
+            os.makedirs(out, exist_ok=True)
+            _ = (transformed_dataset | f'Encode[{split}]' >> tft_beam.EncodeTransformedDataset()
+                 | f'Write[{split}]' >> beam.io.WriteToTFRecord(
+                     os.path.join(out, 'transformed_examples'), file_name_suffix='.gz',
+                     compression_type=beam.io.filesystem.CompressionTypes.GZIP))
+
         with self.beam_pipeline() as p, tft_beam.Context(temp_dir=os.path.join(self.tmp_dir, 'tft')):
-            train = source(analyze_split)
-            raw = p | 'ReadAnalyze' >> train.BeamSource()
-            transform_fn = (raw, train.TensorAdapterConfig()) | 'Analyze' >> tft_beam.AnalyzeDataset(
-                module.preprocessing_fn)
+            # The analyzed split is read once: the same record batches feed the analyzers and, once
+            # the transform function is known, its own transform.
+            analyzed = source(analyze_split)
+            raw = p | f'Read[{analyze_split}]' >> analyzed.BeamSource()
+            transformed, transform_fn = (
+                (raw, analyzed.TensorAdapterConfig())
+                | f'AnalyzeAndTransform[{analyze_split}]' >> tft_beam.AnalyzeAndTransformDataset(
+                    module.preprocessing_fn, output_record_batches=True))
             _ = transform_fn | 'WriteTransformFn' >> tft_beam.WriteTransformFn(transform_graph.uri)
+            write(analyze_split, transformed)
             for split in splits:
+                if split == analyze_split:
+                    continue
                 data = source(split)
                 raw_split = p | f'Read[{split}]' >> data.BeamSource()
-                transformed, metadata = (((raw_split, data.TensorAdapterConfig()), transform_fn)
-                                         | f'Transform[{split}]' >> tft_beam.TransformDataset())
-                coder = tft.coders.ExampleProtoCoder(metadata.schema)
-                out = transformed_examples.split_uri(split)
-                os.makedirs(out, exist_ok=True)
-                _ = (transformed | f'Encode[{split}]' >> beam.Map(coder.encode)
-                     | f'Write[{split}]' >> beam.io.WriteToTFRecord(
-                         os.path.join(out, 'transformed_examples'), file_name_suffix='.gz',
-                         compression_type=beam.io.filesystem.CompressionTypes.GZIP))
+                transformed = (((raw_split, data.TensorAdapterConfig()), transform_fn)
+                               | f'Transform[{split}]' >> tft_beam.TransformDataset(output_record_batches=True))
+                write(split, transformed)
         transformed_examples.set('split_names', splits)
         transformed_examples.set('span', examples.get('span', 0) or 0)
         transformed_examples.set('version', examples.get('version', 0) or 0)
