@@ -1,8 +1,9 @@
 """Benchmark: the data components with one Beam worker vs several worker processes (DirectRunner).
 
-    .venv/bin/python bench/beam_workers.py [--workers 2] [--repeat 3]
+    .venv/bin/python bench/beam_workers.py [--workers 2] [--repeat 3] [--scale 100]
 
-Runs CsvExampleGen + StatisticsGen + ImportSchemaGen + Transform on the taxi data in a fresh
+Runs CsvExampleGen + StatisticsGen + ImportSchemaGen + Transform on the taxi data (``--scale N``: its rows
+resampled N times, as bench/scaling.py writes them under bench/out/) in a fresh
 process per configuration and repeat: ``--direct_num_workers=1`` vs
 ``--direct_running_mode=multi_processing --direct_num_workers=N``. Both sides are whole processes
 timed from here the same way, in a fresh directory, alternating which goes first. Prints each side
@@ -42,7 +43,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--scale', type=int, default=1, help='the taxi rows times N (resampled, fixed seed)')
     args = parser.parse_args()
+    from scaling import resample
+
+    data = os.path.join(TAXI_DIR, 'data') if args.scale == 1 else resample(args.scale)[0]
     sides = {'one': ['--direct_num_workers=1'],
              'multi': ['--direct_running_mode=multi_processing', f'--direct_num_workers={args.workers}']}
     seconds = {k: [] for k in sides}
@@ -51,7 +56,7 @@ def main() -> None:
         for name in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
             root = tempfile.mkdtemp(prefix='sluice-bench-workers-')
             try:
-                script = CHILD.format(data=os.path.join(TAXI_DIR, 'data'),
+                script = CHILD.format(data=data,
                                       schema=os.path.join(TAXI_DIR, 'schema', 'schema.pbtxt'),
                                       module=os.path.join(TAXI_DIR, 'taxi_module.py'), root=root, args=sides[name])
                 elapsed, proc = run_python(['-c', script], cwd=REPO)
@@ -61,7 +66,7 @@ def main() -> None:
             found[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     rows = {json.dumps(f['rows'], sort_keys=True) if not isinstance(f['rows'], str) else f['rows']
             for side in found.values() for f in side}
-    print(f'taxi data components (CsvExampleGen, StatisticsGen, ImportSchemaGen, Transform), DirectRunner, '
+    print(f'taxi data x{args.scale}, components (CsvExampleGen, StatisticsGen, ImportSchemaGen, Transform), DirectRunner, '
           f'a fresh process per side and repeat, {args.repeat} repeats alternating which goes first; {machine()}')
     print(f'  one worker ({" ".join(sides["one"])}):  {spread(seconds["one"], ".1f", " s")}')
     print(f'  {args.workers} worker processes ({" ".join(sides["multi"])}):  '
