@@ -128,12 +128,6 @@ class TrainerDriver(Driver):
         return node.artifact
 
 
-def _serving_dir(uri: str) -> str:
-    """The SavedModel of a Model artifact or of a pushed version (``Format-Serving/`` if present)."""
-    serving = os.path.join(uri, SERVING_DIR)
-    return serving if os.path.isdir(serving) else uri
-
-
 def _is_transform(execution: Any) -> bool:
     """Did this execution transform examples: read Examples under 'examples' and write a TransformGraph?"""
     read = execution.inputs.get('examples') or []
@@ -153,6 +147,8 @@ class TrainerExecutor(Executor):
             module_file: str, train_steps: int | None, eval_steps: int | None, custom_config: dict,
             hyperparameters: dict, train_split: str, eval_split: str, export_onnx: bool,
             onnx_tolerance: float, warm_start_from: str | None = None) -> None:
+        from components.pusher import serving_path  # here: components.pusher imports this module
+
         module = load_module_file(module_file, required=['run_fn'])
         serving_dir = os.path.join(model.uri, SERVING_DIR)
         schema_path = os.path.join(schema.uri, 'schema.pbtxt') if schema is not None else None
@@ -168,7 +164,7 @@ class TrainerExecutor(Executor):
             transform_output=transform_graph.uri if transform_graph is not None else None,
             data_accessor=DataAccessor(_tf_dataset_factory, _record_batch_factory),
             serving_model_dir=serving_dir, eval_model_dir=serving_dir, model_run_dir=model_run.uri,
-            base_model=_serving_dir(base_model.uri) if base_model is not None else None,
+            base_model=serving_path(base_model.uri) if base_model is not None else None,
             hyperparameters=dict(hyperparameters), custom_config=dict(custom_config))
         module.run_fn(fn_args)
         if not os.path.isfile(os.path.join(serving_dir, 'saved_model.pb')):

@@ -27,7 +27,7 @@ from metadata.store import DONE_STATES, MetadataStore, MetadataStoreError
 from pipelines.launcher import NodeResult, launch
 from pipelines.lease import Lease
 from pipelines.pipeline import Pipeline, PipelineError
-from pipelines.resume import Step, abandoned_reason, format_plan, mark_abandoned, plan, stored_pipeline
+from pipelines.resume import Step, format_plan, plan, settle_stale, stored_pipeline
 from pipelines.runner import Progress, RunResult, skipped, start_run
 
 class Session:
@@ -100,14 +100,9 @@ class Session:
             latest = {r.node_id: r for r in store.executions(run_id)}
             steps: dict[str, Step] = {}
             record = latest.get(node_id)
-            if record is not None and record.state == 'RUNNING' and record.properties.get('lease') != lease.name:
-                reason = abandoned_reason(store, record)
-                if reason is None:
-                    raise MetadataStoreError(
-                        f'Run {run_id}: {node_id} is already running (execution #{record.id}, process '
-                        f"{record.properties.get('pid')} on {record.properties.get('host')}); wait for it.")
-                mark_abandoned(store, pipeline, record, reason)
-            elif record is not None and record.state in DONE_STATES and all(
+            if record is not None:
+                record = settle_stale(store, pipeline, run_id, record, lease.name, then='run it again')
+            if record is not None and record.state in DONE_STATES and all(
                     a.exists() for group in record.outputs.values() for a in group):
                 steps[node_id] = Step(node_id, 'reuse', f'{record.state} in this run already', record)
             missing = [u.id for u in component.upstream

@@ -152,6 +152,25 @@ def mark_abandoned(store: MetadataStore, pipeline: Pipeline, record: ExecutionRe
     return True
 
 
+def settle_stale(store: MetadataStore, pipeline: Pipeline, run_id: str, record: ExecutionRecord,
+                 lease: str | None, then: str = 'resume') -> ExecutionRecord:
+    """A node's latest execution, with a stale RUNNING one (not ``lease``'s) marked abandoned
+    (state ABANDONED in the returned record); raises while it may still be live work."""
+    if record.state != 'RUNNING' or record.properties.get('lease') == lease:
+        return record
+    reason = abandoned_reason(store, record)
+    if reason is None:
+        raise MetadataStoreError(
+            f'Run {run_id}: {record.node_id} is still running (execution #{record.id}, process '
+            f"{record.properties.get('pid')} on {record.properties.get('host')}); wait for it to finish "
+            f'or stop that process, then {then}.')
+    if not mark_abandoned(store, pipeline, record, reason):
+        return store.execution(record.id)  # its process ended it meanwhile
+    record.state = 'ABANDONED'
+    record.properties['error_message'] = f'abandoned: {reason}'
+    return record
+
+
 def plan(pipeline: Pipeline, store: MetadataStore, run_id: str, lease: str | None = None) -> list[Step]:
     """Decide, node by node, what resuming ``run_id`` reuses and what it runs (and why). Stale
     RUNNING executions are marked FAILED (abandoned) on the way. ``lease`` is the caller's own lease
@@ -160,19 +179,8 @@ def plan(pipeline: Pipeline, store: MetadataStore, run_id: str, lease: str | Non
     latest: dict[str, ExecutionRecord] = {}
     for record in records:
         latest[record.node_id] = record
-    for record in latest.values():
-        if record.state == 'RUNNING' and record.properties.get('lease') != lease:
-            reason = abandoned_reason(store, record)
-            if reason is None:
-                raise MetadataStoreError(
-                    f'Run {run_id}: {record.node_id} is still running (execution #{record.id}, process '
-                    f"{record.properties.get('pid')} on {record.properties.get('host')}); wait for it to finish "
-                    'or stop that process, then resume.')
-            if mark_abandoned(store, pipeline, record, reason):
-                record.state = 'ABANDONED'
-                record.properties['error_message'] = f'abandoned: {reason}'
-            else:
-                latest[record.node_id] = store.execution(record.id)
+    for node_id, record in list(latest.items()):
+        latest[node_id] = settle_stale(store, pipeline, run_id, record, lease)
 
     info = PipelineInfo(pipeline.name, pipeline.pipeline_root, run_id, tuple(pipeline.beam_pipeline_args))
     steps: dict[str, Step] = {}

@@ -16,11 +16,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from components import CsvExampleGen, Evaluator, SchemaGen, StatisticsGen, Trainer, Transform
-from test_beam_runners import records, transformed_columns as columns  # the same readers as the other runners
+from test_beam_runners import assert_same_columns, records, transformed_columns as columns  # as the other runners
 from pipelines import LocalDagRunner, Pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -152,14 +151,8 @@ def test_data_components_equal_direct_runner(external, reference):
                 assert g.std_dev == pytest.approx(f.num_stats.std_dev, rel=1e-6), name
             if f.HasField('string_stats'):
                 assert fa[name].string_stats.unique == f.string_stats.unique, name
-        got = columns(result['Transform'].outputs['transformed_examples'], split)
-        want = columns(reference['Transform'].outputs['transformed_examples'], split)
-        assert set(got) == set(want)
-        for name in want:
-            if want[name].dtype.kind in 'iuSO':
-                assert np.array_equal(got[name], want[name]), name
-            else:
-                np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-6, err_msg=name)
+        assert_same_columns(columns(result['Transform'].outputs['transformed_examples'], split),
+                            columns(reference['Transform'].outputs['transformed_examples'], split))
     schema = os.path.join(result['SchemaGen'].outputs['schema'].uri, 'schema.pbtxt')
     ref_schema = os.path.join(reference['SchemaGen'].outputs['schema'].uri, 'schema.pbtxt')
     with open(schema) as f, open(ref_schema) as g:

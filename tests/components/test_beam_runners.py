@@ -72,14 +72,18 @@ def assert_same_results(result, reference):
                 assert fa.num_stats.mean == pytest.approx(fb.num_stats.mean, rel=1e-9)
         # Transform: identical vocabulary and bucket ids; z-scores equal up to float32 rounding
         # (runners sum in different orders, so the mean and variance differ in their last bits).
-        got = transformed_columns(result['Transform'].outputs['transformed_examples'], split)
-        want = transformed_columns(ref['Transform'].outputs['transformed_examples'], split)
-        assert set(got) == set(want)
-        for name in want:
-            if want[name].dtype.kind in 'iu':
-                assert np.array_equal(got[name], want[name]), name
-            else:
-                np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-6, err_msg=name)
+        assert_same_columns(transformed_columns(result['Transform'].outputs['transformed_examples'], split),
+                            transformed_columns(ref['Transform'].outputs['transformed_examples'], split))
+
+
+def assert_same_columns(got, want, exact_kinds='iuSO'):
+    """Ids, vocabulary entries and strings identical; floats equal to a relative 1e-6."""
+    assert set(got) == set(want)
+    for name in want:
+        if want[name].dtype.kind in exact_kinds:
+            assert np.array_equal(got[name], want[name]), name
+        else:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-6, err_msg=name)
 
 
 def test_multi_process_direct_runner_gives_the_same_results(tmp_path, reference):
