@@ -24,7 +24,7 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from metadata.artifact import Artifact, Model, PushedModel
-from metadata.store import PIPELINE, PIPELINE_RUN, MetadataStore
+from metadata.store import PIPELINE, PIPELINE_RUN, MetadataStore, set_value
 
 STORE_IDENTITY, DESTINATION = 'sluice_store', 'push_destination'
 IDENTITY_NAME = 'identity'
@@ -87,10 +87,7 @@ def version_artifact(store: MetadataStore, destination: str, version: int | str,
         'source_artifact_id': model.get('artifact_id') or 0, 'source_pipeline': model.get('pipeline') or '',
         'source_run_id': model.get('run_id') or ''}
     for k, v in facts.items():
-        if isinstance(v, int):
-            proto.custom_properties[k].int_value = v
-        else:
-            proto.custom_properties[k].string_value = str(v)
+        set_value(proto.custom_properties, k, v if isinstance(v, int) else str(v))
     try:
         [artifact_id] = store.retry(lambda: store.mlmd.put_artifacts([proto]))
     except mlmd_errors.AlreadyExistsError:  # created meanwhile by another process
@@ -154,7 +151,7 @@ def record_change(store: MetadataStore, kind: str, destination: str, model: Arti
              'reason': record.get('reason') or '', 'user': (record.get('operator') or {}).get('user', ''),
              'host': (record.get('operator') or {}).get('host', '')}
     for k, v in facts.items():
-        ex.custom_properties[k].string_value = v
+        set_value(ex.custom_properties, k, v)
     [model_proto] = store.retry(lambda: store.mlmd.get_artifacts_by_id([model.id]))
     pushed = PushedModel(uri=os.path.join(destination, str(version)), pushed=1, pushed_destination=destination,
                          pushed_version=str(version), pushed_fingerprint=fingerprint)
@@ -167,7 +164,7 @@ def record_change(store: MetadataStore, kind: str, destination: str, model: Arti
         else:
             out.properties[k].string_value = str(v)
     for k, v in pushed.custom_properties.items():
-        out.custom_properties[k].string_value = str(v)
+        set_value(out.custom_properties, k, str(v))
 
     def event(kind_: int, key: str) -> pb.Event:
         return pb.Event(type=kind_, path=pb.Event.Path(steps=[pb.Event.Path.Step(key=key),

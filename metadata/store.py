@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 from urllib.parse import unquote, urlparse
 
+from google.protobuf import wrappers_pb2
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store as mlmd
 from ml_metadata.proto import metadata_store_pb2 as pb
@@ -191,22 +192,38 @@ def _connection_config(url: str | None, create: bool = True) -> tuple[pb.Connect
     return config, f'sqlite:///{path}'
 
 
-def _value(v: pb.Value) -> Any:
+# PostgreSQL indexes every string property value with a B-tree, which refuses a value over 2,704
+# bytes ("index row size ... exceeds btree version 4 maximum"): a stored pipeline, a traceback or a
+# long reason would fail to be recorded. Longer strings are kept in the unindexed proto_value.
+LONG_STRING = 1024
+
+
+def value_of(v: pb.Value) -> Any:
+    """A property's value as Sluice wrote it (see :func:`set_value`)."""
     kind = v.WhichOneof('value')
+    if kind == 'proto_value':
+        text = wrappers_pb2.StringValue()
+        if v.proto_value.Unpack(text):
+            return text.value
+        return v.proto_value
     return getattr(v, kind) if kind else None
 
 
-def _set_value(target: Any, name: str, value: Any) -> None:
+def set_value(target: Any, name: str, value: Any, declared: bool = False) -> None:
+    """Set property ``name`` of a custom-property map (or a ``declared`` property map, whose string
+    properties must stay strings) to an int, float, string or JSON-able value."""
     if isinstance(value, bool):
         value = int(value)
     if isinstance(value, int):
         target[name].int_value = value
     elif isinstance(value, float):
         target[name].double_value = value
-    elif isinstance(value, str):
-        target[name].string_value = value
     else:
-        target[name].string_value = json.dumps(value, sort_keys=True)
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        if len(text) > LONG_STRING and not declared:
+            target[name].proto_value.Pack(wrappers_pb2.StringValue(value=text))
+        else:
+            target[name].string_value = text
 
 
 class MetadataStore:
@@ -226,7 +243,7 @@ class MetadataStore:
         config, self.url = _connection_config(url, create)
         self._lock = threading.RLock()
         try:
-            self._store = self.retry(lambda: mlmd.MetadataStore(config))
+            self._store = self._open(config)
         except mlmd_errors.FailedPreconditionError as e:
             raise MetadataStoreError(
                 f'The metadata store at {self.url} has a schema version this ML-Metadata '
@@ -256,10 +273,31 @@ class MetadataStore:
                 'local store with --metadata sqlite:///path/metadata.db.') from None
         self._type_ids: dict[str, int] = {}
         self._type_names: dict[int, str] = {}
-        for cls in STANDARD_TYPES:
-            self.artifact_type_id(cls)
-        for name in (PIPELINE, PIPELINE_RUN, NODE, LEASE, SETTLEMENT):
-            self._context_type_id(name)
+        self._creating(lambda: [self.artifact_type_id(cls) for cls in STANDARD_TYPES]
+                       + [self._context_type_id(name) for name in (PIPELINE, PIPELINE_RUN, NODE, LEASE, SETTLEMENT)])
+
+    def _open(self, config: Any) -> mlmd.MetadataStore:
+        """Connect, creating ML-Metadata's tables in a new database; see :meth:`_creating`."""
+        return self._creating(lambda: self.retry(lambda: mlmd.MetadataStore(config)))
+
+    @staticmethod
+    def _creating(call: Callable[[], T]) -> T:
+        """``call``, which creates what a new store lacks (tables, types), again while another process
+        is creating the same: on a new PostgreSQL or MySQL database, processes opening it at once race
+        to create ML-Metadata's schema and the losers get a unique-key violation; the next try finds
+        what the winner created."""
+        delay = 0.1
+        for attempt in range(10):
+            try:
+                return call()
+            except (mlmd_errors.StatusError, RuntimeError) as e:
+                message = str(e)
+                if attempt == 9 or not any(m in message for m in ('duplicate key value', 'Duplicate entry',
+                                                                   'already exists')):
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 1.0)
+        raise AssertionError('unreachable')
 
     @property
     def mlmd(self) -> mlmd.MetadataStore:
@@ -323,7 +361,7 @@ class MetadataStore:
             return ctx
         ctx = pb.Context(type_id=self._context_type_id(type_name), name=name)
         for k, v in (properties or {}).items():
-            _set_value(ctx.custom_properties, k, v)
+            set_value(ctx.custom_properties, k, v)
         try:
             [ctx.id] = self.retry(lambda: self._store.put_contexts([ctx]))
         except mlmd_errors.AlreadyExistsError:  # created meanwhile by another process
@@ -342,7 +380,7 @@ class MetadataStore:
     def update_run(self, run_id: str, properties: dict[str, Any]) -> None:
         run = self._require_run(run_id)
         for k, v in properties.items():
-            _set_value(run.custom_properties, k, v)
+            set_value(run.custom_properties, k, v)
         self.retry(lambda: self._store.put_contexts([run]))
 
     def _require_run(self, run_id: str) -> pb.Context:
@@ -367,7 +405,7 @@ class MetadataStore:
         base = {'run_id': run_id, 'node_id': node_id, 'pid': os.getpid(), 'host': socket.gethostname(),
                 'pid_start': process_start(os.getpid())}
         for k, v in {**base, **properties}.items():
-            _set_value(ex.custom_properties, k, v)
+            set_value(ex.custom_properties, k, v)
         return ex
 
     def _artifact_proto(self, artifact: Artifact, state: str | None = None) -> pb.Artifact:
@@ -378,9 +416,9 @@ class MetadataStore:
         if getattr(artifact, 'external_id', None):
             proto.external_id = artifact.external_id
         for k, v in artifact.properties.items():
-            _set_value(proto.properties, k, v)
+            set_value(proto.properties, k, v, declared=True)
         for k, v in artifact.custom_properties.items():
-            _set_value(proto.custom_properties, k, v)
+            set_value(proto.custom_properties, k, v)
         return proto
 
     @staticmethod
@@ -426,7 +464,7 @@ class MetadataStore:
         ex = self._fenced_execution(execution_id, lease, 'publish')
         ex.last_known_state = pb.Execution.COMPLETE
         for k, v in (properties or {}).items():
-            _set_value(ex.custom_properties, k, v)
+            set_value(ex.custom_properties, k, v)
         events = self._events(outputs, pb.Event.OUTPUT, 'LIVE')
         ids = self._settle(ex, events, contexts, 'publish')
         flat = [a for _, group in sorted(outputs.items()) for a in group]
@@ -453,10 +491,10 @@ class MetadataStore:
         """
         ex = self._fenced_execution(execution_id, lease, 'fail')
         ex.last_known_state = pb.Execution.State.Value(state)
-        _set_value(ex.custom_properties, 'error_type', error_type)
-        _set_value(ex.custom_properties, 'error_message', message[:4000])
+        set_value(ex.custom_properties, 'error_type', error_type)
+        set_value(ex.custom_properties, 'error_message', message[:4000])
         if details:
-            _set_value(ex.custom_properties, 'error_details', details[-8000:])
+            set_value(ex.custom_properties, 'error_details', details[-8000:])
         self._settle(ex, [], [], 'fail')
 
     def check_fence(self, execution_id: int, lease: str | None, action: str = 'publish') -> None:
@@ -468,10 +506,10 @@ class MetadataStore:
         ex = self._get_execution_proto(execution_id)
         state = pb.Execution.State.Name(ex.last_known_state)
         if state != 'RUNNING':
-            why = _value(ex.custom_properties['error_message']) if 'error_message' in ex.custom_properties else ''
+            why = value_of(ex.custom_properties['error_message']) if 'error_message' in ex.custom_properties else ''
             raise FencingError(f'Cannot {action} execution #{execution_id}: it is already {state}'
                                + (f' ({why})' if why else '') + '; its outputs are not published.')
-        owner = _value(ex.custom_properties['lease']) if 'lease' in ex.custom_properties else None
+        owner = value_of(ex.custom_properties['lease']) if 'lease' in ex.custom_properties else None
         if lease is not None and owner is not None and owner != lease:
             raise FencingError(f'Cannot {action} execution #{execution_id}: it belongs to lease {owner}, '
                                f'not {lease}.')
@@ -488,7 +526,7 @@ class MetadataStore:
             _, ids, _ = self.retry(lambda: self._store.put_execution(ex, events, [*contexts, settlement]))
         except mlmd_errors.AlreadyExistsError:
             now = self._get_execution_proto(ex.id)
-            why = _value(now.custom_properties['error_message']) if 'error_message' in now.custom_properties else ''
+            why = value_of(now.custom_properties['error_message']) if 'error_message' in now.custom_properties else ''
             raise FencingError(f'Cannot {action} execution #{ex.id}: another process ended it first '
                                f'({pb.Execution.State.Name(now.last_known_state)}{": " + why if why else ""}); '
                                'its outputs are not published.') from None
@@ -496,7 +534,7 @@ class MetadataStore:
 
     # -- leases -------------------------------------------------------------------------------
     def _lease_record(self, ctx: pb.Context) -> LeaseRecord:
-        props = {k: _value(v) for k, v in ctx.custom_properties.items()}
+        props = {k: value_of(v) for k, v in ctx.custom_properties.items()}
         scope, _, epoch = ctx.name.rpartition('@')
         return LeaseRecord(id=ctx.id, scope=scope, epoch=int(epoch),
                            owner={k: v for k, v in props.items() if k not in ('heartbeat', 'released')},
@@ -522,7 +560,7 @@ class MetadataStore:
         did first (the database's unique context name decides)."""
         ctx = pb.Context(type_id=self._context_type_id(LEASE), name=f'{scope}@{epoch}')
         for k, v in {**owner, 'heartbeat': time.time(), 'released': 0}.items():
-            _set_value(ctx.custom_properties, k, v)
+            set_value(ctx.custom_properties, k, v)
         try:
             [ctx.id] = self.retry(lambda: self._store.put_contexts([ctx]))
         except mlmd_errors.AlreadyExistsError:
@@ -535,9 +573,9 @@ class MetadataStore:
         ctx = self.context(LEASE, record.name, create=False)
         if ctx is None:
             return
-        _set_value(ctx.custom_properties, 'heartbeat', time.time())
+        set_value(ctx.custom_properties, 'heartbeat', time.time())
         if released:
-            _set_value(ctx.custom_properties, 'released', 1)
+            set_value(ctx.custom_properties, 'released', 1)
         self.retry(lambda: self._store.put_contexts([ctx]))
 
     def lease_superseded(self, name: str) -> bool:
@@ -567,8 +605,8 @@ class MetadataStore:
         a.state = pb.Artifact.State.Name(proto.state)
         if proto.external_id:
             a.external_id = proto.external_id
-        a.properties = {k: _value(v) for k, v in proto.properties.items()}
-        a.custom_properties = {k: _value(v) for k, v in proto.custom_properties.items()}
+        a.properties = {k: value_of(v) for k, v in proto.properties.items()}
+        a.custom_properties = {k: value_of(v) for k, v in proto.custom_properties.items()}
         return a
 
     def artifacts(self, ids: Sequence[int]) -> list[Artifact]:
@@ -583,7 +621,7 @@ class MetadataStore:
             if p.type_id not in type_names:
                 [t] = self.retry(lambda: self._store.get_execution_types_by_id([p.type_id]))
                 type_names[p.type_id] = t.name
-            props = {k: _value(v) for k, v in p.custom_properties.items()}
+            props = {k: value_of(v) for k, v in p.custom_properties.items()}
             records.append(ExecutionRecord(
                 id=p.id, component_type=type_names[p.type_id], node_id=props.get('node_id', ''),
                 run_id=props.get('run_id', ''), state=pb.Execution.State.Name(p.last_known_state),
@@ -677,7 +715,7 @@ class MetadataStore:
         contexts = self.retry(lambda: self._store.get_contexts_by_type(PIPELINE_RUN))
         out = []
         for ctx in contexts:
-            props = {k: _value(v) for k, v in ctx.custom_properties.items()}
+            props = {k: value_of(v) for k, v in ctx.custom_properties.items()}
             if pipeline_name and props.get('pipeline_name') != pipeline_name:
                 continue
             out.append(self._summary(ctx, props))
@@ -685,7 +723,7 @@ class MetadataStore:
 
     def run(self, run_id: str) -> RunSummary:
         ctx = self._require_run(run_id)
-        return self._summary(ctx, {k: _value(v) for k, v in ctx.custom_properties.items()})
+        return self._summary(ctx, {k: value_of(v) for k, v in ctx.custom_properties.items()})
 
     def _summary(self, ctx: pb.Context, props: dict[str, Any]) -> RunSummary:
         protos = self.retry(lambda: self._store.get_executions_by_context(ctx.id))

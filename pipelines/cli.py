@@ -115,14 +115,29 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_NODE_NOT_RETRYABLE = 3  # `sluice run-node`: the node failed with an error a retry cannot fix
+
+
 def cmd_run_node(args: argparse.Namespace) -> int:
+    """Exit status: 0 done, 1 failed but a retry may succeed, 2 usage, 3 failed and a retry cannot help
+    (see the run-node parser's help)."""
     pipeline = load_pipeline(args.file)
     if args.metadata:
         pipeline.metadata = args.metadata
     from pipelines.local_dag_runner import LocalDagRunner
-    node = LocalDagRunner().run_node(pipeline, args.run_id, args.node, retries=not args.no_retry)
+    try:
+        node = LocalDagRunner().run_node(pipeline, args.run_id, args.node, retries=not args.no_retry)
+    except MetadataStoreError as e:  # down, unreachable, locked, or this node held by another live process
+        print(f'sluice: error: {e}\nsluice run-node: exit status 1: the metadata store could not be used for '
+              f'{args.node}; a retry may succeed if it was down, unreachable or busy.', file=sys.stderr)
+        return 1
     if node.state == 'FAILED':
         print(f'\n{node.node_id} failed (execution {node.execution_id}):\n  {node.error}')
+        if not node.retryable:
+            print(f'not retried: {node.node_id} failed with an error a retry cannot fix (with the same input and '
+                  f'code it fails the same way); fix the cause, then run it again. Exit status '
+                  f'{RUN_NODE_NOT_RETRYABLE}.')
+            return RUN_NODE_NOT_RETRYABLE
     return 0 if node.ok else 1
 
 
@@ -558,8 +573,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--dry-run', action='store_true', help='say what would be deleted, delete nothing')
     p.set_defaults(func=cmd_gc)
 
-    p = with_store(sub.add_parser('run-node', help='run one node of a run, in this process (for Airflow, KFP, '
-                                                   'or several machines sharing a store)'))
+    p = with_store(sub.add_parser(
+        'run-node', help='run one node of a run, in this process (for Airflow, KFP, or several machines sharing '
+                         'a store)',
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog='''exit status:
+  0  the node is COMPLETE or CACHED in the run (or was done there already)
+  1  the node failed, and a retry may succeed: a transient error (a lost connection, a worker gone),
+     its timeout, or the run taken over; or the metadata store could not be used (down, unreachable,
+     locked, this node held by another live process; also a store URL or schema version the store
+     refuses, which the message names)
+  2  usage: bad arguments, a pipeline file that does not load, an unknown node, or a node whose
+     upstream nodes have not completed in the run yet (run those first)
+  3  the node failed with an error a retry cannot fix (bad input data, anomalies, a module file that
+     does not import, a wiring error, stale code, a refused push); the output says "not retried: ...".
+     Fix the cause, then run the node again. Tasks written by `sluice export airflow` fail without
+     retrying on this status; every other failure is retried as the node's retry policy says.'''))
     p.add_argument('file', help='the pipeline file')
     p.add_argument('--run-id', required=True, help='the run (created by the first node that runs)')
     p.add_argument('--node', required=True, metavar='NODE_ID')

@@ -62,12 +62,14 @@ class Explainer:
         if node_id not in self._histories:
             from ml_metadata.proto import metadata_store_pb2 as pb
 
+            from metadata.store import value_of
+
             mlmd = self.store.mlmd
             ctx = mlmd.get_context_by_type_and_name(NODE, f'{self.pipeline_name}.{node_id}')
             past = []
             for p in (mlmd.get_executions_by_context(ctx.id) if ctx is not None else []):
                 props = p.custom_properties
-                text = {k: props[k].string_value for k in ('run_id', 'cache_key', 'cache_key_parts') if k in props}
+                text = {k: value_of(props[k]) for k in ('run_id', 'cache_key', 'cache_key_parts') if k in props}
                 past.append(_Past(p.id, pb.Execution.State.Name(p.last_known_state), text.get('run_id', ''),
                                   text.get('cache_key', ''), _parts(text.get('cache_key_parts'))))
             self._histories[node_id] = sorted(past, key=lambda e: e.id)

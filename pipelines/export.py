@@ -14,6 +14,28 @@ one attempt of run-node (``--no-retry``), and its timeout (``with_timeout``) Air
 ``execution_timeout`` (plus a margin: run-node enforces the timeout itself). The exported file does
 not import Sluice: the orchestrator's own environment needs none of Sluice's packages.
 
+What a task makes of run-node's exit status (``sluice run-node --help``):
+
+- 0: the node is COMPLETE or CACHED in the run (or was done there already): the task succeeds.
+- 1: the node failed and a retry may succeed (a transient error, its timeout, the run taken over), or
+  the metadata store could not be used (down, unreachable, locked, the node held by another live
+  process; also a store URL or schema version the store refuses, which the output names).
+- 2: usage: bad arguments, a pipeline file that does not load, an unknown node, or upstream nodes not
+  completed in the run yet.
+- 3: the node failed with an error a retry cannot fix (bad input, anomalies, a module file that does not
+  import, a wiring error, stale code, a refused push: errors whose class has ``retryable = False``); the
+  output says ``not retried: ...``.
+
+Airflow: the DAG's tasks are a small BashOperator subclass (``SluiceNodeOperator``, defined in the DAG
+file) that fails the task at once on status 3 (``AirflowFailException``: no retry, whatever ``retries``
+says), and treats every other non-zero status as a normal failure, retried as the node's policy says.
+Its log is run-node's output, as for any BashOperator. It imports from Airflow 3's standard provider and
+Task SDK when present, else from Airflow 2's modules.
+
+Kubeflow Pipelines v2 (a limit): a task cannot refuse its own retry (the retry policy is per task,
+whatever the exit status), so a node failing with status 3 is retried as its policy says, failing the
+same way each time (each try a FAILED execution in the run): its retries and waits are spent for nothing.
+
 Nothing here imports TensorFlow (the pipeline file is loaded the way ``sluice run`` loads it).
 """
 from __future__ import annotations
@@ -27,6 +49,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.cli import RUN_NODE_NOT_RETRYABLE
 from pipelines.pipeline import Pipeline, load_pipeline
 
 # Seconds Airflow's execution_timeout adds to a node's own timeout: run-node starts a process and imports
@@ -145,12 +168,17 @@ def airflow_dag_source(pipeline_file: str, metadata: str | None = None, dag_id: 
         '    from airflow.providers.standard.operators.bash import BashOperator',
         'except ImportError:  # Airflow 2',
         '    from airflow.operators.bash import BashOperator',
+        'try:  # Airflow 3.2+: the Task SDK defines them (airflow.exceptions re-exports them, deprecated)',
+        '    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException',
+        'except ImportError:  # Airflow 2, 3.0 and 3.1',
+        '    from airflow.exceptions import AirflowFailException, AirflowSkipException',
         '',
         f'DAG_ID = {dag_id!r}',
         f'SLUICE = {command!r}',
         f'PIPELINE_FILE = {path!r}',
         f'METADATA = {url!r}',
         f'WORKDIR = {workdir!r}  # relative paths in the pipeline file resolve here, as for `sluice run` from it',
+        f'NOT_RETRYABLE = {RUN_NODE_NOT_RETRYABLE!r}  # run-node\'s exit status for an error a retry cannot fix',
         '',
         '',
         'def sluice_run_id(airflow_run_id):',
@@ -159,13 +187,31 @@ def airflow_dag_source(pipeline_file: str, metadata: str | None = None, dag_id: 
         "    return re.sub(r'[^A-Za-z0-9_.-]', '-', f'{DAG_ID}-{airflow_run_id}')",
         '',
         '',
+        'class SluiceNodeOperator(BashOperator):',
+        '    """Runs `sluice run-node` as BashOperator does (its output is the task\'s log). Exit status 0: the',
+        '    node is COMPLETE (or a cache hit) in the Sluice run; NOT_RETRYABLE (3): it failed with an error a',
+        '    retry cannot fix (bad input, anomalies, bad code), so the task fails at once, its retries unused;',
+        '    any other status: a failure that a retry may fix, retried as the task\'s `retries` say."""',
+        '',
+        '    def __init__(self, **kwargs):',
+        '        super().__init__(skip_on_exit_code=[NOT_RETRYABLE], **kwargs)',
+        '',
+        '    def execute(self, context):',
+        '        try:',
+        '            return super().execute(context)',
+        '        except AirflowSkipException:  # how BashOperator reports a status listed in skip_on_exit_code',
+        '            raise AirflowFailException(',
+        "                f'sluice run-node exited with status {NOT_RETRYABLE}: {self.task_id} failed with an error a '",
+        "                'retry cannot fix (see \"not retried:\" in the output above); failed without retrying. Fix '",
+        "                'the cause, then clear the task to run it again.') from None",
+        '',
+        '',
         'def run_node(node_id, **policy):',
-        '    """A task running one node through `sluice run-node`; exit status 0 means the node is COMPLETE',
-        '    (or a cache hit) in the Sluice run. --no-retry: Airflow retries the task, each try one attempt',
-        '    (its own execution in the Sluice run)."""',
+        '    """A task running one node through `sluice run-node`. --no-retry: Airflow retries the task (unless',
+        '    run-node says a retry cannot help), each try one attempt (its own execution in the Sluice run)."""',
         "    command = (shlex.join([SLUICE, 'run-node', PIPELINE_FILE]) + \" --run-id '{{ run_id | sluice_run_id }}' \"",
         "               + shlex.join(['--node', node_id, '--metadata', METADATA, '--no-retry']))",
-        '    return BashOperator(task_id=node_id, bash_command=command, cwd=WORKDIR, skip_on_exit_code=None, **policy)',
+        '    return SluiceNodeOperator(task_id=node_id, bash_command=command, cwd=WORKDIR, **policy)',
         '',
         '',
         'with DAG(dag_id=DAG_ID, schedule=None, start_date=datetime.datetime(2024, 1, 1), catchup=False,',
@@ -220,7 +266,9 @@ def kfp_pipeline_spec(pipeline_file: str, image: str, metadata: str | None = Non
     ``file_in_image``: the pipeline file's path inside the image (default: its absolute path here).
     ``metadata``: the store URL the tasks use (default: the pipeline's own when it is PostgreSQL or MySQL);
     pods on several machines need one they all reach, and the pipeline root on a shared filesystem
-    mounted at the same path. KFP's retry policy is exact; KFP v2 has no task timeout, so a node's
+    mounted at the same path. KFP's retry policy is exact, and applies after every failure, also after
+    run-node's exit status 3 (an error a retry cannot fix: KFP v2 has no way for a task to refuse its
+    retry, unlike the Airflow export). KFP v2 has no task timeout, so a node's
     timeout is the one run-node enforces. Relative paths in the pipeline file resolve against the
     image's working directory.
     """

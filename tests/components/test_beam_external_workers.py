@@ -17,9 +17,17 @@ import sys
 import time
 
 import pytest
+from outputs import assert_same_columns, records
+from outputs import transformed_columns as columns
 
-from components import CsvExampleGen, Evaluator, SchemaGen, StatisticsGen, Trainer, Transform
-from test_beam_runners import assert_same_columns, records, transformed_columns as columns  # as the other runners
+from components import (
+    CsvExampleGen,
+    Evaluator,
+    SchemaGen,
+    StatisticsGen,
+    Trainer,
+    Transform,
+)
 from pipelines import LocalDagRunner, Pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

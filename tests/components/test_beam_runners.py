@@ -3,15 +3,14 @@ several processes, and Beam's portable runner (the path Flink and Spark clusters
 job service started here, with the SDK harness in this process (LOOPBACK)."""
 from __future__ import annotations
 
-import glob
 import os
 import socket
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
+from outputs import assert_same_columns, records, transformed_columns
 
 from components import CsvExampleGen, ImportSchemaGen, StatisticsGen, Transform
 from pipelines import LocalDagRunner, Pipeline
@@ -32,22 +31,6 @@ def run_data_components(root, beam_args):
     result = LocalDagRunner(progress=False).run(pipeline)
     assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items() if n.error}
     return result, time.perf_counter() - started
-
-
-def records(artifact, split):
-    import tensorflow as tf
-    files = sorted(glob.glob(os.path.join(artifact.uri, f'Split-{split}', '*.gz')))
-    return [bytes(r) for r in tf.data.TFRecordDataset(files, compression_type='GZIP').as_numpy_iterator()]
-
-
-def transformed_columns(artifact, split):
-    import tensorflow as tf
-    rows = []
-    for r in records(artifact, split):
-        feats = tf.train.Example.FromString(r).features.feature
-        rows.append({k: getattr(f, f.WhichOneof('kind')).value[0] for k, f in feats.items()})
-    rows.sort(key=lambda d: tuple(sorted(d.items())))
-    return {k: np.array([d[k] for d in rows]) for k in rows[0]}
 
 
 @pytest.fixture(scope='module')
@@ -74,16 +57,6 @@ def assert_same_results(result, reference):
         # (runners sum in different orders, so the mean and variance differ in their last bits).
         assert_same_columns(transformed_columns(result['Transform'].outputs['transformed_examples'], split),
                             transformed_columns(ref['Transform'].outputs['transformed_examples'], split))
-
-
-def assert_same_columns(got, want, exact_kinds='iuSO'):
-    """Ids, vocabulary entries and strings identical; floats equal to a relative 1e-6."""
-    assert set(got) == set(want)
-    for name in want:
-        if want[name].dtype.kind in exact_kinds:
-            assert np.array_equal(got[name], want[name]), name
-        else:
-            np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-6, err_msg=name)
 
 
 def test_multi_process_direct_runner_gives_the_same_results(tmp_path, reference):

@@ -179,3 +179,74 @@ def test_schema_version_is_checked_on_connect_never_migrated(tmp_path, version, 
         MetadataStore(f'sqlite:///{path}')
     with closing(sqlite3.connect(path)) as db:  # untouched
         assert db.execute('SELECT schema_version FROM MLMDEnv').fetchall() == [(version,)]
+
+
+def new_store_url(kind, tmp_path, request, name):
+    """The URL of a store nobody has opened yet: a SQLite file, or a new database on the test server."""
+    if kind == 'sqlite':
+        return f'sqlite:///{tmp_path}/{name}.db'
+    import subprocess
+    import uuid
+
+    from conftest import _pg_bin
+    base = request.getfixturevalue('postgres_url')
+    db = f'{name}_{uuid.uuid4().hex[:8]}'
+    port = base.rsplit(':', 1)[1].split('/')[0]
+    subprocess.run([f'{_pg_bin()}/createdb', '-h', '127.0.0.1', '-p', port, '-U', 'sluice', db], check=True)
+    return base.rsplit('/', 1)[0] + '/' + db
+
+
+OPEN_AT = '''
+import sys, time
+from metadata import MetadataStore
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process connects at the same moment
+store = MetadataStore(sys.argv[1])
+store.register_run('p', sys.argv[3], {})
+print('opened')
+'''
+
+
+@pytest.mark.parametrize('kind', ['sqlite', 'postgresql'])
+def test_processes_opening_a_new_store_at_once_all_succeed(kind, tmp_path, request):
+    """The first processes of a team (or of an orchestrator's first tasks) may all find the store
+    empty and create its schema and types at the same moment: every one of them must get a store."""
+    import subprocess
+    import sys
+    import time
+
+    for round_ in range(2):
+        url = new_store_url(kind, tmp_path, request, f'fresh{round_}')
+        at = str(time.time() + 3)
+        procs = [subprocess.Popen([sys.executable, '-c', OPEN_AT, url, at, f'r{i}'], text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(4)]
+        outs = [p.communicate(timeout=120)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, '\n'.join(outs)
+        assert sorted(r.run_id for r in MetadataStore(url).runs()) == ['r0', 'r1', 'r2', 'r3']
+
+
+@pytest.mark.parametrize('kind', ['sqlite', 'postgresql'])
+def test_long_values_are_recorded_on_every_backend(kind, tmp_path, request):
+    """A stored pipeline, a traceback, a long push reason: PostgreSQL refuses to index a string
+    property over 2,704 bytes, so such values must still be recorded and read back whole."""
+    store = MetadataStore(new_store_url(kind, tmp_path, request, 'long'))
+    pickle = 'QUJD' * 20_000  # 80 kB, as a pipeline pickled with its module's functions can be
+    store.register_run('p', 'r1', {'pipeline_pickle': pickle, 'note': 'short', 'list': list(range(2000))})
+    props = store.run('r1').properties
+    assert props['pipeline_pickle'] == pickle and props['note'] == 'short'
+    assert json.loads(props['list']) == list(range(2000))
+    store.update_run('r1', {'pipeline_pickle': pickle + '=='})
+    assert store.run('r1').properties['pipeline_pickle'] == pickle + '=='
+
+    ex = store.register_execution('Trainer', 'p', 'r1', 'Train', {}, {'cache_key_parts': 'é' * 3000})
+    details = ''.join(f'  File "module_{i}.py", line {i}, in step\n' for i in range(400))
+    store.fail_execution(ex, 'ValueError', 'ValueError: ' + 'bad ' * 800, details)
+    record = store.execution(ex)
+    assert record.state == 'FAILED' and record.error.startswith('ValueError: bad bad')
+    assert record.properties['error_details'] == details[-8000:] and record.properties['cache_key_parts'] == 'é' * 3000
+
+    gen = store.register_execution('ExampleGen', 'p', 'r1', 'Gen', {}, {})
+    examples = _examples(str(tmp_path))
+    examples.set('row_counts', {f'split_{i}': i for i in range(300)})
+    store.publish_execution(gen, 'p', 'r1', 'Gen', {'examples': [examples]})
+    [back] = store.node_outputs('r1', 'Gen')['examples']
+    assert json.loads(back.get('row_counts')) == {f'split_{i}': i for i in range(300)}

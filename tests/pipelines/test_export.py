@@ -1,6 +1,8 @@
 """`sluice export airflow` and `sluice export kfp`: the exported penguin DAG runs end to end in a real
-Airflow (`airflow dags test`), and the Kubeflow Pipelines spec loads with the KFP SDK with every task,
-dependency and executor reference checked here.
+Airflow (`airflow dags test`); in a DAG of test components Airflow fails a node that failed with an error a
+retry cannot fix after one try (run-node's exit status 3) and retries a transient failure; run-node's exit
+statuses are pinned; the Kubeflow Pipelines spec loads with the KFP SDK with every task, dependency and
+executor reference checked here.
 
 Airflow and the KFP SDK live in an environment of their own, built by tests/airflow/setup_env.sh
 (once; kept between runs by a stamp file), never in Sluice's venv. The tests are skipped only when
@@ -10,6 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -89,23 +94,31 @@ def sluice(*args, cwd):
     return subprocess.run([SLUICE, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
-# -- Airflow ------------------------------------------------------------------------------------
-def test_airflow_dags_test_runs_the_exported_penguin_dag(tmp_path, airflow_env):
-    pipeline_file = penguin_file(tmp_path)
-    url = f'sqlite:///{tmp_path}/mlmd.db'
+def airflow_home(tmp_path, airflow_env):
+    """A fresh Airflow home under tmp_path, its database migrated: (the environment its commands run
+    with, the path of its dags/ folder)."""
     home = tmp_path / 'airflow'
     (home / 'dags').mkdir(parents=True)
-    dag_file = home / 'dags' / 'penguin_dag.py'
-    done = sluice('export', 'airflow', pipeline_file, '-o', str(dag_file), '--metadata', url, cwd=tmp_path)
-    assert done.returncode == 0 and f'Wrote {dag_file}' in done.stdout, done.stdout + done.stderr
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(('AIRFLOW', 'PYTHON', 'VIRTUAL_ENV'))}
     env.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__DAGS_FOLDER=str(home / 'dags'),
                AIRFLOW__CORE__LOAD_EXAMPLES='False', AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f'sqlite:///{home}/airflow.db',
                PATH=airflow_env + os.pathsep + env.get('PATH', ''))
-    airflow = os.path.join(airflow_env, 'airflow')
-    migrate = subprocess.run([airflow, 'db', 'migrate'], env=env, cwd=home, capture_output=True, text=True, timeout=300)
+    migrate = subprocess.run([os.path.join(airflow_env, 'airflow'), 'db', 'migrate'], env=env, cwd=home,
+                             capture_output=True, text=True, timeout=300)
     assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+    return env, home / 'dags'
+
+
+# -- Airflow ------------------------------------------------------------------------------------
+def test_airflow_dags_test_runs_the_exported_penguin_dag(tmp_path, airflow_env):
+    pipeline_file = penguin_file(tmp_path)
+    url = f'sqlite:///{tmp_path}/mlmd.db'
+    env, dags = airflow_home(tmp_path, airflow_env)
+    home = dags.parent
+    dag_file = dags / 'penguin_dag.py'
+    done = sluice('export', 'airflow', pipeline_file, '-o', str(dag_file), '--metadata', url, cwd=tmp_path)
+    assert done.returncode == 0 and f'Wrote {dag_file}' in done.stdout, done.stdout + done.stderr
+    airflow = os.path.join(airflow_env, 'airflow')
 
     # What Airflow itself makes of the DAG: tasks, dependencies, retries and timeouts.
     probe = subprocess.run([os.path.join(airflow_env, 'python'), '-c', textwrap.dedent(f'''\
@@ -119,7 +132,8 @@ def test_airflow_dags_test_runs_the_exported_penguin_dag(tmp_path, airflow_env):
         print(json.dumps({{t.task_id: {{
             'upstream': sorted(t.upstream_task_ids), 'retries': t.retries, 'delay': seconds(t.retry_delay),
             'exponential': t.retry_exponential_backoff, 'max_delay': seconds(t.max_retry_delay),
-            'timeout': seconds(t.execution_timeout), 'command': t.bash_command}} for t in dag.tasks}}))
+            'timeout': seconds(t.execution_timeout), 'command': t.bash_command, 'operator': type(t).__name__,
+            'skip': list(t.skip_on_exit_code)}} for t in dag.tasks}}))
         ''')], env=env, cwd=home, capture_output=True, text=True, timeout=300)
     assert probe.returncode == 0, probe.stderr[-3000:]
     tasks = json.loads(probe.stdout.strip().splitlines()[-1])
@@ -131,10 +145,11 @@ def test_airflow_dags_test_runs_the_exported_penguin_dag(tmp_path, airflow_env):
         assert task['command'].startswith(f'{SLUICE} run-node {pipeline_file} '), task['command']  # by absolute path
         assert f'--node {component.id} ' in task['command'] and "--run-id '{{ run_id | sluice_run_id }}'" in \
             task['command'] and '--no-retry' in task['command']
+        # run-node's exit status 3 (a retry cannot fix it), which BashOperator would skip, fails the task unretried.
+        assert (task['operator'], task['skip']) == ('SluiceNodeOperator', [3]), task
     assert tasks['Transform']['upstream'] == ['CsvExampleGen', 'ExampleValidator', 'ImportSchemaGen']
-    assert tasks['Trainer'] | {'upstream': None, 'command': None} == {
-        'upstream': None, 'command': None, 'retries': 3, 'delay': 5.0, 'exponential': True, 'max_delay': 40.0,
-        'timeout': None}
+    trainer = {k: v for k, v in tasks['Trainer'].items() if k not in ('upstream', 'command', 'operator', 'skip')}
+    assert trainer == {'retries': 3, 'delay': 5.0, 'exponential': True, 'max_delay': 40.0, 'timeout': None}
     assert (tasks['StatisticsGen']['retries'], tasks['StatisticsGen']['delay'],
             tasks['StatisticsGen']['exponential'], tasks['StatisticsGen']['timeout']) == (1, 3.0, False, None)
     assert (tasks['Pusher']['retries'], tasks['Pusher']['timeout']) == (0, 600.0 + 120.0)
@@ -157,6 +172,130 @@ def test_airflow_dags_test_runs_the_exported_penguin_dag(tmp_path, airflow_env):
     assert sorted(e.node_id for e in executions) == sorted(pipeline.node_ids)
     assert {e.state for e in executions} == {'COMPLETE'}
     assert os.listdir(tmp_path / 'root' / 'serving'), 'the model was not pushed'
+
+
+EXITS_PIPELINE = """\
+import sys
+sys.path.insert(0, {tests!r})
+from pipelines import Pipeline, Retry
+from dummies import ApplyModule, Flaky, Slow, Source
+
+def create_pipeline():
+    source = Source(input_base={input!r})
+    # A module file without the transform() ApplyModule needs: ModuleFileError, which a retry cannot fix.
+    apply = ApplyModule(text=source.outputs['text'], module_file={module!r}).with_id('Apply')
+    flaky = Flaky(counter={counter!r}, fail_times=1)  # a transient ConnectionError on its first call
+    nodes = [source, apply, flaky]
+    if {slow!r}:
+        nodes.append(Slow(text=source.outputs['text'], seconds=60.0).with_timeout(1.0))
+    return Pipeline('exits', {root!r}, nodes, metadata={url!r}, retry=Retry(attempts=3, delay=0, backoff=1))
+"""
+
+
+def exits_file(tmp_path, text_dir, slow=False):
+    """A pipeline of tests/dummies.py components (no TensorFlow), every node under Retry(attempts=3):
+    Source succeeds, Apply fails with an error a retry cannot fix, Flaky fails once then succeeds, and
+    (with ``slow``) Slow runs past its 1 s timeout."""
+    module = tmp_path / 'no_transform.py'
+    module.write_text('def other(text):\n    return text\n')
+    path = tmp_path / 'exits_pipeline.py'
+    path.write_text(EXITS_PIPELINE.format(tests=os.path.join(REPO, 'tests'), input=str(text_dir), module=str(module),
+                                          counter=str(tmp_path / 'flaky_calls.txt'), slow=slow,
+                                          root=str(tmp_path / 'root'), url=f'sqlite:///{tmp_path}/mlmd.db'))
+    return str(path), f'sqlite:///{tmp_path}/mlmd.db'
+
+
+def states(store, run_id, node):
+    return [e.state for e in store.executions(run_id) if e.node_id == node]
+
+
+def test_run_node_exit_statuses(tmp_path, text_dir):
+    """0 done, 1 a retry may succeed (a transient error, a timeout, a store that cannot be reached),
+    2 usage, 3 a retry cannot fix it: what the exported Airflow tasks map to failing without retries."""
+    pipeline_file, url = exits_file(tmp_path, text_dir, slow=True)
+
+    def run_node(node, *extra, metadata=url):
+        return sluice('run-node', pipeline_file, '--run-id', 'r1', '--node', node, '--metadata', metadata, *extra,
+                      cwd=tmp_path)
+
+    early = run_node('Apply', '--no-retry')  # its upstream node has not run yet: usage
+    assert early.returncode == 2 and 'Apply needs Source (never started) to have completed in run r1' in early.stderr
+    assert run_node('Source', '--no-retry').returncode == 0
+    assert run_node('Uper').returncode == 2  # no such node
+
+    bad = run_node('Apply', '--no-retry')
+    assert bad.returncode == 3, bad.stdout + bad.stderr
+    assert 'ModuleFileError: Module file ' in bad.stdout and 'has no function transform()' in bad.stdout
+    assert ('not retried: Apply failed with an error a retry cannot fix (with the same input and code it fails the '
+            'same way); fix the cause, then run it again. Exit status 3.') in bad.stdout
+    # Without --no-retry the node's own policy (3 attempts) does not retry it either: one more execution.
+    again = run_node('Apply')
+    assert again.returncode == 3 and 'not retried: Apply failed' in again.stdout, again.stdout + again.stderr
+    store = MetadataStore(url, create=False)
+    assert states(store, 'r1', 'Apply') == ['FAILED', 'FAILED']
+
+    blip = run_node('Flaky', '--no-retry')
+    assert blip.returncode == 1 and 'ConnectionError: worker blipped (call 1)' in blip.stdout, blip.stdout + blip.stderr
+    assert 'not retried' not in blip.stdout
+    assert run_node('Flaky', '--no-retry').returncode == 0
+    assert states(store, 'r1', 'Flaky') == ['FAILED', 'COMPLETE']
+
+    slow = run_node('Slow', '--no-retry')  # a timeout: a retry may succeed
+    assert slow.returncode == 1 and 'Slow timed out after 1s' in slow.stdout, slow.stdout + slow.stderr
+    assert 'not retried' not in slow.stdout
+
+    with socket.socket() as s:  # a port nothing listens on: the store is down
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    down = run_node('Source', metadata=f'postgresql://sluice:pw@127.0.0.1:{port}/mlmd')
+    assert down.returncode == 1, down.stdout + down.stderr
+    assert f'Cannot connect to the metadata store at postgresql://sluice:***@127.0.0.1:{port}/mlmd' in down.stderr
+    assert ('sluice run-node: exit status 1: the metadata store could not be used for Source; a retry may succeed '
+            'if it was down, unreachable or busy.') in down.stderr
+
+    usage = sluice('run-node', '--help', cwd=tmp_path).stdout
+    assert 'exit status:' in usage and '3  the node failed with an error a retry cannot fix' in usage
+    assert '1  the node failed, and a retry may succeed' in usage and '2  usage: ' in usage
+
+
+def test_airflow_fails_an_error_a_retry_cannot_fix_at_once_and_retries_a_transient_one(tmp_path, text_dir,
+                                                                                       airflow_env):
+    """Every node has Retry(attempts=3), so 2 Airflow retries with no delay (`airflow dags test` runs a
+    task again in the same process once its retry_delay has passed). Apply (a module file without
+    transform()) is FAILED after its first try, Flaky (a ConnectionError, then success) is retried and
+    succeeds; Airflow's database and ML-Metadata agree."""
+    pipeline_file, url = exits_file(tmp_path, text_dir)
+    env, dags = airflow_home(tmp_path, airflow_env)
+    done = sluice('export', 'airflow', pipeline_file, '-o', str(dags / 'exits_dag.py'), '--metadata', url,
+                  cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    run = subprocess.run([os.path.join(airflow_env, 'airflow'), 'dags', 'test', 'exits'], env=env, cwd=dags.parent,
+                         capture_output=True, text=True, timeout=600)
+    log = run.stdout + run.stderr
+    assert run.returncode != 0 and 'DagRun failed' in log and 'state=failed' in log, log[-6000:]
+
+    # Airflow's own records: state and tries of each task instance.
+    with sqlite3.connect(dags.parent / 'airflow.db') as db:
+        [(airflow_run_id,)] = db.execute("SELECT run_id FROM dag_run WHERE dag_id = 'exits'").fetchall()
+        tries = {task: (state, try_number, max_tries) for task, state, try_number, max_tries in db.execute(
+            "SELECT task_id, state, try_number, max_tries FROM task_instance WHERE dag_id = 'exits'")}
+    assert tries == {'Source': ('success', 1, 2), 'Apply': ('failed', 1, 2), 'Flaky': ('success', 2, 2)}, tries
+    # The task log holds run-node's output, then why Airflow did not retry.
+    assert 'not retried: Apply failed with an error a retry cannot fix' in log
+    assert 'AirflowFailException: sluice run-node exited with status 3: Apply failed with an error a retry ' \
+           'cannot fix' in log
+    assert 'Immediate failure requested. Marking task as FAILED. dag_id=exits, task_id=Apply' in log
+    assert 'ConnectionError: worker blipped (call 1)' in log and 'Marking task as UP_FOR_RETRY. dag_id=exits, ' \
+           'task_id=Flaky' in log
+
+    # ML-Metadata: one Sluice run, Apply tried once, Flaky twice.
+    store = MetadataStore(url, create=False)
+    [record] = store.runs('exits')
+    assert record.run_id == re.sub(r'[^A-Za-z0-9_.-]', '-', f'exits-{airflow_run_id}') and record.state == 'FAILED'
+    assert states(store, record.run_id, 'Apply') == ['FAILED']
+    assert states(store, record.run_id, 'Flaky') == ['FAILED', 'COMPLETE']
+    assert states(store, record.run_id, 'Source') == ['COMPLETE']
 
 
 def test_airflow_export_errors(tmp_path):
