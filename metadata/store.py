@@ -39,7 +39,12 @@ T = TypeVar('T')
 
 
 class MetadataStoreError(RuntimeError):
-    """The store cannot be reached or used; the message says how to fix it."""
+    """The store cannot be reached or used; the message says how to fix it. ``retryable`` is False
+    when trying again cannot help (a malformed URL, a store of another schema version)."""
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class FencingError(MetadataStoreError):
@@ -144,7 +149,8 @@ def _connection_config(url: str | None, create: bool = True) -> tuple[pb.Connect
         if path.startswith('/'):
             path = path[1:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
         if not path:
-            raise MetadataStoreError(f'Metadata URL {url!r} names no file; use sqlite:///path/to/metadata.db.')
+            raise MetadataStoreError(f'Metadata URL {url!r} names no file; use sqlite:///path/to/metadata.db.',
+                                     retryable=False)
     elif '://' not in url:
         path = url
     else:
@@ -163,7 +169,8 @@ def _connection_config(url: str | None, create: bool = True) -> tuple[pb.Connect
         else:
             raise MetadataStoreError(
                 f'Unsupported metadata URL {url!r}: use sqlite:///path/metadata.db, '
-                'postgresql://user:password@host:port/db, mysql://user:password@host:port/db or :memory:.')
+                'postgresql://user:password@host:port/db, mysql://user:password@host:port/db or :memory:.',
+                retryable=False)
         if parsed.username:
             cfg.user = unquote(parsed.username)
         if parsed.password:
@@ -249,7 +256,7 @@ class MetadataStore:
                 f'The metadata store at {self.url} has a schema version this ML-Metadata '
                 f'({_mlmd_version()}) does not use: {e}. Sluice never migrates a store silently: '
                 'use a store made by this version, or back it up and migrate it with ML-Metadata\'s '
-                'enable_upgrade_migration.') from None
+                'enable_upgrade_migration.', retryable=False) from None
         except (mlmd_errors.StatusError, RuntimeError) as e:
             version = re.search(r'database version (\d+) is (older|greater) than library version (\d+)', str(e))
             if version:
@@ -261,7 +268,7 @@ class MetadataStore:
                     + ('back it up, then migrate it with ML-Metadata (MetadataStore(config, '
                        'enable_upgrade_migration=True)), or use the older Sluice/ml-metadata that wrote it.'
                        if relation == 'older' else
-                       'use the newer ml-metadata (and Sluice) that wrote it.')) from None
+                       'use the newer ml-metadata (and Sluice) that wrote it.'), retryable=False) from None
             if config.WhichOneof('config') == 'sqlite':
                 raise MetadataStoreError(
                     f'Cannot open {config.sqlite.filename_uri} as an ML-Metadata SQLite store: '

@@ -127,7 +127,11 @@ def cmd_run_node(args: argparse.Namespace) -> int:
     from pipelines.local_dag_runner import LocalDagRunner
     try:
         node = LocalDagRunner().run_node(pipeline, args.run_id, args.node, retries=not args.no_retry)
-    except MetadataStoreError as e:  # down, unreachable, locked, or this node held by another live process
+    except MetadataStoreError as e:  # down, unreachable, locked, this node held by another live process
+        if not e.retryable:  # a malformed URL, a store of another schema version
+            print(f'sluice: error: {e}\nnot retried: the metadata store cannot be used for {args.node} as it is '
+                  f'given; exit status {RUN_NODE_NOT_RETRYABLE}.', file=sys.stderr)
+            return RUN_NODE_NOT_RETRYABLE
         print(f'sluice: error: {e}\nsluice run-node: exit status 1: the metadata store could not be used for '
               f'{args.node}; a retry may succeed if it was down, unreachable or busy.', file=sys.stderr)
         return 1
@@ -580,13 +584,12 @@ def build_parser() -> argparse.ArgumentParser:
   0  the node is COMPLETE or CACHED in the run (or was done there already)
   1  the node failed, and a retry may succeed: a transient error (a lost connection, a worker gone),
      its timeout, or the run taken over; or the metadata store could not be used (down, unreachable,
-     locked, this node held by another live process; also a store URL or schema version the store
-     refuses, which the message names)
+     locked, this node held by another live process)
   2  usage: bad arguments, a pipeline file that does not load, an unknown node, or a node whose
      upstream nodes have not completed in the run yet (run those first)
   3  the node failed with an error a retry cannot fix (bad input data, anomalies, a module file that
-     does not import, a wiring error, stale code, a refused push); the output says "not retried: ...".
-     Fix the cause, then run the node again. Tasks written by `sluice export airflow` fail without
+     does not import, a wiring error, stale code, a refused push), or a metadata URL that is malformed
+     or names a store of another schema version; the output says "not retried: ...". Fix the cause, then run the node again. Tasks written by `sluice export airflow` fail without
      retrying on this status; every other failure is retried as the node's retry policy says.'''))
     p.add_argument('file', help='the pipeline file')
     p.add_argument('--run-id', required=True, help='the run (created by the first node that runs)')

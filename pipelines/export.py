@@ -19,12 +19,13 @@ What a task makes of run-node's exit status (``sluice run-node --help``):
 - 0: the node is COMPLETE or CACHED in the run (or was done there already): the task succeeds.
 - 1: the node failed and a retry may succeed (a transient error, its timeout, the run taken over), or
   the metadata store could not be used (down, unreachable, locked, the node held by another live
-  process; also a store URL or schema version the store refuses, which the output names).
+  process).
 - 2: usage: bad arguments, a pipeline file that does not load, an unknown node, or upstream nodes not
   completed in the run yet.
 - 3: the node failed with an error a retry cannot fix (bad input, anomalies, a module file that does not
-  import, a wiring error, stale code, a refused push: errors whose class has ``retryable = False``); the
-  output says ``not retried: ...``.
+  import, a wiring error, stale code, a refused push: errors whose class has ``retryable = False``), or
+  a metadata URL that is malformed or names a store of another schema version; the output says
+  ``not retried: ...``.
 
 Airflow: the DAG's tasks are a small BashOperator subclass (``SluiceNodeOperator``, defined in the DAG
 file) that fails the task at once on status 3 (``AirflowFailException``: no retry, whatever ``retries``

@@ -253,6 +253,10 @@ def test_run_node_exit_statuses(tmp_path, text_dir):
     assert ('sluice run-node: exit status 1: the metadata store could not be used for Source; a retry may succeed '
             'if it was down, unreachable or busy.') in down.stderr
 
+    bad_url = run_node('Source', metadata='postgres-ql://sluice@127.0.0.1/mlmd')  # no retry fixes a typo
+    assert bad_url.returncode == 3 and "Unsupported metadata URL 'postgres-ql://" in bad_url.stderr, bad_url.stderr
+    assert 'not retried: the metadata store cannot be used for Source as it is given; exit status 3.' in bad_url.stderr
+
     usage = sluice('run-node', '--help', cwd=tmp_path).stdout
     assert 'exit status:' in usage and '3  the node failed with an error a retry cannot fix' in usage
     assert '1  the node failed, and a retry may succeed' in usage and '2  usage: ' in usage
