@@ -12,10 +12,12 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TAXI_DIR = os.path.join(REPO, 'pipelines', 'examples', 'taxi')
+OUT = os.path.join(REPO, 'bench', 'out')
 
 
 def median(values: Sequence[float]) -> float:
@@ -74,80 +76,112 @@ def machine() -> str:
     return f'{cores} cores{memory}, load average {load:.2f} at start, Python {sys.version.split()[0]}'
 
 
-def _children_by_parent() -> dict[int, list[int]]:
-    """pid -> its child pids, from /proc/<pid>/stat (field 4 after the command in parentheses)."""
-    found: dict[int, list[int]] = {}
+def resample(times: int) -> tuple[str, int]:
+    """taxi.csv with ``times`` as many rows (sampled with replacement, fixed seed per size), written once
+    under bench/out/taxi_x<times>/ (kept out of git) and reused. Returns (directory, rows)."""
+    import csv
+    import random
+
+    directory = os.path.join(OUT, f'taxi_x{times}')
+    path = os.path.join(directory, 'taxi.csv')
+    with open(os.path.join(TAXI_DIR, 'data', 'taxi.csv'), newline='') as f:
+        reader = csv.reader(f)
+        header, rows = next(reader), list(reader)
+    n = len(rows) * times
+    if not os.path.isfile(path):
+        os.makedirs(directory, exist_ok=True)
+        rng = random.Random(times)
+        with open(path + '.partial', 'w', newline='') as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            for _ in range(n):
+                writer.writerow(rng.choice(rows))
+        os.replace(path + '.partial', path)
+    return directory, n
+
+
+def _proc_stats() -> dict[int, list[bytes]]:
+    """pid -> the fields of /proc/<pid>/stat after the command in parentheses (field 3 onwards)."""
+    found: dict[int, list[bytes]] = {}
     for entry in os.listdir('/proc'):
         if not entry.isdigit():
             continue
         try:
             with open(f'/proc/{entry}/stat', 'rb') as f:
                 stat = f.read()
-            parent = int(stat[stat.rindex(b')') + 2:].split()[1])
-        except (OSError, ValueError, IndexError):
+            found[int(entry)] = stat[stat.rindex(b')') + 2:].split()
+        except (OSError, ValueError):
             continue  # gone meanwhile
-        found.setdefault(parent, []).append(int(entry))
     return found
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory in bytes of a process and all its descendants now (psutil when installed,
-    else /proc). Pages shared between processes of the tree are counted once per process."""
-    try:
-        import psutil
-    except ImportError:
-        psutil = None
-    if psutil is not None:
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return 0
-        total = 0
-        for p in procs:
-            try:
-                total += p.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
-        return total
-    children, page = _children_by_parent(), os.sysconf('SC_PAGE_SIZE')
-    total, todo = 0, [pid]
+def tree_sample(pid: int) -> tuple[int, dict[tuple[int, int], float]]:
+    """The process tree under ``pid`` now, from /proc: its resident memory in bytes (pages shared
+    between processes counted once per process), and each live process's own CPU seconds so far
+    (user + system, keyed by (pid, start time) so that a reused pid is another process)."""
+    stats = _proc_stats()
+    children: dict[int, list[int]] = {}
+    for p, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(p)
+    page, tick = os.sysconf('SC_PAGE_SIZE'), os.sysconf('SC_CLK_TCK')
+    rss, cpu, todo = 0, {}, [pid]
     while todo:
         p = todo.pop()
         todo.extend(children.get(p, []))
-        try:
-            with open(f'/proc/{p}/statm') as f:
-                total += int(f.read().split()[1]) * page
-        except (OSError, ValueError, IndexError):
+        fields = stats.get(p)
+        if fields is None:
+            continue
+        try:  # fields 14, 15 (utime, stime), 22 (starttime) and 24 (rss, pages) of proc(5)
+            cpu[(p, int(fields[19]))] = (int(fields[11]) + int(fields[12])) / tick
+            rss += int(fields[21]) * page
+        except (ValueError, IndexError):
             pass
-    return total
+    return rss, cpu
 
 
-def run_python_sampled(args: Sequence[str], cwd: str | None = None, env: dict | None = None,
-                       check: bool = True, interval: float = 0.2
-                       ) -> tuple[float, subprocess.CompletedProcess, int]:
-    """``run_python``, plus the peak resident memory of the process tree (the process and every
-    process it starts), in bytes, sampled every ``interval`` seconds while it runs."""
+@dataclass
+class Measured:
+    """One whole child process, measured from here."""
+    seconds: float  # wall, perf_counter from before the start to after the exit
+    proc: subprocess.CompletedProcess
+    peak: int  # bytes: the largest resident memory of the process tree among the samples
+    cpu: float  # user + system seconds of the process and every descendant reaped below it (getrusage delta)
+    cpu_seen: float  # the same summed over every process the /proc samples saw in the tree (a lower bound:
+    #                  what a process spent after its last sample is missed)
+
+
+def run_measured(args: Sequence[str], cwd: str | None = None, env: dict | None = None,
+                 check: bool = True, interval: float = 0.2) -> Measured:
+    """Run ``python ARGS`` (this interpreter) as a whole process: wall time, peak resident memory of
+    its process tree (sampled every ``interval`` s), and CPU seconds of the tree two ways: the
+    getrusage(RUSAGE_CHILDREN) delta here (counts the descendants that were waited for, down the
+    tree) and the sum of the /proc samples (counts every process seen, reaped or not). Children must
+    run one at a time in this process for the delta to be this child's alone."""
+    import resource
     import tempfile
     import threading
 
     full_env = {**os.environ, 'PYTHONPATH': REPO, **(env or {})}
     with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         child = subprocess.Popen([sys.executable, *args], cwd=cwd, env=full_env, stdout=out, stderr=err, text=True)
-        peak = 0
+        peak, seen = 0, {}
         done = threading.Event()
 
         def sample() -> None:
             nonlocal peak
             while not done.is_set():
-                peak = max(peak, tree_rss(child.pid))
+                rss, cpu = tree_sample(child.pid)
+                peak = max(peak, rss)
+                seen.update(cpu)
                 done.wait(interval)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         returncode = child.wait()
         elapsed = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         done.set()
         sampler.join()
         out.seek(0)
@@ -156,4 +190,14 @@ def run_python_sampled(args: Sequence[str], cwd: str | None = None, env: dict | 
     if check and proc.returncode != 0:
         sys.exit(f'python {" ".join(args)[:200]} failed with status {proc.returncode}:\n'
                  f'{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
-    return elapsed, proc, peak
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Measured(elapsed, proc, peak, cpu, sum(seen.values()))
+
+
+def run_python_sampled(args: Sequence[str], cwd: str | None = None, env: dict | None = None,
+                       check: bool = True, interval: float = 0.2
+                       ) -> tuple[float, subprocess.CompletedProcess, int]:
+    """``run_python``, plus the peak resident memory of the process tree (the process and every
+    process it starts), in bytes, sampled every ``interval`` seconds while it runs."""
+    m = run_measured(args, cwd, env, check, interval)
+    return m.seconds, m.proc, m.peak

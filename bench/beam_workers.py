@@ -3,13 +3,23 @@
     .venv/bin/python bench/beam_workers.py [--workers 2] [--repeat 3] [--scale 100]
 
 Runs CsvExampleGen + StatisticsGen + ImportSchemaGen + Transform on the taxi data (``--scale N``: its rows
-resampled N times, as bench/scaling.py writes them under bench/out/) in a fresh
+resampled N times by ``_common.resample``, under bench/out/) in a fresh
 process per configuration and repeat: ``--direct_num_workers=1`` vs
 ``--direct_running_mode=multi_processing --direct_num_workers=N``. Both sides are whole processes
 timed from here the same way, in a fresh directory, alternating which goes first. Prints each side
-(median [min-max]), the per-repeat ratio, per node times, and checks that both sides wrote the same
-number of examples per split. (That the examples, statistics and transformed values are the same
-is what tests/components/test_beam_runners.py asserts.)
+(median [min-max]), the per-repeat ratio, per node times, the parallelism achieved (CPU seconds of
+the process tree, user + system, per wall second: whole process and per node), and checks that
+both sides wrote the same number of examples per split. (That the examples, statistics and
+transformed values are the same is what tests/components/test_beam_runners.py asserts.)
+
+CPU: the whole process's is the getrusage(RUSAGE_CHILDREN) delta around it in this process, which
+counts Beam's worker processes once they are reaped (DirectRunner waits for them: the sum of /proc
+samples of the tree, printed beside it, agrees); a node's is getrusage SELF + CHILDREN in the child
+between the runner's node-started and node-finished hooks (the workers a node's Beam pipeline
+started are reaped when that pipeline ends, inside the node).
+
+bench/scaling.py runs this comparison at each size as its section 2; this script is the quicker way
+to look at one size alone.
 """
 from __future__ import annotations
 
@@ -21,22 +31,124 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import REPO, TAXI_DIR, machine, ratios, run_python, spread  # noqa: E402
+from _common import REPO, TAXI_DIR, machine, median, ratios, resample, run_measured, spread  # noqa: E402
 
 CHILD = '''
-import json
+import json, resource, time
 from components import CsvExampleGen, ImportSchemaGen, StatisticsGen, Transform
 from pipelines import LocalDagRunner, Pipeline
+from pipelines.runner import Progress
+
+
+def cpu_now():
+    own, reaped = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+
+
+class NodeClock(Progress):
+    """Silent progress that records each launched node's CPU seconds (this process and the worker
+    processes it reaped) and wall seconds between the runner's node hooks."""
+    def __init__(self):
+        super().__init__(enabled=False)
+        self.begun, self.cpu, self.wall = {{}}, {{}}, {{}}
+
+    def node_started(self, index, total, node_id):
+        super().node_started(index, total, node_id)
+        self.begun[node_id] = (cpu_now(), time.perf_counter())
+
+    def node_finished(self, index, total, result):
+        super().node_finished(index, total, result)
+        if result.node_id in self.begun:
+            cpu, wall = self.begun.pop(result.node_id)
+            self.cpu[result.node_id], self.wall[result.node_id] = cpu_now() - cpu, time.perf_counter() - wall
+
+
 gen = CsvExampleGen(input_base={data!r})
 stats = StatisticsGen(examples=gen.outputs['examples'])
 schema = ImportSchemaGen(schema_file={schema!r})
 transform = Transform(examples=gen.outputs['examples'], schema=schema.outputs['schema'], module_file={module!r})
-result = LocalDagRunner(progress=False).run(Pipeline('workers', {root!r}, [gen, stats, schema, transform],
+clock = NodeClock()
+result = LocalDagRunner(progress=clock).run(Pipeline('workers', {root!r}, [gen, stats, schema, transform],
                                                      beam_pipeline_args={args!r}))
 assert result.state == 'COMPLETE', {{k: n.error for k, n in result.nodes.items() if n.error}}
 print(json.dumps({{'rows': result['CsvExampleGen'].outputs['examples'].get('row_counts'),
-                  'nodes': {{k: n.duration for k, n in result.nodes.items()}}}}))
+                  'nodes': {{k: n.duration for k, n in result.nodes.items()}},
+                  'node_cpu': clock.cpu, 'node_wall': clock.wall}}))
 '''
+
+
+def sides(workers: int) -> dict[str, list[str]]:
+    """The two configurations compared: Beam arguments of each."""
+    return {'one': ['--direct_num_workers=1'],
+            'multi': ['--direct_running_mode=multi_processing', f'--direct_num_workers={workers}']}
+
+
+def run_side(data: str, beam_args: list[str]) -> dict:
+    """The data components in a fresh process and a fresh root: wall, CPU and peak memory of its
+    process tree, and per node duration, CPU and wall."""
+    root = tempfile.mkdtemp(prefix='sluice-bench-workers-')
+    try:
+        script = CHILD.format(data=data, schema=os.path.join(TAXI_DIR, 'schema', 'schema.pbtxt'),
+                              module=os.path.join(TAXI_DIR, 'taxi_module.py'), root=root, args=beam_args)
+        m = run_measured(['-c', script], cwd=REPO)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {'seconds': m.seconds, 'cpu': m.cpu, 'cpu_seen': m.cpu_seen, 'peak': m.peak / 2**20,
+            **json.loads(m.proc.stdout.strip().splitlines()[-1])}
+
+
+def measure_pair(data: str, workers: int, repeat_index: int) -> dict[str, dict]:
+    """One repeat of both sides; which goes first alternates with ``repeat_index``."""
+    config = sides(workers)
+    order = list(config) if repeat_index % 2 == 0 else list(config)[::-1]
+    return {name: run_side(data, config[name]) for name in order}
+
+
+def report(reps: list[dict[str, dict]], workers: int, indent: str = '  ') -> list[str]:
+    """Prints both sides, their ratio and parallelism, whole process and per node; returns what
+    missed (``workers`` processes not faster than one), each with its figures."""
+    one, multi = [r['one'] for r in reps], [r['multi'] for r in reps]
+    config = sides(workers)
+
+    def both(key: str) -> tuple[list[float], list[float]]:
+        return [r[key] for r in one], [r[key] for r in multi]
+
+    a, b = both('seconds')
+    print(f'{indent}{"":<26}{"one worker":>28}{f"{workers} worker processes":>28}{f"{workers} / one":>28}')
+    print(f'{indent}{"whole process s":<26}{spread(a, ".1f"):>28}{spread(b, ".1f"):>28}'
+          f'{spread(ratios(b, a), ".3f"):>28}')
+    cpu_one, cpu_multi = both('cpu')
+    par_one, par_multi = ratios(cpu_one, a), ratios(cpu_multi, b)
+    print(f'{indent}{"  CPU s / wall s":<26}{spread(par_one, ".2f"):>28}{spread(par_multi, ".2f"):>28}')
+    seen_one, seen_multi = both('cpu_seen')
+    print(f'{indent}{"  CPU s (getrusage)":<26}{spread(cpu_one, ".1f"):>28}{spread(cpu_multi, ".1f"):>28}')
+    print(f'{indent}{"  CPU s (/proc samples)":<26}{spread(seen_one, ".1f"):>28}{spread(seen_multi, ".1f"):>28}')
+    pa, pb = both('peak')
+    print(f'{indent}{"  peak RSS MB":<26}{spread(pa, ",.0f"):>28}{spread(pb, ",.0f"):>28}'
+          f'{spread(ratios(pb, pa), ".3f"):>28}')
+    for node in one[0]['nodes']:
+        na, nb = [r['nodes'][node] for r in one], [r['nodes'][node] for r in multi]
+        print(f'{indent}{node + " s":<26}{spread(na, ".1f"):>28}{spread(nb, ".1f"):>28}'
+              + (f'{spread(ratios(nb, na), ".3f"):>28}' if median(na) >= 0.5 else f'{"(too short)":>28}'))
+        if median(na) >= 0.5 and node in one[0].get('node_cpu', {}):
+            ca = ratios([r['node_cpu'][node] for r in one], [r['node_wall'][node] for r in one])
+            cb = ratios([r['node_cpu'][node] for r in multi], [r['node_wall'][node] for r in multi])
+            print(f'{indent}{"  CPU s / wall s":<26}{spread(ca, ".2f"):>28}{spread(cb, ".2f"):>28}')
+    rows = {json.dumps(r['rows'], sort_keys=True) if not isinstance(r['rows'], str) else r['rows']
+            for r in one + multi}
+    print(f'{indent}examples per split, every run: {" / ".join(sorted(rows))}'
+          + ('' if len(rows) == 1 else '  DIFFERENT'))
+    print(f'{indent}(one: {" ".join(config["one"])}; {workers} processes: {" ".join(config["multi"])})')
+    missed = []
+    if len(rows) != 1:
+        missed.append(f'{workers} worker processes wrote other example counts than one: {sorted(rows)}')
+    if median(ratios(b, a)) >= 1.0:
+        missed.append(f'{workers} worker processes not faster than one: {median(ratios(b, a)):.3f}x the time, '
+                      f'{median(b) - median(a):+.1f} s; CPU/wall {median(par_multi):.2f} vs {median(par_one):.2f}')
+    if median(seen_multi) > 1.1 * median(cpu_multi):
+        missed.append('the /proc samples saw more CPU than getrusage counted: worker processes not reaped? '
+                      'read the CPU/wall figures from the /proc line')
+    return missed
 
 
 def main() -> None:
@@ -45,39 +157,16 @@ def main() -> None:
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--scale', type=int, default=1, help='the taxi rows times N (resampled, fixed seed)')
     args = parser.parse_args()
-    from scaling import resample
-
+    header = (f'taxi data x{args.scale}, components (CsvExampleGen, StatisticsGen, ImportSchemaGen, Transform), '
+              f'DirectRunner, a fresh process per side and repeat, {args.repeat} repeats alternating which goes '
+              f'first; {machine()}')  # the load before the runs
     data = os.path.join(TAXI_DIR, 'data') if args.scale == 1 else resample(args.scale)[0]
-    sides = {'one': ['--direct_num_workers=1'],
-             'multi': ['--direct_running_mode=multi_processing', f'--direct_num_workers={args.workers}']}
-    seconds = {k: [] for k in sides}
-    found = {k: [] for k in sides}
-    for i in range(args.repeat):
-        for name in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
-            root = tempfile.mkdtemp(prefix='sluice-bench-workers-')
-            try:
-                script = CHILD.format(data=data,
-                                      schema=os.path.join(TAXI_DIR, 'schema', 'schema.pbtxt'),
-                                      module=os.path.join(TAXI_DIR, 'taxi_module.py'), root=root, args=sides[name])
-                elapsed, proc = run_python(['-c', script], cwd=REPO)
-            finally:
-                shutil.rmtree(root, ignore_errors=True)
-            seconds[name].append(elapsed)
-            found[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    rows = {json.dumps(f['rows'], sort_keys=True) if not isinstance(f['rows'], str) else f['rows']
-            for side in found.values() for f in side}
-    print(f'taxi data x{args.scale}, components (CsvExampleGen, StatisticsGen, ImportSchemaGen, Transform), DirectRunner, '
-          f'a fresh process per side and repeat, {args.repeat} repeats alternating which goes first; {machine()}')
-    print(f'  one worker ({" ".join(sides["one"])}):  {spread(seconds["one"], ".1f", " s")}')
-    print(f'  {args.workers} worker processes ({" ".join(sides["multi"])}):  '
-          f'{spread(seconds["multi"], ".1f", " s")}')
-    print(f'  ratio {args.workers} processes / one (per repeat): {spread(ratios(seconds["multi"], seconds["one"]), ".2f")}')
-    for node in found['one'][0]['nodes']:
-        print(f'    {node:<16} one {spread([f["nodes"][node] for f in found["one"]], ".1f", " s")}, '
-              f'{args.workers} processes {spread([f["nodes"][node] for f in found["multi"]], ".1f", " s")}')
-    print(f'  examples per split, every run: {" / ".join(sorted(rows))}'
-          + ('' if len(rows) == 1 else '  DIFFERENT'))
-    if len(rows) != 1:
+    reps = [measure_pair(data, args.workers, i) for i in range(args.repeat)]
+    print(header)
+    missed = report(reps, args.workers)
+    for line in missed:
+        print(f'  MISSED {line}')
+    if any('other example counts' in line for line in missed):
         sys.exit(1)
 
 

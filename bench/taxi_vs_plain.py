@@ -4,7 +4,7 @@
                                             [--resume-scale 1] [--resume-repeat N] [--no-resume]
 
 The data is pipelines/examples/taxi/data/taxi.csv resampled with replacement to 1x, 10x, 100x its
-rows (fixed seed per size; written once under bench/out/ by scaling.py's ``resample`` and reused).
+rows (fixed seed per size; written once under bench/out/ by ``_common.resample`` and reused).
 
 Two sides, each a fresh `python -c` process of this interpreter, same environment, same data:
 
@@ -21,7 +21,7 @@ Two sides, each a fresh `python -c` process of this interpreter, same environmen
 
 The sides alternate which goes first from one repeat to the next; the sizes take turns within a
 repeat. Each process is timed from here (perf_counter, start to exit) and its process tree's resident
-memory is sampled every 0.2 s (the process and its children; psutil when installed, else /proc).
+memory is sampled every 0.2 s (the process and its descendants, from /proc).
 Inside, each side times its nodes with perf_counter around the same span (Sluice: the launcher's
 duration, which includes driver, cache lookup and publish).
 
@@ -53,14 +53,17 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import REPO, TAXI_DIR, machine, median, ratios, run_python, run_python_sampled, spread  # noqa: E402
-from scaling import resample  # noqa: E402
+from _common import (REPO, TAXI_DIR, machine, median, ratios, resample, run_measured, run_python,  # noqa: E402
+                     run_python_sampled, spread)
 
 TAXI = os.path.join(TAXI_DIR, 'taxi_pipeline.py')
 SCHEMA = os.path.join(TAXI_DIR, 'schema', 'schema.pbtxt')
 MODULE = os.path.join(TAXI_DIR, 'taxi_module.py')
 TIME_TARGET, MEMORY_TARGET, RESUME_TARGET = 1.05, 1.10, 1.2
 SMALL = 0.5  # seconds: a node this short on the plain side gets no ratio (added ms only)
+# the libraries either side may import; each side reports which of them it had imported at its end
+LIBRARIES = ['tensorflow', 'apache_beam', 'tfx_bsl', 'tensorflow_data_validation', 'tensorflow_transform',
+             'tensorflow_model_analysis', 'tf2onnx', 'onnxruntime']
 
 SLUICE = r'''
 import json, sys, time
@@ -82,7 +85,8 @@ pipeline = load_pipeline(P['taxi'], root=P['root'], data=P['data'], train_steps=
 result = LocalDagRunner(progress=False).run(pipeline)
 assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items() if n.error}
 print(json.dumps({'nodes': {k: n.duration for k, n in result.nodes.items()}, **spent,
-                  'onnx_diff': result['Trainer'].outputs['model'].get('onnx_max_abs_diff')}))
+                  'onnx_diff': result['Trainer'].outputs['model'].get('onnx_max_abs_diff'),
+                  'imported': [m for m in P['libraries'] if m in sys.modules]}))
 '''
 
 PLAIN = r'''
@@ -310,7 +314,8 @@ with step('Pusher'):
     if blessed:
         shutil.copytree(serving_dir, os.path.join(root, 'serving', '.staging'))
         os.rename(os.path.join(root, 'serving', '.staging'), os.path.join(root, 'serving', '1'))
-print(json.dumps({'nodes': took, **spent, 'onnx_diff': onnx_diff, 'mae': mae}))
+print(json.dumps({'nodes': took, **spent, 'onnx_diff': onnx_diff, 'mae': mae,
+                  'imported': [m for m in P['libraries'] if m in sys.modules]}))
 '''
 
 # The floor of the resume: what the re-run nodes (Evaluator, ModelValidator, Pusher) need, in a
@@ -352,16 +357,23 @@ def create_pipeline():
 
 
 def one_side(side: str, data: str, steps: int) -> dict:
+    """One side ('sluice' or 'plain') in a fresh process and root: wall seconds, peak memory (MB) and
+    CPU seconds of its process tree, and what the process reports (per node seconds, ONNX, imports)."""
     root = tempfile.mkdtemp(prefix=f'sluice-vs-plain-{side}-')
     try:
         params = {'taxi': TAXI, 'root': root if side == 'sluice' else os.path.join(root, 'plain'), 'data': data,
-                  'steps': steps, 'schema': SCHEMA, 'module': MODULE}
-        seconds, proc, peak = run_python_sampled(['-c', SLUICE if side == 'sluice' else PLAIN, json.dumps(params)],
-                                                 cwd=REPO)
-        found = json.loads(proc.stdout.strip().splitlines()[-1])
-        return {'seconds': seconds, 'peak': peak / 2**20, **found}
+                  'steps': steps, 'schema': SCHEMA, 'module': MODULE, 'libraries': LIBRARIES}
+        m = run_measured(['-c', SLUICE if side == 'sluice' else PLAIN, json.dumps(params)], cwd=REPO)
+        found = json.loads(m.proc.stdout.strip().splitlines()[-1])
+        return {'seconds': m.seconds, 'peak': m.peak / 2**20, 'cpu': m.cpu, **found}
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def measure_pair(data: str, steps: int, repeat_index: int) -> dict[str, dict]:
+    """One repeat of both sides on the same data; which goes first alternates with ``repeat_index``."""
+    order = ('sluice', 'plain') if repeat_index % 2 == 0 else ('plain', 'sluice')
+    return {side: one_side(side, data, steps) for side in order}
 
 
 def report_scale(times: int, rows: int, reps: list[dict], steps: int) -> list[str]:
@@ -397,6 +409,8 @@ def report_scale(times: int, rows: int, reps: list[dict], steps: int) -> list[st
     whole = median(ratios(a, b))
     if checked and whole > TIME_TARGET:
         missed.append(('whole process', whole, median([x - y for x, y in zip(a, b)])))
+    print(f'  {"  CPU s / wall s":<22}{spread(ratios([p["cpu"] for p in pl], b), ".2f"):>28}'
+          f'{spread(ratios([s["cpu"] for s in sl], a), ".2f"):>28}')
     ma, mb = [s['peak'] for s in sl], [p['peak'] for p in pl]
     print(f'  {"peak RSS MB":<22}{spread(mb, ",.0f"):>28}{spread(ma, ",.0f"):>28}{spread(ratios(ma, mb), ".3f"):>28}'
           f'{spread([x - y for x, y in zip(ma, mb)], "+,.0f"):>28}')
@@ -484,8 +498,7 @@ def main() -> None:
     reps: dict[int, list[dict]] = {t: [] for t in scales}
     for i in range(args.repeat):
         for times in scales:
-            order = ('sluice', 'plain') if i % 2 == 0 else ('plain', 'sluice')
-            reps[times].append({side: one_side(side, data[times][0], args.train_steps) for side in order})
+            reps[times].append(measure_pair(data[times][0], args.train_steps, i))
     os.makedirs(os.path.join(REPO, 'bench', 'out'), exist_ok=True)
     with open(os.path.join(REPO, 'bench', 'out', f'taxi_vs_plain-{time.strftime("%Y%m%d-%H%M%S")}.json'), 'w') as f:
         json.dump({str(t): v for t, v in reps.items()}, f)  # the raw measurements, kept out of git

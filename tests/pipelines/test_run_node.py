@@ -172,11 +172,14 @@ def test_the_penguin_pipeline_node_by_node_on_postgresql_equals_a_sluice_run(tmp
     upstream = {t.node_id: set(t.upstream) for t in node_tasks(load_pipeline(str(path)))}
     run_id = f'nodes-{uuid.uuid4().hex[:8]}'
     running, spans, done = {}, {}, set()
+    machines = [tmp_path / 'machine-a', tmp_path / 'machine-b']  # each process starts in a directory of its own
+    for m in machines:
+        m.mkdir()
     while len(done) < len(upstream):
         for node in [n for n in upstream if n not in done and n not in running and upstream[n] <= done]:
             if len(running) < 2:
                 running[node] = subprocess.Popen([*cli, 'run-node', str(path), '--run-id', run_id, '--node', node],
-                                                 cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                                                 cwd=machines[len(spans) % 2], text=True, stdout=subprocess.PIPE,
                                                  stderr=subprocess.STDOUT)
                 spans[node] = [time.monotonic(), None]
         time.sleep(0.1)
