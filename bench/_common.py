@@ -63,6 +63,12 @@ def run_python(args: Sequence[str], cwd: str | None = None, env: dict | None = N
     return elapsed, proc
 
 
+def turns(names: Sequence[str], repeat_index: int) -> list[str]:
+    """The order in which the sides of a comparison run in repeat ``repeat_index``: as given in even
+    repeats, reversed in odd ones, so that neither side always goes first."""
+    return list(names) if repeat_index % 2 == 0 else list(names)[::-1]
+
+
 def machine() -> str:
     """What the figures were measured on: cores seen by this process, memory, load before starting."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()

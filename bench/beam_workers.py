@@ -31,7 +31,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import REPO, TAXI_DIR, machine, median, ratios, resample, run_measured, spread  # noqa: E402
+from _common import REPO, TAXI_DIR, machine, median, ratios, resample, run_measured, spread, turns  # noqa: E402
 
 CHILD = '''
 import json, resource, time
@@ -100,8 +100,7 @@ def run_side(data: str, beam_args: list[str]) -> dict:
 def measure_pair(data: str, workers: int, repeat_index: int) -> dict[str, dict]:
     """One repeat of both sides; which goes first alternates with ``repeat_index``."""
     config = sides(workers)
-    order = list(config) if repeat_index % 2 == 0 else list(config)[::-1]
-    return {name: run_side(data, config[name]) for name in order}
+    return {name: run_side(data, config[name]) for name in turns(config, repeat_index)}
 
 
 def report(reps: list[dict[str, dict]], workers: int, indent: str = '  ') -> list[str]:

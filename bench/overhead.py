@@ -23,7 +23,7 @@ import tempfile
 import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import REPO, TAXI_DIR, machine, ratios, run_python, spread  # noqa: E402
+from _common import REPO, TAXI_DIR, machine, ratios, run_python, spread, turns  # noqa: E402
 
 TAXI = os.path.join(TAXI_DIR, 'taxi_pipeline.py')
 
@@ -79,8 +79,8 @@ def main() -> None:
     plain, sluice = [], []
     for i in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix='sluice-overhead-') as tmp:
-            order = [('plain', PLAIN), ('sluice', SLUICE)]
-            for name, template in (order if i % 2 == 0 else order[::-1]):
+            for name in turns(['plain', 'sluice'], i):
+                template = PLAIN if name == 'plain' else SLUICE
                 (plain if name == 'plain' else sluice).append(run(template, os.path.join(tmp, name)))
     plain_t, sluice_t = [p[0] for p in plain], [s[0] for s in sluice]
     print(f'taxi pipeline, nothing cached, DirectRunner one worker; each side a fresh process, '

@@ -47,7 +47,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import beam_workers  # noqa: E402
 import taxi_vs_plain  # noqa: E402
-from _common import OUT, REPO, machine, median, ratios, resample, run_measured, spread  # noqa: E402
+from _common import OUT, REPO, machine, median, ratios, resample, run_measured, spread, turns  # noqa: E402
 
 SLUICE_PACKAGES = ['metadata', 'pipelines', 'components']
 # what the data components' Beam stages are made of: a worker process imports these to run them
@@ -132,11 +132,9 @@ def probes(imported: dict[str, list[str]], workers: int, repeat_index: int) -> d
     """One repeat of the imports probe (both sides) and the start-up probe (both sides), each pair
     alternating which goes first."""
     names = {'sluice': SLUICE_PACKAGES + imported['sluice'], 'plain': imported['plain']}
-    order = ['sluice', 'plain'] if repeat_index % 2 == 0 else ['plain', 'sluice']
-    found = {'imports': {side: import_probe(names[side]) for side in order}}
+    found = {'imports': {side: import_probe(names[side]) for side in turns(['sluice', 'plain'], repeat_index)}}
     config = beam_workers.sides(workers)
-    order = list(config) if repeat_index % 2 == 0 else list(config)[::-1]
-    found['startup'] = {name: startup_probe(config[name], 4 * workers) for name in order}
+    found['startup'] = {name: startup_probe(config[name], 4 * workers) for name in turns(config, repeat_index)}
     return found
 
 

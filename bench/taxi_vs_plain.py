@@ -54,7 +54,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (REPO, TAXI_DIR, machine, median, ratios, resample, run_measured, run_python,  # noqa: E402
-                     run_python_sampled, spread)
+                     run_python_sampled, spread, turns)
 
 TAXI = os.path.join(TAXI_DIR, 'taxi_pipeline.py')
 SCHEMA = os.path.join(TAXI_DIR, 'schema', 'schema.pbtxt')
@@ -372,8 +372,7 @@ def one_side(side: str, data: str, steps: int) -> dict:
 
 def measure_pair(data: str, steps: int, repeat_index: int) -> dict[str, dict]:
     """One repeat of both sides on the same data; which goes first alternates with ``repeat_index``."""
-    order = ('sluice', 'plain') if repeat_index % 2 == 0 else ('plain', 'sluice')
-    return {side: one_side(side, data, steps) for side in order}
+    return {side: one_side(side, data, steps) for side in turns(['sluice', 'plain'], repeat_index)}
 
 
 def report_scale(times: int, rows: int, reps: list[dict], steps: int) -> list[str]:

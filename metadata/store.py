@@ -250,7 +250,7 @@ class MetadataStore:
         config, self.url = _connection_config(url, create)
         self._lock = threading.RLock()
         try:
-            self._store = self._open(config)
+            self._store = self.retry(lambda: mlmd.MetadataStore(config), creating=True)
         except mlmd_errors.FailedPreconditionError as e:
             raise MetadataStoreError(
                 f'The metadata store at {self.url} has a schema version this ML-Metadata '
@@ -280,48 +280,33 @@ class MetadataStore:
                 'local store with --metadata sqlite:///path/metadata.db.') from None
         self._type_ids: dict[str, int] = {}
         self._type_names: dict[int, str] = {}
-        self._creating(lambda: [self.artifact_type_id(cls) for cls in STANDARD_TYPES]
-                       + [self._context_type_id(name) for name in (PIPELINE, PIPELINE_RUN, NODE, LEASE, SETTLEMENT)])
-
-    def _open(self, config: Any) -> mlmd.MetadataStore:
-        """Connect, creating ML-Metadata's tables in a new database; see :meth:`_creating`."""
-        return self._creating(lambda: self.retry(lambda: mlmd.MetadataStore(config)))
-
-    @staticmethod
-    def _creating(call: Callable[[], T]) -> T:
-        """``call``, which creates what a new store lacks (tables, types), again while another process
-        is creating the same: on a new PostgreSQL or MySQL database, processes opening it at once race
-        to create ML-Metadata's schema and the losers get a unique-key violation; the next try finds
-        what the winner created."""
-        delay = 0.1
-        for attempt in range(10):
-            try:
-                return call()
-            except (mlmd_errors.StatusError, RuntimeError) as e:
-                message = str(e)
-                if attempt == 9 or not any(m in message for m in ('duplicate key value', 'Duplicate entry',
-                                                                   'already exists')):
-                    raise
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 1.0)
-        raise AssertionError('unreachable')
+        for cls in STANDARD_TYPES:
+            self.artifact_type_id(cls)
+        for name in (PIPELINE, PIPELINE_RUN, NODE, LEASE, SETTLEMENT):
+            self._context_type_id(name)
 
     @property
     def mlmd(self) -> mlmd.MetadataStore:
         """The underlying ml_metadata MetadataStore, for queries this class does not offer."""
         return self._store
 
-    def retry(self, call: Callable[[], T]) -> T:
+    def retry(self, call: Callable[[], T], creating: bool = False) -> T:
         """Call ML-Metadata (``call`` uses ``self.mlmd``), retrying with backoff while another process
-        holds the database."""
+        holds the database. With ``creating`` (connecting, which creates ML-Metadata's tables in a new
+        database, or registering a type), also while another process creates the same thing: processes
+        opening a new PostgreSQL or MySQL database at once race, the losers get a unique-key violation,
+        and the next try finds what the winner created."""
         delay = 0.05
         for attempt in range(self.RETRIES + 1):
             try:
                 with self._lock:
                     return call()
-            except (mlmd_errors.AbortedError, mlmd_errors.InternalError, mlmd_errors.UnavailableError) as e:
-                transient = isinstance(e, mlmd_errors.AbortedError) or 'locked' in str(e) or 'busy' in str(e)
-                if not transient or attempt == self.RETRIES:
+            except (mlmd_errors.StatusError, RuntimeError) as e:
+                busy = isinstance(e, mlmd_errors.AbortedError) or (
+                    isinstance(e, (mlmd_errors.InternalError, mlmd_errors.UnavailableError))
+                    and ('locked' in str(e) or 'busy' in str(e)))
+                race = creating and any(m in str(e) for m in ('duplicate key value', 'Duplicate entry'))
+                if not (busy or race) or attempt == self.RETRIES:
                     raise
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)
@@ -334,7 +319,7 @@ class MetadataStore:
             t = pb.ArtifactType(name=name)
             for prop, kind in cls.all_properties().items():
                 t.properties[prop] = {int: pb.INT, float: pb.DOUBLE, str: pb.STRING}[kind]
-            type_id = self.retry(lambda: self._store.put_artifact_type(t, can_add_fields=True))
+            type_id = self.retry(lambda: self._store.put_artifact_type(t, can_add_fields=True), creating=True)
             self._type_ids[name], self._type_names[type_id] = type_id, name
         return self._type_ids[name]
 
@@ -342,14 +327,16 @@ class MetadataStore:
         key = f'execution:{component_type}'
         if key not in self._type_ids:
             t = pb.ExecutionType(name=component_type)
-            self._type_ids[key] = self.retry(lambda: self._store.put_execution_type(t, can_add_fields=True))
+            self._type_ids[key] = self.retry(lambda: self._store.put_execution_type(t, can_add_fields=True),
+                                             creating=True)
         return self._type_ids[key]
 
     def _context_type_id(self, name: str) -> int:
         key = f'context:{name}'
         if key not in self._type_ids:
             t = pb.ContextType(name=name)
-            self._type_ids[key] = self.retry(lambda: self._store.put_context_type(t, can_add_fields=True))
+            self._type_ids[key] = self.retry(lambda: self._store.put_context_type(t, can_add_fields=True),
+                                             creating=True)
         return self._type_ids[key]
 
     def _artifact_type_name(self, type_id: int) -> str:
