@@ -35,9 +35,9 @@ from _common import REPO, TAXI_DIR, machine, median, ratios, resample, run_measu
 
 CHILD = '''
 import json, resource, time
-from components import CsvExampleGen, ImportSchemaGen, StatisticsGen, Transform
-from pipelines import LocalDagRunner, Pipeline
-from pipelines.runner import Progress
+from sluice.components import CsvExampleGen, ImportSchemaGen, StatisticsGen, Transform
+from sluice import LocalDagRunner, Pipeline
+from sluice.orchestration.run import Progress
 
 
 def cpu_now():

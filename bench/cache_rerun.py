@@ -5,7 +5,7 @@
 In each of ``--repeat`` fresh directories, runs ``sluice run pipelines/examples/<example>/<example>_pipeline.py``
 twice as a user would (a whole process each time): once executing every node, then again with
 nothing changed. Both processes are the same small wrapper (``python -c`` calling
-``pipelines.cli.main(['run', FILE])``) which, after the run, reports which of ``tensorflow`` and
+``sluice.ui.cli.main(['run', FILE])``) which, after the run, reports which of ``tensorflow`` and
 ``apache_beam`` are in that process's own ``sys.modules`` (imported directly or indirectly).
 
 Prints the wall time of each side (median [min-max] over the repeats), the per-repeat speed-up, the
@@ -29,7 +29,7 @@ WATCHED = ('tensorflow', 'apache_beam')
 MARKER = 'SLUICE-BENCH-MODULES '
 WRAPPER = '''
 import json, sys
-from pipelines.cli import main
+from sluice.ui.cli import main
 status = main(['run', {path!r}])
 print({marker!r} + json.dumps({{
     name: sum(1 for m in list(sys.modules) if m == name or m.startswith(name + '.'))
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument('--example', default='demo', choices=['demo', 'penguin', 'taxi'])
     args = parser.parse_args()
     path = os.path.join(REPO, 'pipelines', 'examples', args.example, f'{args.example}_pipeline.py')
-    from metadata import MetadataStore
+    from sluice.metadata import MetadataStore
 
     firsts, seconds, first_mods, second_mods, first_states, second_states = [], [], [], [], [], []
     for _ in range(args.repeat):

@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument('--nodes', type=int, default=10)
     parser.add_argument('--repeat', type=int, default=5)
     args = parser.parse_args()
-    from metadata import Examples, MetadataStore
+    from sluice.metadata import Examples, MetadataStore
 
     directory = tempfile.mkdtemp(prefix='sluice-bench-mlmd-')
     try:

@@ -29,7 +29,7 @@ TAXI = os.path.join(TAXI_DIR, 'taxi_pipeline.py')
 
 SLUICE = textwrap.dedent('''
     import json, sys
-    from pipelines import LocalDagRunner, load_pipeline
+    from sluice import LocalDagRunner, load_pipeline
     pipeline = load_pipeline({taxi!r}, root={root!r})
     result = LocalDagRunner(progress=False).run(pipeline)
     assert result.state == 'COMPLETE', {{k: n.error for k, n in result.nodes.items() if n.error}}
@@ -38,7 +38,7 @@ SLUICE = textwrap.dedent('''
 
 PLAIN = textwrap.dedent('''
     import json, os, shutil, sys, time
-    from pipelines import load_pipeline
+    from sluice import load_pipeline
     pipeline = load_pipeline({taxi!r}, root={root!r})
     produced, took = {{}}, {{}}
     for i, component in enumerate(pipeline.components):

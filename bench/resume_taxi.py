@@ -36,20 +36,20 @@ DONE = ('COMPLETE', 'CACHED')
 
 
 def store_of(directory: str):
-    from metadata import MetadataStore
+    from sluice.metadata import MetadataStore
     return MetadataStore(f'sqlite:///{directory}/runs/taxi/metadata.db')
 
 
 def one_repeat(kill_at: str) -> dict:
     full_dir, killed_dir = tempfile.mkdtemp(prefix='sluice-full-'), tempfile.mkdtemp(prefix='sluice-killed-')
     try:
-        full_time, _ = run_python(['-m', 'pipelines.cli', 'run', TAXI], cwd=full_dir)
+        full_time, _ = run_python(['-m', 'sluice.ui.cli', 'run', TAXI], cwd=full_dir)
         store = store_of(full_dir)
         [run] = store.runs('taxi')
         full_nodes = {r.node_id: r.update_time - r.create_time for r in store.executions(run.run_id)
                       if r.state == 'COMPLETE'}
 
-        _, killed = run_python(['-m', 'pipelines.cli', 'run', TAXI], cwd=killed_dir,
+        _, killed = run_python(['-m', 'sluice.ui.cli', 'run', TAXI], cwd=killed_dir,
                                env={'SLUICE_KILL_AT': kill_at}, check=False)
         if killed.returncode != -9:
             sys.exit(f'the run was not SIGKILLed (status {killed.returncode}):\n{killed.stderr[-2000:]}')
@@ -59,7 +59,7 @@ def one_repeat(kill_at: str) -> dict:
         left = Counter(f'{r.node_id} {r.state}' if r.state not in DONE else r.state for r in before.values())
 
         resume_started = time.time()
-        resume_time, _ = run_python(['-m', 'pipelines.cli', 'resume', run.run_id], cwd=killed_dir)
+        resume_time, _ = run_python(['-m', 'sluice.ui.cli', 'resume', run.run_id], cwd=killed_dir)
         after = store.executions(run.run_id)
         new = [r for r in after if r.id not in before]
         if any(r.create_time < resume_started - 0.01 for r in new):  # MLMD times are in milliseconds

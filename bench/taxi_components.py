@@ -24,7 +24,7 @@ from _common import REPO, TAXI_DIR, machine, ratios, run_python, spread  # noqa:
 
 CHILD = textwrap.dedent('''
     import json, sys, time
-    from pipelines import LocalDagRunner, load_pipeline
+    from sluice import LocalDagRunner, load_pipeline
     path, root, steps = {path!r}, {root!r}, {steps!r}
     pipeline = load_pipeline(path, root=root, train_steps=steps)
     start = time.perf_counter()

@@ -68,7 +68,7 @@ LIBRARIES = ['tensorflow', 'apache_beam', 'tfx_bsl', 'tensorflow_data_validation
 SLUICE = r'''
 import json, sys, time
 P = json.loads(sys.argv[1])
-from components import onnx_export
+from sluice.components import onnx_export
 spent = {'onnx_export': 0.0, 'onnx_check': 0.0}
 def timed(name, fn):
     def wrapper(*args, **kwargs):
@@ -80,7 +80,7 @@ def timed(name, fn):
     return wrapper
 onnx_export.export_onnx = timed('onnx_export', onnx_export.export_onnx)
 onnx_export.max_abs_diff = timed('onnx_check', onnx_export.max_abs_diff)
-from pipelines import LocalDagRunner, load_pipeline
+from sluice import LocalDagRunner, load_pipeline
 pipeline = load_pipeline(P['taxi'], root=P['root'], data=P['data'], train_steps=P['steps'])
 result = LocalDagRunner(progress=False).run(pipeline)
 assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items() if n.error}
@@ -348,7 +348,7 @@ print(json.dumps({'mae': mae}))
 '''
 
 RESUME_PIPELINE = '''
-from pipelines.examples.taxi.taxi_pipeline import create_pipeline as _taxi
+from sluice.examples.taxi.taxi_pipeline import create_pipeline as _taxi
 
 
 def create_pipeline():
@@ -437,14 +437,14 @@ def report_scale(times: int, rows: int, reps: list[dict], steps: int) -> list[st
 
 def resume_once(data: str, steps: int, kill_at: str, floor_first: bool) -> dict:
     sys.path.insert(0, REPO)
-    from metadata import MetadataStore
+    from sluice.metadata import MetadataStore
 
     directory = tempfile.mkdtemp(prefix='sluice-vs-plain-resume-')
     try:
         pipeline_file = os.path.join(directory, 'taxi_bench_pipeline.py')
         with open(pipeline_file, 'w') as f:
             f.write(RESUME_PIPELINE.format(data=data, steps=steps))
-        _, killed = run_python(['-m', 'pipelines.cli', 'run', pipeline_file], cwd=directory,
+        _, killed = run_python(['-m', 'sluice.ui.cli', 'run', pipeline_file], cwd=directory,
                                env={'SLUICE_KILL_AT': kill_at}, check=False)
         if killed.returncode != -9:
             sys.exit(f'the run was not SIGKILLed (status {killed.returncode}):\n{killed.stderr[-2000:]}')
@@ -461,7 +461,7 @@ def resume_once(data: str, steps: int, kill_at: str, floor_first: bool) -> dict:
 
         def resume():
             started = time.time()
-            return started, run_python_sampled(['-m', 'pipelines.cli', 'resume', run.run_id], cwd=directory)
+            return started, run_python_sampled(['-m', 'sluice.ui.cli', 'resume', run.run_id], cwd=directory)
 
         if floor_first:
             floor_s, _, floor_peak = floor()

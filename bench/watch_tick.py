@@ -24,8 +24,8 @@ from _common import REPO, machine, median, spread  # noqa: E402
 sys.path.insert(0, REPO)
 
 PIPELINE = '''
-from components import CsvExampleGen, StatisticsGen
-from pipelines import Pipeline
+from sluice.components import CsvExampleGen, StatisticsGen
+from sluice import Pipeline
 
 gen = CsvExampleGen(input_base={data!r}, pattern='span-{{SPAN}}/*.csv')
 pipeline = Pipeline('watched', {root!r}, [gen, StatisticsGen(examples=gen.outputs['examples'])], metadata={url!r})
@@ -40,8 +40,8 @@ def main() -> None:
     parser.add_argument('--cached-repeat', type=int, default=5)
     args = parser.parse_args()
 
-    from pipelines.local_dag_runner import LocalDagRunner
-    from pipelines.watch import Watcher
+    from sluice.runners.local import LocalDagRunner
+    from sluice.ops.watch import Watcher
 
     csv = os.path.join(REPO, 'pipelines', 'examples', args.example, 'data', f'{args.example}s.csv'
                        if args.example == 'penguin' else 'taxi.csv')

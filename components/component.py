@@ -22,10 +22,10 @@ import re
 import time
 from typing import Any, Callable, ClassVar, Iterator
 
-from components.driver import Driver
-from components.executor import Executor
-from components.fingerprint import note_loaded
-from metadata.artifact import Artifact
+from sluice.components.driver import Driver
+from sluice.components.executor import Executor
+from sluice.components.fingerprint import note_loaded
+from sluice.metadata.artifact import Artifact
 
 _REQUIRED = object()
 _ID_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_.-]*$')
@@ -217,7 +217,7 @@ class Component:
     def with_retry(self, policy: Any) -> Component:
         """Try this node again after a failure a retry could fix: ``with_retry(Retry(attempts=3))``
         (``pipelines.Retry``). Overrides the pipeline's ``retry``; ``with_retry(None)`` turns it off."""
-        from pipelines.retry import Retry
+        from sluice.components.retry import Retry
 
         if policy is not None and not isinstance(policy, Retry):
             raise WiringError(f'{self.id}.with_retry() takes a Retry(attempts=..., delay=..., backoff=..., max_delay=...) '

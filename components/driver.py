@@ -9,12 +9,12 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from components import fingerprint as fp
-from metadata.artifact import Artifact
-from metadata.store import MetadataStore
+from sluice.components import fingerprint as fp
+from sluice.metadata.artifact import Artifact
+from sluice.metadata.store import MetadataStore
 
 if TYPE_CHECKING:
-    from components.component import Component
+    from sluice.components.component import Component
 
 
 class StaleCodeError(RuntimeError):

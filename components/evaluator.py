@@ -33,13 +33,13 @@ from typing import Any
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
-from components.component import Component, Input, Output, Parameter
-from components.driver import Driver
-from components.executor import Executor
-from components.pusher import inspect_version, model_fingerprint, production, serving_path
-from components.trainer import SERVING_DIR
-from metadata.artifact import Artifact, Examples, Model, ModelEvaluation
-from metadata.production import version_artifact
+from sluice.components.component import Component, Input, Output, Parameter
+from sluice.components.driver import Driver
+from sluice.components.executor import Executor
+from sluice.components.pusher import inspect_version, model_fingerprint, production, serving_path
+from sluice.components.trainer import SERVING_DIR
+from sluice.metadata.artifact import Artifact, Examples, Model, ModelEvaluation
+from sluice.components.production.record import version_artifact
 
 METRICS_FILE = 'metrics.json'
 EVAL_CONFIG_FILE = 'eval_config.pbtxt'  # the tfma.EvalConfig given to TFMA, thresholds included

@@ -34,11 +34,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from components.component import Component, Output, Parameter, WiringError
-from components.driver import Driver
-from components.executor import Executor
-from components.fingerprint import files_fingerprint
-from metadata.artifact import Examples
+from sluice.components.component import Component, Output, Parameter, WiringError
+from sluice.components.driver import Driver
+from sluice.components.executor import Executor
+from sluice.components.fingerprint import files_fingerprint
+from sluice.metadata.artifact import Examples
 
 MAX_REPORTED_PROBLEMS = 5
 

@@ -27,13 +27,13 @@ import json
 import os
 from typing import Any
 
-from components.component import Component, Input, Output, Parameter
-from components.driver import Driver
-from components.executor import Executor
-from components.schema_gen import feature_presence, load_schema
-from components.statistics_gen import load_statistics
-from components.resolvers import same_source, covered_spans
-from metadata.artifact import Artifact, ExampleAnomalies, ExampleStatistics, Schema
+from sluice.components.component import Component, Input, Output, Parameter
+from sluice.components.driver import Driver
+from sluice.components.executor import Executor
+from sluice.components.schema_gen import feature_presence, load_schema
+from sluice.components.statistics_gen import load_statistics
+from sluice.components.resolvers import same_source, covered_spans
+from sluice.metadata.artifact import Artifact, ExampleAnomalies, ExampleStatistics, Schema
 
 ANOMALIES_FILE = 'SchemaDiff.pb'
 DRIFT_MEASURES = ('infinity_norm', 'jensen_shannon_divergence')

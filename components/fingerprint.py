@@ -43,6 +43,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import inspect
+import importlib.util
 import json
 import os
 import sys
@@ -53,9 +54,12 @@ from importlib import metadata as _importlib_metadata
 from typing import Any, Callable, Iterable
 
 SLUICE_COMPONENTS_DIR = os.path.dirname(os.path.abspath(__file__))
-SLUICE_ROOT = os.path.dirname(SLUICE_COMPONENTS_DIR)
-# Sluice's own packages: never part of a custom component's or module file's code.
-SLUICE_PACKAGES = tuple(os.path.join(SLUICE_ROOT, name, '') for name in ('components', 'metadata', 'pipelines'))
+SLUICE_ROOT = os.path.dirname(SLUICE_COMPONENTS_DIR)  # holds components/ (a checkout, or sluice/ installed)
+# Sluice's own packages: never part of a custom component's or module file's code. In a checkout the
+# three are the folders components/, metadata/ and pipelines/; installed, sluice/ holds the other two.
+SLUICE_PACKAGES = tuple(os.path.join(os.path.abspath(d), '') for name in ('sluice', 'sluice.metadata')
+                        for d in importlib.util.find_spec(name).submodule_search_locations) + (
+                            os.path.join(SLUICE_COMPONENTS_DIR, ''),)
 
 # Modules of components/ that a standard component's fingerprint leaves out: framework plumbing that
 # decides *whether and where* an executor runs and *how the outcome is recorded*, never what an
@@ -344,6 +348,8 @@ def _find(dirs: list[str], parts: list[str], only_last: bool = False) -> list[st
 
 
 def _targets(spec: _Import, roots: list[str], here: str) -> list[str]:
+    if roots == [SLUICE_ROOT]:  # a standard component's own imports: sluice.components.x is components/x
+        spec = _standard_names(spec)
     if spec[0] == 'import':
         return _find(roots, list(spec[1]))
     _, level, parts, names = spec
@@ -360,6 +366,14 @@ def _targets(spec: _Import, roots: list[str], here: str) -> list[str]:
     for name in names:  # `from pkg import submodule`
         out.extend(_find(dirs, [*parts, name], only_last=True))
     return out
+
+
+def _standard_names(spec: _Import) -> _Import:
+    parts = spec[1] if spec[0] == 'import' else spec[2]
+    if tuple(parts[:2]) != ('sluice', 'components'):
+        return spec
+    parts = type(parts)(parts[1:])
+    return (spec[0], parts) if spec[0] == 'import' else (spec[0], spec[1], parts, spec[3])
 
 
 def import_graph(module_file: str, base: str | None = None,

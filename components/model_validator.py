@@ -54,10 +54,10 @@ from typing import Any, Callable
 
 from google.protobuf.message import Message
 
-from components.component import Component, Input, Output, Parameter
-from components.evaluator import OVERALL, json_safe, load_eval_config, load_metrics_summary, metric_name, slice_name
-from components.executor import Executor
-from metadata.artifact import Model, ModelBlessing, ModelEvaluation
+from sluice.components.component import Component, Input, Output, Parameter
+from sluice.components.evaluator import OVERALL, json_safe, load_eval_config, load_metrics_summary, metric_name, slice_name
+from sluice.components.executor import Executor
+from sluice.metadata.artifact import Model, ModelBlessing, ModelEvaluation
 
 DIRECTIONS = {'higher': 'higher', 'higher_is_better': 'higher', 'lower': 'lower', 'lower_is_better': 'lower'}
 LOWER_IS_BETTER, HIGHER_IS_BETTER = 1, 2  # tfma.MetricDirection's values

@@ -16,7 +16,7 @@ import sys
 import types
 from typing import Sequence
 
-from components.fingerprint import (import_graph, import_roots, is_library_file, is_sluice_file, outdated_modules,
+from sluice.components.fingerprint import (import_graph, import_roots, is_library_file, is_sluice_file, outdated_modules,
                                     sha256, stamp_imports)
 
 
@@ -74,7 +74,7 @@ def forget_local_modules(path: str) -> set[str]:
             if parts and all(part.isidentifier() for part in parts):
                 names.setdefault('.'.join(parts), set()).add(file)
     for name, module in list(sys.modules.items()):
-        if name.partition('.')[0] in ('components', 'metadata', 'pipelines'):
+        if name.partition('.')[0] == 'sluice':
             continue
         file = module.__dict__.get('__file__') if isinstance(module, types.ModuleType) else None
         if not isinstance(file, str) or not (file in drop or name in names):

@@ -43,11 +43,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from components.component import Component, Input, Output, Parameter
-from components.driver import Driver
-from components.executor import Executor
-from metadata.artifact import Artifact, Model, ModelBlessing, PushedModel
-from metadata.production import store_identity
+from sluice.components.component import Component, Input, Output, Parameter
+from sluice.components.driver import Driver
+from sluice.components.executor import Executor
+from sluice.metadata.artifact import Artifact, Model, ModelBlessing, PushedModel
+from sluice.components.production.record import store_identity
 
 PUSH_RECORD = 'sluice_push.json'
 HISTORY_FILE = '.sluice-history.jsonl'
@@ -82,7 +82,7 @@ def content_fingerprint(root: str, parts: tuple[str, ...] | None = None) -> str:
                     files.append(rel)
     # The Evaluator's and the Pusher's drivers both read the version in production in one run: hash its
     # bytes once per process, again whenever a file's stat changes (files changed within the clocks'
-    # resolution are not memoised, as in components.fingerprint).
+    # resolution are not memoised, as in sluice.components.fingerprint).
     stats = tuple((rel, os.stat(os.path.join(root, rel))) for rel in sorted(files))
     memo_key = (os.path.abspath(root), tuple((rel, st.st_size, st.st_mtime_ns, st.st_ino) for rel, st in stats))
     if memo_key in _digests:

@@ -25,10 +25,10 @@ import os
 import shutil
 from typing import Any
 
-from components.component import Channel, Component, Input, Output, Parameter, WiringError
-from components.driver import Driver
-from components.executor import Executor
-from metadata.artifact import Artifact, Examples
+from sluice.components.component import Channel, Component, Input, Output, Parameter, WiringError
+from sluice.components.driver import Driver
+from sluice.components.executor import Executor
+from sluice.metadata.artifact import Artifact, Examples
 
 
 def _check_n(n: int) -> None:

@@ -26,12 +26,12 @@ import math
 import os
 from typing import Any
 
-from components.component import Component, Input, Output, Parameter
-from components.driver import Driver
-from components.executor import Executor
-from components.fingerprint import files_fingerprint
-from components.statistics_gen import load_statistics
-from metadata.artifact import ExampleStatistics, Schema
+from sluice.components.component import Component, Input, Output, Parameter
+from sluice.components.driver import Driver
+from sluice.components.executor import Executor
+from sluice.components.fingerprint import files_fingerprint
+from sluice.components.statistics_gen import load_statistics
+from sluice.metadata.artifact import ExampleStatistics, Schema
 
 SCHEMA_FILE = 'schema.pbtxt'
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
-from components.component import Component, Input, Output, Parameter
-from components.executor import Executor
-from metadata.artifact import Examples, ExampleStatistics
+from sluice.components.component import Component, Input, Output, Parameter
+from sluice.components.executor import Executor
+from sluice.metadata.artifact import Examples, ExampleStatistics
 
 STATS_FILE = 'FeatureStats.pb'
 

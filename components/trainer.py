@@ -28,11 +28,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from components.component import Component, Input, Output, Parameter
-from components.driver import Driver
-from components.executor import Executor
-from components.module_file import load_module_file
-from metadata.artifact import Artifact, Examples, Model, ModelRun, Schema, TransformGraph
+from sluice.components.component import Component, Input, Output, Parameter
+from sluice.components.driver import Driver
+from sluice.components.executor import Executor
+from sluice.components.module_file import load_module_file
+from sluice.metadata.artifact import Artifact, Examples, Model, ModelRun, Schema, TransformGraph
 
 SERVING_DIR = 'Format-Serving'
 ONNX_DIR = 'Format-ONNX'
@@ -112,8 +112,8 @@ class TrainerDriver(Driver):
 
     def _in_production(self, destination: str) -> Artifact | None:
         """The model in production at ``destination`` (as the destination says), or None if empty."""
-        from components.pusher import production
-        from metadata.production import version_artifact
+        from sluice.components.pusher import production
+        from sluice.components.production.record import version_artifact
 
         current = production(destination).current
         if current is None:
@@ -147,7 +147,7 @@ class TrainerExecutor(Executor):
             module_file: str, train_steps: int | None, eval_steps: int | None, custom_config: dict,
             hyperparameters: dict, train_split: str, eval_split: str, export_onnx: bool,
             onnx_tolerance: float, warm_start_from: str | None = None) -> None:
-        from components.pusher import serving_path  # here: components.pusher imports this module
+        from sluice.components.pusher import serving_path  # here: sluice.components.pusher imports this module
 
         module = load_module_file(module_file, required=['run_fn'])
         serving_dir = os.path.join(model.uri, SERVING_DIR)
@@ -181,7 +181,7 @@ class TrainerExecutor(Executor):
 
     def _export_onnx(self, serving_dir: str, model: Model, raw_examples: Examples, eval_split: str,
                      transform_graph: TransformGraph | None) -> float:
-        from components import onnx_export
+        from sluice.components import onnx_export
 
         out_dir = os.path.join(model.uri, ONNX_DIR)
         os.makedirs(out_dir, exist_ok=True)

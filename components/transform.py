@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import os
 
-from components.component import Component, Input, Output, Parameter
-from components.executor import Executor
-from components.module_file import load_module_file
-from components.schema_gen import load_schema
-from metadata.artifact import Examples, Schema, TransformGraph
+from sluice.components.component import Component, Input, Output, Parameter
+from sluice.components.executor import Executor
+from sluice.components.module_file import load_module_file
+from sluice.components.schema_gen import load_schema
+from sluice.metadata.artifact import Examples, Schema, TransformGraph
 
 
 class TransformExecutor(Executor):

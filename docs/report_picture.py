@@ -24,8 +24,8 @@ CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic'
 
 
 def main(out: str) -> None:
-    from pipelines import LocalDagRunner, load_pipeline
-    from pipelines.cli import main as sluice
+    from sluice import LocalDagRunner, load_pipeline
+    from sluice.ui.cli import main as sluice
 
     work = tempfile.mkdtemp(prefix='sluice-picture-')
     root = os.path.join(work, 'runs', 'penguin')

@@ -1,8 +1,8 @@
 """Sluice's ML-Metadata layer: artifact types and the store. Imports no component."""
-from metadata.artifact import (Artifact, ExampleAnomalies, Examples, ExampleStatistics, Model,
+from sluice.metadata.artifact import (Artifact, ExampleAnomalies, Examples, ExampleStatistics, Model,
                                ModelBlessing, ModelEvaluation, ModelRun, PushedModel, Schema,
                                TransformGraph, STANDARD_TYPES)
-from metadata.store import (ExecutionRecord, FencingError, LeaseRecord, LineageNode, MetadataStore,
+from sluice.metadata.store import (ExecutionRecord, FencingError, LeaseRecord, LineageNode, MetadataStore,
                             MetadataStoreError, RunSummary)
 
 __all__ = ['Artifact', 'ExampleAnomalies', 'Examples', 'ExampleStatistics', 'Model', 'ModelBlessing',

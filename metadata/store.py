@@ -27,7 +27,7 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store as mlmd
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from metadata.artifact import STANDARD_TYPES, Artifact
+from sluice.metadata.artifact import STANDARD_TYPES, Artifact
 
 PIPELINE, PIPELINE_RUN, NODE = 'pipeline', 'pipeline_run', 'node'
 # Sluice's own bookkeeping: a run's lease (one context per holder, named '<scope>@<epoch>'), and the

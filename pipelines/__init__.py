@@ -1,22 +1,40 @@
-"""Sluice pipelines: the Pipeline DSL and the runners.
+"""Sluice: ML pipelines on ML-Metadata and Apache Beam.
 
-    from pipelines import Pipeline, LocalDagRunner, BeamDagRunner
+    from sluice import Pipeline, LocalDagRunner, BeamDagRunner, InteractiveContext, Retry
+    from sluice.components import CsvExampleGen, Trainer, Pusher
+    from sluice import tfx_v1 as tfx
+
+The names below are loaded on first use, so ``import sluice.components`` (or the CLI) does not
+load the runners, and nothing here imports TensorFlow.
 """
+import importlib as _importlib
 import os as _os
 
 # TensorFlow 2.16 ships Keras 3; TFMA, TFT and tf2onnx need Keras 2 (tf-keras). This must be set
-# before TensorFlow is first imported, so every Sluice package sets it on import.
+# before TensorFlow is first imported; every sluice.* import runs this file first.
 _os.environ['TF_USE_LEGACY_KERAS'] = '1'
 # TensorFlow's C++ info and CUDA-probe lines are noise on CPU machines; TF_CPP_MIN_LOG_LEVEL=0 shows them.
 _os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from pipelines.interactive import InteractiveContext  # noqa: E402
-from pipelines.launcher import NodeResult, launch  # noqa: E402
-from pipelines.beam_dag_runner import BeamDagRunner  # noqa: E402
-from pipelines.local_dag_runner import LocalDagRunner  # noqa: E402
-from pipelines.pipeline import Pipeline, PipelineError, load_pipeline  # noqa: E402
-from pipelines.retry import Retry  # noqa: E402
-from pipelines.runner import RunResult  # noqa: E402
+_EXPORTS = {
+    'Pipeline': 'sluice.dsl.pipeline', 'PipelineError': 'sluice.dsl.pipeline',
+    'load_pipeline': 'sluice.dsl.pipeline', 'Retry': 'sluice.components.retry',
+    'LatestSpans': 'sluice.components.resolvers',
+    'LocalDagRunner': 'sluice.runners.local', 'BeamDagRunner': 'sluice.runners.beam',
+    'InteractiveContext': 'sluice.runners.interactive',
+    'NodeResult': 'sluice.orchestration.launcher', 'launch': 'sluice.orchestration.launcher',
+    'RunResult': 'sluice.orchestration.run',
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ['InteractiveContext', 'NodeResult', 'launch', 'BeamDagRunner', 'LocalDagRunner', 'Pipeline', 'PipelineError', 'load_pipeline', 'Retry', 'RunResult']
-from components.resolvers import LatestSpans  # noqa: E402,F401  (spans: a rolling window)
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(_importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests/dummies.py
 
-from metadata import MetadataStore  # noqa: E402
+from sluice.metadata import MetadataStore  # noqa: E402
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import sys
 import time
 from typing import Callable
 
-from components import Artifact, Component, Driver, Executor, Input, Model, ModelBlessing, Output, Parameter
-from components.fingerprint import files_fingerprint
-from components.module_file import load_module_file
+from sluice.components import Artifact, Component, Driver, Executor, Input, Model, ModelBlessing, Output, Parameter
+from sluice.components.fingerprint import files_fingerprint
+from sluice.components.module_file import load_module_file
 
 
 class Text(Artifact):

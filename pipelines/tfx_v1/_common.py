@@ -5,12 +5,12 @@ from __future__ import annotations
 import difflib
 from typing import Any, Callable
 
-from components.component import WiringError
+from sluice.components.component import WiringError
 
 
 class NotOffered(ImportError, WiringError):
     """A part of TFX's API that Sluice does not offer. Raised when the name is imported or reached
-    (an ImportError, so ``from pipelines.tfx_v1.components import Tuner`` fails with this message) or
+    (an ImportError, so ``from sluice.tfx_v1.components import Tuner`` fails with this message) or
     when a component or pipeline is constructed with an argument Sluice cannot honour (a
     WiringError/TypeError, like every other wiring mistake). The message names what and the Sluice way."""
     retryable = False

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import components as _sluice
-from components.component import Channel as _SluiceChannel
-from components.component import Component, WiringError
-from components.trainer import DataAccessor, FnArgs
-from pipelines.tfx_v1 import proto as _proto
-from pipelines.tfx_v1._common import check_none, module_getattr, not_offered
-from pipelines.tfx_v1.dsl import COMPANIONS, Channel, ProductionBaseline, _Unusable
+import sluice.components as _sluice
+from sluice.components.component import Channel as _SluiceChannel
+from sluice.components.component import Component, WiringError
+from sluice.components.trainer import DataAccessor, FnArgs
+from sluice.tfx_v1 import proto as _proto
+from sluice.tfx_v1._common import check_none, module_getattr, not_offered
+from sluice.tfx_v1.dsl import COMPANIONS, Channel, ProductionBaseline, _Unusable
 
 TrainerFnArgs = FnArgs  # the name TFX's older module files import (tfx.components.trainer.executor)
 
@@ -359,7 +359,7 @@ _MISSING = {
     'Tuner': 'Sluice has no Tuner; tune outside the pipeline and pass the values to the Trainer in custom_config={...}',
     'TunerFnResult': 'Sluice has no Tuner (and no tuner_fn)',
     'BulkInferrer': 'Sluice has no BulkInferrer; run the pushed model with onnxruntime '
-                    '(components.onnx_export.run_onnx) or write a custom component (README, "A pipeline file")',
+                    '(sluice.components.onnx_export.run_onnx) or write a custom component (README, "A pipeline file")',
     'InfraValidator': "Sluice has no InfraValidator; its Trainer checks the exported ONNX model against the SavedModel "
                       "on the eval examples (README, 'The ONNX model')",
     'ExampleDiff': 'Sluice has no ExampleDiff; compare statistics with ExampleValidator(baseline_statistics=..., '

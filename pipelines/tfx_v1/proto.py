@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pipelines.tfx_v1._common import module_getattr
+from sluice.tfx_v1._common import module_getattr
 
 
 class _Message:
@@ -156,7 +156,7 @@ class SplitsConfig(_Message):
 
 _OFFERED = ['TrainArgs', 'EvalArgs', 'PushDestination', 'Filesystem', 'Versioning', 'Input', 'Output', 'SplitConfig',
             'RangeConfig', 'StaticRange', 'RollingRange', 'SplitsConfig']
-_NO_BULK = ('Sluice has no BulkInferrer; run the pushed model with onnxruntime (components.onnx_export.run_onnx) '
+_NO_BULK = ('Sluice has no BulkInferrer; run the pushed model with onnxruntime (sluice.components.onnx_export.run_onnx) '
             'or write a custom component (README, "A pipeline file")')
 _NO_INFRA = ("Sluice has no InfraValidator; its Trainer checks the exported ONNX model against the SavedModel on "
              "the eval examples (README, 'The ONNX model')")

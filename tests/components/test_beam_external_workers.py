@@ -20,7 +20,7 @@ import pytest
 from outputs import assert_same_columns, records
 from outputs import transformed_columns as columns
 
-from components import (
+from sluice.components import (
     CsvExampleGen,
     Evaluator,
     SchemaGen,
@@ -28,7 +28,7 @@ from components import (
     Trainer,
     Transform,
 )
-from pipelines import LocalDagRunner, Pipeline
+from sluice import LocalDagRunner, Pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PENGUIN = os.path.join(REPO, 'pipelines', 'examples', 'penguin')
@@ -141,7 +141,7 @@ def test_workers_ran_in_processes_of_their_own(external, reference):
 
 def test_data_components_equal_direct_runner(external, reference):
     result, _ = external
-    from components.statistics_gen import load_statistics
+    from sluice.components.statistics_gen import load_statistics
     for split in ('train', 'eval'):
         assert sorted(records(result['CsvExampleGen'].outputs['examples'], split)) == \
             sorted(records(reference['CsvExampleGen'].outputs['examples'], split)), split
@@ -183,7 +183,7 @@ def flat_metrics(value, prefix=''):
 
 
 def test_evaluator_equals_direct_runner(external, reference):
-    from components.evaluator import load_metrics_summary
+    from sluice.components.evaluator import load_metrics_summary
     result, _ = external
     got = load_metrics_summary(result['Evaluator'].outputs['evaluation'])
     want = load_metrics_summary(reference['Evaluator'].outputs['evaluation'])

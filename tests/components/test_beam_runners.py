@@ -12,8 +12,8 @@ import time
 import pytest
 from outputs import assert_same_columns, records, transformed_columns
 
-from components import CsvExampleGen, ImportSchemaGen, StatisticsGen, Transform
-from pipelines import LocalDagRunner, Pipeline
+from sluice.components import CsvExampleGen, ImportSchemaGen, StatisticsGen, Transform
+from sluice import LocalDagRunner, Pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TAXI = os.path.join(REPO, 'pipelines', 'examples', 'taxi')
@@ -45,7 +45,7 @@ def assert_same_results(result, reference):
         assert sorted(records(result['CsvExampleGen'].outputs['examples'], split)) == \
             sorted(records(ref['CsvExampleGen'].outputs['examples'], split))
         # StatisticsGen: the same counts and the same means (up to summation order).
-        from components.statistics_gen import load_statistics
+        from sluice.components.statistics_gen import load_statistics
         [a] = load_statistics(result['StatisticsGen'].outputs['statistics'], split).datasets
         [b] = load_statistics(ref['StatisticsGen'].outputs['statistics'], split).datasets
         assert a.num_examples == b.num_examples

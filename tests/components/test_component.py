@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from components import Component, Examples, Executor, Input, Output, Parameter, WiringError
+from sluice.components import Component, Examples, Executor, Input, Output, Parameter, WiringError
 from dummies import ApplyModule, Count, Join, Source, Text, Upper
 
 

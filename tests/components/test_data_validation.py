@@ -5,12 +5,12 @@ import os
 
 import pytest
 
-from components import AnomaliesFound, CsvExampleGen, ExampleValidator, SchemaGen, StatisticsGen, WiringError
-from components.example_gen import CsvExampleGenExecutor
-from components.example_validator import ANOMALIES_FILE, ExampleValidatorExecutor
-from components.schema_gen import ImportSchemaGenExecutor, SchemaGenExecutor, load_schema
-from components.statistics_gen import StatisticsGenExecutor, load_statistics
-from metadata import ExampleAnomalies, Examples, ExampleStatistics, Schema
+from sluice.components import AnomaliesFound, CsvExampleGen, ExampleValidator, SchemaGen, StatisticsGen, WiringError
+from sluice.components.example_gen import CsvExampleGenExecutor
+from sluice.components.example_validator import ANOMALIES_FILE, ExampleValidatorExecutor
+from sluice.components.schema_gen import ImportSchemaGenExecutor, SchemaGenExecutor, load_schema
+from sluice.components.statistics_gen import StatisticsGenExecutor, load_statistics
+from sluice.metadata import ExampleAnomalies, Examples, ExampleStatistics, Schema
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PENGUIN = os.path.join(REPO, 'pipelines', 'examples', 'penguin')
@@ -157,7 +157,7 @@ def test_drift_against_a_baseline(tmp_path):
     ({'color': {'infinity_norm': 2}}, r'color\.infinity_norm must be a number in \[0, 1\]; got 2'),
 ])
 def test_drift_thresholds_are_checked_at_construction(thresholds, message):
-    from components import CsvExampleGen, ImportSchemaGen, StatisticsGen
+    from sluice.components import CsvExampleGen, ImportSchemaGen, StatisticsGen
 
     stats = StatisticsGen(examples=CsvExampleGen(input_base='/d').outputs['examples'])
     schema = ImportSchemaGen(schema_file='/s.pbtxt')
@@ -185,8 +185,8 @@ def test_taxi_with_defaults_passes_validation_and_transform(taxi, capsys):
     import tensorflow_data_validation as tfdv
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from components.transform import TransformExecutor
-    from metadata import TransformGraph
+    from sluice.components.transform import TransformExecutor
+    from sluice.metadata import TransformGraph
 
     tmp, examples, stats = taxi
     # What plain inference from the train split does: it rejects the eval split.
@@ -240,7 +240,7 @@ def _without(stats, feature_name):
 def test_an_inferred_schema_still_blocks_a_vanished_column(penguins, tmp_path):
     import tensorflow_data_validation as tfdv
 
-    from components.example_validator import describe
+    from sluice.components.example_validator import describe
 
     tmp, (_, clean), _ = penguins
     schema = Schema(uri=_dir(tmp_path, 'inferred'))

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from components.evaluator import EvaluatorExecutor
-from metadata import Examples, Model, ModelEvaluation
+from sluice.components.evaluator import EvaluatorExecutor
+from sluice.metadata import Examples, Model, ModelEvaluation
 
 
 class Stop(Exception):

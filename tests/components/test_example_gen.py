@@ -8,9 +8,9 @@ import random
 
 import pytest
 
-from components import CsvExampleGen, DataError, WiringError
-from components.example_gen import CsvExampleGenExecutor, ImportExampleGenExecutor
-from metadata import Examples
+from sluice.components import CsvExampleGen, DataError, WiringError
+from sluice.components.example_gen import CsvExampleGenExecutor, ImportExampleGenExecutor
+from sluice.metadata import Examples
 
 
 def read_examples(examples: Examples, split: str) -> list[dict]:

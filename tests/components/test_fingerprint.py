@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from components import fingerprint as fp
+from sluice.components import fingerprint as fp
 
 
 def test_canonical_parameters_ignore_dict_order_and_tuple_vs_list():
@@ -171,7 +171,7 @@ def load(path, name):
 
 
 EXECUTOR_FILE = '''\
-from components import Executor
+from sluice.components import Executor
 from lib.util import double
 
 
@@ -181,7 +181,7 @@ class DoubleExecutor(Executor):
 '''
 
 COMPONENT_FILE = '''\
-from components import Component, Parameter
+from sluice.components import Component, Parameter
 from executors import DoubleExecutor
 
 
@@ -232,7 +232,7 @@ PLUMBING_FILES = {f'components/{name}' for name in fp.PLUMBING}
 def test_standard_components_cover_their_sluice_source_and_library_versions():
     from importlib.metadata import version
 
-    import components as c
+    import sluice.components as c
 
     def files(cls):
         return fp.implementation_parts(cls)['files']
@@ -260,9 +260,9 @@ def test_standard_components_cover_their_sluice_source_and_library_versions():
 
 COPY_SCRIPT = '''\
 import json, os, sys
-import components
-from components import ModelValidator, Trainer
-from components import fingerprint as fp
+import sluice.components as components
+from sluice.components import ModelValidator, Trainer
+from sluice.components import fingerprint as fp
 
 here = os.path.dirname(components.__file__)
 assert here == sys.argv[1], here
@@ -293,7 +293,7 @@ def test_editing_sluice_component_source_changes_its_fingerprint(tmp_path):
     import subprocess
     import sys
 
-    import components as c
+    import sluice.components as c
 
     copy = tmp_path / 'sluice' / 'components'
     shutil.copytree(os.path.join(REPO, 'components'), copy, ignore=shutil.ignore_patterns('__pycache__'))
@@ -364,7 +364,7 @@ def test_sluice_own_packages_are_never_part_of_user_code(tmp_path, monkeypatch):
     """With Sluice's root on sys.path (an editable install, the repository as working directory), a
     user file importing Sluice must not pull Sluice's source into its key."""
     monkeypatch.syspath_prepend(REPO)
-    write(tmp_path, {'helpers.py': 'from components.trainer import FnArgs\n',
+    write(tmp_path, {'helpers.py': 'from sluice.components.trainer import FnArgs\n',
                      'module.py': 'from components import FnArgs\nimport pipelines\nfrom metadata import artifact\n'
                                   'import helpers\n'})
     module = str(tmp_path / 'module.py')
@@ -410,7 +410,7 @@ def test_the_process_start_is_known_to_a_clock_tick_so_a_file_saved_just_before_
     precise, else a file saved a second before `sluice run` is taken for one edited during the run."""
     import subprocess
     import sys
-    code = ('import time; t = time.time_ns(); import components.fingerprint as fp; '
+    code = ('import time; t = time.time_ns(); import sluice.components.fingerprint as fp; '
             'print(t - fp._process_start_ns())')
     out = subprocess.run([sys.executable, '-c', code], env={**os.environ, 'PYTHONPATH': REPO}, capture_output=True,
                          text=True, timeout=60, check=True)

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from components import ModelValidator, WiringError
-from components.model_validator import ModelValidatorExecutor, normalize_threshold
-from metadata import Model, ModelBlessing, ModelEvaluation
+from sluice.components import ModelValidator, WiringError
+from sluice.components.model_validator import ModelValidatorExecutor, normalize_threshold
+from sluice.metadata import Model, ModelBlessing, ModelEvaluation
 
 
 def evaluation(tmp_path, candidate, baseline=None, slices=None, candidate_id=7, baseline_id=3, eval_config=None):
@@ -208,7 +208,7 @@ def test_no_thresholds_anywhere_is_an_error_naming_both_places(tmp_path):
 
 
 def test_thresholds_are_optional_at_construction():
-    from components import Evaluator, ImportExampleGen, Trainer
+    from sluice.components import Evaluator, ImportExampleGen, Trainer
     gen = ImportExampleGen(input_base='/d')
     trainer = Trainer(module_file='/m.py', examples=gen.outputs['examples'])
     ev = Evaluator(examples=gen.outputs['examples'], model=trainer.outputs['model'],
@@ -228,7 +228,7 @@ def test_thresholds_are_optional_at_construction():
     ({ACC: {'lower_bound': 0.5}}, 'maybe', r"no_baseline must be 'bless' or 'reject'; got 'maybe'"),
 ])
 def test_thresholds_are_checked_at_construction(thresholds, no_baseline, message):
-    from components import Evaluator, ImportExampleGen, Trainer
+    from sluice.components import Evaluator, ImportExampleGen, Trainer
     gen = ImportExampleGen(input_base='/d')
     trainer = Trainer(module_file='/m.py', examples=gen.outputs['examples'])
     ev = Evaluator(examples=gen.outputs['examples'], model=trainer.outputs['model'],
@@ -351,8 +351,8 @@ def tfma_evaluations(tmp_path_factory):
     """Evaluations by the Evaluator (TFMA) with every case's threshold in its tfma.EvalConfig: with a
     baseline and without (the first run)."""
     import tensorflow as tf
-    from components.evaluator import EvaluatorExecutor
-    from metadata import Examples
+    from sluice.components.evaluator import EvaluatorExecutor
+    from sluice.metadata import Examples
 
     root = tmp_path_factory.mktemp('tfma')
     split = root / 'examples' / 'Split-eval'
@@ -421,7 +421,7 @@ def _tfma_verdicts(evaluation):
 
 
 def _threshold_of(metric, threshold):
-    from components.model_validator import threshold_dict
+    from sluice.components.model_validator import threshold_dict
     return threshold_dict(_as_tfma(metric, threshold)[0])
 
 

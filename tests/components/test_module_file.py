@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from components.module_file import ModuleFileError, load_module_file
+from sluice.components.module_file import ModuleFileError, load_module_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -69,14 +69,14 @@ def test_sluice_packages_and_the_standard_library_are_never_dropped(tmp_path, mo
     import json
     import sys
 
-    import components
-    import pipelines
+    import sluice.components
+    import sluice
 
     monkeypatch.syspath_prepend(REPO)
     (tmp_path / 'json.py').write_text('X = 1\n')
     path = tmp_path / 'm.py'
-    path.write_text('import json\nimport pipelines\nfrom components import FnArgs\n\n\n'
+    path.write_text('import json\nimport sluice\nfrom sluice.components import FnArgs\n\n\n'
                     'def run_fn():\n    return FnArgs\n')
-    assert load_module_file(str(path), ['run_fn']).run_fn() is components.FnArgs
-    assert sys.modules['json'] is json and sys.modules['components'] is components
-    assert sys.modules['pipelines'] is pipelines
+    assert load_module_file(str(path), ['run_fn']).run_fn() is sluice.components.FnArgs
+    assert sys.modules['json'] is json and sys.modules['sluice.components'] is sluice.components
+    assert sys.modules['sluice'] is sluice

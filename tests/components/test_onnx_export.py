@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.onnx_export import (OnnxExportError, dense_features, export_onnx, fingerprint64,
+from sluice.components.onnx_export import (OnnxExportError, dense_features, export_onnx, fingerprint64,
                                     max_abs_diff, run_onnx)
 
 

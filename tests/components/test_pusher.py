@@ -10,9 +10,9 @@ import shutil
 
 import pytest
 
-from components.pusher import (HISTORY_FILE, ProductionError, PushError, PusherExecutor, content_fingerprint, history,
+from sluice.components.pusher import (HISTORY_FILE, ProductionError, PushError, PusherExecutor, content_fingerprint, history,
                                inspect_version, model_fingerprint, production, promote, rollback, versions)
-from metadata import Model, ModelBlessing, PushedModel
+from sluice.metadata import Model, ModelBlessing, PushedModel
 
 
 def make_model(tmp_path, model_id, content='weights'):
@@ -162,7 +162,7 @@ def _race(args):
     tmp, model_id, dest, barrier, against = args
     from pathlib import Path
 
-    from components.pusher import inspect_version
+    from sluice.components.pusher import inspect_version
     base = inspect_version(dest, against)
     barrier.wait()
     work = Path(tmp) / f'w{model_id}'

@@ -17,12 +17,12 @@ import re
 
 import pytest
 
-from components import (CsvExampleGen, DataError, Evaluator, ExampleValidator, LatestSpans, SchemaGen,
+from sluice.components import (CsvExampleGen, DataError, Evaluator, ExampleValidator, LatestSpans, SchemaGen,
                         StatisticsGen, Trainer, Transform, WiringError)
-from components.example_gen import ExampleGenDriver, select_files
-from components.driver import PipelineInfo
-from metadata import MetadataStore
-from pipelines import LocalDagRunner, Pipeline
+from sluice.components.example_gen import ExampleGenDriver, select_files
+from sluice.components.driver import PipelineInfo
+from sluice.metadata import MetadataStore
+from sluice import LocalDagRunner, Pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PENGUIN = os.path.join(REPO, 'pipelines', 'examples', 'penguin')

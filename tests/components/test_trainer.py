@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
-from components import Component, Executor, Input, Output, Parameter, Trainer, Transform
-from components.driver import PipelineInfo
-from components.trainer import TrainerDriver, TrainerExecutor
-from metadata import Examples, Model, Schema
-from metadata.artifact import ModelRun, TransformGraph
-from pipelines import LocalDagRunner, Pipeline
+from sluice.components import Component, Executor, Input, Output, Parameter, Trainer, Transform
+from sluice.components.driver import PipelineInfo
+from sluice.components.trainer import TrainerDriver, TrainerExecutor
+from sluice.metadata import Examples, Model, Schema
+from sluice.metadata.artifact import ModelRun, TransformGraph
+from sluice import LocalDagRunner, Pipeline
 
 MODULE = '''
 import os
@@ -137,8 +137,8 @@ def run_fn(fn_args):
 def test_warm_start_from_the_model_in_production(tmp_path):
     """fn_args.base_model is the SavedModel in production at warm_start_from, as the destination says;
     a new push reruns the Trainer, an unchanged destination keeps it cached."""
-    from components import CsvExampleGen
-    from components.pusher import promote
+    from sluice.components import CsvExampleGen
+    from sluice.components.pusher import promote
 
     dest, url = tmp_path / 'serving', f'sqlite:///{tmp_path}/m.db'
     module = tmp_path / 'warm_module.py'

@@ -19,8 +19,8 @@ import sys
 import numpy as np
 import pytest
 
-from components import CsvExampleGen, ImportSchemaGen, Transform
-from pipelines import LocalDagRunner, Pipeline
+from sluice.components import CsvExampleGen, ImportSchemaGen, Transform
+from sluice import LocalDagRunner, Pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(REPO, 'pipelines', 'examples')

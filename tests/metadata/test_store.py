@@ -7,8 +7,8 @@ import socket
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from metadata import Examples, MetadataStore, MetadataStoreError, Model, STANDARD_TYPES
-from metadata.store import _connection_config
+from sluice.metadata import Examples, MetadataStore, MetadataStoreError, Model, STANDARD_TYPES
+from sluice.metadata.store import _connection_config
 
 
 @pytest.mark.parametrize('url, kind, detail', [
@@ -198,7 +198,7 @@ def new_store_url(kind, tmp_path, request, name):
 
 OPEN_AT = '''
 import sys, time
-from metadata import MetadataStore
+from sluice.metadata import MetadataStore
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process connects at the same moment
 store = MetadataStore(sys.argv[1])
 store.register_run('p', sys.argv[3], {})

@@ -8,8 +8,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from metadata import MetadataStore
-from pipelines.cli import main
+from sluice.metadata import MetadataStore
+from sluice.ui.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTEBOOKS = os.path.join(REPO, 'notebooks')

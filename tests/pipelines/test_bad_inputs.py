@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from metadata import MetadataStore, MetadataStoreError
-from pipelines import LocalDagRunner, PipelineError, load_pipeline
+from sluice.metadata import MetadataStore, MetadataStoreError
+from sluice import LocalDagRunner, PipelineError, load_pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(REPO, 'pipelines', 'examples', 'penguin')

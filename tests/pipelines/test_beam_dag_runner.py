@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 from dummies import ApplyModule, Count, Join, Source, Upper, read_text
-from metadata import MetadataStore
-from pipelines import BeamDagRunner, LocalDagRunner, Pipeline
-from pipelines.cli import main
+from sluice.metadata import MetadataStore
+from sluice import BeamDagRunner, LocalDagRunner, Pipeline
+from sluice.ui.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

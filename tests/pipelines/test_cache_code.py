@@ -15,12 +15,12 @@ import types
 
 import pytest
 
-from components import fingerprint as fp
+from sluice.components import fingerprint as fp
 from dummies import read_text
-from metadata import MetadataStore
-from pipelines import LocalDagRunner, load_pipeline
-from pipelines.cli import main
-from pipelines.explain import explain
+from sluice.metadata import MetadataStore
+from sluice import LocalDagRunner, load_pipeline
+from sluice.ui.cli import main
+from sluice.orchestration.explain import explain
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = os.path.join(REPO, 'tests')
@@ -31,10 +31,10 @@ PIPELINE = '''\
 import sys
 sys.path.insert(0, {tests!r})
 
-from components import Component, Executor, Output, Parameter
+from sluice.components import Component, Executor, Output, Parameter
 from dummies import Text, Upper, write_text
 from helpers import scale
-from pipelines import Pipeline
+from sluice import Pipeline
 
 
 def bump(x):
@@ -222,10 +222,10 @@ def test_a_project_written_after_the_process_started_runs_on_its_first_import(tm
 SCRIPT = '''\
 import json, sys
 sys.path.insert(0, {tests!r})
-from components import Component, Executor, Output
+from sluice.components import Component, Executor, Output
 from dummies import Text, write_text
-from metadata import MetadataStore
-from pipelines import LocalDagRunner, Pipeline
+from sluice.metadata import MetadataStore
+from sluice import LocalDagRunner, Pipeline
 
 
 class HiExecutor(Executor):
@@ -261,8 +261,8 @@ import helpers                                   # cell 1: before any Sluice com
 with open({helpers!r}, 'w') as f:                # the user edits helpers.py in the editor ...
     f.write('def scale(x):\\n    return x * 10\\n')
 import pipe                                      # cell 2: ... and imports the pipeline module
-from metadata import MetadataStore
-from pipelines import LocalDagRunner
+from sluice.metadata import MetadataStore
+from sluice import LocalDagRunner
 result = LocalDagRunner(progress=False).run(pipe.create_pipeline({root!r}), store=MetadataStore(None))
 print('RESULT=' + json.dumps({{n: [r.state, r.error] for n, r in result.nodes.items()}}))
 '''
@@ -297,7 +297,7 @@ PACKAGE_FILES = {
     'mycomps/deco.py': 'from dummies import Text\nfrom pkg import mod\n\nTxt = Text\n\n\n'
                        'def decorate(text):\n    return mod.wrap(text)\n',
     'mycomps/tagger.py': '''\
-from components import Component, Executor, Output, Parameter
+from sluice.components import Component, Executor, Output, Parameter
 from dummies import write_text
 from mycomps import util
 from mycomps.deco import Txt, decorate
@@ -322,7 +322,7 @@ sys.path.insert(0, {tests!r})
 
 from dummies import Source, Upper
 from mycomps.tagger import Tag
-from pipelines import Pipeline
+from sluice import Pipeline
 
 
 def create_pipeline(root, data):
@@ -371,7 +371,7 @@ import sys
 sys.path.insert(0, {tests!r})
 
 from dummies import ApplyModule, Source
-from pipelines import Pipeline
+from sluice import Pipeline
 
 
 def create_pipeline(root, data):
@@ -412,7 +412,7 @@ def test_a_module_file_covers_project_modules_it_imports_from_the_pipeline_direc
 # -- components typed into a notebook ------------------------------------------------------------------
 HELPER_CELL = 'MARK = "!"\n\n\ndef finish(text):\n    return text.upper() + MARK\n'
 COMPONENT_CELL = '''\
-from components import Component, Executor, Input, Output
+from sluice.components import Component, Executor, Input, Output
 from dummies import Text, read_text, write_text
 
 
@@ -434,7 +434,7 @@ def test_a_component_typed_into_a_notebook_covers_the_helpers_it_calls(tmp_path,
     """Classes without a file (notebook cells, python -c): redefining a helper of another cell that
     the executor calls, or a constant that helper uses, reruns the node; an unrelated cell does not."""
     from dummies import Source
-    from pipelines import Pipeline
+    from sluice import Pipeline
 
     cells = types.ModuleType('sluice_test_notebook')  # a kernel's namespace: no file
     count = iter(range(100))
@@ -528,10 +528,10 @@ SCHEMA_PIPELINE = '''\
 import os, sys
 sys.path.insert(0, {tests!r})
 
-from components import Component, Executor, ImportSchemaGen, Input, Output
+from sluice.components import Component, Executor, ImportSchemaGen, Input, Output
 from dummies import Text, write_text
-from metadata import Schema
-from pipelines import Pipeline
+from sluice.metadata import Schema
+from sluice import Pipeline
 
 
 class SchemaSizeExecutor(Executor):
@@ -594,8 +594,8 @@ CSV_PIPELINE = '''\
 import sys
 sys.path.insert(0, {tests!r})
 
-from components import CsvExampleGen
-from pipelines import Pipeline
+from sluice.components import CsvExampleGen
+from sluice import Pipeline
 
 
 def create_pipeline():
@@ -604,7 +604,7 @@ def create_pipeline():
 
 PROBE = '''\
 import json, sys
-from pipelines.cli import main
+from sluice.ui.cli import main
 code = main(['run', sys.argv[1]])
 print('HEAVY=' + json.dumps(sorted(m for m in ('tensorflow', 'apache_beam') if m in sys.modules)))
 sys.exit(code)
@@ -634,8 +634,8 @@ def test_a_cached_rerun_through_the_cli_imports_neither_tensorflow_nor_beam(tmp_
 
 
 def test_each_part_of_the_key_is_explained_in_words(store):
-    from metadata.store import ExecutionRecord
-    from pipelines.explain import Explainer
+    from sluice.metadata.store import ExecutionRecord
+    from sluice.orchestration.explain import Explainer
 
     old = {'component': 'Trainer', 'parameters': {'train_steps': 100, 'eval_split': 'eval'},
            'implementation': {'version': '1', 'files': {'components/trainer.py': 'a', 'components/x.py': 'b'},

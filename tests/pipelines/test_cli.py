@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from metadata import MetadataStore
-from pipelines.cli import main
+from sluice.metadata import MetadataStore
+from sluice.ui.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(REPO, 'pipelines', 'examples', 'demo', 'demo_pipeline.py')
@@ -112,7 +112,7 @@ def test_failed_run_exits_1_and_says_what_failed(tmp_path, monkeypatch, capsys):
 
 def test_cli_and_cached_run_never_import_tensorflow_or_beam(demo_runs, tmp_path):
     env = {**os.environ, 'PYTHONPATH': REPO}
-    proc = subprocess.run([sys.executable, '-X', 'importtime', '-m', 'pipelines.cli', 'run', DEMO],
+    proc = subprocess.run([sys.executable, '-X', 'importtime', '-m', 'sluice.ui.cli', 'run', DEMO],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert '0 executed, 4 cached' in proc.stdout
@@ -125,9 +125,9 @@ def test_cli_and_cached_run_never_import_tensorflow_or_beam(demo_runs, tmp_path)
 def test_packages_set_legacy_keras_before_tensorflow(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != 'TF_USE_LEGACY_KERAS'}
     env['PYTHONPATH'] = REPO
-    for package, expected in (('metadata', 'unset'), ('components', '1'), ('pipelines', '1')):
+    for package, expected in (('sluice.metadata', '1'), ('sluice.components', '1'), ('sluice', '1')):
         out = subprocess.run([sys.executable, '-c', f'import os, {package}; '
                               'print(os.environ.get("TF_USE_LEGACY_KERAS", "unset"))'],
                              env=env, capture_output=True, text=True, timeout=60)
-        # The store layer knows nothing of Keras; the packages that run TensorFlow code set it.
+        # Every sluice.* import runs sluice/__init__.py first, which sets it.
         assert out.stdout.strip() == expected, (package, out.stderr)

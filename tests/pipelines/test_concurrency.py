@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from metadata import MetadataStore
+from sluice.metadata import MetadataStore
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = os.path.join(REPO, 'tests')
@@ -18,8 +18,8 @@ SCRIPT = textwrap.dedent('''
     import sys
     sys.path.insert(0, {tests!r})
     from dummies import Count, FakeBless, FakeModel, Source, Upper
-    from components import Pusher
-    from pipelines import LocalDagRunner, Pipeline
+    from sluice.components import Pusher
+    from sluice import LocalDagRunner, Pipeline
 
     src = Source(input_base={input_base!r})
     up = Upper(text=src.outputs['text'], suffix={suffix!r})

@@ -10,11 +10,11 @@ import re
 import numpy as np
 import pytest
 
-from components.pusher import production
-from metadata import MetadataStore
-from metadata.production import store_identity
-from pipelines import LocalDagRunner, load_pipeline
-from pipelines.cli import outcome_lines
+from sluice.components.pusher import production
+from sluice.metadata import MetadataStore
+from sluice.components.production.record import store_identity
+from sluice import LocalDagRunner, load_pipeline
+from sluice.ui.cli import outcome_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(REPO, 'pipelines', 'examples')
@@ -71,8 +71,8 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_better_model_p
     assert f"Pusher: pushed to {os.path.join(penguin_root, 'serving', v1)}" in lines
 
     # Every artifact of the run has a view: HTML for notebooks and reports, text for terminals.
-    from pipelines.report import report_html
-    from pipelines.visuals import render
+    from sluice.ui.report import report_html
+    from sluice.ui.visuals import render
     texts = {}
     for node in first.nodes.values():
         for artifact in node.outputs.values():
@@ -126,7 +126,7 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_better_model_p
     assert in_production.record['baseline'] == {'version': int(v1), 'fingerprint': baseline.fingerprint}
 
     # The lineage of the pushed model, back to the CSV file it was trained on.
-    from pipelines.cli import main
+    from sluice.ui.cli import main
     capsys.readouterr()
     assert main(['lineage', str(new.id), '--metadata', pipeline.metadata]) == 0
     tree = capsys.readouterr().out

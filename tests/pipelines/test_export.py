@@ -23,9 +23,9 @@ import time
 import pytest
 import yaml
 
-from metadata import MetadataStore
-from pipelines.export import ExportError, airflow_dag_source, kfp_pipeline_spec, node_tasks
-from pipelines.pipeline import load_pipeline
+from sluice.metadata import MetadataStore
+from sluice.integrations.export import ExportError, airflow_dag_source, kfp_pipeline_spec, node_tasks
+from sluice.dsl.pipeline import load_pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SETUP = os.path.join(REPO, 'tests', 'airflow', 'setup_env.sh')
@@ -77,7 +77,7 @@ def penguin_file(tmp_path, retries=True):
         import sys
         sys.path.insert(0, {PENGUIN!r})
         from penguin_pipeline import create_pipeline as penguin
-        from pipelines import Retry
+        from sluice import Retry
 
         def create_pipeline():
             pipeline = penguin(root={str(tmp_path / 'root')!r}, train_steps=10)
@@ -177,7 +177,7 @@ def test_airflow_dags_test_runs_the_exported_penguin_dag(tmp_path, airflow_env):
 EXITS_PIPELINE = """\
 import sys
 sys.path.insert(0, {tests!r})
-from pipelines import Pipeline, Retry
+from sluice import Pipeline, Retry
 from dummies import ApplyModule, Flaky, Slow, Source
 
 def create_pipeline():
@@ -395,7 +395,7 @@ def test_kfp_export_errors(tmp_path):
         import sys
         sys.path.insert(0, {os.path.join(REPO, 'tests')!r})
         from dummies import Source
-        from pipelines import Pipeline
+        from sluice import Pipeline
 
         def create_pipeline():
             return Pipeline('clash', {str(tmp_path / 'r')!r}, [Source(input_base='.').with_id('load_a'),

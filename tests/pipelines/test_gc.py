@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import os
 
-from metadata import MetadataStore
-from pipelines import LocalDagRunner, gc
-from pipelines.cli import main
+from sluice.metadata import MetadataStore
+from sluice import LocalDagRunner
+from sluice.ops import gc
+from sluice.ui.cli import main
 from test_production import gate
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from dummies import Count, Source, Upper
-from metadata import MetadataStore
-from pipelines import InteractiveContext, LocalDagRunner, Pipeline
-from pipelines.interactive import InteractiveError
-from pipelines.report import report_html
+from sluice.metadata import MetadataStore
+from sluice import InteractiveContext, LocalDagRunner, Pipeline
+from sluice.runners.interactive import InteractiveError
+from sluice.ui.report import report_html
 
 
 def test_upstream_not_run_yet_is_named(tmp_path, text_dir):
@@ -58,8 +58,8 @@ def test_blessing_and_evaluation_views_name_the_production_version_measured_agai
     import json
     import os
 
-    from metadata import ModelBlessing, ModelEvaluation
-    from pipelines.visuals import render
+    from sluice.metadata import ModelBlessing, ModelEvaluation
+    from sluice.ui.visuals import render
 
     blessing = ModelBlessing(uri=str(tmp_path / 'b'), blessed=1, current_model_id=7, baseline_model_id=3)
     blessing.set('baseline_version', '1795443337')

@@ -8,9 +8,9 @@ import os
 import subprocess
 import sys
 
-from components.pusher import inspect_version
-from metadata import MetadataStore
-from pipelines import LocalDagRunner, load_pipeline
+from sluice.components.pusher import inspect_version
+from sluice.metadata import MetadataStore
+from sluice import LocalDagRunner, load_pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PENGUIN = os.path.join(REPO, 'pipelines', 'examples', 'penguin', 'penguin_pipeline.py')
@@ -33,7 +33,7 @@ def sluice(args, cwd, kill_at=None):
     env = {**os.environ, 'PYTHONPATH': REPO}
     if kill_at:
         env['SLUICE_KILL_AT'] = kill_at
-    return subprocess.run([sys.executable, '-m', 'pipelines.cli', *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, '-m', 'sluice.ui.cli', *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
 
 

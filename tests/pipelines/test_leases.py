@@ -14,9 +14,9 @@ import time
 import pytest
 
 from dummies import Source, Text, Upper, read_text
-from metadata import FencingError, MetadataStore
-from pipelines import LocalDagRunner, Pipeline
-from pipelines.lease import Lease, LeaseHeld
+from sluice.metadata import FencingError, MetadataStore
+from sluice import LocalDagRunner, Pipeline
+from sluice.orchestration.lease import Lease, LeaseHeld
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = os.path.join(REPO, 'tests')
@@ -25,13 +25,13 @@ DEMO = os.path.join(REPO, 'pipelines', 'examples', 'demo', 'demo_pipeline.py')
 
 def sluice(args, cwd, **env_extra):
     env = {**os.environ, 'PYTHONPATH': REPO, **env_extra}
-    return subprocess.run([sys.executable, '-m', 'pipelines.cli', *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, '-m', 'sluice.ui.cli', *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
 
 
 def popen_sluice(args, cwd, **env_extra):
     env = {**os.environ, 'PYTHONPATH': REPO, **env_extra}
-    return subprocess.Popen([sys.executable, '-m', 'pipelines.cli', *args], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, '-m', 'sluice.ui.cli', *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -62,7 +62,7 @@ def slow_pipeline_file(tmp_path, text_dir, seconds):
         import sys
         sys.path.insert(0, {TESTS!r})
         from dummies import Slow, Source, Upper
-        from pipelines import Pipeline
+        from sluice import Pipeline
         def create_pipeline():
             src = Source(input_base={str(text_dir)!r})
             up = Upper(text=src.outputs['text'], suffix='!')
@@ -207,9 +207,9 @@ def test_resume_refuses_while_the_original_run_is_between_nodes(tmp_path, text_d
     pipe.write_text(textwrap.dedent(f'''
         import os, sys, time
         sys.path.insert(0, {TESTS!r})
-        from components import Driver
+        from sluice.components import Driver
         from dummies import Source, Upper
-        from pipelines import Pipeline
+        from sluice import Pipeline
 
         class SlowDriver(Driver):
             def resolve_inputs(self):
@@ -301,9 +301,9 @@ def test_a_process_taken_over_during_a_cache_hit_records_nothing_more_and_exits_
     pipe.write_text(textwrap.dedent(f'''
         import os, sys, time
         sys.path.insert(0, {TESTS!r})
-        from components import Driver
+        from sluice.components import Driver
         from dummies import Source, Upper
-        from pipelines import Pipeline
+        from sluice import Pipeline
 
         class SlowLookup(Driver):
             def cached_outputs(self, key):
@@ -422,7 +422,7 @@ def test_two_processes_cannot_both_take_over_a_silent_lease(tmp_path, monkeypatc
 
 # -- temporary files -----------------------------------------------------------------------------
 def test_executor_scratch_space_is_under_the_root_and_removed_on_success_and_failure(tmp_path, text_dir):
-    from components import Component, Executor, Input, Output, Parameter
+    from sluice.components import Component, Executor, Input, Output, Parameter
     seen = []
 
     class ScratchExecutor(Executor):
@@ -456,7 +456,7 @@ def test_executor_scratch_space_is_under_the_root_and_removed_on_success_and_fai
 
 
 def test_every_way_of_running_records_the_lease_on_its_executions(tmp_path, text_dir):
-    from pipelines import BeamDagRunner, InteractiveContext
+    from sluice import BeamDagRunner, InteractiveContext
     for runner in (LocalDagRunner(progress=False), BeamDagRunner(progress=False)):
         root = tmp_path / runner.name
         src = Source(input_base=str(text_dir))

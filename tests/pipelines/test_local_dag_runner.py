@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from components.driver import PipelineInfo
+from sluice.components.driver import PipelineInfo
 from dummies import ApplyModule, Count, Join, Probe, ProbeExecutor, Source, Upper, UpperExecutor, read_text
-from pipelines import LocalDagRunner, Pipeline, launch
+from sluice import LocalDagRunner, Pipeline, launch
 
 
 def executed(store, run_id):
@@ -259,7 +259,7 @@ def test_keyboard_interrupt_cancels_the_execution_and_propagates(store, tmp_path
 
 
 def test_sqlite_store_cache_survives_across_processes_worth_of_connections(tmp_path, text_dir, module_file):
-    from metadata import MetadataStore
+    from sluice.metadata import MetadataStore
     url = f'sqlite:///{tmp_path}/m.db'
     pipeline = build(tmp_path / 'root', text_dir, module_file)
     pipeline.metadata = url

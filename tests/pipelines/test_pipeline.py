@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from dummies import Join, Source, Upper
-from pipelines import Pipeline, PipelineError, load_pipeline
+from sluice import Pipeline, PipelineError, load_pipeline
 
 
 def _chain():

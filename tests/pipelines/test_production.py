@@ -20,16 +20,16 @@ import subprocess
 import sys
 import textwrap
 
-from components import (Component, Executor, Input, Model, ModelBlessing, ModelEvaluation, Output, Parameter,
+from sluice.components import (Component, Executor, Input, Model, ModelBlessing, ModelEvaluation, Output, Parameter,
                         Pusher)
-from components.evaluator import EvaluatorDriver, baseline_identity, load_metrics_summary, set_baseline_identity
-from components.model_validator import blessing_identity, set_blessing_identity
-from components.pusher import PUSH_RECORD, content_fingerprint, production, serving_path, versions
+from sluice.components.evaluator import EvaluatorDriver, baseline_identity, load_metrics_summary, set_baseline_identity
+from sluice.components.model_validator import blessing_identity, set_blessing_identity
+from sluice.components.pusher import PUSH_RECORD, content_fingerprint, production, serving_path, versions
 from dummies import FakeModel, Source
-from metadata import MetadataStore
-from metadata.production import store_identity
-from pipelines import LocalDagRunner, Pipeline
-from pipelines.cli import main
+from sluice.metadata import MetadataStore
+from sluice.components.production.record import store_identity
+from sluice import LocalDagRunner, Pipeline
+from sluice.ui.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = os.path.join(REPO, 'tests')
@@ -173,7 +173,7 @@ def test_a_push_killed_before_its_record_then_a_new_run_with_a_better_model_push
         sys.path[:0] = [{TESTS!r}, {os.path.join(TESTS, 'pipelines')!r}]
         from pathlib import Path
         from test_production import gate
-        from pipelines import LocalDagRunner
+        from sluice import LocalDagRunner
         LocalDagRunner(progress=False).run(gate(Path({str(root)!r}), Path({str(dest)!r}), 0.8))
     ''')
     proc = subprocess.run([sys.executable, '-c', script], env={**os.environ, 'PYTHONPATH': REPO,
@@ -428,13 +428,13 @@ def test_promote_needs_a_reason_and_is_recorded(tmp_path, capsys):
 def test_sluice_production_needs_no_store_and_no_tensorflow(tmp_path):
     root, dest = tmp_path / 'root', tmp_path / 'serving'
     run(root, dest, 0.8)
-    script = ('import sys; from pipelines.cli import main; code = main(["production", sys.argv[1]]); '
+    script = ('import sys; from sluice.ui.cli import main; code = main(["production", sys.argv[1]]); '
               'assert "tensorflow" not in sys.modules; sys.exit(code)')
     proc = subprocess.run([sys.executable, '-c', script, str(dest)], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, 'PYTHONPATH': REPO}, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f'Production at {dest}: version ') and 'Lineage' not in proc.stdout
-    proc = subprocess.run([sys.executable, '-m', 'pipelines.cli', 'production', str(tmp_path / 'nothing')],
+    proc = subprocess.run([sys.executable, '-m', 'sluice.ui.cli', 'production', str(tmp_path / 'nothing')],
                           capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': REPO}, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith('sluice: error: No push destination at')
 
@@ -604,8 +604,8 @@ def _tiny_savedmodel(path, weight):
 def test_the_real_evaluator_measures_against_a_savedmodel_pushed_by_hand(tmp_path):
     import tensorflow as tf
 
-    from components.evaluator import EvaluatorExecutor
-    from metadata import Examples
+    from sluice.components.evaluator import EvaluatorExecutor
+    from sluice.metadata import Examples
 
     split = tmp_path / 'examples' / 'Split-eval'
     split.mkdir(parents=True)

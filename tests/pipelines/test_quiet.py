@@ -31,9 +31,9 @@ ALLOWED = [
 
 
 def sluice(args, cwd):
-    """``sluice ARGS`` as its own process (``python -m pipelines.cli``, as the console script runs it)."""
+    """``sluice ARGS`` as its own process (``python -m sluice.ui.cli``, as the console script runs it)."""
     env = {**os.environ, 'PYTHONPATH': REPO}
-    return subprocess.run([sys.executable, '-m', 'pipelines.cli', *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, '-m', 'sluice.ui.cli', *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=900)
 
 
@@ -91,8 +91,8 @@ def test_quiet_prints_only_the_outcome_line_and_verbose_the_libraries_messages(t
 def test_a_failed_quiet_run_says_what_failed_and_how_to_resume(tmp_path):
     pipe = tmp_path / 'pipe.py'
     pipe.write_text(f'''
-from components import CsvExampleGen
-from pipelines import Pipeline
+from sluice.components import CsvExampleGen
+from sluice import Pipeline
 
 def create_pipeline():
     return Pipeline(name='broken', pipeline_root={str(tmp_path / 'root')!r},
@@ -118,7 +118,7 @@ def test_bad_verbosity_flags_are_usage_errors(tmp_path):
 
 EXIT_PROBE = '''\
 import sys
-from pipelines.cli import main
+from sluice.ui.cli import main
 
 
 class Finalized:
@@ -136,8 +136,8 @@ sys.exit(main())
 def test_what_finalizers_raise_at_exit_goes_to_the_log(tmp_path):
     pipe = tmp_path / 'pipe.py'
     pipe.write_text(f'''
-from components import CsvExampleGen
-from pipelines import Pipeline
+from sluice.components import CsvExampleGen
+from sluice import Pipeline
 
 def create_pipeline():
     return Pipeline(name='light', pipeline_root={str(tmp_path / 'root')!r},

@@ -11,9 +11,9 @@ import re
 
 import pytest
 
-from metadata import MetadataStore
-from pipelines import LocalDagRunner, load_pipeline
-from pipelines.report import write_report
+from sluice.metadata import MetadataStore
+from sluice import LocalDagRunner, load_pipeline
+from sluice.ui.report import write_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(REPO, 'pipelines', 'examples')
@@ -177,8 +177,8 @@ def test_failing_checks_are_red_bars_against_the_baseline(tmp_path):
     the baseline's bars stand beside them and the bound is drawn."""
     import json
 
-    from metadata import ModelBlessing, ModelEvaluation
-    from pipelines.visuals import render
+    from sluice.metadata import ModelBlessing, ModelEvaluation
+    from sluice.ui.visuals import render
 
     evaluation = ModelEvaluation(uri=str(tmp_path / 'e'))
     os.makedirs(evaluation.uri)
@@ -212,8 +212,8 @@ def test_drift_and_missing_values_are_marked_on_the_statistics_plot(tmp_path):
 
     from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
-    from metadata import ExampleAnomalies, ExampleStatistics
-    from pipelines.visuals import render
+    from sluice.metadata import ExampleAnomalies, ExampleStatistics
+    from sluice.ui.visuals import render
 
     stats = ExampleStatistics(uri=str(tmp_path / 's'))
     stats.set('split_names', json.dumps(['train', 'eval']))

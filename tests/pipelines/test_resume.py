@@ -10,9 +10,9 @@ import textwrap
 import pytest
 
 from dummies import ApplyModule, Count, Slow, Source, Upper, read_text
-from metadata import MetadataStore, MetadataStoreError
-from pipelines import LocalDagRunner, Pipeline
-from pipelines.cli import main
+from sluice.metadata import MetadataStore, MetadataStoreError
+from sluice import LocalDagRunner, Pipeline
+from sluice.ui.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = os.path.join(REPO, 'tests')
@@ -126,7 +126,7 @@ def test_running_execution_of_a_dead_process_is_abandoned_then_rerun(tmp_path, t
 RUN_SCRIPT = textwrap.dedent('''
     import sys
     sys.path.insert(0, {tests!r})
-    from pipelines import LocalDagRunner, load_pipeline
+    from sluice import LocalDagRunner, load_pipeline
     LocalDagRunner().run(load_pipeline({pipe!r}), run_id='killed-run')
 ''')
 

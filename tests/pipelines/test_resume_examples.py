@@ -6,9 +6,9 @@ import subprocess
 import sys
 import textwrap
 
-from metadata import MetadataStore
-from pipelines import LocalDagRunner, load_pipeline
-from pipelines.cli import main
+from sluice.metadata import MetadataStore
+from sluice import LocalDagRunner, load_pipeline
+from sluice.ui.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PENGUIN_DIR = os.path.join(REPO, 'pipelines', 'examples', 'penguin')

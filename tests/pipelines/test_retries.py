@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from components.component import WiringError
-from metadata import MetadataStore
-from pipelines import BeamDagRunner, LocalDagRunner, Pipeline, PipelineError, Retry
-from pipelines.cli import main
+from sluice.components.component import WiringError
+from sluice.metadata import MetadataStore
+from sluice import BeamDagRunner, LocalDagRunner, Pipeline, PipelineError, Retry
+from sluice.ui.cli import main
 from dummies import Flaky, Hang, Source, Upper, read_text
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -101,7 +101,7 @@ def test_a_node_policy_overrides_the_pipeline_and_runs_out(tmp_path):
 
 
 def test_bad_input_is_not_retried(tmp_path):
-    from components import CsvExampleGen
+    from sluice.components import CsvExampleGen
 
     data = tmp_path / 'data'
     data.mkdir()
@@ -153,7 +153,7 @@ PIPELINE_FILE = '''
 import sys
 sys.path.insert(0, {repo!r})
 sys.path.insert(0, {tests!r})
-from pipelines import Pipeline, Retry
+from sluice import Pipeline, Retry
 from dummies import Flaky, Upper
 
 def create_pipeline():
@@ -167,7 +167,7 @@ def test_kill_during_a_retry_wait_then_resume(tmp_path):
     url = f'sqlite:///{tmp_path}/m.db'
     path.write_text(PIPELINE_FILE.format(repo=REPO, tests=os.path.join(REPO, 'tests'), counter=str(tmp_path / 'calls.txt'), root=str(tmp_path / 'root'),
                                          url=url))
-    sluice = [sys.executable, '-m', 'pipelines.cli']
+    sluice = [sys.executable, '-m', 'sluice.ui.cli']
     proc = subprocess.Popen([*sluice, 'run', str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=tmp_path)
     seen = []
@@ -206,7 +206,7 @@ def test_with_cache_false_and_no_cache_node(tmp_path, text_dir, capsys):
     file.write_text(textwrap.dedent(f'''
         import sys
         sys.path.insert(0, {REPO!r})
-        from pipelines import Pipeline
+        from sluice import Pipeline
         sys.path.insert(0, {os.path.join(REPO, 'tests')!r})
         from dummies import Source, Upper
         source = Source(input_base={str(text_dir)!r})

@@ -9,14 +9,14 @@ import sys
 import pytest
 from outputs import assert_same_columns, records, transformed_columns
 
-from metadata import MetadataStore
+from sluice.metadata import MetadataStore
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PIPELINE = '''
 import sys
 sys.path.insert(0, {tests!r})
-from pipelines import Pipeline, Retry
+from sluice import Pipeline, Retry
 from dummies import Flaky, Source, Upper
 
 def create_pipeline():
@@ -34,7 +34,7 @@ def nodes_of(tmp_path, text_dir, url):
                                     counter=str(tmp_path / 'calls.txt'), root=str(tmp_path / 'root')))
 
     def run_node(node, run_id='r1', *extra, env=None):
-        return subprocess.run([sys.executable, '-m', 'pipelines.cli', 'run-node', str(path), '--run-id', run_id,
+        return subprocess.run([sys.executable, '-m', 'sluice.ui.cli', 'run-node', str(path), '--run-id', run_id,
                                '--node', node, *extra], capture_output=True, text=True, cwd=tmp_path,
                               env={**os.environ, **(env or {})})
     return run_node, MetadataStore(url)
@@ -72,7 +72,7 @@ def test_nodes_of_one_run_in_separate_processes(setup):
     run = store.run('r1')
     assert run.state == 'COMPLETE' and run.properties['runner'] == 'run-node'
     # Same node set and the same cache as `sluice run`: a full run now reuses every node.
-    full = subprocess.run([sys.executable, '-m', 'pipelines.cli', 'run', str(store.run('r1').properties['pipeline_file'])],
+    full = subprocess.run([sys.executable, '-m', 'sluice.ui.cli', 'run', str(store.run('r1').properties['pipeline_file'])],
                           capture_output=True, text=True, cwd=os.path.dirname(store.url[len('sqlite:///'):]))
     assert full.returncode == 0 and '0 executed, 4 cached' in full.stdout, full.stdout + full.stderr
 
@@ -95,7 +95,7 @@ def test_a_run_driven_by_run_node_and_killed_is_finished_by_resume(setup, tmp_pa
     run_node, store = setup
     assert run_node('Source').returncode == 0
     assert run_node('Upper', env={'SLUICE_KILL_AT': 'Upper:executor:0'}).returncode == -9
-    resumed = subprocess.run([sys.executable, '-m', 'pipelines.cli', 'resume', 'r1', '--metadata', store.url],
+    resumed = subprocess.run([sys.executable, '-m', 'sluice.ui.cli', 'resume', 'r1', '--metadata', store.url],
                              capture_output=True, text=True, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert 'Source' in resumed.stdout and 'reuse' in resumed.stdout.split('Source', 1)[1].split('\n', 1)[0]
@@ -108,7 +108,7 @@ def test_unknown_node_and_help(setup):
     run_node, _ = setup
     bad = run_node('Uper')
     assert bad.returncode == 2 and "has no node 'Uper'; did you mean 'Upper'?" in bad.stderr
-    usage = subprocess.run([sys.executable, '-m', 'pipelines.cli', 'run-node', '--help'], capture_output=True, text=True)
+    usage = subprocess.run([sys.executable, '-m', 'sluice.ui.cli', 'run-node', '--help'], capture_output=True, text=True)
     assert '--run-id' in usage.stdout and '--no-retry' in usage.stdout
 
 
@@ -120,7 +120,7 @@ def test_two_machines_run_branches_of_one_run_at_once_on_postgresql(tmp_path, te
     run_node, store = nodes_of(tmp_path, text_dir, postgres_url)
     run_id = f'pg-{uuid.uuid4().hex[:8]}'
     for wave in (('Source', 'Flaky'), ('Upper', 'Shout')):
-        procs = [subprocess.Popen([sys.executable, '-m', 'pipelines.cli', 'run-node', str(tmp_path / 'nodes_pipeline.py'),
+        procs = [subprocess.Popen([sys.executable, '-m', 'sluice.ui.cli', 'run-node', str(tmp_path / 'nodes_pipeline.py'),
                                    '--run-id', run_id, '--node', node], cwd=tmp_path, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True) for node in wave]
         outs = [p.communicate(timeout=300)[0] for p in procs]
@@ -153,16 +153,16 @@ def test_the_penguin_pipeline_node_by_node_on_postgresql_equals_a_sluice_run(tmp
     import time
     import uuid
 
-    from components.evaluator import load_metrics_summary
-    from components.statistics_gen import load_statistics
-    from pipelines.export import node_tasks
-    from pipelines.pipeline import load_pipeline
+    from sluice.components.evaluator import load_metrics_summary
+    from sluice.components.statistics_gen import load_statistics
+    from sluice.integrations.export import node_tasks
+    from sluice.dsl.pipeline import load_pipeline
 
     name = f'penguin-{uuid.uuid4().hex[:8]}'
     path = tmp_path / 'penguin_nodes.py'
     path.write_text(PENGUIN_FILE.format(penguin=os.path.join(REPO, 'pipelines', 'examples', 'penguin'), name=name,
                                         root=str(tmp_path / 'root'), url=postgres_url))
-    cli = [sys.executable, '-m', 'pipelines.cli']
+    cli = [sys.executable, '-m', 'sluice.ui.cli']
     # The reference: `sluice run` of the same file on a SQLite store and a root of its own, meanwhile.
     ref_url = f'sqlite:///{tmp_path}/reference.db'
     reference = subprocess.Popen([*cli, 'run', str(path), '--metadata', ref_url], cwd=tmp_path, text=True,

@@ -13,11 +13,11 @@ import sys
 
 import pytest
 
-import components as sluice
-from metadata import MetadataStore
-from pipelines import LocalDagRunner, Pipeline, load_pipeline
-from pipelines import tfx_v1 as tfx
-from pipelines.cli import main, outcome_lines
+import sluice.components as native
+from sluice.metadata import MetadataStore
+from sluice import LocalDagRunner, Pipeline, load_pipeline
+from sluice import tfx_v1 as tfx
+from sluice.ui.cli import main, outcome_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TFX_STYLE = os.path.join(REPO, 'tests', 'tfx_style')
@@ -66,7 +66,7 @@ def newest_run(store, name):
 
 # -- the same pipelines written for Sluice ----------------------------------------------------------
 def _native_trainer(examples, **kwargs):
-    return sluice.Trainer(module_file=shapes.MODULE, examples=examples, train_steps=shapes.TRAIN_STEPS,
+    return native.Trainer(module_file=shapes.MODULE, examples=examples, train_steps=shapes.TRAIN_STEPS,
                           eval_steps=shapes.EVAL_STEPS, **kwargs)
 
 
@@ -76,44 +76,44 @@ def _native(name, root, nodes):
 
 
 def native_simple(root):
-    gen = sluice.CsvExampleGen(input_base=shapes.DATA)
+    gen = native.CsvExampleGen(input_base=shapes.DATA)
     trainer = _native_trainer(gen.outputs['examples'])
-    pusher = sluice.Pusher(model=trainer.outputs['model'], push_destination=os.path.join(root, SERVING))
+    pusher = native.Pusher(model=trainer.outputs['model'], push_destination=os.path.join(root, SERVING))
     return _native('penguin-simple', root, [gen, trainer, pusher])
 
 
 def native_tfdv(root):
-    gen = sluice.CsvExampleGen(input_base=shapes.DATA, split_ratios={'train': 3, 'eval': 1})
-    stats = sluice.StatisticsGen(examples=gen.outputs['examples'])
-    schema = sluice.SchemaGen(statistics=stats.outputs['statistics'], infer_feature_shape=True)
-    check = sluice.ExampleValidator(statistics=stats.outputs['statistics'], schema=schema.outputs['schema'])
+    gen = native.CsvExampleGen(input_base=shapes.DATA, split_ratios={'train': 3, 'eval': 1})
+    stats = native.StatisticsGen(examples=gen.outputs['examples'])
+    schema = native.SchemaGen(statistics=stats.outputs['statistics'], infer_feature_shape=True)
+    check = native.ExampleValidator(statistics=stats.outputs['statistics'], schema=schema.outputs['schema'])
     trainer = _native_trainer(gen.outputs['examples'], schema=schema.outputs['schema'])
-    pusher = sluice.Pusher(model=trainer.outputs['model'], push_destination=os.path.join(root, SERVING))
+    pusher = native.Pusher(model=trainer.outputs['model'], push_destination=os.path.join(root, SERVING))
     return _native('penguin-tfdv', root, [gen, stats, schema, check, trainer, pusher])
 
 
 def native_tfma(root):
-    gen = sluice.CsvExampleGen(input_base=shapes.DATA)
+    gen = native.CsvExampleGen(input_base=shapes.DATA)
     trainer = _native_trainer(gen.outputs['examples'])
-    evaluator = sluice.Evaluator(examples=gen.outputs['examples'], model=trainer.outputs['model'],
+    evaluator = native.Evaluator(examples=gen.outputs['examples'], model=trainer.outputs['model'],
                                  eval_config=shapes.eval_config())
-    validator = sluice.ModelValidator(model=trainer.outputs['model'], evaluation=evaluator.outputs['evaluation'],
+    validator = native.ModelValidator(model=trainer.outputs['model'], evaluation=evaluator.outputs['evaluation'],
                                       no_baseline='bless')
-    pusher = sluice.Pusher(model=trainer.outputs['model'], blessing=validator.outputs['blessing'],
+    pusher = native.Pusher(model=trainer.outputs['model'], blessing=validator.outputs['blessing'],
                            push_destination=os.path.join(root, SERVING))
     return _native('penguin-tfma', root, [gen, trainer, evaluator, validator, pusher])
 
 
 def native_tft(root):
-    gen = sluice.CsvExampleGen(input_base=shapes.DATA)
-    stats = sluice.StatisticsGen(examples=gen.outputs['examples'])
-    schema = sluice.ImportSchemaGen(schema_file=os.path.join(shapes.SCHEMA_DIR, 'schema.pbtxt')).with_id(
+    gen = native.CsvExampleGen(input_base=shapes.DATA)
+    stats = native.StatisticsGen(examples=gen.outputs['examples'])
+    schema = native.ImportSchemaGen(schema_file=os.path.join(shapes.SCHEMA_DIR, 'schema.pbtxt')).with_id(
         'schema_importer')
-    check = sluice.ExampleValidator(statistics=stats.outputs['statistics'], schema=schema.outputs['schema'])
-    transform = sluice.Transform(examples=gen.outputs['examples'], schema=schema.outputs['schema'],
+    check = native.ExampleValidator(statistics=stats.outputs['statistics'], schema=schema.outputs['schema'])
+    transform = native.Transform(examples=gen.outputs['examples'], schema=schema.outputs['schema'],
                                  module_file=shapes.MODULE)
     trainer = _native_trainer(gen.outputs['examples'], transform_graph=transform.outputs['transform_graph'])
-    pusher = sluice.Pusher(model=trainer.outputs['model'], push_destination=os.path.join(root, SERVING))
+    pusher = native.Pusher(model=trainer.outputs['model'], push_destination=os.path.join(root, SERVING))
     return _native('penguin-tft', root, [gen, stats, schema, check, transform, trainer, pusher])
 
 
@@ -179,7 +179,7 @@ def test_tutorial_shape_runs_caches_matches_native_and_resumes_after_a_kill(shap
     # 4. Killed inside a run (`sluice run --no-cache NODE` dies as NODE starts), then resumed.
     node = KILL_AT[shape]
     env = {**os.environ, 'PYTHONPATH': REPO, 'SLUICE_KILL_AT': f'{node}:start'}
-    killed = subprocess.run([sys.executable, '-m', 'pipelines.cli', 'run', path, '--no-cache', node], env=env,
+    killed = subprocess.run([sys.executable, '-m', 'sluice.ui.cli', 'run', path, '--no-cache', node], env=env,
                             cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-2000:]
     run_id = newest_run(store, pipeline.name)
@@ -233,7 +233,7 @@ def test_example_gen_configs_map_to_pattern_split_ratios_and_spans(tmp_path):
                                                                                                hash_buckets=1)])),
         range_config=tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(start_span_number=2,
                                                                               end_span_number=2)))
-    assert type(gen) is sluice.CsvExampleGen
+    assert type(gen) is native.CsvExampleGen
     assert gen.parameters['pattern'] == 'span-{SPAN}/*.csv'
     assert gen.parameters['split_ratios'] == {'train': 4, 'eval': 1}
     assert gen.parameters['span'] == 2
@@ -242,7 +242,7 @@ def test_example_gen_configs_map_to_pattern_split_ratios_and_spans(tmp_path):
         range_config=tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(start_span_number=1, end_span_number=3)))
     assert ranged.parameters['span'] == (1, 3)
     plain = tfx.components.CsvExampleGen(input_base=str(tmp_path))  # TFX's defaults are Sluice's (train 2 : eval 1)
-    assert plain.parameters == sluice.CsvExampleGen(input_base=str(tmp_path)).parameters
+    assert plain.parameters == native.CsvExampleGen(input_base=str(tmp_path)).parameters
 
 
 def test_trainer_transform_evaluator_pusher_arguments_map_to_sluice_parameters(tmp_path):
@@ -251,13 +251,13 @@ def test_trainer_transform_evaluator_pusher_arguments_map_to_sluice_parameters(t
                                      train_args=tfx.proto.TrainArgs(num_steps=30, splits=['train']),
                                      eval_args=tfx.proto.EvalArgs(num_steps=4, splits=['eval']),
                                      custom_config={'seed': 1}, export_onnx=False)
-    assert type(trainer) is sluice.Trainer
+    assert type(trainer) is native.Trainer
     p = trainer.parameters
     assert (p['train_steps'], p['eval_steps'], p['train_split'], p['eval_split']) == (30, 4, 'train', 'eval')
     assert p['custom_config'] == {'seed': 1} and p['export_onnx'] is False
     assert p['module_file'] == os.path.abspath('m.py')
     schema = tfx.dsl.Importer(source_uri=shapes.SCHEMA_DIR, artifact_type=tfx.types.standard_artifacts.Schema)
-    assert type(schema) is sluice.ImportSchemaGen
+    assert type(schema) is native.ImportSchemaGen
     assert schema.parameters['schema_file'] == os.path.join(shapes.SCHEMA_DIR, 'schema.pbtxt')
     assert schema.outputs['result'] is schema.outputs['schema']
     transform = tfx.components.Transform(examples=gen.outputs['examples'], schema=schema.outputs['result'],
@@ -280,7 +280,7 @@ def test_evaluator_with_thresholds_brings_its_model_validator_and_the_resolver_i
                                          ).with_id('evaluate')
     pusher = tfx.components.Pusher(model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
                                    push_destination=str(tmp_path / 'serving'))
-    assert type(evaluator) is sluice.Evaluator and evaluator.outputs['blessing'].producer.component_type == \
+    assert type(evaluator) is native.Evaluator and evaluator.outputs['blessing'].producer.component_type == \
         'ModelValidator'
     pipeline = tfx.dsl.Pipeline(pipeline_name='p', pipeline_root=str(tmp_path / 'root'),
                                 components=[gen, trainer, resolver, evaluator, pusher])
@@ -295,17 +295,17 @@ def test_evaluator_with_thresholds_brings_its_model_validator_and_the_resolver_i
                               config={'range_config': tfx.proto.RangeConfig(
                                   rolling_range=tfx.proto.RollingRange(num_spans=3))},
                               examples=gen.outputs['examples'])
-    assert type(window) is sluice.LatestSpans and window.parameters['n'] == 3
+    assert type(window) is native.LatestSpans and window.parameters['n'] == 3
 
 
 def test_stores_and_module_file_surface():
     assert tfx.orchestration.metadata.mysql_metadata_connection_config(
         host='db', port=3306, database='mlmd', username='u', password='p@ss') == 'mysql://u:p%40ss@db:3306/mlmd'
-    assert tfx.components.FnArgs is sluice.FnArgs and tfx.components.TrainerFnArgs is sluice.FnArgs
-    assert tfx.components.DataAccessor is sluice.DataAccessor
-    assert tfx.types.standard_artifacts.Model is sluice.Model
-    from pipelines.tfx_v1.components import FnArgs  # the import lines of TFX's module files work as imports too
-    assert FnArgs is sluice.FnArgs
+    assert tfx.components.FnArgs is native.FnArgs and tfx.components.TrainerFnArgs is native.FnArgs
+    assert tfx.components.DataAccessor is native.DataAccessor
+    assert tfx.types.standard_artifacts.Model is native.Model
+    from sluice.tfx_v1.components import FnArgs  # the import lines of TFX's module files work as imports too
+    assert FnArgs is native.FnArgs
     code = ('import sys; from pipelines import tfx_v1 as tfx; '
             'print(sorted(m for m in ("tensorflow", "tensorflow_model_analysis", "apache_beam") if m in sys.modules))')
     out = subprocess.run([sys.executable, '-c', code], env={**os.environ, 'PYTHONPATH': REPO}, capture_output=True,
@@ -327,7 +327,7 @@ def test_what_is_not_offered_fails_at_import_or_construction_naming_it_and_the_s
             'the values to the Trainer in custom_config={...}')
     with pytest.raises(ImportError, match='^tfx.dsl.Cond is not offered by Sluice: Sluice has no conditional nodes; '
                                           'the Pusher itself pushes only a BLESSED model$'):
-        from pipelines.tfx_v1.dsl import Cond  # noqa: F401
+        from sluice.tfx_v1.dsl import Cond  # noqa: F401
     _raises(lambda: tfx.proto.TuneArgs,
             'tfx.proto.TuneArgs is not offered by Sluice: Sluice has no Tuner; tune outside the pipeline and pass '
             'the result to the Trainer (custom_config={...}, read in run_fn as fn_args.custom_config)')

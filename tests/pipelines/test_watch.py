@@ -9,16 +9,16 @@ import sys
 import threading
 import time
 
-from metadata import MetadataStore
-from pipelines.local_dag_runner import LocalDagRunner
-from pipelines.watch import Watcher, input_state
+from sluice.metadata import MetadataStore
+from sluice.runners.local import LocalDagRunner
+from sluice.ops.watch import Watcher, input_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PENGUINS = os.path.join(REPO, 'pipelines', 'examples', 'penguin', 'data', 'penguins.csv')
 
 SPANS_PIPELINE = '''
-from components import CsvExampleGen, StatisticsGen
-from pipelines import Pipeline
+from sluice.components import CsvExampleGen, StatisticsGen
+from sluice import Pipeline
 
 gen = CsvExampleGen(input_base={data!r}, pattern='span-{{SPAN}}/*.csv')
 pipeline = Pipeline('spans', {root!r}, [gen, StatisticsGen(examples=gen.outputs['examples'])], metadata={url!r})
@@ -27,7 +27,7 @@ pipeline = Pipeline('spans', {root!r}, [gen, StatisticsGen(examples=gen.outputs[
 FLAKY_PIPELINE = '''
 import sys
 sys.path.insert(0, {tests!r})
-from pipelines import Pipeline
+from sluice import Pipeline
 from dummies import Flaky, Source, Upper
 
 source = Source(input_base={data!r})
@@ -48,7 +48,7 @@ def test_watch_runs_when_a_span_lands_then_idles_and_stops_on_ctrl_c(tmp_path):
     write_span(data, 1, lambda rows: rows[:150])
     path = tmp_path / 'spans_pipeline.py'
     path.write_text(SPANS_PIPELINE.format(data=str(data), root=str(tmp_path / 'root'), url=url))
-    watch = subprocess.Popen([sys.executable, '-m', 'pipelines.cli', 'watch', str(path), '--every', '0.5'],
+    watch = subprocess.Popen([sys.executable, '-m', 'sluice.ui.cli', 'watch', str(path), '--every', '0.5'],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(watch.stdout), daemon=True)
@@ -108,8 +108,8 @@ def test_bad_data_waits_for_a_change(tmp_path):
     (data / 'a.csv').write_text('a,b\n1,2\n3\n')
     path = tmp_path / 'csv_pipeline.py'
     path.write_text(f'''
-from components import CsvExampleGen
-from pipelines import Pipeline
+from sluice.components import CsvExampleGen
+from sluice import Pipeline
 pipeline = Pipeline('csv', {str(tmp_path / 'root')!r}, [CsvExampleGen(input_base={str(data)!r})],
                     metadata='sqlite:///{tmp_path}/m.db')
 ''')
@@ -126,7 +126,7 @@ pipeline = Pipeline('csv', {str(tmp_path / 'root')!r}, [CsvExampleGen(input_base
 
 def test_what_the_pipeline_writes_is_not_watched(tmp_path):
     """A push lands in the destination the Evaluator and Pusher name: it must not start another run."""
-    from pipelines import load_pipeline
+    from sluice import load_pipeline
 
     spans = os.path.join(REPO, 'pipelines', 'examples', 'penguin', 'penguin_spans_pipeline.py')
     pipeline = load_pipeline(spans, root=str(tmp_path / 'root'))

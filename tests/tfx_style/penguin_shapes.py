@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from pipelines import tfx_v1 as tfx
+from sluice import tfx_v1 as tfx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PENGUIN = os.path.join(os.path.dirname(os.path.dirname(HERE)), 'pipelines', 'examples', 'penguin')

@@ -15,9 +15,9 @@ import glob
 import json
 import os
 
-from components import Artifact, Component, Driver, Executor, Input, Output, Parameter
-from components.fingerprint import files_fingerprint
-from pipelines import Pipeline
+from sluice.components import Artifact, Component, Driver, Executor, Input, Output, Parameter
+from sluice.components.fingerprint import files_fingerprint
+from sluice import Pipeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PENGUIN_DATA = os.path.join(HERE, '..', 'penguin', 'data')

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 
-from components import (CsvExampleGen, Evaluator, ExampleValidator, ImportSchemaGen, LatestSpans, ModelValidator,
+from sluice.components import (CsvExampleGen, Evaluator, ExampleValidator, ImportSchemaGen, LatestSpans, ModelValidator,
                         Pusher, StatisticsGen, Trainer, Transform)
-from pipelines import Pipeline, Retry
+from sluice import Pipeline, Retry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE = os.path.join(HERE, 'penguin_module.py')

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 
-from components import (CsvExampleGen, Evaluator, ExampleValidator, ImportSchemaGen, ModelValidator, Pusher,
+from sluice.components import (CsvExampleGen, Evaluator, ExampleValidator, ImportSchemaGen, ModelValidator, Pusher,
                         SchemaGen, StatisticsGen, Trainer, Transform)
-from pipelines import Pipeline
+from sluice import Pipeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, 'data')

@@ -16,16 +16,16 @@ import builtins
 import os
 from typing import Any
 
-from components.component import Channel as _SluiceChannel
-from components.component import Component, WiringError
-from components.resolvers import LatestSpans
-from components.schema_gen import SCHEMA_FILE, ImportSchemaGen
-from metadata.artifact import Artifact, Model, ModelBlessing, Schema
-from pipelines.pipeline import Pipeline as _SluicePipeline
-from pipelines.pipeline import PipelineError
-from pipelines.tfx_v1._common import check_none, module_getattr, not_offered
-from pipelines.tfx_v1.dsl import experimental
-from pipelines.tfx_v1.dsl.experimental import (LatestArtifactStrategy, LatestBlessedModelStrategy,
+from sluice.components.component import Channel as _SluiceChannel
+from sluice.components.component import Component, WiringError
+from sluice.components.resolvers import LatestSpans
+from sluice.components.schema_gen import SCHEMA_FILE, ImportSchemaGen
+from sluice.metadata.artifact import Artifact, Model, ModelBlessing, Schema
+from sluice.dsl.pipeline import Pipeline as _SluicePipeline
+from sluice.dsl.pipeline import PipelineError
+from sluice.tfx_v1._common import check_none, module_getattr, not_offered
+from sluice.tfx_v1.dsl import experimental
+from sluice.tfx_v1.dsl.experimental import (LatestArtifactStrategy, LatestBlessedModelStrategy,
                                                SpanRangeStrategy)
 
 COMPANIONS = '_tfx_companions'  # attribute of a node: the nodes it brings into a tfx.dsl.Pipeline

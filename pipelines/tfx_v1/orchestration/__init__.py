@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.local_dag_runner import LocalDagRunner as _SluiceLocalDagRunner
-from pipelines.runner import RunResult
-from pipelines.tfx_v1._common import module_getattr
-from pipelines.tfx_v1.orchestration import metadata
+from sluice.runners.local import LocalDagRunner as _SluiceLocalDagRunner
+from sluice.orchestration.run import RunResult
+from sluice.tfx_v1._common import module_getattr
+from sluice.tfx_v1.orchestration import metadata
 
 
 class RunFailed(RuntimeError):

@@ -1,9 +1,9 @@
 """``tfx.types.standard_artifacts``: Sluice's artifact types, which carry TFX's names and on-disk layout."""
 from __future__ import annotations
 
-from metadata.artifact import (ExampleAnomalies, Examples, ExampleStatistics, Model, ModelBlessing, ModelEvaluation,
+from sluice.metadata.artifact import (ExampleAnomalies, Examples, ExampleStatistics, Model, ModelBlessing, ModelEvaluation,
                                ModelRun, PushedModel, Schema, TransformGraph)
-from pipelines.tfx_v1._common import module_getattr
+from sluice.tfx_v1._common import module_getattr
 
 _OFFERED = ['Examples', 'ExampleAnomalies', 'ExampleStatistics', 'Model', 'ModelBlessing', 'ModelEvaluation',
             'ModelRun', 'PushedModel', 'Schema', 'TransformGraph']

@@ -13,9 +13,9 @@ import re
 import sys
 from typing import Any, Sequence
 
-from components.component import Component
-from components.module_file import forget_local_modules, pickle_by_value
-from metadata.artifact import PushedModel
+from sluice.components.component import Component
+from sluice.components.module_file import forget_local_modules, pickle_by_value
+from sluice.metadata.artifact import PushedModel
 
 _NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*$')
 
@@ -48,7 +48,7 @@ class Pipeline:
         self.metadata = metadata if metadata is not None else f'sqlite:///{self.pipeline_root}/metadata.db'
         self.enable_cache = bool(enable_cache)
         self.beam_pipeline_args = [str(a) for a in beam_pipeline_args]
-        from pipelines.retry import Retry
+        from sluice.components.retry import Retry
         if retry is not None and not isinstance(retry, Retry):
             raise PipelineError(f'Pipeline {name!r}: retry takes a Retry(attempts=..., delay=..., backoff=..., '
                                 f'max_delay=...); got {type(retry).__name__} {retry!r}.')
@@ -142,7 +142,7 @@ class Pipeline:
         for comp in self.components:
             if comp.id == node_id:
                 return comp
-        from components.component import did_you_mean
+        from sluice.components.component import did_you_mean
         raise PipelineError(f"Pipeline {self.name!r} has no node '{node_id}'{did_you_mean(node_id, self.node_ids)}")
 
     def upstream_of(self, node_id: str) -> set[str]:

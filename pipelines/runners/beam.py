@@ -21,10 +21,10 @@ import threading
 import uuid
 from typing import Any, Sequence
 
-from metadata.store import MetadataStore
-from pipelines.core import Session
-from pipelines.launcher import NodeResult
-from pipelines.local_dag_runner import LocalDagRunner
+from sluice.metadata.store import MetadataStore
+from sluice.orchestration.core import Session
+from sluice.orchestration.launcher import NodeResult
+from sluice.runners.local import LocalDagRunner
 
 # The sessions of runs driven from this process: token -> session. DoFn instances hold only the
 # token and strings (Beam pickles them; a store connection cannot be pickled).
@@ -68,7 +68,7 @@ class BeamDagRunner(LocalDagRunner):
         self.dag_pipeline_args = list(dag_pipeline_args)
 
     def _schedule(self, session: Session) -> dict[str, NodeResult]:
-        from components.executor import quiet_google_warnings
+        from sluice.components.executor import quiet_google_warnings
         quiet_google_warnings()
         import apache_beam as beam
         from apache_beam.options.pipeline_options import PipelineOptions

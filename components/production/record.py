@@ -1,7 +1,7 @@
 """Production in ML-Metadata: the store's identity, push destinations, the models they hold, and the
 rollbacks and promotions made with ``sluice rollback`` and ``sluice promote``.
 
-What is in production is decided by the destination itself (see ``components.pusher``); the store
+What is in production is decided by the destination itself (see ``sluice.components.pusher``); the store
 records what happened, with lineage:
 
 - **store identity**: a UUID created once per store (a context of type ``sluice_store``), written into
@@ -23,8 +23,8 @@ from typing import Any
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from metadata.artifact import Artifact, Model, PushedModel
-from metadata.store import PIPELINE, PIPELINE_RUN, MetadataStore, set_value
+from sluice.metadata.artifact import Artifact, Model, PushedModel
+from sluice.metadata.store import PIPELINE, PIPELINE_RUN, MetadataStore, set_value
 
 STORE_IDENTITY, DESTINATION = 'sluice_store', 'push_destination'
 IDENTITY_NAME = 'identity'
@@ -70,7 +70,7 @@ def version_artifact(store: MetadataStore, destination: str, version: int | str,
     if found is not None:
         return found
     if record is None:  # no record of its own: a copy of another version says where its model came from
-        from components.pusher import inspect_version  # here: components.pusher imports this module
+        from sluice.components.pusher import inspect_version  # here: sluice.components.pusher imports this module
 
         version_now = inspect_version(destination, version)
         if version_now is not None and version_now.fingerprint == fingerprint:

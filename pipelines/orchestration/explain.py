@@ -16,10 +16,10 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from metadata.store import DONE_STATES, NODE
+from sluice.metadata.store import DONE_STATES, NODE
 
 if TYPE_CHECKING:
-    from metadata.store import ExecutionRecord, MetadataStore
+    from sluice.metadata.store import ExecutionRecord, MetadataStore
 
 _ABSENT = object()
 _FILE_KEYS = ('input_files', 'files')  # external fingerprints of the files a driver reads
@@ -62,7 +62,7 @@ class Explainer:
         if node_id not in self._histories:
             from ml_metadata.proto import metadata_store_pb2 as pb
 
-            from metadata.store import value_of
+            from sluice.metadata.store import value_of
 
             mlmd = self.store.mlmd
             ctx = mlmd.get_context_by_type_and_name(NODE, f'{self.pipeline_name}.{node_id}')

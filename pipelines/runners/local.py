@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from metadata.store import MetadataStore
-from pipelines.core import Session
-from pipelines.launcher import NodeResult
-from pipelines.pipeline import Pipeline
-from pipelines.runner import Progress, RunResult
+from sluice.metadata.store import MetadataStore
+from sluice.orchestration.core import Session
+from sluice.orchestration.launcher import NodeResult
+from sluice.dsl.pipeline import Pipeline
+from sluice.orchestration.run import Progress, RunResult
 
 
 class LocalDagRunner:
@@ -19,7 +19,7 @@ class LocalDagRunner:
 
     A node that fails stops the nodes downstream of it (SKIPPED); independent branches still run.
     What each node does (reuse, skip, launch, fenced by the run's lease) is decided by
-    ``pipelines.core.Session``; a runner only schedules.
+    ``sluice.orchestration.core.Session``; a runner only schedules.
     """
 
     name = 'local'

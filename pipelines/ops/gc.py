@@ -21,8 +21,8 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from metadata.artifact import Artifact
-from metadata.store import MetadataStore, RunSummary
+from sluice.metadata.artifact import Artifact
+from sluice.metadata.store import MetadataStore, RunSummary
 
 
 @dataclass
@@ -95,8 +95,8 @@ def plan(store: MetadataStore, keep_runs: int = 5, older_than_days: float | None
 
 def _production_models(store: MetadataStore) -> set[int]:
     """Model artifacts of this store that a version at a known push destination was pushed from."""
-    from components.pusher import inspect_version, versions
-    from metadata.production import store_identity
+    from sluice.components.pusher import inspect_version, versions
+    from sluice.components.production.record import store_identity
 
     me = store_identity(store, create=False)
     destinations = {a.get('pushed_destination') for a in store.artifacts_of_type('PushedModel')

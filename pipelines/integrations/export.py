@@ -50,8 +50,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.cli import RUN_NODE_NOT_RETRYABLE
-from pipelines.pipeline import Pipeline, load_pipeline
+from sluice.ui.cli import RUN_NODE_NOT_RETRYABLE
+from sluice.dsl.pipeline import Pipeline, load_pipeline
 
 # Seconds Airflow's execution_timeout adds to a node's own timeout: run-node starts a process and imports
 # the component's libraries before the node's clock starts, and records the timeout after it.

@@ -11,7 +11,7 @@ Views with numbers to look at carry plots, drawn with Plotly (imported only when
 - evaluation: each metric per slice, candidate beside baseline, the ModelValidator's bounds drawn and
   failing bars in red (from a ``related`` ModelBlessing of the same candidate);
 - pushed model: a metric of every model pushed to its destination over time, rollbacks and promotions
-  marked (the destination's own history, ``components.pusher.history``);
+  marked (the destination's own history, ``sluice.components.pusher.history``);
 - run: the DAG with node states and durations, and a timeline (Gantt) of the run's executions.
 
 Plots need Plotly's JavaScript on the page and nothing from the network: ``report.report_html`` puts it
@@ -29,8 +29,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from metadata.artifact import Artifact
-from metadata.store import LineageNode
+from sluice.metadata.artifact import Artifact
+from sluice.metadata.store import LineageNode
 
 STATE_COLORS = {'COMPLETE': '#2e7d32', 'CACHED': '#1565c0', 'FAILED': '#c62828', 'CANCELED': '#c62828',
                 'RUNNING': '#ef6c00', 'SKIPPED': '#757575', 'NOT STARTED': '#9e9e9e', 'ABANDONED': '#c62828'}
@@ -540,7 +540,7 @@ def history_plot(destination: str) -> str:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from components.pusher import history, production
+    from sluice.components.pusher import history, production
 
     entries = history(destination)
     if not entries:

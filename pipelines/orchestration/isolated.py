@@ -7,7 +7,7 @@ SIGKILL a second later) and raises NodeTimeout. Outputs' properties set by the e
 to the parent, which publishes as usual; an error comes back with its type, message, traceback and
 whether a retry could help.
 
-    python -m pipelines.isolated PAYLOAD RESULT   # what the parent starts; not for users
+    python -m sluice.orchestration.isolated PAYLOAD RESULT   # what the parent starts; not for users
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def run(executor_cls: type, arguments: dict[str, Any], beam_pipeline_args: tuple
         cloudpickle.dump({'executor': executor_cls, 'arguments': arguments, 'beam': tuple(beam_pipeline_args),
                           'tmp_dir': tmp_dir, 'node_id': node_id}, f)
     start = time.monotonic()
-    child = subprocess.Popen([sys.executable, '-m', 'pipelines.isolated', payload, result],
+    child = subprocess.Popen([sys.executable, '-m', 'sluice.orchestration.isolated', payload, result],
                              start_new_session=True)
     try:
         child.wait(timeout=timeout)
@@ -114,9 +114,9 @@ def _child(payload_path: str, result_path: str) -> int:
         where = pickle.load(f)
         sys.path[:] = where['sys_path']
         os.chdir(where['cwd'])
-        import pipelines  # noqa: F401  (its environment settings come before TensorFlow)
+        import sluice  # noqa: F401  (its environment settings come before TensorFlow)
         payload = pickle.load(f)
-    from pipelines.retry import retryable
+    from sluice.components.retry import retryable
 
     arguments = payload['arguments']
     try:

@@ -4,7 +4,7 @@ A run is resumed under its own run id. In topological order, a node is reused wh
 execution in the run is COMPLETE or CACHED, its outputs are still on disk, its cache key is the same
 as it would be now (same code, parameters and inputs), and every node upstream of it is reused too.
 Every other node runs (through the normal launch, so it can still be a cache hit from another run).
-A resume first takes the run's lease (see ``pipelines.lease``); a RUNNING execution of the process
+A resume first takes the run's lease (see ``sluice.orchestration.lease``); a RUNNING execution of the process
 that held it before (gone, silent, or taken over) is then marked FAILED as abandoned and its partial
 outputs are removed, so it can never be mistaken for live work nor be published late.
 """
@@ -18,13 +18,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from components import fingerprint as fp
-from components.driver import PipelineInfo
-from metadata.store import DONE_STATES, ExecutionRecord, FencingError, MetadataStore, MetadataStoreError
-from pipelines.explain import Explainer, recorded_parts
-from pipelines.launcher import execution_tmp_dir
-from pipelines.lease import holder_gone, lease_seconds, process_gone
-from pipelines.pipeline import Pipeline, PipelineError, load_pipeline
+from sluice.components import fingerprint as fp
+from sluice.components.driver import PipelineInfo
+from sluice.metadata.store import DONE_STATES, ExecutionRecord, FencingError, MetadataStore, MetadataStoreError
+from sluice.orchestration.explain import Explainer, recorded_parts
+from sluice.orchestration.launcher import execution_tmp_dir
+from sluice.orchestration.lease import holder_gone, lease_seconds, process_gone
+from sluice.dsl.pipeline import Pipeline, PipelineError, load_pipeline
 
 
 @dataclass

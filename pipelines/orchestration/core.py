@@ -21,14 +21,14 @@ import threading
 import time
 from typing import Any, Sequence
 
-from components.component import Component
-from components.driver import PipelineInfo
-from metadata.store import DONE_STATES, MetadataStore, MetadataStoreError
-from pipelines.launcher import NodeResult, launch
-from pipelines.lease import Lease
-from pipelines.pipeline import Pipeline, PipelineError
-from pipelines.resume import Step, format_plan, plan, settle_stale, stored_pipeline
-from pipelines.runner import Progress, RunResult, skipped, start_run
+from sluice.components.component import Component
+from sluice.components.driver import PipelineInfo
+from sluice.metadata.store import DONE_STATES, MetadataStore, MetadataStoreError
+from sluice.orchestration.launcher import NodeResult, launch
+from sluice.orchestration.lease import Lease
+from sluice.dsl.pipeline import Pipeline, PipelineError
+from sluice.orchestration.resume import Step, format_plan, plan, settle_stale, stored_pipeline
+from sluice.orchestration.run import Progress, RunResult, skipped, start_run
 
 class Session:
     """A run driven by this process: its pipeline, store, lease, plan and progress.

@@ -34,9 +34,9 @@ import sys
 import time
 from typing import Sequence
 
-from components.component import WiringError
-from metadata.store import ExecutionRecord, LineageNode, MetadataStore, MetadataStoreError
-from pipelines.pipeline import PipelineError, load_pipeline
+from sluice.components.component import WiringError
+from sluice.metadata.store import ExecutionRecord, LineageNode, MetadataStore, MetadataStoreError
+from sluice.dsl.pipeline import PipelineError, load_pipeline
 
 
 class CliError(Exception):
@@ -93,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from pipelines.watch import Watcher
+    from sluice.ops.watch import Watcher
 
     if args.every <= 0:
         raise CliError(f'--every {args.every:g}: give a number of seconds above 0.')
@@ -102,7 +102,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from pipelines import gc
+    from sluice.ops import gc
 
     store = _open_store(args)
     try:
@@ -124,7 +124,7 @@ def cmd_run_node(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.file)
     if args.metadata:
         pipeline.metadata = args.metadata
-    from pipelines.local_dag_runner import LocalDagRunner
+    from sluice.runners.local import LocalDagRunner
     try:
         node = LocalDagRunner().run_node(pipeline, args.run_id, args.node, retries=not args.no_retry)
     except MetadataStoreError as e:  # down, unreachable, locked, this node held by another live process
@@ -147,10 +147,10 @@ def cmd_run_node(args: argparse.Namespace) -> int:
 
 def _runner(name: str) -> object:
     if name == 'local':
-        from pipelines.local_dag_runner import LocalDagRunner
+        from sluice.runners.local import LocalDagRunner
         return LocalDagRunner()
     if name == 'beam':
-        from pipelines.beam_dag_runner import BeamDagRunner
+        from sluice.runners.beam import BeamDagRunner
         return BeamDagRunner()
     raise CliError(f"Unknown runner {name!r}; use --runner local or --runner beam.")
 
@@ -232,7 +232,7 @@ def _artifact_line(key: str, artifact: object) -> str:
 
 def _holder_line(holder: object) -> str:
     """Who drives (or last drove) a run, from its lease."""
-    from pipelines.lease import holder_gone
+    from sluice.orchestration.lease import holder_gone
 
     o = holder.owner  # type: ignore[attr-defined]
     who = f"sluice {o.get('command')}, pid {o.get('pid')} on {o.get('host')}, since {_when(o.get('started', 0))}"
@@ -245,7 +245,7 @@ def _holder_line(holder: object) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from pipelines.explain import Explainer
+    from sluice.orchestration.explain import Explainer
 
     store = _open_store(args)
     run = store.run(args.run_id)
@@ -312,7 +312,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipelines.report import write_report
+    from sluice.ui.report import write_report
 
     store = _open_store(args)
     path = write_report(store, args.run_id, args.output or f'report-{args.run_id}.html')
@@ -350,7 +350,7 @@ def _number(value: object) -> str:
 
 def production_lines(destination: str) -> list[str]:
     """What is in production at a destination and its history, in words (no store needed)."""
-    from components.pusher import complete_below, describe_ref, history, production, short
+    from sluice.components.pusher import complete_below, describe_ref, history, production, short
 
     now = production(destination)
     if now.current is not None:
@@ -433,8 +433,8 @@ def production_lines(destination: str) -> list[str]:
 
 
 def cmd_production(args: argparse.Namespace) -> int:
-    from components.pusher import production
-    from metadata.production import store_identity
+    from sluice.components.pusher import production
+    from sluice.components.production.record import store_identity
 
     destination = os.path.abspath(args.destination)
     if not os.path.isdir(destination):
@@ -454,8 +454,8 @@ def cmd_production(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from components.pusher import ProductionError, PushError, rollback
-    from metadata.production import record_change, version_artifact
+    from sluice.components.pusher import ProductionError, PushError, rollback
+    from sluice.components.production.record import record_change, version_artifact
 
     store = _open_store(args)  # first: a rollback that cannot be recorded is not made
     try:
@@ -478,8 +478,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from components.pusher import ProductionError, PushError, content_fingerprint, promote, short
-    from metadata.production import model_origin, record_change, stands_for_version
+    from sluice.components.pusher import ProductionError, PushError, content_fingerprint, promote, short
+    from sluice.components.production.record import model_origin, record_change, stands_for_version
 
     reason = (args.reason or '').strip()
     if not reason:
@@ -521,7 +521,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write an Airflow DAG or a Kubeflow Pipelines spec running the pipeline node by node (pipelines/export.py)."""
-    from pipelines import export
+    from sluice.integrations import export
 
     try:
         if args.target == 'airflow':
@@ -669,7 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if flag not in ('-v', '--verbose', '-q', '--quiet'):
             parser.error(f'unrecognized arguments: {" ".join(extra)}')
         args.verbosity = 1 if flag in ('-v', '--verbose') else -1
-    from pipelines.logs import setup as setup_logging
+    from sluice.ui.logs import setup as setup_logging
     try:
         with setup_logging(args.verbosity, args.command, process=argv is None):
             return args.func(args)

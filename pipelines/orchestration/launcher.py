@@ -8,7 +8,7 @@
    anything raised, removes the output directories and marks the execution FAILED. Both are fenced
    by the run's lease: an execution another process declared abandoned is never published.
 
-Every runner goes through ``pipelines.core.Session``, which launches through ``launch``.
+Every runner goes through ``sluice.orchestration.core.Session``, which launches through ``launch``.
 """
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.component import Component
-from components.driver import InputError, PipelineInfo, StaleCodeError
-from components.publisher import Publisher, remove_outputs
-from metadata.artifact import Artifact
-from metadata.store import FencingError, MetadataStore
-from pipelines import isolated
-from pipelines.lease import LeaseLost
-from pipelines.retry import retryable
+from sluice.components.component import Component
+from sluice.components.driver import InputError, PipelineInfo, StaleCodeError
+from sluice.components.publisher import Publisher, remove_outputs
+from sluice.metadata.artifact import Artifact
+from sluice.metadata.store import FencingError, MetadataStore
+from sluice.orchestration import isolated
+from sluice.orchestration.lease import LeaseLost
+from sluice.components.retry import retryable
 
 KILL_ENV = 'SLUICE_KILL_AT'
 
@@ -88,11 +88,11 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
            enable_cache: bool = True, lease: Any = None, attempt: int = 1) -> NodeResult:
     """Run one component through driver, executor and publisher; never raises for executor errors
     (the result says FAILED and why, and whether a retry could help), but re-raises KeyboardInterrupt
-    after recording CANCELED. ``attempt`` is recorded on the execution (retries: pipelines.core). A
-    component with ``timeout_seconds`` runs its executor in a process of its own (pipelines.isolated),
+    after recording CANCELED. ``attempt`` is recorded on the execution (retries: sluice.orchestration.core). A
+    component with ``timeout_seconds`` runs its executor in a process of its own (sluice.orchestration.isolated),
     stopped at the limit.
 
-    ``lease`` (a ``pipelines.core.Lease``) fences the launch: it is checked before anything is
+    ``lease`` (a ``sluice.orchestration.core.Lease``) fences the launch: it is checked before anything is
     recorded and just after the execution is registered, and publishing or failing the execution
     succeeds only while it is still RUNNING and this lease's (``pipeline.lease`` names it)."""
     start = time.time()

@@ -10,10 +10,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from components.driver import PipelineInfo
-from metadata.store import MetadataStore
-from pipelines.launcher import NodeResult
-from pipelines.pipeline import Pipeline
+from sluice.components.driver import PipelineInfo
+from sluice.metadata.store import MetadataStore
+from sluice.orchestration.launcher import NodeResult
+from sluice.dsl.pipeline import Pipeline
 
 
 def new_run_id() -> str:
@@ -47,7 +47,7 @@ class RunResult:
 
 class Progress:
     """Prints what a run is doing, one line per event, on the terminal; with ``sluice --quiet`` only the
-    outcome line. Under the command line's log (``pipelines.logs``), what a node's executor prints goes to
+    outcome line. Under the command line's log (``sluice.ui.logs``), what a node's executor prints goes to
     the run's log while the node runs."""
 
     def __init__(self, stream: TextIO | None = None, enabled: bool = True) -> None:
@@ -55,11 +55,11 @@ class Progress:
         self.started = time.time()
 
     def _out(self) -> TextIO:
-        from pipelines import logs
+        from sluice.ui import logs
         return self.stream or logs.console()
 
     def _quiet(self) -> bool:
-        from pipelines import logs
+        from sluice.ui import logs
         return logs.level() <= logs.QUIET
 
     def say(self, text: str, outcome: bool = False) -> None:
@@ -71,7 +71,7 @@ class Progress:
         print(text, file=self._out(), flush=True)
 
     def run_started(self, pipeline: Pipeline, run_id: str, store: MetadataStore) -> None:
-        from pipelines import logs
+        from sluice.ui import logs
         self.started = time.time()
         if self.enabled and logs.active() is not None:
             logs.active().attach(pipeline.pipeline_root, run_id)
@@ -83,7 +83,7 @@ class Progress:
         return self.enabled and not self._quiet() and hasattr(stream, 'isatty') and stream.isatty()
 
     def node_started(self, index: int, total: int, node_id: str) -> None:
-        from pipelines import logs
+        from sluice.ui import logs
         line = f'[{index}/{total}] {node_id} running ... ({time.time() - self.started:.0f}s into the run)'
         if self._tty():  # a live line, overwritten when the node finishes
             print(line, end='\r', file=self._out(), flush=True)
@@ -93,7 +93,7 @@ class Progress:
             logs.active().begin_node()
 
     def node_finished(self, index: int, total: int, result: NodeResult) -> None:
-        from pipelines import logs
+        from sluice.ui import logs
         if logs.active() is not None:
             logs.active().end_node()
         reuse = f' (reused from run {result.reused_from})' if result.reused_from else ' (reused from earlier in this run)'
@@ -102,7 +102,7 @@ class Progress:
         self.say(line + '\x1b[K' if self._tty() else line)  # on a terminal, also clear the live line
 
     def run_finished(self, result: RunResult, elapsed: float) -> None:
-        from pipelines import logs
+        from sluice.ui import logs
         run_log = logs.active() if self.enabled else None
         if run_log is not None and not run_log.attached:  # a resume: the run's root is in the store
             root = self._run_root(result)
@@ -140,8 +140,8 @@ class Progress:
 
 def start_run(pipeline: Pipeline, store: MetadataStore, run_id: str | None, runner: str) -> PipelineInfo:
     """Register a new run (pipeline and pipeline_run contexts) and return what launches need."""
-    from pipelines.resume import definition_properties
-    from pipelines.pipeline import PipelineError
+    from sluice.orchestration.resume import definition_properties
+    from sluice.dsl.pipeline import PipelineError
 
     try:
         os.makedirs(pipeline.pipeline_root, exist_ok=True)

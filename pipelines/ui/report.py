@@ -10,9 +10,9 @@ import datetime
 import html
 import re
 
-from metadata.artifact import Artifact
-from metadata.store import MetadataStore
-from pipelines.visuals import CSS, plotly_script, render, run_view
+from sluice.metadata.artifact import Artifact
+from sluice.metadata.store import MetadataStore
+from sluice.ui.visuals import CSS, plotly_script, render, run_view
 
 SECTIONS = ('Examples', 'ExampleStatistics', 'Schema', 'ExampleAnomalies', 'Model', 'ModelEvaluation',
             'ModelBlessing', 'PushedModel')

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 
-from metadata.store import LeaseConflict, LeaseRecord, MetadataStore, MetadataStoreError, process_start
+from sluice.metadata.store import LeaseConflict, LeaseRecord, MetadataStore, MetadataStoreError, process_start
 
 LEASE_SECONDS_ENV = 'SLUICE_LEASE_SECONDS'
 DEFAULT_LEASE_SECONDS = 60.0

@@ -17,8 +17,8 @@ import threading
 import time
 from typing import Any, Callable, TextIO
 
-from metadata.artifact import PushedModel
-from pipelines.pipeline import Pipeline, load_pipeline
+from sluice.metadata.artifact import PushedModel
+from sluice.dsl.pipeline import Pipeline, load_pipeline
 
 State = dict[str, tuple[int, int]]
 
@@ -70,7 +70,7 @@ class Watcher:
 
     def __init__(self, path: str, every: float = 60.0, metadata: str | None = None,
                  runner: Any = None, say: Callable[[str], None] | None = None, stream: TextIO | None = None) -> None:
-        from pipelines.local_dag_runner import LocalDagRunner
+        from sluice.runners.local import LocalDagRunner
 
         self.path, self.every, self.metadata = path, every, metadata
         self.runner = runner or LocalDagRunner()

@@ -17,14 +17,14 @@ import tempfile
 import time
 from typing import Any, Sequence
 
-from components.component import Channel, Component
-from metadata.artifact import Artifact
-from metadata.store import MetadataStore
-from pipelines.core import Session
-from pipelines.launcher import NodeResult
-from pipelines.pipeline import Pipeline
-from pipelines.runner import new_run_id
-from pipelines.visuals import View, lineage_view, render, run_view
+from sluice.components.component import Channel, Component
+from sluice.metadata.artifact import Artifact
+from sluice.metadata.store import MetadataStore
+from sluice.orchestration.core import Session
+from sluice.orchestration.launcher import NodeResult
+from sluice.dsl.pipeline import Pipeline
+from sluice.orchestration.run import new_run_id
+from sluice.ui.visuals import View, lineage_view, render, run_view
 
 
 class InteractiveError(RuntimeError):

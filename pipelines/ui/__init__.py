@@ -1,0 +1,1 @@
+"""What users see: the ``sluice`` command, the run log, reports and the notebook/HTML views."""

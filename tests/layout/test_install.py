@@ -1,0 +1,111 @@
+"""One import name: the distribution installs `sluice` and nothing else at the top level, and a
+user's own `pipelines/` or `components/` folder is theirs, beside an installed Sluice."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+
+import sluice
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SOURCE_FOLDERS = {'pipelines': 'sluice', 'components': 'sluice.components', 'metadata': 'sluice.metadata'}
+
+
+def _source_modules() -> list[str]:
+    names = []
+    for folder, prefix in SOURCE_FOLDERS.items():
+        for path in glob.glob(os.path.join(ROOT, folder, '**', '*.py'), recursive=True):
+            rel = os.path.relpath(path, os.path.join(ROOT, folder))[:-3].split(os.sep)
+            if rel[-1] == '__init__':
+                rel = rel[:-1]
+            names.append('.'.join([prefix, *rel]))
+    return sorted(names)
+
+
+def _user_project(tmp_path) -> str:
+    """A user's project with its own `pipelines` and `components` packages."""
+    for name in ('pipelines', 'components', 'metadata'):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / '__init__.py').write_text(f'MINE = {name!r}\n')
+    return str(tmp_path)
+
+
+PROBE = textwrap.dedent('''
+    import importlib, json, sys
+    import pipelines, components, metadata
+    import sluice
+    from sluice import Pipeline, Retry, LocalDagRunner
+    from sluice.components import CsvExampleGen, Pusher
+    from sluice import tfx_v1 as tfx
+    failed = {}
+    for name in json.loads(sys.argv[1]):
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001  (reported by the test)
+            failed[name] = repr(e)
+    print(json.dumps({'sluice': sluice.__file__, 'components': sluice.components.__file__,
+                      'mine': [pipelines.MINE, components.MINE, metadata.MINE],
+                      'tfx': tfx.components.Trainer.__module__, 'failed': failed,
+                      'tf_loaded': 'tensorflow' in sys.modules}))
+''')
+
+
+def test_the_editable_install_maps_the_three_folders_into_sluice(tmp_path):
+    assert sluice.__file__ == os.path.join(ROOT, 'pipelines', '__init__.py')
+    out = subprocess.run([sys.executable, '-c', PROBE, json.dumps(_source_modules())],
+                         cwd=_user_project(tmp_path), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    assert seen['mine'] == ['pipelines', 'components', 'metadata']  # the user's, not Sluice's
+    assert seen['components'] == os.path.join(ROOT, 'components', '__init__.py')
+    assert seen['failed'] == {}
+
+
+def test_a_wheel_installs_only_sluice_and_works_beside_a_users_pipelines_folder(tmp_path):
+    wheels = tmp_path / 'wheels'
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(wheels), ROOT],
+                   check=True, capture_output=True, timeout=600)
+    [wheel] = glob.glob(str(wheels / 'sluice_ml-*.whl'))
+    venv = tmp_path / 'venv'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], check=True, timeout=120)
+    python = str(venv / 'bin' / 'python')
+    site = subprocess.run([python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # The wheel into the new venv (no dependencies: those are this environment's, added below as a
+    # plain path, so this environment's editable Sluice is not visible there).
+    subprocess.run([sys.executable, '-m', 'pip', '--python', python, 'install', '--no-deps', '-q', wheel],
+                   check=True, capture_output=True, timeout=600)
+    top = sorted(n for n in os.listdir(site) if not n.endswith(('.dist-info', '.pth')) and n != '__pycache__')
+    assert top == ['sluice']
+    with open(os.path.join(site, 'zz_deps.pth'), 'w') as f:
+        f.write(sysconfig.get_paths()['purelib'] + '\n')
+    out = subprocess.run([python, '-c', PROBE, json.dumps(_source_modules())], cwd=_user_project(tmp_path),
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    assert seen['sluice'] == os.path.join(site, 'sluice', '__init__.py')
+    assert seen['components'] == os.path.join(site, 'sluice', 'components', '__init__.py')
+    assert seen['mine'] == ['pipelines', 'components', 'metadata']
+    assert seen['tfx'].startswith('sluice.')
+    assert seen['failed'] == {}
+    # the examples and their data are in the wheel, and the console script runs
+    assert os.path.exists(os.path.join(site, 'sluice', 'examples', 'penguin', 'data', 'penguins.csv'))
+    help_out = subprocess.run([str(venv / 'bin' / 'sluice'), '--help'], capture_output=True, text=True,
+                              cwd=str(tmp_path), timeout=300)
+    assert help_out.returncode == 0, help_out.stderr
+    assert 'sluice run' in help_out.stdout or 'run' in help_out.stdout.split()
+
+
+def test_importing_sluice_and_its_components_loads_no_tensorflow(tmp_path):
+    code = ('import sys, sluice, sluice.components, sluice.ui.cli; from sluice import Pipeline; '
+            'print(sorted(m for m in ("tensorflow", "tensorflow_data_validation", "tensorflow_model_analysis", '
+            '"apache_beam") if m in sys.modules))')
+    out = subprocess.run([sys.executable, '-c', code], cwd=str(tmp_path), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '[]'
