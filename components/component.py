@@ -24,7 +24,7 @@ from typing import Any, Callable, ClassVar, Iterator
 
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
-from sluice.components.fingerprint import note_loaded
+from sluice.components.fingerprint.stale import note_loaded
 from sluice.metadata.artifact import Artifact
 
 _REQUIRED = object()
@@ -122,7 +122,7 @@ class Component:
     """Base class of all components. Subclasses declare Input, Output and Parameter attributes and
     set ``executor``; they may set ``driver`` (a Driver subclass), ``version`` and ``libraries``
     (the distributions whose installed versions the outputs depend on, e.g. ``('tensorflow',)``;
-    part of the cache key, see components/fingerprint.py)."""
+    part of the cache key, see components/fingerprint/implementation.py)."""
 
     INPUTS: ClassVar[dict[str, Input]] = {}
     OUTPUTS: ClassVar[dict[str, Output]] = {}
@@ -146,7 +146,7 @@ class Component:
         cls.INPUTS, cls.OUTPUTS, cls.PARAMETERS = inputs, outputs, params
         if cls.executor is not None:
             _check_executor(cls)
-        cls._loaded_ns = time.time_ns()  # see fingerprint.stale_code
+        cls._loaded_ns = time.time_ns()  # see fingerprint.stale.stale_code
         note_loaded(cls)
 
     def __init__(self, **kwargs: Any) -> None:

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Iterator, Protocol
 
 from sluice.components import fingerprint as fp
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.store import MetadataStore
-
-if TYPE_CHECKING:
-    from sluice.components.component import Component
 
 
 class StaleCodeError(RuntimeError):
@@ -25,6 +22,24 @@ class StaleCodeError(RuntimeError):
 class InputError(RuntimeError):
     """An input cannot be resolved (its producer has not run in this run, or its files are gone)."""
     retryable = False
+
+
+class ComponentView(Protocol):
+    """What a driver reads of the component it launches (``component.Component`` has it all). The
+    driver types against this, not Component, because component.py names Driver as the default
+    ``driver`` of every component: driver.py stays below component.py."""
+    OUTPUTS: ClassVar[dict[str, Any]]  # output key -> Output declaration (its artifact ``type``)
+    version: ClassVar[str]
+    inputs: dict[str, Any]  # input key -> Channel (``producer``, ``key``), or None if not wired
+    parameters: dict[str, Any]
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def component_type(self) -> str: ...
+
+    def user_code_files(self) -> Iterator[tuple[str, str]]: ...
 
 
 @dataclass
@@ -42,7 +57,7 @@ class Driver:
 
     attempt = 1  # which try of the node this launch is (retries); recorded on the execution
 
-    def __init__(self, component: Component, store: MetadataStore, pipeline: PipelineInfo) -> None:
+    def __init__(self, component: ComponentView, store: MetadataStore, pipeline: PipelineInfo) -> None:
         self.component, self.store, self.pipeline = component, store, pipeline
 
     # -- inputs -------------------------------------------------------------------------------
@@ -78,7 +93,7 @@ class Driver:
         return {}
 
     def cache_key_parts(self, inputs: dict[str, Artifact | None]) -> dict[str, Any]:
-        """What the cache key is made of (see components/fingerprint.py), as a JSON-ready dict:
+        """What the cache key is made of (see sluice.components.fingerprint), as a JSON-ready dict:
         the ``fp.KEY_FIELDS`` entries, plus ``producers`` (input key -> producer node id) for
         explanations (not hashed)."""
         comp = self.component

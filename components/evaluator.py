@@ -36,8 +36,8 @@ from google.protobuf.message import Message
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
-from sluice.components.pusher import inspect_version, model_fingerprint, production, serving_path
-from sluice.components.trainer import SERVING_DIR
+from sluice.components.production.destination import (SERVING_DIR, inspect_version, model_fingerprint, production,
+                                                       serving_path)
 from sluice.metadata.artifact import Artifact, Examples, Model, ModelEvaluation
 from sluice.components.production.record import version_artifact
 

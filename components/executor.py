@@ -17,7 +17,7 @@ import time
 import warnings
 from typing import Any, Sequence
 
-from sluice.components.fingerprint import note_loaded
+from sluice.components.fingerprint.stale import note_loaded
 
 
 def quiet_google_warnings() -> None:
@@ -37,7 +37,7 @@ class Executor:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._loaded_ns = time.time_ns()  # see sluice.components.fingerprint.stale_code
+        cls._loaded_ns = time.time_ns()  # see sluice.components.fingerprint.stale.stale_code
         note_loaded(cls)
 
     def __init__(self, beam_pipeline_args: Sequence[str] = (), tmp_dir: str | None = None,

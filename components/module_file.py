@@ -16,8 +16,9 @@ import sys
 import types
 from typing import Sequence
 
-from sluice.components.fingerprint import (import_graph, import_roots, is_library_file, is_sluice_file, outdated_modules,
-                                    sha256, stamp_imports)
+from sluice.components.fingerprint.imports import import_graph, import_roots, is_library_file, is_sluice_file
+from sluice.components.fingerprint.key import sha256
+from sluice.components.fingerprint.stale import outdated_modules, stamp_imports
 
 
 class ModuleFileError(RuntimeError):
@@ -43,7 +44,7 @@ def forget_local_modules(path: str) -> set[str]:
     """Prepare loading a user file so that it runs the code now on disk, never a stale import: drop
     from sys.modules the project modules it imports (the files its cache key covers) that are in its
     directory (or below), those elsewhere (found on sys.path) whose code in memory may be older than
-    their file (``fingerprint.outdated_modules``), the project modules importing any of those,
+    their file (``fingerprint.stale.outdated_modules``), the project modules importing any of those,
     directly or not, and same-named modules of other files. Other modules stay, so that objects made
     from their classes stay valid; so do Sluice's packages, the standard library and installed
     packages. Returns the project files the user file imports."""

@@ -4,7 +4,7 @@ Success is one atomic ``put_execution``: the outputs become LIVE with OUTPUT eve
 execution COMPLETE. Failure removes the output directories and marks the execution FAILED (or
 CANCELED) with the error; no artifact of a failed execution ever becomes LIVE. Both are fenced by
 the run's lease (``PipelineInfo.lease``): an execution that another process declared abandoned can
-be neither published nor failed again (``sluice.metadata.store.FencingError``).
+be neither published nor failed again (``sluice.metadata.records.FencingError``).
 """
 from __future__ import annotations
 

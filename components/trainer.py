@@ -32,9 +32,10 @@ from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
 from sluice.components.module_file import load_module_file
+from sluice.components.production.destination import SERVING_DIR, production, serving_path
+from sluice.components.production.record import version_artifact
 from sluice.metadata.artifact import Artifact, Examples, Model, ModelRun, Schema, TransformGraph
 
-SERVING_DIR = 'Format-Serving'
 ONNX_DIR = 'Format-ONNX'
 ONNX_FILE = 'model.onnx'
 ONNX_CHECK_ROWS = 2000
@@ -112,8 +113,6 @@ class TrainerDriver(Driver):
 
     def _in_production(self, destination: str) -> Artifact | None:
         """The model in production at ``destination`` (as the destination says), or None if empty."""
-        from sluice.components.pusher import production
-        from sluice.components.production.record import version_artifact
 
         current = production(destination).current
         if current is None:
@@ -147,7 +146,6 @@ class TrainerExecutor(Executor):
             module_file: str, train_steps: int | None, eval_steps: int | None, custom_config: dict,
             hyperparameters: dict, train_split: str, eval_split: str, export_onnx: bool,
             onnx_tolerance: float, warm_start_from: str | None = None) -> None:
-        from sluice.components.pusher import serving_path  # here: sluice.components.pusher imports this module
 
         module = load_module_file(module_file, required=['run_fn'])
         serving_dir = os.path.join(model.uri, SERVING_DIR)

@@ -2,8 +2,9 @@
 from sluice.metadata.artifact import (Artifact, ExampleAnomalies, Examples, ExampleStatistics, Model,
                                ModelBlessing, ModelEvaluation, ModelRun, PushedModel, Schema,
                                TransformGraph, STANDARD_TYPES)
-from sluice.metadata.store import (ExecutionRecord, FencingError, LeaseRecord, LineageNode, MetadataStore,
-                            MetadataStoreError, RunSummary)
+from sluice.metadata.records import (ExecutionRecord, FencingError, LeaseRecord, LineageNode, MetadataStoreError,
+                                     RunSummary)
+from sluice.metadata.store import MetadataStore
 
 __all__ = ['Artifact', 'ExampleAnomalies', 'Examples', 'ExampleStatistics', 'Model', 'ModelBlessing',
            'ModelEvaluation', 'ModelRun', 'PushedModel', 'Schema', 'TransformGraph', 'STANDARD_TYPES',

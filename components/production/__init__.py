@@ -1,4 +1,15 @@
 """What is in production at a push destination: the destination's own files are the truth
 (versions, the push record, the history, the lock); ``record`` mirrors each change in ML-Metadata.
 Here, below the Pusher, because the Pusher, the Trainer (warm start) and the Evaluator (baseline)
-all read it."""
+all read it. Each name is imported from the module that defines it:
+
+- ``destination``: reading a destination: ``versions``, ``inspect_version`` (a ``Version``),
+  ``production`` (the highest complete version, and the incomplete ones skipped), ``history``,
+  ``content_fingerprint`` / ``model_fingerprint``, ``serving_path``, and the file names
+  (``PUSH_RECORD``, ``HISTORY_FILE``);
+- ``changes``: writing one, under its lock: ``destination_lock``, ``write_version`` (staged, then
+  renamed into place, then logged), ``rollback``, ``promote``, ``copy_model`` / ``copy_version``, and
+  ``PushError`` / ``ProductionError``;
+- ``record``: the store's side: ``store_identity``, ``version_artifact``, ``model_origin``,
+  ``record_change``.
+"""

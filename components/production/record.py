@@ -1,8 +1,8 @@
 """Production in ML-Metadata: the store's identity, push destinations, the models they hold, and the
 rollbacks and promotions made with ``sluice rollback`` and ``sluice promote``.
 
-What is in production is decided by the destination itself (see ``sluice.components.pusher``); the store
-records what happened, with lineage:
+What is in production is decided by the destination itself (see
+``sluice.components.production.destination``); the store records what happened, with lineage:
 
 - **store identity**: a UUID created once per store (a context of type ``sluice_store``), written into
   push records so that a model is identified across stores, never by a bare integer id;
@@ -23,8 +23,10 @@ from typing import Any
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from sluice.components.production.destination import inspect_version
 from sluice.metadata.artifact import Artifact, Model, PushedModel
-from sluice.metadata.store import PIPELINE, PIPELINE_RUN, MetadataStore, set_value
+from sluice.metadata.records import PIPELINE, PIPELINE_RUN, set_value
+from sluice.metadata.store import MetadataStore
 
 STORE_IDENTITY, DESTINATION = 'sluice_store', 'push_destination'
 IDENTITY_NAME = 'identity'
@@ -70,8 +72,6 @@ def version_artifact(store: MetadataStore, destination: str, version: int | str,
     if found is not None:
         return found
     if record is None:  # no record of its own: a copy of another version says where its model came from
-        from sluice.components.pusher import inspect_version  # here: sluice.components.pusher imports this module
-
         version_now = inspect_version(destination, version)
         if version_now is not None and version_now.fingerprint == fingerprint:
             record = version_now.facts()

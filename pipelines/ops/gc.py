@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass, field
 
 from sluice.metadata.artifact import Artifact
-from sluice.metadata.store import MetadataStore, RunSummary
+from sluice.metadata.records import RunSummary
+from sluice.metadata.store import MetadataStore
 
 
 @dataclass
@@ -95,7 +96,7 @@ def plan(store: MetadataStore, keep_runs: int = 5, older_than_days: float | None
 
 def _production_models(store: MetadataStore) -> set[int]:
     """Model artifacts of this store that a version at a known push destination was pushed from."""
-    from sluice.components.pusher import inspect_version, versions
+    from sluice.components.production.destination import inspect_version, versions
     from sluice.components.production.record import store_identity
 
     me = store_identity(store, create=False)

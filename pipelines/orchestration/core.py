@@ -23,7 +23,8 @@ from typing import Any, Sequence
 
 from sluice.components.component import Component
 from sluice.components.driver import PipelineInfo
-from sluice.metadata.store import DONE_STATES, MetadataStore, MetadataStoreError
+from sluice.metadata.records import DONE_STATES, MetadataStoreError, latest_per_node
+from sluice.metadata.store import MetadataStore
 from sluice.orchestration.launcher import NodeResult, launch
 from sluice.orchestration.lease import Lease
 from sluice.dsl.pipeline import Pipeline, PipelineError
@@ -97,7 +98,7 @@ class Session:
         pipeline = stored_pipeline(store, run_id, pipeline)
         lease = Lease.acquire(store, f'{run_id}/{node_id}', 'run-node')
         try:
-            latest = {r.node_id: r for r in store.executions(run_id)}
+            latest = latest_per_node(store.executions(run_id))
             steps: dict[str, Step] = {}
             record = latest.get(node_id)
             if record is not None:

@@ -1,7 +1,7 @@
 """Why a node executed (or was reused): which part of its cache key changed.
 
 Each execution that runs records the parts of its cache key (custom property ``cache_key_parts``,
-JSON; see components/fingerprint.py). For an execution, ``Explainer.why`` finds the most recent
+JSON; see components/fingerprint/). For an execution, ``Explainer.why`` finds the most recent
 earlier COMPLETE or CACHED execution of the same node (same pipeline, any run) and names what
 differs:
 
@@ -16,10 +16,11 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sluice.metadata.store import DONE_STATES, NODE
+from sluice.metadata.records import DONE_STATES, NODE
 
 if TYPE_CHECKING:
-    from sluice.metadata.store import ExecutionRecord, MetadataStore
+    from sluice.metadata.records import ExecutionRecord
+    from sluice.metadata.store import MetadataStore
 
 _ABSENT = object()
 _FILE_KEYS = ('input_files', 'files')  # external fingerprints of the files a driver reads
@@ -62,7 +63,7 @@ class Explainer:
         if node_id not in self._histories:
             from ml_metadata.proto import metadata_store_pb2 as pb
 
-            from sluice.metadata.store import value_of
+            from sluice.metadata.records import value_of
 
             mlmd = self.store.mlmd
             ctx = mlmd.get_context_by_type_and_name(NODE, f'{self.pipeline_name}.{node_id}')

@@ -25,7 +25,8 @@ from sluice.components.component import Component
 from sluice.components.driver import InputError, PipelineInfo, StaleCodeError
 from sluice.components.publisher import Publisher, remove_outputs
 from sluice.metadata.artifact import Artifact
-from sluice.metadata.store import FencingError, MetadataStore
+from sluice.metadata.records import FencingError
+from sluice.metadata.store import MetadataStore
 from sluice.orchestration import isolated
 from sluice.orchestration.lease import LeaseLost
 from sluice.components.retry import retryable
@@ -92,104 +93,160 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
     component with ``timeout_seconds`` runs its executor in a process of its own (sluice.orchestration.isolated),
     stopped at the limit.
 
-    ``lease`` (a ``sluice.orchestration.core.Lease``) fences the launch: it is checked before anything is
+    ``lease`` (a ``sluice.orchestration.lease.Lease``) fences the launch: it is checked before anything is
     recorded and just after the execution is registered, and publishing or failing the execution
     succeeds only while it is still RUNNING and this lease's (``pipeline.lease`` names it)."""
-    start = time.time()
-    result = NodeResult(component.id, component.component_type, 'FAILED')
-    driver = type(component).driver(component, store, pipeline)
-    driver.attempt = attempt
-    publisher = Publisher(store, pipeline, component.id)
-    fenced = pipeline.lease or None
+    steps = _Launch(component, store, pipeline, lease, attempt)
+    ended = steps.drive()
+    if ended is None and enable_cache:
+        ended = steps.reuse_cached()
+    if ended is None:
+        ended = steps.register()
+    return ended if ended is not None else steps.execute_and_publish()
 
-    try:
-        if lease is not None:
-            lease.check()
-        inputs = driver.resolve_inputs()
-        key = driver.cache_key(inputs)
-    except LeaseLost as e:
-        return _lost(result, e, start)
-    except Exception as e:  # the driver could not even start: record why on a FAILED execution
-        execution_id = store.register_execution(component.component_type, pipeline.name, pipeline.run_id,
-                                                component.id, {}, {'attempt': attempt, **({'lease': fenced} if fenced else {})})
-        message = _message(e)
-        result.retryable = retryable(e)
-        store.fail_execution(execution_id, type(e).__name__, message, traceback.format_exc(), lease=fenced)
-        result.execution_id, result.error, result.duration = execution_id, message, time.time() - start
-        return result
-    result.cache_key = key
 
-    if enable_cache:
-        cached = driver.cached_outputs(key)
-        if cached is not None:
-            try:  # recorded, then checked, as for a new execution: a takeover in between is seen
-                if lease is not None:
-                    lease.check()
-            except LeaseLost as e:
-                return _lost(result, e, start)
-            result.execution_id = store.record_cached_execution(
-                component.component_type, pipeline.name, pipeline.run_id, component.id,
-                {k: [a] for k, a in inputs.items() if a is not None}, {k: [a] for k, a in cached.items()},
-                driver.key_properties(inputs, key))
-            if lease is not None:
-                try:
-                    lease.check()
-                except LeaseLost as e:  # the CACHED record stays (it is true: those outputs exist)
-                    return _lost(result, e, start)
-            result.state, result.outputs, result.duration = 'CACHED', cached, time.time() - start
-            return result
+class _Launch:
+    """One launch, step by step: ``drive`` (inputs and cache key), then on a cache hit
+    ``reuse_cached``, otherwise ``register`` (a RUNNING execution and its directories) and
+    ``execute_and_publish``. A step that ends the launch returns its result; None goes on."""
 
-    execution_id, outputs = driver.register(inputs, key)
-    result.execution_id = execution_id
-    tmp_dir = execution_tmp_dir(pipeline.root, component.id, execution_id)
-    try:
-        if lease is not None:  # registered, then checked: a takeover in between is seen by one of the two
-            lease.check()
-        driver.make_output_dirs(outputs)
-        os.makedirs(tmp_dir, exist_ok=True)
-    except LeaseLost as e:
-        _end_quietly(publisher, execution_id, outputs, 'LeaseLost', str(e), 'CANCELED')
-        return _lost(result, e, start)
-    except Exception as e:  # leave directories we did not create alone
-        result.error, result.duration = _message(e), time.time() - start
-        _end_quietly(publisher, execution_id, {}, type(e).__name__, result.error, 'FAILED')
-        return result
-    try:
-        fault_point(component.id, 'start')
-        fault_point(component.id, 'executor')
+    def __init__(self, component: Component, store: MetadataStore, pipeline: PipelineInfo, lease: Any,
+                 attempt: int) -> None:
+        self.start = time.time()
+        self.component, self.store, self.pipeline, self.lease, self.attempt = component, store, pipeline, lease, attempt
+        self.result = NodeResult(component.id, component.component_type, 'FAILED')
+        self.driver = type(component).driver(component, store, pipeline)
+        self.driver.attempt = attempt
+        self.publisher = Publisher(store, pipeline, component.id)
+        self.fenced = pipeline.lease or None
+        self.inputs: dict[str, Any] = {}
+        self.key = ''
+        self.execution_id = 0
+        self.outputs: dict[str, Artifact] = {}
+        self.tmp_dir = ''
+
+    def drive(self) -> NodeResult | None:
+        """Driver: resolve the inputs and compute the cache key; if it cannot even start, record why
+        on a FAILED execution."""
+        try:
+            self._check_lease()
+            self.inputs = self.driver.resolve_inputs()
+            self.key = self.driver.cache_key(self.inputs)
+        except LeaseLost as e:
+            return self._lost(e)
+        except Exception as e:  # the driver could not even start: record why on a FAILED execution
+            c, p = self.component, self.pipeline
+            execution_id = self.store.register_execution(
+                c.component_type, p.name, p.run_id, c.id, {},
+                {'attempt': self.attempt, **({'lease': self.fenced} if self.fenced else {})})
+            message = _message(e)
+            self.result.retryable = retryable(e)
+            self.store.fail_execution(execution_id, type(e).__name__, message, traceback.format_exc(),
+                                      lease=self.fenced)
+            self.result.execution_id, self.result.error = execution_id, message
+            self.result.duration = time.time() - self.start
+            return self.result
+        self.result.cache_key = self.key
+        return None
+
+    def reuse_cached(self) -> NodeResult | None:
+        """Driver, cache hit: a CACHED execution pointing at the reused LIVE outputs (None on a miss)."""
+        cached = self.driver.cached_outputs(self.key)
+        if cached is None:
+            return None
+        try:  # recorded, then checked, as for a new execution: a takeover in between is seen
+            self._check_lease()
+        except LeaseLost as e:
+            return self._lost(e)
+        c, p = self.component, self.pipeline
+        self.result.execution_id = self.store.record_cached_execution(
+            c.component_type, p.name, p.run_id, c.id,
+            {k: [a] for k, a in self.inputs.items() if a is not None}, {k: [a] for k, a in cached.items()},
+            self.driver.key_properties(self.inputs, self.key))
+        try:
+            self._check_lease()
+        except LeaseLost as e:  # the CACHED record stays (it is true: those outputs exist)
+            return self._lost(e)
+        self.result.state, self.result.outputs, self.result.duration = 'CACHED', cached, time.time() - self.start
+        return self.result
+
+    def register(self) -> NodeResult | None:
+        """Driver, cache miss: a RUNNING execution with INPUT events, its output and scratch directories."""
+        self.execution_id, self.outputs = self.driver.register(self.inputs, self.key)
+        self.result.execution_id = self.execution_id
+        self.tmp_dir = execution_tmp_dir(self.pipeline.root, self.component.id, self.execution_id)
+        try:
+            self._check_lease()  # registered, then checked: a takeover in between is seen by one of the two
+            self.driver.make_output_dirs(self.outputs)
+            os.makedirs(self.tmp_dir, exist_ok=True)
+        except LeaseLost as e:
+            _end_quietly(self.publisher, self.execution_id, self.outputs, 'LeaseLost', str(e), 'CANCELED')
+            return self._lost(e)
+        except Exception as e:  # leave directories we did not create alone
+            self.result.error, self.result.duration = _message(e), time.time() - self.start
+            _end_quietly(self.publisher, self.execution_id, {}, type(e).__name__, self.result.error, 'FAILED')
+            return self.result
+        return None
+
+    def execute_and_publish(self) -> NodeResult:
+        """Executor, then publisher: the outputs LIVE and the execution COMPLETE, or nothing published
+        and the execution ended FAILED (CANCELED if interrupted or taken over). The scratch directory
+        goes either way."""
+        node_id = self.component.id
+        try:
+            fault_point(node_id, 'start')
+            fault_point(node_id, 'executor')
+            self._run_executor()
+            fault_point(node_id, 'publish')
+            self.publisher.publish(self.execution_id, self.outputs)
+            fault_point(node_id, 'published')
+        except KeyboardInterrupt:
+            _end_quietly(self.publisher, self.execution_id, self.outputs, 'KeyboardInterrupt',
+                         'interrupted by the user', 'CANCELED')
+            raise
+        except FencingError as e:  # ended by another process meanwhile: publish nothing, touch nothing of theirs
+            remove_outputs(self.outputs)
+            self.result.state, self.result.error, self.result.duration = 'CANCELED', str(e), time.time() - self.start
+            return self.result
+        except BaseException as e:  # noqa: BLE001 - any executor failure is recorded, never published
+            return self._failed(e)
+        finally:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.result.state, self.result.outputs = 'COMPLETE', self.outputs
+        self.result.duration = time.time() - self.start
+        return self.result
+
+    def _run_executor(self) -> None:
+        component, pipeline = self.component, self.pipeline
         if getattr(component, 'timeout_seconds', None):
-            isolated.run(type(component).executor, {**inputs, **outputs, **driver.parameters()},
-                         pipeline.beam_pipeline_args, tmp_dir, component.id, component.timeout_seconds)
+            isolated.run(type(component).executor, {**self.inputs, **self.outputs, **self.driver.parameters()},
+                         pipeline.beam_pipeline_args, self.tmp_dir, component.id, component.timeout_seconds)
         else:
             executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args,
-                                                tmp_dir=tmp_dir, node_id=component.id)
-            executor.run(**inputs, **outputs, **driver.parameters())
-        fault_point(component.id, 'publish')
-        publisher.publish(execution_id, outputs)
-        fault_point(component.id, 'published')
-    except KeyboardInterrupt:
-        _end_quietly(publisher, execution_id, outputs, 'KeyboardInterrupt', 'interrupted by the user', 'CANCELED')
-        raise
-    except FencingError as e:  # ended by another process meanwhile: publish nothing, touch nothing of theirs
-        remove_outputs(outputs)
-        result.state, result.error, result.duration = 'CANCELED', str(e), time.time() - start
-        return result
-    except BaseException as e:  # noqa: BLE001 - any executor failure is recorded, never published
-        if lease is not None:
-            try:  # the work may have failed because another process took the run over meanwhile
-                lease.check()
-            except LeaseLost as lost:
-                remove_outputs(outputs)
-                return _lost(result, lost, start)
+                                                tmp_dir=self.tmp_dir, node_id=component.id)
+            executor.run(**self.inputs, **self.outputs, **self.driver.parameters())
+
+    def _failed(self, e: BaseException) -> NodeResult:
+        """The executor (or the publish) raised: the execution FAILED with the error recorded."""
+        try:  # the work may have failed because another process took the run over meanwhile
+            self._check_lease()
+        except LeaseLost as lost:
+            remove_outputs(self.outputs)
+            return self._lost(lost)
         message = _message(e)
-        _end_quietly(publisher, execution_id, outputs, getattr(e, 'type_name', type(e).__name__), message, 'FAILED',
-                     getattr(e, 'details', '') or traceback.format_exc())
-        result.error, result.duration, result.retryable = message, time.time() - start, retryable(e)
-        return result
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    result.state, result.outputs, result.duration = 'COMPLETE', outputs, time.time() - start
-    return result
+        _end_quietly(self.publisher, self.execution_id, self.outputs, getattr(e, 'type_name', type(e).__name__),
+                     message, 'FAILED', getattr(e, 'details', '') or traceback.format_exc())
+        self.result.error, self.result.duration, self.result.retryable = message, time.time() - self.start, retryable(e)
+        return self.result
+
+    def _check_lease(self) -> None:
+        """LeaseLost if another process took the run over (nothing to check without a lease)."""
+        if self.lease is not None:
+            self.lease.check()
+
+    def _lost(self, error: Exception) -> NodeResult:
+        self.result.state, self.result.error, self.result.duration = 'CANCELED', str(error), time.time() - self.start
+        return self.result
 
 
 def _end_quietly(publisher: Publisher, execution_id: int, outputs: dict[str, Artifact], error_type: str,
@@ -199,11 +256,6 @@ def _end_quietly(publisher: Publisher, execution_id: int, outputs: dict[str, Art
         publisher.fail(execution_id, outputs, error_type, message, details, state=state)
     except FencingError:
         remove_outputs(outputs)
-
-
-def _lost(result: NodeResult, error: Exception, start: float) -> NodeResult:
-    result.state, result.error, result.duration = 'CANCELED', str(error), time.time() - start
-    return result
 
 
 def _message(e: BaseException) -> str:

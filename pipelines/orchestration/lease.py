@@ -14,7 +14,8 @@ import socket
 import threading
 import time
 
-from sluice.metadata.store import LeaseConflict, LeaseRecord, MetadataStore, MetadataStoreError, process_start
+from sluice.metadata.records import LeaseConflict, LeaseRecord, MetadataStoreError, process_start
+from sluice.metadata.store import MetadataStore
 
 LEASE_SECONDS_ENV = 'SLUICE_LEASE_SECONDS'
 DEFAULT_LEASE_SECONDS = 60.0

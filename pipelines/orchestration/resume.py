@@ -20,7 +20,9 @@ from typing import Any
 
 from sluice.components import fingerprint as fp
 from sluice.components.driver import PipelineInfo
-from sluice.metadata.store import DONE_STATES, ExecutionRecord, FencingError, MetadataStore, MetadataStoreError
+from sluice.metadata.records import (DONE_STATES, ExecutionRecord, FencingError, MetadataStoreError,
+                                     latest_per_node)
+from sluice.metadata.store import MetadataStore
 from sluice.orchestration.explain import Explainer, recorded_parts
 from sluice.orchestration.launcher import execution_tmp_dir
 from sluice.orchestration.lease import holder_gone, lease_seconds, process_gone
@@ -175,10 +177,7 @@ def plan(pipeline: Pipeline, store: MetadataStore, run_id: str, lease: str | Non
     """Decide, node by node, what resuming ``run_id`` reuses and what it runs (and why). Stale
     RUNNING executions are marked FAILED (abandoned) on the way. ``lease`` is the caller's own lease
     on the run (its executions are never stale)."""
-    records = store.executions(run_id)
-    latest: dict[str, ExecutionRecord] = {}
-    for record in records:
-        latest[record.node_id] = record
+    latest = latest_per_node(store.executions(run_id))
     for node_id, record in list(latest.items()):
         latest[node_id] = settle_stale(store, pipeline, run_id, record, lease)
 

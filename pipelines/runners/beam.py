@@ -21,7 +21,7 @@ import threading
 import uuid
 from typing import Any, Sequence
 
-from sluice.metadata.store import MetadataStore
+from sluice.metadata.records import ExecutionRecord, latest_per_node
 from sluice.orchestration.core import Session
 from sluice.orchestration.launcher import NodeResult
 from sluice.runners.local import LocalDagRunner
@@ -88,18 +88,19 @@ class BeamDagRunner(LocalDagRunner):
         finally:
             _SESSIONS.pop(token, None)
         results = dict(session.results)
-        for component in session.pipeline.components:  # launched in another process: as the store says
-            if component.id not in results:
-                results[component.id] = self._from_store(session.store, session.run_id, component)
+        others = [c for c in session.pipeline.components if c.id not in results]
+        if others:  # launched in another process: as the store says
+            latest = latest_per_node(session.store.executions(session.run_id))
+            for component in others:
+                results[component.id] = self._from_store(latest.get(component.id), component)
         return results
 
     @staticmethod
-    def _from_store(store: MetadataStore, run_id: str, component: Any) -> NodeResult:
-        """A node launched in another process: its outcome as the store recorded it."""
-        records = [r for r in store.executions(run_id) if r.node_id == component.id]
-        if not records:
+    def _from_store(record: ExecutionRecord | None, component: Any) -> NodeResult:
+        """A node launched in another process: its outcome as the store recorded it (``record``, its
+        latest execution in the run, or None)."""
+        if record is None:
             return NodeResult(component.id, component.component_type, 'SKIPPED', error='not run (no execution recorded)')
-        record = records[-1]
         return NodeResult(component.id, component.component_type, record.state, execution_id=record.id,
                           outputs={k: v[0] for k, v in record.outputs.items() if v}, error=record.error,
                           cache_key=record.cache_key)

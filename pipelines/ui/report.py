@@ -11,6 +11,7 @@ import html
 import re
 
 from sluice.metadata.artifact import Artifact
+from sluice.metadata.records import latest_per_node
 from sluice.metadata.store import MetadataStore
 from sluice.ui.visuals import CSS, plotly_script, render, run_view
 
@@ -33,7 +34,7 @@ def _failed_validation(executions: list) -> dict[str, str]:
 def report_html(store: MetadataStore, run_id: str) -> str:
     run = store.run(run_id)
     executions = store.executions(run_id)
-    latest = {r.node_id: r for r in executions}  # oldest first, so the latest attempt wins
+    latest = latest_per_node(executions)
     outputs: list[tuple[str, Artifact]] = []
     for node_id in run.node_ids or list(latest):
         record = latest.get(node_id)

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from sluice.components import AnomaliesFound, CsvExampleGen, ExampleValidator, SchemaGen, StatisticsGen, WiringError
-from sluice.components.example_gen import CsvExampleGenExecutor
+from sluice.components.example_gen.csv_input import CsvExampleGenExecutor
 from sluice.components.example_validator import ANOMALIES_FILE, ExampleValidatorExecutor
 from sluice.components.schema_gen import ImportSchemaGenExecutor, SchemaGenExecutor, load_schema
 from sluice.components.statistics_gen import StatisticsGenExecutor, load_statistics

@@ -9,7 +9,8 @@ import random
 import pytest
 
 from sluice.components import CsvExampleGen, DataError, WiringError
-from sluice.components.example_gen import CsvExampleGenExecutor, ImportExampleGenExecutor
+from sluice.components.example_gen.csv_input import CsvExampleGenExecutor
+from sluice.components.example_gen.tfrecord_input import ImportExampleGenExecutor
 from sluice.metadata import Examples
 
 

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from sluice.components import fingerprint as fp
+from sluice.components.fingerprint import imports, source
 
 
 def test_canonical_parameters_ignore_dict_order_and_tuple_vs_list():
@@ -125,7 +126,7 @@ def test_digests_are_memoised_by_mtime_and_size(tmp_path):
     path.write_text('X = 1\n')
     os.utime(path, ns=(10**18, 10**18))  # long ago: safe to memoise
     first = fp.source_digest(str(path))
-    assert fp._analysed[str(path)][1] == first
+    assert source._analysed[str(path)][1] == first
     path.write_text('X = 22\n')
     os.utime(path, ns=(2 * 10**18, 2 * 10**18))
     assert fp.source_digest(str(path)) != first
@@ -226,7 +227,15 @@ def test_a_class_without_a_file_is_fingerprinted_by_its_source():
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PLUMBING_FILES = {f'components/{name}' for name in fp.PLUMBING}
+
+
+def source_of(files, name):
+    """The entries of ``files`` for the module components/<name>.py or the subpackage components/<name>/."""
+    return {n: d for n, d in files.items() if n == f'components/{name}.py' or n.startswith(f'components/{name}/')}
+
+
+def on_disk(names):
+    return {n: fp.source_digest(os.path.join(REPO, n)) for n in names}
 
 
 def test_standard_components_cover_their_sluice_source_and_library_versions():
@@ -237,25 +246,41 @@ def test_standard_components_cover_their_sluice_source_and_library_versions():
     def files(cls):
         return fp.implementation_parts(cls)['files']
 
-    def digest(name):
-        return fp.source_digest(os.path.join(REPO, 'components', name))
-
     validator = fp.implementation_parts(c.ModelValidator)
-    assert validator['files']['components/model_validator.py'] == digest('model_validator.py')
-    assert validator['files']['components/evaluator.py'] == digest('evaluator.py')  # its metrics reader
+    for name in ('model_validator', 'evaluator'):  # evaluator: its metrics reader
+        assert source_of(validator['files'], name) == on_disk(source_of(validator['files'], name)) != {}, name
     assert validator['libraries'] == {'tensorflow-model-analysis': version('tensorflow-model-analysis')}
     trainer = fp.implementation_parts(c.Trainer)
-    assert trainer['files']['components/onnx_export.py'] == digest('onnx_export.py')
-    assert trainer['files']['components/trainer.py'] == digest('trainer.py')
+    for name in ('trainer', 'onnx_export'):
+        assert source_of(trainer['files'], name) == on_disk(source_of(trainer['files'], name)) != {}, name
     assert {'tensorflow', 'tf2onnx', 'onnx', 'onnxruntime'} <= set(trainer['libraries'])
-    assert 'components/trainer.py' in files(c.Evaluator)
-    assert files(c.CsvExampleGen) == {'components/example_gen.py': digest('example_gen.py')}
-    assert set(files(c.Transform)) >= {'components/transform.py', 'components/schema_gen.py'}
+    assert source_of(files(c.Evaluator), 'production')  # the baseline and the model's layout come from there
+    gen = files(c.CsvExampleGen)
+    assert gen == on_disk(source_of(gen, 'example_gen')) != {}  # its own source, nothing else
+    assert source_of(files(c.Transform), 'transform') and source_of(files(c.Transform), 'schema_gen')
     for cls in (c.CsvExampleGen, c.ImportExampleGen, c.StatisticsGen, c.SchemaGen, c.ImportSchemaGen,
                 c.ExampleValidator, c.Transform, c.Trainer, c.Evaluator, c.ModelValidator, c.Pusher):
         parts = fp.implementation_parts(cls)
-        assert parts['files'] and not set(parts['files']) & PLUMBING_FILES, cls
+        assert parts['files'] and not [n for n in parts['files'] if fp.is_plumbing(os.path.join(REPO, n))], cls
         assert all(v != 'not installed' for v in parts['libraries'].values()), (cls, parts['libraries'])
+
+
+def test_files_in_subpackages_of_components_are_standard_and_plumbing_is_named_from_components():
+    """components/production/ is Sluice source like components/trainer.py, followed from a standard
+    component's `from sluice.components.production.x import ...`; components/fingerprint/ is plumbing
+    as a whole, like driver.py."""
+    import sluice.components as c
+
+    components = os.path.join(REPO, 'components')
+    destination = os.path.join(components, 'production', 'destination.py')
+    assert fp.is_standard(destination) and not fp.is_plumbing(destination)
+    assert fp.is_plumbing(os.path.join(components, 'fingerprint', 'key.py'))
+    assert fp.is_plumbing(os.path.join(components, 'driver.py'))
+    assert not fp.is_plumbing(os.path.join(components, 'trainer.py'))
+    assert not fp.is_standard(os.path.join(REPO, 'pipelines', 'dsl', 'pipeline.py'))
+    files = fp.implementation_parts(c.Pusher)['files']
+    assert files['components/production/destination.py'] == fp.source_digest(destination)
+    assert not [n for n in files if n.startswith('components/fingerprint')]
 
 
 COPY_SCRIPT = '''\
@@ -269,16 +294,20 @@ assert here == sys.argv[1], here
 out = {'validator': fp.implementation_fingerprint(ModelValidator), 'trainer': fp.implementation_fingerprint(Trainer)}
 
 
-def edit(name, text):
-    with open(os.path.join(here, name), 'a') as f:
+def edit(name, text):  # a file named as in a key: components/...
+    with open(os.path.join(os.path.dirname(here), name), 'a') as f:
         f.write(text)
 
 
-edit('model_validator.py', '\\n# A note on thresholds.\\n')
+def own(cls, name):  # the last file of components/<name>.py or components/<name>/ in the key of cls
+    return sorted(n for n in fp.implementation_files(cls) if n.startswith(f'components/{name}'))[-1]
+
+
+edit(own(ModelValidator, 'model_validator'), '\\n# A note on thresholds.\\n')
 out['validator_comment'] = fp.implementation_fingerprint(ModelValidator)
-edit('model_validator.py', '\\nSLACK = 0.01\\n')
+edit(own(ModelValidator, 'model_validator'), '\\nSLACK = 0.01\\n')
 out['validator_code'] = fp.implementation_fingerprint(ModelValidator)
-edit('onnx_export.py', '\\nOPSET = 99\\n')
+edit(own(Trainer, 'onnx_export'), '\\nOPSET = 99\\n')
 out['trainer_onnx'] = fp.implementation_fingerprint(Trainer)
 out['heavy'] = sorted(m for m in ('tensorflow', 'apache_beam', 'tensorflow_model_analysis', 'tf2onnx', 'onnx')
                       if m in sys.modules)
@@ -355,7 +384,7 @@ def test_resolution_follows_files_added_to_a_directory_it_remembered(tmp_path, m
         os.utime(d, ns=long_ago)  # old enough for its listing to be memoised
     main = str(tmp_path / 'proj' / 'main.py')
     assert fp.local_imports(main) == [str(tmp_path / 'lib' / 'shared.py'), main]
-    assert str(tmp_path / 'proj') in fp._listings
+    assert str(tmp_path / 'proj') in imports._listings
     (tmp_path / 'proj' / 'shared.py').write_text('')  # now shadows lib's, as for Python
     assert fp.local_imports(main) == [main, str(tmp_path / 'proj' / 'shared.py')]
 
@@ -365,7 +394,7 @@ def test_sluice_own_packages_are_never_part_of_user_code(tmp_path, monkeypatch):
     user file importing Sluice must not pull Sluice's source into its key."""
     monkeypatch.syspath_prepend(REPO)
     write(tmp_path, {'helpers.py': 'from sluice.components.trainer import FnArgs\n',
-                     'module.py': 'from components import FnArgs\nimport pipelines\nfrom metadata import artifact\n'
+                     'module.py': 'from sluice.components import FnArgs\nimport sluice\nfrom sluice.metadata import artifact\n'
                                   'import helpers\n'})
     module = str(tmp_path / 'module.py')
     assert fp.local_imports(module) == [str(tmp_path / 'helpers.py'), module]
@@ -410,8 +439,8 @@ def test_the_process_start_is_known_to_a_clock_tick_so_a_file_saved_just_before_
     precise, else a file saved a second before `sluice run` is taken for one edited during the run."""
     import subprocess
     import sys
-    code = ('import time; t = time.time_ns(); import sluice.components.fingerprint as fp; '
-            'print(t - fp._process_start_ns())')
+    code = ('import time; t = time.time_ns(); from sluice.components.fingerprint import stale; '
+            'print(t - stale._process_start_ns())')
     out = subprocess.run([sys.executable, '-c', code], env={**os.environ, 'PYTHONPATH': REPO}, capture_output=True,
                          text=True, timeout=60, check=True)
     before_first_line = int(out.stdout)

@@ -8,7 +8,8 @@ import math
 import pytest
 
 from sluice.components import ModelValidator, WiringError
-from sluice.components.model_validator import ModelValidatorExecutor, normalize_threshold
+from sluice.components.model_validator.gate import ModelValidatorExecutor
+from sluice.components.model_validator.thresholds import normalize_threshold
 from sluice.metadata import Model, ModelBlessing, ModelEvaluation
 
 
@@ -421,7 +422,7 @@ def _tfma_verdicts(evaluation):
 
 
 def _threshold_of(metric, threshold):
-    from sluice.components.model_validator import threshold_dict
+    from sluice.components.model_validator.thresholds import threshold_dict
     return threshold_dict(_as_tfma(metric, threshold)[0])
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sluice.components.onnx_export import (OnnxExportError, dense_features, export_onnx, fingerprint64,
-                                    max_abs_diff, run_onnx)
+from sluice.components.onnx_export import OnnxExportError, dense_features, export_onnx, max_abs_diff, run_onnx
+from sluice.components.onnx_export.farmhash import fingerprint64
 
 
 def test_fingerprint64_is_tensorflows_string_hash():

@@ -10,8 +10,10 @@ import shutil
 
 import pytest
 
-from sluice.components.pusher import (HISTORY_FILE, ProductionError, PushError, PusherExecutor, content_fingerprint, history,
-                               inspect_version, model_fingerprint, production, promote, rollback, versions)
+from sluice.components.production.changes import ProductionError, PushError, promote, rollback
+from sluice.components.production.destination import (HISTORY_FILE, content_fingerprint, history, inspect_version,
+                                                       model_fingerprint, production, versions)
+from sluice.components.pusher import PusherExecutor
 from sluice.metadata import Model, ModelBlessing, PushedModel
 
 
@@ -162,7 +164,7 @@ def _race(args):
     tmp, model_id, dest, barrier, against = args
     from pathlib import Path
 
-    from sluice.components.pusher import inspect_version
+    from sluice.components.production.destination import inspect_version
     base = inspect_version(dest, against)
     barrier.wait()
     work = Path(tmp) / f'w{model_id}'

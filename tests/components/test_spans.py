@@ -19,7 +19,8 @@ import pytest
 
 from sluice.components import (CsvExampleGen, DataError, Evaluator, ExampleValidator, LatestSpans, SchemaGen,
                         StatisticsGen, Trainer, Transform, WiringError)
-from sluice.components.example_gen import ExampleGenDriver, select_files
+from sluice.components.example_gen.base import ExampleGenDriver
+from sluice.components.example_gen.spans import select_files
 from sluice.components.driver import PipelineInfo
 from sluice.metadata import MetadataStore
 from sluice import LocalDagRunner, Pipeline

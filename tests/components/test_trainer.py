@@ -138,7 +138,7 @@ def test_warm_start_from_the_model_in_production(tmp_path):
     """fn_args.base_model is the SavedModel in production at warm_start_from, as the destination says;
     a new push reruns the Trainer, an unchanged destination keeps it cached."""
     from sluice.components import CsvExampleGen
-    from sluice.components.pusher import promote
+    from sluice.components.production.changes import promote
 
     dest, url = tmp_path / 'serving', f'sqlite:///{tmp_path}/m.db'
     module = tmp_path / 'warm_module.py'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -25,6 +26,22 @@ def _source_modules() -> list[str]:
                 rel = rel[:-1]
             names.append('.'.join([prefix, *rel]))
     return sorted(names)
+
+
+def test_pyproject_lists_every_package_folder():
+    import tomllib
+    with open(os.path.join(ROOT, 'pyproject.toml'), 'rb') as f:
+        listed = tomllib.load(f)['tool']['setuptools']['packages']
+    folders = sorted({name.rpartition('.')[0] if not os.path.isdir(os.path.join(ROOT, *_folder_parts(name)))
+                      else name for name in _source_modules()})
+    assert sorted(listed) == folders
+
+
+def _folder_parts(module: str) -> list[str]:
+    for folder, prefix in sorted(SOURCE_FOLDERS.items(), key=lambda kv: -len(kv[1])):
+        if module == prefix or module.startswith(prefix + '.'):
+            return [folder, *module[len(prefix):].split('.')[1:]]
+    raise AssertionError(module)
 
 
 def _user_project(tmp_path) -> str:
@@ -68,7 +85,11 @@ def test_the_editable_install_maps_the_three_folders_into_sluice(tmp_path):
 
 def test_a_wheel_installs_only_sluice_and_works_beside_a_users_pipelines_folder(tmp_path):
     wheels = tmp_path / 'wheels'
-    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(wheels), ROOT],
+    # From a copy of the source: a build/ folder left in the checkout could add files that are gone.
+    source = tmp_path / 'source'
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        '.git', '.venv*', 'build', '*.egg-info', 'runs', '__pycache__', 'tests', 'bench', 'notebooks', 'docs'))
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(wheels), str(source)],
                    check=True, capture_output=True, timeout=600)
     [wheel] = glob.glob(str(wheels / 'sluice_ml-*.whl'))
     venv = tmp_path / 'venv'

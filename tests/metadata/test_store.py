@@ -8,7 +8,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from sluice.metadata import Examples, MetadataStore, MetadataStoreError, Model, STANDARD_TYPES
-from sluice.metadata.store import _connection_config
+from sluice.metadata.connection import _connection_config
 
 
 @pytest.mark.parametrize('url, kind, detail', [

@@ -16,6 +16,7 @@ import types
 import pytest
 
 from sluice.components import fingerprint as fp
+from sluice.components.fingerprint import implementation, stale
 from dummies import read_text
 from sluice.metadata import MetadataStore
 from sluice import LocalDagRunner, load_pipeline
@@ -148,8 +149,8 @@ def test_code_edited_after_it_was_loaded_is_refused_not_cached(project, store):
 
 
 # -- the code in memory: partial reloads in a long-lived process ----------------------------------
-# What is and is not detected (see components/fingerprint.py, "the code in memory"): a module whose
-# file changed after the module was imported is refused, whichever module was reloaded since; so is
+# What is and is not detected (see components/fingerprint/stale.py): a module whose file changed
+# after the module was imported is refused, whichever module was reloaded since; so is
 # a module imported before Sluice could stamp it whose file changed after the process started (even
 # when the module happens to be current: restarting settles it); a comment-only edit is not a change.
 # Not detected: an edit that keeps a file's size and mtime, or one made while the file is imported.
@@ -209,7 +210,7 @@ def test_reloading_the_pipeline_module_but_not_an_edited_helper_is_refused(proje
 def test_a_project_written_after_the_process_started_runs_on_its_first_import(tmp_path, store, monkeypatch):
     """No false refusal: files created or edited after the process started, imported for the first
     time, before Sluice's import stamping is installed (the first custom component installs it)."""
-    monkeypatch.setattr(sys, 'meta_path', [f for f in sys.meta_path if f is not fp._StampingFinder])
+    monkeypatch.setattr(sys, 'meta_path', [f for f in sys.meta_path if f is not stale._StampingFinder])
     project = tmp_path / 'fresh'
     project.mkdir()
     (project / 'pipe.py').write_text(PIPELINE.format(tests=TESTS))
@@ -567,7 +568,7 @@ def test_a_library_upgrade_reruns_the_standard_component_and_downstream(tmp_path
 
     real = fp.library_version
     installed = real('protobuf')
-    monkeypatch.setattr(fp, 'library_version', lambda name: '99.0' if name == 'protobuf' else real(name))
+    monkeypatch.setattr(implementation, 'library_version', lambda name: '99.0' if name == 'protobuf' else real(name))
     upgraded = go()
     assert states(store, upgraded) == {'ImportSchemaGen': 'COMPLETE', 'SchemaSize': 'COMPLETE'}
     assert upgraded['ImportSchemaGen'].cache_key != first['ImportSchemaGen'].cache_key
@@ -584,7 +585,7 @@ def test_a_library_upgrade_reruns_the_standard_component_and_downstream(tmp_path
     assert parts['implementation']['libraries'] == {'tensorflow-metadata': real('tensorflow-metadata'),
                                                     'protobuf': '99.0'}
 
-    monkeypatch.setattr(fp, 'library_version', real)  # back to the installed versions: the first results
+    monkeypatch.setattr(implementation, 'library_version', real)  # back to the installed versions: the first results
     again = go()
     assert states(store, again) == {'ImportSchemaGen': 'CACHED', 'SchemaSize': 'CACHED'}
     assert again['SchemaSize'].outputs['size'].id == first['SchemaSize'].outputs['size'].id
@@ -634,7 +635,7 @@ def test_a_cached_rerun_through_the_cli_imports_neither_tensorflow_nor_beam(tmp_
 
 
 def test_each_part_of_the_key_is_explained_in_words(store):
-    from sluice.metadata.store import ExecutionRecord
+    from sluice.metadata.records import ExecutionRecord
     from sluice.orchestration.explain import Explainer
 
     old = {'component': 'Trainer', 'parameters': {'train_steps': 100, 'eval_split': 'eval'},

@@ -10,11 +10,11 @@ import re
 import numpy as np
 import pytest
 
-from sluice.components.pusher import production
+from sluice.components.production.destination import production
 from sluice.metadata import MetadataStore
 from sluice.components.production.record import store_identity
 from sluice import LocalDagRunner, load_pipeline
-from sluice.ui.cli import outcome_lines
+from sluice.ui.cli.runs import outcome_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(REPO, 'pipelines', 'examples')

@@ -24,7 +24,9 @@ import pytest
 import yaml
 
 from sluice.metadata import MetadataStore
-from sluice.integrations.export import ExportError, airflow_dag_source, kfp_pipeline_spec, node_tasks
+from sluice.integrations.airflow import airflow_dag_source
+from sluice.integrations.kfp import kfp_pipeline_spec
+from sluice.integrations.tasks import ExportError, node_tasks
 from sluice.dsl.pipeline import load_pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from sluice.components.pusher import inspect_version
+from sluice.components.production.destination import inspect_version
 from sluice.metadata import MetadataStore
 from sluice import LocalDagRunner, load_pipeline
 

@@ -60,12 +60,12 @@ def test_pipeline_errors(build, message):
 
 def test_load_pipeline_file(tmp_path):
     f = tmp_path / 'pipe.py'
-    f.write_text('from dummies import Source\nfrom pipelines import Pipeline\n'
+    f.write_text('from dummies import Source\nfrom sluice import Pipeline\n'
                  'def create_pipeline(root="/r"):\n    return Pipeline("p", root, [Source(input_base="/d")])\n')
     p = load_pipeline(str(f), root=str(tmp_path / 'x'))
     assert p.name == 'p' and p.source_file == str(f) and p.pipeline_root == str(tmp_path / 'x')
     g = tmp_path / 'module_level.py'
-    g.write_text('from dummies import Source\nfrom pipelines import Pipeline\n'
+    g.write_text('from dummies import Source\nfrom sluice import Pipeline\n'
                  'pipeline = Pipeline("q", "/r", [Source(input_base="/d")])\n')
     assert load_pipeline(str(g)).name == 'q'
 

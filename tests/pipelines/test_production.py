@@ -23,8 +23,9 @@ import textwrap
 from sluice.components import (Component, Executor, Input, Model, ModelBlessing, ModelEvaluation, Output, Parameter,
                         Pusher)
 from sluice.components.evaluator import EvaluatorDriver, baseline_identity, load_metrics_summary, set_baseline_identity
-from sluice.components.model_validator import blessing_identity, set_blessing_identity
-from sluice.components.pusher import PUSH_RECORD, content_fingerprint, production, serving_path, versions
+from sluice.components.model_validator.gate import blessing_identity, set_blessing_identity
+from sluice.components.production.destination import (PUSH_RECORD, content_fingerprint, production, serving_path,
+                                                       versions)
 from dummies import FakeModel, Source
 from sluice.metadata import MetadataStore
 from sluice.components.production.record import store_identity

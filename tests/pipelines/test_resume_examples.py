@@ -60,7 +60,7 @@ def test_trainer_fails_then_fixed_and_resumed_in_the_same_run(tmp_path):
 
 def test_sigkill_inside_the_trainer_then_resume_from_the_run_id_alone(tmp_path, capsys):
     path = pipeline_file(tmp_path, os.path.join(PENGUIN_DIR, 'penguin_module.py'))
-    script = (f'import sys; from pipelines import LocalDagRunner, load_pipeline; '
+    script = (f'import sys; from sluice import LocalDagRunner, load_pipeline; '
               f'LocalDagRunner().run(load_pipeline({path!r}), run_id="k1")')
     env = {**os.environ, 'PYTHONPATH': REPO, 'SLUICE_KILL_AT': 'Trainer:executor:4'}
     proc = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, timeout=600)

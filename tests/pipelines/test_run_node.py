@@ -155,7 +155,7 @@ def test_the_penguin_pipeline_node_by_node_on_postgresql_equals_a_sluice_run(tmp
 
     from sluice.components.evaluator import load_metrics_summary
     from sluice.components.statistics_gen import load_statistics
-    from sluice.integrations.export import node_tasks
+    from sluice.integrations.tasks import node_tasks
     from sluice.dsl.pipeline import load_pipeline
 
     name = f'penguin-{uuid.uuid4().hex[:8]}'

@@ -1,4 +1,4 @@
-"""TFX's public API on Sluice (``from pipelines import tfx_v1 as tfx``): the four shapes of TFX's
+"""TFX's public API on Sluice (``from sluice import tfx_v1 as tfx``): the four shapes of TFX's
 getting-started tutorials written in TFX's style (tests/tfx_style/), each run through
 ``tfx.orchestration.LocalDagRunner`` and ``sluice run``, compared with the same pipeline written
 for Sluice, cached, and resumed after a kill; then the mapping of TFX's arguments and the messages
@@ -17,7 +17,8 @@ import sluice.components as native
 from sluice.metadata import MetadataStore
 from sluice import LocalDagRunner, Pipeline, load_pipeline
 from sluice import tfx_v1 as tfx
-from sluice.ui.cli import main, outcome_lines
+from sluice.ui.cli import main
+from sluice.ui.cli.runs import outcome_lines
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TFX_STYLE = os.path.join(REPO, 'tests', 'tfx_style')
@@ -306,7 +307,7 @@ def test_stores_and_module_file_surface():
     assert tfx.types.standard_artifacts.Model is native.Model
     from sluice.tfx_v1.components import FnArgs  # the import lines of TFX's module files work as imports too
     assert FnArgs is native.FnArgs
-    code = ('import sys; from pipelines import tfx_v1 as tfx; '
+    code = ('import sys; from sluice import tfx_v1 as tfx; '
             'print(sorted(m for m in ("tensorflow", "tensorflow_model_analysis", "apache_beam") if m in sys.modules))')
     out = subprocess.run([sys.executable, '-c', code], env={**os.environ, 'PYTHONPATH': REPO}, capture_output=True,
                          text=True, timeout=120)
@@ -405,6 +406,6 @@ def test_a_failed_run_raises_as_tfx_runner_does_and_names_the_resume_command(tmp
 def test_module_file_in_tfx_style_imports_through_the_one_line_change():
     with open(os.path.join(TFX_STYLE, 'penguin_trainer.py')) as f:
         source = f.read()
-    assert 'from pipelines import tfx_v1 as tfx' in source
+    assert 'from sluice import tfx_v1 as tfx' in source
     assert not re.search(r'^\s*(from tfx[ .]|import tfx\b)', source, re.M)  # nothing imported from TFX itself
     assert 'def run_fn(fn_args: tfx.components.FnArgs)' in source  # (the module runs in every shape above)

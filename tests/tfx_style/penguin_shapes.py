@@ -1,5 +1,5 @@
 """Four penguin pipelines written in TFX's style, one per shape of TFX's getting-started tutorials,
-with ``from pipelines import tfx_v1 as tfx`` as their only Sluice line:
+with ``from sluice import tfx_v1 as tfx`` as their only Sluice line:
 
 - ``simple``: CsvExampleGen -> Trainer -> Pusher (no blessing: nothing gates the push);
 - ``tfdv``:   + StatisticsGen, SchemaGen and ExampleValidator, the Trainer reading the inferred schema;

@@ -1,188 +1,20 @@
-"""ModelValidator: decides, from an evaluation, whether the candidate may replace the production model.
-
-    >>> validator = ModelValidator(
-    ...     model=trainer.outputs['model'], evaluation=evaluator.outputs['evaluation'],
-    ...     thresholds={'sparse_categorical_accuracy': {
-    ...         'lower_bound': 0.6,                                         # value bounds
-    ...         'change': {'direction': 'higher', 'absolute': -1e-10}}},    # vs the baseline
-    ...     no_baseline='bless')
-
-The verdict is TFMA's own: every threshold is handed to TFMA's validator
-(``tensorflow_model_analysis.evaluators.metrics_validator.validate_metrics``, per slice, merged over
-slices by TFMA's ``CombineValidations`` exactly as TFMA's Evaluator does) together with the metrics
-TFMA wrote for the evaluation (``tfma.load_metrics``), and the candidate is blessed when TFMA's
-``ValidationResult.validation_ok`` is true (and the first-run policy allows). So, as in TFMA: a value
-passes when ``lower_bound <= value <= upper_bound``; a change threshold compares TFMA's
-``diff = candidate - baseline`` with ``absolute`` (``diff >= absolute`` when higher is better,
-``diff <= absolute`` when lower is better) and ``diff / baseline`` with ``relative`` likewise (a
-baseline of 0 makes the ratio NaN, which fails); all given bounds must pass; a metric that was not
-computed fails ("Metric not found"), and so does a threshold's slice that was not computed.
-
-Thresholds come from two places, and all of them must pass:
-
-- ``thresholds=`` here (optional): ``{metric: {'lower_bound': ..., 'upper_bound': ..., 'change':
-  {'direction': 'higher'|'lower', 'absolute': ..., 'relative': ...}, 'slices': [...] | 'all'}}`` or
-  ``{metric: tfma.MetricThreshold}``. Metric names are as in metrics.json (``name`` or
-  ``name/class_id:1``). A threshold applies to the overall slice, to the slices listed under
-  ``'slices'`` (names as in metrics.json, e.g. ``'island=Biscoe'``), or to every slice (``'all'``).
-  Each is placed where TFMA reads thresholds: on the eval config's MetricConfig that computes the
-  metric (its ``threshold`` for 'all', else ``per_slice_thresholds`` with a SlicingSpec per slice), or
-  for a metric the eval config does not list, in a MetricsSpec's ``thresholds`` (TFMA's place for
-  metrics computed in the model's graph; one that is not computed fails).
-- the Evaluator's ``eval_config``, when it is a ``tfma.EvalConfig`` with thresholds
-  (``metrics_specs[...].thresholds``, ``per_slice_thresholds``, a MetricConfig's ``threshold`` or
-  ``per_slice_thresholds``), read from the evaluation (``eval_config.pbtxt``), so they are honoured,
-  not ignored. ``cross_slice_thresholds`` are refused.
-
-With no threshold in either place the ModelValidator fails and says so. Without a baseline (the
-first run), change thresholds cannot be checked and ``no_baseline`` decides: ``'bless'`` checks the
-value bounds only (TFMA's "rubber stamp": change thresholds are dropped), ``'reject'`` refuses.
-
-It always writes a ModelBlessing: a ``BLESSED`` or ``NOT_BLESSED`` file and ``reasons.json`` with every
-check (metric, slice, source, threshold, candidate and baseline values, pass/fail, why; each bound's
-pass/fail is TFMA's validate_metrics on that bound alone) and TFMA's ValidationResult
-(``tfma_validation_result``).
+"""The checks, by TFMA's validator: the thresholds from the ModelValidator and from the Evaluator's
+eval config, each placed where TFMA reads it; TFMA's verdict over every slice (``validate_metrics`` per
+slice merged by ``CombineValidations``, as TFMA's Evaluator does); and one check per metric key and
+slice, each bound judged by TFMA alone, with the values and why (``validate_evaluation``).
 """
 from __future__ import annotations
 
 import functools
-import json
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from google.protobuf.message import Message
-
-from sluice.components.component import Component, Input, Output, Parameter
-from sluice.components.evaluator import OVERALL, json_safe, load_eval_config, load_metrics_summary, metric_name, slice_name
-from sluice.components.executor import Executor
-from sluice.metadata.artifact import Model, ModelBlessing, ModelEvaluation
-
-DIRECTIONS = {'higher': 'higher', 'higher_is_better': 'higher', 'lower': 'lower', 'lower_is_better': 'lower'}
-LOWER_IS_BETTER, HIGHER_IS_BETTER = 1, 2  # tfma.MetricDirection's values
+from sluice.components.evaluator import OVERALL, load_eval_config, metric_name, slice_name
+from sluice.components.model_validator.thresholds import (HIGHER_IS_BETTER, LOWER_IS_BETTER, slice_values, spec_label,
+                                                          threshold_dict, to_metric_threshold)
 
 
-def _slice_values(name: str) -> dict[str, str]:
-    """A slice name as in metrics.json ('Overall', 'island=Biscoe', 'a=1, b=x') as feature values."""
-    if name == OVERALL:
-        return {}
-    values = {}
-    for part in name.split(', '):
-        column, sep, value = part.partition('=')
-        if not sep or not column:
-            raise ValueError(f"slice {name!r}: name a slice as in metrics.json, e.g. 'island=Biscoe' or "
-                             f"'{OVERALL}', or give 'slices': 'all'")
-        values[column] = value
-    return values
-
-
-def _spec_label(spec: Any) -> str:
-    """A tfma.SlicingSpec named as metrics.json names slices ('column=*' for every value of a column)."""
-    parts = [f'{k}={v}' for k, v in sorted(spec.feature_values.items())] + [f'{k}=*' for k in spec.feature_keys]
-    return ', '.join(parts) or OVERALL
-
-
-def threshold_dict(threshold: Any) -> dict:
-    """A tfma.MetricThreshold in Sluice's dict form (lower_bound, upper_bound, change), for reasons.json."""
-    out: dict[str, Any] = {}
-    if threshold.HasField('value_threshold'):
-        v = threshold.value_threshold
-        if v.HasField('lower_bound'):
-            out['lower_bound'] = v.lower_bound.value
-        if v.HasField('upper_bound'):
-            out['upper_bound'] = v.upper_bound.value
-    if threshold.HasField('change_threshold'):
-        c = threshold.change_threshold
-        change: dict[str, Any] = {'direction': {LOWER_IS_BETTER: 'lower', HIGHER_IS_BETTER: 'higher'}.get(
-            int(c.direction), 'unknown')}
-        if c.HasField('absolute'):
-            change['absolute'] = c.absolute.value
-        if c.HasField('relative'):
-            change['relative'] = c.relative.value
-        out['change'] = change
-    return out
-
-
-def normalize_threshold(metric: str, spec: Any) -> dict:
-    """A threshold as a plain dict: lower_bound, upper_bound, change{direction, absolute, relative}, slices
-    (a tfma.MetricThreshold: without slices; it applies to the overall slice)."""
-    if isinstance(spec, Message):  # tfma.MetricThreshold
-        if spec.HasField('change_threshold') and \
-                int(spec.change_threshold.direction) not in (LOWER_IS_BETTER, HIGHER_IS_BETTER):
-            raise ValueError(f'{metric}: the change threshold needs a direction (HIGHER_IS_BETTER or LOWER_IS_BETTER)')
-        if not spec.HasField('value_threshold') and not spec.HasField('change_threshold'):
-            raise ValueError(f'{metric}: the tfma.MetricThreshold has neither a value_threshold nor a change_threshold')
-        return threshold_dict(spec)
-    if not isinstance(spec, dict):
-        raise ValueError(f'{metric}: a threshold is a dict or a tfma.MetricThreshold; got {spec!r}')
-    unknown = set(spec) - {'lower_bound', 'upper_bound', 'change', 'slices'}
-    if unknown:
-        raise ValueError(f'{metric}: unknown key(s) {", ".join(sorted(unknown))}; use lower_bound, upper_bound, '
-                         'change, slices')
-    out = {k: float(spec[k]) for k in ('lower_bound', 'upper_bound') if k in spec}
-    if 'change' in spec:
-        change = dict(spec['change'])
-        direction = DIRECTIONS.get(str(change.get('direction', '')).lower())
-        if direction is None:
-            raise ValueError(f"{metric}: change.direction must be 'higher' or 'lower'; got {change.get('direction')!r}")
-        if not set(change) - {'direction'}:
-            raise ValueError(f'{metric}: change needs absolute and/or relative')
-        bad = set(change) - {'direction', 'absolute', 'relative'}
-        if bad:
-            raise ValueError(f'{metric}: unknown change key(s) {", ".join(sorted(bad))}; use absolute, relative')
-        out['change'] = {'direction': direction, **{k: float(change[k]) for k in ('absolute', 'relative')
-                                                    if k in change}}
-    if not out:
-        raise ValueError(f'{metric}: give lower_bound, upper_bound and/or change')
-    slices = spec.get('slices', [OVERALL])
-    if slices != 'all':
-        if isinstance(slices, str) or not all(isinstance(s, str) for s in slices):
-            raise ValueError(f"{metric}: slices is a list of slice names (e.g. ['{OVERALL}', 'island=Biscoe']) or "
-                             f"'all'; got {slices!r}")
-        for name in slices:
-            try:
-                _slice_values(name)
-            except ValueError as e:
-                raise ValueError(f'{metric}: {e}') from None
-    out['slices'] = 'all' if slices == 'all' else list(slices)
-    return out
-
-
-def to_metric_threshold(metric: str, spec: Any) -> tuple[Any, list[str] | str]:
-    """A ModelValidator threshold (dict or tfma.MetricThreshold) as (tfma.MetricThreshold, slices)."""
-    import tensorflow_model_analysis as tfma
-
-    normalized = normalize_threshold(metric, spec)
-    if isinstance(spec, Message):
-        threshold = tfma.MetricThreshold()
-        threshold.CopyFrom(spec)
-        return threshold, [OVERALL]
-    threshold = tfma.MetricThreshold()
-    for bound in ('lower_bound', 'upper_bound'):
-        if bound in normalized:
-            getattr(threshold.value_threshold, bound).value = normalized[bound]
-    if 'change' in normalized:
-        change = normalized['change']
-        threshold.change_threshold.direction = (tfma.MetricDirection.HIGHER_IS_BETTER if change['direction'] == 'higher'
-                                                else tfma.MetricDirection.LOWER_IS_BETTER)
-        for bound in ('absolute', 'relative'):
-            if bound in change:
-                getattr(threshold.change_threshold, bound).value = change[bound]
-    return threshold, normalized['slices']
-
-
-def _check_thresholds(thresholds: dict | None) -> None:
-    for metric, spec in (thresholds or {}).items():
-        normalize_threshold(metric, spec)
-
-
-def _check_policy(value: str) -> None:
-    if value not in ('bless', 'reject'):
-        raise ValueError(f"no_baseline must be 'bless' or 'reject'; got {value!r}")
-
-
-# -- the checks, by TFMA's validator -----------------------------------------------------------------------
 @dataclass
 class _Slice:
     name: str    # as in metrics.json ('' for a cross slice)
@@ -330,7 +162,7 @@ class _TfmaValidator:
         found = []
         for metric, raw in sorted(thresholds.items()):
             threshold, slices = to_metric_threshold(metric, raw)
-            specs = [None] if slices == 'all' else [tfma.SlicingSpec(feature_values=_slice_values(s)) for s in slices]
+            specs = [None] if slices == 'all' else [tfma.SlicingSpec(feature_values=slice_values(s)) for s in slices]
             for slicing_spec in specs:
                 if metric in configured:
                     spec, config, key = configured[metric]
@@ -399,7 +231,7 @@ class _TfmaValidator:
                   'candidate': None, 'baseline': None}
         not_checked = ['change not checked: no baseline'] if change is not None and not self.has_baseline else []
         if not slices:  # TFMA: a threshold's slice that was not computed fails (unless nothing is left to check)
-            label = _spec_label(t.slicing_spec)
+            label = spec_label(t.slicing_spec)
             why = f"{label!r}: slice not computed; slices: {', '.join(s.name for s in self.slices)}"
             return [{**record, 'metric': name, 'slice': label, 'passed': not parts,
                      'reason': '; '.join([why] + not_checked)}
@@ -470,68 +302,3 @@ def validate_evaluation(evaluation: Any, thresholds: dict | None) -> Validation:
     as_json = {'validation_ok': bool(result.validation_ok),
                **json_format.MessageToDict(result, preserving_proto_field_name=True)}
     return Validation(bool(result.validation_ok), checks, as_json)
-
-
-def blessing_identity(model: Model, summary: dict) -> dict[str, Any]:
-    """What a blessing is bound to (for reasons.json): the candidate, and the production version it was
-    measured against (destination, version, content fingerprint, origin) as the evaluation recorded it,
-    with the evaluation's overall metrics (which a push record keeps)."""
-    return {'candidate_model_id': model.id, 'baseline_model_id': summary.get('baseline_model_id') or 0,
-            **{k: summary.get(k) or '' for k in ('push_destination', 'baseline_version', 'baseline_fingerprint')},
-            'baseline_model': summary.get('baseline_model'), 'overall_metrics': summary['slices'].get(OVERALL)}
-
-
-def set_blessing_identity(blessing: ModelBlessing, identity: dict[str, Any]) -> None:
-    """The blessing's properties the Pusher's compare-and-swap reads."""
-    blessing.set('current_model_id', identity['candidate_model_id'] or 0)
-    for key in ('baseline_model_id', 'push_destination', 'baseline_version', 'baseline_fingerprint'):
-        blessing.set(key, identity[key])
-
-
-class ModelValidatorExecutor(Executor):
-    def run(self, *, model: Model, evaluation: ModelEvaluation, blessing: ModelBlessing, thresholds: dict | None,
-            no_baseline: str) -> None:
-        summary = load_metrics_summary(evaluation)
-        if summary['candidate_model_id'] != model.id:
-            raise ValueError(f'{evaluation!r} measured model #{summary["candidate_model_id"]}, not the candidate '
-                             f'{model!r}; wire the same Trainer output into Evaluator and ModelValidator.')
-        baseline_id = summary.get('baseline_model_id') or 0
-        validation = validate_evaluation(evaluation, thresholds)  # TFMA's verdict, and why
-        checks = validation.checks
-        blessed = validation.validation_ok
-        policy_reason = ''
-        if not baseline_id and no_baseline == 'reject':
-            blessed = False
-            policy_reason = "no baseline model (nothing pushed yet) and no_baseline='reject'"
-        identity = blessing_identity(model, summary)
-        reasons = {'blessed': blessed, **identity, 'no_baseline': no_baseline, 'policy': policy_reason,
-                   'checks': checks}
-        reasons['tfma_validation_result'] = validation.result
-        with open(os.path.join(blessing.uri, 'reasons.json'), 'w') as f:
-            json.dump(json_safe(reasons), f, indent=2, allow_nan=False)
-        with open(os.path.join(blessing.uri, 'BLESSED' if blessed else 'NOT_BLESSED'), 'w') as f:
-            f.write('')
-        blessing.set('blessed', int(blessed))
-        set_blessing_identity(blessing, identity)
-        verdict = 'BLESSED' if blessed else 'NOT_BLESSED'
-        version = f" (version {identity['baseline_version']} at {identity['push_destination']})" \
-            if identity['baseline_version'] else ''
-        print(f'ModelValidator: {verdict} model #{model.id} against '
-              + (f'baseline #{baseline_id}{version}' if baseline_id else 'no baseline'), flush=True)
-        for c in checks:
-            print(f"  {'ok  ' if c['passed'] else 'FAIL'} {c['metric']} [{c['slice']}]: {c['reason']}", flush=True)
-        if not validation.validation_ok and all(c['passed'] for c in checks):
-            print(f"  FAIL TFMA's validation: {json.dumps(validation.result)}", flush=True)
-        if policy_reason:
-            print(f'  FAIL {policy_reason}', flush=True)
-
-
-class ModelValidator(Component):
-    """Blesses the candidate only if every threshold passes (TFMA semantics); always writes a blessing."""
-    model = Input(Model)
-    evaluation = Input(ModelEvaluation)
-    blessing = Output(ModelBlessing)
-    thresholds = Parameter(dict, default=None, check=_check_thresholds)
-    no_baseline = Parameter(str, default='bless', check=_check_policy)
-    libraries = ('tensorflow-model-analysis',)
-    executor = ModelValidatorExecutor

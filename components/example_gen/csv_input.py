@@ -1,0 +1,223 @@
+"""CsvExampleGen: CSV files in, tf.Examples out, in two passes over the rows (Beam): the first infers each
+column's type (int, float or string; an empty cell is a missing value) and counts rows per split and
+collects bad rows (wrong field count, not UTF-8, not CSV), reported with file and line; the second
+writes the examples per split.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Any, Iterable
+
+from sluice.components.example_gen.base import (MAX_REPORTED_PROBLEMS, FileBasedExampleGen, record_selection,
+                                                split_of, write_splits)
+from sluice.components.example_gen.spans import DataError, select_files
+from sluice.components.executor import Executor
+from sluice.metadata.artifact import Examples
+
+
+def read_header(path: str) -> list[str]:
+    with open(path, 'rb') as f:
+        first = f.readline()
+    if not first.strip():
+        raise DataError(f'CsvExampleGen: {path} is empty (line 1 has no header); every CSV file needs a header '
+                        'row naming its columns. Remove the file or add the header and rows.')
+    try:
+        text = first.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        raise DataError(f'CsvExampleGen: {path} line 1 is not UTF-8 (byte {e.start + 1}); save the file as UTF-8.') from None
+    header = next(csv.reader([text.rstrip('\r\n')]))
+    header = [h.strip() for h in header]
+    blank = [i + 1 for i, h in enumerate(header) if not h]
+    if blank:
+        raise DataError(f'CsvExampleGen: {path} line 1: column {blank[0]} of the header has no name; name every column.')
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise DataError(f'CsvExampleGen: {path} line 1: the header repeats {", ".join(dupes)}; column names must be unique.')
+    return header
+
+
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+_KIND_ORDER = {None: 0, 'int': 1, 'float': 2, 'string': 3}
+
+
+def value_kind(text: str) -> str:
+    try:
+        v = int(text)
+        if INT64_MIN <= v <= INT64_MAX:
+            return 'int'
+    except ValueError:
+        pass
+    try:
+        float(text)
+        return 'float'
+    except ValueError:
+        return 'string'
+
+
+def parse_line(element: tuple[str, bytes], n_columns: int) -> dict[str, Any]:
+    """One CSV line -> its values, or the problem with it."""
+    filename, raw = element
+    try:
+        text = raw.decode('utf-8')
+    except UnicodeDecodeError as e:
+        return {'file': filename, 'raw': raw, 'problem': f'is not UTF-8 (byte {e.start + 1} of the line)'}
+    if not text.strip():
+        return {'file': filename, 'raw': raw, 'blank': True}
+    try:
+        values = next(csv.reader([text]))
+    except csv.Error as e:
+        return {'file': filename, 'raw': raw, 'problem': f'is not valid CSV ({e})'}
+    if len(values) != n_columns:
+        return {'file': filename, 'raw': raw,
+                'problem': f'has {len(values)} fields but the header has {n_columns}'}
+    return {'file': filename, 'raw': raw, 'values': values}
+
+
+class InferColumns:
+    """A CombineFn (built lazily so Beam is imported only inside executors): column kinds, row
+    counts per split, and the first few bad rows."""
+
+    @staticmethod
+    def make(n_columns: int, ratios: list[tuple[str, int]]) -> Any:
+        import apache_beam as beam
+
+        class _Combine(beam.CombineFn):
+            def create_accumulator(self) -> dict:
+                return {'kinds': [None] * n_columns, 'splits': [0] * len(ratios), 'problems': []}
+
+            def add_input(self, acc: dict, row: dict) -> dict:
+                if 'problem' in row:
+                    if len(acc['problems']) < MAX_REPORTED_PROBLEMS:
+                        acc['problems'].append((row['file'], row['raw'], row['problem']))
+                    return acc
+                if 'values' not in row:
+                    return acc
+                kinds = acc['kinds']
+                for i, value in enumerate(row['values']):
+                    if value != '' and kinds[i] != 'string':
+                        kind = value_kind(value)
+                        if _KIND_ORDER[kind] > _KIND_ORDER[kinds[i]]:
+                            kinds[i] = kind
+                acc['splits'][split_of(row['raw'], ratios)] += 1
+                return acc
+
+            def merge_accumulators(self, accs: Iterable[dict]) -> dict:
+                out = self.create_accumulator()
+                for acc in accs:
+                    for i, kind in enumerate(acc['kinds']):
+                        if _KIND_ORDER[kind] > _KIND_ORDER[out['kinds'][i]]:
+                            out['kinds'][i] = kind
+                    out['splits'] = [a + b for a, b in zip(out['splits'], acc['splits'])]
+                    out['problems'] = (out['problems'] + acc['problems'])[:MAX_REPORTED_PROBLEMS]
+                return out
+
+            def extract_output(self, acc: dict) -> dict:
+                return acc
+
+        return _Combine()
+
+
+def to_example(values: list[str], header: list[str], kinds: list[str | None]) -> bytes:
+    from tensorflow.core.example import example_pb2
+
+    example = example_pb2.Example()
+    for name, kind, value in zip(header, kinds, values):
+        if value == '':
+            continue  # missing: the feature is absent, not zero
+        feature = example.features.feature[name]
+        if kind == 'int':
+            feature.int64_list.value.append(int(value))
+        elif kind == 'float':
+            feature.float_list.value.append(float(value))
+        else:
+            feature.bytes_list.value.append(value.encode('utf-8'))
+    return example.SerializeToString()
+
+
+def line_number(path: str, raw: bytes) -> int | None:
+    """The 1-based line of ``path`` whose content is ``raw`` (only used to report a bad row)."""
+    with open(path, 'rb') as f:
+        for number, line in enumerate(f, start=1):
+            if line.rstrip(b'\r\n') == raw.rstrip(b'\r\n'):
+                return number
+    return None
+
+
+class CsvExampleGenExecutor(Executor):
+    def run(self, *, input_base: str, split_ratios: dict, examples: Examples, pattern: str | None = None,
+            span: Any = None, span_version: int | None = None) -> None:
+        import apache_beam as beam
+
+        pattern = pattern or CsvExampleGen.input_pattern
+        selected = select_files(input_base, pattern, span, span_version, 'CsvExampleGen')
+        files = selected.files
+        headers = {f: read_header(f) for f in files}
+        header = headers[files[0]]
+        for f, h in headers.items():
+            if h != header:
+                raise DataError(f'CsvExampleGen: the header of {f} ({",".join(h)}) differs from the header of '
+                                f'{files[0]} ({",".join(header)}); all CSV files in {input_base} must have the '
+                                'same columns in the same order.')
+        ratios = list(split_ratios.items())
+        summary_path = os.path.join(self.tmp_dir, 'csv_summary.json')
+
+        def read(p: Any) -> Any:
+            return (p | 'Files' >> beam.Create(files)
+                      | 'Read' >> beam.io.ReadAllFromText(skip_header_lines=1, with_filename=True,
+                                                          coder=beam.coders.BytesCoder())
+                      | 'Parse' >> beam.Map(parse_line, len(header)))
+
+        # Pass 1: column kinds, rows per split, bad rows.
+        with self.beam_pipeline() as p:
+            _ = (read(p) | 'Infer' >> beam.CombineGlobally(InferColumns.make(len(header), ratios))
+                 | 'ToJson' >> beam.Map(lambda acc: json.dumps(
+                     {**acc, 'problems': [(f, r.decode('latin-1'), m) for f, r, m in acc['problems']]}))
+                 | 'WriteSummary' >> beam.io.WriteToText(summary_path, num_shards=1, shard_name_template=''))
+        with open(summary_path) as f:
+            summary = json.load(f)
+        if summary['problems']:
+            lines = []
+            for path, raw, problem in summary['problems']:
+                raw_bytes = raw.encode('latin-1')  # the line's bytes, carried losslessly through JSON
+                number = line_number(path, raw_bytes)
+                where = f'{path} line {number}' if number else path
+                lines.append(f"  {where} {problem}: {raw_bytes.decode('utf-8', 'replace')[:120]!r}")
+            raise DataError('CsvExampleGen: bad rows in the input (fix them, or remove them from the file):\n'
+                            + '\n'.join(lines))
+        total = sum(summary['splits'])
+        if total == 0:
+            which = f' ({selected.describe()})' if selected.has_spans else ''
+            raise DataError(f'CsvExampleGen: the CSV files in {input_base}{which} have a header but no rows; '
+                            'add data rows.')
+        kinds = summary['kinds']
+
+        # Pass 2: write tf.Examples per split.
+        def encode(row: dict) -> dict:
+            return {'raw': row['raw'], 'example': to_example(row['values'], header, kinds)}
+
+        with self.beam_pipeline() as p:
+            rows = (read(p) | 'KeepRows' >> beam.Filter(lambda r: 'values' in r) | 'ToExample' >> beam.Map(encode))
+            write_splits(p, rows, ratios, examples, key=lambda r: r['raw'])
+
+        examples.set('split_names', [name for name, _ in ratios])
+        record_selection(examples, selected, input_base, pattern)
+        examples.set('row_counts', {name: n for (name, _), n in zip(ratios, summary['splits'])})
+        examples.set('column_types', {h: (k or 'missing') for h, k in zip(header, kinds)})
+        empty = [name for (name, _), n in zip(ratios, summary['splits']) if n == 0]
+        if empty:
+            raise DataError(f'CsvExampleGen: {total} rows left split(s) {", ".join(empty)} empty; add rows or '
+                            'change split_ratios.')
+
+
+class CsvExampleGen(FileBasedExampleGen):
+    """Reads the CSV files in ``input_base`` (``*.csv``, or ``pattern``) into gzipped TFRecords of
+    tf.Example, split by hash.
+
+        >>> CsvExampleGen(input_base='data', pattern='span-{SPAN}/*.csv')              # newest span
+        >>> CsvExampleGen(input_base='data', pattern='span-{SPAN}/*.csv', span=2)      # span 2
+        >>> CsvExampleGen(input_base='data', pattern='span-{SPAN}/*.csv', span=(1, 3)) # spans 1-3 in one
+    """
+    executor = CsvExampleGenExecutor
+    input_pattern = '*.csv'

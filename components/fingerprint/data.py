@@ -1,0 +1,26 @@
+"""The fingerprints of what a node reads: an input artifact's (derived from the key of the execution
+that made it and its output key) and, for what a driver adds (``external``), files by content."""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Iterable
+
+from sluice.components.fingerprint.key import sha256
+
+
+def output_fingerprint(key: str, output_key: str) -> str:
+    return sha256(key, output_key)
+
+
+def files_fingerprint(paths: Iterable[str], root: str | None = None) -> str:
+    """A fingerprint of file contents, byte for byte (and their names relative to ``root``)."""
+    h = hashlib.sha256()
+    for path in sorted(paths):
+        name = os.path.relpath(path, root) if root else os.path.basename(path)
+        h.update(name.encode() + b'\0')
+        with open(path, 'rb') as f:
+            for block in iter(lambda: f.read(1 << 20), b''):
+                h.update(block)
+        h.update(b'\0')
+    return h.hexdigest()

@@ -1,0 +1,334 @@
+"""What is in production at a push destination, read from the destination's own files: its versions,
+what each holds, the model in production, and the history.
+
+**The destination is the truth.** A destination holds one directory per version,
+``<destination>/<version>/`` (increasing integers, the numbering TF Serving's version policies use).
+The model in production there is the highest-numbered COMPLETE version: its push record
+``sluice_push.json`` is present, names this version of this destination, and its files match the
+content fingerprint in the record; or it has no record of its own but holds a SavedModel
+(``saved_model.pb`` at its root or under ``Format-Serving/``: pushed by hand or by another tool, or a
+version directory copied by hand to a new number, whose record names the version it was copied from),
+whose fingerprint is then computed from its files. A higher version that is incomplete or corrupt is
+skipped, and said so, with a warning: a server serving the highest version (TF Serving's default
+policy) would still try to load it. The content fingerprint is a sha256 over the relative paths and
+bytes of the version's files (without the record), so a model is recognised across metadata stores.
+
+Every push, rollback and promotion is appended to ``<destination>/.sluice-history.jsonl``
+(``sluice.components.production.changes`` writes it); ``history`` adds the present versions the log
+misses. Nothing here writes to the destination.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+PUSH_RECORD = 'sluice_push.json'
+HISTORY_FILE = '.sluice-history.jsonl'
+SERVING_DIR = 'Format-Serving'
+PUSHED_PARTS = (SERVING_DIR, 'Format-ONNX')
+RECORD_FORMAT = 1
+
+
+# -- content fingerprints ----------------------------------------------------------------------------
+def content_fingerprint(root: str, parts: tuple[str, ...] | None = None) -> str:
+    """sha256 over the relative paths and bytes of the files under ``root`` (only under ``parts``
+    when given), leaving out a push record at the root: the identity of a model's content."""
+    files = []
+    tops = [os.path.join(root, p) for p in parts] if parts is not None else [root]
+    for top in tops:
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = [d for d in dirnames if not (dirpath == root and d.startswith('.'))]
+            for name in filenames:
+                rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, '/')
+                if rel != PUSH_RECORD and not (dirpath == root and name.startswith('.')):
+                    files.append(rel)
+    # The Evaluator's and the Pusher's drivers both read the version in production in one run: hash its
+    # bytes once per process, again whenever a file's stat changes (files changed within the clocks'
+    # resolution are not memoised, as in sluice.components.fingerprint).
+    stats = tuple((rel, os.stat(os.path.join(root, rel))) for rel in sorted(files))
+    memo_key = (os.path.abspath(root), tuple((rel, st.st_size, st.st_mtime_ns, st.st_ino) for rel, st in stats))
+    if memo_key in _digests:
+        return _digests[memo_key]
+    digest = hashlib.sha256()
+    for rel, st in stats:
+        digest.update(f'{rel}\0{st.st_size}\0'.encode())
+        with open(os.path.join(root, rel), 'rb') as f:
+            for block in iter(lambda: f.read(1 << 20), b''):
+                digest.update(block)
+    result = 'sha256:' + digest.hexdigest()
+    if all(time.time_ns() - st.st_mtime_ns > _RACY_NS for _, st in stats):
+        _digests[memo_key] = result
+    return result
+
+
+_digests: dict[tuple, str] = {}
+_RACY_NS = 2_000_000_000
+
+
+def model_fingerprint(model_uri: str) -> str:
+    """The content fingerprint a Model's files will have once pushed (its Format-Serving and Format-ONNX)."""
+    return content_fingerprint(model_uri, PUSHED_PARTS)
+
+
+def has_saved_model(path: str) -> bool:
+    return (os.path.isfile(os.path.join(path, 'saved_model.pb'))
+            or os.path.isfile(os.path.join(path, SERVING_DIR, 'saved_model.pb')))
+
+
+def serving_path(path: str) -> str:
+    """The SavedModel of a Model artifact or a pushed version: ``Format-Serving/`` if there is one, else
+    the directory itself (a SavedModel pushed by hand or by another tool)."""
+    serving = os.path.join(path, SERVING_DIR)
+    return serving if os.path.isdir(serving) else path
+
+
+def short(fingerprint: str | None) -> str:
+    return fingerprint[:19] if fingerprint else '-'  # 'sha256:' + 12 hex digits
+
+
+# -- what a destination holds ----------------------------------------------------------------------
+@dataclass
+class Version:
+    """One ``<destination>/<number>/`` directory and what it holds."""
+    destination: str
+    number: int
+    record: dict | None  # its push record, None if it has none of its own (pushed by hand, another tool, a copy)
+    fingerprint: str | None  # the content fingerprint of its files
+    problem: str = ''  # why it is incomplete ('' when complete)
+    foreign: dict | None = None  # a push record found in it that names another version: it was copied here
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.destination, str(self.number))
+
+    @property
+    def complete(self) -> bool:
+        return not self.problem
+
+    @property
+    def copy_of(self) -> dict | None:
+        """The version this one is an exact copy of (its files match the copied record), or None."""
+        if self.foreign and self.fingerprint and self.fingerprint == self.foreign.get('fingerprint'):
+            return {'version': self.foreign.get('version'), 'fingerprint': self.fingerprint,
+                    'destination': self.foreign.get('destination') or self.destination}
+        return None
+
+    @property
+    def kind(self) -> str:
+        if self.record is not None:
+            return self.record.get('kind') or 'hand-pushed'
+        return 'copied' if self.copy_of else 'hand-pushed'
+
+    @property
+    def origin(self) -> dict:
+        """Which model this is (store, artifact, pipeline, run): from its record, or from the record of
+        the version it is an exact copy of; empty when unknown."""
+        if self.record is not None:
+            return self.record.get('model') or {}
+        return ((self.foreign or {}).get('model') or {}) if self.copy_of else {}
+
+    def copied_from(self) -> str:
+        """'a copy of version X[ at DEST]' for a copy, a warning for a foreign record whose files differ, or ''."""
+        if not self.foreign:
+            return ''
+        where = self.foreign.get('destination')
+        at = f' at {where}' if where and os.path.abspath(where) != self.destination else ''
+        if self.copy_of:
+            return f"a copy of version {self.foreign.get('version')}{at}"
+        return (f"holds the push record of version {self.foreign.get('version')}{at}, but not its files: "
+                'not taken as its record')
+
+    def facts(self) -> dict:
+        """What is known of this version, in the shape of a push record (its own record if it has one)."""
+        if self.record is not None:
+            return self.record
+        facts: dict[str, Any] = {'kind': self.kind, 'version': self.number, 'fingerprint': self.fingerprint,
+                                 'model': self.origin or None}
+        if self.copy_of:
+            facts['copy_of'] = self.copy_of
+        return facts
+
+    def ref(self) -> dict:
+        return {'version': self.number, 'fingerprint': self.fingerprint}
+
+    def describe(self) -> str:
+        return describe_ref(self.ref())
+
+
+def describe_ref(ref: dict | None) -> str:
+    if not ref or ref.get('version') in (None, ''):
+        return 'no model'
+    return f"version {ref['version']} ({short(ref.get('fingerprint'))})"
+
+
+def versions(destination: str) -> list[int]:
+    """Version directories in the destination, oldest first (complete or not)."""
+    if not os.path.isdir(destination):
+        return []
+    return sorted(int(d) for d in os.listdir(destination)
+                  if d.isdigit() and os.path.isdir(os.path.join(destination, d)))
+
+
+def _names_this_version(record: dict, destination: str, number: int) -> bool:
+    """Whether a push record is the record of ``<destination>/<number>/`` (not one copied there from
+    another version or another destination)."""
+    if str(record.get('version', '')) != str(number):
+        return False
+    where = record.get('destination')
+    return not where or os.path.realpath(str(where)) == os.path.realpath(destination)
+
+
+def inspect_version(destination: str, number: int | str) -> Version | None:
+    """What ``<destination>/<number>/`` holds, or None if there is no such directory."""
+    destination = os.path.abspath(destination)
+    path = os.path.join(destination, str(int(number)))
+    if not os.path.isdir(path):
+        return None
+    version = Version(destination, int(number), None, None)
+    record_path = os.path.join(path, PUSH_RECORD)
+    if os.path.isfile(record_path):
+        try:
+            with open(record_path) as f:
+                record = json.load(f)
+            if not isinstance(record, dict) or not record.get('fingerprint'):
+                raise ValueError('it names no fingerprint')
+        except (OSError, ValueError) as e:
+            version.problem = f'its push record {PUSH_RECORD} is unreadable: {e}'
+            return version
+        version.fingerprint = content_fingerprint(path)
+        if not _names_this_version(record, destination, int(number)):
+            # Copied here by hand (cp -r DEST/5 DEST/7) or from another destination: the record is the
+            # other version's, so this directory is judged like one made by hand.
+            version.foreign = record
+            if not has_saved_model(path):
+                version.problem = (f"no SavedModel (saved_model.pb), and its push record is version "
+                                   f"{record.get('version')}'s, not its own")
+            return version
+        version.record = record
+        if version.fingerprint != record['fingerprint']:
+            version.problem = (f'its files do not match the fingerprint in its push record (changed, added or '
+                               f'removed since it was pushed: {short(version.fingerprint)} instead of '
+                               f"{short(record['fingerprint'])})")
+        return version
+    if not has_saved_model(path):
+        version.problem = f'no push record ({PUSH_RECORD}) and no SavedModel (saved_model.pb)'
+        return version
+    version.fingerprint = content_fingerprint(path)  # pushed by hand or by another tool
+    return version
+
+
+def complete_below(destination: str, number: int) -> Version | None:
+    """The highest complete version below ``number``: the one in production before ``number`` appeared
+    (for a version without a record of its own, the only way to tell)."""
+    for lower in reversed(versions(destination)):
+        if lower < number:
+            version = inspect_version(destination, lower)
+            if version is not None and version.complete:
+                return version
+    return None
+
+
+@dataclass
+class Production:
+    """What is in production at a destination: the highest complete version, and the incomplete
+    versions above it that were skipped."""
+    destination: str
+    current: Version | None
+    skipped: list[Version] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """One line per skipped version. The highest one also warns that a server serving the highest
+        version (TF Serving's default policy) would not skip it as Sluice does."""
+        now = (f'Sluice measures against {self.current.describe()}' if self.current else
+               'Sluice sees nothing in production (no complete version)')
+        notes = []
+        for i, v in enumerate(self.skipped):
+            if i == 0:
+                notes.append(f'version {v.number} at {self.destination} is incomplete ({v.problem}): {now}; note '
+                             'that a server serving the highest version (TF Serving\'s default policy) would try to '
+                             f'load version {v.number}: fix or remove it')
+            else:
+                notes.append(f'version {v.number} at {self.destination} is incomplete too ({v.problem})')
+        return notes
+
+    def describe(self) -> str:
+        return self.current.describe() if self.current else 'empty (no complete version)'
+
+
+def production(destination: str) -> Production:
+    """The model in production at ``destination``: the highest-numbered complete version."""
+    destination = os.path.abspath(destination)
+    numbers = versions(destination)
+    found = Production(destination, None, numbers=numbers)
+    for number in reversed(numbers):
+        version = inspect_version(destination, number)
+        if version is None:  # removed meanwhile
+            continue
+        if version.complete:
+            found.current = version
+            return found
+        found.skipped.append(version)
+    return found
+
+
+def read_history(destination: str) -> list[dict]:
+    """Every push, rollback and promotion appended to the destination's history, oldest first."""
+    path = os.path.join(destination, HISTORY_FILE)
+    entries = []
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:  # a line cut off by a crash
+                    continue
+                if isinstance(entry, dict):
+                    entries.append(entry)
+    return entries
+
+
+def unlogged_entry(version: Version) -> dict:
+    """The history entry of a present version that the log misses: its own record (a push killed just
+    after its rename), or, for a version made or copied by hand, what its files say (kind
+    ``hand-pushed`` or ``copied``, fingerprint, the version it is a copy of, and the version in
+    production below it, which it replaced)."""
+    if version.record is not None:
+        return dict(version.record)
+    before = complete_below(version.destination, version.number) if version.complete else None
+    entry = {**version.facts(), 'format': RECORD_FORMAT, 'destination': version.destination,
+             'previous': before.ref() if before is not None else None,
+             'time': iso_time(os.path.getmtime(version.path))}
+    return {k: v for k, v in entry.items() if v is not None or k == 'previous'}
+
+
+def history(destination: str) -> list[dict]:
+    """The destination's history (the log, plus the present versions the log misses, e.g. a push
+    killed just after its rename or a version made or copied by hand), oldest first; each entry says
+    whether its version is still present."""
+    destination = os.path.abspath(destination)
+    entries = {}
+    for entry in read_history(destination):
+        if str(entry.get('version', '')).isdigit():
+            entries[int(entry['version'])] = dict(entry)
+    for number in versions(destination):
+        version = inspect_version(destination, number)
+        if version is None:
+            continue
+        entry = entries.get(number)
+        if entry is None:
+            entry = entries[number] = unlogged_entry(version)
+        entry['version'] = number
+        entry['present'] = True
+        entry['problem'] = version.problem
+    return [entries[n] for n in sorted(entries)]
+
+
+def iso_time(ts: float) -> str:
+    """A timestamp as push records and history entries write it (UTC, to the second)."""
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')

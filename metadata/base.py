@@ -1,0 +1,142 @@
+"""What every part of the store builds on: the ML-Metadata types Sluice registers (artifact types,
+execution types named after component types, its context types), contexts found or created by
+name, and the conversions between ML-Metadata's protos and Sluice's artifacts and records.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ml_metadata import errors as mlmd_errors
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from sluice.metadata.artifact import STANDARD_TYPES, Artifact
+from sluice.metadata.connection import Connection
+from sluice.metadata.records import (LEASE, NODE, PIPELINE, PIPELINE_RUN, SETTLEMENT, ExecutionRecord,
+                                     MetadataStoreError, set_value, value_of)
+
+
+class StoreBase(Connection):
+    """A connection with Sluice's types registered; the parts of the store (leases, lineage, runs and
+    executions) are written on top of it."""
+
+    def __init__(self, url: str | None = None, create: bool = True) -> None:
+        super().__init__(url, create)
+        self._type_ids: dict[str, int] = {}
+        self._type_names: dict[int, str] = {}
+        for cls in STANDARD_TYPES:
+            self.artifact_type_id(cls)
+        for name in (PIPELINE, PIPELINE_RUN, NODE, LEASE, SETTLEMENT):
+            self._context_type_id(name)
+
+    # -- types --------------------------------------------------------------------------------
+    def artifact_type_id(self, cls: type[Artifact]) -> int:
+        name = cls.type_name()
+        if name not in self._type_ids:
+            t = pb.ArtifactType(name=name)
+            for prop, kind in cls.all_properties().items():
+                t.properties[prop] = {int: pb.INT, float: pb.DOUBLE, str: pb.STRING}[kind]
+            type_id = self.retry(lambda: self._store.put_artifact_type(t, can_add_fields=True), creating=True)
+            self._type_ids[name], self._type_names[type_id] = type_id, name
+        return self._type_ids[name]
+
+    def execution_type_id(self, component_type: str) -> int:
+        key = f'execution:{component_type}'
+        if key not in self._type_ids:
+            t = pb.ExecutionType(name=component_type)
+            self._type_ids[key] = self.retry(lambda: self._store.put_execution_type(t, can_add_fields=True),
+                                             creating=True)
+        return self._type_ids[key]
+
+    def _context_type_id(self, name: str) -> int:
+        key = f'context:{name}'
+        if key not in self._type_ids:
+            t = pb.ContextType(name=name)
+            self._type_ids[key] = self.retry(lambda: self._store.put_context_type(t, can_add_fields=True),
+                                             creating=True)
+        return self._type_ids[key]
+
+    def _artifact_type_name(self, type_id: int) -> str:
+        if type_id not in self._type_names:
+            [t] = self.retry(lambda: self._store.get_artifact_types_by_id([type_id]))
+            self._type_names[type_id] = t.name
+        return self._type_names[type_id]
+
+    # -- contexts -----------------------------------------------------------------------------
+    def context(self, type_name: str, name: str, properties: dict[str, Any] | None = None,
+                create: bool = True) -> pb.Context | None:
+        """The context of this type and name; created (with ``properties``) if missing and ``create``.
+        Safe when several processes create it at once."""
+        ctx = self.retry(lambda: self._store.get_context_by_type_and_name(type_name, name))
+        if ctx is not None or not create:
+            return ctx
+        ctx = pb.Context(type_id=self._context_type_id(type_name), name=name)
+        for k, v in (properties or {}).items():
+            set_value(ctx.custom_properties, k, v)
+        try:
+            [ctx.id] = self.retry(lambda: self._store.put_contexts([ctx]))
+        except mlmd_errors.AlreadyExistsError:  # created meanwhile by another process
+            ctx = self.retry(lambda: self._store.get_context_by_type_and_name(type_name, name))
+        return ctx
+
+    # -- protos <-> records -------------------------------------------------------------------
+    def _artifact_proto(self, artifact: Artifact, state: str | None = None) -> pb.Artifact:
+        proto = pb.Artifact(type_id=self.artifact_type_id(type(artifact)), uri=artifact.uri)
+        if artifact.id is not None:
+            proto.id = artifact.id
+        proto.state = pb.Artifact.State.Value(state or artifact.state)
+        if getattr(artifact, 'external_id', None):
+            proto.external_id = artifact.external_id
+        for k, v in artifact.properties.items():
+            set_value(proto.properties, k, v, declared=True)
+        for k, v in artifact.custom_properties.items():
+            set_value(proto.custom_properties, k, v)
+        return proto
+
+    def _to_artifact(self, proto: pb.Artifact) -> Artifact:
+        cls = Artifact.type_class(self._artifact_type_name(proto.type_id))
+        a = cls(uri=proto.uri)
+        a.id = proto.id
+        a.state = pb.Artifact.State.Name(proto.state)
+        if proto.external_id:
+            a.external_id = proto.external_id
+        a.properties = {k: value_of(v) for k, v in proto.properties.items()}
+        a.custom_properties = {k: value_of(v) for k, v in proto.custom_properties.items()}
+        return a
+
+    def artifacts(self, ids: Sequence[int]) -> list[Artifact]:
+        protos = self.retry(lambda: self._store.get_artifacts_by_id(list(ids)))
+        by_id = {p.id: self._to_artifact(p) for p in protos}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def _get_execution_proto(self, execution_id: int) -> pb.Execution:
+        found = self.retry(lambda: self._store.get_executions_by_id([execution_id]))
+        if not found:
+            raise MetadataStoreError(f'No execution {execution_id} in {self.url}.')
+        return found[0]
+
+    def _records(self, protos: Sequence[pb.Execution], with_events: bool = True) -> list[ExecutionRecord]:
+        type_names: dict[int, str] = {}
+        records = []
+        for p in protos:
+            if p.type_id not in type_names:
+                [t] = self.retry(lambda: self._store.get_execution_types_by_id([p.type_id]))
+                type_names[p.type_id] = t.name
+            props = {k: value_of(v) for k, v in p.custom_properties.items()}
+            records.append(ExecutionRecord(
+                id=p.id, component_type=type_names[p.type_id], node_id=props.get('node_id', ''),
+                run_id=props.get('run_id', ''), state=pb.Execution.State.Name(p.last_known_state),
+                cache_key=props.get('cache_key', ''), create_time=p.create_time_since_epoch / 1000,
+                update_time=p.last_update_time_since_epoch / 1000, properties=props))
+        if with_events and records:
+            events = self.retry(lambda: self._store.get_events_by_execution_ids([r.id for r in records]))
+            arts = {a.id: a for a in self.artifacts(sorted({e.artifact_id for e in events}))}
+            by_id = {r.id: r for r in records}
+            for e in sorted(events, key=lambda e: [s.index for s in e.path.steps if s.HasField('index')]):
+                key = next((s.key for s in e.path.steps if s.HasField('key')), '')
+                target = by_id[e.execution_id].inputs if e.type == pb.Event.INPUT else by_id[e.execution_id].outputs
+                if e.artifact_id in arts:
+                    target.setdefault(key, []).append(arts[e.artifact_id])
+        return records
+
+    def execution(self, execution_id: int) -> ExecutionRecord:
+        return self._records([self._get_execution_proto(execution_id)])[0]

@@ -1,0 +1,205 @@
+"""Reaching an ML-Metadata database: a store URL turned into ML-Metadata's connection config, the
+connection opened with errors that say how to fix it (a mistyped path, a server that is down, a
+store of another schema version), and every call retried while another process holds the database.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import random
+import re
+import socket
+import threading
+import time
+from typing import Callable, TypeVar
+from urllib.parse import unquote, urlparse
+
+from ml_metadata import errors as mlmd_errors
+from ml_metadata.metadata_store import metadata_store as mlmd
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from sluice.metadata.records import MetadataStoreError
+
+T = TypeVar('T')
+
+
+def _connection_config(url: str | None, create: bool = True) -> tuple[pb.ConnectionConfig, str]:
+    config = pb.ConnectionConfig()
+    if not url or url in (':memory:', 'memory://', 'memory:'):
+        config.fake_database.SetInParent()
+        return config, 'memory://'
+    if url.startswith('sqlite://'):
+        path = url[len('sqlite://'):]
+        if path.startswith('/'):
+            path = path[1:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
+        if not path:
+            raise MetadataStoreError(f'Metadata URL {url!r} names no file; use sqlite:///path/to/metadata.db.',
+                                     retryable=False)
+    elif '://' not in url:
+        path = url
+    else:
+        return _server_config(config, url), url
+    return _sqlite_config(config, url, path, create)
+
+
+def _server_config(config: pb.ConnectionConfig, url: str) -> pb.ConnectionConfig:
+    """The config of a PostgreSQL or MySQL store."""
+    parsed = urlparse(url)
+    scheme = parsed.scheme.split('+')[0]
+    if scheme in ('postgresql', 'postgres'):
+        cfg = config.postgresql
+        cfg.host = parsed.hostname or 'localhost'
+        cfg.port = str(parsed.port or 5432)
+        cfg.dbname = parsed.path.lstrip('/') or 'mlmd'
+    elif scheme == 'mysql':
+        cfg = config.mysql
+        cfg.host = parsed.hostname or 'localhost'
+        cfg.port = parsed.port or 3306
+        cfg.database = parsed.path.lstrip('/') or 'mlmd'
+    else:
+        raise MetadataStoreError(
+            f'Unsupported metadata URL {url!r}: use sqlite:///path/metadata.db, '
+            'postgresql://user:password@host:port/db, mysql://user:password@host:port/db or :memory:.',
+            retryable=False)
+    if parsed.username:
+        cfg.user = unquote(parsed.username)
+    if parsed.password:
+        cfg.password = unquote(parsed.password)
+    return config
+
+
+def _sqlite_config(config: pb.ConnectionConfig, url: str, path: str,
+                   create: bool) -> tuple[pb.ConnectionConfig, str]:
+    """The config of a SQLite store at ``path``; without ``create``, the file must exist."""
+    path = os.path.abspath(os.path.expanduser(path))
+    parent = os.path.dirname(path)
+    if not create:
+        if not os.path.isfile(path):
+            found = sorted(glob.glob(os.path.join('runs', '*', 'metadata.db')))
+            hint = f' Stores under this directory: {", ".join(found)}.' if found else ''
+            raise MetadataStoreError(
+                f'No metadata store at {path} (from {url!r}). Check the path: sqlite:///relative/to/here.db or '
+                f'sqlite:////absolute/path.db.{hint}')
+        config.sqlite.filename_uri = path
+        config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE
+        return config, f'sqlite:///{path}'
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise MetadataStoreError(
+            f'Cannot create the directory {parent!r} for the SQLite metadata store {url!r}: {e.strerror}. '
+            'Choose a writable location (pipeline_root or --metadata).') from None
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return config, f'sqlite:///{path}'
+
+
+class Connection:
+    """An open ML-Metadata store, chosen by URL, and ``retry`` for every call made on it.
+
+    Calls that ML-Metadata aborts because another process holds the database (SQLite's
+    "database is locked") are retried with backoff.
+    """
+
+    RETRIES = 12
+
+    def __init__(self, url: str | None = None, create: bool = True) -> None:
+        """``create=False`` refuses to create a SQLite store that does not exist (for commands that
+        read one: a mistyped path is an error, not a new empty store)."""
+        config, self.url = _connection_config(url, create)
+        self._lock = threading.RLock()
+        try:
+            self._store = self.retry(lambda: mlmd.MetadataStore(config), creating=True)
+        except (mlmd_errors.StatusError, RuntimeError) as e:
+            raise _open_error(config, self.url, e) from None
+
+    @property
+    def mlmd(self) -> mlmd.MetadataStore:
+        """The underlying ml_metadata MetadataStore, for queries this class does not offer."""
+        return self._store
+
+    def retry(self, call: Callable[[], T], creating: bool = False) -> T:
+        """Call ML-Metadata (``call`` uses ``self.mlmd``), retrying with backoff while another process
+        holds the database. With ``creating`` (connecting, which creates ML-Metadata's tables in a new
+        database, or registering a type), also while another process creates the same thing: processes
+        opening a new PostgreSQL or MySQL database at once race, the losers get a unique-key violation,
+        and the next try finds what the winner created."""
+        delay = 0.05
+        for attempt in range(self.RETRIES + 1):
+            try:
+                with self._lock:
+                    return call()
+            except (mlmd_errors.StatusError, RuntimeError) as e:
+                busy = isinstance(e, mlmd_errors.AbortedError) or (
+                    isinstance(e, (mlmd_errors.InternalError, mlmd_errors.UnavailableError))
+                    and ('locked' in str(e) or 'busy' in str(e)))
+                race = creating and any(m in str(e) for m in ('duplicate key value', 'Duplicate entry'))
+                if not (busy or race) or attempt == self.RETRIES:
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 2.0)
+        raise AssertionError('unreachable')
+
+
+def _open_error(config: pb.ConnectionConfig, url: str, e: Exception) -> MetadataStoreError:
+    """Why the store at ``url`` could not be opened, and what to do about it."""
+    if isinstance(e, mlmd_errors.FailedPreconditionError):
+        return MetadataStoreError(
+            f'The metadata store at {url} has a schema version this ML-Metadata '
+            f'({_mlmd_version()}) does not use: {e}. Sluice never migrates a store silently: '
+            'use a store made by this version, or back it up and migrate it with ML-Metadata\'s '
+            'enable_upgrade_migration.', retryable=False)
+    version = re.search(r'database version (\d+) is (older|greater) than library version (\d+)', str(e))
+    if version:
+        found, relation, library = version.groups()
+        return MetadataStoreError(
+            f'The metadata store at {_redact(url)} has ML-Metadata schema version {found}, '
+            f'{"older" if relation == "older" else "newer"} than the version {library} that '
+            f'{_mlmd_version()} uses. Sluice never migrates a store silently: '
+            + ('back it up, then migrate it with ML-Metadata (MetadataStore(config, '
+               'enable_upgrade_migration=True)), or use the older Sluice/ml-metadata that wrote it.'
+               if relation == 'older' else
+               'use the newer ml-metadata (and Sluice) that wrote it.'), retryable=False)
+    if config.WhichOneof('config') == 'sqlite':
+        return MetadataStoreError(
+            f'Cannot open {config.sqlite.filename_uri} as an ML-Metadata SQLite store: '
+            f'{_sqlite_reason(_why(config, e))}. '
+            'Point --metadata at a Sluice metadata store (the metadata.db under a pipeline root).')
+    return MetadataStoreError(
+        f'Cannot connect to the metadata store at {_redact(url)}: {_why(config, e)}. Check that the '
+        'database server is running and reachable and the credentials are right, or use a '
+        'local store with --metadata sqlite:///path/metadata.db.')
+
+
+def _why(config: pb.ConnectionConfig, error: Exception) -> str:
+    """The reason a server store is unreachable, probed at the TCP level when possible."""
+    reason = str(error).strip().rstrip('.')
+    kind = config.WhichOneof('config')
+    if kind in ('postgresql', 'mysql'):
+        cfg = getattr(config, kind)
+        try:
+            socket.create_connection((cfg.host, int(cfg.port)), timeout=5).close()
+        except OSError as e:
+            return f'{cfg.host}:{cfg.port}: {e.strerror or e}'
+    return reason
+
+
+def _sqlite_reason(text: str) -> str:
+    """SQLite's own words from an ML-Metadata error ('file is not a database'), without the query."""
+    found = re.search(r'executing query: (.*?) query:', text)
+    return found.group(1) if found else text[:200]
+
+
+def _redact(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f':{parsed.password}@', ':***@')
+    return url
+
+
+def _mlmd_version() -> str:
+    try:
+        from importlib.metadata import version
+        return 'ml-metadata ' + version('ml-metadata')
+    except Exception:  # pragma: no cover - metadata missing in odd installs
+        return 'ml-metadata'
