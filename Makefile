@@ -6,6 +6,8 @@ PIP_FLAGS ?= --disable-pip-version-check --progress-bar off -q
 # The environment is rebuilt when the pins or the [project] table (dependencies, scripts) change.
 STAMP  := $(VENV)/.installed-$(shell { cat constraints.txt; sed -n '/^\[project/,/^\[tool/p' pyproject.toml; } | sha256sum | cut -c1-16)
 EXAMPLE ?= pipelines/examples/penguin/penguin_pipeline.py
+# Test processes (pytest-xdist); each test file runs whole in one of them. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 
 .PHONY: run test env clean system-deps
 
@@ -13,7 +15,7 @@ run: $(STAMP)
 	$(VENV)/bin/sluice run $(EXAMPLE)
 
 test: $(STAMP) system-deps
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The shared-store tests start a real PostgreSQL server from the system's packages; the report tests
 # open reports in the system's Chromium (headless).
