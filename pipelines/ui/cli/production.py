@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any, Callable
 
 from sluice.metadata.records import MetadataStoreError
 from sluice.metadata.store import MetadataStore
@@ -164,7 +165,7 @@ def cmd_production(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from sluice.components.production.changes import ProductionError, PushError, rollback
-    from sluice.components.production.record import record_change, version_artifact
+    from sluice.components.production.record import version_artifact
 
     store = open_store(args)  # first: a rollback that cannot be recorded is not made
     try:
@@ -174,22 +175,31 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     print(f'Rolled back {new.destination}: version {new.number} is now in production, a copy of '
           f'{target.describe()} ({_model_line(target.origin)}); it replaces '
           f'{replaced.describe() if replaced else "nothing"}.')
+    _record(store, 'Rollback', new, lambda: version_artifact(store, new.destination, target.number,
+                                                            target.fingerprint or '', target.facts()))
+    return 0
+
+
+def _record(store: Any, kind: str, new: Any, model_of: Callable[[], Any]) -> None:
+    """Record a change the destination has already made (``kind``: Rollback or Promote) in the store,
+    and say so; a failure says the destination changed but the store did not follow."""
+    from sluice.components.production.record import record_change
+
     try:
-        model = version_artifact(store, new.destination, target.number, target.fingerprint or '', target.facts())
-        execution_id, pushed = record_change(store, 'Rollback', new.destination, model, new.number,
+        model = model_of()
+        execution_id, pushed = record_change(store, kind, new.destination, model, new.number,
                                              new.fingerprint or '', new.record or {})
     except Exception as e:  # noqa: BLE001 - the destination changed; say that the store did not follow
-        raise CliError(f'version {new.number} is in production at {new.destination}, but recording the rollback in '
-                       f'{store.url} failed: {e}') from None
-    print(f'Recorded in {store.url}: Rollback execution #{execution_id} (model #{model.id} -> PushedModel '
+        raise CliError(f'version {new.number} is in production at {new.destination}, but recording the '
+                       f'{"promotion" if kind == "Promote" else kind.lower()} in {store.url} failed: {e}') from None
+    print(f'Recorded in {store.url}: {kind} execution #{execution_id} (model #{model.id} -> PushedModel '
           f'#{pushed.id}).')
-    return 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from sluice.components.production.changes import ProductionError, PushError, promote
     from sluice.components.production.destination import content_fingerprint, short
-    from sluice.components.production.record import model_origin, record_change, stands_for_version
+    from sluice.components.production.record import model_origin, stands_for_version
 
     reason = (args.reason or '').strip()
     if not reason:
@@ -218,14 +228,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         raise CliError(f'promote refused: {e}') from None
     print(f'Promoted model #{model.id} to {new.destination}: version {new.number} is now in production, replacing '
           f'{replaced.describe() if replaced else "nothing"}. Reason: {reason}')
-    try:
-        execution_id, pushed = record_change(store, 'Promote', new.destination, model, new.number,
-                                             new.fingerprint or '', new.record or {})
-    except Exception as e:  # noqa: BLE001
-        raise CliError(f'version {new.number} is in production at {new.destination}, but recording the promotion '
-                       f'in {store.url} failed: {e}') from None
-    print(f'Recorded in {store.url}: Promote execution #{execution_id} (model #{model.id} -> PushedModel '
-          f'#{pushed.id}).')
+    _record(store, 'Promote', new, lambda: model)
     return 0
 
 
