@@ -6,16 +6,25 @@ PIP_FLAGS ?= --disable-pip-version-check --progress-bar off -q
 # The environment is rebuilt when the pins or the [project] table (dependencies, scripts) change.
 STAMP  := $(VENV)/.installed-$(shell { cat constraints.txt; sed -n '/^\[project/,/^\[tool/p' pyproject.toml; } | sha256sum | cut -c1-16)
 EXAMPLE ?= pipelines/examples/penguin/penguin_pipeline.py
-# Test processes (pytest-xdist); each test file runs whole in one of them. TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 2
+# Test processes (pytest-xdist; each test file runs whole in one of them). 0: one process, the default:
+# on a 2-core machine two workers were not faster (README "Tests").
+TEST_WORKERS ?= 0
 
-.PHONY: run test env clean system-deps
+.PHONY: run test coverage env clean system-deps
 
 run: $(STAMP)
 	$(VENV)/bin/sluice run $(EXAMPLE)
 
 test: $(STAMP) system-deps
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+
+# The suite under coverage.py (slower): the total is the last line printed; htmlcov/ has the details.
+coverage: $(STAMP) system-deps
+	rm -f .coverage .coverage.*
+	SLUICE_REPO=$(CURDIR) COVERAGE_RCFILE=$(CURDIR)/pyproject.toml $(VENV)/bin/coverage run -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) || true
+	SLUICE_REPO=$(CURDIR) $(VENV)/bin/coverage combine -q
+	SLUICE_REPO=$(CURDIR) $(VENV)/bin/coverage html -q
+	SLUICE_REPO=$(CURDIR) $(VENV)/bin/coverage report | tail -1
 
 # The shared-store tests start a real PostgreSQL server from the system's packages; the report tests
 # open reports in the system's Chromium (headless).

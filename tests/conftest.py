@@ -10,21 +10,21 @@ sys.path.insert(0, os.path.dirname(__file__))  # tests/dummies.py
 from sluice.metadata import MetadataStore  # noqa: E402
 
 # The test files that take longest (seconds of one full run, `--durations=0`, summed per file), in
-# that order. `make test` runs files whole on two workers (pytest-xdist, --dist loadfile), taking
-# them in collection order: starting the long ones first lets the short ones fill the gaps at the end
-# instead of a long file starting last. A file not listed keeps its place after these.
+# that order. With pytest-xdist (`make test TEST_WORKERS=2`: --dist loadfile, and
+# --no-loadscope-reorder so that xdist keeps this order) each file runs whole in one worker, taken in
+# collection order: starting the long ones first lets the short ones fill the gaps at the end. A
+# file not listed keeps its place after these. A run in one process keeps pytest's own order.
 LONGEST_FIRST = [
-    'pipelines/test_quiet.py', 'pipelines/test_examples.py', 'pipelines/test_run_node.py',
-    'components/test_beam_runners.py', 'notebooks/test_notebooks.py', 'pipelines/test_export.py',
-    'components/test_beam_external_workers.py', 'pipelines/test_kill_matrix.py',
-    'components/test_transform_paths.py', 'layout/test_install.py', 'pipelines/test_tfx_v1.py',
-    'pipelines/test_resume_examples.py', 'pipelines/test_retries.py', 'components/test_spans.py',
-    'pipelines/test_bad_inputs.py', 'components/test_data_validation.py', 'pipelines/test_leases.py',
-    'pipelines/test_watch.py',
+    'pipelines/test_export.py', 'components/test_beam_runners.py', 'notebooks/test_notebooks.py',
+    'pipelines/test_run_node.py', 'pipelines/test_quiet.py', 'pipelines/test_kill_matrix.py',
+    'pipelines/test_examples.py', 'components/test_beam_external_workers.py', 'pipelines/test_retries.py',
+    'components/test_spans.py', 'pipelines/test_resume_examples.py', 'components/test_transform_paths.py',
 ]
 
 
 def pytest_collection_modifyitems(config, items):
+    if not hasattr(config, 'workerinput'):  # not an xdist worker
+        return
     tests = os.path.dirname(os.path.abspath(__file__))
     rank = {os.path.join(tests, name): i for i, name in enumerate(LONGEST_FIRST)}
     order = {id(item): n for n, item in enumerate(items)}
