@@ -41,7 +41,7 @@ system-deps:
 
 env: $(STAMP)
 
-$(STAMP): constraints.txt pyproject.toml
+$(STAMP):  # its name holds the hash of what it was built from: an edit elsewhere in pyproject.toml does not rebuild
 	@command -v $(PYTHON) >/dev/null 2>&1 || { \
 	  echo "error: '$(PYTHON)' not found. Sluice's stack (TensorFlow 2.16, TFX-BSL 1.16) needs Python 3.11."; \
 	  echo "       Install Python 3.11 (for example 'pyenv install 3.11' or your system's python3.11 package)"; \
