@@ -38,11 +38,20 @@ class MetadataStore(LeaseMixin, LineageMixin):
 
     # -- runs ---------------------------------------------------------------------------------
     def register_run(self, pipeline_name: str, run_id: str, properties: dict[str, Any]) -> None:
-        """Create the pipeline and pipeline_run contexts of a new run (the run is the pipeline's child)."""
+        """Create the pipeline and pipeline_run contexts of a new run (the run is the pipeline's child).
+        Raises MetadataStoreError ('... already exists ...') when the run exists, also when another
+        process registered it a moment earlier (the database's unique names decide which one did)."""
         pipeline = self.context(PIPELINE, pipeline_name)
+        exists = MetadataStoreError(f'Run id {run_id!r} already exists in {self.url}; choose another run id.')
         if self.context(PIPELINE_RUN, run_id, create=False) is not None:
-            raise MetadataStoreError(f'Run id {run_id!r} already exists in {self.url}; choose another run id.')
-        run = self.context(PIPELINE_RUN, run_id, {'pipeline_name': pipeline_name, **properties})
+            raise exists
+        run = pb.Context(type_id=self._context_type_id(PIPELINE_RUN), name=run_id)
+        for k, v in {'pipeline_name': pipeline_name, **properties}.items():
+            set_value(run.custom_properties, k, v)
+        try:  # the run context and its properties in one write: a run is never seen half-registered
+            [run.id] = self.retry(lambda: self._store.put_contexts([run]))
+        except mlmd_errors.AlreadyExistsError:  # another process registered it since the check above
+            raise exists from None
         self.retry(lambda: self._store.put_parent_contexts(
             [pb.ParentContext(child_id=run.id, parent_id=pipeline.id)]))
 

@@ -88,3 +88,21 @@ def postgres_url(tmp_path_factory):
     finally:
         pg(f'{bindir}/pg_ctl', '-D', str(data / 'db'), '-m', 'immediate', 'stop')
         shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(params=['sqlite', 'postgresql'])
+def store_url(request, tmp_path):
+    """A new store on each backend: SQLite in tmp_path, and a database of its own on the session's
+    PostgreSQL server; created before the test starts its processes, as a team sharing one does."""
+    if request.param == 'sqlite':
+        url = f'sqlite:///{tmp_path}/metadata.db'
+    else:  # one database per test on the shared server
+        import uuid
+        base = request.getfixturevalue('postgres_url')
+        name = 'mlmd_' + uuid.uuid4().hex[:8]
+        import subprocess
+        port = base.rsplit(':', 1)[1].split('/')[0]
+        subprocess.run([f'{_pg_bin()}/createdb', '-h', '127.0.0.1', '-p', port, '-U', 'sluice', name], check=True)
+        url = base.rsplit('/', 1)[0] + '/' + name
+    MetadataStore(url)  # create the store first, as a team sharing one does
+    return url

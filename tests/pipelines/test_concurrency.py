@@ -59,23 +59,6 @@ def check_runs(url, n, text_dir):
             assert f.read() == f'HELLO WORLD#{i}'  # each run got its own result
 
 
-@pytest.fixture(params=['sqlite', 'postgresql'])
-def store_url(request, tmp_path):
-    if request.param == 'sqlite':
-        url = f'sqlite:///{tmp_path}/metadata.db'
-    else:  # one database per test on the shared server
-        import uuid
-        base = request.getfixturevalue('postgres_url')
-        name = 'mlmd_' + uuid.uuid4().hex[:8]
-        import subprocess
-        from conftest import _pg_bin
-        port = base.rsplit(':', 1)[1].split('/')[0]
-        subprocess.run([f'{_pg_bin()}/createdb', '-h', '127.0.0.1', '-p', port, '-U', 'sluice', name], check=True)
-        url = base.rsplit('/', 1)[0] + '/' + name
-    MetadataStore(url)  # create the store first, as a team sharing one does
-    return url
-
-
 @pytest.mark.parametrize('n', [2, 4])
 def test_runs_started_at_once_on_one_store(tmp_path, text_dir, n, store_url):
     url = store_url
