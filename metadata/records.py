@@ -5,6 +5,8 @@ is encoded in ML-Metadata. Plain data: nothing here talks to a database.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -171,3 +173,41 @@ def process_start(pid: int) -> str:
             return f.read().rsplit(')', 1)[1].split()[19]
     except (OSError, IndexError):
         return ''
+
+
+HOSTNAME_ENV = 'SLUICE_HOSTNAME'
+
+
+def _first_line(path: str, link: bool = False) -> str:
+    try:
+        if link:
+            return os.readlink(path)
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ''
+
+
+def process_identity(pid: int | None = None) -> dict[str, Any]:
+    """Who a process is, for others to judge whether it still runs: its pid and start time, its host
+    (``$SLUICE_HOSTNAME`` where hostnames say nothing, as in containers), the kernel's boot id (one
+    per machine and boot: two hosts with one name, or one host rebooted, differ) and the pid
+    namespace (containers sharing a kernel do not share pids). Recorded with every lease holder and
+    execution."""
+    pid = os.getpid() if pid is None else pid
+    return {'pid': pid, 'pid_start': process_start(pid),
+            'host': os.environ.get(HOSTNAME_ENV) or socket.gethostname(),
+            'boot_id': _first_line('/proc/sys/kernel/random/boot_id'),
+            'pid_ns': _first_line(f'/proc/{pid}/ns/pid', link=True)}
+
+
+def same_machine(owner: dict[str, Any]) -> bool:
+    """Whether ``owner`` (a recorded process_identity) ran on this machine since its last boot: then
+    its recorded times come from this machine's clock."""
+    here = process_identity()
+    return bool(here['boot_id']) and owner.get('host') == here['host'] and owner.get('boot_id') == here['boot_id']
+
+
+def same_pid_space(owner: dict[str, Any]) -> bool:
+    """Whether ``owner``'s pid means the same process here (same machine, boot and pid namespace)."""
+    return same_machine(owner) and bool(owner.get('pid_ns')) and owner.get('pid_ns') == process_identity()['pid_ns']

@@ -13,8 +13,6 @@ lineage (``lineage``); the names it reads and writes are in ``records``.
 from __future__ import annotations
 
 import json
-import os
-import socket
 from typing import Any, Collection, Sequence
 
 from ml_metadata import errors as mlmd_errors
@@ -24,7 +22,7 @@ from sluice.metadata.artifact import Artifact
 from sluice.metadata.leases import LeaseMixin
 from sluice.metadata.lineage import LineageMixin
 from sluice.metadata.records import (DONE_STATES, NODE, PIPELINE, PIPELINE_RUN, ExecutionRecord,
-                                     MetadataStoreError, RunSummary, process_start, set_value, value_of)
+                                     MetadataStoreError, RunSummary, process_identity, set_value, value_of)
 
 
 class MetadataStore(LeaseMixin, LineageMixin):
@@ -102,8 +100,7 @@ class MetadataStore(LeaseMixin, LineageMixin):
                        properties: dict[str, Any]) -> pb.Execution:
         ex = pb.Execution(type_id=self.execution_type_id(component_type),
                           last_known_state=pb.Execution.State.Value(state))
-        base = {'run_id': run_id, 'node_id': node_id, 'pid': os.getpid(), 'host': socket.gethostname(),
-                'pid_start': process_start(os.getpid())}
+        base = {'run_id': run_id, 'node_id': node_id, **process_identity()}
         for k, v in {**base, **properties}.items():
             set_value(ex.custom_properties, k, v)
         return ex

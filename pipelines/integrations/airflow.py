@@ -7,7 +7,8 @@ The DAG's tasks are a small BashOperator subclass (``SluiceNodeOperator``, defin
 that fails the task at once on run-node's exit status 3 (``AirflowFailException``: no retry, whatever
 ``retries`` says), and treats every other non-zero status as a normal failure, retried as the node's
 policy says. Its log is run-node's output, as for any BashOperator. It imports from Airflow 3's
-standard provider and Task SDK when present, else from Airflow 2's modules.
+standard provider and Task SDK when present, else from Airflow 2's modules. The DAG's store URL has
+no password: the workers running the tasks need ``$SLUICE_METADATA_PASSWORD`` (or ``~/.pgpass``).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import shutil
 import sys
 from typing import Any
 
-from sluice.integrations.tasks import ExportError, NodeTask, load, node_tasks, write
+from sluice.integrations.tasks import PASSWORD_NOTE, ExportError, NodeTask, load, node_tasks, task_store_url, write
 from sluice.runners.run_node import RUN_NODE_NOT_RETRYABLE
 
 # Seconds Airflow's execution_timeout adds to a node's own timeout: run-node starts a process and imports
@@ -76,7 +77,8 @@ _DAG_HELPERS = (
     '    """A task running one node through `sluice run-node`. --no-retry: Airflow retries the task (unless',
     '    run-node says a retry cannot help), each try one attempt (its own execution in the Sluice run)."""',
     "    command = (shlex.join([SLUICE, 'run-node', PIPELINE_FILE]) + \" --run-id '{{ run_id | sluice_run_id }}' \"",
-    "               + shlex.join(['--node', node_id, '--metadata', METADATA, '--no-retry']))",
+    "               + shlex.join(['--node', node_id, '--metadata', METADATA, '--no-retry'])",
+    "               + \" --attempt '{{ ti.try_number }}'\")  # a retry takes over at once from a killed try",
     '    return SluiceNodeOperator(task_id=node_id, bash_command=command, cwd=WORKDIR, **policy)',
     '',
     '',
@@ -119,7 +121,7 @@ def airflow_dag_source(pipeline_file: str, metadata: str | None = None, dag_id: 
     if not _AIRFLOW_ID_RE.match(dag_id):
         raise ExportError(f'DAG id {dag_id!r}: Airflow takes letters, digits, _, . and - (at most 250); '
                           'pass another with --dag-id.')
-    url = _no_template(metadata or pipeline.metadata, 'The metadata URL')
+    url = _no_template(task_store_url(metadata or pipeline.metadata), 'The metadata URL')
     command = _no_template(sluice or sluice_executable(), 'The sluice command')
     workdir = _no_template(os.path.abspath(workdir or os.getcwd()), 'The working directory')
     _no_template(path, 'The pipeline file')
@@ -143,7 +145,7 @@ def airflow_dag_source(pipeline_file: str, metadata: str | None = None, dag_id: 
         f'DAG_ID = {dag_id!r}',
         f'SLUICE = {command!r}',
         f'PIPELINE_FILE = {path!r}',
-        f'METADATA = {url!r}',
+        f'METADATA = {url!r}' + ('' if url.startswith('sqlite:') or '://' not in url else f'  # {PASSWORD_NOTE}'),
         f'WORKDIR = {workdir!r}  # relative paths in the pipeline file resolve here, as for `sluice run` from it',
         f'NOT_RETRYABLE = {RUN_NODE_NOT_RETRYABLE!r}  # run-node\'s exit status for an error a retry cannot fix',
         *_DAG_HELPERS,

@@ -7,6 +7,9 @@ statuses map: ``sluice.integrations.tasks``).
 A limit of KFP v2: a task cannot refuse its own retry (the retry policy is per task, whatever the exit
 status), so a node failing with status 3 is retried as its policy says, failing the same way each time
 (each try a FAILED execution in the run): its retries and waits are spent for nothing.
+
+The spec's store URL has no password: give the pods ``$SLUICE_METADATA_PASSWORD`` (from a Kubernetes
+secret, say) or a ``~/.pgpass``.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import json
 import re
 from typing import Any
 
-from sluice.integrations.tasks import ExportError, load, node_tasks, write
+from sluice.integrations.tasks import PASSWORD_NOTE, ExportError, load, node_tasks, task_store_url, write
+from sluice.metadata.credentials import redact_url
 
 KFP_RUN_ID_PLACEHOLDER = '{{$.pipeline_job_uuid}}'
 
@@ -48,10 +52,11 @@ def kfp_pipeline_spec(pipeline_file: str, image: str, metadata: str | None = Non
     path, pipeline = load(pipeline_file)
     if metadata is None and not pipeline.metadata.startswith(('postgresql://', 'mysql://')):
         raise ExportError(f'KFP tasks run in pods (usually on several machines), which need a store they all reach; '
-                          f"the pipeline's own is {pipeline.metadata}. Pass --metadata postgresql://USER:PASSWORD@"
-                          'HOST:5432/DB (or mysql://...); pass a sqlite:/// URL with --metadata only if every pod '
+                          f"the pipeline's own is {redact_url(pipeline.metadata)}. Pass --metadata postgresql://USER@"
+                          'HOST:5432/DB (or mysql://...; the pods take the password from $SLUICE_METADATA_PASSWORD '
+                          'or ~/.pgpass); pass a sqlite:/// URL with --metadata only if every pod '
                           'mounts that file from one local disk.')
-    url = metadata or pipeline.metadata
+    url = task_store_url(metadata or pipeline.metadata)
     in_image = file_in_image or path
     tasks = node_tasks(pipeline)
     names: dict[str, str] = {}
@@ -106,7 +111,8 @@ def kfp_pipeline_spec(pipeline_file: str, image: str, metadata: str | None = Non
 
 
 def kfp_pipeline_text(spec: dict[str, Any]) -> str:
-    header = f"# PIPELINE DEFINITION\n# Name: {spec['pipelineInfo']['name']}\n# Written by sluice export kfp.\n"
+    header = (f"# PIPELINE DEFINITION\n# Name: {spec['pipelineInfo']['name']}\n# Written by sluice export kfp.\n"
+              f"# The tasks' store URL has {PASSWORD_NOTE}.\n")
     try:
         import yaml
     except ImportError:  # JSON is YAML too

@@ -11,6 +11,10 @@ one attempt of run-node (``--no-retry``), and its timeout (``with_timeout``) Air
 ``execution_timeout`` (plus a margin: run-node enforces the timeout itself). The exported file does
 not import Sluice: the orchestrator's own environment needs none of Sluice's packages.
 
+No exported file holds a password: the store URL is written without one (``task_store_url``), and
+each task finds it in its environment, as any Sluice command does: ``$SLUICE_METADATA_PASSWORD``,
+else (PostgreSQL) ``$PGPASSWORD`` or the password file ``~/.pgpass`` (``$PGPASSFILE``) on the workers.
+
 What a task makes of run-node's exit status (``sluice run-node --help``, ``sluice.runners.run_node``):
 
 - 0: the node is COMPLETE or CACHED in the run (or was done there already): the task succeeds.
@@ -33,6 +37,10 @@ import os
 from dataclasses import dataclass
 
 from sluice.dsl.pipeline import Pipeline, load_pipeline
+from sluice.metadata.credentials import without_password
+
+PASSWORD_NOTE = ('no password: each task takes it from $SLUICE_METADATA_PASSWORD, else (PostgreSQL) '
+                 '$PGPASSWORD or ~/.pgpass, on the machine it runs on')
 
 
 class ExportError(ValueError):
@@ -67,6 +75,12 @@ def node_tasks(pipeline: Pipeline) -> list[NodeTask]:
                                   float(policy.delay), float(policy.backoff), float(policy.max_delay),
                                   component.timeout_seconds))
     return tasks
+
+
+def task_store_url(url: str) -> str:
+    """The store URL an exported task is given: ``url`` without its password (Airflow logs the task's
+    command and keeps the DAG file; a KFP spec is uploaded and shown)."""
+    return without_password(url) or url
 
 
 def load(pipeline_file: str) -> tuple[str, Pipeline]:

@@ -1,13 +1,21 @@
 """Continuous training: run a pipeline whenever its inputs change (``sluice watch``).
 
 Each tick looks at the files the pipeline reads (every file under each path parameter of its
-components: ExampleGen input directories, imported schemas, module files; not push destinations,
-which it writes) by name, size and
+components: ExampleGen input directories, imported schemas; not push destinations, which it
+writes) and at its code (the pipeline file and the module files, each with the project files it
+imports, as the cache key finds them: ``fingerprint.imports.local_imports``) by name, size and
 modification time, which costs a directory walk and no reading. When something is new or changed
-(a new span directory, a replaced CSV, an edited module file), the pipeline file is loaded again
-and run; the cache reruns only what the change affects. A run that failed with an error a retry
-could fix is resumed on the next tick; one that cannot (bad data, bad code) waits for the inputs to
-change. Ctrl-C (or SIGTERM) stops watching.
+(a new span directory, a replaced CSV, an edited module file or helper), the pipeline file is loaded
+again (and the files to watch found again) and run; the cache reruns only what the change affects.
+A run that failed with an error a retry could fix is resumed on the next tick; one that cannot (bad
+data, bad code) waits for the inputs to change.
+
+Watching outlives ordinary errors. A pipeline file that does not load (half saved, a syntax error,
+an exception in ``create_pipeline``) is reported in one line; the last pipeline that loaded is kept
+(and run if its inputs changed) and the file is loaded again at its next change. A run that cannot
+start or resume (its lease held by another live process, the store unreachable or locked, any
+error of the runner) is reported and tried again at the next tick. Ctrl-C (or SIGTERM) stops
+watching.
 """
 from __future__ import annotations
 
@@ -15,16 +23,44 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Iterable, TextIO
 
+from sluice.components.fingerprint import local_imports
 from sluice.metadata.artifact import PushedModel
-from sluice.dsl.pipeline import Pipeline, load_pipeline
+from sluice.dsl.pipeline import Pipeline, PipelineError, load_pipeline
 
 State = dict[str, tuple[int, int]]
 
 
-def input_state(pipeline: Pipeline) -> State:
-    """path -> (size, mtime_ns) of every file under every path parameter of the pipeline's components."""
+def file_state(paths: Iterable[str], state: State | None = None) -> State:
+    """Add path -> (size, mtime_ns) of each of ``paths`` that exists to ``state`` (a new one if None)."""
+    state = {} if state is None else state
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:  # absent, or removed meanwhile
+            continue
+        state[path] = (st.st_size, st.st_mtime_ns)
+    return state
+
+
+def code_files(pipeline: Pipeline) -> list[str]:
+    """The pipeline file and the module file of each component, with the project files each imports,
+    directly or not (not the standard library, installed packages or Sluice's own code); a module
+    file absent now is listed too, so that its arrival is seen."""
+    files = {os.path.abspath(path) for component in pipeline.components for _, path in component.user_code_files()}
+    if pipeline.source_file:
+        files.add(os.path.abspath(pipeline.source_file))
+    found = set(files)
+    for path in files:
+        if os.path.isfile(path):
+            found.update(local_imports(path))
+    return sorted(found)
+
+
+def input_state(pipeline: Pipeline, code: Iterable[str] | None = None) -> State:
+    """path -> (size, mtime_ns) of every file under every path parameter of the pipeline's components,
+    and of its code: ``code`` (default: ``code_files(pipeline)``, found again)."""
     state: State = {}
     # Push destinations are where the pipeline writes, not what it reads: a push must not start a run.
     outputs = {os.path.abspath(c.parameters['push_destination']) for c in pipeline.components
@@ -33,27 +69,16 @@ def input_state(pipeline: Pipeline) -> State:
     for component in pipeline.components:
         for key, decl in type(component).PARAMETERS.items():
             value = component.parameters.get(key)
-            if not decl.path or not isinstance(value, str) or '://' in value or os.path.abspath(value) in outputs:
+            if not decl.path or decl.user_code or not isinstance(value, str) or '://' in value or \
+                    os.path.abspath(value) in outputs:
                 continue
-            if os.path.isfile(value):
-                st = os.stat(value)
-                state[value] = (st.st_size, st.st_mtime_ns)
-            elif os.path.isdir(value):
+            if os.path.isdir(value):
                 for directory, dirs, files in os.walk(value):
                     dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-                    for name in files:
-                        if name.startswith('.'):
-                            continue
-                        path = os.path.join(directory, name)
-                        try:
-                            st = os.stat(path)
-                        except OSError:  # removed meanwhile
-                            continue
-                        state[path] = (st.st_size, st.st_mtime_ns)
-    if pipeline.source_file and os.path.isfile(pipeline.source_file):
-        st = os.stat(pipeline.source_file)
-        state[pipeline.source_file] = (st.st_size, st.st_mtime_ns)
-    return state
+                    file_state((os.path.join(directory, n) for n in files if not n.startswith('.')), state)
+            else:
+                file_state([value], state)
+    return file_state(code_files(pipeline) if code is None else code, state)
 
 
 def changes(before: State | None, after: State) -> list[str]:
@@ -65,8 +90,13 @@ def changes(before: State | None, after: State) -> list[str]:
     return new + changed + gone
 
 
+def _one_line(text: str) -> str:
+    return ' '.join(text.split()).rstrip('.')
+
+
 class Watcher:
-    """Runs ``path``'s pipeline now and whenever its inputs change; ``tick()`` does one look."""
+    """Runs ``path``'s pipeline now and whenever its inputs change; ``tick()`` does one look (the first
+    loads the pipeline file). Errors are told through ``say``, never raised; Ctrl-C is."""
 
     def __init__(self, path: str, every: float = 60.0, metadata: str | None = None,
                  runner: Any = None, say: Callable[[str], None] | None = None, stream: TextIO | None = None) -> None:
@@ -76,34 +106,87 @@ class Watcher:
         self.runner = runner or LocalDagRunner()
         self.say = say or (lambda text: print(text, file=stream, flush=True))
         self.last: State | None = None
-        self.pipeline = self._load()
+        self.pipeline: Pipeline | None = None  # the last pipeline that loaded
+        self.loader: list[str] = [os.path.abspath(path)]  # the pipeline file and the project files it imports
+        self.code: list[str] = list(self.loader)  # and the module files with theirs
+        self.due = False  # a run could not start: try again at the next tick
         self.to_resume: str | None = None  # a run that failed transiently, resumed on the next tick
         self.runs: list[Any] = []
 
-    def _load(self) -> Pipeline:
-        pipeline = load_pipeline(self.path)
+    def _load(self) -> bool:
+        """Load the pipeline file; on an error, say it and keep the last pipeline that loaded."""
+        try:
+            pipeline = load_pipeline(self.path)
+        except Exception as e:
+            # load_pipeline's messages name the file; watching, the file is not run again by hand.
+            message = _one_line(str(e).removesuffix(' Fix the pipeline file and run again.'))
+            if not isinstance(e, PipelineError):
+                message = f'Pipeline file {os.path.abspath(self.path)} failed to load: {type(e).__name__}: {message}'
+            # Watch what the file imports now as well as what it imported when it last loaded.
+            now = local_imports(self.path) if os.path.isfile(self.path) else [os.path.abspath(self.path)]
+            self.loader = sorted({*self.loader, *now})
+            kept = 'keeping the last good pipeline' if self.pipeline is not None else 'no pipeline loaded yet'
+            self.say(f'{message}; {kept}; will retry on the next change.')
+            return False
         if self.metadata:
             pipeline.metadata = self.metadata
-        return pipeline
+        self.pipeline, self.code = pipeline, code_files(pipeline)
+        self.loader = local_imports(self.path)
+        return True
+
+    def _state(self) -> State:
+        if self.pipeline is None:  # nothing loaded yet: watch the pipeline file and what it imports
+            return file_state(self.loader)
+        return input_state(self.pipeline, {*self.code, *self.loader})  # loader: what a failed load imports
+
+    def _restate(self, seen: State) -> State:
+        """The state of the files to watch now (a load may have changed which), as seen in ``seen``
+        where it holds them, so that a change made during the load is still seen at the next tick."""
+        return {path: seen.get(path, now) for path, now in self._state().items()}
+
+    def _start(self, what: str, start: Callable[[], Any]) -> tuple[Any, bool]:
+        """(start()'s result, False), or, if it raised, (None, whether to try again at the next tick)."""
+        try:
+            return start(), False
+        except Exception as e:  # a held lease, the store down or locked, a bug: watching goes on
+            again = getattr(e, 'retryable', True) is not False
+            when = f'at the next tick, in {self.every:g}s' if again else 'when the inputs change'
+            self.say(f'Could not {what}: {type(e).__name__}: {_one_line(str(e))}; will try again {when}.')
+            return None, again
 
     def tick(self) -> Any:
         """One look at the inputs: run, resume, or (nothing new) do nothing. Returns the run's result
         or None."""
-        state = input_state(self.pipeline)
+        state = self._state()
         if self.to_resume is not None:
             run_id, self.to_resume = self.to_resume, None
             self.say(f'Resuming run {run_id}, which failed with an error a retry may fix.')
-            result = self.runner.resume(None, run_id, metadata=self.pipeline.metadata)
-        elif state != self.last:
-            what = changes(self.last, state)
+            result, again = self._start(f'resume run {run_id}', lambda: self.runner.resume(
+                None, run_id, metadata=self.pipeline.metadata))
+            self.to_resume = run_id if again else None
+        elif state != self.last or self.due:
+            what, before = changes(self.last, state), self.last
             if what:
                 self.say(f'Inputs changed ({"; ".join(what[:5])}{" ..." if len(what) > 5 else ""}): running.')
-                self.pipeline = self._load()  # the pipeline file or a module may have changed too
-                state = input_state(self.pipeline)
-            result = self.runner.run(self.pipeline)
+            if (what or self.pipeline is None) and not self._load() and \
+                    (self.pipeline is None or not self._inputs_changed(before, state)):
+                self.last = self._restate(state)  # only code that does not load changed: wait for a change
+                return None
+            state = self._restate(state)
+            result, self.due = self._start(f'start a run of {self.path}', lambda: self.runner.run(self.pipeline))
         else:
             return None
         self.last = state
+        if result is not None:
+            self._report(result)
+        return result
+
+    def _inputs_changed(self, before: State | None, after: State) -> bool:
+        """Whether something other than the pipeline file and the files it imports changed."""
+        changed = {p for p in set(before or {}) | set(after) if (before or {}).get(p) != after.get(p)}
+        return bool(changed - set(self.loader))
+
+    def _report(self, result: Any) -> None:
         self.runs.append(result)
         if result.state != 'COMPLETE':
             failed = [n for n in result.nodes.values() if n.state == 'FAILED']
@@ -114,7 +197,6 @@ class Watcher:
             else:
                 self.say(f'Run {result.run_id} failed; waiting for the inputs to change (fix the cause, or run '
                          f'sluice resume {result.run_id}).')
-        return result
 
     def forever(self) -> None:
         """Tick every ``every`` seconds until Ctrl-C or SIGTERM (a service manager's stop)."""

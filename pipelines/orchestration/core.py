@@ -17,6 +17,7 @@ does.
 from __future__ import annotations
 
 import json
+import shlex
 import threading
 import time
 from typing import Any, Sequence
@@ -82,7 +83,7 @@ class Session:
 
     @classmethod
     def for_node(cls, pipeline: Pipeline, store: MetadataStore, run_id: str, node_id: str,
-                 progress: Progress) -> Session:
+                 progress: Progress, attempt: int | None = None) -> Session:
         """One node of a run, driven by this process (``sluice run-node``): the run is created on first
         use (by whichever node comes first), the node holds a lease of its own (``RUN_ID/NODE``), its
         upstream nodes must have succeeded in this run, and a node already done is reused."""
@@ -96,7 +97,7 @@ class Session:
                 if 'already exists' not in str(e):
                     raise
         pipeline = stored_pipeline(store, run_id, pipeline)
-        lease = Lease.acquire(store, f'{run_id}/{node_id}', 'run-node')
+        lease = Lease.acquire(store, f'{run_id}/{node_id}', 'run-node', attempt=attempt)
         try:
             latest = latest_per_node(store.executions(run_id))
             steps: dict[str, Step] = {}
@@ -247,7 +248,7 @@ class Session:
         if self.complete_already:
             self.progress.say(f'Run {self.run_id} is already COMPLETE; nothing to resume.')
         else:
-            self.progress.run_finished(result, time.time() - self.started)
+            self.progress.run_finished(result, time.time() - self.started, self.store)
         return result
 
     def __enter__(self) -> Session:
@@ -258,7 +259,7 @@ class Session:
         if exc_type is KeyboardInterrupt:
             self.progress.say(f'\nInterrupted: run {self.run_id} stopped (the node that was running is recorded '
                               f'CANCELED; what finished is kept). Continue it with: sluice resume {self.run_id} '
-                              f'--metadata {self.store.url}')
+                              f'--metadata {shlex.quote(self.store.url)}')
 
 
 def reused(component: Component, step: Step) -> NodeResult:

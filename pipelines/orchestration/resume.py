@@ -20,6 +20,7 @@ from typing import Any
 
 from sluice.components import fingerprint as fp
 from sluice.components.driver import PipelineInfo
+from sluice.metadata.credentials import without_password
 from sluice.metadata.records import (DONE_STATES, ExecutionRecord, FencingError, MetadataStoreError,
                                      latest_per_node)
 from sluice.metadata.store import MetadataStore
@@ -39,19 +40,26 @@ class Step:
 
 
 def definition_properties(pipeline: Pipeline) -> dict[str, Any]:
-    """What a run stores so that the run id alone is enough to resume it."""
+    """What a run stores so that the run id alone is enough to resume it. No password: a resume opens
+    the store from the URL it is given (``stored_pipeline``), and the pipeline is stored with its
+    store URL's password left out."""
+    import copy
+
     import cloudpickle
 
+    args = {k: without_password(v) if isinstance(v, str) else v for k, v in pipeline.source_args.items()}
+    stored = copy.copy(pipeline)
+    stored.metadata = without_password(pipeline.metadata)
     props: dict[str, Any] = {
         'pipeline_file': pipeline.source_file or '',
         'cwd': os.getcwd(),  # relative paths in the pipeline file are resolved from here on resume
-        'pipeline_args': json.dumps(pipeline.source_args, sort_keys=True, default=str),
+        'pipeline_args': json.dumps(args, sort_keys=True, default=str),
         'enable_cache': int(pipeline.enable_cache),
         'no_cache_nodes': json.dumps(sorted(getattr(pipeline, 'no_cache', ()))),
         'beam_pipeline_args': json.dumps(pipeline.beam_pipeline_args),
     }
     try:
-        props['pipeline_pickle'] = base64.b64encode(cloudpickle.dumps(pipeline)).decode('ascii')
+        props['pipeline_pickle'] = base64.b64encode(cloudpickle.dumps(stored)).decode('ascii')
     except Exception:  # not every pipeline pickles; a pipeline file is then required to resume
         props['pipeline_pickle'] = ''
     return props
@@ -71,7 +79,7 @@ def stored_pipeline(store: MetadataStore, run_id: str, pipeline: Pipeline | None
         pipeline = _load_stored(run_id, props)
     if pipeline.name != run.pipeline_name:
         raise PipelineError(f"Run {run_id} belongs to pipeline '{run.pipeline_name}', not '{pipeline.name}'.")
-    pipeline.metadata = store.url
+    pipeline.metadata = store.connect_url
     if props.get('pipeline_root'):
         pipeline.pipeline_root = props['pipeline_root']
     pipeline.enable_cache = bool(props.get('enable_cache', 1))
@@ -131,7 +139,7 @@ def _legacy_abandoned_reason(record: ExecutionRecord, now: float | None = None) 
     now = time.time() if now is None else now
     props = record.properties
     pid, host = props.get('pid'), props.get('host')
-    gone = process_gone(pid, host, props.get('pid_start') or '')
+    gone = process_gone(props)
     if gone:
         return gone
     beat = props.get('heartbeat')

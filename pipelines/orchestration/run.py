@@ -5,6 +5,7 @@ import datetime
 import json
 import os
 import secrets
+import shlex
 import time
 import sys
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ def new_run_id() -> str:
 
 @dataclass
 class RunResult:
-    """The outcome of a pipeline run: its id, overall state and each node's result."""
+    """The outcome of a pipeline run: its id, overall state and each node's result. ``metadata`` is
+    the store's URL as it may be shown (a password masked as ``***``)."""
     run_id: str
     pipeline_name: str
     metadata: str
@@ -101,11 +103,11 @@ class Progress:
         line = f'[{index}/{total}] {result.node_id:<20} {result.state:<9} {result.duration:6.1f}s{detail}'
         self.say(line + '\x1b[K' if self._tty() else line)  # on a terminal, also clear the live line
 
-    def run_finished(self, result: RunResult, elapsed: float) -> None:
+    def run_finished(self, result: RunResult, elapsed: float, store: MetadataStore | None = None) -> None:
         from sluice.ui import logs
         run_log = logs.active() if self.enabled else None
         if run_log is not None and not run_log.attached:  # a resume: the run's root is in the store
-            root = self._run_root(result)
+            root = self._run_root(result, store)
             if root:
                 run_log.attach(root, result.run_id)
         nodes = result.nodes.values()
@@ -124,15 +126,15 @@ class Progress:
             for node in result.nodes.values():
                 if node.state == 'FAILED':
                     self.say(f'{node.node_id} failed: {node.error}', outcome=True)
-            self.say(f'Resume: sluice resume {result.run_id} --metadata {result.metadata}', outcome=True)
+            self.say(f'Resume: sluice resume {result.run_id} --metadata {shlex.quote(result.metadata)}', outcome=True)
         if not self._quiet() or result.state != 'COMPLETE':
             self.say(f'Log (library messages; --verbose prints them): {run_log.path}', outcome=True)
 
     @staticmethod
-    def _run_root(result: RunResult) -> str:
+    def _run_root(result: RunResult, store: MetadataStore | None = None) -> str:
         """The pipeline root a run was registered with (where a resumed run's log goes)."""
         try:
-            run = MetadataStore(result.metadata, create=False).run(result.run_id)
+            run = (store or MetadataStore(result.metadata, create=False)).run(result.run_id)
             return str(run.properties.get('pipeline_root') or '')
         except Exception:  # noqa: BLE001 - no place for the log is no reason to fail a finished run
             return ''

@@ -13,7 +13,10 @@ In this process the DoFns share the session; a DoFn running in another process (
 distributed runner) attaches to the run from strings only (store URL, run id, lease name, the
 executions to reuse): it opens the store and loads the pipeline definition stored with the run, so
 the store must be reachable from the workers (SQLite on a shared filesystem, or PostgreSQL/MySQL).
-Its launches are fenced by the lease of the process that drives the run.
+Its launches are fenced by the lease of the process that drives the run. The store URL it gets has
+no password: a worker finds it in its environment (``$SLUICE_METADATA_PASSWORD``, which holds the
+URL's own password while the DAG pipeline runs, so workers started from here inherit it; or
+``$PGPASSWORD``, ``~/.pgpass``).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import threading
 import uuid
 from typing import Any, Sequence
 
+from sluice.metadata.credentials import password_in_environment, without_password
 from sluice.metadata.records import ExecutionRecord, latest_per_node
 from sluice.orchestration.core import Session
 from sluice.orchestration.launcher import NodeResult
@@ -74,11 +78,12 @@ class BeamDagRunner(LocalDagRunner):
         from apache_beam.options.pipeline_options import PipelineOptions
 
         token = uuid.uuid4().hex
-        attach = {'store': session.store.url, 'run_id': session.run_id, 'lease': session.lease.name,
-                  'reuse': session.reuse_ids()}
+        attach = {'store': without_password(session.store.connect_url), 'run_id': session.run_id,
+                  'lease': session.lease.name, 'reuse': session.reuse_ids()}
         _SESSIONS[token] = session
         try:
-            with beam.Pipeline(options=PipelineOptions(self.dag_pipeline_args)) as p:
+            with password_in_environment(session.store.connect_url), \
+                    beam.Pipeline(options=PipelineOptions(self.dag_pipeline_args)) as p:
                 start = p | 'Start' >> beam.Create([None])
                 launched: dict[str, Any] = {}
                 for component in session.pipeline.components:

@@ -68,7 +68,7 @@ class InteractiveContext:
         started = time.time()
         # The components run so far and this one, as a pipeline, through the same core as the runners.
         done = [c for c in self._components.values() if c is not component]
-        pipeline = Pipeline(self.pipeline_name, self.pipeline_root, [*done, component], metadata=self.store.url,
+        pipeline = Pipeline(self.pipeline_name, self.pipeline_root, [*done, component], metadata=self.store.connect_url,
                             enable_cache=self.enable_cache, beam_pipeline_args=self.beam_pipeline_args)
         with Session.open(pipeline, self.store, self.run_id, 'interactive') as session:
             result = session.node(component, [self._results[id(up)] for up in component.upstream])

@@ -38,12 +38,13 @@ class LocalDagRunner:
             return session.finish(self._schedule(session))
 
     def run_node(self, pipeline: Pipeline, run_id: str, node_id: str, store: MetadataStore | None = None,
-                 retries: bool = True) -> NodeResult:
+                 retries: bool = True, attempt: int | None = None) -> NodeResult:
         """Run one node of run ``run_id`` in this process (``sluice run-node``): the run is created if
         it does not exist yet; the node's upstream nodes must have succeeded in it; a node already
-        done is reused. ``retries=False`` when the caller (Airflow, KFP) does the retrying."""
+        done is reused. ``retries=False`` when the caller (Airflow, KFP) does the retrying; ``attempt``:
+        the caller's try number, which lets a retry take over the node from an earlier try at once."""
         store = store or MetadataStore(pipeline.metadata)
-        with Session.for_node(pipeline, store, run_id, node_id, self.progress) as session:
+        with Session.for_node(pipeline, store, run_id, node_id, self.progress, attempt) as session:
             session.retries = retries
             component = session.pipeline.node(node_id)
             upstream = [NodeResult(u.id, u.component_type, 'COMPLETE') for u in component.upstream]

@@ -23,16 +23,16 @@ RUN_NODE_NOT_RETRYABLE = 3  # `sluice run-node`: the node failed with an error a
 
 
 def run_node(pipeline_file: str, run_id: str, node_id: str, metadata: str | None = None,
-             retries: bool = True) -> int:
+             retries: bool = True, attempt: int | None = None) -> int:
     """Run ``node_id`` of the pipeline in ``pipeline_file`` within run ``run_id``, say what went wrong,
     and return the exit status (above). ``retries=False``: one attempt only, whatever the node's retry
-    policy (the caller retries)."""
+    policy (the caller retries); ``attempt``: the caller's try number (Airflow's ``ti.try_number``)."""
     pipeline = load_pipeline(pipeline_file)
     if metadata:
         pipeline.metadata = metadata
     from sluice.runners.local import LocalDagRunner
     try:
-        node = LocalDagRunner().run_node(pipeline, run_id, node_id, retries=retries)
+        node = LocalDagRunner().run_node(pipeline, run_id, node_id, retries=retries, attempt=attempt)
     except MetadataStoreError as e:  # down, unreachable, locked, this node held by another live process
         if not e.retryable:  # a malformed URL, a store of another schema version
             print(f'sluice: error: {e}\nnot retried: the metadata store cannot be used for {node_id} as it is '

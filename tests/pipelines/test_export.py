@@ -146,7 +146,8 @@ def test_airflow_dags_test_runs_the_exported_penguin_dag(tmp_path, airflow_env):
         assert task['upstream'] == sorted({u.id for u in component.upstream}), component.id
         assert task['command'].startswith(f'{SLUICE} run-node {pipeline_file} '), task['command']  # by absolute path
         assert f'--node {component.id} ' in task['command'] and "--run-id '{{ run_id | sluice_run_id }}'" in \
-            task['command'] and '--no-retry' in task['command']
+            task['command'] and '--no-retry' in task['command'] and \
+            task['command'].endswith("--attempt '{{ ti.try_number }}'")
         # run-node's exit status 3 (a retry cannot fix it), which BashOperator would skip, fails the task unretried.
         assert (task['operator'], task['skip']) == ('SluiceNodeOperator', [3]), task
     assert tasks['Transform']['upstream'] == ['CsvExampleGen', 'ExampleValidator', 'ImportSchemaGen']
@@ -339,6 +340,8 @@ def test_kfp_spec_loads_with_the_sdk_and_every_reference_holds(tmp_path, airflow
     assert done.returncode == 0, done.stdout + done.stderr
     with open(out) as f:
         spec = yaml.safe_load(f)
+    assert 'secret' not in out.read_text()  # the tasks take the password from their environment
+    assert 'SLUICE_METADATA_PASSWORD' in done.stdout
 
     # Every task, dependency and executor reference, checked here (the SDK does not check them).
     components, executors = spec['components'], spec['deploymentSpec']['executors']
@@ -354,7 +357,7 @@ def test_kfp_spec_loads_with_the_sdk_and_every_reference_holds(tmp_path, airflow
         assert container['image'] == 'registry.example.com/sluice:1.0'
         assert container['command'] == ['sluice', 'run-node', '/app/penguin_small.py', '--run-id',
                                         "{{$.inputs.parameters['run_id']}}", '--node', component.id,
-                                        '--metadata', url, '--no-retry']
+                                        '--metadata', 'postgresql://sluice@db.internal:5432/mlmd', '--no-retry']
         assert task['inputs']['parameters']['run_id'] == {'runtimeValue': {'constant': '{{$.pipeline_job_uuid}}'}}
         assert task['cachingOptions'] == {'enableCache': False}
         depends = task.get('dependentTasks', [])

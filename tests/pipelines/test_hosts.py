@@ -2,13 +2,19 @@
 the tasks of an orchestrator on several machines sharing one store (SQLite here, PostgreSQL for real)."""
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
+import pytest
+
 from sluice.metadata import MetadataStore
+from sluice.orchestration.lease import Lease, LeaseHeld
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTS = os.path.join(REPO, 'tests')
@@ -61,3 +67,174 @@ def test_first_tasks_of_a_run_started_at_one_instant_all_join_it(tmp_path, text_
         records = store.executions(run_id)
         assert sorted(r.node_id for r in records) == [f'S{i}' for i in range(n)]
         assert {r.state for r in records} <= {'COMPLETE', 'CACHED'}
+
+
+# -- leases: who may take over ----------------------------------------------------------------------
+def here(**changes) -> dict:
+    """This process's identity as a lease holder records it (pid, start, host, boot id, pid namespace)."""
+    def read(path, link=False):
+        if link:
+            return os.readlink(path)
+        with open(path) as f:
+            return f.read().strip()
+    return {'pid': os.getpid(), 'pid_start': read(f'/proc/{os.getpid()}/stat').rsplit(')', 1)[1].split()[19],
+            'host': socket.gethostname(), 'boot_id': read('/proc/sys/kernel/random/boot_id'),
+            'pid_ns': read('/proc/self/ns/pid', link=True), **changes}
+
+
+def dead_pid() -> int:
+    gone = subprocess.Popen(['true'])
+    gone.wait()
+    return gone.pid
+
+
+RACER = textwrap.dedent('''\
+    import json, sys, time
+    from sluice.metadata import MetadataStore
+    from sluice.orchestration.lease import Lease, LeaseHeld
+    url, rounds, at, every = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+    store, held = MetadataStore(url), []
+    for r in range(rounds):
+        time.sleep(max(0.0, at + r * every - time.time()))
+        try:
+            held.append(Lease.acquire(store, f'race/{r}', 'racer'))
+            print(json.dumps([r, held[-1].record.epoch]), flush=True)
+        except LeaseHeld:
+            print(json.dumps([r, None]), flush=True)
+    time.sleep(max(0.0, at + rounds * every - time.time()))  # hold every lease won until all rounds are over
+    ''')
+
+
+def test_processes_racing_for_a_silent_lease_exactly_one_wins_each_round(tmp_path, store_url):
+    """#23.5: three processes take over a lease whose holder is gone at one instant, round after round:
+    the database's unique names let exactly one create the next epoch; the others see it held."""
+    store = MetadataStore(store_url)
+    rounds, racers = 8, 3
+    for r in range(rounds):  # each scope held by a process that is gone
+        store.lease_create(f'race/{r}', 1, here(pid=dead_pid(), command='run'))
+    at = time.time() + 6
+    procs = [subprocess.Popen([sys.executable, '-c', RACER, store_url, str(rounds), str(at), '1.0'], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(racers)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    results = [json.loads(line) for out, _ in outs for line in out.splitlines()]
+    for r in range(rounds):
+        won = [epoch for round_, epoch in results if round_ == r and epoch is not None]
+        assert won == [2], (r, results)
+        assert store.lease_latest(f'race/{r}').epoch == 2
+
+
+def beating(store, record, stop):
+    """A holder that beats every 0.1 s until ``stop`` is set (a live process somewhere else)."""
+    def beat():
+        while not stop.wait(0.1):
+            store.lease_update(record)
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_live_holder_in_another_pid_namespace_is_not_taken_for_gone(monkeypatch):
+    """#23.2: a holder in a container sharing this host's name and kernel but not its pids: its pid means
+    nothing here, so its heartbeat decides (before: its pid, not running here, read as 'gone': taken over)."""
+    monkeypatch.setenv('SLUICE_LEASE_SECONDS', '2')
+    store = MetadataStore(None)
+    other = here(pid=dead_pid(), pid_ns='pid:[4026599999]', command='run')
+    record = store.lease_create('ns-run', 1, other)
+    stop = threading.Event()
+    thread = beating(store, record, stop)
+    with pytest.raises(LeaseHeld, match=r'Run ns-run is being driven by another process'):
+        Lease.acquire(store, 'ns-run', 'resume')
+    stop.set()
+    thread.join()
+    time.sleep(2.5)  # silent for longer than the lease period: now it is taken over
+    lease = Lease.acquire(store, 'ns-run', 'resume')
+    assert lease.record.epoch == 2
+    lease.release()
+
+
+HOLDER = textwrap.dedent('''\
+    import sys, time
+    real = time.time
+    offset = float(sys.argv[2])
+    time.time = lambda: real() + offset  # this "machine's" clock is off by offset seconds
+    from sluice.metadata import MetadataStore
+    from sluice.orchestration.lease import Lease
+    lease = Lease.acquire(MetadataStore(sys.argv[1]), 'skewed-run', 'run')
+    print('HOLDING', flush=True)
+    time.sleep(600)
+    ''')
+
+
+@pytest.mark.parametrize('offset', [-120.0, 120.0])
+def test_a_holder_whose_clock_is_off_is_judged_by_its_beats_not_its_times(tmp_path, offset, monkeypatch):
+    """#23.2: a holder on another host (SLUICE_HOSTNAME) whose clock runs two minutes behind (or ahead):
+    alive, it is never taken over; killed, it is taken over after one lease period as timed here
+    (before: 120 s behind read as 120 s silent, taken over at once; ahead, a dead holder kept forever)."""
+    url = f'sqlite:///{tmp_path}/m.db'
+    env = {**os.environ, 'SLUICE_HOSTNAME': 'worker-b', 'SLUICE_LEASE_SECONDS': '3'}
+    holder = subprocess.Popen([sys.executable, '-c', HOLDER, url, str(offset)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == 'HOLDING', holder.stderr.read()
+        monkeypatch.setenv('SLUICE_LEASE_SECONDS', '3')
+        store = MetadataStore(url)
+        with pytest.raises(LeaseHeld, match=r'being driven by another process: sluice run, pid \d+ on worker-b'):
+            Lease.acquire(store, 'skewed-run', 'resume')
+    finally:
+        holder.kill()
+        holder.communicate()
+    started = time.monotonic()
+    lease = Lease.acquire(store, 'skewed-run', 'resume')
+    waited = time.monotonic() - started
+    assert lease.record.epoch == 2 and 3 <= waited < 15, waited
+    lease.release()
+
+
+# -- an orchestrator's retry on another host ---------------------------------------------------------
+TWO_NODES = '''
+import sys
+sys.path.insert(0, {tests!r})
+from sluice import Pipeline
+from dummies import Source, Upper
+
+def create_pipeline():
+    source = Source(input_base={input!r})
+    return Pipeline('retried', {root!r}, [source, Upper(text=source.outputs['text'])], metadata={url!r})
+'''
+
+
+def run_node_on(host, path, node, *extra, env=None):
+    return subprocess.run([sys.executable, '-m', 'sluice.ui.cli', 'run-node', str(path), '--run-id', 'r1', '--node', node,
+                           '--no-retry', *extra], capture_output=True, text=True, cwd=os.path.dirname(path),
+                          env={**os.environ, 'SLUICE_HOSTNAME': host, 'SLUICE_LEASE_SECONDS': '15', **(env or {})})
+
+
+@pytest.mark.parametrize('attempts', [True, False])
+def test_a_node_killed_on_one_host_is_retried_on_another(tmp_path, text_dir, attempts):
+    """#23.1: a run-node task SIGKILLed on worker-a (an OOM kill, an evicted pod) and retried by the
+    orchestrator on worker-b. With the try number (Airflow's export passes --attempt), the retry takes
+    the node over at once: the killed try is provably over. Without it (KFP), the retry watches the
+    holder stay silent for one lease period, then takes over (before: refused with 'being driven by
+    another process' until the orchestrator's retries ran out, since the 1 s and 2 s retry delays are
+    shorter than the lease)."""
+    url = f'sqlite:///{tmp_path}/m.db'
+    path = tmp_path / 'retried.py'
+    path.write_text(TWO_NODES.format(tests=TESTS, input=str(text_dir), root=str(tmp_path / 'root'), url=url))
+    assert run_node_on('worker-a', path, 'Source').returncode == 0
+    first = ('--attempt', '1') if attempts else ()
+    killed = run_node_on('worker-a', path, 'Upper', *first, env={'SLUICE_KILL_AT': 'Upper:executor:0'})
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    started = time.monotonic()
+    retry = run_node_on('worker-b', path, 'Upper', *(('--attempt', '2') if attempts else ()))
+    took = time.monotonic() - started
+    assert retry.returncode == 0, retry.stdout + retry.stderr
+    store = MetadataStore(url)
+    [abandoned, done] = [r for r in store.executions('r1') if r.node_id == 'Upper']
+    assert abandoned.state == 'FAILED' and abandoned.error.startswith('abandoned:') and done.state == 'COMPLETE'
+    assert done.properties['host'] == 'worker-b'
+    if attempts:
+        assert took < 15, took  # no lease period waited out (the process's own start-up is most of it)
+    else:
+        assert took >= 15, took

@@ -1,6 +1,7 @@
 """``tfx.orchestration``: ``LocalDagRunner`` (Sluice's) and ``metadata`` (connection configs)."""
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from sluice.runners.local import LocalDagRunner as _SluiceLocalDagRunner
@@ -30,7 +31,7 @@ class LocalDagRunner(_SluiceLocalDagRunner):
         if failed:
             errors = '; '.join(f'{node}: {error}' for node, error in failed.items())
             raise RunFailed(f'Run {result.run_id} of pipeline {pipeline.name!r} failed ({errors}). Fix it and continue '
-                            f'the same run with: sluice resume {result.run_id} --metadata {pipeline.metadata}', result)
+                            f'the same run with: sluice resume {result.run_id} --metadata {shlex.quote(result.metadata)}', result)
         return result
 
 

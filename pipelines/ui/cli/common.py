@@ -16,7 +16,8 @@ class CliError(Exception):
 
 def with_store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument('--metadata', metavar='URL', help='metadata store URL (default: $SLUICE_METADATA, '
-                   'else the one runs/*/metadata.db here)')
+                   'else the one runs/*/metadata.db here); a URL without a password takes it from '
+                   '$SLUICE_METADATA_PASSWORD, else $PGPASSWORD or ~/.pgpass')
     return p
 
 

@@ -23,6 +23,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ExportError as e:
         raise CliError(str(e)) from None
     print(f'Wrote {path}')
+    from sluice.metadata.credentials import has_password
+    if has_password(args.metadata):
+        print('The password in --metadata is not written there: give the tasks SLUICE_METADATA_PASSWORD in their '
+              'environment (or PGPASSWORD, or a ~/.pgpass on the machines that run them).')
     return 0
 
 

@@ -40,6 +40,9 @@ def _holder_line(holder: object) -> str:
         return f'{who} (finished)'
     if gone:
         return f'{who} (not any more: {gone}; sluice resume takes it over)'
+    from sluice.metadata.records import same_machine
+    if not same_machine(o):  # its heartbeat times are its own clock's: no age to read off ours
+        return f"{who} (on another machine; last heartbeat at {when(holder.heartbeat)} by {o.get('host')}'s clock)"  # type: ignore[attr-defined]
     return f'{who} (alive, last heartbeat {time.time() - holder.heartbeat:.0f}s ago)'  # type: ignore[attr-defined]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 
 from sluice.dsl.pipeline import load_pipeline
 from sluice.runners.run_node import run_node
@@ -36,6 +37,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     if args.every <= 0:
         raise CliError(f'--every {args.every:g}: give a number of seconds above 0.')
+    if not os.path.isfile(args.file):  # a typo; a file that exists but does not load is watched until it does
+        raise CliError(f'No pipeline file {args.file}; give the path of a Python file defining create_pipeline() '
+                       'or `pipeline`.')
     Watcher(args.file, args.every, metadata=args.metadata).forever()
     return 0
 
@@ -57,7 +61,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
 def cmd_run_node(args: argparse.Namespace) -> int:
     """Exit status: 0 done, 1 failed but a retry may succeed, 2 usage, 3 failed and a retry cannot help
     (see the run-node parser's help and sluice.runners.run_node)."""
-    return run_node(args.file, args.run_id, args.node, metadata=args.metadata, retries=not args.no_retry)
+    return run_node(args.file, args.run_id, args.node, metadata=args.metadata, retries=not args.no_retry,
+                    attempt=args.attempt)
 
 
 def _runner(name: str) -> object:
@@ -76,7 +81,7 @@ def _report(result: object) -> int:
     for node in result.nodes.values():  # type: ignore[attr-defined]
         if node.state == 'FAILED':
             print(f'\n{node.node_id} failed (execution {node.execution_id}):\n  {node.error}')
-    run_id, url = result.run_id, result.metadata  # type: ignore[attr-defined]
+    run_id, url = result.run_id, shlex.quote(result.metadata)  # type: ignore[attr-defined]  (password masked)
     print(f'\nDetails: sluice show {run_id} --metadata {url}')
     if result.lost_to:  # type: ignore[attr-defined]
         print(f'This process stopped: run {run_id} was taken over by {result.lost_to}, '  # type: ignore[attr-defined]
@@ -180,6 +185,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--node', required=True, metavar='NODE_ID')
     p.add_argument('--no-retry', action='store_true',
                    help="one attempt only, whatever the node's retry policy (the caller retries)")
+    p.add_argument('--attempt', type=int, metavar='N',
+                   help="the orchestrator's try number of this task (Airflow: {{ ti.try_number }}): a retry takes the "
+                        'node over at once from an earlier try that was killed, on whatever host; without it, a '
+                        'killed try on another host is taken over after one lease period of silence')
     p.set_defaults(func=cmd_run_node)
 
     p = with_store(sub.add_parser('resume', help='continue a failed or killed run under the same run id'))
