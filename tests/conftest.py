@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import pathlib
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -53,23 +59,24 @@ def _pg_bin() -> str | None:
     return os.path.dirname(found[-1]) if found else None
 
 
-@pytest.fixture(scope='session')
-def postgres_url(tmp_path_factory):
-    """A real PostgreSQL server on loopback in a temporary directory, for the duration of the tests
-    (from the system's PostgreSQL packages; .ci/run installs them when missing)."""
-    import shutil
-    import socket
-    import subprocess
-
+@contextlib.contextmanager
+def postgres_server(prefix: str, max_connections: int = 50, password: str | None = None):
+    """A real PostgreSQL server on loopback in a temporary directory (from the system's PostgreSQL
+    packages; .ci/run installs them when missing), its superuser ``sluice``: trusted, or with
+    ``password`` SCRAM authentication only. Yields (port, bin directory, run-as-postgres prefix)."""
     bindir = _pg_bin()
     if bindir is None:
         pytest.fail('PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin); install the '
                     "system package 'postgresql' (.ci/run does).")
-    import pathlib
-    import tempfile
-    data = pathlib.Path(tempfile.mkdtemp(prefix='sluice-pg-'))  # outside pytest's 0700 tree
+    data = pathlib.Path(tempfile.mkdtemp(prefix=prefix))  # outside pytest's 0700 tree
+    auth = ['-A', 'trust']
+    if password is not None:
+        (data / 'pw').write_text(password + '\n')
+        auth = ['-A', 'scram-sha-256', f'--pwfile={data / "pw"}']
     as_user: list[str] = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        for path in data.iterdir():
+            shutil.chown(path, 'postgres', 'postgres')
         shutil.chown(data, 'postgres', 'postgres')
         as_user = ['runuser', '-u', 'postgres', '--']
     with socket.socket() as s:
@@ -79,15 +86,25 @@ def postgres_url(tmp_path_factory):
     def pg(*args: str) -> None:
         subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
 
-    pg(f'{bindir}/initdb', '-D', str(data / 'db'), '-A', 'trust', '-U', 'sluice')
+    pg(f'{bindir}/initdb', '-D', str(data / 'db'), *auth, '-U', 'sluice')
+    if password is not None:
+        (data / 'pw').unlink()
     pg(f'{bindir}/pg_ctl', '-D', str(data / 'db'), '-w', '-l', str(data / 'server.log'), '-o',
-       f'-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=50', 'start')
+       f'-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections={max_connections}', 'start')
     try:
-        pg(f'{bindir}/createdb', '-h', '127.0.0.1', '-p', str(port), '-U', 'sluice', 'mlmd')
-        yield f'postgresql://sluice@127.0.0.1:{port}/mlmd'
+        yield port, bindir
     finally:
         pg(f'{bindir}/pg_ctl', '-D', str(data / 'db'), '-m', 'immediate', 'stop')
         shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope='session')
+def postgres_url():
+    """A trusted PostgreSQL server for the duration of the tests, with an empty database ``mlmd``."""
+    with postgres_server('sluice-pg-') as (port, bindir):
+        subprocess.run([f'{bindir}/createdb', '-h', '127.0.0.1', '-p', str(port), '-U', 'sluice', 'mlmd'],
+                       check=True, capture_output=True, timeout=120)
+        yield f'postgresql://sluice@127.0.0.1:{port}/mlmd'
 
 
 @pytest.fixture(params=['sqlite', 'postgresql'])
@@ -100,7 +117,6 @@ def store_url(request, tmp_path):
         import uuid
         base = request.getfixturevalue('postgres_url')
         name = 'mlmd_' + uuid.uuid4().hex[:8]
-        import subprocess
         port = base.rsplit(':', 1)[1].split('/')[0]
         subprocess.run([f'{_pg_bin()}/createdb', '-h', '127.0.0.1', '-p', port, '-U', 'sluice', name], check=True)
         url = base.rsplit('/', 1)[0] + '/' + name

@@ -11,16 +11,13 @@ import os
 import pathlib
 import re
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from urllib.parse import quote
 
 import pytest
-from conftest import _pg_bin
+from conftest import postgres_server
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -55,38 +52,13 @@ class Server:
 @pytest.fixture(scope='module')
 def scram_server():
     """A PostgreSQL server whose superuser `sluice` logs in with a password only (scram-sha-256)."""
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.fail('PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin); install the '
-                    "system package 'postgresql' (.ci/run does).")
-    data = pathlib.Path(tempfile.mkdtemp(prefix='sluice-pg-scram-'))
     password = f'Pw{secrets.token_hex(8)}#p@ss/x'  # needs percent-encoding in a URL
-    (data / 'pw').write_text(password + '\n')
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        for path in (data, data / 'pw'):
-            shutil.chown(path, 'postgres', 'postgres')
-        as_user = ['runuser', '-u', 'postgres', '--']
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-
-    def pg(*args: str) -> None:
-        subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
-
-    pg(f'{bindir}/initdb', '-D', str(data / 'db'), '-A', 'scram-sha-256', '-U', 'sluice', f'--pwfile={data / "pw"}')
-    (data / 'pw').unlink()
-    pg(f'{bindir}/pg_ctl', '-D', str(data / 'db'), '-w', '-l', str(data / 'server.log'), '-o',
-       f'-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=30', 'start')
-    server = Server(port, password, bindir)
-    try:
+    with postgres_server('sluice-pg-scram-', max_connections=30, password=password) as (port, bindir):
+        server = Server(port, password, bindir)
         for db in ('mlmd_a', 'mlmd_b'):
             subprocess.run([f'{bindir}/createdb', '-h', '127.0.0.1', '-p', str(port), '-U', 'sluice', db],
                            check=True, env=server.client_env(), capture_output=True, timeout=60)
         yield server
-    finally:
-        pg(f'{bindir}/pg_ctl', '-D', str(data / 'db'), '-m', 'immediate', 'stop')
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def forms(password: str) -> list[str]:
