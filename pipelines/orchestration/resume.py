@@ -62,7 +62,38 @@ def definition_properties(pipeline: Pipeline) -> dict[str, Any]:
         props['pipeline_pickle'] = base64.b64encode(cloudpickle.dumps(stored)).decode('ascii')
     except Exception:  # not every pipeline pickles; a pipeline file is then required to resume
         props['pipeline_pickle'] = ''
+    signature = pickle_signature(props['pipeline_pickle'])
+    if signature:
+        props['pipeline_pickle_hmac'] = signature
     return props
+
+
+PIPELINE_KEY_ENV = 'SLUICE_PIPELINE_KEY'
+
+
+def pickle_signature(encoded: str) -> str:
+    """HMAC-SHA256 of a stored pipeline copy under ``$SLUICE_PIPELINE_KEY`` ('' without a key)."""
+    import hashlib
+    import hmac
+
+    key = os.environ.get(PIPELINE_KEY_ENV, '')
+    if not key or not encoded:
+        return ''
+    return hmac.new(key.encode(), encoded.encode('ascii'), hashlib.sha256).hexdigest()
+
+
+def check_signature(run_id: str, props: dict[str, Any]) -> None:
+    """With ``$SLUICE_PIPELINE_KEY`` set, refuse to unpickle a stored copy not signed with that key
+    (written by someone without it, or changed since): unpickling runs code."""
+    import hmac
+
+    want = pickle_signature(props.get('pipeline_pickle') or '')
+    if want and not hmac.compare_digest(want, str(props.get('pipeline_pickle_hmac') or '')):
+        raise PipelineError(
+            f'Run {run_id}: the copy of its pipeline stored in the metadata store is not signed with the key in '
+            f'${PIPELINE_KEY_ENV} (it was stored without that key, or changed since), so it is not loaded: '
+            'loading it would run its code. Resume where the pipeline file and its directory exist, or pass '
+            'the pipeline: runner.resume(pipeline, run_id).')
 
 
 def stored_pipeline(store: MetadataStore, run_id: str, pipeline: Pipeline | None = None) -> Pipeline:
@@ -101,6 +132,7 @@ def _load_stored(run_id: str, props: dict[str, Any]) -> Pipeline:
             os.chdir(here)
     if props.get('pipeline_pickle'):
         import cloudpickle
+        check_signature(run_id, props)
         try:
             return cloudpickle.loads(base64.b64decode(props['pipeline_pickle']))
         except Exception as e:  # e.g. a module the pipeline imported is not installed here

@@ -472,3 +472,31 @@ def test_every_way_of_running_records_the_lease_on_its_executions(tmp_path, text
     leases = [r.properties.get('lease') for r in context.store.executions(context.run_id)]
     assert leases == [f'{context.run_id}@1', f'{context.run_id}@2']  # one lease per context.run, released
     assert context.store.lease_latest(context.run_id).released
+
+
+def test_a_stored_copy_not_signed_with_the_key_is_not_loaded(tmp_path, text_dir):
+    """#23.12: with $SLUICE_PIPELINE_KEY set, a resume unpickles the pipeline copy stored with the run only
+    when it carries that key's signature: a copy stored under another key, or one changed in the store
+    by hand, is refused before any of it is loaded."""
+    pipe, url = slow_pipeline_file(tmp_path, text_dir, seconds=0.1)
+    killed = sluice(['run', str(pipe)], tmp_path, SLUICE_KILL_AT='Slow:start', SLUICE_PIPELINE_KEY='team-key')
+    assert killed.returncode == -9
+    run_id = _single_run(url)
+    pipe.rename(tmp_path / 'moved_away.py')
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    path = f'{REPO}{os.pathsep}{TESTS}'
+    refused = sluice(['resume', run_id, '--metadata', url], elsewhere, PYTHONPATH=path, SLUICE_PIPELINE_KEY='other')
+    assert refused.returncode == 2 and 'Traceback' not in refused.stderr
+    assert (f'Run {run_id}: the copy of its pipeline stored in the metadata store is not signed with the key in '
+            '$SLUICE_PIPELINE_KEY') in refused.stderr, refused.stderr
+
+    store = MetadataStore(url)  # someone with write access to the store swaps the copy for their own
+    signed = store.run(run_id).properties['pipeline_pickle']
+    store.update_run(run_id, {'pipeline_pickle': 'Z' * 8 + signed[8:]})
+    tampered = sluice(['resume', run_id, '--metadata', url], elsewhere, PYTHONPATH=path, SLUICE_PIPELINE_KEY='team-key')
+    assert tampered.returncode == 2 and 'is not signed with the key' in tampered.stderr, tampered.stderr
+    assert store.run(run_id).state != 'COMPLETE'
+    store.update_run(run_id, {'pipeline_pickle': signed})  # the copy as it was stored: loaded with the key
+    resumed = sluice(['resume', run_id, '--metadata', url], elsewhere, PYTHONPATH=path, SLUICE_PIPELINE_KEY='team-key')
+    assert resumed.returncode == 0 and store.run(run_id).state == 'COMPLETE', resumed.stdout + resumed.stderr
