@@ -27,7 +27,7 @@ from sluice.components.driver import PipelineInfo
 from sluice.metadata.records import DONE_STATES, MetadataStoreError, latest_per_node
 from sluice.metadata.store import MetadataStore
 from sluice.orchestration.launcher import NodeResult, launch
-from sluice.orchestration.lease import Lease
+from sluice.orchestration.lease import Lease, LeaseHeld
 from sluice.dsl.pipeline import Pipeline, PipelineError
 from sluice.orchestration.resume import Step, format_plan, plan, settle_stale, stored_pipeline
 from sluice.orchestration.run import Progress, RunResult, skipped, start_run
@@ -183,11 +183,32 @@ class Session:
             result = skipped(component.id, component.component_type, failed)
         else:
             self.progress.node_started(index, total, component.id)
-            result = self._launch(component, index, total)
+            result = self._launch_held(component, index, total)
         with self._lock:
             self.results[component.id] = result
         self.progress.node_finished(index, total, result)
         return result
+
+    def _launch_held(self, component: Component, index: int, total: int) -> NodeResult:
+        """Launch a node under its own lease (``RUN_ID/NODE``) as well as the run's: the lease that
+        ``sluice run-node`` takes, so whichever ways a run is driven at once (a resume, an orchestrator's
+        tasks), a node executes under one holder at a time."""
+        if self.lease.name.rpartition('@')[0] != self.run_id:  # run-node: the session's lease is the node's
+            return self._launch(component, index, total)
+        command = self.lease.record.owner.get('command') or 'run'
+        scope = f'{self.run_id}/{component.id}'
+        # The process this one took the run over from (--take-over) loses its nodes' leases with it.
+        before, node = getattr(self.lease, 'previous', None), self.store.lease_latest(scope)
+        take_over = before is not None and node is not None and all(
+            node.owner.get(k) == before.owner.get(k) for k in ('pid', 'pid_start', 'host', 'boot_id'))
+        try:
+            held = Lease.acquire(self.store, scope, command, take_over=take_over)
+        except LeaseHeld as e:
+            return NodeResult(component.id, component.component_type, 'FAILED', error=f'{type(e).__name__}: {e}')
+        try:
+            return self._launch(component, index, total)
+        finally:
+            held.release()
 
     def _launch(self, component: Component, index: int, total: int) -> NodeResult:
         """Launch a node; while it fails with an error a retry could fix, wait as its retry policy

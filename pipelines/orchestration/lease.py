@@ -194,7 +194,7 @@ def held_message(store: MetadataStore, latest: LeaseRecord, scope: str) -> str:
             f"heartbeat still changing; its clock is {o.get('host')}'s")
     return (f"Run {scope} is being driven by another process: sluice {o.get('command')}, pid "
             f"{o.get('pid')} on {o.get('host')}, since {time.strftime('%H:%M:%S', time.localtime(o.get('started', 0)))}"
-            f' ({beat}). Wait for it to finish (sluice show {scope} --metadata {shlex.quote(store.url)}), or '
+            f" ({beat}). Wait for it to finish (sluice show {scope.split('/')[0]} --metadata {shlex.quote(store.url)}), or "
             f"stop it (kill {o.get('pid')} on {o.get('host')}); a holder that stays silent for "
             f'{lease_seconds():.0f}s is taken over automatically, and --take-over takes it now '
             '(its unfinished work is then abandoned and can no longer be published).')

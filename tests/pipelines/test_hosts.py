@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -89,19 +90,23 @@ def dead_pid() -> int:
 
 
 RACER = textwrap.dedent('''\
-    import json, sys, time
+    import json, os, sys, time
     from sluice.metadata import MetadataStore
     from sluice.orchestration.lease import Lease, LeaseHeld
-    url, rounds, at, every = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-    store, held = MetadataStore(url), []
+    url, rounds, at, every, out = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+    store, held, results = MetadataStore(url), [], []
     for r in range(rounds):
         time.sleep(max(0.0, at + r * every - time.time()))
         try:
             held.append(Lease.acquire(store, f'race/{r}', 'racer'))
-            print(json.dumps([r, held[-1].record.epoch]), flush=True)
+            results.append([r, held[-1].record.epoch])
         except LeaseHeld:
-            print(json.dumps([r, None]), flush=True)
-    time.sleep(max(0.0, at + rounds * every - time.time()))  # hold every lease won until all rounds are over
+            results.append([r, None])
+    with open(out + '.tmp', 'w') as f:
+        json.dump(results, f)
+    os.rename(out + '.tmp', out)
+    while not os.path.exists(os.path.join(os.path.dirname(out), 'all-done')):  # every lease won stays held
+        time.sleep(0.1)                                                        # until every racer is done
     ''')
 
 
@@ -113,12 +118,21 @@ def test_processes_racing_for_a_silent_lease_exactly_one_wins_each_round(tmp_pat
     for r in range(rounds):  # each scope held by a process that is gone
         store.lease_create(f'race/{r}', 1, here(pid=dead_pid(), command='run'))
     at = time.time() + 6
-    procs = [subprocess.Popen([sys.executable, '-c', RACER, store_url, str(rounds), str(at), '1.0'], text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(racers)]
-    outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    outs = [tmp_path / f'racer-{i}.json' for i in range(racers)]
+    procs = [subprocess.Popen([sys.executable, '-c', RACER, store_url, str(rounds), str(at), '1.0', str(out)],
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for out in outs]
+    try:
+        deadline = time.monotonic() + 180
+        while not all(out.exists() for out in outs) and time.monotonic() < deadline:
+            if any(p.poll() is not None for p in procs):
+                break
+            time.sleep(0.1)
+    finally:
+        (tmp_path / 'all-done').touch()
+        ended = [p.communicate(timeout=120) for p in procs]
+    for p, (_, err) in zip(procs, ended):
         assert p.returncode == 0, err[-3000:]
-    results = [json.loads(line) for out, _ in outs for line in out.splitlines()]
+    results = [tuple(x) for out in outs for x in json.loads(out.read_text())]
     for r in range(rounds):
         won = [epoch for round_, epoch in results if round_ == r and epoch is not None]
         assert won == [2], (r, results)
@@ -238,3 +252,60 @@ def test_a_node_killed_on_one_host_is_retried_on_another(tmp_path, text_dir, att
         assert took < 15, took  # no lease period waited out (the process's own start-up is most of it)
     else:
         assert took >= 15, took
+
+
+# -- one holder per node, whichever way the run is driven -------------------------------------------
+HELD_UP = '''
+import os, sys, time
+sys.path.insert(0, {tests!r})
+from sluice import Pipeline
+from sluice.components import Driver
+from dummies import Source, Upper
+
+class HeldUp(Driver):
+    def cached_outputs(self, key):
+        if os.environ.get('HOLD_UP'):  # the driver is slow to decide: nothing registered yet
+            open({flag!r}, 'w').close()
+            time.sleep(6)
+        return super().cached_outputs(key)
+
+class SlowUpper(Upper):
+    driver = HeldUp
+
+def create_pipeline():
+    source = Source(input_base={input!r})
+    return Pipeline('both-ways', {root!r}, [source, SlowUpper(text=source.outputs['text'])], metadata={url!r})
+'''
+
+
+def test_a_resume_and_an_orchestrator_task_never_execute_one_node_both(tmp_path, text_dir):
+    """#23.4: an orchestrator's task (run-node) is deciding about Upper, nothing registered yet, when a
+    `sluice resume` of the same run reaches Upper: the resume finds Upper's node lease held and leaves
+    it to the task (before: the run lease and the node lease were separate scopes, so both executed
+    Upper and the run had two COMPLETE executions and two LIVE results)."""
+    url = f'sqlite:///{tmp_path}/m.db'
+    flag = tmp_path / 'deciding'
+    path = tmp_path / 'both_ways.py'
+    path.write_text(HELD_UP.format(tests=TESTS, flag=str(flag), input=str(text_dir), root=str(tmp_path / 'root'),
+                                   url=url))
+
+    def cli(*args, **env):
+        return [sys.executable, '-m', 'sluice.ui.cli', *args], {**os.environ, **env}
+
+    args, env = cli('run-node', str(path), '--run-id', 'r1', '--node', 'Source')
+    assert subprocess.run(args, env=env, cwd=tmp_path, capture_output=True).returncode == 0
+    args, env = cli('run-node', str(path), '--run-id', 'r1', '--node', 'SlowUpper', HOLD_UP='1')
+    task = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not flag.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    args, env = cli('resume', 'r1', '--metadata', url)
+    resumed = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True)
+    out, err = task.communicate(timeout=120)
+    assert task.returncode == 0, out + err
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    assert re.search(r'SlowUpper +FAILED .*LeaseHeld: Run r1/SlowUpper is being driven by another process: sluice '
+                     r'run-node, pid \d+ .*Wait for it to finish \(sluice show r1 --metadata', resumed.stdout), resumed.stdout
+    store = MetadataStore(url)
+    upper = [r for r in store.executions('r1') if r.node_id == 'SlowUpper']
+    assert [r.state for r in upper] == ['COMPLETE'], [(r.state, r.error) for r in upper]
