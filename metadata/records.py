@@ -4,6 +4,7 @@ is encoded in ML-Metadata. Plain data: nothing here talks to a database.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -201,13 +202,21 @@ def process_identity(pid: int | None = None) -> dict[str, Any]:
             'pid_ns': _first_line(f'/proc/{pid}/ns/pid', link=True)}
 
 
+@functools.lru_cache(maxsize=None)
+def _machine(host_override: str | None) -> tuple[str, str, str]:
+    """This process's (host, boot id, pid namespace): read once, they do not change while it runs."""
+    return (host_override or socket.gethostname(), _first_line('/proc/sys/kernel/random/boot_id'),
+            _first_line('/proc/self/ns/pid', link=True))
+
+
 def same_machine(owner: dict[str, Any]) -> bool:
     """Whether ``owner`` (a recorded process_identity) ran on this machine since its last boot: then
     its recorded times come from this machine's clock."""
-    here = process_identity()
-    return bool(here['boot_id']) and owner.get('host') == here['host'] and owner.get('boot_id') == here['boot_id']
+    host, boot_id, _ = _machine(os.environ.get(HOSTNAME_ENV))
+    return bool(boot_id) and owner.get('host') == host and owner.get('boot_id') == boot_id
 
 
 def same_pid_space(owner: dict[str, Any]) -> bool:
     """Whether ``owner``'s pid means the same process here (same machine, boot and pid namespace)."""
-    return same_machine(owner) and bool(owner.get('pid_ns')) and owner.get('pid_ns') == process_identity()['pid_ns']
+    pid_ns = _machine(os.environ.get(HOSTNAME_ENV))[2]
+    return same_machine(owner) and bool(owner.get('pid_ns')) and owner.get('pid_ns') == pid_ns
