@@ -26,6 +26,7 @@ from sluice.components.component import Component
 from sluice.components.driver import PipelineInfo
 from sluice.metadata.records import DONE_STATES, MetadataStoreError, latest_per_node
 from sluice.metadata.store import MetadataStore
+from sluice.orchestration import partial
 from sluice.orchestration.launcher import NodeResult, launch
 from sluice.orchestration.lease import Lease, LeaseHeld
 from sluice.dsl.pipeline import Pipeline, PipelineError
@@ -64,7 +65,7 @@ class Session:
         pipeline where it succeeded (a CACHED execution pointing at those LIVE outputs); the other
         nodes are left alone (the run stays INCOMPLETE; ``sluice resume`` would not run them)."""
         started = time.time()
-        providers = _providers(pipeline, store, selected) if selected is not None else {}
+        providers, notes = partial.providers(pipeline, store, selected) if selected is not None else ({}, {})
         info = start_run(pipeline, store, run_id, runner)
         lease = Lease.acquire(store, info.run_id, 'run')
         steps: dict[str, Step] = {}
@@ -72,13 +73,15 @@ class Session:
             if selected is not None:
                 store.update_run(info.run_id, {'selected_nodes': json.dumps(sorted(selected))})
                 for node_id, record in providers.items():
-                    steps[node_id] = _record_reuse(store, pipeline, info.run_id, node_id, record)
+                    steps[node_id] = partial.record_reuse(store, pipeline, info.run_id, record, notes.get(node_id))
                 steps.update({c.id: Step(c.id, 'skip', 'not selected') for c in pipeline.components
                               if c.id not in selected and c.id not in providers})
         except BaseException:
             lease.release()
             raise
         progress.run_started(pipeline, info.run_id, store)
+        for line in partial.describe(steps):
+            progress.say(line)
         return cls(pipeline, store, info.run_id, lease, progress, steps, started=started)
 
     @classmethod
@@ -150,20 +153,26 @@ class Session:
         return cls(pipeline, store, run_id, Lease.acquire(store, run_id, command), Progress(enabled=False))
 
     @classmethod
-    def attach(cls, store_url: str, run_id: str, lease_name: str, reuse: dict[str, int]) -> Session:
-        """The session of a run driven by another process, seen from one of its Beam workers."""
+    def attach(cls, store_url: str, run_id: str, lease_name: str, plan: dict[str, Any]) -> Session:
+        """The session of a run driven by another process, seen from one of its Beam workers; ``plan``
+        is that session's ``shared_plan()``."""
         store = MetadataStore(store_url)
         pipeline = stored_pipeline(store, run_id)
         steps = {node: Step(node, 'reuse', 'done earlier in this run', store.execution(ex_id))
-                 for node, ex_id in reuse.items()}
+                 for node, ex_id in plan['reuse'].items()}
+        steps.update({node: Step(node, 'skip', reason) for node, reason in plan['skip'].items()})
         return cls(pipeline, store, run_id, Lease.attach(store, lease_name), Progress(enabled=False), steps)
 
     @property
     def complete_already(self) -> bool:
-        return bool(self.steps) and all(s.action in ('reuse', 'skip') for s in self.steps.values())
+        """Does the plan leave nothing to launch (every node reused or not selected)?"""
+        return all(c.id in self.steps and self.steps[c.id].action in ('reuse', 'skip') for c in self.pipeline.components)
 
-    def reuse_ids(self) -> dict[str, int]:
-        return {n: s.execution.id for n, s in self.steps.items() if s.action == 'reuse' and s.execution}
+    def shared_plan(self) -> dict[str, Any]:
+        """The plan's decisions a process launching nodes for this session needs (a Beam worker:
+        ``attach``): the executions reused and the nodes left alone, so that it runs what this one would."""
+        return {'reuse': {n: s.execution.id for n, s in self.steps.items() if s.action == 'reuse' and s.execution},
+                'skip': {n: s.reason for n, s in self.steps.items() if s.action == 'skip'}}
 
     # -- one node ---------------------------------------------------------------------------------
     def node(self, component: Component, upstream: Sequence[NodeResult]) -> NodeResult:
@@ -292,33 +301,3 @@ def reused(component: Component, step: Step) -> NodeResult:
                       reused=True, reused_from=record.properties.get('reused_from_run', ''))
 
 
-def _providers(pipeline: Pipeline, store: MetadataStore, selected: set[str]) -> dict[str, Any]:
-    """For a partial run: each unselected node a selected node consumes from, with its newest
-    successful execution in an earlier run; a clear error for those that never produced an output."""
-    needed = sorted({u.id for c in pipeline.components if c.id in selected for u in c.upstream
-                     if u.id not in selected}, key=pipeline.node_ids.index)
-    found = {n: store.latest_done_execution(pipeline.name, n) for n in needed}
-    missing = [n for n, record in found.items() if record is None]
-    if missing:
-        users = {n: [c.id for c in pipeline.components if c.id in selected and n in {u.id for u in c.upstream}]
-                 for n in missing}
-        raise PipelineError(
-            'This partial run needs outputs that no earlier run of pipeline '
-            f"'{pipeline.name}' in {store.url} produced: "
-            + '; '.join(f'{", ".join(users[n])} needs {n}, which has never produced an output (or its files are gone)'
-                        for n in missing)
-            + f'. Include {" and ".join(missing)} in the run (e.g. --from {missing[0]}), or run the whole pipeline once.')
-    return found
-
-
-def _record_reuse(store: MetadataStore, pipeline: Pipeline, run_id: str, node_id: str, record: Any) -> Step:
-    """Record, in a partial run, a node taken from an earlier run: a CACHED execution with the same
-    inputs and LIVE outputs as that run's, marked ``reused_from_run``."""
-    component = pipeline.node(node_id)
-    props = {k: record.properties[k] for k in ('cache_key', 'cache_key_parts', 'component_version')
-             if k in record.properties}
-    execution_id = store.record_cached_execution(
-        component.component_type, pipeline.name, run_id, node_id, record.inputs, record.outputs,
-        {**props, 'reused_from_run': record.run_id, 'reused_execution': record.id})
-    return Step(node_id, 'reuse', f'reused from run {record.run_id} (execution #{record.id})',
-                store.execution(execution_id))

@@ -253,12 +253,20 @@ def _check_reuse(component: Any, store: MetadataStore, info: PipelineInfo, recor
         parts = driver.cache_key_parts(driver.resolve_inputs())
     except Exception as e:  # inputs cannot be resolved, or its code changed after loading: run and report there
         return Step(component.id, 'run', f'its key cannot be computed ({e})', record)
-    if fp.key_of(parts) != record.cache_key:
-        before = recorded_parts(record)
-        changes = Explainer(store, info.name).differences(before, parts, record) if before else []
-        return Step(component.id, 'run', f'changed since: {"; ".join(changes)}' if changes else
-                    'its code, parameters or inputs changed since (cache key differs)', record)
+    changes = key_changes(store, info.name, record, parts)
+    if changes:
+        return Step(component.id, 'run', f'changed since: {"; ".join(changes)}', record)
     return Step(component.id, 'reuse', f'{record.state} in this run (execution #{record.id})', record)
+
+
+def key_changes(store: MetadataStore, pipeline_name: str, record: ExecutionRecord, parts: dict[str, Any]) -> list[str]:
+    """What differs, in words, between the cache key ``record`` was made with and ``parts`` (its key
+    computed now); empty when the keys are the same."""
+    if fp.key_of(parts) == record.cache_key:
+        return []
+    before = recorded_parts(record)
+    changes = Explainer(store, pipeline_name).differences(before, parts, record) if before else []
+    return changes or ['its code, parameters or inputs (the cache key differs)']
 
 
 def format_plan(run_id: str, pipeline: Pipeline, steps: list[Step]) -> str:

@@ -40,7 +40,7 @@ def _launch_node(token: str, attach: dict[str, Any], node_id: str, upstream: Seq
     """What one DoFn does: hand its node to the run's session."""
     with _LOCK:
         if token not in _SESSIONS:  # a worker in another process
-            _SESSIONS[token] = Session.attach(attach['store'], attach['run_id'], attach['lease'], attach['reuse'])
+            _SESSIONS[token] = Session.attach(attach['store'], attach['run_id'], attach['lease'], attach['plan'])
         session = _SESSIONS[token]
     return session.node(session.pipeline.node(node_id), list(upstream))
 
@@ -79,7 +79,7 @@ class BeamDagRunner(LocalDagRunner):
 
         token = uuid.uuid4().hex
         attach = {'store': without_password(session.store.connect_url), 'run_id': session.run_id,
-                  'lease': session.lease.name, 'reuse': session.reuse_ids()}
+                  'lease': session.lease.name, 'plan': session.shared_plan()}
         _SESSIONS[token] = session
         try:
             with password_in_environment(session.store.connect_url), \

@@ -4,20 +4,19 @@
 #
 #   bash tests/airflow/setup_env.sh          # prints the venv's path on its last line
 #
-# The venv is $SLUICE_AIRFLOW_ENV, else .venv-airflow/ at the top of the repository (git ignores it).
-# It is built once and kept: a stamp file records what it was built from (the two files and the
-# Python version), and a change to any of them rebuilds it. Python: $SLUICE_AIRFLOW_PYTHON, else
+# The venv is $SLUICE_AIRFLOW_ENV, else airflow-env-<hash> in the user's cache directory
+# ($XDG_CACHE_HOME/sluice, else ~/.cache/sluice), <hash> naming what it is built from (the two files
+# and the Python version): clones of the repository share it, and a change to any of them builds a
+# new one beside it. It is built once and kept; a stamp file inside marks it complete. Python: $SLUICE_AIRFLOW_PYTHON, else
 # python3.11, else python3.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-env_dir=${SLUICE_AIRFLOW_ENV:-$repo/.venv-airflow}
 python=${SLUICE_AIRFLOW_PYTHON:-$(command -v python3.11 || command -v python3)}
-stamp=$env_dir/.sluice-stamp
-
 want=$( { cat "$here/requirements.txt" "$here/constraints.txt"; "$python" -c 'import sys; print(sys.version)'; } \
         | sha256sum | cut -d' ' -f1)
+env_dir=${SLUICE_AIRFLOW_ENV:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/airflow-env-${want:0:16}}
+stamp=$env_dir/.sluice-stamp
 
 mkdir -p "$(dirname "$env_dir")"
 exec 9>"$env_dir.lock"          # one build at a time

@@ -1,5 +1,5 @@
-"""Retries with backoff, timeouts, partial runs and per-node cache control, tried as users would:
-components that fail and recover, hang, get killed while waiting, and pipelines run in parts."""
+"""Retries with backoff, timeouts and per-node cache control, tried as users would: components that
+fail and recover, hang, or get killed while waiting (partial runs: test_partial_runs.py)."""
 from __future__ import annotations
 
 import os
@@ -19,7 +19,6 @@ from sluice.ui.cli import main
 from dummies import Flaky, Hang, Source, Upper, read_text
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PENGUIN = os.path.join(REPO, 'pipelines', 'examples', 'penguin', 'penguin_pipeline.py')
 
 
 def flaky_pipeline(tmp_path, fail_times, retry=None, node_retry=None, runner_root='root'):
@@ -225,54 +224,3 @@ def test_with_cache_false_and_no_cache_node(tmp_path, text_dir, capsys):
     assert '3 executed, 0 cached' in capsys.readouterr().out
     [last] = [r for r in MetadataStore(f'sqlite:///{tmp_path}/m.db').runs()][-1:]
     assert MetadataStore(f'sqlite:///{tmp_path}/m.db').run(last.run_id).properties['enable_cache'] == 0
-
-
-# -- partial runs ----------------------------------------------------------------------------------------
-def test_partial_runs_on_small_pipeline(tmp_path, text_dir):
-    source = Source(input_base=str(text_dir))
-    upper = Upper(text=source.outputs['text'])
-    second = Upper(text=upper.outputs['result'], suffix='!').with_id('Second')
-    pipeline = Pipeline('parts', str(tmp_path / 'root'), [source, upper, second], metadata=f'sqlite:///{tmp_path}/m.db')
-    with pytest.raises(PipelineError, match=r"Second needs Upper, which has never produced an output.*--from Upper"):
-        LocalDagRunner(progress=False).run(pipeline, only=['Second'])
-    full = LocalDagRunner(progress=False).run(pipeline, to_nodes=['Upper'])
-    assert list(full.nodes) == ['Source', 'Upper'] and full.state == 'COMPLETE'
-    store = MetadataStore(pipeline.metadata)
-    assert store.run(full.run_id).state == 'INCOMPLETE'  # Second was not selected
-
-    part = LocalDagRunner(progress=False).run(pipeline, from_nodes=['Second'])
-    assert part.state == 'COMPLETE' and list(part.nodes) == ['Upper', 'Second']
-    assert part['Upper'].reused_from == full.run_id and part['Second'].state == 'COMPLETE'
-    [reuse] = node_executions(store, part.run_id, 'Upper')
-    assert reuse.state == 'CACHED' and reuse.properties['reused_from_run'] == full.run_id
-    assert reuse.outputs['result'][0].id == full['Upper'].outputs['result'].id
-    # Resuming a partial run keeps to its selection: nothing left to do.
-    assert LocalDagRunner(progress=False).resume(None, part.run_id, metadata=pipeline.metadata).state == 'COMPLETE'
-    with pytest.raises(PipelineError, match='cannot be combined'):
-        pipeline.select(from_nodes=['Upper'], only=['Second'])
-    with pytest.raises(PipelineError, match="has no node 'Secnd'; did you mean 'Second'"):
-        pipeline.select(only=['Secnd'])
-
-
-def test_partial_run_of_the_penguin_pipeline_from_trainer(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    url = f'sqlite:///{tmp_path}/m.db'
-    assert main(['run', PENGUIN, '--metadata', url, '--from', 'Trainer']) == 2
-    err = capsys.readouterr().err
-    assert "Trainer needs Transform, which has never produced an output" in err and 'pipeline \'penguin\'' in err
-    assert main(['run', PENGUIN, '--metadata', url]) == 0
-    first = re.search(r'^Run (\S+) of pipeline', capsys.readouterr().out, re.M).group(1)
-    assert main(['run', PENGUIN, '--metadata', url, '--from', 'Trainer', '--no-cache', 'Trainer']) == 0
-    out = capsys.readouterr().out
-    second = re.search(r'^Run (\S+) of pipeline', out, re.M).group(1)
-    store = MetadataStore(url)
-    records = {r.node_id: r for r in store.executions(second)}
-    # Trainer consumes Transform and the schema, the Evaluator CsvExampleGen: those come from the first run.
-    reused = {n for n, r in records.items() if r.properties.get('reused_from_run') == first}
-    assert reused == {'CsvExampleGen', 'ImportSchemaGen', 'Transform'}  # the example's curated schema
-    assert all(records[n].state == 'CACHED' for n in reused)
-    assert set(records) == reused | {'Trainer', 'Evaluator', 'ModelValidator', 'Pusher'}
-    assert records['Trainer'].state == 'COMPLETE'  # --no-cache Trainer: executed again
-    assert records['Evaluator'].state == 'COMPLETE'  # a new model to measure
-    assert re.search(r'Transform\s+CACHED.*reused from run ' + first, out)
-    assert store.run(second).state == 'INCOMPLETE'  # StatisticsGen and ExampleValidator were not selected
