@@ -163,7 +163,7 @@ class Connection:
                 with self._lock:
                     return call()
             except (mlmd_errors.StatusError, RuntimeError) as e:
-                busy = isinstance(e, mlmd_errors.AbortedError) or (
+                busy = isinstance(e, mlmd_errors.AbortedError) or 'Concurrent writes aborted' in str(e) or (
                     isinstance(e, (mlmd_errors.InternalError, mlmd_errors.UnavailableError))
                     and ('locked' in str(e) or 'busy' in str(e)))
                 race = creating and (any(m in str(e) for m in ('duplicate key value', 'Duplicate entry'))

@@ -131,8 +131,21 @@ class MetadataStore(LeaseMixin, LineageMixin):
         """Record a RUNNING execution with its INPUT events; returns the execution id."""
         contexts = self._node_contexts(pipeline_name, run_id, node_id)
         ex = self._new_execution(component_type, 'RUNNING', run_id, node_id, properties)
-        ex_id, _, _ = self.retry(lambda: self._store.put_execution(
-            ex, self._events(inputs, pb.Event.INPUT), contexts))
+        return self._put_referencing(ex, self._events(inputs, pb.Event.INPUT), contexts)
+
+    def _put_referencing(self, ex: pb.Execution, events: list[tuple[pb.Artifact, pb.Event]],
+                         contexts: list[pb.Context]) -> int:
+        """Record a new execution with its events, in one transaction, to artifacts already in the store
+        without writing them again: a copy read earlier would undo what another process changed since
+        (``sluice gc`` marking one DELETED)."""
+        if any(not artifact.id for artifact, _ in events):  # new artifacts: written with the execution
+            ex_id, _, _ = self.retry(lambda: self._store.put_execution(ex, events, contexts))
+            return ex_id
+        edges = []
+        for artifact, event in events:
+            event.artifact_id = artifact.id
+            edges.append((0, None, event))
+        [ex_id], _, _ = self.retry(lambda: self._store.put_lineage_subgraph([ex], [], contexts, edges))
         return ex_id
 
     def publish_execution(self, execution_id: int, pipeline_name: str, run_id: str, node_id: str,
@@ -162,8 +175,7 @@ class MetadataStore(LeaseMixin, LineageMixin):
         contexts = self._node_contexts(pipeline_name, run_id, node_id)
         ex = self._new_execution(component_type, 'CACHED', run_id, node_id, properties)
         events = self._events(inputs, pb.Event.INPUT) + self._events(outputs, pb.Event.OUTPUT)
-        ex_id, _, _ = self.retry(lambda: self._store.put_execution(ex, events, contexts))
-        return ex_id
+        return self._put_referencing(ex, events, contexts)
 
     def fail_execution(self, execution_id: int, error_type: str, message: str, details: str = '',
                        state: str = 'FAILED', lease: str | None = None) -> None:
@@ -248,11 +260,48 @@ class MetadataStore(LeaseMixin, LineageMixin):
     def mark_deleted(self, artifacts: Sequence[Artifact]) -> None:
         """Set artifacts' state to DELETED (their files are being removed: ``sluice gc``); no cache
         lookup reuses them from then on."""
-        if not artifacts:
-            return
-        protos = self.retry(lambda: self._store.get_artifacts_by_id([a.id for a in artifacts]))
-        for proto in protos:
-            proto.state = pb.Artifact.DELETED
-        self.retry(lambda: self._store.put_artifacts(protos))
+        self._set_artifact_state([a.id for a in artifacts], pb.Artifact.DELETED)
         for artifact in artifacts:
             artifact.state = 'DELETED'
+
+    def mark_live(self, artifact_ids: Collection[int]) -> None:
+        """Set artifacts marked DELETED back to LIVE (``sluice gc`` found a run using them after all)."""
+        self._set_artifact_state(artifact_ids, pb.Artifact.LIVE)
+
+    def _set_artifact_state(self, artifact_ids: Collection[int], state: int) -> None:
+        if not artifact_ids:
+            return
+        protos = self.retry(lambda: self._store.get_artifacts_by_id(list(artifact_ids)))
+        for proto in protos:
+            proto.state = state
+        self.retry(lambda: self._store.put_artifacts(protos))
+
+    # -- gc against the cache: each writes, then reads what the other wrote (see sluice.ops.gc) ------
+    def all_live(self, artifact_ids: Collection[int]) -> bool:
+        """Are these artifacts all still LIVE (none marked DELETED by gc meanwhile)?"""
+        protos = self.retry(lambda: self._store.get_artifacts_by_id(list(artifact_ids)))
+        return len(protos) == len(set(artifact_ids)) and all(p.state == pb.Artifact.LIVE for p in protos)
+
+    def newest_execution_id(self) -> int:
+        """The id of the newest execution recorded (0: none); executions recorded later have larger ids."""
+        from ml_metadata.metadata_store import ListOptions, OrderByField
+
+        newest = self.retry(lambda: self._store.get_executions(
+            list_options=ListOptions(limit=1, order_by=OrderByField.ID, is_asc=False)))
+        return newest[0].id if newest else 0
+
+    def referenced_after(self, artifact_ids: Collection[int], execution_id: int) -> set[int]:
+        """Those of ``artifact_ids`` that an execution newer than ``execution_id`` read or wrote."""
+        if not artifact_ids:
+            return set()
+        events = self.retry(lambda: self._store.get_events_by_artifact_ids(list(artifact_ids)))
+        return {e.artifact_id for e in events if e.execution_id > execution_id}
+
+    def withdraw_cached_execution(self, execution_id: int, message: str) -> None:
+        """Mark a CACHED execution CANCELED, saying why: the outputs it reused were being deleted by gc
+        when it was recorded (the node runs instead)."""
+        [ex] = self.retry(lambda: self._store.get_executions_by_id([execution_id]))
+        ex.last_known_state = pb.Execution.CANCELED
+        set_value(ex.custom_properties, 'error_type', 'CacheHitWithdrawn')
+        set_value(ex.custom_properties, 'error_message', message)
+        self.retry(lambda: self._store.put_executions([ex]))

@@ -3,27 +3,41 @@
 An artifact is kept when any of these still needs it:
 
 - a **kept run**: one of the newest ``keep_runs`` runs of its pipeline, a run newer than
-  ``older_than_days``, or a run whose nodes are still running. Every artifact a kept run's executions
-  read or wrote is kept, including those its CACHED executions reuse from older runs, so the cache
-  of a kept run's inputs still hits;
+  ``older_than_days``, or a run that is not finished and not abandoned: anything but COMPLETE (a
+  partial run: until its selected nodes are done) with a sign of life (an execution recorded or
+  ended, a lease's heartbeat) within ``abandoned_after_days``, so a run waiting between nodes (an
+  orchestrator's next task, a retry's wait) or a failed run about to be resumed keeps its inputs.
+  Every artifact a kept run's executions read or wrote is kept, including those its CACHED
+  executions reuse from older runs, so the cache of a kept run's inputs still hits;
 - a **production version**: the Model artifact of this store that any version at a push destination
   recorded in the store was pushed from (the destination's own copy is never touched).
 
-Everything else that an execution of an older run wrote under that run's pipeline root is deleted:
-first marked DELETED in ML-Metadata (so no cache lookup can pick it from then on), then its files
-removed. Lineage still lists it, marked deleted. Files outside the pipeline root (input CSVs, push
-destinations, artifacts standing for files elsewhere) are never deleted.
+Everything else that an execution of an older run wrote under that run's pipeline root is deleted,
+but only inside the directories gc is given (``roots``: ``sluice gc --root DIR``, else the current
+directory): the store says where a run's files are, and a store is not trusted to choose what gc
+deletes. Each artifact is first marked DELETED in ML-Metadata (so no cache lookup can pick it from
+then on), then its files are removed. Lineage still lists it, marked deleted.
+
+A run that takes an artifact as a cache hit while gc runs: the run records its CACHED execution,
+then checks the artifacts are still LIVE (else it withdraws the hit and executes the node); gc marks
+them DELETED, then looks for executions newer than its plan that use them (and marks those LIVE
+again and keeps their files). Each side writes before it reads what the other wrote, so one of the
+two always sees the other.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from sluice.metadata.artifact import Artifact
-from sluice.metadata.records import RunSummary
+from sluice.metadata.records import DONE_STATES, RunSummary
 from sluice.metadata.store import MetadataStore
+
+DEFAULT_ABANDONED_DAYS = 7.0  # an unfinished run with no sign of life for this long is abandoned
 
 
 @dataclass
@@ -32,6 +46,11 @@ class Plan:
     old_runs: list[RunSummary] = field(default_factory=list)
     delete: list[tuple[Artifact, str, int]] = field(default_factory=list)  # artifact, run id, bytes
     kept_for_production: set[int] = field(default_factory=set)
+    unfinished: list[RunSummary] = field(default_factory=list)  # kept: not finished, not abandoned
+    outside: dict[str, int] = field(default_factory=dict)  # a run's root outside the roots -> artifacts left
+    roots: list[str] = field(default_factory=list)
+    newest_execution: int = 0  # executions after it were recorded while gc ran
+    rescued: list[Artifact] = field(default_factory=list)  # taken by a run while gc ran: kept
 
     @property
     def bytes(self) -> int:
@@ -51,19 +70,23 @@ def size_of(path: str) -> int:
     return total
 
 
-def _inside(path: str, root: str) -> bool:
+def _inside(path: str, root: str, itself: bool = False) -> bool:
+    """Is ``path`` under ``root`` (or ``root`` itself, with ``itself``), symbolic links resolved?"""
     path, root = os.path.realpath(path), os.path.realpath(root)
-    return bool(root) and os.path.commonpath([path, root]) == root and path != root
+    return bool(root) and os.path.commonpath([path, root]) == root and (itself or path != root)
 
 
 def plan(store: MetadataStore, keep_runs: int = 5, older_than_days: float | None = None,
-         now: float | None = None) -> Plan:
-    """What ``collect`` would delete, and why the rest is kept."""
+         now: float | None = None, roots: Sequence[str] | None = None,
+         abandoned_after_days: float = DEFAULT_ABANDONED_DAYS) -> Plan:
+    """What ``collect`` would delete (only under ``roots``, default the current directory), and why
+    the rest is kept."""
     if keep_runs < 1:
         raise ValueError(f'--keep-runs {keep_runs}: keep at least the newest run (its outputs are what the cache '
                          'reuses); give 1 or more.')
     now = time.time() if now is None else now
-    result = Plan()
+    result = Plan(roots=[os.path.realpath(r) for r in (roots if roots is not None else [os.getcwd()])],
+                  newest_execution=store.newest_execution_id())  # before anything is read
     by_pipeline: dict[str, list[RunSummary]] = {}
     for run in store.runs():
         by_pipeline.setdefault(run.pipeline_name, []).append(run)
@@ -72,7 +95,10 @@ def plan(store: MetadataStore, keep_runs: int = 5, older_than_days: float | None
         for i, run in enumerate(runs):
             newest = i >= len(runs) - keep_runs
             recent = older_than_days is not None and now - run.create_time < older_than_days * 86400
-            (result.kept_runs if newest or recent or run.state == 'RUNNING' else result.old_runs).append(run)
+            alive = not newest and not recent and _unfinished_and_alive(store, run, now, abandoned_after_days)
+            if alive:
+                result.unfinished.append(run)
+            (result.kept_runs if newest or recent or alive else result.old_runs).append(run)
 
     needed: set[int] = set()
     for run in result.kept_runs:
@@ -84,14 +110,38 @@ def plan(store: MetadataStore, keep_runs: int = 5, older_than_days: float | None
     seen: set[int] = set()
     for run in result.old_runs:
         root = run.properties.get('pipeline_root') or ''
+        allowed = bool(root) and any(_inside(root, r, itself=True) for r in result.roots)
         for record in store.executions(run.run_id):
             for artifact in (a for group in record.outputs.values() for a in group):
                 if artifact.id in needed or artifact.id in seen or artifact.state != 'LIVE' or artifact.external_id:
                     continue
                 seen.add(artifact.id)
-                if artifact.uri and root and _inside(artifact.uri, root):
-                    result.delete.append((artifact, run.run_id, size_of(artifact.uri) if artifact.exists() else 0))
+                if not (artifact.uri and root and _inside(artifact.uri, root)):
+                    continue  # not a file of the run (input data, a push destination): never gc's to delete
+                if not allowed:
+                    result.outside[root] = result.outside.get(root, 0) + 1
+                    continue
+                result.delete.append((artifact, run.run_id, size_of(artifact.uri) if artifact.exists() else 0))
     return result
+
+
+def _unfinished_and_alive(store: MetadataStore, run: RunSummary, now: float, abandoned_after_days: float) -> bool:
+    """Is the run not finished (anything but COMPLETE; a partial run: a selected node not done) and
+    not abandoned (a sign of life within ``abandoned_after_days``: an execution recorded or ended,
+    a lease heartbeat)?"""
+    selected = run.properties.get('selected_nodes')
+    if selected:
+        latest = run.latest()
+        if all(latest.get(n) is not None and latest[n].state in DONE_STATES for n in json.loads(selected)):
+            return False
+    elif run.state == 'COMPLETE':
+        return False
+    signs = [ex.update_time for ex in run.executions] + [run.create_time]
+    for scope in [run.run_id] + [f'{run.run_id}/{n}' for n in run.node_ids]:
+        lease = store.lease_latest(scope)
+        if lease is not None:
+            signs.append(lease.heartbeat)
+    return now - max(signs) < abandoned_after_days * 86400
 
 
 def _production_models(store: MetadataStore) -> set[int]:
@@ -113,10 +163,18 @@ def _production_models(store: MetadataStore) -> set[int]:
 
 
 def collect(store: MetadataStore, gc_plan: Plan) -> None:
-    """Mark the planned artifacts DELETED in the store, then remove their files."""
+    """Mark the planned artifacts DELETED in the store, keep those a run took meanwhile (a cache hit
+    recorded since the plan: marked LIVE again), then remove the others' files."""
     artifacts = [a for a, _, _ in gc_plan.delete]
     store.mark_deleted(artifacts)
-    for artifact in artifacts:
+    taken = store.referenced_after([a.id for a in artifacts], gc_plan.newest_execution)
+    if taken:
+        store.mark_live(taken)
+        gc_plan.rescued = [a for a in artifacts if a.id in taken]
+        for artifact in gc_plan.rescued:
+            artifact.state = 'LIVE'
+        gc_plan.delete = [d for d in gc_plan.delete if d[0].id not in taken]
+    for artifact, _, _ in gc_plan.delete:
         if os.path.isdir(artifact.uri):
             shutil.rmtree(artifact.uri, ignore_errors=True)
         elif os.path.exists(artifact.uri):
@@ -132,8 +190,16 @@ def describe(gc_plan: Plan, dry_run: bool) -> list[str]:
     for artifact, run, size in gc_plan.delete:
         lines.append(f'  {artifact.type_name()} #{artifact.id}  {size / 1e6:8.2f} MB  run {run}  {artifact.uri}')
     lines.append(f'Kept {len(gc_plan.kept_runs)} runs and everything they use'
+                 + (f' ({len(gc_plan.unfinished)} of them unfinished: '
+                    f"{', '.join(f'{r.run_id} ({r.state})' for r in gc_plan.unfinished)})" if gc_plan.unfinished else '')
                  + (f', and {len(gc_plan.kept_for_production)} models pushed to production' if gc_plan.kept_for_production
                     else '') + '.')
+    if gc_plan.rescued:
+        lines.append(f'Kept {len(gc_plan.rescued)} artifacts a run took as cache hits while gc ran: '
+                     + ', '.join(f'#{a.id}' for a in gc_plan.rescued) + '.')
+    for root, count in sorted(gc_plan.outside.items()):
+        lines.append(f'Left {count} artifacts of old runs under {root}: outside the directories gc deletes in '
+                     f"({', '.join(gc_plan.roots)}); run gc there or add --root {root}.")
     if dry_run and gc_plan.delete:
         lines.append('Nothing was deleted (--dry-run).')
     return lines

@@ -85,6 +85,9 @@ def execution_tmp_dir(root: str, node_id: str, execution_id: int) -> str:
     return os.path.join(root, TMP_DIR, f'{node_id}-{execution_id}')
 
 
+WITHDRAWN = 'its outputs were being deleted by sluice gc when this cache hit was recorded; the node ran instead'
+
+
 def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
            enable_cache: bool = True, lease: Any = None, attempt: int = 1) -> NodeResult:
     """Run one component through driver, executor and publisher; never raises for executor errors
@@ -167,6 +170,10 @@ class _Launch:
             self._check_lease()
         except LeaseLost as e:  # the CACHED record stays (it is true: those outputs exist)
             return self._lost(e)
+        if not self.store.all_live([a.id for a in cached.values()]):  # recorded, then checked: see sluice.ops.gc
+            self.store.withdraw_cached_execution(self.result.execution_id, WITHDRAWN)
+            self.result.execution_id = 0
+            return None
         self.result.state, self.result.outputs, self.result.duration = 'CACHED', cached, time.time() - self.start
         return self.result
 

@@ -89,6 +89,12 @@ def record_reuse(store: MetadataStore, pipeline: Pipeline, run_id: str, record: 
     execution_id = store.record_cached_execution(
         component.component_type, pipeline.name, run_id, node_id, record.inputs, record.outputs,
         {**props, 'reused_from_run': record.run_id, 'reused_execution': record.id})
+    if not store.all_live([a.id for group in record.outputs.values() for a in group]):  # see sluice.ops.gc
+        store.withdraw_cached_execution(execution_id, f'the outputs of {node_id} in run {record.run_id} were being '
+                                        'deleted by sluice gc when this partial run took them')
+        raise PipelineError(f'{node_id}: its outputs in run {record.run_id} were deleted by sluice gc while this '
+                            'partial run started; start it again (it takes them from another run, or says what to '
+                            'include).')
     reason = f'reused from run {record.run_id} (execution #{record.id})'
     changes = changes_since(pipeline, store, record)
     if changes:

@@ -4,7 +4,7 @@
                        [--from NODE] [--to NODE] [--only NODE]
     sluice run-node FILE.py --run-id RUN_ID --node NODE_ID [--metadata URL] [--no-retry]
     sluice watch FILE.py [--every SECONDS] [--metadata URL]
-    sluice gc [--keep-runs N] [--older-than DAYS] [--dry-run] [--metadata URL]
+    sluice gc [--keep-runs N] [--older-than DAYS] [--abandoned-after DAYS] [--root DIR] [--dry-run] [--metadata URL]
     sluice resume RUN_ID [--runner local|beam] [--metadata URL]
     sluice runs [--pipeline NAME] [--metadata URL]
     sluice show RUN_ID [--metadata URL]

@@ -8,6 +8,7 @@ import os
 import shlex
 
 from sluice.dsl.pipeline import load_pipeline
+from sluice.ops.gc import DEFAULT_ABANDONED_DAYS
 from sluice.runners.run_node import run_node
 from sluice.ui.cli.common import CliError, open_store, store_url, with_store
 
@@ -49,7 +50,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     store = open_store(args)
     try:
-        found = gc.plan(store, args.keep_runs, args.older_than)
+        found = gc.plan(store, args.keep_runs, args.older_than, roots=args.root or None,
+                        abandoned_after_days=args.abandoned_after)
     except ValueError as e:
         raise CliError(str(e)) from None
     if not args.dry_run:
@@ -173,6 +175,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--keep-runs', type=int, default=5, metavar='N',
                    help='keep the newest N runs of each pipeline and all they use (default 5)')
     p.add_argument('--older-than', type=float, metavar='DAYS', help='also keep every run newer than DAYS days')
+    p.add_argument('--abandoned-after', type=float, default=DEFAULT_ABANDONED_DAYS, metavar='DAYS',
+                   help='keep unfinished runs (waiting between nodes, failed, running) until they show no sign of life '
+                        'for DAYS days (default %(default)g)')
+    p.add_argument('--root', action='append', metavar='DIR',
+                   help='delete only under DIR (repeatable; default: the current directory)')
     p.add_argument('--dry-run', action='store_true', help='say what would be deleted, delete nothing')
     p.set_defaults(func=cmd_gc)
 
