@@ -130,7 +130,7 @@ class Session:
         gone or silent), and the plan, printed before anything runs."""
         started = time.time()
         store.run(run_id)  # a clear error for an unknown run id
-        pipeline = stored_pipeline(store, run_id, pipeline)
+        pipeline = stored_pipeline(store, run_id, pipeline, say=progress.say)
         lease = Lease.acquire(store, run_id, 'resume', take_over=take_over)
         try:
             steps = {s.node_id: s for s in plan(pipeline, store, run_id, lease.name)}

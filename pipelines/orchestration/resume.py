@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from sluice.components import fingerprint as fp
 from sluice.components.driver import PipelineInfo
@@ -96,18 +96,20 @@ def check_signature(run_id: str, props: dict[str, Any]) -> None:
             'the pipeline: runner.resume(pipeline, run_id).')
 
 
-def stored_pipeline(store: MetadataStore, run_id: str, pipeline: Pipeline | None = None) -> Pipeline:
+def stored_pipeline(store: MetadataStore, run_id: str, pipeline: Pipeline | None = None,
+                    say: Callable[[str], None] | None = None) -> Pipeline:
     """The pipeline of a run, with the run's own settings, whatever the current directory.
 
     Without ``pipeline``: the pipeline file the run was loaded from, read again (so fixes made since
     are used) in the directory the run was started from (so relative paths in it mean what they
     meant then); if that file or directory is not here, the copy stored with the run. Either way,
     the pipeline root, Beam arguments and cache flag are the run's, and the store is ``store``.
+    ``say`` is told what is loaded, before it is (running that code is what loading it means).
     """
     run = store.run(run_id)
     props = run.properties
     if pipeline is None:
-        pipeline = _load_stored(run_id, props)
+        pipeline = _load_stored(run_id, props, say or (lambda _: None))
     if pipeline.name != run.pipeline_name:
         raise PipelineError(f"Run {run_id} belongs to pipeline '{run.pipeline_name}', not '{pipeline.name}'.")
     pipeline.metadata = store.connect_url
@@ -120,10 +122,11 @@ def stored_pipeline(store: MetadataStore, run_id: str, pipeline: Pipeline | None
     return pipeline
 
 
-def _load_stored(run_id: str, props: dict[str, Any]) -> Pipeline:
+def _load_stored(run_id: str, props: dict[str, Any], say: Callable[[str], None]) -> Pipeline:
     path, cwd = props.get('pipeline_file') or '', props.get('cwd') or ''
     args = json.loads(props.get('pipeline_args') or '{}')
     if path and os.path.isfile(path) and cwd and os.path.isdir(cwd):
+        say(f'Loading the pipeline of run {run_id} from {path}, in {cwd} (as recorded with the run)')
         here = os.getcwd()
         os.chdir(cwd)
         try:
@@ -133,6 +136,9 @@ def _load_stored(run_id: str, props: dict[str, Any]) -> Pipeline:
     if props.get('pipeline_pickle'):
         import cloudpickle
         check_signature(run_id, props)
+        signed = 'signed with $SLUICE_PIPELINE_KEY' if props.get('pipeline_pickle_hmac') else 'not signed'
+        say(f'Loading the copy of the pipeline stored with run {run_id} ({signed}): its file {path or "(none)"} '
+            f'or directory {cwd or "(unknown)"} is not here')
         try:
             return cloudpickle.loads(base64.b64decode(props['pipeline_pickle']))
         except Exception as e:  # e.g. a module the pipeline imported is not installed here
@@ -142,6 +148,7 @@ def _load_stored(run_id: str, props: dict[str, Any]) -> Pipeline:
                 f'({type(e).__name__}: {e}). Resume where those exist, or pass the pipeline: '
                 'runner.resume(pipeline, run_id).') from None
     if path and os.path.isfile(path) and not cwd:  # a run recorded before Sluice stored its directory
+        say(f'Loading the pipeline of run {run_id} from {path} (as recorded with the run)')
         return load_pipeline(path, **args)
     where = f' (its pipeline file {path} is not here)' if path else ''
     raise PipelineError(f'Run {run_id} stored no usable pipeline definition{where}; pass the pipeline: '

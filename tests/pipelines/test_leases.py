@@ -102,6 +102,9 @@ def test_resume_from_another_directory_finishes_the_run_where_it_started(tmp_pat
 
     resumed = sluice(['resume', run.run_id, '--metadata', url], other)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    # What it loads (code it runs) is said before the plan.
+    assert resumed.stdout.startswith(f'Loading the pipeline of run {run.run_id} from {DEMO}, in {first} (as '
+                                     f'recorded with the run)\nResume plan for run {run.run_id}'), resumed.stdout
     assert not (other / 'runs').exists(), 'resume wrote under the directory it was started from'
     assert not partial_dir.exists(), "the abandoned execution's partial outputs are still there"
     assert store.run(run.run_id).state == 'COMPLETE'
@@ -500,3 +503,6 @@ def test_a_stored_copy_not_signed_with_the_key_is_not_loaded(tmp_path, text_dir)
     store.update_run(run_id, {'pipeline_pickle': signed})  # the copy as it was stored: loaded with the key
     resumed = sluice(['resume', run_id, '--metadata', url], elsewhere, PYTHONPATH=path, SLUICE_PIPELINE_KEY='team-key')
     assert resumed.returncode == 0 and store.run(run_id).state == 'COMPLETE', resumed.stdout + resumed.stderr
+    assert resumed.stdout.startswith(
+        f'Loading the copy of the pipeline stored with run {run_id} (signed with $SLUICE_PIPELINE_KEY): its file '
+        f'{pipe} or directory {tmp_path} is not here\nResume plan for run {run_id}'), resumed.stdout
