@@ -21,10 +21,13 @@ from sluice.metadata import MetadataStore  # noqa: E402
 # collection order: starting the long ones first lets the short ones fill the gaps at the end. A
 # file not listed keeps its place after these. A run in one process keeps pytest's own order.
 LONGEST_FIRST = [
-    'pipelines/test_export.py', 'components/test_beam_runners.py', 'notebooks/test_notebooks.py',
-    'pipelines/test_run_node.py', 'pipelines/test_quiet.py', 'pipelines/test_kill_matrix.py',
-    'pipelines/test_examples.py', 'components/test_beam_external_workers.py', 'pipelines/test_retries.py',
-    'components/test_spans.py', 'pipelines/test_resume_examples.py', 'components/test_transform_paths.py',
+    'pipelines/test_export.py', 'notebooks/test_notebooks.py', 'pipelines/test_examples.py',
+    'components/test_beam_runners.py', 'pipelines/test_kill_matrix.py', 'pipelines/test_hosts.py',
+    'pipelines/test_run_node.py', 'components/test_beam_external_workers.py', 'pipelines/test_leases.py',
+    'pipelines/test_quiet.py', 'components/test_transform_paths.py', 'pipelines/test_tfx_v1.py',
+    'pipelines/test_resume_examples.py', 'pipelines/test_partial_runs.py', 'pipelines/test_retries.py',
+    'pipelines/test_watch.py', 'components/test_data_validation.py', 'components/test_spans.py',
+    'pipelines/test_bad_inputs.py',
 ]
 
 
