@@ -6,9 +6,9 @@ PIP_FLAGS ?= --disable-pip-version-check --progress-bar off -q
 # The environment is rebuilt when the pins or the [project] table (dependencies, scripts) change.
 STAMP  := $(VENV)/.installed-$(shell { cat constraints.txt; sed -n '/^\[project/,/^\[tool/p' pyproject.toml; } | sha256sum | cut -c1-16)
 EXAMPLE ?= pipelines/examples/penguin/penguin_pipeline.py
-# Test processes (pytest-xdist; each test file runs whole in one of them). 0: one process, the default:
-# on a 2-core machine two workers were not faster (README "Tests").
-TEST_WORKERS ?= 0
+# Test processes (pytest-xdist; each test file runs whole in one of them, the longest first: see
+# tests/conftest.py). 0: one process, in pytest's own order.
+TEST_WORKERS ?= 2
 
 .PHONY: run test coverage env clean system-deps
 

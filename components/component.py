@@ -27,7 +27,18 @@ from sluice.components.executor import Executor
 from sluice.components.fingerprint.stale import note_loaded
 from sluice.metadata.artifact import Artifact
 
-_REQUIRED = object()
+class _Required:
+    """The default of a parameter that has none; one object, also in a process that unpickles a
+    component class shipped by value (a Beam worker), so ``Parameter.required`` holds there too."""
+
+    def __reduce__(self) -> str:
+        return '_REQUIRED'  # pickled as a reference to this module's object
+
+    def __repr__(self) -> str:
+        return '<required>'
+
+
+_REQUIRED = _Required()
 _ID_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_.-]*$')
 _RESERVED = {'id', 'inputs', 'outputs', 'parameters', 'with_id', 'executor', 'driver', 'version',
              'libraries', 'upstream', 'component_type', 'add_upstream_node', 'INPUTS', 'OUTPUTS', 'PARAMETERS',

@@ -36,7 +36,7 @@ from google.protobuf.message import Message
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
-from sluice.components.production.destination import (SERVING_DIR, inspect_version, model_fingerprint, production,
+from sluice.components.production.destination import (SERVING_DIR, holds_model, inspect_version, production,
                                                        serving_path)
 from sluice.metadata.artifact import Artifact, Examples, Model, ModelEvaluation
 from sluice.components.production.record import version_artifact
@@ -149,7 +149,7 @@ class EvaluatorDriver(Driver):
         target = now.current
         if target is None:
             return None  # nothing in production yet
-        if target.fingerprint == model_fingerprint(candidate.uri):
+        if holds_model(target, candidate.uri):
             # The candidate is already in production (an unchanged re-run, or a push whose record in the
             # store was cut off): keep the baseline it was measured against when it was pushed, so the
             # evaluation is the same and can be reused.

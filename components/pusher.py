@@ -4,8 +4,8 @@
     ...                 push_destination='serving/penguin')
 
 The destination is the truth of what is in production (``sluice.components.production.destination``:
-the highest-numbered complete version). A push copies the model (``Format-Serving`` SavedModel and
-``Format-ONNX``) into a new version the way every change of production is written
+the highest-numbered complete version). A push copies the model (its ``Format-Serving`` SavedModel to the
+version's root, where TF Serving loads it, and its ``Format-ONNX`` model beside it) into a new version the way every change of production is written
 (``sluice.components.production.changes``: staged, then renamed into place, and appended to the
 destination's history). Under a lock on the destination it happens only if the model in production is
 still the version (and fingerprint) the blessing was measured against (compare-and-swap); if the
@@ -22,8 +22,9 @@ from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
 from sluice.components.production.changes import PushError, copy_model, destination_lock, new_record, write_version
-from sluice.components.production.destination import (SERVING_DIR, Production, Version, describe_ref,
-                                                      inspect_version, model_fingerprint, production)
+from sluice.components.production.destination import (SERVING_DIR, Production, Version, describe_ref, holds_model,
+                                                      inspect_version, production, pushed_directory)
+from sluice.components.production.destination import push_destination as destination_of
 from sluice.components.production.record import store_identity
 from sluice.metadata.artifact import Artifact, Model, ModelBlessing, PushedModel
 
@@ -63,11 +64,11 @@ class PusherDriver(Driver):
             return None
         pushed = outputs['pushed_model']
         if pushed.get('pushed') == 1:
-            version = inspect_version(pushed.get('pushed_destination') or '', pushed.get('pushed_version') or 0) \
+            version = inspect_version(destination_of(pushed), pushed.get('pushed_version') or 0) \
                 if str(pushed.get('pushed_version') or '').isdigit() else None
             expected = pushed.get('pushed_fingerprint')
             if version is None or not version.complete or (expected and version.fingerprint != expected):
-                where = os.path.join(pushed.get('pushed_destination') or '', pushed.get('pushed_version') or '')
+                where = pushed_directory(pushed)
                 why = 'is gone' if version is None else 'no longer holds the pushed model'
                 print(f'{self.component.id}: the cached push ({pushed!r}) says pushed, but {where} {why}; '
                       'pushing again', flush=True)
@@ -79,7 +80,8 @@ class PusherExecutor(Executor):
     def run(self, *, model: Model, blessing: ModelBlessing | None, pushed_model: PushedModel,
             push_destination: str) -> None:
         destination = os.path.abspath(push_destination)
-        pushed_model.set('pushed_destination', destination)
+        pushed_model.set('push_destination', destination)  # the destination; pushed_destination: the version (TFX)
+        pushed_model.set('pushed_destination', '')
         if blessing is None:  # TFX's Pusher without model_blessing: every model is pushed, and that is said
             pushed_model.set('gated', 0)
             return self._push(model, pushed_model, destination)
@@ -107,13 +109,12 @@ class PusherExecutor(Executor):
             if measured_version.isdigit():
                 baseline = {'version': int(measured_version), 'fingerprint': blessing.get('baseline_fingerprint')}
         ungated = '' if blessing is not None else '; no blessing gated this push (the Pusher has no blessing input)'
-        fingerprint = model_fingerprint(model.uri)
         with destination_lock(destination):
             now = production(destination)
             for note in now.notes():
                 print(f'Pusher: {note}', flush=True)
             current = now.current
-            if current is not None and current.fingerprint == fingerprint:
+            if current is not None and holds_model(current, model.uri):
                 # e.g. a push whose record in the store was cut off by a crash
                 return self._pushed(pushed_model, model, current, f'already in production as version {current.number} '
                                                                   f'(pushed earlier; nothing copied){ungated}')
@@ -158,6 +159,7 @@ class PusherExecutor(Executor):
             src = os.path.join(version.path, part)
             (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, os.path.join(pushed_model.uri, part))
         pushed_model.set('pushed', 1)
+        pushed_model.set('pushed_destination', version.path)
         pushed_model.set('pushed_version', str(version.number))
         pushed_model.set('pushed_fingerprint', version.fingerprint or '')
         pushed_model.set('reason', reason)

@@ -133,7 +133,7 @@ def to_example(values: list[str], header: list[str], kinds: list[str | None]) ->
             feature.float_list.value.append(float(value))
         else:
             feature.bytes_list.value.append(value.encode('utf-8'))
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)  # map keys sorted: the same bytes in every process
 
 
 def line_number(path: str, raw: bytes) -> int | None:

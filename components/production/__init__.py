@@ -5,8 +5,9 @@ all read it. Each name is imported from the module that defines it:
 
 - ``destination``: reading a destination: ``versions``, ``inspect_version`` (a ``Version``),
   ``production`` (the highest complete version, and the incomplete ones skipped), ``history``,
-  ``content_fingerprint`` / ``model_fingerprint``, ``serving_path``, and the file names
-  (``PUSH_RECORD``, ``HISTORY_FILE``);
+  ``content_fingerprint`` / ``model_fingerprint`` / ``holds_model``, ``pushed_files`` (where a
+  push puts a Model's files), ``serving_path`` / ``onnx_path`` (both layouts), ``pushed_directory``
+  / ``push_destination`` (of a PushedModel), and the file names (``PUSH_RECORD``, ``HISTORY_FILE``);
 - ``changes``: writing one, under its lock: ``destination_lock``, ``write_version`` (staged, then
   renamed into place, then logged), ``rollback``, ``promote``, ``copy_model`` / ``copy_version``, and
   ``PushError`` / ``ProductionError``;

@@ -25,9 +25,8 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from sluice.components.production.destination import (
-    HISTORY_FILE, PUSH_RECORD, PUSHED_PARTS, RECORD_FORMAT, SERVING_DIR, Version, complete_below,
-    content_fingerprint, inspect_version, iso_time, model_fingerprint, production, read_history,
-    unlogged_entry, versions)
+    HISTORY_FILE, PUSH_RECORD, PUSHED_PARTS, RECORD_FORMAT, SERVING_DIR, Version, complete_below, content_fingerprint,
+    inspect_version, iso_time, model_fingerprint, production, pushed_files, read_history, unlogged_entry, versions)
 
 LOCK_FILE = '.sluice-push.lock'
 
@@ -138,12 +137,14 @@ def operator() -> dict:
 
 
 def copy_model(model_uri: str) -> Callable[[str], None]:
-    """What to stage for a Model artifact: its Format-Serving SavedModel and Format-ONNX."""
+    """What to stage for a Model artifact: its ``Format-Serving`` SavedModel at the version's root
+    (where TF Serving and ``tf.saved_model.load`` look) and its ``Format-ONNX`` files beside it."""
     def fill(staging: str) -> None:
-        for part in PUSHED_PARTS:
+        pushed_files(model_uri)  # two files that would land on one path: a clear error, nothing copied
+        for part in PUSHED_PARTS:  # whole trees, so that empty directories (variables/) come along
             source = os.path.join(model_uri, part)
             if os.path.isdir(source):
-                shutil.copytree(source, os.path.join(staging, part))
+                shutil.copytree(source, staging, dirs_exist_ok=True)
     return fill
 
 
@@ -254,8 +255,7 @@ def rollback(destination: str, to: int | None = None, reason: str = '') -> tuple
 def promoted_content(model_uri: str) -> tuple[str, Callable[[str], None]]:
     """What a promotion pushes of a model directory, and its content fingerprint: ``Format-Serving``
     (and ``Format-ONNX``) as a push does; or, for a SavedModel at the directory's root (a model made by
-    hand, a Model artifact standing for a version made by hand), its files as they are, so the
-    Evaluator and a server read the new version where they read the original."""
+    hand, a Model artifact standing for a version), its files as they are."""
     if os.path.isfile(os.path.join(model_uri, SERVING_DIR, 'saved_model.pb')):
         return model_fingerprint(model_uri), copy_model(model_uri)
     if os.path.isfile(os.path.join(model_uri, 'saved_model.pb')):

@@ -3,15 +3,19 @@ what each holds, the model in production, and the history.
 
 **The destination is the truth.** A destination holds one directory per version,
 ``<destination>/<version>/`` (increasing integers, the numbering TF Serving's version policies use).
-The model in production there is the highest-numbered COMPLETE version: its push record
-``sluice_push.json`` is present, names this version of this destination, and its files match the
-content fingerprint in the record; or it has no record of its own but holds a SavedModel
-(``saved_model.pb`` at its root or under ``Format-Serving/``: pushed by hand or by another tool, or a
-version directory copied by hand to a new number, whose record names the version it was copied from),
-whose fingerprint is then computed from its files. A higher version that is incomplete or corrupt is
-skipped, and said so, with a warning: a server serving the highest version (TF Serving's default
-policy) would still try to load it. The content fingerprint is a sha256 over the relative paths and
-bytes of the version's files (without the record), so a model is recognised across metadata stores.
+A version holds the SavedModel at its root (``saved_model.pb``, ``variables/``, ``assets/``: the
+directory TF Serving and ``tf.saved_model.load`` take), the ONNX model beside it (``model.onnx``)
+and its push record ``sluice_push.json``. Versions pushed before this layout hold the SavedModel
+under ``Format-Serving/`` and the ONNX model under ``Format-ONNX/``; they are read as they are.
+The model in production there is the highest-numbered COMPLETE version: its push record is present,
+names this version of this destination, and its files match the content fingerprint in the record;
+or it has no record of its own but holds a SavedModel (pushed by hand or by another tool, or a
+version directory copied by hand to a new number, whose record names the version it was copied
+from), whose fingerprint is then computed from its files. A higher version that is incomplete or
+corrupt is skipped, and said so, with a warning: a server serving the highest version (TF Serving's
+default policy) would still try to load it. The content fingerprint is a sha256 over the relative
+paths and bytes of the version's files (without the record), so a model is recognised across
+metadata stores; a Model artifact's fingerprint is that of the version a push makes of it.
 
 Every push, rollback and promotion is appended to ``<destination>/.sluice-history.jsonl``
 (``sluice.components.production.changes`` writes it); ``history`` adds the present versions the log
@@ -30,38 +34,52 @@ from typing import Any
 PUSH_RECORD = 'sluice_push.json'
 HISTORY_FILE = '.sluice-history.jsonl'
 SERVING_DIR = 'Format-Serving'
-PUSHED_PARTS = (SERVING_DIR, 'Format-ONNX')
+ONNX_DIR = 'Format-ONNX'
+ONNX_FILE = 'model.onnx'
+PUSHED_PARTS = (SERVING_DIR, ONNX_DIR)  # a Model artifact's directories; a push puts their files at the version's root
 RECORD_FORMAT = 1
 
 
 # -- content fingerprints ----------------------------------------------------------------------------
+def _files_under(top: str, root: str) -> list[tuple[str, str]]:
+    """(path relative to ``top``, absolute path) of the files under ``top``, leaving out a push record
+    and hidden entries at ``root``."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = [d for d in dirnames if not (dirpath == root and d.startswith('.'))]
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if dirpath == root and (name == PUSH_RECORD or name.startswith('.')):
+                continue
+            found.append((os.path.relpath(path, top).replace(os.sep, '/'), path))
+    return found
+
+
 def content_fingerprint(root: str, parts: tuple[str, ...] | None = None) -> str:
     """sha256 over the relative paths and bytes of the files under ``root`` (only under ``parts``
     when given), leaving out a push record at the root: the identity of a model's content."""
-    files = []
     tops = [os.path.join(root, p) for p in parts] if parts is not None else [root]
-    for top in tops:
-        for dirpath, dirnames, filenames in os.walk(top):
-            dirnames[:] = [d for d in dirnames if not (dirpath == root and d.startswith('.'))]
-            for name in filenames:
-                rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, '/')
-                if rel != PUSH_RECORD and not (dirpath == root and name.startswith('.')):
-                    files.append(rel)
+    return _fingerprint([(os.path.relpath(path, root).replace(os.sep, '/'), path)
+                         for top in tops for _, path in _files_under(top, root)])
+
+
+def _fingerprint(files: list[tuple[str, str]]) -> str:
+    """sha256 over (relative path, bytes) of ``files``, in path order."""
     # The Evaluator's and the Pusher's drivers both read the version in production in one run: hash its
     # bytes once per process, again whenever a file's stat changes (files changed within the clocks'
     # resolution are not memoised, as in sluice.components.fingerprint).
-    stats = tuple((rel, os.stat(os.path.join(root, rel))) for rel in sorted(files))
-    memo_key = (os.path.abspath(root), tuple((rel, st.st_size, st.st_mtime_ns, st.st_ino) for rel, st in stats))
+    stats = tuple((rel, path, os.stat(path)) for rel, path in sorted(files))
+    memo_key = tuple((rel, os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino) for rel, path, st in stats)
     if memo_key in _digests:
         return _digests[memo_key]
     digest = hashlib.sha256()
-    for rel, st in stats:
+    for rel, path, st in stats:
         digest.update(f'{rel}\0{st.st_size}\0'.encode())
-        with open(os.path.join(root, rel), 'rb') as f:
+        with open(path, 'rb') as f:
             for block in iter(lambda: f.read(1 << 20), b''):
                 digest.update(block)
     result = 'sha256:' + digest.hexdigest()
-    if all(time.time_ns() - st.st_mtime_ns > _RACY_NS for _, st in stats):
+    if all(time.time_ns() - st.st_mtime_ns > _RACY_NS for _, _, st in stats):
         _digests[memo_key] = result
     return result
 
@@ -70,9 +88,33 @@ _digests: dict[tuple, str] = {}
 _RACY_NS = 2_000_000_000
 
 
+def pushed_files(model_uri: str) -> list[tuple[str, str]]:
+    """What a push makes of a Model artifact: (path in the version, path in the model) for each file,
+    its ``Format-Serving/`` SavedModel at the version's root and its ``Format-ONNX/`` files beside it."""
+    files, seen = [], {}
+    for part in PUSHED_PARTS:
+        for rel, path in _files_under(os.path.join(model_uri, part), model_uri):
+            if rel in seen:
+                raise ValueError(f'{model_uri}: {part}/{rel} and {seen[rel]}/{rel} would both be {rel} in a pushed '
+                                 'version; rename one of them.')
+            seen[rel] = part
+            files.append((rel, path))
+    return files
+
+
 def model_fingerprint(model_uri: str) -> str:
-    """The content fingerprint a Model's files will have once pushed (its Format-Serving and Format-ONNX)."""
-    return content_fingerprint(model_uri, PUSHED_PARTS)
+    """The content fingerprint a Model's files will have once pushed (see ``pushed_files``)."""
+    return _fingerprint(pushed_files(model_uri))
+
+
+def holds_model(version: Version, model_uri: str) -> bool:
+    """Does this version hold exactly the files a push of the Model at ``model_uri`` makes, in this
+    layout or in the layout of earlier pushes (``Format-Serving/`` and ``Format-ONNX/`` kept)?"""
+    if not version.fingerprint:
+        return False
+    if os.path.isdir(os.path.join(version.path, SERVING_DIR)):
+        return version.fingerprint == content_fingerprint(model_uri, PUSHED_PARTS)
+    return version.fingerprint == model_fingerprint(model_uri)
 
 
 def has_saved_model(path: str) -> bool:
@@ -81,10 +123,35 @@ def has_saved_model(path: str) -> bool:
 
 
 def serving_path(path: str) -> str:
-    """The SavedModel of a Model artifact or a pushed version: ``Format-Serving/`` if there is one, else
-    the directory itself (a SavedModel pushed by hand or by another tool)."""
+    """The SavedModel of a Model artifact or a pushed version: ``Format-Serving/`` if there is one (a
+    Model artifact, or a version pushed in the earlier layout), else the directory itself."""
     serving = os.path.join(path, SERVING_DIR)
     return serving if os.path.isdir(serving) else path
+
+
+def onnx_path(path: str) -> str | None:
+    """The ONNX model of a Model artifact or a pushed version (``model.onnx`` beside the SavedModel,
+    or under ``Format-ONNX/``), or None if it has none."""
+    for candidate in (os.path.join(path, ONNX_FILE), os.path.join(path, ONNX_DIR, ONNX_FILE)):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def pushed_directory(pushed: Any) -> str:
+    """The version directory a PushedModel artifact was pushed to ('' if it was not pushed): its
+    ``pushed_destination`` (as in TFX), or, for one recorded before that held the destination itself,
+    that destination joined with ``pushed_version``."""
+    if not pushed.get('pushed'):
+        return ''
+    if pushed.get('push_destination'):
+        return pushed.get('pushed_destination') or ''
+    return os.path.join(pushed.get('pushed_destination') or '', str(pushed.get('pushed_version') or ''))
+
+
+def push_destination(pushed: Any) -> str:
+    """The destination (the directory holding the versions) a PushedModel artifact was pushed to."""
+    return pushed.get('push_destination') or pushed.get('pushed_destination') or ''
 
 
 def short(fingerprint: str | None) -> str:

@@ -153,8 +153,10 @@ def record_change(store: MetadataStore, kind: str, destination: str, model: Arti
     for k, v in facts.items():
         set_value(ex.custom_properties, k, v)
     [model_proto] = store.retry(lambda: store.mlmd.get_artifacts_by_id([model.id]))
-    pushed = PushedModel(uri=os.path.join(destination, str(version)), pushed=1, pushed_destination=destination,
+    pushed = PushedModel(uri=os.path.join(destination, str(version)), pushed=1,
+                         pushed_destination=os.path.join(destination, str(version)),
                          pushed_version=str(version), pushed_fingerprint=fingerprint)
+    pushed.set('push_destination', destination)
     pushed.set('reason', f'{kind.lower()}: ' + (record.get('reason') or f'version {facts["target_version"]}'))
     pushed.set('kind', kind.lower())
     out = pb.Artifact(type_id=store.artifact_type_id(PushedModel), uri=pushed.uri, state=pb.Artifact.LIVE)

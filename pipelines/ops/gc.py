@@ -146,12 +146,11 @@ def _unfinished_and_alive(store: MetadataStore, run: RunSummary, now: float, aba
 
 def _production_models(store: MetadataStore) -> set[int]:
     """Model artifacts of this store that a version at a known push destination was pushed from."""
-    from sluice.components.production.destination import inspect_version, versions
+    from sluice.components.production.destination import inspect_version, push_destination, versions
     from sluice.components.production.record import store_identity
 
     me = store_identity(store, create=False)
-    destinations = {a.get('pushed_destination') for a in store.artifacts_of_type('PushedModel')
-                    if a.get('pushed_destination')}
+    destinations = {push_destination(a) for a in store.artifacts_of_type('PushedModel') if push_destination(a)}
     keep: set[int] = set()
     for destination in destinations:
         for number in versions(destination):

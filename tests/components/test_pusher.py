@@ -10,9 +10,10 @@ import shutil
 
 import pytest
 
-from sluice.components.production.changes import ProductionError, PushError, promote, rollback
+from sluice.components.production.changes import (ProductionError, PushError, destination_lock, new_record, promote,
+                                                  rollback, write_version)
 from sluice.components.production.destination import (HISTORY_FILE, content_fingerprint, history, inspect_version,
-                                                       model_fingerprint, production, versions)
+                                                       model_fingerprint, onnx_path, production, serving_path, versions)
 from sluice.components.pusher import PusherExecutor
 from sluice.metadata import Model, ModelBlessing, PushedModel
 
@@ -58,13 +59,17 @@ def test_push_is_a_new_version_with_both_formats_and_a_record(tmp_path):
     dest = tmp_path / 'serving'
     model = make_model(tmp_path, 1)
     first = push(tmp_path, model, make_blessing(tmp_path, 1, True), dest)
-    assert first.get('pushed') == 1 and first.get('pushed_destination') == str(dest)
     version = first.get('pushed_version')
+    # As in TFX: pushed_destination is the version's directory (the destination itself: push_destination).
+    assert first.get('pushed') == 1 and first.get('pushed_destination') == str(dest / version)
+    assert first.get('push_destination') == str(dest)
     assert first.get('reason') == f'pushed as version {version} (the first model at this destination)'
     assert versions(str(dest)) == [int(version)]
     target = dest / version
-    assert (target / 'Format-Serving' / 'saved_model.pb').read_text() == 'weights'
-    assert (target / 'Format-ONNX' / 'model.onnx').read_text() == 'weights-onnx'
+    # The SavedModel at the version's root (where TF Serving loads it), the ONNX model beside it.
+    assert sorted(os.listdir(target)) == ['model.onnx', 'saved_model.pb', 'sluice_push.json', 'variables']
+    assert (target / 'saved_model.pb').read_text() == 'weights'
+    assert (target / 'model.onnx').read_text() == 'weights-onnx'
     record = json.loads((target / 'sluice_push.json').read_text())
     assert record['kind'] == 'push' and record['version'] == int(version)
     assert record['model']['artifact_id'] == 1 and record['model']['uri'] == model.uri
@@ -73,7 +78,7 @@ def test_push_is_a_new_version_with_both_formats_and_a_record(tmp_path):
     assert record['previous'] is None and record['baseline'] is None
     assert record['blessing']['verdict'] == 'BLESSED' and record['blessing']['checks'][0]['metric'] == 'accuracy'
     assert record['metrics'] == {'candidate': {'accuracy': 0.5}}
-    assert (tmp_path / os.path.basename(first.uri) / 'Format-Serving' / 'saved_model.pb').exists()  # the copy
+    assert (tmp_path / os.path.basename(first.uri) / 'saved_model.pb').exists()  # the copy
     assert not [n for n in os.listdir(dest) if n.startswith('.staging')]
     [logged] = [json.loads(line) for line in (dest / HISTORY_FILE).read_text().splitlines()]
     assert logged == record
@@ -199,7 +204,7 @@ def test_a_corrupt_newest_version_is_skipped_and_said_so(tmp_path, capsys):
     v1 = current(dest)
     push(tmp_path, make_model(tmp_path, 2, 'two'), make_blessing(tmp_path, 2, True, v1), dest)
     v2 = current(dest)
-    (dest / str(v2.number) / 'Format-ONNX' / 'model.onnx').write_text('truncated')
+    (dest / str(v2.number) / 'model.onnx').write_text('truncated')
     now = production(str(dest))
     assert now.current.number == v1.number
     [note] = now.notes()
@@ -283,7 +288,7 @@ def test_rollback_copies_the_previous_version_into_a_new_one_and_goes_back_step_
     assert now.number == new.number and now.fingerprint == v2.fingerprint and now.kind == 'rollback'
     assert now.record['target']['version'] == v2.number and now.record['previous']['version'] == v3.number
     assert now.record['model']['artifact_id'] == 2 and now.record['reason'] == 'v3 is slow'
-    assert (dest / str(new.number) / 'Format-Serving' / 'saved_model.pb').read_text() == 'model 2'
+    assert (dest / str(new.number) / 'saved_model.pb').read_text() == 'model 2'
 
     second, target, _ = rollback(str(dest))  # continues from the target: two steps back
     assert target.number == v1.number and current(dest).fingerprint == v1.fingerprint and second.number > new.number
@@ -296,7 +301,7 @@ def test_rollback_copies_the_previous_version_into_a_new_one_and_goes_back_step_
 def test_rollback_refusals_leave_the_destination_unchanged(tmp_path):
     dest, (v1, v2, v3) = three_versions(tmp_path)
     shutil.rmtree(dest / str(v1.number))
-    (dest / str(v2.number) / 'Format-ONNX' / 'model.onnx').write_text('damaged')
+    (dest / str(v2.number) / 'model.onnx').write_text('damaged')
     before = sorted(os.walk(dest))
     with pytest.raises(ProductionError, match=rf'version {v1.number} is not at {dest} \(deleted\?\)'):
         rollback(str(dest), to=v1.number)
@@ -356,7 +361,7 @@ def test_a_record_naming_another_version_or_destination_is_not_its_record(tmp_pa
     dest, (v1, v2, v3) = three_versions(tmp_path)
     changed = dest / str(v3.number + 1)
     shutil.copytree(dest / str(v1.number), changed)
-    (changed / 'Format-Serving' / 'saved_model.pb').write_text('edited after the copy')
+    (changed / 'saved_model.pb').write_text('edited after the copy')
     found = inspect_version(str(dest), changed.name)
     assert found.complete and found.kind == 'hand-pushed' and found.copy_of is None and found.origin == {}
     assert found.copied_from() == f'holds the push record of version {v1.number}, but not its files: not taken as ' \
@@ -366,8 +371,8 @@ def test_a_record_naming_another_version_or_destination_is_not_its_record(tmp_pa
     there = inspect_version(str(other), v2.number)
     assert there.record is None and there.kind == 'copied'
     assert there.copied_from() == f'a copy of version {v2.number} at {dest}'
-    (other / str(v2.number) / 'Format-Serving' / 'saved_model.pb').unlink()
-    (other / str(v2.number) / 'Format-Serving' / 'variables').rmdir()
+    (other / str(v2.number) / 'saved_model.pb').unlink()
+    (other / str(v2.number) / 'variables').rmdir()
     assert inspect_version(str(other), v2.number).problem == \
         f"no SavedModel (saved_model.pb), and its push record is version {v2.number}'s, not its own"
 
@@ -447,7 +452,7 @@ def test_every_version_incomplete(tmp_path):
 
 def test_rollback_when_the_only_older_versions_are_incomplete(tmp_path):
     dest, (v1, v2, v3) = three_versions(tmp_path)
-    (dest / str(v2.number) / 'Format-ONNX' / 'model.onnx').write_text('damaged')
+    (dest / str(v2.number) / 'model.onnx').write_text('damaged')
     shutil.rmtree(dest / str(v1.number))
     with pytest.raises(ProductionError) as e:
         rollback(str(dest))
@@ -464,3 +469,35 @@ def test_rollback_when_the_only_older_versions_are_incomplete(tmp_path):
                                               rf'complete version below it to roll back to \(every older version is '
                                               rf'incomplete: version {v2.number}: its files do not match'):
         rollback(str(dest))
+
+
+def test_a_destination_in_the_earlier_layout_keeps_working(tmp_path, capsys):
+    """Versions pushed before the SavedModel moved to the version's root (``Format-Serving/`` and
+    ``Format-ONNX/`` inside the version) are read as they are; new pushes use the new layout."""
+    dest = tmp_path / 'serving'
+    model = make_model(tmp_path, 1)
+
+    def earlier_push(staging):  # what a push copied then
+        for part in ('Format-Serving', 'Format-ONNX'):
+            shutil.copytree(os.path.join(model.uri, part), os.path.join(staging, part))
+
+    with destination_lock(str(dest)):
+        old = write_version(str(dest), earlier_push, new_record('push', {'artifact_id': 1}, None))
+    assert sorted(os.listdir(old.path)) == ['Format-ONNX', 'Format-Serving', 'sluice_push.json']
+    assert current(dest).number == old.number and current(dest).complete
+    assert serving_path(old.path) == os.path.join(old.path, 'Format-Serving')
+    assert onnx_path(old.path) == os.path.join(old.path, 'Format-ONNX', 'model.onnx')
+
+    # The same model again: recognised in its earlier layout, nothing copied.
+    again = push(tmp_path, model, make_blessing(tmp_path, 1, True, old), dest)
+    assert again.get('pushed_version') == str(old.number)
+    assert again.get('reason') == f'already in production as version {old.number} (pushed earlier; nothing copied)'
+    # A new model: the new layout, over the old version.
+    new = push(tmp_path, make_model(tmp_path, 2, 'two'), make_blessing(tmp_path, 2, True, old), dest)
+    target = dest / new.get('pushed_version')
+    assert sorted(os.listdir(target)) == ['model.onnx', 'saved_model.pb', 'sluice_push.json', 'variables']
+    assert serving_path(str(target)) == str(target) and onnx_path(str(target)) == str(target / 'model.onnx')
+    # A rollback to the old version copies it as it is (its record's fingerprint is over those paths).
+    back, target_version, _ = rollback(str(dest), reason='back')
+    assert target_version.number == old.number and current(dest).fingerprint == old.fingerprint
+    assert sorted(os.listdir(back.path)) == ['Format-ONNX', 'Format-Serving', 'sluice_push.json']

@@ -162,6 +162,6 @@ def test_warm_start_from_the_model_in_production(tmp_path):
     version, _ = promote(str(dest), str(made.parent), {}, 'a test')
     version = version.number
     state, base = train()
-    assert state == 'COMPLETE' and base == os.path.join(str(dest), str(version), 'Format-Serving')
+    assert state == 'COMPLETE' and base == os.path.join(str(dest), str(version))  # the SavedModel at the root
     assert os.path.isfile(os.path.join(base, 'saved_model.pb'))
     assert train()[0] == 'CACHED'

@@ -30,6 +30,20 @@ def run(path, root, tweak=None, **kwargs):
     return pipeline, result, MetadataStore(pipeline.metadata)
 
 
+def tf_serving_version(base):
+    """The version directory TF Serving serves from a model base path, by its rules: the child
+    directories whose names are integers are the versions, the highest is served (the default
+    'latest' policy), and it must hold a SavedModel at its root (``saved_model.pb``, what
+    ``tf.saved_model.contains_saved_model`` checks, as TF Serving's loader does)."""
+    import tensorflow as tf
+
+    numbers = [int(d) for d in os.listdir(base) if d.isdigit() and os.path.isdir(os.path.join(base, d))]
+    assert numbers, f'no version directory under {base}: {os.listdir(base)}'
+    path = os.path.join(base, str(max(numbers)))
+    assert tf.saved_model.contains_saved_model(path), f'{path} holds no SavedModel at its root: {os.listdir(path)}'
+    return path
+
+
 def read_json(*path):
     with open(os.path.join(*path)) as f:
         return json.load(f)
@@ -60,8 +74,10 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_better_model_p
     model = first['Trainer'].outputs['model']
     assert 0 <= model.get('onnx_max_abs_diff') <= 1e-4
     v1 = pushed.get('pushed_version')
-    assert os.path.isfile(os.path.join(penguin_root, 'serving', v1, 'Format-ONNX', 'model.onnx'))
-    assert os.path.isfile(os.path.join(penguin_root, 'serving', v1, 'Format-Serving', 'saved_model.pb'))
+    # The version as TF Serving finds it (see tf_serving_version): the SavedModel at its root, ONNX beside it.
+    assert tf_serving_version(os.path.join(penguin_root, 'serving')) == os.path.join(penguin_root, 'serving', v1)
+    assert pushed.get('pushed_destination') == os.path.join(penguin_root, 'serving', v1)
+    assert os.path.isfile(os.path.join(penguin_root, 'serving', v1, 'model.onnx'))
     summary = read_json(first['Evaluator'].outputs['evaluation'].uri, 'metrics.json')
     assert summary['baseline_model_id'] == 0 and summary['slices']['Overall']['candidate'][
         'sparse_categorical_accuracy'] > 0.9
@@ -218,16 +234,20 @@ def test_taxi_pipeline_end_to_end_with_an_onnx_model_that_matches(tmp_path):
     files = sorted(glob.glob(os.path.join(examples.split_uri('eval'), '*.gz')))
     records = [bytes(r) for r in tf.data.TFRecordDataset(files, compression_type='GZIP').take(500)
                .as_numpy_iterator()]
+    # Both as pushed: the version TF Serving would serve, loaded with TF's own loader, and the ONNX
+    # model beside it; the same answers as the Trainer's own SavedModel.
+    version = tf_serving_version(os.path.join(str(tmp_path / 'root'), 'serving'))
     options = ort.SessionOptions()
     options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
-    session = ort.InferenceSession(os.path.join(model.uri, 'Format-ONNX', 'model.onnx'), options,
-                                   providers=['CPUExecutionProvider'])
+    session = ort.InferenceSession(os.path.join(version, 'model.onnx'), options, providers=['CPUExecutionProvider'])
     names = {i.name for i in session.get_inputs()}
     assert {'fare', 'trip_miles', 'company', 'payment_type', 'pickup_latitude'} <= names and 'tips' not in names
     onnx_out = session.run(None, _onnx_inputs(session, records))[0].reshape(-1)
-    serving = tf.saved_model.load(os.path.join(model.uri, 'Format-Serving')).signatures['serving_default']
+    serving = tf.saved_model.load(version).signatures['serving_default']
     tf_out = serving(examples=tf.constant(records))['tip'].numpy().reshape(-1)
     assert np.max(np.abs(onnx_out - tf_out)) <= 1e-4
+    trained = tf.saved_model.load(os.path.join(model.uri, 'Format-Serving')).signatures['serving_default']
+    assert np.array_equal(trained(examples=tf.constant(records))['tip'].numpy().reshape(-1), tf_out)
     assert np.std(tf_out) > 0  # a real model, not a constant
 
     _, again, _ = run(TAXI, tmp_path / 'root')

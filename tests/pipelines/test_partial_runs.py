@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from dummies import Join, Source, Upper, read_text
+from dummies import Source, Upper, read_text
 from sluice import BeamDagRunner, LocalDagRunner, Pipeline, PipelineError
 from sluice.metadata import MetadataStore
 from sluice.ui.cli import main
@@ -74,6 +74,10 @@ def test_partial_run_of_the_penguin_pipeline_from_trainer(tmp_path, monkeypatch,
 
 def joined(tmp_path, text_dir, suffix=''):
     """Source -> Upper, and Join of both: Join needs Source's and Upper's outputs from one run."""
+    # The classes as `dummies` is imported now: loading a pipeline file beside tests/ (another test, in
+    # this process) drops and re-imports it, and a class that is no longer its module's own would be
+    # shipped to Beam workers by value.
+    from dummies import Join, Source, Upper
     source = Source(input_base=str(text_dir))
     upper = Upper(text=source.outputs['text'], suffix=suffix)
     join = Join(left=source.outputs['text'], right=upper.outputs['result'])

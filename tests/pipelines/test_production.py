@@ -273,7 +273,7 @@ def test_a_corrupt_newest_version_is_skipped_with_a_message(tmp_path, capsys):
     v1 = current(dest)
     run(root, dest, 0.9)
     v2 = current(dest)
-    (dest / str(v2.number) / 'Format-Serving' / 'saved_model.pb').write_text('accuracy=0.99\ntampered')
+    (dest / str(v2.number) / 'saved_model.pb').write_text('accuracy=0.99\ntampered')
     capsys.readouterr()
     third, _ = run(root, dest, 0.85)
     out = capsys.readouterr().out
@@ -573,7 +573,7 @@ def test_a_destination_whose_versions_are_all_incomplete(tmp_path, capsys):
     url = f'sqlite:///{root}/metadata.db'
     run(root, dest, 0.8)
     v1 = current(dest)
-    (dest / str(v1.number) / 'Format-Serving' / 'saved_model.pb').write_text('accuracy=0.1\ntruncated')
+    (dest / str(v1.number) / 'saved_model.pb').write_text('accuracy=0.1\ntruncated')
     code, out, _ = sluice('production', dest, capsys=capsys)
     assert code == 0 and out.startswith(
         f'Production at {dest}: nothing (no complete version: version {v1.number} is incomplete)\n'

@@ -144,7 +144,8 @@ def test_tutorial_shape_runs_caches_matches_native_and_resumes_after_a_kill(shap
     pushed = first['Pusher'].outputs['pushed_model']
     assert pushed.get('pushed') == 1
     version_dir = os.path.join(root, SERVING, pushed.get('pushed_version'))
-    assert os.path.isfile(os.path.join(version_dir, 'Format-Serving', 'saved_model.pb'))
+    assert os.path.isfile(os.path.join(version_dir, 'saved_model.pb'))  # where TF Serving looks
+    assert pushed.get('pushed_destination') == version_dir  # as TFX's PushedModel says
     [outcome] = [line for line in outcome_lines(first) if line.startswith('Pusher:')]
     if shape == 'tfma':  # gated: the blessing the Evaluator's thresholds produced, on the first run by value bounds
         blessing = first['ModelValidator'].outputs['blessing']

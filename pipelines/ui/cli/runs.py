@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 
+from sluice.components.production.destination import pushed_directory
 from sluice.dsl.pipeline import load_pipeline
 from sluice.ops.gc import DEFAULT_ABANDONED_DAYS
 from sluice.runners.run_node import run_node
@@ -125,7 +126,7 @@ def outcome_lines(result: object) -> list[str]:
                     lines.append(f"  FAIL {reasons['policy']}")
             elif kind == 'PushedModel':
                 if artifact.get('pushed'):
-                    where = os.path.join(artifact.get('pushed_destination'), artifact.get('pushed_version'))
+                    where = pushed_directory(artifact)
                     earlier = ' (already in production: pushed earlier, nothing copied)' if str(
                         artifact.get('reason', '')).startswith('already in production') else ''
                     ungated = ' (no blessing gated this push)' if artifact.get('gated') == 0 else ''

@@ -10,6 +10,7 @@ import json
 import os
 from typing import Sequence
 
+from sluice.components.production.destination import push_destination, pushed_directory
 from sluice.metadata.artifact import Artifact
 from sluice.ui.visuals.page import GREY, LEGEND, RED, View, artifact_heading, esc, figure_html, table
 
@@ -137,14 +138,13 @@ def blessing_view(artifact: Artifact) -> View:
 
 def pushed_view(artifact: Artifact) -> View:
     head_html, head_text = artifact_heading(artifact)
-    destination = artifact.get('pushed_destination') or ''
+    destination = push_destination(artifact)
     try:
         history = history_plot(destination) if destination and os.path.isdir(destination) else ''
     except Exception as e:  # noqa: BLE001 - a push view without its history rather than no view
         history = f'<p class="bad">The history of {esc(destination)} could not be drawn: {esc(e)}</p>'
     if artifact.get('pushed'):
-        where = os.path.join(destination, artifact.get('pushed_version') or '')
-        line = f'Pushed as version {artifact.get("pushed_version")} to {where}'
+        line = f'Pushed as version {artifact.get("pushed_version")} to {pushed_directory(artifact)}'
         return View(head_html + f'<p class="ok">{esc(line)}</p>' + history, f'{head_text}\n{line}')
     line = f'Not pushed: {artifact.get("reason") or "unknown reason"}'
     return View(head_html + f'<p class="bad">{esc(line)}</p>' + history, f'{head_text}\n{line}')
