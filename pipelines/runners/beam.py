@@ -20,6 +20,7 @@ URL's own password while the DAG pipeline runs, so workers started from here inh
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from typing import Any, Sequence
@@ -55,7 +56,9 @@ class _LaunchNode:
 
         class LaunchNode(beam.DoFn):
             def process(self, _, *upstream):  # no type hints: Beam would check them
-                yield _launch_node(token, attach, node_id, upstream)
+                # Downstream nodes need only whether this one succeeded; its outputs stay out of Beam's
+                # pickling (their classes may live only in the pipeline's stored copy, shipped by value).
+                yield dataclasses.replace(_launch_node(token, attach, node_id, upstream), outputs={})
 
         return LaunchNode()
 

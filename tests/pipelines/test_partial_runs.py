@@ -125,20 +125,19 @@ def test_a_partial_run_on_beam_workers_in_other_processes_runs_only_its_selectio
     assert first.state == 'COMPLETE'
     tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     monkeypatch.setenv('PYTHONPATH', os.pathsep.join([tests, REPO]))  # the workers import the dummies
-    # A module file loaded by an earlier test in this process may have imported `dummies`, which then
-    # stays registered with cloudpickle to ship by value (sluice.components.module_file.pickle_by_value):
-    # the workers would rebuild its classes and fail to send back artifacts of them (a known limit,
-    # README "Runners"). This test is about the selection, so it ships them by reference.
+    # As after a module file that imports `dummies` was loaded in this process: its classes are shipped
+    # to the workers by value (sluice.components.module_file.pickle_by_value), so the workers' artifact
+    # classes are not their module's own; nothing of them may travel back through Beam's pickling.
     import cloudpickle
     import dummies
-    try:
-        cloudpickle.unregister_pickle_by_value(dummies)
-    except ValueError:  # not registered
-        pass
+    cloudpickle.register_pickle_by_value(dummies)
     runner = BeamDagRunner(progress=False, dag_pipeline_args=[
         '--runner=DirectRunner', '--direct_running_mode=multi_processing', '--direct_num_workers=2',
         '--pickle_library=cloudpickle'])
-    part = runner.run(joined(tmp_path, text_dir, suffix='?'), only=['Upper'])
+    try:
+        part = runner.run(joined(tmp_path, text_dir, suffix='?'), only=['Upper'])
+    finally:
+        cloudpickle.unregister_pickle_by_value(dummies)
     store = MetadataStore(f'sqlite:///{tmp_path}/m.db')
     records = {r.node_id: r for r in store.executions(part.run_id)}
     assert sorted(records) == ['Source', 'Upper'], records  # Join was not selected: no worker ran it
