@@ -32,6 +32,7 @@ from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
 from sluice.components.module_file import load_module_file
+from sluice.components.tf_setup import keras_without_autograph
 from sluice.components.production.destination import SERVING_DIR, production, serving_path
 from sluice.components.production.record import version_artifact
 from sluice.metadata.artifact import Artifact, Examples, Model, ModelRun, Schema, TransformGraph
@@ -148,7 +149,7 @@ class TrainerExecutor(Executor):
             onnx_tolerance: float, warm_start_from: str | None = None) -> None:
 
         module = load_module_file(module_file, required=['run_fn'])
-        _keras_without_autograph()
+        keras_without_autograph()
         serving_dir = os.path.join(model.uri, SERVING_DIR)
         schema_path = os.path.join(schema.uri, 'schema.pbtxt') if schema is not None else None
         working_dir = os.path.join(self.tmp_dir, 'working')  # scratch, not published with the model (as TFX)
@@ -201,20 +202,6 @@ class TrainerExecutor(Executor):
                                   for d in inputs])
         records = _read_records(raw_examples, eval_split, ONNX_CHECK_ROWS)
         return onnx_export.max_abs_diff(serving_dir, onnx_path, inputs, records)
-
-
-def _keras_without_autograph() -> None:
-    """Let AutoGraph call Keras 2's own code as written, as TensorFlow does for the `keras` package.
-
-    TensorFlow exempts modules named `keras` from AutoGraph's source conversion, but Keras 2 now lives
-    in `tf_keras`, so every `fit` re-parses and rewrites hundreds of Keras functions: 13.5 s of a 14 s
-    fit of the penguin model here, with the same weights either way (Keras 2 was written to run
-    unconverted). The user's own functions are still converted.
-    """
-    from tensorflow.python.autograph.core import config, config_lib
-
-    if not any(isinstance(r, config_lib.DoNotConvert) and r.matches('tf_keras') for r in config.CONVERSION_RULES):
-        config.CONVERSION_RULES = (config_lib.DoNotConvert('tf_keras'),) + tuple(config.CONVERSION_RULES)
 
 
 def _read_records(examples: Examples, split: str, limit: int) -> list[bytes]:
