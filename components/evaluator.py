@@ -38,7 +38,7 @@ from sluice.components.driver import Driver
 from sluice.components.executor import Executor
 from sluice.components.production.destination import (SERVING_DIR, holds_model, inspect_version, production,
                                                        serving_path)
-from sluice.components.tf_setup import keras_without_autograph
+from sluice.components.tf_setup import libraries_without_autograph
 from sluice.metadata.artifact import Artifact, Examples, Model, ModelEvaluation
 from sluice.components.production.record import version_artifact
 
@@ -195,7 +195,7 @@ class EvaluatorExecutor(Executor):
             evaluation: ModelEvaluation, eval_config: Any, eval_split: str, push_destination: str | None) -> None:
         import tensorflow_model_analysis as tfma
 
-        keras_without_autograph()  # TFMA loads Keras 2 models
+        libraries_without_autograph()  # TFMA loads Keras 2 models and the transform graph
         if eval_split not in examples.split_names:
             raise ValueError(f"Evaluator needs a '{eval_split}' split; {examples!r} has "
                              f'{", ".join(examples.split_names)}.')

@@ -4,12 +4,13 @@
     ...                 push_destination='serving/penguin')
 
 The destination is the truth of what is in production (``sluice.components.production.destination``:
-the highest-numbered complete version). A push copies the model (its ``Format-Serving`` SavedModel to the
-version's root, where TF Serving loads it, and its ``Format-ONNX`` model beside it) into a new version the way every change of production is written
-(``sluice.components.production.changes``: staged, then renamed into place, and appended to the
-destination's history). Under a lock on the destination it happens only if the model in production is
-still the version (and fingerprint) the blessing was measured against (compare-and-swap); if the
-model in production is the candidate itself, the push is already done. Otherwise, or when the
+the highest-numbered complete version). A push copies the model (its ``Format-Serving`` SavedModel
+to the version's root, where TF Serving loads it, and its ``Format-ONNX`` model beside it) into a new
+version the way every change of production is written (``sluice.components.production.changes``:
+staged, then renamed into place, and appended to the destination's history). Under a lock on the
+destination it happens only if the model in production is still the version (and fingerprint) the
+blessing was measured against (compare-and-swap); if the model in production is the candidate
+itself, the push is already done. Otherwise, or when the
 blessing is NOT_BLESSED, nothing is pushed and the PushedModel records ``pushed=0`` and why.
 """
 from __future__ import annotations

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 
-def keras_without_autograph() -> None:
-    """Let AutoGraph call Keras 2's own code as written, as TensorFlow does for the `keras` package
-    (and tf.Transform's and tfx_bsl's, written to run as graph code too: ``UNCONVERTED``).
+def libraries_without_autograph() -> None:
+    """Let AutoGraph call the code of ``UNCONVERTED`` libraries as written, as TensorFlow does for the
+    `keras` package: Keras 2, tf.Transform and tfx_bsl, written to run as graph code.
 
     TensorFlow exempts modules named `keras` from AutoGraph's source conversion, but Keras 2 now lives
     in `tf_keras`, so every `fit` re-parses and rewrites hundreds of Keras functions: 13.5 s of a 14 s
-    fit of the penguin model here, with the same weights either way (Keras 2 was written to run
-    unconverted). For tf.Transform and tfx_bsl it saves about 3 s of a penguin run. The user's own
-    functions (``preprocessing_fn``, ``run_fn`` and what they call) are still converted.
+    fit of the penguin model here, with the same loss and accuracy either way (Keras 2 was written to
+    run unconverted). With tf.Transform and tfx_bsl exempt too, the penguin Trainer took 2.9 s instead
+    of 6.2 s (one run each way). The user's own functions (``preprocessing_fn``, ``run_fn`` and what
+    they call) are still converted.
     """
     from tensorflow.python.autograph.core import config, config_lib
 

@@ -32,7 +32,7 @@ from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
 from sluice.components.module_file import load_module_file
-from sluice.components.tf_setup import keras_without_autograph
+from sluice.components.tf_setup import libraries_without_autograph
 from sluice.components.production.destination import SERVING_DIR, production, serving_path
 from sluice.components.production.record import version_artifact
 from sluice.metadata.artifact import Artifact, Examples, Model, ModelRun, Schema, TransformGraph
@@ -149,7 +149,7 @@ class TrainerExecutor(Executor):
             onnx_tolerance: float, warm_start_from: str | None = None) -> None:
 
         module = load_module_file(module_file, required=['run_fn'])
-        keras_without_autograph()
+        libraries_without_autograph()
         serving_dir = os.path.join(model.uri, SERVING_DIR)
         schema_path = os.path.join(schema.uri, 'schema.pbtxt') if schema is not None else None
         working_dir = os.path.join(self.tmp_dir, 'working')  # scratch, not published with the model (as TFX)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from sluice.components.tf_setup import keras_without_autograph
+from sluice.components.tf_setup import libraries_without_autograph
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.executor import Executor
 from sluice.components.module_file import load_module_file
@@ -36,7 +36,7 @@ class TransformExecutor(Executor):
         from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
         from tfx_bsl.public import tfxio
 
-        keras_without_autograph()  # tf.Transform's and tfx_bsl's own code, not the preprocessing_fn
+        libraries_without_autograph()  # tf.Transform's and tfx_bsl's own code, not the preprocessing_fn
         module = load_module_file(module_file, required=['preprocessing_fn'])
         splits = examples.split_names
         if analyze_split not in splits:

@@ -138,11 +138,10 @@ class MetadataStore(LeaseMixin, LineageMixin):
         """Record a new execution with its events, in one transaction, to artifacts already in the store
         without writing them again: a copy read earlier would undo what another process changed since
         (``sluice gc`` marking one DELETED)."""
-        if any(not artifact.id for artifact, _ in events):  # new artifacts: written with the execution
-            ex_id, _, _ = self.retry(lambda: self._store.put_execution(ex, events, contexts))
-            return ex_id
         edges = []
         for artifact, event in events:
+            if not artifact.id:
+                raise ValueError(f'{artifact.uri}: an execution can only refer to artifacts already in the store.')
             event.artifact_id = artifact.id
             edges.append((0, None, event))
         [ex_id], _, _ = self.retry(lambda: self._store.put_lineage_subgraph([ex], [], contexts, edges))
@@ -227,20 +226,6 @@ class MetadataStore(LeaseMixin, LineageMixin):
         """COMPLETE executions of this node (any run) with this cache key, newest first."""
         hits = self._executions_in(self._node_context(pipeline_name, node_id), ('COMPLETE',), cache_key=cache_key)
         return sorted(self._records(hits), key=lambda r: -r.id)
-
-    def latest_done_execution(self, pipeline_name: str, node_id: str,
-                              exclude_run: str | None = None) -> ExecutionRecord | None:
-        """The newest COMPLETE or CACHED execution of this node in any run of the pipeline (but
-        ``exclude_run``) whose outputs are all LIVE and on disk, or None."""
-        done = self._executions_in(self._node_context(pipeline_name, node_id), DONE_STATES)
-        for proto in sorted(done, key=lambda p: -p.id):
-            [record] = self._records([proto])
-            if record.run_id == exclude_run:
-                continue
-            artifacts = [a for group in record.outputs.values() for a in group]
-            if all(a.state == 'LIVE' and a.exists() for a in artifacts):
-                return record
-        return None
 
     def node_executions_across_runs(self, pipeline_name: str, node_id: str) -> list[ExecutionRecord]:
         """The COMPLETE and CACHED executions of a node in every run of a pipeline, oldest first, with
