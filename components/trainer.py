@@ -182,6 +182,7 @@ class TrainerExecutor(Executor):
     def _export_onnx(self, serving_dir: str, model: Model, raw_examples: Examples, eval_split: str,
                      transform_graph: TransformGraph | None) -> float:
         from sluice.components import onnx_export
+        from sluice.components.onnx_export.serving import SAMPLE_ROWS, write_samples
 
         out_dir = os.path.join(model.uri, ONNX_DIR)
         os.makedirs(out_dir, exist_ok=True)
@@ -201,7 +202,11 @@ class TrainerExecutor(Executor):
         model.set('onnx_inputs', [dict(d, missing=None if d['missing'] is None else str(d['missing']))
                                   for d in inputs])
         records = _read_records(raw_examples, eval_split, ONNX_CHECK_ROWS)
-        return onnx_export.max_abs_diff(serving_dir, onnx_path, inputs, records)
+        diff = onnx_export.max_abs_diff(serving_dir, onnx_path, inputs, records)
+        # A request of the first rows and the answers, for servers to warm up on and check (sluice.serving).
+        sample = records[:SAMPLE_ROWS]
+        write_samples(onnx_path, onnx_export.dense_features(sample, inputs), inputs)
+        return diff
 
 
 def _read_records(examples: Examples, split: str, limit: int) -> list[bytes]:

@@ -1,0 +1,394 @@
+"""One served model: an ONNX Runtime session on a pushed version (or a Model artifact), its inputs as
+raw features, and the translation between request bodies and the session's tensors.
+
+Inputs follow the ONNX export's convention (``sluice.components.onnx_export``): one input per raw
+feature, as in the CSV; a feature that may be absent (a VarLenFeature) can be left out of a row or
+given as ``null``. Nothing here imports TensorFlow.
+
+Request forms (TF Serving's REST API and the Open Inference Protocol):
+
+* rows: ``{"instances": [{"feature": value, ...}, ...]}`` -> ``{"predictions": [...]}``
+* columns: ``{"inputs": {"feature": [values], ...}}`` -> ``{"outputs": ...}``
+* v2: ``{"inputs": [{"name", "shape", "datatype", "data"}, ...]}`` -> ``{"outputs": [...]}``
+
+A value may be given bare or as a one-element list (``[3.5]``); strings may be given as TF Serving's
+``{"b64": "..."}``. With one model output, a prediction is that output's row; with several, a dict.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SAMPLES_FILE = 'serving_samples.json'  # beside model.onnx: a request and the answers the Trainer got
+SAMPLE_ROWS = 8
+SAMPLE_TOLERANCE = 1e-5  # the warm-up's answers against the Trainer's, same ONNX file and runtime
+
+_NP = {'float32': np.float32, 'int64': np.int64, 'string': object}
+_TYPE_WORDS = {'float32': 'float32 (a number)', 'int64': 'int64 (a whole number)', 'string': 'string'}
+_V2_TYPES = {'float32': 'FP32', 'int64': 'INT64', 'string': 'BYTES'}
+_V2_ACCEPTS = {'float32': {'FP32', 'FP64', 'FP16'}, 'int64': {'INT64', 'INT32', 'INT16', 'INT8', 'UINT8',
+                                                              'UINT16', 'UINT32'}, 'string': {'BYTES'}}
+_TF_TYPES = {'float32': 'DT_FLOAT', 'int64': 'DT_INT64', 'string': 'DT_STRING', 'float64': 'DT_DOUBLE'}
+_ORT_TYPES = {'tensor(float)': 'float32', 'tensor(int64)': 'int64', 'tensor(string)': 'string',
+              'tensor(double)': 'float64'}
+
+
+class RequestError(ValueError):
+    """A request the model cannot answer; the message names the feature, the type it takes and what
+    arrived. ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class LoadError(RuntimeError):
+    """A model that cannot be served: the message says which, why, and what to do."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    dtype: str  # float32 | int64 | string
+    required: bool
+    missing: Any  # the value standing for an absent one (VarLenFeature), else None
+
+    def describe(self) -> str:
+        return f"{_TYPE_WORDS[self.dtype]}{'' if self.required else ', may be left out'}"
+
+
+def _features_of(session) -> list[Feature]:
+    """The inputs, from the export's self-description (``sluice.inputs``), else from the session."""
+    described = session.get_modelmeta().custom_metadata_map.get('sluice.inputs')
+    by_name = {d['name']: d for d in json.loads(described)} if described else {}
+    features = []
+    for inp in session.get_inputs():
+        dtype = _ORT_TYPES.get(inp.type)
+        if dtype not in _NP:
+            raise LoadError(f'input {inp.name!r} is a {inp.type}; sluice serve takes float, int64 and string inputs')
+        d = by_name.get(inp.name, {})
+        missing = d.get('missing')
+        if missing is not None:
+            missing = {'float32': float, 'int64': int, 'string': str}[dtype](missing)
+        features.append(Feature(inp.name, dtype, missing is None, missing))
+    return features
+
+
+@dataclass
+class LoadedModel:
+    """An ONNX Runtime session on one model, ready to answer."""
+    version: int
+    fingerprint: str
+    path: str
+    session: Any
+    features: list[Feature]
+    outputs: list[tuple[str, str]]  # (name, dtype)
+    load_seconds: float = 0.0
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def missing(self) -> dict[str, Any]:
+        return {f.name: f.missing for f in self.features}
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [name for name, _ in self.outputs]
+        return dict(zip(names, self.session.run(names, feed)))
+
+    # -- TF Serving's REST API -------------------------------------------------------------------
+    def predict(self, body: Any) -> tuple[dict, dict[str, np.ndarray]]:
+        """A ``:predict`` request body (rows or columns) -> its response body (without the version)
+        and the inputs it was given (for the request log)."""
+        if not isinstance(body, dict):
+            raise RequestError('the request body must be a JSON object with "instances" (rows) or "inputs" '
+                               f'(columns); got {_kind(body)}')
+        if 'instances' in body and 'inputs' in body:
+            raise RequestError('give either "instances" (rows) or "inputs" (columns), not both')
+        if 'instances' in body:
+            feed, n, ignored = self.rows_feed(body['instances'])
+            answer = {'predictions': _rows_of(self.run(feed), n)}
+        elif 'inputs' in body:
+            feed, n, ignored = self.columns_feed(body['inputs'])
+            answer = {'outputs': _columns_of(self.run(feed))}
+        else:
+            raise RequestError('the request body has neither "instances" (rows) nor "inputs" (columns); '
+                               f'keys: {sorted(body)}')
+        if ignored:
+            answer['ignored_features'] = ignored
+        return answer, feed
+
+    def rows_feed(self, instances: Any) -> tuple[dict[str, np.ndarray], int, list[str]]:
+        if not isinstance(instances, list) or not instances:
+            raise RequestError(f'"instances" must be a non-empty list of rows, one object per example; got '
+                               f'{_kind(instances)}')
+        columns: dict[str, list] = {f.name: [] for f in self.features}
+        extra: set[str] = set()
+        for i, row in enumerate(instances):
+            if not isinstance(row, dict):
+                raise RequestError(f'instance {i} must be an object of raw features ({self._expects()}); got '
+                                   f'{_kind(row)}')
+            extra.update(k for k in row if k not in columns)
+            for f in self.features:
+                columns[f.name].append(_value(f, row.get(f.name), f'instance {i}'))
+        return self._feed(columns), len(instances), sorted(extra)
+
+    def columns_feed(self, inputs: Any) -> tuple[dict[str, np.ndarray], int, list[str]]:
+        if not isinstance(inputs, dict):
+            raise RequestError(f'"inputs" must be an object of feature columns ({self._expects()}); got '
+                               f'{_kind(inputs)}')
+        sizes = {name: len(v) for name, v in inputs.items() if isinstance(v, list)}
+        if not sizes or len(set(sizes.values())) != 1 or 0 in sizes.values():
+            raise RequestError('"inputs" must map each feature to a list of values, all of one non-zero '
+                               f'length; got lengths {sizes or "none"}')
+        n = next(iter(sizes.values()))
+        columns = {}
+        for f in self.features:
+            given = inputs.get(f.name)
+            if given is not None and not isinstance(given, list):
+                raise RequestError(f'feature "{f.name}": expected a list of {_TYPE_WORDS[f.dtype]} values, got '
+                                   f'{_kind(given)}')
+            values = given if given is not None else [None] * n
+            columns[f.name] = [_value(f, v, f'row {i}') for i, v in enumerate(values)]
+        return self._feed(columns), n, sorted(k for k in inputs if k not in columns)
+
+    # -- the Open Inference Protocol (KServe v2) --------------------------------------------------
+    def infer(self, body: Any) -> tuple[dict, dict[str, np.ndarray]]:
+        if not isinstance(body, dict) or not isinstance(body.get('inputs'), list) or not body['inputs']:
+            raise RequestError('the request body must be a JSON object with "inputs": a list of '
+                               '{"name", "shape", "datatype", "data"}, one per feature')
+        given = {}
+        for i, tensor in enumerate(body['inputs']):
+            if not isinstance(tensor, dict) or 'name' not in tensor or 'data' not in tensor:
+                raise RequestError(f'inputs[{i}] must be an object with "name", "shape", "datatype" and "data"')
+            given[tensor['name']] = tensor
+        sizes = set()
+        columns = {}
+        for f in self.features:
+            tensor = given.get(f.name)
+            if tensor is None:
+                if f.required:
+                    raise RequestError(f'no input "{f.name}" ({_V2_TYPES[f.dtype]}, shape [-1, 1]): the model '
+                                       f'takes {self._expects()}')
+                continue
+            if tensor.get('datatype') not in _V2_ACCEPTS[f.dtype]:
+                raise RequestError(f'input "{f.name}": expected datatype {_V2_TYPES[f.dtype]}, got '
+                                   f'{tensor.get("datatype")!r}')
+            data = list(_flatten(tensor['data']))
+            shape = tensor.get('shape')
+            if not isinstance(shape, list) or math.prod(int(s) for s in shape) != len(data):
+                raise RequestError(f'input "{f.name}": shape {shape} does not hold the {len(data)} values given')
+            sizes.add(len(data))
+            columns[f.name] = [_value(f, v, f'value {j}') for j, v in enumerate(data)]
+        if len(sizes) != 1 or 0 in sizes:
+            raise RequestError(f'every input must hold one value per example, the same number; got {sorted(sizes)}')
+        n = sizes.pop()
+        for f in self.features:
+            columns.setdefault(f.name, [f.missing] * n)
+        feed = self._feed(columns)
+        outputs = self.run(feed)
+        return {'outputs': [{'name': name, 'shape': list(value.shape), 'datatype': _v2_type(value),
+                             'data': _plain(value.reshape(-1))} for name, value in outputs.items()]}, feed
+
+    # -- descriptions ------------------------------------------------------------------------------
+    def signature(self) -> dict:
+        """``serving_default`` in the shape TF Serving's metadata endpoint gives it: the raw features."""
+        def spec(name, dtype):
+            return {'dtype': _TF_TYPES.get(dtype, 'DT_INVALID'), 'name': name,
+                    'tensor_shape': {'dim': [{'size': '-1', 'name': ''}, {'size': '1', 'name': ''}],
+                                     'unknown_rank': False}}
+        return {'inputs': {f.name: spec(f.name, f.dtype) for f in self.features},
+                'outputs': {name: spec(name, dtype) for name, dtype in self.outputs},
+                'method_name': 'tensorflow/serving/predict'}
+
+    def v2_tensors(self) -> dict:
+        return {'inputs': [{'name': f.name, 'datatype': _V2_TYPES[f.dtype], 'shape': [-1, 1]}
+                           for f in self.features],
+                'outputs': [{'name': name, 'datatype': _V2_TYPES.get(dtype, 'FP64'), 'shape': [-1, -1]}
+                            for name, dtype in self.outputs]}
+
+    def _expects(self) -> str:
+        return ', '.join(f'"{f.name}": {f.describe()}' for f in self.features)
+
+    def _feed(self, columns: dict[str, list]) -> dict[str, np.ndarray]:
+        return {f.name: np.array(columns[f.name], dtype=_NP[f.dtype]).reshape(-1, 1) for f in self.features}
+
+
+def _value(f: Feature, value: Any, where: str) -> Any:
+    """One raw feature value, checked against what the model takes."""
+    if isinstance(value, list):
+        if len(value) > 1:
+            raise RequestError(f'feature "{f.name}" of {where}: expected one {_TYPE_WORDS[f.dtype]} value, got a '
+                               f'list of {len(value)}')
+        value = value[0] if value else None
+    if value is None:
+        if f.required:
+            raise RequestError(f'feature "{f.name}" of {where} is missing: expected {_TYPE_WORDS[f.dtype]} (it '
+                               'is required)')
+        return f.missing
+    if f.dtype == 'string':
+        if isinstance(value, dict) and set(value) == {'b64'}:
+            try:
+                return base64.b64decode(value['b64'], validate=True).decode('utf-8')
+            except (ValueError, TypeError) as e:
+                raise RequestError(f'feature "{f.name}" of {where}: "b64" is not base64 of UTF-8 text ({e})')
+        if isinstance(value, str):
+            return value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if f.dtype == 'float32':
+            return float(value)
+        if float(value).is_integer():
+            return int(value)
+    raise RequestError(f'feature "{f.name}" of {where}: expected {_TYPE_WORDS[f.dtype]}, got {_kind(value)}')
+
+
+def _kind(value: Any) -> str:
+    text = json.dumps(value)[:60] if not isinstance(value, (bytes, bytearray)) else repr(value[:60])
+    name = {bool: 'a boolean', str: 'a string', int: 'a number', float: 'a number', list: 'a list',
+            dict: 'an object', type(None): 'null'}.get(type(value), type(value).__name__)
+    return f'{text} ({name})' if name != 'null' else 'null'
+
+
+def _flatten(data: Any):
+    if isinstance(data, list):
+        for item in data:
+            yield from _flatten(item)
+    else:
+        yield data
+
+
+def _plain(array: np.ndarray) -> list:
+    if array.dtype == object or array.dtype.kind in 'SU':
+        return [v.decode('utf-8', 'replace') if isinstance(v, bytes) else str(v) for v in array.tolist()]
+    return array.tolist()
+
+
+def _v2_type(array: np.ndarray) -> str:
+    return {'f': 'FP32' if array.dtype == np.float32 else 'FP64', 'i': 'INT64', 'b': 'BOOL'}.get(
+        array.dtype.kind, 'BYTES')
+
+
+def _rows_of(outputs: dict[str, np.ndarray], n: int) -> list:
+    if len(outputs) == 1:
+        [value] = outputs.values()
+        return [_row(value[i]) for i in range(n)]
+    return [{name: _row(value[i]) for name, value in outputs.items()} for i in range(n)]
+
+
+def _row(value: np.ndarray) -> Any:
+    return _plain(value) if isinstance(value, np.ndarray) and value.ndim else _plain(np.asarray([value]))[0]
+
+
+def _columns_of(outputs: dict[str, np.ndarray]) -> Any:
+    if len(outputs) == 1:
+        [value] = outputs.values()
+        return _nested(value)
+    return {name: _nested(value) for name, value in outputs.items()}
+
+
+def _nested(value: np.ndarray) -> list:
+    return np.asarray(_plain(value.reshape(-1)), dtype=object).reshape(value.shape).tolist()
+
+
+# -- loading -------------------------------------------------------------------------------------------
+def load(path: str, version: int, fingerprint: str) -> LoadedModel:
+    """An ONNX Runtime session on the ONNX model at ``path`` (a pushed version or a Model artifact),
+    warmed up on the sample rows pushed with it; raises LoadError with the reason."""
+    from sluice.components.production.destination import onnx_path
+
+    started = time.perf_counter()
+    onnx_file = onnx_path(path)
+    if onnx_file is None:
+        raise LoadError(f'{path} has no ONNX model (model.onnx): sluice serve answers with the ONNX copy the '
+                        'Trainer exports; push a model trained with export_onnx=True')
+    model = open_model(onnx_file, version, fingerprint, path)
+    warm_up(model, os.path.join(os.path.dirname(onnx_file), SAMPLES_FILE))
+    model.load_seconds = time.perf_counter() - started
+    return model
+
+
+def open_model(onnx_file: str, version: int = 0, fingerprint: str = '', path: str = '') -> LoadedModel:
+    from sluice.components.onnx_export.runtime import make_session
+
+    try:
+        session = make_session(onnx_file)
+    except Exception as e:  # onnxruntime's own reason (a truncated or corrupt file, an unknown op)
+        raise LoadError(f'{onnx_file} does not load in ONNX Runtime: {type(e).__name__}: {e}') from None
+    outputs = [(o.name, _ORT_TYPES.get(o.type, 'float32')) for o in session.get_outputs()]
+    return LoadedModel(version, fingerprint, path or os.path.dirname(onnx_file), session, _features_of(session),
+                       outputs)
+
+
+def write_samples(onnx_file: str, features: dict[str, np.ndarray], description: list[dict]) -> str:
+    """Writes ``serving_samples.json`` beside ``onnx_file``: a row-form request made of the first rows
+    of ``features`` and the model's answers to it, which a server checks its warm-up against."""
+    request = sample_request(features, description)
+    answer, _ = open_model(onnx_file).predict(request)
+    path = os.path.join(os.path.dirname(onnx_file), SAMPLES_FILE)
+    with open(path, 'w') as f:
+        json.dump({'request': request, 'predictions': answer['predictions']}, f, indent=1)
+    return path
+
+
+def warm_up(model: LoadedModel, samples_file: str) -> None:
+    """Answers the sample request pushed with the model and checks the answers against the ones the
+    Trainer recorded (a model pushed without samples is warmed up on one row of zeros and empty
+    strings)."""
+    if os.path.isfile(samples_file):
+        try:
+            with open(samples_file) as f:
+                samples = json.load(f)
+            request, expected = samples['request'], samples['predictions']
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise LoadError(f'{samples_file} is unreadable: {e}') from None
+    else:
+        zero = {'float32': 0.0, 'int64': 0, 'string': ''}
+        request, expected = {'instances': [{f.name: zero[f.dtype] for f in model.features}]}, None
+    try:
+        got = model.predict(request)[0]['predictions']
+    except Exception as e:
+        raise LoadError(f'the warm-up request ({samples_file}) fails: {type(e).__name__}: {e}') from None
+    if expected is not None:
+        worst = max_difference(got, expected)
+        if not worst <= SAMPLE_TOLERANCE:
+            raise LoadError(f'the warm-up answers differ from the ones recorded at training by up to {worst:.3g} '
+                            f'(tolerance {SAMPLE_TOLERANCE:g}): the model does not run here as it ran there')
+
+
+def max_difference(got: Any, expected: Any) -> float:
+    """The largest absolute difference between two predictions (nested lists, dicts or scalars);
+    inf when their shapes or kinds differ."""
+    if isinstance(got, dict) and isinstance(expected, dict):
+        if set(got) != set(expected):
+            return math.inf
+        return max((max_difference(got[k], expected[k]) for k in got), default=0.0)
+    if isinstance(got, list) and isinstance(expected, list):
+        if len(got) != len(expected):
+            return math.inf
+        return max((max_difference(a, b) for a, b in zip(got, expected)), default=0.0)
+    if isinstance(got, (int, float)) and isinstance(expected, (int, float)):
+        return abs(float(got) - float(expected))
+    return 0.0 if got == expected else math.inf
+
+
+def sample_request(features: dict[str, np.ndarray], description: list[dict], rows: int = SAMPLE_ROWS) -> dict:
+    """The first ``rows`` examples of ``features`` (the ONNX inputs, dense convention) as a row-form
+    request: absent values (``missing``) are left out, as a user would."""
+    instances = []
+    n = min(rows, len(next(iter(features.values()))))
+    for i in range(n):
+        row = {}
+        for d in description:
+            value = np.asarray(features[d['name']]).reshape(-1)[i]
+            value = value.item() if hasattr(value, 'item') else value
+            missing = d.get('missing')
+            if missing is not None and (value == missing or (isinstance(value, float) and math.isnan(value))):
+                continue
+            row[d['name']] = value.decode('utf-8') if isinstance(value, bytes) else value
+        instances.append(row)
+    return {'instances': instances}

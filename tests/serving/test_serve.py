@@ -1,0 +1,321 @@
+"""``sluice serve`` as a user runs it: a real server process on loopback, in front of destinations the
+example pipeline pushed to, changed by pushes, rollbacks, promotions and hands."""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from serving_helpers import call, promote, serving, sluice
+
+FEATURES = ['body_mass_g', 'culmen_depth_mm', 'culmen_length_mm', 'flipper_length_mm']
+ROW = {'culmen_length_mm': 0.25, 'culmen_depth_mm': 0.67, 'flipper_length_mm': 0.15, 'body_mass_g': 0.29}
+
+
+def _destination(penguin_run: str) -> str:
+    return os.path.join(penguin_run, 'runs', 'penguin', 'serving')
+
+
+def _eval_examples(penguin_run: str) -> list[bytes]:
+    import tensorflow as tf
+    files = sorted(glob.glob(os.path.join(penguin_run, 'runs', 'penguin', 'CsvExampleGen', 'examples', '*',
+                                          'Split-eval', '*')))
+    assert files
+    return [bytes(r) for r in tf.data.TFRecordDataset(files, compression_type='GZIP').as_numpy_iterator()]
+
+
+def _saved_model_answers(version_dir: str, records: list[bytes]) -> np.ndarray:
+    import tensorflow as tf
+    serving_default = tf.saved_model.load(version_dir).signatures['serving_default']
+    [name] = serving_default.structured_input_signature[1].keys()
+    [out] = serving_default(**{name: tf.constant(records)}).values()
+    return out.numpy()
+
+
+def _rows(records: list[bytes]) -> list[dict]:
+    from tensorflow.core.example import example_pb2
+    rows = []
+    for record in records:
+        features = example_pb2.Example.FromString(record).features.feature
+        rows.append({name: features[name].float_list.value[0] for name in FEATURES})
+    return rows
+
+
+def _versions(destination: str) -> list[int]:
+    return sorted(int(d) for d in os.listdir(destination) if d.isdigit())
+
+
+def test_answers_match_the_saved_models_on_the_eval_rows_in_every_request_form(penguin_run):
+    destination = _destination(penguin_run)
+    older, newer = _versions(destination)
+    records = _eval_examples(penguin_run)
+    rows = _rows(records)
+    expected = _saved_model_answers(os.path.join(destination, str(newer)), records)
+    with serving(destination) as server:
+        status, body, headers = call(f'{server.url}/v1/models/penguin:predict', {'instances': rows})
+        assert status == 200, body
+        assert body['model_version'] == str(newer) and headers['x-model-version'] == str(newer)
+        assert np.abs(np.array(body['predictions']) - expected).max() <= 1e-5
+
+        columns = {name: [row[name] for row in rows] for name in FEATURES}
+        status, body, _ = call(f'{server.url}/v1/models/penguin/versions/{newer}:predict', {'inputs': columns})
+        assert status == 200 and np.abs(np.array(body['outputs']) - expected).max() <= 1e-5
+
+        v2 = {'inputs': [{'name': n, 'shape': [len(rows), 1], 'datatype': 'FP32', 'data': columns[n]}
+                         for n in FEATURES], 'id': 'r1'}
+        status, body, _ = call(f'{server.url}/v2/models/penguin/infer', v2)
+        assert status == 200 and body['model_version'] == str(newer) and body['id'] == 'r1'
+        [out] = body['outputs']
+        assert out['shape'] == list(expected.shape)
+        assert np.abs(np.array(out['data']).reshape(expected.shape) - expected).max() <= 1e-5
+
+        # The version in production before this one, by label and by number, answers as its own SavedModel.
+        expected_older = _saved_model_answers(os.path.join(destination, str(older)), records)
+        for path in ('labels/previous', f'versions/{older}'):
+            status, body, _ = call(f'{server.url}/v1/models/penguin/{path}:predict', {'instances': rows})
+            assert status == 200 and body['model_version'] == str(older), body
+            assert np.abs(np.array(body['predictions']) - expected_older).max() <= 1e-5
+
+
+def test_tf_serving_and_v2_shapes_and_the_errors_users_make(penguin_run):
+    destination = _destination(penguin_run)
+    newer = str(_versions(destination)[-1])
+    with serving(destination) as server:
+        url = f'{server.url}/v1/models/penguin'
+        assert call(url) == (200, {'model_version_status': [
+            {'version': newer, 'state': 'AVAILABLE', 'status': {'error_code': 'OK', 'error_message': ''}}]},
+            call(url)[2])
+        status, meta, _ = call(url + '/metadata')
+        signature = meta['metadata']['signature_def']['signature_def']['serving_default']
+        assert status == 200 and sorted(signature['inputs']) == FEATURES
+        assert {s['dtype'] for s in signature['inputs'].values()} == {'DT_FLOAT'}
+        assert signature['method_name'] == 'tensorflow/serving/predict'
+
+        # Values bare or as one-element lists; a column from the CSV that is not an input (the label) is
+        # answered and named.
+        status, body, _ = call(url + ':predict', {'instances': [ROW, {k: [v] for k, v in ROW.items()},
+                                                               {**ROW, 'species': 0}]})
+        assert status == 200 and len(body['predictions']) == 3 and len(body['predictions'][0]) == 3
+        assert body['predictions'][0] == body['predictions'][1] == body['predictions'][2]
+        assert body['ignored_features'] == ['species']
+        assert abs(sum(body['predictions'][0]) - 1) < 1e-5
+
+        errors = [
+            ({'instances': [{k: v for k, v in ROW.items() if k != 'body_mass_g'}]}, 400,
+             'feature "body_mass_g" of instance 0 is missing: expected float32 (a number) (it is required)'),
+            ({'instances': [{**ROW, 'culmen_length_mm': 'long'}]}, 400,
+             'feature "culmen_length_mm" of instance 0: expected float32 (a number), got "long" (a string)'),
+            ({'instances': [{**ROW, 'flipper_length_mm': True}]}, 400,
+             'feature "flipper_length_mm" of instance 0: expected float32 (a number), got true (a boolean)'),
+            ({'instances': [ROW], 'inputs': {}}, 400, 'give either "instances" (rows) or "inputs" (columns), not both'),
+            ({'instances': []}, 400, '"instances" must be a non-empty list of rows, one object per example; got [] (a list)'),
+            ({'inputs': {'body_mass_g': [1.0, 2.0], 'culmen_depth_mm': [1.0]}}, 400,
+             '"inputs" must map each feature to a list of values, all of one non-zero length; got lengths '
+             "{'body_mass_g': 2, 'culmen_depth_mm': 1}"),
+            ({'rows': [ROW]}, 400, 'the request body has neither "instances" (rows) nor "inputs" (columns); keys: '
+             "['rows']"),
+        ]
+        for request, code, message in errors:
+            assert call(url + ':predict', request)[:2] == (code, {'error': message}), request
+        assert call(url + ':predict', raw=b'') [:2] == (400, {'error': 'the request body is empty: send a JSON object, '
+                                                                        'e.g. {"instances": [{...}]}'})
+        status, body, _ = call(url + ':predict', raw=b'{"instances": [')
+        assert status == 400 and body['error'].startswith('the request body is not JSON: ')
+        status, body, _ = call(url + ':predict', raw=b' ' * (10 << 20))
+        assert status == 413 and 'this server takes at most 8388608' in body['error']
+        assert call(f'{server.url}/v1/models/pinguin:predict', {'instances': [ROW]})[:2] == (
+            404, {'error': 'no model "pinguin" here: this server serves "penguin"'})
+        status, body, _ = call(url + '/versions/7:predict', {'instances': [ROW]})
+        assert status == 404 and body['error'].startswith(f'no version 7 at {destination}; versions: ')
+        assert call(url + ':classify', {'instances': [ROW]})[0] == 400
+        v2 = f'{server.url}/v2/models/penguin'
+        status, body, _ = call(v2 + '/infer', {'inputs': [{'name': 'body_mass_g', 'shape': [1, 1],
+                                                           'datatype': 'BYTES', 'data': ['x']}]})
+        assert (status, body) == (400, {'error': 'input "body_mass_g": expected datatype FP32, got \'BYTES\''})
+        assert call(v2 + '/ready')[:2] == (200, {'name': 'penguin', 'version': newer, 'ready': True})
+        assert call(f'{server.url}/v2/health/live')[:2] == (200, {'live': True})
+
+        # After all of that, it still answers; /metrics counted the answers by status and version.
+        assert call(url + ':predict', {'instances': [ROW]})[0] == 200
+        metrics = server.metrics()
+        assert f'sluice_serve_requests_total{{api="v1",code="400",model="penguin",version="{newer}"}} 7.0' in metrics
+        assert 'sluice_serve_requests_total{api="v1",code="400",model="penguin",version="none"} 2.0' in metrics  # no JSON
+        assert 'sluice_serve_requests_total{api="v1",code="413",model="penguin",version="none"} 1.0' in metrics
+        [gauge] = [line for line in metrics.splitlines() if line.startswith('sluice_serve_model_version{')]
+        assert gauge.startswith('sluice_serve_model_version{model="penguin"} ') and float(gauge.split()[1]) == int(newer)
+
+
+def test_swaps_under_load_fail_no_request_and_answer_from_old_or_new(models, tmp_path):
+    destination = str(tmp_path / 'dest')
+    a, b = models
+    first = promote(destination, a)
+    answers: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def load(url):
+        for _ in range(3000):  # bounded in count and in time
+            if stop.is_set():
+                return
+            status, body, _ = call(url + '/v1/models/penguin:predict', {'instances': [ROW] * 8})
+            answers.append((status, body.get('model_version') or body.get('error')))
+
+    with serving(destination, '--name', 'penguin') as server:
+        threads = [threading.Thread(target=load, args=(server.url,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        served = [first]
+        try:
+            for change in (lambda: promote(destination, b), lambda: _rollback(destination),
+                           lambda: promote(destination, b)):
+                version = change()
+                served.append(version)
+                server.wait_for(lambda: answers and answers[-1][1] == str(version), f'version {version} to answer',
+                                timeout=30)
+                time.sleep(0.3)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+        log = server.log()
+    assert answers and {status for status, _ in answers} == {200}, [x for x in answers if x[0] != 200][:5]
+    assert {v for _, v in answers} == {str(v) for v in served}  # every answer from a version in production
+    for version in served[1:]:
+        assert f'Serving version {version} (was version' in log
+
+
+def _rollback(destination: str) -> int:
+    from sluice.components.production.changes import rollback
+    new, _, _ = rollback(destination, reason='test')
+    return new.number
+
+
+def test_half_copied_and_corrupt_versions_are_never_served(models, tmp_path):
+    destination = str(tmp_path / 'dest')
+    a, b = models
+    first = promote(destination, a)
+    scratch = str(tmp_path / 'scratch')
+    other = os.path.join(scratch, str(promote(scratch, b)))
+    with serving(destination, '--name', 'penguin') as server:
+        url = server.url + '/v1/models/penguin'
+        # A copy by hand, still under way: the SavedModel is there, the ONNX file half written, no record.
+        copying = os.path.join(destination, str(first + 1))
+        shutil.copytree(other, copying, ignore=shutil.ignore_patterns('model.onnx', 'sluice_push.json'))
+        with open(os.path.join(other, 'model.onnx'), 'rb') as f:
+            onnx_bytes = f.read()
+        with open(os.path.join(copying, 'model.onnx'), 'wb') as f:
+            f.write(onnx_bytes[:len(onnx_bytes) // 2])
+        status_body = server.wait_for(lambda: _failed(url), 'the half-copied version to be reported')
+        assert status_body['version'] == str(first + 1) and 'does not load in ONNX Runtime' in \
+            status_body['status']['error_message']
+        assert call(url + ':predict', {'instances': [ROW]})[1]['model_version'] == str(first)
+        assert f'sluice_serve_load_failures_total{{model="penguin",version="{first + 1}"}}' in server.metrics()
+        assert f'Version {first + 1} at {destination} failed to load (attempt 1)' in server.log()
+        assert f'still serving version {first}' in server.log()
+        # The copy completes: the version is followed.
+        with open(os.path.join(copying, 'model.onnx'), 'wb') as f:
+            f.write(onnx_bytes)
+        server.wait_for(lambda: call(url + ':predict', {'instances': [ROW]})[1].get('model_version') ==
+                        str(first + 1), 'the completed copy to be served')
+
+        # A pushed version whose files no longer match its record (a corrupt ONNX file) is never served.
+        corrupt = os.path.join(destination, str(first + 2))
+        staged = str(tmp_path / 'staged')
+        shutil.copytree(other, staged)
+        _rewrite_record(staged, destination, first + 2)
+        with open(os.path.join(staged, 'model.onnx'), 'r+b') as f:
+            f.seek(len(onnx_bytes) // 3)
+            f.write(b'\0' * 64)
+        os.rename(staged, corrupt)
+        deadline = time.monotonic() + 3  # fifteen polls
+        while time.monotonic() < deadline:
+            assert call(url + ':predict', {'instances': [ROW]})[1]['model_version'] == str(first + 1)
+        status, body, _ = call(url + f'/versions/{first + 2}:predict', {'instances': [ROW]})
+        assert status == 404 and 'is incomplete (its files do not match the fingerprint in its push record' in \
+            body['error']
+
+
+def _failed(url: str):
+    _, body, _ = call(url)
+    return next((s for s in body['model_version_status'] if s['state'] == 'END'), None)
+
+
+def _rewrite_record(version_dir: str, destination: str, number: int) -> None:
+    import json
+    path = os.path.join(version_dir, 'sluice_push.json')
+    with open(path) as f:
+        record = json.load(f)
+    record.update(destination=destination, version=number)
+    with open(path, 'w') as f:
+        json.dump(record, f)
+
+
+def test_rollback_and_hand_deletion_are_followed(models, penguin_run, tmp_path):
+    destination = str(tmp_path / 'dest')
+    a, b = models
+    first, second = promote(destination, a), promote(destination, b)
+    with serving(destination, '--name', 'penguin') as server:
+        url = server.url + '/v1/models/penguin'
+
+        def answering():
+            return call(url + ':predict', {'instances': [ROW]})[1].get('model_version')
+
+        assert answering() == str(second)
+        sluice('rollback', destination, '--reason', 'test', cwd=penguin_run)  # recorded in the run's store
+        third = max(_versions(destination))
+        server.wait_for(lambda: answering() == str(third), 'the rollback to be followed')
+        _, body, _ = call(url + ':predict', {'instances': [ROW]})
+        _, by_first, _ = call(url + f'/versions/{first}:predict', {'instances': [ROW]})
+        assert body['predictions'] == by_first['predictions']  # the rollback serves the first model again
+        shutil.rmtree(os.path.join(destination, str(third)))
+        server.wait_for(lambda: answering() == str(second), 'the deletion of the rollback to be followed')
+        shutil.rmtree(os.path.join(destination, str(second)))
+        server.wait_for(lambda: answering() == str(first), 'the deletion of version 2 to be followed')
+        shutil.rmtree(os.path.join(destination, str(first)))
+        server.wait_for(lambda: call(url + ':predict', {'instances': [ROW]})[0] == 503, 'nothing to be served')
+        status, body, _ = call(url + ':predict', {'instances': [ROW]})
+        assert body == {'error': f'no model is being served: nothing is in production at {destination} (no complete '
+                                 'version)'}
+        assert call(server.url + '/v2/health/ready')[0] == 503
+
+
+def test_sampled_requests_are_logged_as_tf_examples_per_version(penguin_run, tmp_path):
+    import tensorflow as tf
+    destination = _destination(penguin_run)
+    newer = str(_versions(destination)[-1])
+    log_dir = str(tmp_path / 'requests')
+    rows = [{**ROW, 'body_mass_g': i / 100} for i in range(30)]
+    with serving(destination, '--log-requests', '1', '--log-dir', log_dir) as server:
+        for i in range(0, 30, 3):
+            assert call(server.url + '/v1/models/penguin:predict', {'instances': rows[i:i + 3]})[0] == 200
+    files = glob.glob(os.path.join(log_dir, newer, 'requests-*.tfrecord'))
+    assert files and not glob.glob(os.path.join(log_dir, newer, '.*'))  # renamed into place when stopped
+    spec = {name: tf.io.FixedLenFeature([], tf.float32) for name in FEATURES}
+    logged = [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(files)]
+    got = sorted(tuple(float(x[n].numpy()) for n in FEATURES) for x in logged)
+    assert got == sorted(tuple(float(np.float32(r[n])) for n in FEATURES) for r in rows)
+
+
+def test_the_server_loads_no_tensorflow(penguin_run):
+    code = f'''
+import sys
+from starlette.testclient import TestClient
+from sluice.serving.app import create_app
+from sluice.serving.follower import Follower
+from sluice.serving.metrics import Metrics
+follower = Follower({_destination(penguin_run)!r})
+follower.poll()
+client = TestClient(create_app(follower, Metrics('penguin'), 'penguin'))
+answer = client.post('/v1/models/penguin:predict', json={{'instances': [{ROW!r}]}})
+assert answer.status_code == 200, answer.text
+print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_transform', 'tfx_bsl', 'keras', 'tf_keras')))
+'''
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == '[]'
