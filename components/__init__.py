@@ -1,7 +1,7 @@
 """Sluice components: the standard components and the component model.
 
     from sluice.components import CsvExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Transform, Trainer
-    from sluice.components import Evaluator, ModelValidator, Pusher
+    from sluice.components import Evaluator, ModelValidator, InfraValidator, Pusher
     from sluice.components import Component, Input, Output, Parameter, Executor   # your own components
 
 Importing this package is cheap: TensorFlow, TFDV and Beam are imported inside executors only.
@@ -11,6 +11,7 @@ from sluice.components.driver import Driver, InputError, PipelineInfo
 from sluice.components.example_gen import CsvExampleGen, DataError, ImportExampleGen
 from sluice.components.example_validator import AnomaliesFound, ExampleValidator
 from sluice.components.executor import Executor
+from sluice.components.infra_validator import InfraValidator
 from sluice.components.publisher import Publisher
 from sluice.components.evaluator import Evaluator
 from sluice.components.model_validator import ModelValidator
@@ -20,13 +21,14 @@ from sluice.components.schema_gen import ImportSchemaGen, SchemaGen
 from sluice.components.statistics_gen import StatisticsGen
 from sluice.components.trainer import DataAccessor, FnArgs, Trainer
 from sluice.components.transform import Transform
-from sluice.metadata.artifact import (Artifact, ExampleAnomalies, Examples, ExampleStatistics, Model,
+from sluice.metadata.artifact import (Artifact, ExampleAnomalies, Examples, ExampleStatistics, InfraBlessing, Model,
                                ModelBlessing, ModelEvaluation, ModelRun, PushedModel, Schema,
                                TransformGraph)
 
 __all__ = ['CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen',
-           'ExampleValidator', 'LatestSpans', 'Transform', 'Trainer', 'Evaluator', 'ModelValidator', 'Pusher', 'FnArgs',
+           'ExampleValidator', 'LatestSpans', 'Transform', 'Trainer', 'Evaluator', 'ModelValidator', 'InfraValidator', 'Pusher',
+           'FnArgs',
            'DataAccessor', 'DataError', 'AnomaliesFound', 'Channel', 'Component', 'Input', 'Output', 'Parameter', 'WiringError', 'Driver', 'InputError',
            'PipelineInfo', 'Executor', 'Publisher', 'Artifact', 'ExampleAnomalies', 'Examples',
-           'ExampleStatistics', 'Model', 'ModelBlessing', 'ModelEvaluation', 'ModelRun', 'PushedModel',
+           'ExampleStatistics', 'InfraBlessing', 'Model', 'ModelBlessing', 'ModelEvaluation', 'ModelRun', 'PushedModel',
            'Schema', 'TransformGraph']

@@ -11,13 +11,15 @@ staged, then renamed into place, and appended to the destination's history). Und
 destination it happens only if the model in production is still the version (and fingerprint) the
 blessing was measured against (compare-and-swap); if the model in production is the candidate
 itself, the push is already done. Otherwise, or when the
-blessing is NOT_BLESSED, nothing is pushed and the PushedModel records ``pushed=0`` and why.
+blessing is NOT_BLESSED, or an ``infra_blessing`` (the InfraValidator's) is INFRA_NOT_BLESSED,
+nothing is pushed and the PushedModel records ``pushed=0`` and why.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+from typing import Any
 
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
@@ -27,7 +29,7 @@ from sluice.components.production.destination import (SERVING_DIR, Production, V
                                                       inspect_version, production, pushed_directory)
 from sluice.components.production.destination import push_destination as destination_of
 from sluice.components.production.record import store_identity
-from sluice.metadata.artifact import Artifact, Model, ModelBlessing, PushedModel
+from sluice.metadata.artifact import Artifact, InfraBlessing, Model, ModelBlessing, PushedModel
 
 
 def _blessing_summary(blessing: ModelBlessing) -> tuple[dict, dict | None]:
@@ -59,6 +61,16 @@ class PusherDriver(Driver):
         pushed.set('run_id', self.pipeline.run_id)
         return outputs
 
+    def cache_key_parts(self, inputs: dict[str, Artifact | None]) -> dict[str, Any]:
+        """Adds the gates' verdicts: an input's fingerprint comes from the key of the execution that
+        made it, and a gate run again (``--no-cache InfraValidator``: its verdict depends on where it ran
+        as well as on its key) can reach another verdict under the same key."""
+        parts = super().cache_key_parts(inputs)
+        verdicts = {f'{name}.blessed': str(artifact.get('blessed')) for name, artifact in inputs.items()
+                    if artifact is not None and 'blessed' in artifact.PROPERTIES}
+        parts['external'] = {**parts['external'], **verdicts}
+        return parts
+
     def cached_outputs(self, key: str) -> dict[str, Artifact] | None:
         outputs = super().cached_outputs(key)
         if outputs is None:
@@ -79,10 +91,18 @@ class PusherDriver(Driver):
 
 class PusherExecutor(Executor):
     def run(self, *, model: Model, blessing: ModelBlessing | None, pushed_model: PushedModel,
-            push_destination: str) -> None:
+            push_destination: str, infra_blessing: InfraBlessing | None = None) -> None:
         destination = os.path.abspath(push_destination)
         pushed_model.set('push_destination', destination)  # the destination; pushed_destination: the version (TFX)
         pushed_model.set('pushed_destination', '')
+        if infra_blessing is not None:
+            if infra_blessing.get('current_model_id') != model.id:
+                raise ValueError(f'{infra_blessing!r} checked model #{infra_blessing.get("current_model_id")}, not '
+                                 f'{model!r}; wire the same Trainer output into InfraValidator and Pusher.')
+            if not infra_blessing.get('blessed'):
+                return self._not_pushed(pushed_model, 'the model failed its infra check: '
+                                        f'{infra_blessing.get("reason") or "see its infra_validation.json"}; the '
+                                        'destination is unchanged')
         if blessing is None:  # TFX's Pusher without model_blessing: every model is pushed, and that is said
             pushed_model.set('gated', 0)
             return self._push(model, pushed_model, destination)
@@ -182,6 +202,7 @@ class Pusher(Component):
     ``gated=0`` and the run's output says that no blessing gated the push."""
     model = Input(Model)
     blessing = Input(ModelBlessing, optional=True)  # None: every model is pushed (TFX's Pusher without a blessing)
+    infra_blessing = Input(InfraBlessing, optional=True)  # given: nothing is pushed unless it is INFRA_BLESSED
     pushed_model = Output(PushedModel)
     push_destination = Parameter(str, path=True)
     libraries = ()  # copies files: no library shapes its output

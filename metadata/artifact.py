@@ -164,6 +164,12 @@ class ModelBlessing(Artifact):
                   'baseline_version': str, 'baseline_fingerprint': str}
 
 
+class InfraBlessing(Artifact):
+    """``INFRA_BLESSED`` or ``INFRA_NOT_BLESSED`` plus ``infra_validation.json``: whether the serving code
+    loaded the candidate ``current_model_id`` and answered in time (the InfraValidator), and why."""
+    PROPERTIES = {'blessed': int, 'current_model_id': int}
+
+
 class PushedModel(Artifact):
     """A copy of what was pushed; ``pushed_fingerprint`` is the content fingerprint of the pushed files."""
     PROPERTIES = {'pushed': int, 'pushed_destination': str, 'pushed_version': str, 'pushed_fingerprint': str}
@@ -171,4 +177,4 @@ class PushedModel(Artifact):
 
 STANDARD_TYPES: tuple[type[Artifact], ...] = (
     Examples, ExampleStatistics, Schema, ExampleAnomalies, TransformGraph, Model, ModelRun,
-    ModelEvaluation, ModelBlessing, PushedModel)
+    ModelEvaluation, ModelBlessing, InfraBlessing, PushedModel)

@@ -15,6 +15,7 @@ from sluice.metadata import MetadataStore
 from sluice.components.production.record import store_identity
 from sluice import LocalDagRunner, load_pipeline
 from sluice.ui.cli.runs import outcome_lines
+from serving_helpers import call, serving as sluice_serve
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(REPO, 'pipelines', 'examples')
@@ -249,6 +250,20 @@ def test_taxi_pipeline_end_to_end_with_an_onnx_model_that_matches(tmp_path):
     trained = tf.saved_model.load(os.path.join(model.uri, 'Format-Serving')).signatures['serving_default']
     assert np.array_equal(trained(examples=tf.constant(records))['tip'].numpy().reshape(-1), tf_out)
     assert np.std(tf_out) > 0  # a real model, not a constant
+
+    # sluice serve answers the same rows, given as a user gives them (JSON rows, missing values left out),
+    # through the custom ops the taxi model needs (string hashing), from the destination.
+    from sluice.components.onnx_export import dense_features
+    from sluice.components.onnx_export.serving import open_model, sample_request
+    description = [{'name': f.name, 'dtype': f.dtype, 'missing': f.missing}
+                   for f in open_model(os.path.join(version, 'model.onnx')).features]
+    request = sample_request(dense_features(records, description), description, rows=len(records))
+    assert any(len(row) < len(description) for row in request['instances'])  # some rows miss some features
+    with sluice_serve(os.path.join(str(tmp_path / "root"), "serving")) as server:
+        status, body, _ = call(f'{server.url}/v1/models/taxi:predict', request)
+    assert status == 200 and body['model_version'] == os.path.basename(version), body
+    served = np.array(body['predictions'], dtype=np.float64).reshape(-1)
+    assert np.max(np.abs(served - onnx_out)) <= 1e-6 and np.max(np.abs(served - tf_out)) <= 1e-4
 
     _, again, _ = run(TAXI, tmp_path / 'root')
     assert states(store, again.run_id) == dict.fromkeys(pipeline.node_ids, 'CACHED')

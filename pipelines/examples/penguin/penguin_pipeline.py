@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from sluice.components import (CsvExampleGen, Evaluator, ExampleValidator, ImportSchemaGen, ModelValidator, Pusher,
-                        SchemaGen, StatisticsGen, Trainer, Transform)
+from sluice.components import (CsvExampleGen, Evaluator, ExampleValidator, ImportSchemaGen, InfraValidator,
+                               ModelValidator, Pusher, SchemaGen, StatisticsGen, Trainer, Transform)
 from sluice import Pipeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -23,8 +23,10 @@ CURATED_SCHEMA = os.path.join(HERE, 'schema', 'schema.pbtxt')
 def create_pipeline(root: str = 'runs/penguin', data: str = DATA, module_file: str = MODULE,
                     schema_file: str | None = CURATED_SCHEMA, train_steps: int = 100,
                     min_accuracy: float = 0.6, metadata: str | None = None,
-                    beam_pipeline_args: list[str] | None = None) -> Pipeline:
-    """``schema_file=None`` infers the schema with SchemaGen instead of using the curated one."""
+                    beam_pipeline_args: list[str] | None = None, infra_validation: bool = False) -> Pipeline:
+    """``schema_file=None`` infers the schema with SchemaGen instead of using the curated one;
+    ``infra_validation=True`` adds an InfraValidator (the model must load and answer in ``sluice serve``
+    before it is pushed)."""
     gen = CsvExampleGen(input_base=data, split_ratios={'train': 2, 'eval': 1})
     stats = StatisticsGen(examples=gen.outputs['examples'])
     if schema_file:
@@ -45,11 +47,14 @@ def create_pipeline(root: str = 'runs/penguin', data: str = DATA, module_file: s
                                    'lower_bound': min_accuracy,
                                    'change': {'direction': 'higher', 'absolute': -1e-10}}},
                                no_baseline='bless')
+    infra = InfraValidator(model=trainer.outputs['model']) if infra_validation else None
     pusher = Pusher(model=trainer.outputs['model'], blessing=validator.outputs['blessing'],
+                    infra_blessing=infra.outputs['blessing'] if infra else None,
                     push_destination=os.path.join(root, 'serving'))
     # Nothing is trained on data that failed validation: Transform waits for ExampleValidator.
     transform.add_upstream_node(check)
     return Pipeline(name='penguin', pipeline_root=root,
-                    components=[gen, stats, schema, check, transform, trainer, evaluator, validator, pusher],
+                    components=[gen, stats, schema, check, transform, trainer, evaluator, validator,
+                                *([infra] if infra else []), pusher],
                     metadata=metadata, enable_cache=True,
                     beam_pipeline_args=beam_pipeline_args or ['--direct_num_workers=1'])

@@ -124,6 +124,10 @@ def outcome_lines(result: object) -> list[str]:
                     lines.append(f"  {mark} {check['metric']} [{check['slice']}]: {check['reason']}")
                 if reasons.get('policy'):
                     lines.append(f"  FAIL {reasons['policy']}")
+            elif kind == 'InfraBlessing':
+                verdict = 'INFRA_BLESSED' if artifact.get('blessed') else 'INFRA_NOT_BLESSED'
+                lines.append(f'{node.node_id}: {verdict} model #{artifact.get("current_model_id")}: '
+                             f'{artifact.get("reason", "")}')
             elif kind == 'PushedModel':
                 if artifact.get('pushed'):
                     where = pushed_directory(artifact)

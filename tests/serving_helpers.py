@@ -13,8 +13,9 @@ import time
 import urllib.error
 import urllib.request
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PENGUIN = os.path.join(REPO, 'pipelines', 'examples', 'penguin', 'penguin_pipeline.py')
+INFRA_PENGUIN = os.path.join(REPO, 'tests', 'serving', 'infra_pipeline.py')
 
 
 def sluice(*args: str, cwd: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -1,0 +1,194 @@
+"""InfraValidator: blesses a candidate only if the serving code loads it and answers in time.
+
+    >>> infra = InfraValidator(model=trainer.outputs['model'], time_limit_seconds=60)
+    >>> pusher = Pusher(model=..., blessing=..., infra_blessing=infra.outputs['blessing'], ...)
+
+It starts ``sluice serve`` on the candidate's directory in a child process on a free loopback port
+(the same code, runtime and custom ops that will serve it in production), waits for it to load and
+warm up, sends the sample request stored with the model (``serving_samples.json``, written by the
+Trainer) ``requests`` times, and checks the answers against the ones recorded at training. It blesses
+the model only if all of that happens within ``time_limit_seconds``. It always writes an InfraBlessing:
+an ``INFRA_BLESSED`` or ``INFRA_NOT_BLESSED`` file (as TFX's), ``infra_validation.json`` (the verdict,
+why, the load time and the answers' latencies) and the server's log (``serve.log``). A Pusher given
+``infra_blessing`` pushes nothing unless it is blessed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from sluice.components.component import Component, Input, Output, Parameter
+from sluice.components.executor import Executor
+from sluice.metadata.artifact import InfraBlessing, Model
+
+NAME = 'candidate'
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _call(url: str, body: dict | None = None, timeout: float = 10.0) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={'Content-Type': 'application/json'})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, json.loads(e.read())
+        except ValueError:
+            return e.code, {}
+
+
+class _Check:
+    """One infra check: the child server, its deadline, and what was seen."""
+
+    def __init__(self, model: Model, out_dir: str, timeout: float):
+        self.model, self.timeout = model, timeout
+        self.url = f'http://127.0.0.1:{_free_port()}'
+        self.log_path = os.path.join(out_dir, 'serve.log')
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+        self.process: subprocess.Popen | None = None
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def start(self) -> None:
+        port = self.url.rsplit(':', 1)[1]
+        with open(self.log_path, 'w') as log:
+            self.process = subprocess.Popen(
+                [sys.executable, '-m', 'sluice.ui.cli', 'serve', self.model.uri, '--name', NAME, '--port', port],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def wait_loaded(self) -> str:
+        """'' once the model answers status AVAILABLE, else why not (load failure, exit, time out)."""
+        status_url = f'{self.url}/v1/models/{NAME}'
+        while self.left() > 0:
+            if self.process.poll() is not None:
+                return f'the server exited with status {self.process.returncode} before it loaded the model: ' \
+                       + self.log_tail()
+            try:
+                code, body = _call(status_url, timeout=max(0.1, min(2.0, self.left())))
+            except OSError:  # not listening yet
+                time.sleep(0.1)
+                continue
+            states = body.get('model_version_status') or []
+            if any(s.get('state') == 'AVAILABLE' for s in states):
+                return ''
+            failed = [s for s in states if s.get('state') == 'END']
+            if failed:
+                return f"the model failed to load: {failed[0]['status']['error_message']}"
+            time.sleep(0.1)
+        return f'the model did not load within time_limit_seconds={self.timeout:g}: ' + self.log_tail()
+
+    def log_tail(self) -> str:
+        with open(self.log_path) as f:
+            lines = [line.strip() for line in f if line.strip()]
+        return ' | '.join(lines[-3:]) or '(the server wrote nothing)'
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _samples(model: Model) -> tuple[dict, list | None]:
+    from sluice.components.onnx_export.serving import SAMPLES_FILE
+    from sluice.components.production.destination import onnx_path
+
+    found = onnx_path(model.uri)
+    path = os.path.join(os.path.dirname(found), SAMPLES_FILE) if found else ''
+    if not path or not os.path.isfile(path):
+        return {}, None
+    with open(path) as f:
+        samples = json.load(f)
+    return samples['request'], samples['predictions']
+
+
+class InfraValidatorExecutor(Executor):
+    def run(self, *, model: Model, blessing: InfraBlessing, time_limit_seconds: float, requests: int) -> None:
+        from sluice.components.onnx_export.serving import SAMPLE_TOLERANCE, max_difference
+        from sluice.components.production.destination import onnx_path
+
+        report: dict = {'model_id': model.id, 'time_limit_seconds': time_limit_seconds}
+        check = _Check(model, blessing.uri, time_limit_seconds)
+        try:
+            if onnx_path(model.uri) is None:
+                why = f'{model!r} has no ONNX model (Format-ONNX/model.onnx): there is nothing sluice serve can load'
+            else:
+                check.start()
+                why = check.wait_loaded()
+                report['load_seconds'] = round(time.monotonic() - check.started, 3)
+                if not why:
+                    why = self._answers(check, *_samples(model), requests, report, max_difference, SAMPLE_TOLERANCE)
+        finally:
+            check.stop()
+        blessed = not why
+        report.update(blessed=blessed, reason=why or f'loaded and answered {requests} requests within '
+                      f'{time_limit_seconds:g} s')
+        with open(os.path.join(blessing.uri, 'infra_validation.json'), 'w') as f:
+            json.dump(report, f, indent=2)
+        with open(os.path.join(blessing.uri, 'INFRA_BLESSED' if blessed else 'INFRA_NOT_BLESSED'), 'w'):
+            pass
+        blessing.set('blessed', int(blessed))
+        blessing.set('current_model_id', model.id)
+        blessing.set('reason', report['reason'])
+        print(f"InfraValidator: {'INFRA_BLESSED' if blessed else 'INFRA_NOT_BLESSED'} model #{model.id}: "
+              f"{report['reason']}", flush=True)
+
+    @staticmethod
+    def _answers(check: _Check, request: dict, expected, requests: int, report: dict, max_difference,
+                 tolerance: float) -> str:
+        """Sends the sample request ``requests`` times; '' if every answer came in time and matched."""
+        if not request:
+            request = {'instances': [{}]}  # a model without samples: its status was checked, ask for the error shape
+            expected = None
+        latencies = []
+        for i in range(requests):
+            if check.left() <= 0:
+                return f'answered {i} of {requests} requests within time_limit_seconds={check.timeout:g}'
+            started = time.monotonic()
+            try:
+                code, body = _call(f'{check.url}/v1/models/{NAME}:predict', request, timeout=check.left())
+            except OSError as e:
+                return f'request {i + 1} got no answer: {e}'
+            latencies.append(round(time.monotonic() - started, 4))
+            if code != 200 and expected is not None:
+                return f'request {i + 1} was answered with status {code}: {body.get("error", body)}'
+            if expected is not None:
+                worst = max_difference(body.get('predictions'), expected)
+                if not worst <= tolerance:
+                    return (f'the answers differ from the ones recorded at training by up to {worst:.3g} '
+                            f'(tolerance {tolerance:g})')
+        report['latency_seconds'] = {'first': latencies[0], 'max': max(latencies),
+                                     'median': sorted(latencies)[len(latencies) // 2]}
+        return ''
+
+
+def _check_timeout(value: float) -> None:
+    if not value > 0:
+        raise ValueError(f'time_limit_seconds must be positive, got {value}')
+
+
+class InfraValidator(Component):
+    """Blesses a model only if ``sluice serve`` loads it and answers its sample request in time."""
+    model = Input(Model)
+    blessing = Output(InfraBlessing)
+    time_limit_seconds = Parameter(float, default=60.0, check=_check_timeout)
+    requests = Parameter(int, default=10)
+    libraries = ('onnxruntime', 'onnxruntime-extensions', 'fastapi', 'uvicorn')
+    executor = InfraValidatorExecutor
