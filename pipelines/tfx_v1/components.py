@@ -327,9 +327,7 @@ def Pusher(model: Any = None, model_blessing: Any = None, infra_blessing: Any = 
     measured against. Without one it pushes every model, as TFX's Pusher does, and the run's output
     says that nothing gated the push."""
     where = 'tfx.components.Pusher'
-    check_none(where, infra_blessing=(infra_blessing, 'Sluice has no InfraValidator; its Trainer checks the ONNX '
-                                      'export against the SavedModel'),
-               custom_config=(custom_config, 'Sluice pushes to a filesystem destination only'),
+    check_none(where, custom_config=(custom_config, 'Sluice pushes to a filesystem destination only'),
                custom_executor_spec=(custom_executor_spec, 'Sluice pushes to a filesystem destination only'))
     destination = push_destination
     if isinstance(push_destination, _proto.PushDestination):
@@ -350,6 +348,7 @@ def Pusher(model: Any = None, model_blessing: Any = None, infra_blessing: Any = 
                           '(an Evaluator with thresholds), or put a model in production by hand with '
                           '`sluice promote MODEL_ID DEST --reason TEXT`')
     return _with(_sluice.Pusher, where, model=_channel(where, 'model', model), blessing=blessing,
+                 infra_blessing=_channel(where, 'infra_blessing', infra_blessing),
                  push_destination=destination, **_extras(where, _sluice.Pusher, sluice, {'push_destination'}))
 
 
@@ -360,8 +359,9 @@ _MISSING = {
     'TunerFnResult': 'Sluice has no Tuner (and no tuner_fn)',
     'BulkInferrer': 'Sluice has no BulkInferrer; run the pushed model with onnxruntime '
                     '(sluice.components.onnx_export.run_onnx) or write a custom component (README, "A pipeline file")',
-    'InfraValidator': "Sluice has no InfraValidator; its Trainer checks the exported ONNX model against the SavedModel "
-                      "on the eval examples (README, 'The ONNX model')",
+    'InfraValidator': "Sluice's InfraValidator checks the model in its own server (sluice serve, ONNX Runtime), not in "
+                      "TF Serving, and takes no serving_spec: use sluice.components.InfraValidator(model=...) "
+                      "(README, 'Serving')",
     'ExampleDiff': 'Sluice has no ExampleDiff; compare statistics with ExampleValidator(baseline_statistics=..., '
                    'drift_thresholds=...)',
 }

@@ -158,8 +158,9 @@ _OFFERED = ['TrainArgs', 'EvalArgs', 'PushDestination', 'Filesystem', 'Versionin
             'RangeConfig', 'StaticRange', 'RollingRange', 'SplitsConfig']
 _NO_BULK = ('Sluice has no BulkInferrer; run the pushed model with onnxruntime (sluice.components.onnx_export.run_onnx) '
             'or write a custom component (README, "A pipeline file")')
-_NO_INFRA = ("Sluice has no InfraValidator; its Trainer checks the exported ONNX model against the SavedModel on "
-             "the eval examples (README, 'The ONNX model')")
+_NO_INFRA = ("Sluice's InfraValidator checks the model in its own server (sluice serve, ONNX Runtime), not in TF "
+             "Serving, and takes no serving or request spec: use sluice.components.InfraValidator(model=..., "
+             "time_limit_seconds=...) (README, 'Serving')")
 _MISSING = {
     **{name: _NO_BULK for name in ('ClassifyOutput', 'DataSpec', 'ModelSpec', 'OutputColumnsSpec', 'OutputExampleSpec',
                                    'PredictOutput', 'PredictOutputCol', 'RegressOutput')},
