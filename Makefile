@@ -26,13 +26,18 @@ coverage: $(STAMP) system-deps
 	SLUICE_REPO=$(CURDIR) $(VENV)/bin/coverage html -q
 	SLUICE_REPO=$(CURDIR) $(VENV)/bin/coverage report | tail -1
 
-# The shared-store tests start a real PostgreSQL server from the system's packages; the report tests
-# open reports in the system's Chromium (headless).
+# The shared-store tests start a real PostgreSQL server from the system's packages; the monitoring
+# tests a real Prometheus and Pushgateway; the report tests open reports in the system's Chromium (headless).
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "Installing the PostgreSQL server package (the shared-store tests start one on loopback)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || { \
 	  echo "error: the tests need PostgreSQL's server binaries: install your system's 'postgresql' package."; exit 2; }
+	@command -v prometheus >/dev/null 2>&1 && command -v prometheus-pushgateway >/dev/null 2>&1 || { \
+	  echo "Installing Prometheus and the Pushgateway (the monitoring tests start both on loopback)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-pushgateway >/dev/null; } || { \
+	  echo "error: the tests need Prometheus, promtool and the Pushgateway: install your system's 'prometheus' and"; \
+	  echo "       'prometheus-pushgateway' packages."; exit 2; }
 	@test -x "$${SLUICE_CHROMIUM:-/usr/bin/chromium}" || { \
 	  echo "Installing Chromium (the report tests open reports in it, headless, through Playwright)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || { \

@@ -11,7 +11,7 @@ import importlib.util
 import os
 import re
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from sluice.components.component import Component
 from sluice.components.module_file import forget_local_modules, pickle_by_value
@@ -34,7 +34,8 @@ class Pipeline:
 
     def __init__(self, name: str, pipeline_root: str, components: Sequence[Component],
                  metadata: str | None = None, enable_cache: bool = True,
-                 beam_pipeline_args: Sequence[str] = (), retry: Any = None) -> None:
+                 beam_pipeline_args: Sequence[str] = (), retry: Any = None,
+                 on_success: Sequence[Callable[[Any], Any]] = (), on_failure: Sequence[Callable[[Any], Any]] = ()) -> None:
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise PipelineError(f'Pipeline name {name!r} must be letters, digits, _, . or - '
                                 '(it names the pipeline in the metadata store).')
@@ -53,6 +54,11 @@ class Pipeline:
             raise PipelineError(f'Pipeline {name!r}: retry takes a Retry(attempts=..., delay=..., backoff=..., '
                                 f'max_delay=...); got {type(retry).__name__} {retry!r}.')
         self.retry = retry
+        for hook, callbacks in (('on_success', on_success), ('on_failure', on_failure)):
+            if callable(callbacks) or not all(callable(c) for c in callbacks):
+                raise PipelineError(f'Pipeline {name!r}: {hook} takes a list of callables (each called with a '
+                                    f'sluice.observe.RunNotice), e.g. [Webhook(url)]; got {callbacks!r}.')
+        self.on_success, self.on_failure = list(on_success), list(on_failure)
         self.no_cache: set[str] = set()  # node ids executed even when cached (sluice run --no-cache NODE)
         self.source_file: str | None = None  # set when loaded from a pipeline file, to resume from it
         self.source_args: dict[str, Any] = {}

@@ -27,6 +27,7 @@ from sluice.components.driver import PipelineInfo
 from sluice.metadata.records import DONE_STATES, MetadataStoreError, latest_per_node
 from sluice.metadata.store import MetadataStore
 from sluice.orchestration import partial
+from sluice.observe import after_run
 from sluice.orchestration.launcher import NodeResult, launch
 from sluice.orchestration.lease import Lease, LeaseHeld
 from sluice.dsl.pipeline import Pipeline, PipelineError
@@ -279,7 +280,20 @@ class Session:
             self.progress.say(f'Run {self.run_id} is already COMPLETE; nothing to resume.')
         else:
             self.progress.run_finished(result, time.time() - self.started, self.store)
+            if not result.lost_to:  # taken over: the process that took it reports its end
+                after_run(self.pipeline, self.store, result, self.progress.say)
         return result
+
+    def node_task_ended(self, node: NodeResult) -> None:
+        """A ``run-node`` task ended: the run's figures, as the store has them, are exported; its
+        callbacks are called when this node failed, or when it was the run's last one to finish."""
+        run = self.store.run(self.run_id)
+        result = RunResult(self.run_id, self.pipeline.name, self.store.url)
+        for node_id, ex in run.latest().items():
+            result.nodes[node_id] = NodeResult(node_id, ex.component_type, ex.state, execution_id=ex.id,
+                                               error=ex.error)
+        result.nodes[node.node_id] = node
+        after_run(self.pipeline, self.store, result, self.progress.say, ended=run.state == 'COMPLETE')
 
     def __enter__(self) -> Session:
         return self

@@ -50,6 +50,7 @@ class LocalDagRunner:
             upstream = [NodeResult(u.id, u.component_type, 'COMPLETE') for u in component.upstream]
             result = session.node(component, upstream)
             session.lease.release()
+            session.node_task_ended(result)
             return result
 
     def resume(self, pipeline: Pipeline | None, run_id: str, store: MetadataStore | None = None,

@@ -38,7 +38,7 @@ from sluice.components.component import WiringError
 from sluice.dsl.pipeline import PipelineError
 from sluice.metadata.records import MetadataStoreError
 from sluice.ui.cli import export, inspect, production, runs, serve
-from sluice.ui.cli.common import CliError
+from sluice.ui.cli.common import CliError, apply_monitoring
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f'unrecognized arguments: {" ".join(extra)}')
         args.verbosity = 1 if flag in ('-v', '--verbose') else -1
     from sluice.ui.logs import setup as setup_logging
+    apply_monitoring(args)
     try:
         with setup_logging(args.verbosity, args.command, process=argv is None):
             return args.func(args)

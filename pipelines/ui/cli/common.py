@@ -47,3 +47,20 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     fmt = '  '.join(f'{{:<{w}}}' for w in widths)
     return '\n'.join(fmt.format(*r).rstrip() for r in [header, *rows])
+
+
+def with_monitoring(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument('--metrics-file', metavar='PATH', help="write the run's figures in Prometheus' text format to PATH "
+                   'when it ends, for the node exporter\'s textfile collector ({pipeline} in PATH is replaced by the '
+                   'pipeline name; default: $SLUICE_METRICS_FILE)')
+    p.add_argument('--pushgateway', metavar='URL', help="push the run's figures to this Prometheus Pushgateway when "
+                   'it ends (push-add, grouped by pipeline; default: $SLUICE_PUSHGATEWAY)')
+    return p
+
+
+def apply_monitoring(args: argparse.Namespace) -> None:
+    """--metrics-file and --pushgateway, as the environment variables every part of a run reads."""
+    from sluice.observe.export import METRICS_FILE_ENV, PUSHGATEWAY_ENV
+    for flag, env in (('metrics_file', METRICS_FILE_ENV), ('pushgateway', PUSHGATEWAY_ENV)):
+        if getattr(args, flag, None):
+            os.environ[env] = getattr(args, flag)

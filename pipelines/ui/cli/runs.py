@@ -11,7 +11,7 @@ from sluice.components.production.destination import pushed_directory
 from sluice.dsl.pipeline import load_pipeline
 from sluice.ops.gc import DEFAULT_ABANDONED_DAYS
 from sluice.runners.run_node import run_node
-from sluice.ui.cli.common import CliError, open_store, store_url, with_store
+from sluice.ui.cli.common import CliError, open_store, store_url, with_monitoring, with_store
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -155,7 +155,7 @@ RUN_NODE_EPILOG = '''exit status:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The commands that drive runs, in the order ``sluice --help`` lists them."""
-    p = with_store(sub.add_parser('run', help='run a pipeline file (or part of it: --from, --to, --only)'))
+    p = with_monitoring(with_store(sub.add_parser('run', help='run a pipeline file (or part of it: --from, --to, --only)')))
     p.add_argument('file', nargs='?', help='a Python file defining create_pipeline() or `pipeline`')
     p.add_argument('--runner', default='local', choices=['local', 'beam'],
                    help='local (default): nodes in this process in order; beam: the DAG as a Beam pipeline')
@@ -170,7 +170,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--only', action='append', default=[], metavar='NODE', help='run just NODE (repeatable)')
     p.set_defaults(func=cmd_run)
 
-    p = with_store(sub.add_parser('watch', help='run a pipeline now and whenever its input files change'))
+    p = with_monitoring(with_store(sub.add_parser('watch', help='run a pipeline now and whenever its input files change')))
     p.add_argument('file', help='the pipeline file')
     p.add_argument('--every', type=float, default=60.0, metavar='SECONDS',
                    help='how often to look at the inputs (default 60)')
@@ -188,10 +188,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--dry-run', action='store_true', help='say what would be deleted, delete nothing')
     p.set_defaults(func=cmd_gc)
 
-    p = with_store(sub.add_parser(
+    p = with_monitoring(with_store(sub.add_parser(
         'run-node', help='run one node of a run, in this process (for Airflow, KFP, or several machines sharing '
                          'a store)',
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_NODE_EPILOG))
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_NODE_EPILOG)))
     p.add_argument('file', help='the pipeline file')
     p.add_argument('--run-id', required=True, help='the run (created by the first node that runs)')
     p.add_argument('--node', required=True, metavar='NODE_ID')
@@ -203,7 +203,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         'killed try on another host is taken over after one lease period of silence')
     p.set_defaults(func=cmd_run_node)
 
-    p = with_store(sub.add_parser('resume', help='continue a failed or killed run under the same run id'))
+    p = with_monitoring(with_store(sub.add_parser('resume', help='continue a failed or killed run under the same run id')))
     p.add_argument('run_id')
     p.add_argument('--runner', default='local', choices=['local', 'beam'])
     p.add_argument('--take-over', action='store_true',
