@@ -21,12 +21,20 @@ def export_run(store: MetadataStore, run_id: str, metrics_file: str | None = Non
     pushgateway = pushgateway or os.environ.get(PUSHGATEWAY_ENV) or None
     if not (metrics_file or pushgateway):
         return []
-    problems = []
     try:
         registry, _ = run_registry(store, run_id)
         pipeline = store.run(run_id).pipeline_name
     except Exception as e:  # noqa: BLE001 - figures are no reason to fail a finished run
         return [f'the metrics of run {run_id} could not be read from the store: {type(e).__name__}: {e}']
+    return publish(registry, pipeline, metrics_file, pushgateway)
+
+
+def publish(registry, pipeline: str, metrics_file: str | None = None, pushgateway: str | None = None) -> list[str]:
+    """Writes ``registry`` to the textfile and pushes it to the Pushgateway given (else the ones the
+    environment names); returns what went wrong, in words."""
+    metrics_file = metrics_file or os.environ.get(METRICS_FILE_ENV) or None
+    pushgateway = pushgateway or os.environ.get(PUSHGATEWAY_ENV) or None
+    problems = []
     if metrics_file:
         from prometheus_client import write_to_textfile
         path = metrics_file.replace('{pipeline}', pipeline)

@@ -377,3 +377,50 @@ def test_a_model_that_does_not_load_in_time_is_not_blessed(models, tmp_path):
     assert blessing.get('blessed') == 0 and report['blessed'] is False
     assert report['reason'].startswith('the model did not load within time_limit_seconds=0.2: ')
     assert os.path.isfile(tmp_path / 'INFRA_NOT_BLESSED') and blessing.get('current_model_id') == 42
+
+
+# -- drift of the served data ------------------------------------------------------------------------
+def _send_csv(url: str, path: str, keep=lambda row: True) -> int:
+    import csv
+    with open(path) as f:
+        rows = [{k: float(v) for k, v in r.items() if k != 'species'} for r in csv.DictReader(f) if keep(r)]
+    for i in range(0, len(rows), 25):
+        assert call(url + '/v1/models/penguin:predict', {'instances': rows[i:i + 25]})[0] == 200
+    return len(rows)
+
+
+def test_drift_of_the_served_data_is_caught_and_the_training_distribution_is_not(penguin_run, tmp_path):
+    from serving_helpers import REPO
+    destination = _destination(penguin_run)
+    data = os.path.join(REPO, 'pipelines', 'examples', 'penguin')
+    same, shifted = str(tmp_path / 'same'), str(tmp_path / 'shifted')
+    with serving(destination, '--log-requests', '1', '--log-dir', same) as server:
+        sent = _send_csv(server.url, os.path.join(data, 'data', 'penguins.csv'))
+    with serving(destination, '--log-requests', '1', '--log-dir', shifted) as server:
+        # A shift made from the skewed set: only its heaviest species (1, Gentoo), and its rows with bad values.
+        heavy = _send_csv(server.url, os.path.join(data, 'skewed', 'penguins_skewed.csv'),
+                          lambda r: r['species'] == '1' or any(float(v) < 0 for v in r.values()))
+
+    def drift(*args):
+        return subprocess.run([sys.executable, '-m', 'sluice.ui.cli', 'drift', destination, *args], cwd=penguin_run,
+                              capture_output=True, text=True, timeout=300)
+
+    done = drift('--log-dir', same, '--json', str(tmp_path / 'same.json'))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f'{sent} served rows' in done.stdout and 'no feature drifted (4 compared)' in done.stdout
+    with open(tmp_path / 'same.json') as f:
+        report = json.load(f)
+    assert report['judged'] and report['drifted'] == [] and report['anomalies'] == []
+    assert all(s['value'] < 0.1 for s in report['skews'])
+
+    done = drift('--log-dir', shifted, '--metrics-file', str(tmp_path / 'drift.prom'), '--min-rows', '50')
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f'{heavy} served rows' in done.stdout and 'DRIFT body_mass_g: jensen_shannon_divergence' in done.stdout
+    assert "ANOMALY feature 'culmen_length_mm': Out-of-range values" in done.stdout
+    metrics = (tmp_path / 'drift.prom').read_text()
+    version = _versions(destination)[-1]
+    line = next(x for x in metrics.splitlines() if x.startswith('sluice_drift_skew{feature="body_mass_g"'))
+    assert f'pipeline="penguin",version="{version}"' in line and float(line.split()[-1]) > 0.1
+
+    done = drift('--log-dir', same, '--min-rows', '1000')
+    assert done.returncode == 0 and 'not judged: fewer than 1000 served rows' in done.stdout

@@ -14,6 +14,7 @@
     sluice rollback DEST [--to VERSION] [--reason TEXT] [--metadata URL]
     sluice promote MODEL_ARTIFACT_ID DEST --reason TEXT [--metadata URL]
     sluice serve DEST [--name NAME] [--host 127.0.0.1] [--port 8501] [--poll S] [--log-requests RATE]
+    sluice drift DEST [--since WHEN] [--threshold X] [--min-rows N] [--metadata URL]
     sluice export airflow FILE.py -o DAG.py [--metadata URL] [--dag-id ID]
     sluice export kfp FILE.py --image IMAGE -o pipeline.yaml [--metadata URL] [--file-in-image PATH]
 
@@ -24,7 +25,7 @@ Commands that read a store take it from --metadata, else from $SLUICE_METADATA, 
 ``runs/*/metadata.db`` under the current directory. Nothing here imports TensorFlow.
 
 The commands live by group: ``runs`` (run, run-node, watch, gc, resume), ``inspect`` (runs, show,
-report, lineage), ``production`` (production, rollback, promote), ``serve`` and ``export``; each adds its own
+report, lineage), ``production`` (production, rollback, promote), ``serve``, ``drift`` and ``export``; each adds its own
 subcommands to the parser (``add_parser``). ``python -m sluice.ui.cli`` runs the same ``main``.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Sequence
 from sluice.components.component import WiringError
 from sluice.dsl.pipeline import PipelineError
 from sluice.metadata.records import MetadataStoreError
-from sluice.ui.cli import export, inspect, production, runs, serve
+from sluice.ui.cli import drift, export, inspect, production, runs, serve
 from sluice.ui.cli.common import CliError, apply_monitoring
 
 
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     loud.add_argument('-q', '--quiet', dest='verbosity', action='store_const', const=-1,
                       help='print only the outcome line of a run')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for group in (runs, inspect, production, serve, export):
+    for group in (runs, inspect, production, serve, drift, export):
         group.add_parser(sub)
     return parser
 
