@@ -16,6 +16,7 @@ does.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import threading
@@ -28,6 +29,7 @@ from sluice.metadata.records import DONE_STATES, MetadataStoreError, latest_per_
 from sluice.metadata.store import MetadataStore
 from sluice.orchestration import partial
 from sluice.observe import after_run
+from sluice.observe.trace import RunTrace
 from sluice.orchestration.launcher import NodeResult, launch
 from sluice.orchestration.lease import Lease, LeaseHeld
 from sluice.dsl.pipeline import Pipeline, PipelineError
@@ -54,6 +56,8 @@ class Session:
         self._lock = threading.Lock()
         self.results: dict[str, NodeResult] = {}
         self.retries = True  # False when the caller retries (an Airflow or KFP task: sluice run-node --no-retry)
+        self.trace: RunTrace | None = None  # this process's spans of the run (sluice.observe.trace)
+        self.outcome = ''  # how this process's part of the run ended, for its span
 
     # -- starting ---------------------------------------------------------------------------------
     @classmethod
@@ -83,7 +87,8 @@ class Session:
         progress.run_started(pipeline, info.run_id, store)
         for line in partial.describe(steps):
             progress.say(line)
-        return cls(pipeline, store, info.run_id, lease, progress, steps, started=started)
+        return cls(pipeline, store, info.run_id, lease, progress, steps, started=started).traced(
+            f'sluice run {pipeline.name}')
 
     @classmethod
     def for_node(cls, pipeline: Pipeline, store: MetadataStore, run_id: str, node_id: str,
@@ -122,7 +127,7 @@ class Session:
         except BaseException:
             lease.release()
             raise
-        return cls(pipeline, store, run_id, lease, progress, steps)
+        return cls(pipeline, store, run_id, lease, progress, steps).traced(f'sluice run-node {node_id}')
 
     @classmethod
     def resume(cls, pipeline: Pipeline | None, run_id: str, store: MetadataStore, runner: str,
@@ -146,7 +151,7 @@ class Session:
         except BaseException:
             lease.release()
             raise
-        return cls(pipeline, store, run_id, lease, progress, steps, started=started)
+        return cls(pipeline, store, run_id, lease, progress, steps, started=started).traced('sluice resume')
 
     @classmethod
     def open(cls, pipeline: Pipeline, store: MetadataStore, run_id: str, command: str) -> Session:
@@ -162,7 +167,14 @@ class Session:
         steps = {node: Step(node, 'reuse', 'done earlier in this run', store.execution(ex_id))
                  for node, ex_id in plan['reuse'].items()}
         steps.update({node: Step(node, 'skip', reason) for node, reason in plan['skip'].items()})
-        return cls(pipeline, store, run_id, Lease.attach(store, lease_name), Progress(enabled=False), steps)
+        # A Beam worker's node spans hang off the run's span itself: a worker has no end of its own to report.
+        return cls(pipeline, store, run_id, Lease.attach(store, lease_name), Progress(enabled=False), steps).traced(
+            None)
+
+    def traced(self, name: str | None) -> Session:
+        """Opens this process's span of the run, ``name`` (see sluice.observe.trace)."""
+        self.trace = RunTrace.begin(self.store, self.run_id, self.pipeline.pipeline_root, self.pipeline.name, name)
+        return self
 
     @property
     def complete_already(self) -> bool:
@@ -227,8 +239,10 @@ class Session:
         attempts = policy.attempts if policy is not None else 1
         started, attempt = time.time(), 1
         while True:
-            result = launch(component, self.store, self.info, enable_cache=self.pipeline.cache_for(component),
-                            lease=self.lease, attempt=attempt)
+            with self._span(component.id, attempt) as span:
+                result = launch(component, self.store, self.info, enable_cache=self.pipeline.cache_for(component),
+                                lease=self.lease, attempt=attempt)
+                span.update(state=result.state, error=result.error)
             result.attempt, result.attempts = attempt, attempts
             if result.state != 'FAILED' or attempt >= attempts:
                 break
@@ -248,6 +262,9 @@ class Session:
             result.error = f'{result.error} (attempt {attempt} of {attempts})'
         result.duration = time.time() - started
         return result
+
+    def _span(self, node_id: str, attempt: int) -> Any:
+        return self.trace.node(node_id, attempt) if self.trace is not None else contextlib.nullcontext({})
 
     def _wait(self, seconds: float) -> str:
         """Sleep between attempts, still holding the lease; '' or why the run was lost meanwhile."""
@@ -275,6 +292,7 @@ class Session:
             elif component.id in self.steps and self.steps[component.id].action == 'reuse':
                 result.nodes[component.id] = reused(component, self.steps[component.id])
         result.lost_to = self.lease.lost_to
+        self.outcome = result.state
         self.lease.release()
         if self.complete_already:
             self.progress.say(f'Run {self.run_id} is already COMPLETE; nothing to resume.')
@@ -293,6 +311,7 @@ class Session:
             result.nodes[node_id] = NodeResult(node_id, ex.component_type, ex.state, execution_id=ex.id,
                                                error=ex.error)
         result.nodes[node.node_id] = node
+        self.outcome = node.state
         after_run(self.pipeline, self.store, result, self.progress.say, ended=run.state == 'COMPLETE')
 
     def __enter__(self) -> Session:
@@ -300,6 +319,10 @@ class Session:
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         self.lease.release()
+        if self.trace is not None:
+            self.trace.end('INTERRUPTED' if exc_type is KeyboardInterrupt else self.outcome or
+                           ('FAILED' if exc_type is not None else 'DONE'))
+            self.trace = None
         if exc_type is KeyboardInterrupt:
             self.progress.say(f'\nInterrupted: run {self.run_id} stopped (the node that was running is recorded '
                               f'CANCELED; what finished is kept). Continue it with: sluice resume {self.run_id} '

@@ -2,6 +2,7 @@
 fail and recover, hang, or get killed while waiting (partial runs: test_partial_runs.py)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -189,6 +190,20 @@ def test_kill_during_a_retry_wait_then_resume(tmp_path):
     assert store.run(run_id).state == 'COMPLETE'
     [upper] = [r for r in node_executions(store, run_id, 'Upper') if r.state == 'COMPLETE']
     assert upper.inputs['text'][0].id == attempts[1].outputs['text'][0].id
+
+    # One trace across the kill: the killed process stored the run's span context with the run, its
+    # failed attempt's span was exported as it ended (its run span never was: it was killed), and the
+    # resume's spans continue the same trace under the same parent.
+    with open(tmp_path / 'root' / '.sluice-logs' / f'{run_id}.trace.jsonl') as f:
+        spans = [json.loads(line) for line in f]
+    trace_id, parent = store.run(run_id).properties['trace_context'].split('-')[1:3]
+    assert [(s['name'], s['attributes'].get('sluice.state')) for s in spans] == [
+        ('Flaky', 'FAILED'), ('Flaky', 'COMPLETE'), ('Upper', 'COMPLETE'), ('sluice resume', 'COMPLETE')]
+    assert {s['context']['trace_id'] for s in spans} == {f'0x{trace_id}'}
+    resume = spans[-1]
+    assert spans[0]['parent_id'] == resume['parent_id'] == f'0x{parent}'
+    assert spans[1]['parent_id'] == spans[2]['parent_id'] == resume['context']['span_id']
+    assert spans[0]['attributes']['sluice.run_id'] == run_id and spans[0]['status']['status_code'] == 'ERROR'
 
 
 # -- per-node cache control ----------------------------------------------------------------------------
