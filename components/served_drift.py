@@ -26,6 +26,7 @@ from sluice.metadata.store import MetadataStore
 DEFAULT_THRESHOLD = 0.1
 DEFAULT_MIN_ROWS = 100
 REQUEST_LOG_DIR = '.sluice-requests'  # as sluice serve writes it
+DRIFT_HISTORY = 'drift-history.jsonl'  # in the request log directory: one line per check
 MEASURE_NAMES = {'L_INFTY': 'infinity_norm', 'JENSEN_SHANNON_DIVERGENCE': 'jensen_shannon_divergence'}
 
 
@@ -56,6 +57,8 @@ class DriftReport:
     files: list[str]
     skews: list[FeatureSkew] = dataclasses.field(default_factory=list)
     anomalies: list[str] = dataclasses.field(default_factory=list)
+    log_dir: str = ''
+    time: str = dataclasses.field(default_factory=lambda: time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
 
     @property
     def judged(self) -> bool:
@@ -139,7 +142,8 @@ def check(destination: str, store: MetadataStore, *, log_dir: str | None = None,
     files = request_logs(current.destination, current.number, log_dir, since)
     statistics, schema = _training_artifacts(store, model)
     inputs = _model_inputs(current.path)
-    report = DriftReport(current.destination, current.number, model, 0, min_rows, files)
+    report = DriftReport(current.destination, current.number, model, 0, min_rows, files,
+                         log_dir=os.path.abspath(log_dir or os.path.join(current.destination, REQUEST_LOG_DIR)))
     if not files:
         return report
     served = _served_statistics(files)
@@ -214,6 +218,17 @@ def parse_since(text: str | None, now: float | None = None) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.timestamp()
+
+
+def append_history(report: DriftReport) -> str:
+    """Appends the report (without its file list) to ``drift-history.jsonl`` in its request log
+    directory, where the history views read it; returns the path."""
+    path = os.path.join(report.log_dir, DRIFT_HISTORY)
+    os.makedirs(report.log_dir, exist_ok=True)
+    entry = {k: v for k, v in report.to_json().items() if k != 'files'}
+    with open(path, 'a') as f:
+        f.write(json.dumps(entry, sort_keys=True) + '\n')
+    return path
 
 
 def write_report(report: DriftReport, path: str) -> None:

@@ -127,15 +127,13 @@ class LoadedModel:
         if not isinstance(instances, list) or not instances:
             raise RequestError(f'"instances" must be a non-empty list of rows, one object per example; got '
                                f'{_kind(instances)}')
-        columns: dict[str, list] = {f.name: [] for f in self.features}
-        extra: set[str] = set()
         for i, row in enumerate(instances):
             if not isinstance(row, dict):
                 raise RequestError(f'instance {i} must be an object of raw features ({self._expects()}); got '
                                    f'{_kind(row)}')
-            extra.update(k for k in row if k not in columns)
-            for f in self.features:
-                columns[f.name].append(_value(f, row.get(f.name), f'instance {i}'))
+        names = {f.name for f in self.features}
+        extra = set().union(*instances) - names
+        columns = {f.name: _column(f, [row.get(f.name) for row in instances], 'instance') for f in self.features}
         return self._feed(columns), len(instances), sorted(extra)
 
     def columns_feed(self, inputs: Any) -> tuple[dict[str, np.ndarray], int, list[str]]:
@@ -153,8 +151,7 @@ class LoadedModel:
             if given is not None and not isinstance(given, list):
                 raise RequestError(f'feature "{f.name}": expected a list of {_TYPE_WORDS[f.dtype]} values, got '
                                    f'{_kind(given)}')
-            values = given if given is not None else [None] * n
-            columns[f.name] = [_value(f, v, f'row {i}') for i, v in enumerate(values)]
+            columns[f.name] = _column(f, given if given is not None else [None] * n, 'row')
         return self._feed(columns), n, sorted(k for k in inputs if k not in columns)
 
     # -- the Open Inference Protocol (KServe v2) --------------------------------------------------
@@ -184,7 +181,7 @@ class LoadedModel:
             if not isinstance(shape, list) or math.prod(int(s) for s in shape) != len(data):
                 raise RequestError(f'input "{f.name}": shape {shape} does not hold the {len(data)} values given')
             sizes.add(len(data))
-            columns[f.name] = [_value(f, v, f'value {j}') for j, v in enumerate(data)]
+            columns[f.name] = _column(f, data, 'value')
         if len(sizes) != 1 or 0 in sizes:
             raise RequestError(f'every input must hold one value per example, the same number; got {sorted(sizes)}')
         n = sizes.pop()
@@ -217,6 +214,17 @@ class LoadedModel:
 
     def _feed(self, columns: dict[str, list]) -> dict[str, np.ndarray]:
         return {f.name: np.array(columns[f.name], dtype=_NP[f.dtype]).reshape(-1, 1) for f in self.features}
+
+
+_PLAIN = {'float32': {float, int}, 'int64': {int}, 'string': {str}}
+
+
+def _column(f: Feature, values: list, where: str) -> list:
+    """One feature's values, checked: at once when each is a plain value of the feature's type (the
+    common case), else one by one, so that an error names the row and what arrived."""
+    if set(map(type, values)) <= _PLAIN[f.dtype]:
+        return values
+    return [_value(f, v, f'{where} {i}') for i, v in enumerate(values)]
 
 
 def _value(f: Feature, value: Any, where: str) -> Any:

@@ -24,12 +24,14 @@ TRACE_PROPERTY = 'trace_context'
 EXPORTER_ENV = 'OTEL_TRACES_EXPORTER'
 
 
-def _exporters(path: str) -> list[Any]:
+def _exporters(path: str, files: list) -> list[Any]:
+    """The exporters to use; a file opened for them is added to ``files`` (closed at the end)."""
     names = [n.strip() for n in os.environ.get(EXPORTER_ENV, '').split(',') if n.strip()]
     if not names:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
         os.makedirs(os.path.dirname(path), exist_ok=True)
         out = open(path, 'a', buffering=1)  # one line per span, appended by every process of the run
+        files.append(out)
         return [ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + '\n')]
     from importlib.metadata import entry_points
     found = []
@@ -55,7 +57,8 @@ class RunTrace:
         self.store, self.run_id = store, run_id
         self.provider = TracerProvider(resource=Resource.create({'service.name': 'sluice',
                                                                  'sluice.pipeline': pipeline}))
-        for exporter in _exporters(os.path.join(pipeline_root, '.sluice-logs', f'{run_id}.trace.jsonl')):
+        self.files: list = []
+        for exporter in _exporters(os.path.join(pipeline_root, '.sluice-logs', f'{run_id}.trace.jsonl'), self.files):
             self.provider.add_span_processor(SimpleSpanProcessor(exporter))
         self.tracer = self.provider.get_tracer('sluice')
         self.span: Any = None
@@ -119,3 +122,5 @@ class RunTrace:
             self.span.end()
             self.span = None
         self.provider.shutdown()
+        for f in self.files:
+            f.close()

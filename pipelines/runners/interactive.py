@@ -24,7 +24,7 @@ from sluice.orchestration.core import Session
 from sluice.orchestration.launcher import NodeResult
 from sluice.dsl.pipeline import Pipeline
 from sluice.orchestration.run import new_run_id
-from sluice.ui.visuals import View, lineage_view, render, run_view
+from sluice.ui.visuals import View, history_view, lineage_view, render, run_view
 
 
 class InteractiveError(RuntimeError):
@@ -127,6 +127,11 @@ class InteractiveContext:
         views = self.view(item, facets=facets)
         for view in views if isinstance(views, list) else [views]:
             _display(view)
+
+    def history(self, destination: str | None = None) -> None:
+        """Show the pipeline's history: each node's duration across its runs, and for a push
+        destination, the models pushed there over time and the drift of the data they were served."""
+        _display(history_view(self.store, self.pipeline_name, destination))
 
     def lineage(self, item: Channel | Artifact) -> None:
         """Draw what produced an artifact, back to its sources."""

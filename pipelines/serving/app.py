@@ -89,8 +89,11 @@ class _Routes:
             if asked != self.name:
                 raise self.unknown(asked)
             body = await read_json(request, self.max_body)
-            model = self.follower.model(version, label)
-            answer, feed = await run_in_threadpool(call, model, body)
+            box: dict = {}  # the model, also when the call fails (its version labels the error)
+            try:
+                answer, feed = await run_in_threadpool(self._work, version, label, call, body, box)
+            finally:
+                model = box.get('model')
             rows = len(next(iter(feed.values())))
             if self.request_log is not None and self.request_log.sample():
                 self.request_log.add(model.version, feed, model.missing)
@@ -112,6 +115,11 @@ class _Routes:
         self.metrics.answered(model.version if model else None, api, code, time.perf_counter() - started, rows)
         return response
 
+    def _work(self, version, label, call, body, box: dict):
+        """In a worker thread: picking a version may load it, and the model runs there."""
+        box['model'] = model = self.follower.model(version, label)
+        return call(model, body)
+
     # -- TF Serving's REST API --------------------------------------------------------------------
     async def v1_get(self, path: str):
         m = _V1.match(path)
@@ -122,7 +130,7 @@ class _Routes:
         if m['rest'] is None and m['version'] is None and m['label'] is None:
             return JSONResponse({'model_version_status': self.follower.status()})
         try:
-            model = self.follower.model(m['version'], m['label'])
+            model = await run_in_threadpool(self.follower.model, m['version'], m['label'])
         except NotServed as e:
             return _error(e.status, str(e))
         if m['rest'] is None:
@@ -160,7 +168,7 @@ class _Routes:
         if m['name'] != self.name:
             return _error(404, str(self.unknown(m['name'])))
         try:
-            model = self.follower.model(m['version'])
+            model = await run_in_threadpool(self.follower.model, m['version'])
         except NotServed as e:
             if m['rest'] == '/ready':
                 return JSONResponse({'name': self.name, 'ready': False, 'error': str(e)}, status_code=e.status)

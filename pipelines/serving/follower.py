@@ -52,7 +52,7 @@ class Failure:
 
 
 class Follower:
-    def __init__(self, source: str, *, metrics=None, fixed: bool = False):
+    def __init__(self, source: str, *, metrics=None, fixed: bool = False, recheck: float = 2.0):
         self.source = os.path.abspath(source)
         self.fixed = fixed
         self.metrics = metrics
@@ -63,6 +63,10 @@ class Follower:
         self._unsettled: tuple[int, str | None] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # Versions asked for by number or label are read from the destination at most every ``recheck``
+        # seconds (as production is polled): number (or ('previous', current)) -> (when, result)
+        self.recheck = recheck
+        self._resolved: dict = {}
 
     # -- following the destination ---------------------------------------------------------------
     def poll(self) -> None:
@@ -178,11 +182,31 @@ class Follower:
             return f'version {self.failure.version} failed to load: {self.failure.message}'
         return self.empty_reason
 
-    def _previous(self, current: LoadedModel | None) -> LoadedModel:
-        from sluice.components.production.destination import complete_below, inspect_version
+    def _recent(self, key: object, compute):
+        """``compute()``, or its result from the last ``recheck`` seconds (errors are remembered too)."""
+        now = time.monotonic()
+        found = self._resolved.get(key)
+        if found is None or now - found[0] > self.recheck:
+            try:
+                found = (now, compute(), None)
+            except NotServed as e:
+                found = (now, None, e)
+            self._resolved[key] = found
+            if len(self._resolved) > 64:
+                self._resolved = {k: v for k, v in self._resolved.items() if now - v[0] <= self.recheck}
+        if found[2] is not None:
+            raise found[2]
+        return found[1]
 
+    def _previous(self, current: LoadedModel | None) -> LoadedModel:
         if current is None or self.fixed:
             raise NotServed('no previous version: nothing else was in production here', 404)
+        return self._version(self._recent(('previous', current.version, current.fingerprint),
+                                          lambda: self._previous_number(current)))
+
+    def _previous_number(self, current: LoadedModel) -> int:
+        from sluice.components.production.destination import complete_below, inspect_version
+
         version = inspect_version(self.source, current.version)
         earlier = ((version.record or {}).get('previous') or {}).get('version') if version else None
         target = inspect_version(self.source, earlier) if earlier is not None else None
@@ -191,17 +215,10 @@ class Follower:
         if target is None:
             raise NotServed(f'no previous version: version {current.version} is the only complete one at '
                             f'{self.source}', 404)
-        return self._version(target.number)
+        return target.number
 
     def _version(self, number: int) -> LoadedModel:
-        from sluice.components.production.destination import inspect_version, versions
-
-        version = inspect_version(self.source, number)
-        if version is None:
-            raise NotServed(f'no version {number} at {self.source}; versions: '
-                            f"{', '.join(map(str, versions(self.source))) or 'none'}", 404)
-        if not version.complete:
-            raise NotServed(f'version {number} at {self.source} is incomplete ({version.problem}): not served', 404)
+        version = self._recent(number, lambda: self._complete_version(number))
         key = (version.number, version.fingerprint)
         with self._lock:
             model = self._others.get(key)
@@ -217,6 +234,17 @@ class Follower:
         with self._lock:
             self._keep(model)
         return model
+
+    def _complete_version(self, number: int):
+        from sluice.components.production.destination import inspect_version, versions
+
+        version = inspect_version(self.source, number)
+        if version is None:
+            raise NotServed(f'no version {number} at {self.source}; versions: '
+                            f"{', '.join(map(str, versions(self.source))) or 'none'}", 404)
+        if not version.complete:
+            raise NotServed(f'version {number} at {self.source} is incomplete ({version.problem}): not served', 404)
+        return version
 
     def status(self) -> list[dict]:
         """TF Serving's model_version_status: the version in production, and a version that failed."""

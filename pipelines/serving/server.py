@@ -60,7 +60,7 @@ def serve(source: str, *, name: str | None = None, host: str = '127.0.0.1', port
     fixed = is_model_dir(source)
     name = name or default_name(source, fixed)
     metrics = Metrics(name)
-    follower = Follower(source, metrics=metrics, fixed=fixed)
+    follower = Follower(source, metrics=metrics, fixed=fixed, recheck=poll)
     follower.poll()
     request_log = None
     if log_requests:

@@ -1,5 +1,6 @@
 """A run report: one self-contained HTML page with the DAG, node states and durations, a timeline of
-the run, and the views of its statistics, schema, anomalies, evaluation, blessing and push, with plots
+the run, the views of its statistics, schema, anomalies, evaluation, blessing and push, and the
+pipeline's history (node durations across runs, models pushed, drift of the served data), with plots
 (Plotly, its JavaScript inline once in the page: nothing is loaded from the network).
 
     sluice report RUN_ID -o report.html
@@ -13,7 +14,7 @@ import re
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.records import latest_per_node
 from sluice.metadata.store import MetadataStore
-from sluice.ui.visuals import CSS, plotly_script, render, run_view
+from sluice.ui.visuals import CSS, history_view, plotly_script, render, run_view
 
 SECTIONS = ('Examples', 'ExampleStatistics', 'Schema', 'ExampleAnomalies', 'Model', 'ModelEvaluation',
             'ModelBlessing', 'PushedModel')
@@ -51,6 +52,10 @@ def report_html(store: MetadataStore, run_id: str) -> str:
             if artifact.type_name() == kind:
                 views.append(render(artifact, related=related, flagged=flagged))
                 headings.append(f'<h2>{html.escape(node_id)}</h2>')
+    destinations = sorted({a.get('push_destination') for _, a in outputs
+                           if a.type_name() == 'PushedModel' and a.get('push_destination')})
+    views.append(history_view(store, run.pipeline_name, destinations[0] if destinations else None))
+    headings.append('<h2>History</h2>')
     script = plotly_script() if any(v.has_plots for v in views) else ''
     now = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
     title = f'Sluice run {run_id} ({run.pipeline_name})'

@@ -424,3 +424,22 @@ def test_drift_of_the_served_data_is_caught_and_the_training_distribution_is_not
 
     done = drift('--log-dir', same, '--min-rows', '1000')
     assert done.returncode == 0 and 'not judged: fewer than 1000 served rows' in done.stdout
+
+    # The history views: drift per feature at each judged check, node durations across the runs, the
+    # models pushed; in the run report too.
+    from sluice.metadata import MetadataStore
+    from sluice.ui.visuals import history_view
+    with open(os.path.join(same, 'drift-history.jsonl')) as f:
+        checks = [json.loads(line) for line in f]
+    assert [c['judged'] for c in checks] == [True, False] and checks[0]['version'] == version
+    store = MetadataStore(f'sqlite:///{penguin_run}/runs/penguin/metadata.db')
+    view = history_view(store, 'penguin', destination, log_dir=same)
+    assert '"sluice":"drift","checks":1,"features":["body_mass_g","culmen_depth_mm","culmen_length_mm",' \
+           '"flipper_length_mm"]' in view.html.replace(' ', '')
+    assert '"sluice":"durations","runs":' in view.html.replace(' ', '') and '"sluice":"history"' in \
+        view.html.replace(' ', '')
+    assert 'Drift checks: 1; the latest' in str(view) and 'no feature drifted' in str(view)
+    run_id = store.runs('penguin')[-1].run_id
+    sluice('report', run_id, '-o', str(tmp_path / 'report.html'), cwd=penguin_run)
+    page = (tmp_path / 'report.html').read_text()
+    assert '<h2>History</h2>' in page and '"sluice":"durations"' in page.replace(' ', '')

@@ -41,7 +41,7 @@ def _thresholds(pairs: list[str]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sluice.components.served_drift import DriftError, check, parse_since, write_report
+    from sluice.components.served_drift import DriftError, append_history, check, parse_since, write_report
     from sluice.observe.drift import drift_registry
     from sluice.observe.export import publish
 
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     except DriftError as e:
         raise CliError(str(e)) from None
     print('\n'.join(report.lines()))
+    append_history(report)  # for the history views (sluice report, InteractiveContext.history)
     if args.json:
         write_report(report, args.json)
     for problem in publish(drift_registry(report), str(report.model.get('pipeline') or 'unknown')):
