@@ -217,13 +217,18 @@ class LoadedModel:
 
 
 _PLAIN = {'float32': {float, int}, 'int64': {int}, 'string': {str}}
+_NONE = type(None)
 
 
 def _column(f: Feature, values: list, where: str) -> list:
-    """One feature's values, checked: at once when each is a plain value of the feature's type (the
-    common case), else one by one, so that an error names the row and what arrived."""
-    if set(map(type, values)) <= _PLAIN[f.dtype]:
+    """One feature's values, checked: at once when each is a plain value of the feature's type or,
+    for a feature that may be absent, null (the common cases), else one by one, so that an error names
+    the row and what arrived."""
+    kinds = set(map(type, values))
+    if kinds <= _PLAIN[f.dtype]:
         return values
+    if not f.required and kinds - {_NONE} <= _PLAIN[f.dtype]:
+        return [f.missing if v is None else v for v in values]
     return [_value(f, v, f'{where} {i}') for i, v in enumerate(values)]
 
 
@@ -282,14 +287,12 @@ def _v2_type(array: np.ndarray) -> str:
 
 
 def _rows_of(outputs: dict[str, np.ndarray], n: int) -> list:
-    if len(outputs) == 1:
-        [value] = outputs.values()
-        return [_row(value[i]) for i in range(n)]
-    return [{name: _row(value[i]) for name, value in outputs.items()} for i in range(n)]
-
-
-def _row(value: np.ndarray) -> Any:
-    return _plain(value) if isinstance(value, np.ndarray) and value.ndim else _plain(np.asarray([value]))[0]
+    """One prediction per row: the row of the output, or a dict of every output's row."""
+    listed = {name: _nested(value) for name, value in outputs.items()}
+    if len(listed) == 1:
+        [rows] = listed.values()
+        return rows[:n]
+    return [dict(zip(listed, row)) for row in zip(*listed.values())]
 
 
 def _columns_of(outputs: dict[str, np.ndarray]) -> Any:
@@ -300,6 +303,9 @@ def _columns_of(outputs: dict[str, np.ndarray]) -> Any:
 
 
 def _nested(value: np.ndarray) -> list:
+    """The array as nested lists of plain values (str for strings)."""
+    if value.dtype != object and value.dtype.kind not in 'SU':
+        return value.tolist()
     return np.asarray(_plain(value.reshape(-1)), dtype=object).reshape(value.shape).tolist()
 
 
