@@ -18,6 +18,7 @@ from sluice.components.model_validator import ModelValidator
 from sluice.components.pusher import Pusher
 from sluice.components.resolvers import LatestSpans
 from sluice.components.schema_gen import ImportSchemaGen, SchemaGen
+from sluice.components.served_drift_component import ServedDrift
 from sluice.components.statistics_gen import StatisticsGen
 from sluice.components.trainer import DataAccessor, FnArgs, Trainer
 from sluice.components.transform import Transform
@@ -26,7 +27,7 @@ from sluice.metadata.artifact import (Artifact, ExampleAnomalies, Examples, Exam
                                TransformGraph)
 
 __all__ = ['CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen',
-           'ExampleValidator', 'LatestSpans', 'Transform', 'Trainer', 'Evaluator', 'ModelValidator', 'InfraValidator', 'Pusher',
+           'ExampleValidator', 'LatestSpans', 'Transform', 'Trainer', 'Evaluator', 'ModelValidator', 'InfraValidator', 'Pusher', 'ServedDrift',
            'FnArgs',
            'DataAccessor', 'DataError', 'AnomaliesFound', 'Channel', 'Component', 'Input', 'Output', 'Parameter', 'WiringError', 'Driver', 'InputError',
            'PipelineInfo', 'Executor', 'Publisher', 'Artifact', 'ExampleAnomalies', 'Examples',

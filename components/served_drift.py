@@ -97,7 +97,7 @@ def request_logs(destination: str, version: int, log_dir: str | None = None, sin
     return [f for f in files if since is None or os.path.getmtime(f) >= since]
 
 
-def _training_artifacts(store: MetadataStore, model: dict) -> tuple[Any, Any]:
+def training_artifacts(store: MetadataStore, model: dict) -> tuple[Any, Any]:
     """The ExampleStatistics and Schema the model's run recorded."""
     run_id = model.get('run_id')
     if not run_id:
@@ -129,27 +129,46 @@ def _model_inputs(version_path: str) -> list[str]:
     return [f.name for f in open_model(found).features]
 
 
-def check(destination: str, store: MetadataStore, *, log_dir: str | None = None, since: float | None = None,
-          thresholds: dict[str, float] | None = None, default_threshold: float = DEFAULT_THRESHOLD,
-          min_rows: int = DEFAULT_MIN_ROWS, split: str = 'train') -> DriftReport:
-    """Compares the served rows of the version in production with its training statistics."""
+def check(destination: str, store: MetadataStore, **options: Any) -> DriftReport:
+    """Compares the served rows of the version in production with its training statistics, found in
+    ``store`` through the model's push record (``compare`` takes them as artifacts)."""
+    current = production_at(destination)
+    statistics, schema = training_artifacts(store, model_of(current))
+    return compare(destination, statistics, schema, **options)
+
+
+def production_at(destination: str) -> Any:
     from sluice.components.production.destination import production
 
     current = production(destination).current
     if current is None:
         raise DriftError(f'nothing is in production at {os.path.abspath(destination)}: no model, no served data')
-    model = (current.record or current.facts() or {}).get('model') or {}
+    return current
+
+
+def model_of(current: Any) -> dict:
+    return (current.record or current.facts() or {}).get('model') or {}
+
+
+def compare(destination: str, statistics: Any, schema: Any, *, log_dir: str | None = None, since: float | None = None,
+            thresholds: dict[str, float] | None = None, default_threshold: float = DEFAULT_THRESHOLD,
+            min_rows: int = DEFAULT_MIN_ROWS, split: str = 'train', keep: dict | None = None) -> DriftReport:
+    """The drift report of the version in production at ``destination`` against ``statistics`` (the
+    ``split`` of an ExampleStatistics) and ``schema``. ``keep``: a dict that receives the TFDV protos
+    (``served``, the served rows' statistics; ``anomalies``, theirs against the schema)."""
+    current = production_at(destination)
     files = request_logs(current.destination, current.number, log_dir, since)
-    statistics, schema = _training_artifacts(store, model)
     inputs = _model_inputs(current.path)
-    report = DriftReport(current.destination, current.number, model, 0, min_rows, files,
+    report = DriftReport(current.destination, current.number, model_of(current), 0, min_rows, files,
                          log_dir=os.path.abspath(log_dir or os.path.join(current.destination, REQUEST_LOG_DIR)))
     if not files:
         return report
     served = _served_statistics(files)
     report.served_rows = int(served.datasets[0].num_examples) if served.datasets else 0
+    if keep is not None:
+        keep['served'] = served
     if report.judged:
-        _compare(report, statistics, schema, served, inputs, thresholds or {}, default_threshold, split)
+        _compare(report, statistics, schema, served, inputs, thresholds or {}, default_threshold, split, keep)
     return report
 
 
@@ -175,7 +194,7 @@ def _served_statistics(files: list[str]) -> Any:
 
 
 def _compare(report: DriftReport, statistics: Any, schema: Any, served: Any, inputs: list[str],
-             thresholds: dict[str, float], default_threshold: float, split: str) -> None:
+             thresholds: dict[str, float], default_threshold: float, split: str, keep: dict | None) -> None:
     import tensorflow_data_validation as tfdv
 
     from sluice.components.example_validator import describe
@@ -198,7 +217,10 @@ def _compare(report: DriftReport, statistics: Any, schema: Any, served: Any, inp
             name = type(m).Type.Name(m.type)
             report.skews.append(FeatureSkew('.'.join(info.path.step), MEASURE_NAMES.get(name, name.lower()),
                                             float(m.value), float(m.threshold)))
-    report.anomalies = describe(tfdv.validate_statistics(served, schema_proto))
+    anomalies = tfdv.validate_statistics(served, schema_proto)
+    report.anomalies = describe(anomalies)
+    if keep is not None:
+        keep['anomalies'] = anomalies
 
 
 def parse_since(text: str | None, now: float | None = None) -> float | None:

@@ -443,3 +443,35 @@ def test_drift_of_the_served_data_is_caught_and_the_training_distribution_is_not
     sluice('report', run_id, '-o', str(tmp_path / 'report.html'), cwd=penguin_run)
     page = (tmp_path / 'report.html').read_text()
     assert '<h2>History</h2>' in page and '"sluice":"durations"' in page.replace(' ', '')
+
+
+def test_served_drift_as_a_component_runs_again_only_when_new_rows_were_served(penguin_run, tmp_path):
+    from serving_helpers import REPO
+    from sluice import LocalDagRunner, Pipeline
+    from sluice.components import ServedDrift
+    destination = _destination(penguin_run)
+    logs = str(tmp_path / 'logs')
+    csv_file = os.path.join(REPO, 'pipelines', 'examples', 'penguin', 'data', 'penguins.csv')
+
+    def run():
+        check = ServedDrift(push_destination=destination, log_dir=logs, min_rows=50)
+        pipeline = Pipeline('penguin-drift', str(tmp_path / 'root'), [check],
+                            metadata=f'sqlite:///{penguin_run}/runs/penguin/metadata.db')  # the model's store
+        return LocalDagRunner(progress=False).run(pipeline)
+
+    with serving(destination, '--log-requests', '1', '--log-dir', logs) as server:
+        sent = _send_csv(server.url, csv_file)
+    first = run()
+    assert first.state == 'COMPLETE', first['ServedDrift'].error
+    outputs = first['ServedDrift'].outputs
+    with open(os.path.join(outputs['anomalies'].uri, 'drift.json')) as f:
+        report = json.load(f)
+    assert report['served_rows'] == sent and report['judged'] and report['drifted'] == []
+    assert outputs['served_statistics'].split_names == ['served', 'train']
+    assert run()['ServedDrift'].state == 'CACHED'  # no new served rows
+    with serving(destination, '--log-requests', '1', '--log-dir', logs) as server:
+        more = _send_csv(server.url, csv_file)
+    third = run()
+    assert third['ServedDrift'].state == 'COMPLETE'
+    with open(os.path.join(third['ServedDrift'].outputs['anomalies'].uri, 'drift.json')) as f:
+        assert json.load(f)['served_rows'] == sent + more
