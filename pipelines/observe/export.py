@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 
 from sluice.metadata.store import MetadataStore
-from sluice.observe.run_metrics import run_registry
 
 METRICS_FILE_ENV = 'SLUICE_METRICS_FILE'
 PUSHGATEWAY_ENV = 'SLUICE_PUSHGATEWAY'
@@ -21,6 +20,7 @@ def export_run(store: MetadataStore, run_id: str, metrics_file: str | None = Non
     pushgateway = pushgateway or os.environ.get(PUSHGATEWAY_ENV) or None
     if not (metrics_file or pushgateway):
         return []
+    from sluice.observe.run_metrics import run_registry  # prometheus_client: only when the figures go somewhere
     try:
         registry, _ = run_registry(store, run_id)
         pipeline = store.run(run_id).pipeline_name
