@@ -37,7 +37,7 @@ def test_quickstart_runs_and_sluice_run_reuses_everything_it_did(tmp_path, monke
     assert 'No anomalies.' in shown and 'BLESSED' in shown and 'Pushed as version' in shown
     assert '<svg' in shown and 'sparse_categorical_accuracy' in shown
     # The views draw plots; Plotly's JavaScript is inline, in the first view with a plot only.
-    for kind in ('statistics', 'evaluation', 'history', 'timeline'):
+    for kind in ('statistics', 'evaluation', 'history', 'timeline', 'durations'):  # durations: context.history()
         assert f'"meta":{{"sluice":"{kind}"' in shown, kind
     assert shown.count('var __sluice_define') == 1 and '<script src' not in shown
     # The production cell: the destination's current version, pushed by the pipeline, with its blessing.
