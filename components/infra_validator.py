@@ -49,6 +49,19 @@ def _call(url: str, body: dict | None = None, timeout: float = 10.0) -> tuple[in
             return e.code, {}
 
 
+def _parent_death_signal():
+    """A function for the child to call before it runs (Popen's preexec_fn): on Linux, it asks for a
+    SIGTERM when the process that started it ends (killed included), so a killed run leaves no server
+    holding a port. Looked up here, in the parent: the child only calls into libc (no import, no lock)."""
+    try:
+        import ctypes
+        import signal
+        prctl, term = ctypes.CDLL(None).prctl, int(signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the finally in run() is what stops it
+        return None
+    return lambda: prctl(1, term)  # PR_SET_PDEATHSIG
+
+
 class _Check:
     """One infra check: the child server, its deadline, and what was seen."""
 
@@ -68,7 +81,8 @@ class _Check:
         with open(self.log_path, 'w') as log:
             self.process = subprocess.Popen(
                 [sys.executable, '-m', 'sluice.ui.cli', 'serve', self.model.uri, '--name', NAME, '--port', port],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_parent_death_signal())
 
     def wait_loaded(self) -> str:
         """'' once the model answers status AVAILABLE, else why not (load failure, exit, time out)."""
@@ -167,7 +181,7 @@ class InfraValidatorExecutor(Executor):
             except OSError as e:
                 return f'request {i + 1} got no answer: {e}'
             latencies.append(round(time.monotonic() - started, 4))
-            if code != 200 and expected is not None:
+            if code >= 500 or (code != 200 and expected is not None):
                 return f'request {i + 1} was answered with status {code}: {body.get("error", body)}'
             if expected is not None:
                 worst = max_difference(body.get('predictions'), expected)
@@ -184,11 +198,16 @@ def _check_timeout(value: float) -> None:
         raise ValueError(f'time_limit_seconds must be positive, got {value}')
 
 
+def _check_requests(value: int) -> None:
+    if value < 1:
+        raise ValueError(f'requests must be at least 1 (the sample request is sent that many times), got {value}')
+
+
 class InfraValidator(Component):
     """Blesses a model only if ``sluice serve`` loads it and answers its sample request in time."""
     model = Input(Model)
     blessing = Output(InfraBlessing)
     time_limit_seconds = Parameter(float, default=60.0, check=_check_timeout)
-    requests = Parameter(int, default=10)
+    requests = Parameter(int, default=10, check=_check_requests)
     libraries = ('onnxruntime', 'onnxruntime-extensions', 'fastapi', 'uvicorn')
     executor = InfraValidatorExecutor

@@ -5,12 +5,15 @@ production (``DEST/.sluice-requests/<version>/requests-*.tfrecord``); the traini
 and schema are the ones the model's own run recorded in ML-Metadata (its push record names the run).
 Statistics of the served rows are computed with TFDV, then compared feature by feature with TFDV's
 skew comparator, the one TFDV recommends per type: L-infinity distance for categorical features
-(strings, categorical ints), Jensen-Shannon divergence for numeric ones. The served rows are also
+(strings), Jensen-Shannon divergence for numeric ones (ints included: statistics computed without
+the schema, as StatisticsGen's are, hold no top values for an int, so L-infinity would read 0). The served rows are also
 validated against the schema (a value out of its domain, a missing feature). Fewer served rows than
 ``min_rows``: nothing is judged, and that is said.
 
-Only the model's inputs are compared (the label is not served). Nothing is written to the
-destination; the report (``DriftReport``) says what was compared, the figures, and the verdict.
+Only the model's inputs are compared (the label is not served). The report (``DriftReport``) says
+what was compared, the figures, and the verdict; ``append_history`` adds it to
+``drift-history.jsonl`` in the request log directory (the destination's ``.sluice-requests`` by
+default, beside the logs it judged).
 """
 from __future__ import annotations
 
@@ -146,17 +149,28 @@ def production_at(destination: str) -> Any:
     return current
 
 
+def _version_at(destination: str, number: int) -> Any:
+    from sluice.components.production.destination import inspect_version
+
+    found = inspect_version(destination, number)
+    if found is None or not found.complete:
+        raise DriftError(f'version {number} at {os.path.abspath(destination)} is gone or incomplete')
+    return found
+
+
 def model_of(current: Any) -> dict:
     return (current.record or current.facts() or {}).get('model') or {}
 
 
 def compare(destination: str, statistics: Any, schema: Any, *, log_dir: str | None = None, since: float | None = None,
             thresholds: dict[str, float] | None = None, default_threshold: float = DEFAULT_THRESHOLD,
-            min_rows: int = DEFAULT_MIN_ROWS, split: str = 'train', keep: dict | None = None) -> DriftReport:
+            min_rows: int = DEFAULT_MIN_ROWS, split: str = 'train', keep: dict | None = None,
+            version: int | None = None) -> DriftReport:
     """The drift report of the version in production at ``destination`` against ``statistics`` (the
     ``split`` of an ExampleStatistics) and ``schema``. ``keep``: a dict that receives the TFDV protos
-    (``served``, the served rows' statistics; ``anomalies``, theirs against the schema)."""
-    current = production_at(destination)
+    (``served``, the served rows' statistics; ``anomalies``, theirs against the schema). ``version``:
+    that version's logs, not production's (the version a driver resolved)."""
+    current = production_at(destination) if version is None else _version_at(destination, version)
     files = request_logs(current.destination, current.number, log_dir, since)
     inputs = _model_inputs(current.path)
     report = DriftReport(current.destination, current.number, model_of(current), 0, min_rows, files,
@@ -206,7 +220,7 @@ def _compare(report: DriftReport, statistics: Any, schema: Any, served: Any, inp
     del schema_proto.feature[:]
     schema_proto.feature.extend(kept)  # the model's inputs: the label is not served
     for feature in schema_proto.feature:
-        categorical = feature.type == 1 or feature.int_domain.is_categorical  # BYTES, or categorical INT
+        categorical = feature.type == 1  # BYTES; an INT's statistics have no top values (see above)
         comparator = feature.skew_comparator.infinity_norm if categorical else \
             feature.skew_comparator.jensen_shannon_divergence
         comparator.threshold = float(thresholds.get(feature.name, default_threshold))
@@ -244,13 +258,16 @@ def parse_since(text: str | None, now: float | None = None) -> float | None:
 
 def append_history(report: DriftReport) -> str:
     """Appends the report (without its file list) to ``drift-history.jsonl`` in its request log
-    directory, where the history views read it; returns the path."""
+    directory, where the history views read it; returns what went wrong, in words ('' if nothing)."""
     path = os.path.join(report.log_dir, DRIFT_HISTORY)
-    os.makedirs(report.log_dir, exist_ok=True)
     entry = {k: v for k, v in report.to_json().items() if k != 'files'}
-    with open(path, 'a') as f:
-        f.write(json.dumps(entry, sort_keys=True) + '\n')
-    return path
+    try:
+        os.makedirs(report.log_dir, exist_ok=True)
+        with open(path, 'a') as f:
+            f.write(json.dumps(entry, sort_keys=True) + '\n')
+    except OSError as e:  # a read-only mount: the check stands, its history is what is lost
+        return f'the check was not added to {path}: {e}'
+    return ''
 
 
 def write_report(report: DriftReport, path: str) -> None:

@@ -38,15 +38,22 @@ class ServedDriftDriver(Driver):
         params = self.component.parameters
         try:
             current = production_at(params['push_destination'])
-            statistics, schema = training_artifacts(self.store, model_of(current))
+            if resolved.get('statistics') is None or resolved.get('schema') is None:  # wired inputs win
+                statistics, schema = training_artifacts(self.store, model_of(current))
+                resolved['statistics'] = resolved.get('statistics') or statistics
+                resolved['schema'] = resolved.get('schema') or schema
         except DriftError as e:
             raise InputError(f'{self.component.id}: {e}') from None
-        resolved['statistics'] = resolved.get('statistics') or statistics
-        resolved['schema'] = resolved.get('schema') or schema
         self._logs = [(os.path.basename(f), os.path.getsize(f))
                       for f in request_logs(current.destination, current.number, params['log_dir'] or None)]
         self._version = current.number
         return resolved
+
+    def parameters(self) -> dict[str, Any]:
+        params = super().parameters()
+        if getattr(self, '_version', None) is not None:
+            params['version'] = self._version  # the executor judges the version the key was made for
+        return params
 
     def external_fingerprints(self) -> dict[str, str]:
         return {'served_version': str(getattr(self, '_version', '')),
@@ -56,13 +63,18 @@ class ServedDriftDriver(Driver):
 class ServedDriftExecutor(Executor):
     def run(self, *, statistics: ExampleStatistics, schema: Schema, served_statistics: ExampleStatistics,
             anomalies: ExampleAnomalies, push_destination: str, threshold: float, min_rows: int, log_dir: str,
-            fail_on_drift: bool) -> None:
+            fail_on_drift: bool, **resolved: Any) -> None:
+        """``resolved`` (from the driver): ``version``, the version in production its key was made for."""
+        version = resolved.get('version')
         from sluice.components.example_validator import ANOMALIES_FILE
         from sluice.components.statistics_gen import STATS_FILE, load_statistics
 
         keep: dict[str, Any] = {}
-        report = compare(push_destination, statistics, schema, log_dir=log_dir or None, default_threshold=threshold,
-                         min_rows=min_rows, keep=keep)
+        try:
+            report = compare(push_destination, statistics, schema, log_dir=log_dir or None,
+                             default_threshold=threshold, min_rows=min_rows, keep=keep, version=version)
+        except DriftError as e:
+            raise DriftFound(str(e)) from None
         splits = {'train': load_statistics(statistics, 'train')}
         if 'served' in keep:
             splits['served'] = keep['served']
@@ -79,8 +91,7 @@ class ServedDriftExecutor(Executor):
         anomalies.set('has_anomalies', int(bool(report.judged and report.anomalies)))
         with open(os.path.join(anomalies.uri, 'drift.json'), 'w') as f:
             json.dump(report.to_json(), f, indent=2)
-        append_history(report)
-        for line in report.lines():
+        for line in report.lines() + [p for p in [append_history(report)] if p]:
             print(f'ServedDrift: {line.strip()}', flush=True)
         if fail_on_drift and report.drifted:
             raise DriftFound(f'the served data drifted: {", ".join(s.feature for s in report.drifted)} (see '

@@ -90,6 +90,7 @@ class LoadedModel:
     session: Any
     features: list[Feature]
     outputs: list[tuple[str, str]]  # (name, dtype)
+    output_shapes: dict[str, list[int]] = field(default_factory=dict)  # -1 where unknown
     load_seconds: float = 0.0
     loaded_at: float = field(default_factory=time.time)
 
@@ -178,8 +179,10 @@ class LoadedModel:
                                    f'{tensor.get("datatype")!r}')
             data = list(_flatten(tensor['data']))
             shape = tensor.get('shape')
-            if not isinstance(shape, list) or math.prod(int(s) for s in shape) != len(data):
-                raise RequestError(f'input "{f.name}": shape {shape} does not hold the {len(data)} values given')
+            if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                      for d in shape) or math.prod(shape) != len(data):
+                raise RequestError(f'input "{f.name}": shape {json.dumps(shape)} does not hold the {len(data)} values '
+                                   'given (a list of whole numbers, e.g. [n, 1])')
             sizes.add(len(data))
             columns[f.name] = _column(f, data, 'value')
         if len(sizes) != 1 or 0 in sizes:
@@ -189,31 +192,45 @@ class LoadedModel:
             columns.setdefault(f.name, [f.missing] * n)
         feed = self._feed(columns)
         outputs = self.run(feed)
-        return {'outputs': [{'name': name, 'shape': list(value.shape), 'datatype': _v2_type(value),
-                             'data': _plain(value.reshape(-1))} for name, value in outputs.items()]}, feed
+        answer = {'outputs': [{'name': name, 'shape': list(value.shape), 'datatype': _v2_type(value),
+                               'data': _nested(value.reshape(-1))} for name, value in outputs.items()]}
+        ignored = sorted(set(given) - {f.name for f in self.features})
+        if ignored:
+            answer['ignored_features'] = ignored
+        return answer, feed
 
     # -- descriptions ------------------------------------------------------------------------------
     def signature(self) -> dict:
         """``serving_default`` in the shape TF Serving's metadata endpoint gives it: the raw features."""
-        def spec(name, dtype):
+        def spec(name, dtype, shape):
             return {'dtype': _TF_TYPES.get(dtype, 'DT_INVALID'), 'name': name,
-                    'tensor_shape': {'dim': [{'size': '-1', 'name': ''}, {'size': '1', 'name': ''}],
-                                     'unknown_rank': False}}
-        return {'inputs': {f.name: spec(f.name, f.dtype) for f in self.features},
-                'outputs': {name: spec(name, dtype) for name, dtype in self.outputs},
+                    'tensor_shape': {'dim': [{'size': str(d), 'name': ''} for d in shape], 'unknown_rank': False}}
+        return {'inputs': {f.name: spec(f.name, f.dtype, [-1, 1]) for f in self.features},
+                'outputs': {name: spec(name, dtype, self.output_shapes.get(name, [-1, -1]))
+                            for name, dtype in self.outputs},
                 'method_name': 'tensorflow/serving/predict'}
 
     def v2_tensors(self) -> dict:
         return {'inputs': [{'name': f.name, 'datatype': _V2_TYPES[f.dtype], 'shape': [-1, 1]}
                            for f in self.features],
-                'outputs': [{'name': name, 'datatype': _V2_TYPES.get(dtype, 'FP64'), 'shape': [-1, -1]}
-                            for name, dtype in self.outputs]}
+                'outputs': [{'name': name, 'datatype': _V2_TYPES.get(dtype, 'FP64'),
+                             'shape': self.output_shapes.get(name, [-1, -1])} for name, dtype in self.outputs]}
 
     def _expects(self) -> str:
         return ', '.join(f'"{f.name}": {f.describe()}' for f in self.features)
 
     def _feed(self, columns: dict[str, list]) -> dict[str, np.ndarray]:
-        return {f.name: np.array(columns[f.name], dtype=_NP[f.dtype]).reshape(-1, 1) for f in self.features}
+        feed = {}
+        for f in self.features:
+            try:
+                array = np.array(columns[f.name], dtype=_NP[f.dtype])
+            except OverflowError:
+                raise RequestError(f'feature "{f.name}": a value is outside int64\'s range') from None
+            if f.dtype == 'float32' and np.isinf(array).any():
+                i = int(np.argmax(np.isinf(array)))
+                raise RequestError(f'feature "{f.name}" of row {i}: {columns[f.name][i]!r} is outside float32\'s range')
+            feed[f.name] = array.reshape(-1, 1)
+        return feed
 
 
 _PLAIN = {'float32': {float, int}, 'int64': {int}, 'string': {str}}
@@ -303,7 +320,10 @@ def _columns_of(outputs: dict[str, np.ndarray]) -> Any:
 
 
 def _nested(value: np.ndarray) -> list:
-    """The array as nested lists of plain values (str for strings)."""
+    """The array as nested lists of plain values (str for strings; null for a NaN or an infinity,
+    which JSON cannot carry)."""
+    if value.dtype.kind == 'f' and not np.isfinite(value).all():
+        return np.where(np.isfinite(value), value.astype(object), None).tolist()
     if value.dtype != object and value.dtype.kind not in 'SU':
         return value.tolist()
     return np.asarray(_plain(value.reshape(-1)), dtype=object).reshape(value.shape).tolist()
@@ -334,8 +354,9 @@ def open_model(onnx_file: str, version: int = 0, fingerprint: str = '', path: st
     except Exception as e:  # onnxruntime's own reason (a truncated or corrupt file, an unknown op)
         raise LoadError(f'{onnx_file} does not load in ONNX Runtime: {type(e).__name__}: {e}') from None
     outputs = [(o.name, _ORT_TYPES.get(o.type, 'float32')) for o in session.get_outputs()]
+    shapes = {o.name: [d if isinstance(d, int) else -1 for d in (o.shape or [])] for o in session.get_outputs()}
     return LoadedModel(version, fingerprint, path or os.path.dirname(onnx_file), session, _features_of(session),
-                       outputs)
+                       outputs, shapes)
 
 
 def write_samples(onnx_file: str, features: dict[str, np.ndarray], description: list[dict]) -> str:

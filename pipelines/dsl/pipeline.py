@@ -55,7 +55,7 @@ class Pipeline:
                                 f'max_delay=...); got {type(retry).__name__} {retry!r}.')
         self.retry = retry
         for hook, callbacks in (('on_success', on_success), ('on_failure', on_failure)):
-            if callable(callbacks) or not all(callable(c) for c in callbacks):
+            if not isinstance(callbacks, (list, tuple)) or not all(callable(c) for c in callbacks):
                 raise PipelineError(f'Pipeline {name!r}: {hook} takes a list of callables (each called with a '
                                     f'sluice.observe.RunNotice), e.g. [Webhook(url)]; got {callbacks!r}.')
         self.on_success, self.on_failure = list(on_success), list(on_failure)

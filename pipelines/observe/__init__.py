@@ -12,15 +12,22 @@ from sluice.observe.notify import RunNotice, Webhook, call_back, notice_of
 __all__ = ['RunNotice', 'Webhook', 'after_run', 'export_run']
 
 
-def after_run(pipeline: Any, store: Any, result: Any, say: Callable[[str], None], ended: bool = True) -> None:
+def after_run(pipeline: Any, store: Any, result: Any, say: Callable[[str], None], ended: bool = True,
+              failed: bool | None = None) -> None:
     """The figures of ``result``'s run exported, and the pipeline's callbacks for its outcome called
     (``on_success`` when it ended COMPLETE, ``on_failure`` when a node FAILED); problems are said,
-    never raised. ``ended=False``: a run-node task that did not end the run (no ``on_success``)."""
-    problems = export_run(store, result.run_id)
-    failed = any(n.state == 'FAILED' for n in result.nodes.values())
-    callbacks = pipeline.on_failure if failed else pipeline.on_success if ended and result.state == 'COMPLETE' \
-        else []
-    if callbacks:
-        problems += call_back(list(callbacks), notice_of(result, pipeline.name))
+    never raised. A run-node task: ``ended`` (whether it ended the run) and ``failed`` (whether its own
+    node failed: the notice is sent once, by that task)."""
+    try:
+        problems = export_run(store, result.run_id)
+        if failed is None:
+            failed = any(n.state == 'FAILED' for n in result.nodes.values())
+        # getattr: a pipeline stored with its run before callbacks existed has neither list
+        callbacks = getattr(pipeline, 'on_failure', []) if failed else \
+            getattr(pipeline, 'on_success', []) if ended and result.state == 'COMPLETE' else []
+        if callbacks:
+            problems += call_back(list(callbacks), notice_of(result, pipeline.name))
+    except Exception as e:  # noqa: BLE001 - watching a run is never a reason to fail it
+        problems = [f'the end of run {result.run_id} could not be reported: {type(e).__name__}: {e}']
     for problem in problems:
         say(f'Note: {problem} (the run is not affected).')

@@ -29,26 +29,54 @@ def export_run(store: MetadataStore, run_id: str, metrics_file: str | None = Non
     return publish(registry, pipeline, metrics_file, pushgateway)
 
 
-def publish(registry, pipeline: str, metrics_file: str | None = None, pushgateway: str | None = None) -> list[str]:
+def publish(registry, pipeline: str, metrics_file: str | None = None, pushgateway: str | None = None,
+            suffix: str = '') -> list[str]:
     """Writes ``registry`` to the textfile and pushes it to the Pushgateway given (else the ones the
-    environment names); returns what went wrong, in words."""
+    environment names); returns what went wrong, in words. ``suffix`` is added to the file's name
+    (``{pipeline}-drift.prom``: another writer's figures never replace a run's)."""
     metrics_file = metrics_file or os.environ.get(METRICS_FILE_ENV) or None
     pushgateway = pushgateway or os.environ.get(PUSHGATEWAY_ENV) or None
     problems = []
     if metrics_file:
         from prometheus_client import write_to_textfile
         path = metrics_file.replace('{pipeline}', pipeline)
+        if suffix:
+            root, ext = os.path.splitext(path)
+            path = root + suffix + ext
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             write_to_textfile(path, registry)  # a temporary file renamed into place
         except OSError as e:
             problems.append(f'the metrics file {path} could not be written: {e}')
     if pushgateway:
-        from prometheus_client import pushadd_to_gateway
-        try:
-            pushadd_to_gateway(pushgateway, job=JOB, grouping_key={'pipeline': pipeline}, registry=registry,
-                               timeout=10)
-        except Exception as e:  # noqa: BLE001 - an unreachable gateway, a refused push
-            problems.append(f'the metrics could not be pushed to the Pushgateway at {pushgateway}: '
-                            f'{type(e).__name__}: {e}')
+        problems += _push(registry, pipeline, pushgateway)
     return problems
+
+
+def _push(registry, pipeline: str, url: str) -> list[str]:
+    """push-add to the Pushgateway at ``url``; a user and password in it are sent as basic auth and
+    never printed (nor is the rest of the URL's path)."""
+    import urllib.parse
+
+    from prometheus_client import pushadd_to_gateway
+    from prometheus_client.exposition import basic_auth_handler, default_handler
+
+    from sluice.metadata.credentials import scrub
+    from sluice.observe.notify import where
+
+    parts = urllib.parse.urlsplit(url)
+    user, password = urllib.parse.unquote(parts.username or ''), urllib.parse.unquote(parts.password or '')
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=parts.hostname + (f':{parts.port}' if parts.port else '')))
+
+    def handler(url, method, timeout, headers, data):
+        if user or password:
+            return basic_auth_handler(url, method, timeout, headers, data, user, password)
+        return default_handler(url, method, timeout, headers, data)
+
+    try:
+        pushadd_to_gateway(bare, job=JOB, grouping_key={'pipeline': pipeline}, registry=registry, timeout=10,
+                           handler=handler)
+    except Exception as e:  # noqa: BLE001 - an unreachable gateway, a refused push
+        return [f'the metrics could not be pushed to the Pushgateway at {where(url)}: '
+                f'{scrub(f"{type(e).__name__}: {e}", url, bare, password)}']
+    return []

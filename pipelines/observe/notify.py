@@ -13,6 +13,7 @@ import logging
 import shlex
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any, Callable
 
@@ -54,6 +55,26 @@ def call_back(callbacks: list[Callable[[RunNotice], Any]], notice: RunNotice) ->
     return problems
 
 
+def where(url: str) -> str:
+    """Only the scheme, host and port of ``url``: for many webhooks (Slack's, Teams') the path or the
+    query is the secret, so a URL is never printed whole."""
+    parts = urllib.parse.urlsplit(url)
+    port = f':{parts.port}' if parts.port else ''
+    return f'{parts.scheme}://{parts.hostname or ""}{port}/...' if parts.path not in ('', '/') or parts.query \
+        else f'{parts.scheme}://{parts.hostname or ""}{port}'
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is not followed: urllib would turn the POST into a GET without its body and carry
+    the headers (a token) to wherever it points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class Webhook:
     """Posts a RunNotice as JSON to ``url``; retries ``attempts`` times in all, waiting ``delay``
     seconds doubling between tries; ``headers`` are added to the request (e.g. an authorization
@@ -65,7 +86,7 @@ class Webhook:
             raise ValueError(f'Webhook(attempts={attempts}): at least one attempt')
         self.url, self.attempts, self.delay, self.timeout = url, attempts, delay, timeout
         self.headers = dict(headers or {})
-        self.__name__ = f'Webhook({url})'
+        self.__name__ = f'Webhook({where(url)})'
 
     def __call__(self, notice: RunNotice) -> bool:
         body = json.dumps(notice.to_json()).encode()
@@ -75,13 +96,13 @@ class Webhook:
             if not why:
                 return True
             if not retry:
-                logger.warning('Webhook %s: %s; not retried (the receiver refused the request)', self.url, why)
+                logger.warning('Webhook %s: %s; not retried (the receiver refused the request)', where(self.url), why)
                 return False
             if attempt < self.attempts:
-                logger.warning('Webhook %s: %s; trying again in %.1f s', self.url, why, wait)
+                logger.warning('Webhook %s: %s; trying again in %.1f s', where(self.url), why, wait)
                 time.sleep(wait)
                 wait *= 2
-        logger.warning('Webhook %s: %s; gave up after %d attempts (the run is not affected)', self.url, why,
+        logger.warning('Webhook %s: %s; gave up after %d attempts (the run is not affected)', where(self.url), why,
                        self.attempts)
         return False
 
@@ -90,11 +111,13 @@ class Webhook:
         request = urllib.request.Request(self.url, data=body, method='POST',
                                          headers={'Content-Type': 'application/json', **self.headers})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 response.read()
             return False, ''
         except urllib.error.HTTPError as e:
             e.close()
+            if 300 <= e.code < 400:
+                return False, f'answered {e.code}, a redirect (not followed: give the URL it points to)'
             return e.code >= 500 or e.code == 429, f'answered {e.code}'
         except OSError as e:
-            return True, f'no answer ({e})'
+            return True, f'no answer ({type(e).__name__}: {getattr(e, "reason", e)})'

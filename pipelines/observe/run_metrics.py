@@ -93,6 +93,8 @@ def _artifact(g: _Gauges, pipeline: str, node_id: str, artifact: Any) -> None:
                 if isinstance(value, (int, float)):
                     g.set('sluice_model_metric', 'Overall evaluation metrics of the candidate and the baseline.',
                           value, pipeline=pipeline, model=model, metric=name)
+    elif kind == 'ExampleAnomalies' and os.path.isfile(os.path.join(artifact.uri, 'drift.json')):
+        _drift(g, pipeline, artifact)  # a ServedDrift node: its figures as sluice drift publishes them
     elif kind == 'InfraBlessing':
         g.set('sluice_model_infra_blessed', 'Whether the candidate loaded and answered in sluice serve (1).',
               int(bool(artifact.get('blessed'))), pipeline=pipeline)
@@ -103,6 +105,24 @@ def _artifact(g: _Gauges, pipeline: str, node_id: str, artifact: Any) -> None:
         version = str(artifact.get('pushed_version') or '')
         if pushed and version.isdigit():
             g.set('sluice_model_pushed_version', 'The version the run pushed.', int(version), pipeline=pipeline)
+
+
+def _drift(g: _Gauges, pipeline: str, artifact: Any) -> None:
+    with open(os.path.join(artifact.uri, 'drift.json')) as f:
+        report = json.load(f)
+    labels = {'pipeline': pipeline, 'version': str(report.get('version'))}
+    g.set('sluice_drift_served_rows', 'Served rows in the request logs compared with the training data.',
+          report.get('served_rows', 0), **labels)
+    g.set('sluice_drift_judged', 'Whether there were enough served rows to judge drift (1) or not (0).',
+          int(bool(report.get('judged'))), **labels)
+    if report.get('judged'):
+        g.set('sluice_drift_anomalies', 'Anomalies of the served rows against the schema.',
+              len(report.get('anomalies') or []), **labels)
+        for s in report.get('skews') or []:
+            g.set('sluice_drift_skew', "A feature's skew from training (TFDV's comparator).", s['value'], **labels,
+                  feature=s['feature'], measure=s['measure'])
+            g.set('sluice_drift_threshold', "The threshold of a feature's skew.", s['threshold'], **labels,
+                  feature=s['feature'], measure=s['measure'])
 
 
 def _bytes(path: str) -> int:

@@ -52,14 +52,18 @@ class RunTrace:
     def __init__(self, store: Any, run_id: str, pipeline_root: str, pipeline: str):
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
 
         self.store, self.run_id = store, run_id
         self.provider = TracerProvider(resource=Resource.create({'service.name': 'sluice',
                                                                  'sluice.pipeline': pipeline}))
         self.files: list = []
         for exporter in _exporters(os.path.join(pipeline_root, '.sluice-logs', f'{run_id}.trace.jsonl'), self.files):
-            self.provider.add_span_processor(SimpleSpanProcessor(exporter))
+            # The file: each span written as it ends (a kill loses nothing ended). A collector: in batches
+            # from a thread, so an unreachable one never holds up a node.
+            file_exporter = isinstance(exporter, ConsoleSpanExporter) and self.files
+            self.provider.add_span_processor(SimpleSpanProcessor(exporter) if file_exporter
+                                             else BatchSpanProcessor(exporter))
         self.tracer = self.provider.get_tracer('sluice')
         self.span: Any = None
         self.context: Any = None

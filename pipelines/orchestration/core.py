@@ -305,14 +305,21 @@ class Session:
     def node_task_ended(self, node: NodeResult) -> None:
         """A ``run-node`` task ended: the run's figures, as the store has them, are exported; its
         callbacks are called when this node failed, or when it was the run's last one to finish."""
-        run = self.store.run(self.run_id)
-        result = RunResult(self.run_id, self.pipeline.name, self.store.url)
-        for node_id, ex in run.latest().items():
-            result.nodes[node_id] = NodeResult(node_id, ex.component_type, ex.state, execution_id=ex.id,
-                                               error=ex.error)
-        result.nodes[node.node_id] = node
         self.outcome = node.state
-        after_run(self.pipeline, self.store, result, self.progress.say, ended=run.state == 'COMPLETE')
+        result = RunResult(self.run_id, self.pipeline.name, self.store.url)
+        try:
+            run = self.store.run(self.run_id)
+            ended = run.state == 'COMPLETE'
+            for node_id, ex in run.latest().items():
+                result.nodes[node_id] = NodeResult(node_id, ex.component_type, ex.state, execution_id=ex.id,
+                                                   error=ex.error)
+        except Exception as e:  # noqa: BLE001 - the node's outcome stands; its report is what is lost
+            self.progress.say(f'Note: run {self.run_id} could not be read to report its end: {e} (the run is not '
+                              'affected).')
+            return
+        result.nodes[node.node_id] = node
+        after_run(self.pipeline, self.store, result, self.progress.say, ended=ended,
+                  failed=node.state == 'FAILED')
 
     def __enter__(self) -> Session:
         return self

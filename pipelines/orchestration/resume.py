@@ -50,6 +50,9 @@ def definition_properties(pipeline: Pipeline) -> dict[str, Any]:
     args = {k: without_password(v) if isinstance(v, str) else v for k, v in pipeline.source_args.items()}
     stored = copy.copy(pipeline)
     stored.metadata = without_password(pipeline.metadata)
+    # Callbacks hold what they need to reach people (a webhook's URL and headers are often its secret):
+    # never stored. A resume from the pipeline file has them again; one from the stored copy has none.
+    stored.on_success, stored.on_failure = [], []
     props: dict[str, Any] = {
         'pipeline_file': pipeline.source_file or '',
         'cwd': os.getcwd(),  # relative paths in the pipeline file are resolved from here on resume

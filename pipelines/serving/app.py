@@ -46,6 +46,9 @@ class TooLarge(Exception):
 async def read_json(request: Request, limit: int):
     """The request's JSON body, refused (413) past ``limit`` bytes whether or not it says its length."""
     declared = request.headers.get('content-length')
+    if declared and declared.isdigit() and int(declared) > DRAIN_BYTES:  # not worth reading to answer
+        raise TooLarge(f'the request body is {int(declared)} bytes; this server takes at most {limit} (send fewer '
+                       'rows per request)')
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -61,9 +64,13 @@ async def read_json(request: Request, limit: int):
     if not raw.strip():
         raise RequestError('the request body is empty: send a JSON object, e.g. {"instances": [{...}]}')
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
     except ValueError as e:
         raise RequestError(f'the request body is not JSON: {e}') from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f'{name} is not a JSON number (leave a missing value out, or send null)')
 
 
 def _error(status: int, message: str, version=None) -> JSONResponse:
@@ -94,15 +101,15 @@ class _Routes:
                 answer, feed = await run_in_threadpool(self._work, version, label, call, body, box)
             finally:
                 model = box.get('model')
-            rows = len(next(iter(feed.values())))
-            if self.request_log is not None and self.request_log.sample():
-                self.request_log.add(model.version, feed, model.missing)
             answer = {**answer, 'model_version': str(model.version)}
             if api == 'v2':
                 answer = {'model_name': self.name, **answer}
                 if isinstance(body, dict) and 'id' in body:
                     answer['id'] = body['id']
             response = JSONResponse(answer, headers={'X-Model-Version': str(model.version)})
+            rows = len(next(iter(feed.values())))  # answered: counted, and logged for drift
+            if self.request_log is not None and self.request_log.sample():
+                self.request_log.add(model.version, feed, model.missing)
         except RequestError as e:
             code, response = e.status, _error(e.status, str(e), model and model.version)
         except NotServed as e:

@@ -67,6 +67,7 @@ class Follower:
         # seconds (as production is polled): number (or ('previous', current)) -> (when, result)
         self.recheck = recheck
         self._resolved: dict = {}
+        self._loading: dict[tuple[int, str], threading.Lock] = {}  # one load per version at a time
 
     # -- following the destination ---------------------------------------------------------------
     def poll(self) -> None:
@@ -178,8 +179,9 @@ class Follower:
         return self._version(int(version))
 
     def _why_none(self) -> str:
-        if self.failure is not None:
-            return f'version {self.failure.version} failed to load: {self.failure.message}'
+        failure = self.failure  # read once: the follower thread may change it meanwhile
+        if failure is not None:
+            return f'version {failure.version} failed to load: {failure.message}'
         return self.empty_reason
 
     def _recent(self, key: object, compute):
@@ -221,19 +223,23 @@ class Follower:
         version = self._recent(number, lambda: self._complete_version(number))
         key = (version.number, version.fingerprint)
         with self._lock:
-            model = self._others.get(key)
-            if model is not None:
-                self._others.move_to_end(key)
-                return model
-        try:
-            model = load(version.path, version.number, version.fingerprint)
-        except LoadError as e:
-            if self.metrics is not None:
-                self.metrics.load_failed(number)
-            raise NotServed(f'version {number} failed to load: {e}') from None
-        with self._lock:
-            self._keep(model)
-        return model
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # concurrent first requests for a version: one loads it, the others take it
+            with self._lock:
+                model = self._others.get(key)
+                if model is not None:
+                    self._others.move_to_end(key)
+                    return model
+            try:
+                model = load(version.path, version.number, version.fingerprint)
+            except LoadError as e:
+                if self.metrics is not None:
+                    self.metrics.load_failed(number)
+                raise NotServed(f'version {number} failed to load: {e}') from None
+            with self._lock:
+                self._keep(model)
+                self._loading.pop(key, None)
+            return model
 
     def _complete_version(self, number: int):
         from sluice.components.production.destination import inspect_version, versions
@@ -249,12 +255,13 @@ class Follower:
     def status(self) -> list[dict]:
         """TF Serving's model_version_status: the version in production, and a version that failed."""
         found = []
-        if self.current is not None:
-            found.append({'version': str(self.current.version), 'state': 'AVAILABLE',
+        current, failure = self.current, self.failure  # read once: a swap may happen meanwhile
+        if current is not None:
+            found.append({'version': str(current.version), 'state': 'AVAILABLE',
                           'status': {'error_code': 'OK', 'error_message': ''}})
-        if self.failure is not None:
-            found.append({'version': str(self.failure.version), 'state': 'END',
-                          'status': {'error_code': 'UNKNOWN', 'error_message': self.failure.message}})
+        if failure is not None:
+            found.append({'version': str(failure.version), 'state': 'END',
+                          'status': {'error_code': 'UNKNOWN', 'error_message': failure.message}})
         if not found:
             found.append({'version': '0', 'state': 'START',
                           'status': {'error_code': 'UNAVAILABLE', 'error_message': self.empty_reason}})

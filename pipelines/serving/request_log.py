@@ -1,7 +1,7 @@
 """Request logs for drift: a sampled share of the requests, written as tf.Examples, one directory per
 model version, in the files TFDV and ``tf.data.TFRecordDataset`` read.
 
-    <log dir>/<version>/requests-<UTC time>-<pid>-<n>.tfrecord
+    <log dir>/<version>/requests-<UTC time>-<host>-<pid>-<n>-<random>.tfrecord
 
 Each example holds the raw features of one row as it arrived (a feature left out stays absent, as in
 the examples ExampleGen writes from an empty CSV cell). Rows are written by a background thread into
@@ -15,6 +15,8 @@ import logging
 import os
 import queue
 import random
+import secrets
+import socket
 import struct
 import threading
 import time
@@ -109,8 +111,9 @@ class RequestLog:
             if item:
                 try:
                     self._append(*item)
-                except OSError as e:
-                    logger.warning('Cannot write the request log under %s: %s', self.directory, e)
+                except Exception as e:  # noqa: BLE001 - a row that cannot be written; the log goes on
+                    logger.warning('A sampled request was not logged under %s: %s: %s', self.directory,
+                                   type(e).__name__, e)
             if time.monotonic() >= rotate_at:
                 self._rotate()
                 rotate_at = time.monotonic() + ROTATE_SECONDS
@@ -121,11 +124,14 @@ class RequestLog:
             os.makedirs(folder, exist_ok=True)
             self._count += 1
             stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
-            path = os.path.join(folder, f'.requests-{stamp}-{os.getpid()}-{self._count}.tfrecord.part')
-            self._files[version] = (path, open(path, 'wb'))
+            # host, process and a random part: replicas sharing a volume (pid 1 in containers) never collide
+            name = f'{stamp}-{socket.gethostname()}-{os.getpid()}-{self._count}-{secrets.token_hex(3)}'
+            path = os.path.join(folder, f'.requests-{name}.tfrecord.part')
+            self._files[version] = (path, open(path, 'xb'))
         _, f = self._files[version]
         columns = {name: np.asarray(values).reshape(-1) for name, values in feed.items()}
         n = len(next(iter(columns.values())))
+        records = []
         for i in range(n):
             row = {}
             for name, values in columns.items():
@@ -134,13 +140,17 @@ class RequestLog:
                 if gone is not None and (value == gone or (isinstance(value, float) and value != value)):
                     continue
                 row[name] = value
-            f.write(tfrecord(encode_example(row)))
+            records.append(tfrecord(encode_example(row)))
+        f.write(b''.join(records))  # a request whose rows cannot all be encoded writes none of them
         if self.metrics is not None:
             self.metrics.logged.labels(self.metrics.model, str(version)).inc(n)
 
     def _rotate(self) -> None:
         for path, f in self._files.values():
-            f.close()
-            folder, name = os.path.split(path)
-            os.rename(path, os.path.join(folder, name[1:-len('.part')]))
+            try:
+                f.close()
+                folder, name = os.path.split(path)
+                os.rename(path, os.path.join(folder, name[1:-len('.part')]))
+            except OSError as e:  # the directory removed by hand, say: the next rows start a new file
+                logger.warning('The request log file %s could not be closed into place: %s', path, e)
         self._files.clear()

@@ -118,6 +118,42 @@ def test_a_failure_notice_reaches_a_webhook_that_fails_twice_and_a_broken_callba
     assert [n.run_id for n in seen] == [result.run_id]  # the callback after the broken one still ran
 
 
+def test_a_webhooks_secret_url_and_token_are_neither_stored_nor_printed_and_redirects_are_not_followed(
+        tmp_path, caplog):
+    import base64
+    moved = []
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            self.send_response(302)
+            self.send_header('Location', 'http://127.0.0.1:%d/elsewhere' % self.server.server_address[1])
+            self.end_headers()
+
+        def do_GET(self):  # noqa: N802 - a followed redirect would arrive here, with the token
+            moved.append(self.headers.get('Authorization'))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f'http://127.0.0.1:{server.server_address[1]}/services/T0/B0/SECRETPATH'
+    try:
+        hook = Webhook(url, headers={'Authorization': 'Bearer TOPSECRET'}, attempts=1)
+        pipeline = flaky_pipeline(tmp_path, fail_times=5, on_failure=[hook])
+        result = LocalDagRunner(progress=False).run(pipeline)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.state == 'FAILED' and moved == []  # the redirect was not followed, the token not carried
+    stored = base64.b64decode(MetadataStore(pipeline.metadata).run(result.run_id).properties['pipeline_pickle'])
+    assert b'SECRETPATH' not in stored and b'TOPSECRET' not in stored
+    said = caplog.text
+    assert 'answered 302, a redirect (not followed' in said and 'SECRETPATH' not in said and 'TOPSECRET' not in said
+
+
 def test_a_webhook_that_never_answers_gives_up_without_raising():
     url = f'http://127.0.0.1:{free_port()}/nobody'
     from sluice.observe.notify import RunNotice

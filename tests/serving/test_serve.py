@@ -94,9 +94,8 @@ def test_tf_serving_and_v2_shapes_and_the_errors_users_make(penguin_run):
     newer = str(_versions(destination)[-1])
     with serving(destination) as server:
         url = f'{server.url}/v1/models/penguin'
-        assert call(url) == (200, {'model_version_status': [
-            {'version': newer, 'state': 'AVAILABLE', 'status': {'error_code': 'OK', 'error_message': ''}}]},
-            call(url)[2])
+        assert call(url)[:2] == (200, {'model_version_status': [
+            {'version': newer, 'state': 'AVAILABLE', 'status': {'error_code': 'OK', 'error_message': ''}}]})
         status, meta, _ = call(url + '/metadata')
         signature = meta['metadata']['signature_def']['signature_def']['serving_default']
         assert status == 200 and sorted(signature['inputs']) == FEATURES
@@ -133,6 +132,14 @@ def test_tf_serving_and_v2_shapes_and_the_errors_users_make(penguin_run):
                                                                         'e.g. {"instances": [{...}]}'})
         status, body, _ = call(url + ':predict', raw=b'{"instances": [')
         assert status == 400 and body['error'].startswith('the request body is not JSON: ')
+        # Values JSON or float32 cannot hold are the client's mistake (400), never a server error (500).
+        status, body, _ = call(url + ':predict', raw=b'{"instances": [{"body_mass_g": NaN}]}')
+        assert status == 400 and 'NaN is not a JSON number' in body['error']
+        status, body, _ = call(url + ':predict', {'instances': [{**ROW, 'body_mass_g': 1e39}]})
+        assert (status, body['error']) == (400, 'feature "body_mass_g" of row 0: 1e+39 is outside float32\'s range')
+        status, body, _ = call(f'{server.url}/v2/models/penguin/infer', {'inputs': [
+            {'name': n, 'shape': ['a'], 'datatype': 'FP32', 'data': [0.5]} for n in FEATURES]})
+        assert status == 400 and 'does not hold the 1 values given (a list of whole numbers' in body['error']
         status, body, _ = call(url + ':predict', raw=b' ' * (10 << 20))
         assert status == 413 and 'this server takes at most 8388608' in body['error']
         assert call(f'{server.url}/v1/models/pinguin:predict', {'instances': [ROW]})[:2] == (
@@ -150,8 +157,9 @@ def test_tf_serving_and_v2_shapes_and_the_errors_users_make(penguin_run):
         # After all of that, it still answers; /metrics counted the answers by status and version.
         assert call(url + ':predict', {'instances': [ROW]})[0] == 200
         metrics = server.metrics()
-        assert f'sluice_serve_requests_total{{api="v1",code="400",model="penguin",version="{newer}"}} 7.0' in metrics
-        assert 'sluice_serve_requests_total{api="v1",code="400",model="penguin",version="none"} 2.0' in metrics  # no JSON
+        assert f'sluice_serve_requests_total{{api="v1",code="400",model="penguin",version="{newer}"}} 8.0' in metrics
+        assert 'sluice_serve_requests_total{api="v1",code="400",model="penguin",version="none"} 3.0' in metrics  # no JSON
+        assert 'code="500"' not in metrics
         assert 'sluice_serve_requests_total{api="v1",code="413",model="penguin",version="none"} 1.0' in metrics
         [gauge] = [line for line in metrics.splitlines() if line.startswith('sluice_serve_model_version{')]
         assert gauge.startswith('sluice_serve_model_version{model="penguin"} ') and float(gauge.split()[1]) == int(newer)
@@ -417,7 +425,7 @@ def test_drift_of_the_served_data_is_caught_and_the_training_distribution_is_not
     assert done.returncode == 1, done.stdout + done.stderr
     assert f'{heavy} served rows' in done.stdout and 'DRIFT body_mass_g: jensen_shannon_divergence' in done.stdout
     assert "ANOMALY feature 'culmen_length_mm': Out-of-range values" in done.stdout
-    metrics = (tmp_path / 'drift.prom').read_text()
+    metrics = (tmp_path / 'drift-drift.prom').read_text()  # -drift: never the run's own file
     version = _versions(destination)[-1]
     line = next(x for x in metrics.splitlines() if x.startswith('sluice_drift_skew{feature="body_mass_g"'))
     assert f'pipeline="penguin",version="{version}"' in line and float(line.split()[-1]) > 0.1

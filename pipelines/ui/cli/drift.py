@@ -52,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
     except DriftError as e:
         raise CliError(str(e)) from None
     print('\n'.join(report.lines()))
-    append_history(report)  # for the history views (sluice report, InteractiveContext.history)
+    problems = [append_history(report)]  # for the history views (sluice report, InteractiveContext.history)
     if args.json:
         write_report(report, args.json)
-    for problem in publish(drift_registry(report), str(report.model.get('pipeline') or 'unknown')):
+    problems += publish(drift_registry(report), str(report.model.get('pipeline') or 'unknown'), suffix='-drift')
+    for problem in filter(None, problems):
         print(f'Note: {problem}.')
     return 1 if report.drifted or (report.judged and report.anomalies) else 0
