@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests/dummies.py
 
+import shared_runs  # noqa: E402
 from sluice.metadata import MetadataStore  # noqa: E402
 
 # The test files that take longest (seconds of one full run, `--durations=0`, summed per file), in
@@ -125,3 +126,13 @@ def store_url(request, tmp_path):
         url = base.rsplit('/', 1)[0] + '/' + name
     MetadataStore(url)  # create the store first, as a team sharing one does
     return url
+
+
+# -- runs of the example pipelines that several test files read (see tests/shared_runs.py) ----------
+@pytest.fixture(scope='session')
+def taxi_cli(tmp_path_factory):
+    """``sluice run`` of the taxi example from a fresh directory, made once in the session: (that
+    directory, the finished process). Its root is runs/taxi there. Run the pipeline again there only
+    within ``shared_runs.changing(directory.parent)``."""
+    where, info = shared_runs.once(tmp_path_factory, 'taxi-cli', shared_runs.command_line(shared_runs.TAXI))
+    return where / 'work', shared_runs.completed(info)

@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+from shared_runs import changing
 
 from sluice.components.production.destination import production
 from sluice.metadata import MetadataStore
@@ -216,18 +217,26 @@ def _onnx_inputs(session, records):
                            np.int64 if 'int64' in types[name] else np.float32) for name, v in columns.items()}
 
 
-def test_taxi_pipeline_end_to_end_with_an_onnx_model_that_matches(tmp_path):
+def test_taxi_pipeline_end_to_end_with_an_onnx_model_that_matches(taxi_cli):
     import onnxruntime as ort
     import onnxruntime_extensions
     import tensorflow as tf
 
-    pipeline, result, store = run(TAXI, tmp_path / 'root')
-    assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items() if n.error}
-    examples = result['CsvExampleGen'].outputs['examples']
+    # The session's `sluice run` of the taxi example (conftest.py's taxi_cli), read from its store.
+    work, done = taxi_cli
+    root = work / 'runs' / 'taxi'
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_id = re.search(r'^Run (\S+) COMPLETE', done.stdout, re.M).group(1)
+    store = MetadataStore(f'sqlite:///{root}/metadata.db')
+    executions = store.executions(run_id)
+    assert store.run(run_id).state == 'COMPLETE' and len(executions) == 9, [(e.node_id, e.state) for e in executions]
+    assert {e.state for e in executions} == {'COMPLETE'}, {e.node_id: e.error for e in executions if e.error}
+    outputs = {e.node_id: {key: artifact for key, [artifact] in e.outputs.items()} for e in executions}
+    examples = outputs['CsvExampleGen']['examples']
     assert sum(json.loads(examples.get('row_counts')).values()) == 15002
-    model = result['Trainer'].outputs['model']
+    model = outputs['Trainer']['model']
     assert 0 <= model.get('onnx_max_abs_diff') <= 1e-4
-    assert result['Pusher'].outputs['pushed_model'].get('pushed') == 1
+    assert outputs['Pusher']['pushed_model'].get('pushed') == 1
 
     # Serve the ONNX model with onnxruntime (no TensorFlow in the model) and compare with the
     # SavedModel on eval rows, which have missing values, unseen companies and empty strings.
@@ -236,7 +245,7 @@ def test_taxi_pipeline_end_to_end_with_an_onnx_model_that_matches(tmp_path):
                .as_numpy_iterator()]
     # Both as pushed: the version TF Serving would serve, loaded with TF's own loader, and the ONNX
     # model beside it; the same answers as the Trainer's own SavedModel.
-    version = tf_serving_version(os.path.join(str(tmp_path / 'root'), 'serving'))
+    version = tf_serving_version(os.path.join(str(root), 'serving'))
     options = ort.SessionOptions()
     options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
     session = ort.InferenceSession(os.path.join(version, 'model.onnx'), options, providers=['CPUExecutionProvider'])
@@ -250,7 +259,8 @@ def test_taxi_pipeline_end_to_end_with_an_onnx_model_that_matches(tmp_path):
     assert np.array_equal(trained(examples=tf.constant(records))['tip'].numpy().reshape(-1), tf_out)
     assert np.std(tf_out) > 0  # a real model, not a constant
 
-    _, again, _ = run(TAXI, tmp_path / 'root')
+    with changing(work.parent):  # the same pipeline again on the session's run, in this process: all cached
+        pipeline, again, _ = run(TAXI, root)
     assert states(store, again.run_id) == dict.fromkeys(pipeline.node_ids, 'CACHED')
 
 
