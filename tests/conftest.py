@@ -136,3 +136,23 @@ def taxi_cli(tmp_path_factory):
     within ``shared_runs.changing(directory.parent)``."""
     where, info = shared_runs.once(tmp_path_factory, 'taxi-cli', shared_runs.command_line(shared_runs.TAXI))
     return where / 'work', shared_runs.completed(info)
+
+
+@pytest.fixture(scope='session')
+def penguin_run(tmp_path_factory):
+    """The penguin example (train_steps=20) run once in the session: (its root, what the run's
+    outcome was: run_id, metadata, state, node_states, errors). Only tests/pipelines/test_bad_inputs.py
+    runs anything more on it (it pushes nothing); the others read its first run."""
+    where, info = shared_runs.once(tmp_path_factory, 'penguin',
+                                   shared_runs.in_process(shared_runs.PENGUIN, train_steps=20))
+    return where / 'root', info
+
+
+@pytest.fixture(scope='session')
+def skewed_penguin_run(tmp_path_factory):
+    """The penguin example on its skewed data (stopped by ExampleValidator), run once in the session:
+    (its root, what the run's outcome was). Read only."""
+    data = os.path.join(shared_runs.EXAMPLES, 'penguin', 'skewed')
+    where, info = shared_runs.once(tmp_path_factory, 'penguin-skewed', shared_runs.in_process(shared_runs.PENGUIN,
+                                                                                               data=data))
+    return where / 'root', info

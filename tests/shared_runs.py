@@ -70,6 +70,20 @@ def changing(where: pathlib.Path):
         yield
 
 
+def in_process(path: str, **kwargs) -> Callable[[pathlib.Path], dict[str, Any]]:
+    """A build: ``load_pipeline(path, root=<directory>/root, **kwargs)`` run by LocalDagRunner in this
+    process. Keeps the run's id, its store's URL, and the RunResult's state, node states and errors."""
+    def build(where: pathlib.Path) -> dict[str, Any]:
+        from sluice import LocalDagRunner, load_pipeline
+
+        pipeline = load_pipeline(path, root=str(where / 'root'), **kwargs)
+        result = LocalDagRunner(progress=False).run(pipeline)
+        return {'run_id': result.run_id, 'metadata': pipeline.metadata, 'state': result.state,
+                'node_states': result.node_states(),
+                'errors': {k: n.error for k, n in result.nodes.items() if n.error}}
+    return build
+
+
 def command_line(path: str) -> Callable[[pathlib.Path], dict[str, Any]]:
     """A build: ``sluice run PATH`` as its own process (``python -m sluice.ui.cli``, as the console
     script runs it), from a fresh directory <directory>/work (the pipeline's default root is relative

@@ -180,19 +180,21 @@ def test_broken_trainer_module_fails_the_trainer_and_pushes_nothing(penguin_root
     assert destination_listing(penguin_root) == listing
 
 
-def test_skewed_penguins_stop_before_training(tmp_path):
-    _, result, store = run(PENGUIN, tmp_path / 'root', data=os.path.join(EXAMPLES, 'penguin', 'skewed'))
-    assert result.state == 'FAILED'
-    error = result['ExampleValidator'].error
+def test_skewed_penguins_stop_before_training(skewed_penguin_run):
+    # The session's run of the penguin pipeline on the skewed data (conftest.py), as its RunResult said.
+    root, result = skewed_penguin_run
+    store = MetadataStore(result['metadata'])
+    assert result['state'] == 'FAILED'
+    error = result['errors']['ExampleValidator']
     assert error.startswith('AnomaliesFound: the data does not match the schema:')
     assert "feature 'culmen_length_mm': Out-of-range values (Unexpectedly low values: -1<0" in error
-    assert result.node_states() == {
+    assert result['node_states'] == {
         'CsvExampleGen': 'COMPLETE', 'ImportSchemaGen': 'COMPLETE', 'StatisticsGen': 'COMPLETE',
         'ExampleValidator': 'FAILED', 'Transform': 'SKIPPED', 'Trainer': 'SKIPPED', 'Evaluator': 'SKIPPED',
         'ModelValidator': 'SKIPPED', 'Pusher': 'SKIPPED'}
-    [record] = [r for r in store.executions(result.run_id) if r.node_id == 'ExampleValidator']
+    [record] = [r for r in store.executions(result['run_id']) if r.node_id == 'ExampleValidator']
     assert record.state == 'FAILED' and record.outputs == {} and record.properties['error_type'] == 'AnomaliesFound'
-    assert not os.path.exists(tmp_path / 'root' / 'serving')
+    assert not os.path.exists(root / 'serving')
 
 
 def _onnx_inputs(session, records):
