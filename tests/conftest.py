@@ -156,3 +156,12 @@ def skewed_penguin_run(tmp_path_factory):
     where, info = shared_runs.once(tmp_path_factory, 'penguin-skewed', shared_runs.in_process(shared_runs.PENGUIN,
                                                                                                data=data))
     return where / 'root', info
+
+
+@pytest.fixture(scope='session')
+def penguin_cli_run(tmp_path_factory):
+    """``sluice run`` of the penguin example as it is (``main([...])`` in the test process, the store
+    m.db beside its root), once in the session: (its directory, exit status, output, store URL). Only
+    tests/pipelines/test_partial_runs.py runs anything more on it; the others read its first run."""
+    return shared_runs.once(tmp_path_factory, 'penguin-cli', shared_runs.command_in_process(
+        'run', shared_runs.PENGUIN, '--metadata', '{store}'))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import pathlib
@@ -94,6 +95,24 @@ def command_line(path: str) -> Callable[[pathlib.Path], dict[str, Any]]:
         done = subprocess.run([sys.executable, '-m', 'sluice.ui.cli', 'run', path], cwd=work,
                               env={**os.environ, 'PYTHONPATH': REPO}, capture_output=True, text=True, timeout=900)
         return {'args': done.args, 'returncode': done.returncode, 'stdout': done.stdout, 'stderr': done.stderr}
+    return build
+
+
+def command_in_process(*args: str) -> Callable[[pathlib.Path], dict[str, Any]]:
+    """A build: ``sluice ARGS`` through ``main([...])`` in this process, from <directory> (the pipeline's
+    default root, runs/NAME, is relative to it); ``{store}`` in ARGS stands for the SQLite URL of
+    <directory>/m.db. Keeps its exit status, what it printed and the store's URL."""
+    def build(where: pathlib.Path) -> dict[str, Any]:
+        from sluice.ui.cli import main
+
+        url, out, here = f'sqlite:///{where}/m.db', io.StringIO(), os.getcwd()
+        os.chdir(where)
+        try:
+            with contextlib.redirect_stdout(out):
+                status = main([arg.format(store=url) for arg in args])
+        finally:
+            os.chdir(here)
+        return {'status': status, 'stdout': out.getvalue(), 'metadata': url}
     return build
 
 
