@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests/dummies.py
 
+import shared_runs  # noqa: E402
 from sluice.metadata import MetadataStore  # noqa: E402
 
 # The test files that take longest (seconds of one full run, `--durations=0`, summed per file), in
@@ -125,3 +126,42 @@ def store_url(request, tmp_path):
         url = base.rsplit('/', 1)[0] + '/' + name
     MetadataStore(url)  # create the store first, as a team sharing one does
     return url
+
+
+# -- runs of the example pipelines that several test files read (see tests/shared_runs.py) ----------
+@pytest.fixture(scope='session')
+def taxi_cli(tmp_path_factory):
+    """``sluice run`` of the taxi example from a fresh directory, made once in the session: (that
+    directory, the finished process). Its root is runs/taxi there. Run the pipeline again there only
+    within ``shared_runs.changing(directory.parent)``."""
+    where, info = shared_runs.once(tmp_path_factory, 'taxi-cli', shared_runs.command_line(shared_runs.TAXI))
+    return where / 'work', shared_runs.completed(info)
+
+
+@pytest.fixture(scope='session')
+def penguin_run(tmp_path_factory):
+    """The penguin example (train_steps=20) run once in the session: (its root, what the run's
+    outcome was: run_id, metadata, state, node_states, errors). Only tests/pipelines/test_bad_inputs.py
+    runs anything more on it (it pushes nothing); the others read its first run."""
+    where, info = shared_runs.once(tmp_path_factory, 'penguin',
+                                   shared_runs.in_process(shared_runs.PENGUIN, train_steps=20))
+    return where / 'root', info
+
+
+@pytest.fixture(scope='session')
+def skewed_penguin_run(tmp_path_factory):
+    """The penguin example on its skewed data (stopped by ExampleValidator), run once in the session:
+    (its root, what the run's outcome was). Read only."""
+    data = os.path.join(shared_runs.EXAMPLES, 'penguin', 'skewed')
+    where, info = shared_runs.once(tmp_path_factory, 'penguin-skewed', shared_runs.in_process(shared_runs.PENGUIN,
+                                                                                               data=data))
+    return where / 'root', info
+
+
+@pytest.fixture(scope='session')
+def penguin_cli_run(tmp_path_factory):
+    """``sluice run`` of the penguin example as it is (``main([...])`` in the test process, the store
+    m.db beside its root), once in the session: (its directory, exit status, output, store URL). Only
+    tests/pipelines/test_partial_runs.py runs anything more on it; the others read its first run."""
+    return shared_runs.once(tmp_path_factory, 'penguin-cli', shared_runs.command_in_process(
+        'run', shared_runs.PENGUIN, '--metadata', '{store}'))

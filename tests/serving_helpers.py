@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -78,7 +79,8 @@ class Server:
 def serving(source: str, *args: str, ready: bool = True):
     """``sluice serve SOURCE`` in a process of its own on a free loopback port, stopped after."""
     port = free_port()
-    log = os.path.join(os.path.dirname(os.path.abspath(source)), f'serve-{port}.log')
+    fd, log = tempfile.mkstemp(prefix=f'sluice-serve-{port}-', suffix='.log')  # not beside SOURCE: it may be shared
+    os.close(fd)
     with open(log, 'w') as out:
         process = subprocess.Popen([sys.executable, '-m', 'sluice.ui.cli', 'serve', source, '--port', str(port),
                                     '--poll', '0.2', *args], stdout=out, stderr=subprocess.STDOUT)

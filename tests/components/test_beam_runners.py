@@ -4,6 +4,7 @@ job service started here, with the SDK harness in this process (LOOPBACK)."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -34,8 +35,21 @@ def run_data_components(root, beam_args):
 
 
 @pytest.fixture(scope='module')
-def reference(tmp_path_factory):
-    return run_data_components(tmp_path_factory.mktemp('single') / 'root', ['--direct_num_workers=1'])
+def reference(taxi_cli):
+    """The single-process results: these components as the session's `sluice run` of the taxi example
+    ran them (conftest.py's taxi_cli: the same components and parameters, ``--direct_num_workers=1``),
+    each node's outputs read from its store, and the run's own time of these nodes."""
+    from sluice.metadata import MetadataStore
+
+    work, done = taxi_cli
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_id = re.search(r'^Run (\S+) COMPLETE', done.stdout, re.M).group(1)
+    store = MetadataStore(f"sqlite:///{work / 'runs' / 'taxi' / 'metadata.db'}", create=False)
+    nodes = ('CsvExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'Transform')
+    executions = {e.node_id: e for e in store.executions(run_id) if e.node_id in nodes}
+    assert {n: e.state for n, e in executions.items()} == dict.fromkeys(nodes, 'COMPLETE')
+    seconds = sum(float(re.search(rf'^\[\d/9\] {n} +COMPLETE +([\d.]+)s', done.stdout, re.M).group(1)) for n in nodes)
+    return {n: {key: artifact for key, [artifact] in e.outputs.items()} for n, e in executions.items()}, seconds
 
 
 def assert_same_results(result, reference):
@@ -43,11 +57,11 @@ def assert_same_results(result, reference):
     for split in ('train', 'eval'):
         # ExampleGen: byte for byte the same examples in the same splits.
         assert sorted(records(result['CsvExampleGen'].outputs['examples'], split)) == \
-            sorted(records(ref['CsvExampleGen'].outputs['examples'], split))
+            sorted(records(ref['CsvExampleGen']['examples'], split))
         # StatisticsGen: the same counts and the same means (up to summation order).
         from sluice.components.statistics_gen import load_statistics
         [a] = load_statistics(result['StatisticsGen'].outputs['statistics'], split).datasets
-        [b] = load_statistics(ref['StatisticsGen'].outputs['statistics'], split).datasets
+        [b] = load_statistics(ref['StatisticsGen']['statistics'], split).datasets
         assert a.num_examples == b.num_examples
         for fa, fb in zip(sorted(a.features, key=lambda f: f.path.step[0]), sorted(b.features, key=lambda f: f.path.step[0])):
             if fa.HasField('num_stats'):
@@ -56,7 +70,7 @@ def assert_same_results(result, reference):
         # Transform: identical vocabulary and bucket ids; z-scores equal up to float32 rounding
         # (runners sum in different orders, so the mean and variance differ in their last bits).
         assert_same_columns(transformed_columns(result['Transform'].outputs['transformed_examples'], split),
-                            transformed_columns(ref['Transform'].outputs['transformed_examples'], split))
+                            transformed_columns(ref['Transform']['transformed_examples'], split))
 
 
 def test_multi_process_direct_runner_gives_the_same_results(tmp_path, reference):

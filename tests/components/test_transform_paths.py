@@ -1,8 +1,9 @@
 """Transform on tf.Transform's Arrow record-batch path writes what the instance-dict path writes.
 
 For the penguin and the taxi examples, the Transform component (record batches, each split read
-once, tf.Examples encoded by tfx_bsl) runs in a pipeline; the test then computes the same transform
-itself with plain tf.Transform calls on the instance-dict path (AnalyzeDataset, TransformDataset
+once, tf.Examples encoded by tfx_bsl) runs in a pipeline (for taxi, the session's `sluice run` of the
+example, which other test files read too: conftest.py's taxi_cli); the test then computes the same
+transform itself with plain tf.Transform calls on the instance-dict path (AnalyzeDataset, TransformDataset
 without ``output_record_batches``, ``ExampleProtoCoder``) and compares the two, example by example
 and value by value. It also reads the output the way a TFX module file does
 (``tft.TFTransformOutput`` and tfx_bsl's ``TensorFlowDataset``). That the Trainer trains on it end to
@@ -14,6 +15,7 @@ import glob
 import importlib.util
 import logging
 import os
+import re
 import sys
 
 import numpy as np
@@ -122,27 +124,53 @@ def assert_same_examples(got: list[dict], want: list[dict], where: str) -> None:
                 assert got_values == values, f'{where}, example {i}, {name}: {got_values} vs {values}'
 
 
+def run_here(name, tmp_path_factory):
+    """The Transform component in a pipeline of its own (ExampleGen, ImportSchemaGen, Transform), run
+    here: its ExampleGen's and Transform's outputs and the messages logged (WARNING and up) meanwhile."""
+    root = tmp_path_factory.mktemp(f'{name}-record-batches')
+    gen = CsvExampleGen(input_base=os.path.join(EXAMPLES, name, 'data'))
+    schema = ImportSchemaGen(schema_file=os.path.join(EXAMPLES, name, 'schema', 'schema.pbtxt'))
+    transform = Transform(examples=gen.outputs['examples'], schema=schema.outputs['schema'],
+                          module_file=os.path.join(EXAMPLES, name, CASES[name][0]))
+    pipeline = Pipeline(f'transform-paths-{name}', str(root), [gen, schema, transform],
+                        metadata=f'sqlite:///{root}/m.db', beam_pipeline_args=['--direct_num_workers=1'])
+    result, messages = _logged_during(lambda: LocalDagRunner(progress=False).run(pipeline))
+    assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items() if n.error}
+    return result['CsvExampleGen'].outputs, result['Transform'].outputs, messages
+
+
+def read_taxi_cli(taxi_cli):
+    """The same components in the session's `sluice run` of the taxi example (conftest.py's taxi_cli:
+    the same ExampleGen, ImportSchemaGen and Transform, ``--direct_num_workers=1``): their outputs read
+    from its store, and the messages its run log holds (every library's, INFO and up)."""
+    from sluice.metadata import MetadataStore
+
+    work, done = taxi_cli
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_id = re.search(r'^Run (\S+) COMPLETE', done.stdout, re.M).group(1)
+    root = work / 'runs' / 'taxi'
+    store = MetadataStore(f'sqlite:///{root}/metadata.db', create=False)
+    outputs = {n: store.node_outputs(run_id, n) for n in ('CsvExampleGen', 'Transform')}
+    messages = (root / '.sluice-logs' / f'{run_id}.log').read_text().splitlines()
+    return ({key: artifact for key, [artifact] in outputs['CsvExampleGen'].items()},
+            {key: artifact for key, [artifact] in outputs['Transform'].items()}, messages)
+
+
 @pytest.fixture(scope='module', params=sorted(CASES))
 def case(request, tmp_path_factory):
     name = request.param
     module_file = os.path.join(EXAMPLES, name, CASES[name][0])
     schema_file = os.path.join(EXAMPLES, name, 'schema', 'schema.pbtxt')
-    root = tmp_path_factory.mktemp(f'{name}-record-batches')
-    gen = CsvExampleGen(input_base=os.path.join(EXAMPLES, name, 'data'))
-    schema = ImportSchemaGen(schema_file=schema_file)
-    transform = Transform(examples=gen.outputs['examples'], schema=schema.outputs['schema'],
-                          module_file=module_file)
-    pipeline = Pipeline(f'transform-paths-{name}', str(root), [gen, schema, transform],
-                        metadata=f'sqlite:///{root}/m.db', beam_pipeline_args=['--direct_num_workers=1'])
-    result, new_messages = _logged_during(lambda: LocalDagRunner(progress=False).run(pipeline))
-    assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items() if n.error}
-    examples = result['CsvExampleGen'].outputs['examples']
+    if name == 'taxi':
+        gen, transform, new_messages = read_taxi_cli(request.getfixturevalue('taxi_cli'))
+    else:
+        gen, transform, new_messages = run_here(name, tmp_path_factory)
+    examples = gen['examples']
     ref_dir = str(tmp_path_factory.mktemp(f'{name}-instance-dicts'))
     ref_graph, ref_messages = _logged_during(lambda: instance_dict_path(
         examples, schema_file, module_file, ref_dir, os.path.join(ref_dir, 'tmp')))
     return {'name': name, 'label': CASES[name][1], 'examples': examples, 'schema_file': schema_file,
-            'graph': result['Transform'].outputs['transform_graph'],
-            'transformed': result['Transform'].outputs['transformed_examples'],
+            'graph': transform['transform_graph'], 'transformed': transform['transformed_examples'],
             'ref_dir': ref_dir, 'ref_graph': ref_graph,
             'new_messages': new_messages, 'ref_messages': ref_messages}
 

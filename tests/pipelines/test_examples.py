@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+from shared_runs import changing
 
 from sluice.components.production.destination import production
 from sluice.metadata import MetadataStore
@@ -180,19 +181,21 @@ def test_broken_trainer_module_fails_the_trainer_and_pushes_nothing(penguin_root
     assert destination_listing(penguin_root) == listing
 
 
-def test_skewed_penguins_stop_before_training(tmp_path):
-    _, result, store = run(PENGUIN, tmp_path / 'root', data=os.path.join(EXAMPLES, 'penguin', 'skewed'))
-    assert result.state == 'FAILED'
-    error = result['ExampleValidator'].error
+def test_skewed_penguins_stop_before_training(skewed_penguin_run):
+    # The session's run of the penguin pipeline on the skewed data (conftest.py), as its RunResult said.
+    root, result = skewed_penguin_run
+    store = MetadataStore(result['metadata'])
+    assert result['state'] == 'FAILED'
+    error = result['errors']['ExampleValidator']
     assert error.startswith('AnomaliesFound: the data does not match the schema:')
     assert "feature 'culmen_length_mm': Out-of-range values (Unexpectedly low values: -1<0" in error
-    assert result.node_states() == {
+    assert result['node_states'] == {
         'CsvExampleGen': 'COMPLETE', 'ImportSchemaGen': 'COMPLETE', 'StatisticsGen': 'COMPLETE',
         'ExampleValidator': 'FAILED', 'Transform': 'SKIPPED', 'Trainer': 'SKIPPED', 'Evaluator': 'SKIPPED',
         'ModelValidator': 'SKIPPED', 'Pusher': 'SKIPPED'}
-    [record] = [r for r in store.executions(result.run_id) if r.node_id == 'ExampleValidator']
+    [record] = [r for r in store.executions(result['run_id']) if r.node_id == 'ExampleValidator']
     assert record.state == 'FAILED' and record.outputs == {} and record.properties['error_type'] == 'AnomaliesFound'
-    assert not os.path.exists(tmp_path / 'root' / 'serving')
+    assert not os.path.exists(root / 'serving')
 
 
 def _onnx_inputs(session, records):
@@ -217,18 +220,26 @@ def _onnx_inputs(session, records):
                            np.int64 if 'int64' in types[name] else np.float32) for name, v in columns.items()}
 
 
-def test_taxi_pipeline_end_to_end_with_an_onnx_model_that_matches(tmp_path):
+def test_taxi_pipeline_end_to_end_with_an_onnx_model_that_matches(taxi_cli):
     import onnxruntime as ort
     import onnxruntime_extensions
     import tensorflow as tf
 
-    pipeline, result, store = run(TAXI, tmp_path / 'root')
-    assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items() if n.error}
-    examples = result['CsvExampleGen'].outputs['examples']
+    # The session's `sluice run` of the taxi example (conftest.py's taxi_cli), read from its store.
+    work, done = taxi_cli
+    root = work / 'runs' / 'taxi'
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_id = re.search(r'^Run (\S+) COMPLETE', done.stdout, re.M).group(1)
+    store = MetadataStore(f'sqlite:///{root}/metadata.db')
+    executions = store.executions(run_id)
+    assert store.run(run_id).state == 'COMPLETE' and len(executions) == 9, [(e.node_id, e.state) for e in executions]
+    assert {e.state for e in executions} == {'COMPLETE'}, {e.node_id: e.error for e in executions if e.error}
+    outputs = {e.node_id: {key: artifact for key, [artifact] in e.outputs.items()} for e in executions}
+    examples = outputs['CsvExampleGen']['examples']
     assert sum(json.loads(examples.get('row_counts')).values()) == 15002
-    model = result['Trainer'].outputs['model']
+    model = outputs['Trainer']['model']
     assert 0 <= model.get('onnx_max_abs_diff') <= 1e-4
-    assert result['Pusher'].outputs['pushed_model'].get('pushed') == 1
+    assert outputs['Pusher']['pushed_model'].get('pushed') == 1
 
     # Serve the ONNX model with onnxruntime (no TensorFlow in the model) and compare with the
     # SavedModel on eval rows, which have missing values, unseen companies and empty strings.
@@ -237,7 +248,7 @@ def test_taxi_pipeline_end_to_end_with_an_onnx_model_that_matches(tmp_path):
                .as_numpy_iterator()]
     # Both as pushed: the version TF Serving would serve, loaded with TF's own loader, and the ONNX
     # model beside it; the same answers as the Trainer's own SavedModel.
-    version = tf_serving_version(os.path.join(str(tmp_path / 'root'), 'serving'))
+    version = tf_serving_version(os.path.join(str(root), 'serving'))
     options = ort.SessionOptions()
     options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
     session = ort.InferenceSession(os.path.join(version, 'model.onnx'), options, providers=['CPUExecutionProvider'])
@@ -259,13 +270,14 @@ def test_taxi_pipeline_end_to_end_with_an_onnx_model_that_matches(tmp_path):
                    for f in open_model(os.path.join(version, 'model.onnx')).features]
     request = sample_request(dense_features(records, description), description, rows=len(records))
     assert any(len(row) < len(description) for row in request['instances'])  # some rows miss some features
-    with sluice_serve(os.path.join(str(tmp_path / "root"), "serving")) as server:
+    with sluice_serve(os.path.join(str(root), 'serving')) as server:  # the shared run, read only
         status, body, _ = call(f'{server.url}/v1/models/taxi:predict', request)
     assert status == 200 and body['model_version'] == os.path.basename(version), body
     served = np.array(body['predictions'], dtype=np.float64).reshape(-1)
     assert np.max(np.abs(served - onnx_out)) <= 1e-6 and np.max(np.abs(served - tf_out)) <= 1e-4
 
-    _, again, _ = run(TAXI, tmp_path / 'root')
+    with changing(work.parent):  # the same pipeline again on the session's run, in this process: all cached
+        pipeline, again, _ = run(TAXI, root)
     assert states(store, again.run_id) == dict.fromkeys(pipeline.node_ids, 'CACHED')
 
 

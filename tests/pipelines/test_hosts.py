@@ -32,15 +32,44 @@ def create_pipeline():
                     metadata={url!r})
 '''
 
-# One worker: everything imported first, then the node at the agreed instant (process start-up jitter
-# would otherwise spread the starts over a second or more).
-AT_ONCE = textwrap.dedent('''\
+# Each process of a race imports what it needs first, says so, then waits for the instant the test
+# gives once all of them are ready: process start-up jitter would otherwise spread the starts over a
+# second or more.
+AWAIT_INSTANT = textwrap.dedent('''\
+    def await_instant(ready, instant):
+        import os, time
+        open(ready, 'w').close()
+        while not os.path.exists(instant):
+            time.sleep(0.005)
+        with open(instant) as f:
+            return float(f.read())
+    ''')
+
+
+def give_instant(procs, ready, instant, lead=1.0, timeout=120.0):
+    """Once every process has created its ``ready`` file (or one has ended), the instant they start at,
+    ``lead`` seconds from now, written to ``instant`` for them."""
+    deadline = time.monotonic() + timeout
+    while not all(path.exists() for path in ready) and time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            break
+        time.sleep(0.02)
+    at = time.time() + lead
+    partial = instant.with_name(instant.name + '.tmp')
+    partial.write_text(repr(at))
+    os.rename(partial, instant)
+    return at
+
+
+# One worker: everything imported first, then the node at the agreed instant.
+AT_ONCE = AWAIT_INSTANT + textwrap.dedent('''\
     import sys, time
     from sluice.runners.run_node import run_node
     from sluice.runners.local import LocalDagRunner
     import sluice.components, sluice.orchestration.core
-    path, run_id, node, at = sys.argv[1:5]
-    time.sleep(max(0.0, float(at) - time.time()))
+    path, run_id, node, ready, instant = sys.argv[1:6]
+    at = await_instant(ready, instant)
+    time.sleep(max(0.0, at - time.time()))
     sys.exit(run_node(path, run_id, node))
     ''')
 
@@ -48,9 +77,11 @@ AT_ONCE = textwrap.dedent('''\
 def start_at_once(tmp_path, url, text_dir, n, run_id='r1'):
     path = tmp_path / 'first_tasks.py'
     path.write_text(SOURCES.format(tests=TESTS, root=str(tmp_path / 'root'), input=str(text_dir), n=n, url=url))
-    at = time.time() + 6  # time enough for every process to import Sluice before the instant
-    procs = [subprocess.Popen([sys.executable, '-c', AT_ONCE, str(path), run_id, f'S{i}', str(at)], cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(n)]
+    ready, instant = [tmp_path / f'{run_id}-ready-{i}' for i in range(n)], tmp_path / f'{run_id}-instant'
+    procs = [subprocess.Popen([sys.executable, '-c', AT_ONCE, str(path), run_id, f'S{i}', str(ready[i]), str(instant)],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(n)]
+    give_instant(procs, ready, instant)
     return [(p, *p.communicate(timeout=300)) for p in procs]
 
 
@@ -89,12 +120,13 @@ def dead_pid() -> int:
     return gone.pid
 
 
-RACER = textwrap.dedent('''\
+RACER = AWAIT_INSTANT + textwrap.dedent('''\
     import json, os, sys, time
     from sluice.metadata import MetadataStore
     from sluice.orchestration.lease import Lease, LeaseHeld
-    url, rounds, at, every, out = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+    url, rounds, every, out, ready, instant = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), *sys.argv[4:7]
     store, held, results = MetadataStore(url), [], []
+    at = await_instant(ready, instant)
     for r in range(rounds):
         time.sleep(max(0.0, at + r * every - time.time()))
         try:
@@ -117,11 +149,13 @@ def test_processes_racing_for_a_silent_lease_exactly_one_wins_each_round(tmp_pat
     rounds, racers = 8, 3
     for r in range(rounds):  # each scope held by a process that is gone
         store.lease_create(f'race/{r}', 1, here(pid=dead_pid(), command='run'))
-    at = time.time() + 6
     outs = [tmp_path / f'racer-{i}.json' for i in range(racers)]
-    procs = [subprocess.Popen([sys.executable, '-c', RACER, store_url, str(rounds), str(at), '1.0', str(out)],
-                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for out in outs]
+    ready, instant = [tmp_path / f'racer-{i}.ready' for i in range(racers)], tmp_path / 'instant'
+    procs = [subprocess.Popen([sys.executable, '-c', RACER, store_url, str(rounds), '0.5', str(out), str(flag),
+                               str(instant)], text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for out, flag in zip(outs, ready)]
     try:
+        give_instant(procs, ready, instant)
         deadline = time.monotonic() + 180
         while not all(out.exists() for out in outs) and time.monotonic() < deadline:
             if any(p.poll() is not None for p in procs):

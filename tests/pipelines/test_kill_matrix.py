@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 from sluice.components.production.destination import inspect_version
 from sluice.metadata import MetadataStore
-from sluice import LocalDagRunner, load_pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PENGUIN = os.path.join(REPO, 'pipelines', 'examples', 'penguin', 'penguin_pipeline.py')
@@ -58,7 +58,7 @@ def summary(result_dir_store, run_id):
             'pushed': out['Pusher'].get('pushed')}
 
 
-def test_kill_at_every_component_then_resume(tmp_path):
+def test_kill_at_every_component_then_resume(tmp_path, request):
     work = tmp_path / 'killed'
     work.mkdir()
     root = work / 'runs' / 'penguin'
@@ -93,10 +93,12 @@ def test_kill_at_every_component_then_resume(tmp_path):
     assert [v for v in os.listdir(root / 'serving') if not v.startswith('.')] == [version]
     assert not [v for v in os.listdir(root / 'serving') if v.startswith('.staging')]
 
-    # The same pipeline, uninterrupted, in another directory: the same outcome.
-    clean = load_pipeline(PENGUIN, root=str(tmp_path / 'clean'))
-    reference = LocalDagRunner(progress=False).run(clean)
-    assert reference.state == 'COMPLETE'
-    expected = summary(MetadataStore(clean.metadata), reference.run_id)
+    # The same pipeline, uninterrupted, in another directory: the same outcome. The session's `sluice run`
+    # of it (conftest.py), read from its store.
+    _, clean = request.getfixturevalue('penguin_cli_run')
+    assert clean['status'] == 0, clean['stdout'][-3000:]
+    reference = re.search(r'^Run (\S+) of pipeline', clean['stdout'], re.M).group(1)
+    assert MetadataStore(clean['metadata']).run(reference).state == 'COMPLETE'
+    expected = summary(MetadataStore(clean['metadata']), reference)
     assert summary(store, run.run_id) == expected
     assert expected['pushed'] == 1 and expected['blessed'] == 1

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from shared_runs import changing
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TAXI = os.path.join(REPO, 'pipelines', 'examples', 'taxi', 'taxi_pipeline.py')
@@ -37,14 +38,11 @@ def sluice(args, cwd):
                           text=True, timeout=900)
 
 
-@pytest.fixture(scope='module')
-def taxi_run(tmp_path_factory):
-    """One taxi run through the command line, from a fresh directory (root runs/taxi there). The
-    browser test (test_report_browser.py) reuses it when it runs in the same session."""
-    work = tmp_path_factory.getbasetemp() / 'taxi-cli'
-    work.mkdir(exist_ok=True)
-    done = sluice(['run', TAXI], work)
-    return work, done
+@pytest.fixture
+def taxi_run(taxi_cli):
+    """One taxi run through the command line, from a fresh directory (root runs/taxi there): the
+    session's (conftest.py's taxi_cli), which other test files read too."""
+    return taxi_cli
 
 
 def test_a_successful_taxi_run_prints_progress_and_the_outcome_only(taxi_run):
@@ -73,7 +71,9 @@ def test_a_successful_taxi_run_prints_progress_and_the_outcome_only(taxi_run):
 
 def test_quiet_prints_only_the_outcome_line_and_verbose_the_libraries_messages(taxi_run):
     work, _ = taxi_run
-    quiet = sluice(['run', TAXI, '--quiet'], work)  # everything cached: quick
+    with changing(work.parent):  # the session's taxi run: one rerun on its store at a time
+        quiet = sluice(['run', TAXI, '--quiet'], work)  # everything cached: quick
+        loud = sluice(['--verbose', 'run', TAXI], work)
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     assert quiet.stderr == ''
     assert re.fullmatch(r'Run \S+ COMPLETE in [\d.]+s: 0 executed, 9 cached, 0 failed, 0 skipped\n', quiet.stdout), \
@@ -82,7 +82,6 @@ def test_quiet_prints_only_the_outcome_line_and_verbose_the_libraries_messages(t
     log = (work / 'runs' / 'taxi' / '.sluice-logs' / f'{run_id}.log').read_text()
     assert "Run {} of pipeline 'taxi'".format(run_id) in log and 'Details: sluice show' in log
 
-    loud = sluice(['--verbose', 'run', TAXI], work)
     assert loud.returncode == 0, loud.stdout + loud.stderr
     assert re.search(r'^INFO absl: MetadataStore with DB connection initialized', loud.stderr, re.M), loud.stderr
     assert re.search(r'^\[9/9\] Pusher +CACHED', loud.stdout, re.M)

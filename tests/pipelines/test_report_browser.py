@@ -1,6 +1,6 @@
 """The run report in a real browser: Debian's Chromium, headless, driven by Playwright, opens the report
-of a penguin run and of a taxi run (and of a penguin run stopped by anomalies), reusing the runs that
-earlier tests of the session made when there are any. Every plot is drawn
+of a penguin run and of a taxi run (and of a penguin run stopped by anomalies), the runs of the example
+pipelines that the session makes once for the tests that read them (conftest.py). Every plot is drawn
 with data points, screenshots of the plots are not blank, the page raises no error, and it makes no
 network request (Plotly's JavaScript is inline)."""
 from __future__ import annotations
@@ -12,13 +12,8 @@ import re
 import pytest
 
 from sluice.metadata import MetadataStore
-from sluice import LocalDagRunner, load_pipeline
 from sluice.ui.report import write_report
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXAMPLES = os.path.join(REPO, 'pipelines', 'examples')
-PENGUIN = os.path.join(EXAMPLES, 'penguin', 'penguin_pipeline.py')
-TAXI = os.path.join(EXAMPLES, 'taxi', 'taxi_pipeline.py')
 CHROMIUM = os.environ.get('SLUICE_CHROMIUM', '/usr/bin/chromium')
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                  '--disable-background-networking', '--disable-component-update', '--disable-sync']
@@ -36,26 +31,6 @@ PLOTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(d 
 }))"""
 
 
-def _run(path, root, **kwargs):
-    pipeline = load_pipeline(path, root=str(root), **kwargs)
-    result = LocalDagRunner(progress=False).run(pipeline)
-    return MetadataStore(pipeline.metadata), result.run_id, result
-
-
-def _earlier_run(base, pipeline, wanted):
-    """(store, run id) of a run that an earlier test of this session made (test_examples.py,
-    test_quiet.py: same base temporary directory), the oldest one with the node states wanted."""
-    for db in [*sorted(base.glob('*/root/metadata.db')), base / 'taxi-cli' / 'runs' / 'taxi' / 'metadata.db']:
-        if not db.exists():
-            continue
-        store = MetadataStore(f'sqlite:///{db}', create=False)
-        for run in sorted(store.runs(pipeline), key=lambda r: r.create_time):
-            records = store.executions(run.run_id)  # one execution per node: no retry, no resume
-            if len(records) == len(wanted) and {r.node_id: r.state for r in records} == wanted:
-                return store, run.run_id
-    return None
-
-
 NODES = ('CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen', 'ExampleValidator', 'Transform', 'Trainer',
          'Evaluator', 'ModelValidator', 'Pusher')
 EXECUTED = dict.fromkeys(NODES, 'COMPLETE')
@@ -64,24 +39,21 @@ STOPPED = {'CsvExampleGen': 'COMPLETE', 'ImportSchemaGen': 'COMPLETE', 'Statisti
 
 
 @pytest.fixture(scope='module')
-def reports(tmp_path_factory):
+def reports(tmp_path_factory, penguin_run, taxi_cli, skewed_penguin_run):
     """Report pages of real runs: penguin, taxi, and penguin on data with a bad value (stopped by
-    ExampleValidator). Runs that earlier tests of the session made are reused (test_examples.py's
-    first penguin run and skewed run, test_quiet.py's command-line taxi run); the others are made here."""
-    base = tmp_path_factory.getbasetemp()
+    ExampleValidator), each the first run of the session's (conftest.py: penguin_run, taxi_cli,
+    skewed_penguin_run)."""
     out = tmp_path_factory.mktemp('reports')
-    pages = {}
-    for name, path, wanted, kwargs in (
-            ('penguin', PENGUIN, EXECUTED, {'train_steps': 20}),
-            ('taxi', TAXI, EXECUTED, {}),
-            ('skewed', PENGUIN, STOPPED, {'data': os.path.join(EXAMPLES, 'penguin', 'skewed')})):
-        found = _earlier_run(base, 'taxi' if name == 'taxi' else 'penguin', wanted)
-        if found is None:
-            store, run_id, result = _run(path, tmp_path_factory.mktemp(name) / 'root', **kwargs)
-            assert result.node_states() == {**dict.fromkeys(NODES, 'SKIPPED'), **wanted}, \
-                {k: n.error for k, n in result.nodes.items() if n.error}
-            found = store, run_id
-        pages[name] = write_report(*found, str(out / f'{name}.html'))
+    work, done = taxi_cli
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    taxi = MetadataStore(f"sqlite:///{work / 'runs' / 'taxi' / 'metadata.db'}", create=False)
+    taxi_run = re.search(r'^Run (\S+) COMPLETE', done.stdout, re.M).group(1)
+    assert {r.node_id: r.state for r in taxi.executions(taxi_run)} == EXECUTED
+    pages = {'taxi': write_report(taxi, taxi_run, str(out / 'taxi.html'))}
+    for name, (_, run), wanted in (('penguin', penguin_run, EXECUTED), ('skewed', skewed_penguin_run, STOPPED)):
+        assert run['node_states'] == {**dict.fromkeys(NODES, 'SKIPPED'), **wanted}, run['errors']
+        store = MetadataStore(run['metadata'], create=False)
+        pages[name] = write_report(store, run['run_id'], str(out / f'{name}.html'))
     return pages
 
 
