@@ -22,7 +22,7 @@ from sluice.metadata import MetadataStore  # noqa: E402
 # collection order: starting the long ones first lets the short ones fill the gaps at the end. A
 # file not listed keeps its place after these. A run in one process keeps pytest's own order.
 LONGEST_FIRST = [
-    'pipelines/test_export.py', 'notebooks/test_notebooks.py', 'pipelines/test_examples.py',
+    'serving/test_serve.py', 'pipelines/test_export.py', 'notebooks/test_notebooks.py', 'pipelines/test_examples.py',
     'components/test_beam_runners.py', 'pipelines/test_kill_matrix.py', 'pipelines/test_hosts.py',
     'pipelines/test_run_node.py', 'components/test_beam_external_workers.py', 'pipelines/test_leases.py',
     'pipelines/test_quiet.py', 'components/test_transform_paths.py', 'pipelines/test_tfx_v1.py',
