@@ -54,7 +54,8 @@ def report_html(store: MetadataStore, run_id: str) -> str:
                 headings.append(f'<h2>{html.escape(node_id)}</h2>')
     destinations = sorted({a.get('push_destination') for _, a in outputs
                            if a.type_name() == 'PushedModel' and a.get('push_destination')})
-    views.append(history_view(store, run.pipeline_name, destinations[0] if destinations else None))
+    views.append(history_view(store, run.pipeline_name, destinations[0] if destinations else None,
+                              models=False))  # the pushed model's view above shows the models pushed
     headings.append('<h2>History</h2>')
     script = plotly_script() if any(v.has_plots for v in views) else ''
     now = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')

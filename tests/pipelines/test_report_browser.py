@@ -72,7 +72,7 @@ def browser():
             chromium.close()
 
 
-def open_page(browser, path, plots=4):
+def open_page(browser, path, plots=5):
     """The page (loaded, plots drawn), the requests it made beyond its own file, and its errors."""
     page = browser.new_page(viewport={'width': 1300, 'height': 900})
     requests, errors = [], []
@@ -104,7 +104,7 @@ def test_report_plots_render_in_chromium_without_network(reports, browser, name)
     try:
         plots = page.evaluate(PLOTS)
         kinds = [p['kind'] for p in plots]
-        assert kinds == ['timeline', 'statistics', 'evaluation', 'history'], kinds
+        assert kinds == ['timeline', 'statistics', 'evaluation', 'history', 'durations'], kinds
         for plot in plots:
             assert plot['traces'] >= 1 and plot['values'] >= 1, plot
             assert plot['drawn'] >= plot['values'] * 0.5, plot  # the bars and markers are in the SVG
@@ -119,6 +119,7 @@ def test_report_plots_render_in_chromium_without_network(reports, browser, name)
         assert by_kind['evaluation']['meta']['bounds'][bound[0]] == {bound[1]: bound[2]}
         assert by_kind['evaluation']['failing'] == 0 and by_kind['evaluation']['meta']['failing'] == []
         assert by_kind['history']['meta']['versions'] and 'push' in by_kind['history']['meta']['kinds']
+        assert by_kind['durations']['meta']['runs'] >= 1 and 'Trainer' in by_kind['durations']['meta']['nodes']
         for handle in page.query_selector_all('.js-plotly-plot'):
             inked, colors = not_blank(handle.screenshot())
             assert inked > 0.01 and colors > 8, (inked, colors)  # a thin-barred timeline inks ~2%
@@ -131,11 +132,11 @@ def test_report_plots_render_in_chromium_without_network(reports, browser, name)
 
 
 def test_anomalies_are_marked_on_the_statistics_plot(reports, browser):
-    page, requests, errors = open_page(browser, reports['skewed'], plots=2)
+    page, requests, errors = open_page(browser, reports['skewed'], plots=3)
     try:
         plots = page.evaluate(PLOTS)
         stats = [p for p in plots if p['kind'] == 'statistics']
-        assert [p['kind'] for p in plots] == ['timeline', 'statistics'], plots
+        assert [p['kind'] for p in plots] == ['timeline', 'statistics', 'durations'], plots
         assert stats[0]['meta']['flagged'] == ['culmen_length_mm'] and stats[0]['shapes'] == 1
         title = page.locator('.js-plotly-plot .annotation-text', has_text='culmen_length_mm').first.text_content()
         assert '⚠' in title and 'Out-of-range values' in title

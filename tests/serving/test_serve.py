@@ -15,13 +15,40 @@ import time
 
 import numpy as np
 
-from serving_helpers import INFRA_PENGUIN, call, promote, serving, sluice
+import pytest
+
+from serving_helpers import INFRA_PENGUIN, PENGUIN, call, promote, serving, sluice
 
 from sluice.components.infra_validator import InfraValidatorExecutor
 from sluice.metadata.artifact import InfraBlessing, Model
 
 FEATURES = ['body_mass_g', 'culmen_depth_mm', 'culmen_length_mm', 'flipper_length_mm']
 ROW = {'culmen_length_mm': 0.25, 'culmen_depth_mm': 0.67, 'flipper_length_mm': 0.15, 'body_mass_g': 0.29}
+
+
+# The models: two real penguin models pushed by the example pipeline (trained twice, so their files
+# differ; the second time through an InfraValidator). Here, not in a conftest.py: tests elsewhere import
+# tests/conftest.py by its module name, which a second conftest would shadow.
+@pytest.fixture(scope='session')
+def penguin_run(tmp_path_factory) -> str:
+    """A directory where the example penguin pipeline ran twice, the second time retraining, with an
+    InfraValidator before the Pusher: its ``runs/penguin/serving`` holds two versions, two models whose
+    files differ, each pushed by the Pusher. The second run's output is in ``second-run.txt``."""
+    where = str(tmp_path_factory.mktemp('penguin-serving'))
+    sluice('run', PENGUIN, '-q', cwd=where)
+    second = sluice('run', INFRA_PENGUIN, '--no-cache', 'Trainer', cwd=where)
+    with open(os.path.join(where, 'second-run.txt'), 'w') as f:
+        f.write(second.stdout)
+    versions = sorted(os.listdir(os.path.join(where, 'runs', 'penguin', 'serving')))
+    assert len([v for v in versions if v.isdigit()]) == 2, versions
+    return where
+
+
+@pytest.fixture
+def models(penguin_run) -> list[str]:
+    """The two Model artifacts' directories, oldest first."""
+    root = os.path.join(penguin_run, 'runs', 'penguin', 'Trainer', 'model')
+    return [os.path.join(root, d) for d in sorted(os.listdir(root), key=int)]
 
 
 def _destination(penguin_run: str) -> str:

@@ -32,10 +32,13 @@ def durations_plot(runs: list[Any]) -> tuple[str, list[list[str]]]:
     for node_id, points in series.items():
         fig.add_trace(go.Scatter(
             x=[p[0] for p in points], y=[p[1] for p in points], mode='lines+markers', name=node_id,
-            marker={'color': [RED if p[3] == 'FAILED' else None for p in points] if any(
-                p[3] == 'FAILED' for p in points) else None},
-            text=[f'run {p[2]}: {p[3]}' for p in points], hovertemplate='%{text}<br>%{y:.1f}s<extra>' + node_id +
-            '</extra>'))
+            legendgroup=node_id, text=[f'run {p[2]}: {p[3]}' for p in points],
+            hovertemplate='%{text}<br>%{y:.1f}s<extra>' + node_id + '</extra>'))
+        failed = [p for p in points if p[3] == 'FAILED']
+        if failed:  # failed executions marked with a red cross on the node's line
+            fig.add_trace(go.Scatter(x=[p[0] for p in failed], y=[p[1] for p in failed], mode='markers',
+                                     legendgroup=node_id, showlegend=False, hoverinfo='skip',
+                                     marker={'color': RED, 'symbol': 'x', 'size': 10}))
     fig.update_yaxes(title_text='seconds (executed, not cached)', rangemode='tozero')
     fig.update_layout(legend=LEGEND, meta={'sluice': 'durations', 'runs': len(runs), 'nodes': sorted(series)})
     rows = [[node_id, str(len(points)), f'{min(p[1] for p in points):.1f}s', f'{max(p[1] for p in points):.1f}s',
@@ -79,16 +82,18 @@ def drift_plot(entries: list[dict]) -> str:
     return '<h4>Drift of the served data</h4>' + figure_html(fig, 420, top=60)
 
 
-def history_view(store: Any, pipeline: str, destination: str | None = None, log_dir: str | None = None) -> View:
+def history_view(store: Any, pipeline: str, destination: str | None = None, log_dir: str | None = None,
+                 models: bool = True) -> View:
     """A pipeline's history: node durations across its runs, and for a push destination, the models
-    pushed there over time and the drift of the data they were served."""
+    pushed there over time (``models=False``: not, e.g. where the pushed model's view shows them)
+    and the drift of the data they were served."""
     runs = store.runs(pipeline)
     body, rows = durations_plot(runs) if runs else ('', [])
     t_html, t_text = table(['node', 'runs executed', 'fastest', 'slowest', 'latest'], rows)
     body += t_html
     text = f'History of pipeline {pipeline!r}: {len(runs)} runs\n{t_text}'
     if destination:
-        body += history_plot(destination)
+        body += history_plot(destination) if models else ''
         entries = read_drift_history(log_dir or os.path.join(destination, REQUEST_LOG_DIR))
         body += drift_plot(entries)
         judged = [e for e in entries if e.get('judged')]
