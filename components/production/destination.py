@@ -344,9 +344,9 @@ def production(destination: str) -> Production:
     return found
 
 
-def read_history(destination: str) -> list[dict]:
-    """Every push, rollback and promotion appended to the destination's history, oldest first."""
-    path = os.path.join(destination, HISTORY_FILE)
+def read_jsonl(path: str) -> list[dict]:
+    """The JSON objects of an appended log, one per line, oldest first (a line cut off by a crash, or
+    not an object, is left out)."""
     entries = []
     if os.path.isfile(path):
         with open(path) as f:
@@ -358,6 +358,11 @@ def read_history(destination: str) -> list[dict]:
                 if isinstance(entry, dict):
                     entries.append(entry)
     return entries
+
+
+def read_history(destination: str) -> list[dict]:
+    """Every push, rollback and promotion appended to the destination's history, oldest first."""
+    return read_jsonl(os.path.join(destination, HISTORY_FILE))
 
 
 def unlogged_entry(version: Version) -> dict:

@@ -4,10 +4,10 @@ of each feature of the served data at each ``sluice drift`` check (its ``drift-h
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from typing import Any
 
+from sluice.components.production.destination import read_jsonl
 from sluice.components.served_drift import DRIFT_HISTORY, REQUEST_LOG_DIR
 from sluice.ui.visuals.models import history_plot
 from sluice.ui.visuals.page import LEGEND, RED, View, esc, figure_html, table
@@ -47,16 +47,7 @@ def durations_plot(runs: list[Any]) -> tuple[str, list[list[str]]]:
 
 
 def read_drift_history(log_dir: str) -> list[dict]:
-    path = os.path.join(log_dir, DRIFT_HISTORY)
-    entries = []
-    if os.path.isfile(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    entries.append(json.loads(line))
-                except ValueError:  # a line cut off by a crash
-                    continue
-    return entries
+    return read_jsonl(os.path.join(log_dir, DRIFT_HISTORY))
 
 
 def drift_plot(entries: list[dict]) -> str:
