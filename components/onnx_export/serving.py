@@ -411,6 +411,12 @@ def max_difference(got: Any, expected: Any) -> float:
     return 0.0 if got == expected else math.inf
 
 
+def is_missing(value: Any, missing: Any) -> bool:
+    """Whether ``value`` stands for an absent value of a feature whose stand-in is ``missing`` (None:
+    the feature is required, nothing stands for absent)."""
+    return missing is not None and (value == missing or (isinstance(value, float) and math.isnan(value)))
+
+
 def sample_request(features: dict[str, np.ndarray], description: list[dict], rows: int = SAMPLE_ROWS) -> dict:
     """The first ``rows`` examples of ``features`` (the ONNX inputs, dense convention) as a row-form
     request: absent values (``missing``) are left out, as a user would."""
@@ -422,7 +428,7 @@ def sample_request(features: dict[str, np.ndarray], description: list[dict], row
             value = np.asarray(features[d['name']]).reshape(-1)[i]
             value = value.item() if hasattr(value, 'item') else value
             missing = d.get('missing')
-            if missing is not None and (value == missing or (isinstance(value, float) and math.isnan(value))):
+            if is_missing(value, missing):
                 continue
             row[d['name']] = value.decode('utf-8') if isinstance(value, bytes) else value
         instances.append(row)

@@ -24,6 +24,8 @@ import time
 import google_crc32c
 import numpy as np
 
+from sluice.components.onnx_export.serving import is_missing
+
 logger = logging.getLogger('sluice.serve')
 
 ROTATE_SECONDS = 10.0
@@ -136,8 +138,7 @@ class RequestLog:
             row = {}
             for name, values in columns.items():
                 value = values[i].item() if hasattr(values[i], 'item') else values[i]
-                gone = missing.get(name)
-                if gone is not None and (value == gone or (isinstance(value, float) and value != value)):
+                if is_missing(value, missing.get(name)):
                     continue
                 row[name] = value
             records.append(tfrecord(encode_example(row)))
