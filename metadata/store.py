@@ -13,7 +13,7 @@ lineage (``lineage``); the names it reads and writes are in ``records``.
 from __future__ import annotations
 
 import json
-from typing import Any, Collection, Sequence
+from typing import Any, Collection, Iterator, Sequence
 
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.proto import metadata_store_pb2 as pb
@@ -69,14 +69,26 @@ class MetadataStore(LeaseMixin, LineageMixin):
 
     def runs(self, pipeline_name: str | None = None) -> list[RunSummary]:
         """Runs in the store (optionally of one pipeline), oldest first."""
-        contexts = self.retry(lambda: self._store.get_contexts_by_type(PIPELINE_RUN))
-        out = []
-        for ctx in contexts:
+        return [self._summary(ctx, props) for ctx, props in self._run_contexts(pipeline_name)]
+
+    def _run_contexts(self, pipeline_name: str | None) -> list[tuple[pb.Context, dict[str, Any]]]:
+        """The runs' contexts (of one pipeline, or all) and their properties, oldest first."""
+        found = []
+        for ctx in self.retry(lambda: self._store.get_contexts_by_type(PIPELINE_RUN)):
             props = {k: value_of(v) for k, v in ctx.custom_properties.items()}
-            if pipeline_name and props.get('pipeline_name') != pipeline_name:
-                continue
-            out.append(self._summary(ctx, props))
-        return sorted(out, key=lambda r: (r.create_time, r.run_id))
+            if not pipeline_name or props.get('pipeline_name') == pipeline_name:
+                found.append((ctx, props))
+        return sorted(found, key=lambda found: (found[0].create_time_since_epoch, found[0].name))
+
+    def runs_newest_first(self, pipeline_name: str) -> Iterator[RunSummary]:
+        """The pipeline's runs, newest first, each read from the store only when the caller asks for
+        it: what looks for the latest run of some kind reads the history back only as far as that."""
+        for ctx, props in reversed(self._run_contexts(pipeline_name)):
+            yield self._summary(ctx, props)
+
+    def run_properties(self, run_id: str) -> dict[str, Any]:
+        """The run's own properties, without reading its executions."""
+        return {k: value_of(v) for k, v in self._require_run(run_id).custom_properties.items()}
 
     def run(self, run_id: str) -> RunSummary:
         ctx = self._require_run(run_id)

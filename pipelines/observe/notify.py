@@ -12,9 +12,7 @@ import json
 import logging
 import shlex
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any, Callable
 
 logger = logging.getLogger('sluice.observe')
@@ -64,15 +62,17 @@ def where(url: str) -> str:
         else f'{parts.scheme}://{parts.hostname or ""}{port}'
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is not followed: urllib would turn the POST into a GET without its body and carry
-    the headers (a token) to wherever it points."""
+def _opener() -> Any:
+    """urllib's opener without redirects: urllib would turn the POST into a GET without its body and
+    carry the headers (a token) to wherever it points. (urllib.request is imported only here: a
+    run that sends no notice does not pay for it.)"""
+    import urllib.request
 
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
 
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
+    return urllib.request.build_opener(NoRedirects)
 
 
 class Webhook:
@@ -108,10 +108,13 @@ class Webhook:
 
     def _post(self, body: bytes) -> tuple[bool, str]:
         """(whether to try again, why it failed): why is '' when the post was delivered."""
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(self.url, data=body, method='POST',
                                          headers={'Content-Type': 'application/json', **self.headers})
         try:
-            with _OPENER.open(request, timeout=self.timeout) as response:
+            with _opener().open(request, timeout=self.timeout) as response:
                 response.read()
             return False, ''
         except urllib.error.HTTPError as e:

@@ -141,7 +141,8 @@ def _overall_metrics(blessing: Any) -> dict[str, dict]:
 
 
 def last_success(store: MetadataStore, pipeline: str) -> float | None:
-    """The end of the pipeline's latest COMPLETE run (Unix time), or None."""
-    ends = [max([ex.update_time for ex in run.executions] or [run.create_time])
-            for run in store.runs(pipeline) if run.state == 'COMPLETE']
-    return max(ends) if ends else None
+    """The end of the pipeline's latest COMPLETE run (the one started last; Unix time), or None."""
+    for run in store.runs_newest_first(pipeline):
+        if run.state == 'COMPLETE':
+            return max([ex.update_time for ex in run.executions] or [run.create_time])
+    return None

@@ -10,104 +10,240 @@ spans named after the node, with the attributes ``sluice.node``, ``sluice.run_id
 ``sluice.attempt``, ``sluice.state`` and ``sluice.cache_hit``.
 
 Spans are exported as they end: as JSON lines to ``<pipeline_root>/.sluice-logs/<run_id>.trace.jsonl``
-by default, or to the exporters named by OpenTelemetry's own ``OTEL_TRACES_EXPORTER`` (``otlp``,
-``console``, ``none``...; each configured by its standard variables), loaded by their entry points.
+by default, one span per line in the shape of OpenTelemetry's own JSON (``name``, ``context`` with
+``trace_id`` and ``span_id``, ``parent_id``, ``start_time``, ``end_time``, ``status``,
+``attributes``), written here without the SDK, whose import alone would cost a cached re-run
+more than the 1% that watching it may (bench/observe_overhead.py). The exporters named by
+OpenTelemetry's own ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``, ``none``...; each configured by
+its standard variables, loaded by their entry points) go through the SDK instead.
 ``OTEL_SDK_DISABLED=true`` turns tracing off.
 """
 from __future__ import annotations
 
 import contextlib
+import datetime
+import json
 import os
+import time
 from typing import Any, Iterator
 
 TRACE_PROPERTY = 'trace_context'
 EXPORTER_ENV = 'OTEL_TRACES_EXPORTER'
 
 
-def _exporters(path: str, files: list) -> list[Any]:
-    """The exporters to use; a file opened for them is added to ``files`` (closed at the end)."""
-    names = [n.strip() for n in os.environ.get(EXPORTER_ENV, '').split(',') if n.strip()]
-    if not names:
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+def _traceparent(trace_id: str, span_id: str) -> str:
+    """W3C trace context: version 00, ids in hex, sampled."""
+    return f'00-{trace_id}-{span_id}-01'
+
+
+def _parse(traceparent: str | None) -> tuple[str, str] | None:
+    """(trace id, span id) of a W3C ``traceparent``, None if it is not one."""
+    parts = (traceparent or '').strip().split('-')
+    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        int(parts[1], 16), int(parts[2], 16)
+    except ValueError:
+        return None
+    return (parts[1], parts[2]) if int(parts[1], 16) and int(parts[2], 16) else None
+
+
+def _disabled() -> bool:
+    return os.environ.get('OTEL_SDK_DISABLED', '').strip().lower() == 'true'  # OpenTelemetry's own off switch
+
+
+class _FileSpan:
+    """A span written as one JSON line to the run's trace file when it ends."""
+
+    def __init__(self, out: Any, resource: dict, name: str, trace_id: str, parent_id: str | None, attributes: dict,
+                 span_id: str | None = None):
+        self.out, self.resource, self.name = out, resource, name
+        self.trace_id, self.span_id, self.parent_id = trace_id, span_id or os.urandom(8).hex(), parent_id
+        self.attributes = dict(attributes)
+        self.status: dict = {'status_code': 'UNSET'}
+        self.start = time.time()
+
+    @property
+    def traceparent(self) -> str:
+        return _traceparent(self.trace_id, self.span_id)
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+    def fail(self, description: str) -> None:
+        self.status = {'status_code': 'ERROR', 'description': description}
+
+    def end(self) -> None:
+        if self.out is None:  # OTEL_TRACES_EXPORTER=none
+            return
+        stamp = lambda t: datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')  # noqa: E731
+        self.out.write(json.dumps({
+            'name': self.name, 'context': {'trace_id': f'0x{self.trace_id}', 'span_id': f'0x{self.span_id}'},
+            'kind': 'SpanKind.INTERNAL', 'parent_id': f'0x{self.parent_id}' if self.parent_id else None,
+            'start_time': stamp(self.start), 'end_time': stamp(time.time()), 'status': self.status,
+            'attributes': self.attributes, 'resource': {'attributes': self.resource}}) + '\n')
+
+
+class _FileTracer:
+    """The default: spans appended to the run's trace file, each as it ends (a kill loses nothing ended)."""
+
+    def __init__(self, path: str, resource: dict):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        out = open(path, 'a', buffering=1)  # one line per span, appended by every process of the run
-        files.append(out)
-        return [ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + '\n')]
-    from importlib.metadata import entry_points
-    found = []
-    for name in names:
-        if name == 'none':
-            continue
-        points = entry_points(group='opentelemetry_traces_exporter', name=name)
-        if not points:
-            raise ValueError(f'{EXPORTER_ENV}={name!r}: no OpenTelemetry span exporter of that name is installed '
-                             '(install its package, e.g. opentelemetry-exporter-otlp for "otlp")')
-        found.append(next(iter(points)).load()())
-    return found
+        self.out = open(path, 'a', buffering=1)  # one line per span, appended by every process of the run
+        self.resource = resource
+
+    def start(self, name: str, parent: str | None, attributes: dict, own: str | None = None) -> _FileSpan:
+        if own:  # the span whose context was stored with the run when it was registered
+            trace_id, span_id = _parse(own)
+            return _FileSpan(self.out, self.resource, name, trace_id, None, attributes, span_id)
+        return _FileSpan(self.out, self.resource, name, *(_parse(parent) or (os.urandom(16).hex(), None)), attributes)
+
+    def shutdown(self) -> None:
+        self.out.close()
+
+
+class _SdkSpan:
+    def __init__(self, span: Any):
+        self.span = span
+
+    @property
+    def traceparent(self) -> str:
+        context = self.span.get_span_context()
+        return _traceparent(f'{context.trace_id:032x}', f'{context.span_id:016x}')
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.span.set_attribute(key, value)
+
+    def fail(self, description: str) -> None:
+        from opentelemetry.trace import Status, StatusCode
+        self.span.set_status(Status(StatusCode.ERROR, description))
+
+    def end(self) -> None:
+        self.span.end()
+
+
+class _SdkTracer:
+    """Spans handed to the OpenTelemetry SDK's exporters named in ``OTEL_TRACES_EXPORTER``, in
+    batches from a thread, so an unreachable collector never holds up a node."""
+
+    def __init__(self, names: list[str], resource: dict):
+        from importlib.metadata import entry_points
+
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+        class Ids(RandomIdGenerator):  # the ids of the span stored with the run, for that span
+            own: tuple[str, str] | None = None
+
+            def generate_span_id(self) -> int:
+                return int(self.own[1], 16) if self.own else super().generate_span_id()
+
+            def generate_trace_id(self) -> int:
+                return int(self.own[0], 16) if self.own else super().generate_trace_id()
+
+        self.ids = Ids()
+        self.provider = TracerProvider(resource=Resource.create(resource), id_generator=self.ids)
+        for name in names:
+            points = entry_points(group='opentelemetry_traces_exporter', name=name)
+            if not points:
+                raise ValueError(f'{EXPORTER_ENV}={name!r}: no OpenTelemetry span exporter of that name is '
+                                 'installed (install its package, e.g. opentelemetry-exporter-otlp for "otlp")')
+            self.provider.add_span_processor(BatchSpanProcessor(next(iter(points)).load()()))
+        self.tracer = self.provider.get_tracer('sluice')
+
+    def start(self, name: str, parent: str | None, attributes: dict, own: str | None = None) -> _SdkSpan:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+        context = TraceContextTextMapPropagator().extract({'traceparent': parent}) if parent else None
+        self.ids.own = _parse(own) if own else None
+        try:
+            return _SdkSpan(self.tracer.start_span(name, context=context, attributes=attributes))
+        finally:
+            self.ids.own = None
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+
+class _NoTracer:
+    """``OTEL_TRACES_EXPORTER=none``: spans go nowhere, the run's trace context is still kept."""
+
+    def start(self, name: str, parent: str | None, attributes: dict, own: str | None = None) -> Any:
+        return _FileTracer.start(self, name, parent, attributes, own)  # type: ignore[arg-type]
+
+    out, resource = None, {}  # what _FileTracer.start reads: no file
+
+    def shutdown(self) -> None:
+        pass
 
 
 class RunTrace:
     """The spans this process adds to one run's trace."""
 
     def __init__(self, store: Any, run_id: str, pipeline_root: str, pipeline: str):
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
-
         self.store, self.run_id = store, run_id
-        self.provider = TracerProvider(resource=Resource.create({'service.name': 'sluice',
-                                                                 'sluice.pipeline': pipeline}))
-        self.files: list = []
-        for exporter in _exporters(os.path.join(pipeline_root, '.sluice-logs', f'{run_id}.trace.jsonl'), self.files):
-            # The file: each span written as it ends (a kill loses nothing ended). A collector: in batches
-            # from a thread, so an unreachable one never holds up a node.
-            file_exporter = isinstance(exporter, ConsoleSpanExporter) and self.files
-            self.provider.add_span_processor(SimpleSpanProcessor(exporter) if file_exporter
-                                             else BatchSpanProcessor(exporter))
-        self.tracer = self.provider.get_tracer('sluice')
+        resource = {'service.name': 'sluice', 'sluice.pipeline': pipeline}
+        names = [n.strip() for n in os.environ.get(EXPORTER_ENV, '').split(',') if n.strip()]
+        if not names:
+            self.tracer: Any = _FileTracer(os.path.join(pipeline_root, '.sluice-logs', f'{run_id}.trace.jsonl'),
+                                           resource)
+        elif set(names) == {'none'}:
+            self.tracer = _NoTracer()
+        else:
+            self.tracer = _SdkTracer([n for n in names if n != 'none'], resource)
         self.span: Any = None
-        self.context: Any = None
+        self.parent: str | None = None  # the traceparent node spans are children of
+
+    @staticmethod
+    def new_context() -> dict[str, str]:
+        """The run property to register a new run with: the context of the span its first process will
+        open (``begin(..., registered=True)``), stored in the run's one registering write."""
+        if _disabled():
+            return {}
+        return {TRACE_PROPERTY: _traceparent(os.urandom(16).hex(), os.urandom(8).hex())}
 
     @classmethod
-    def begin(cls, store: Any, run_id: str, pipeline_root: str, pipeline: str, name: str | None) -> RunTrace | None:
-        """Opens the span of ``name`` (this process's part of the run): a new trace stored with the run
-        when the run has none yet, else a child of the stored context; ``name=None``: no span of this
-        process, node spans are children of the stored context (a Beam worker). None when tracing is
-        unavailable (a trace is never a reason to fail a run)."""
-        if os.environ.get('OTEL_SDK_DISABLED', '').strip().lower() == 'true':  # OpenTelemetry's own off switch
+    def begin(cls, store: Any, run_id: str, pipeline_root: str, pipeline: str, name: str | None,
+              registered: bool = False) -> RunTrace | None:
+        """Opens the span of ``name`` (this process's part of the run): the span whose context the run
+        was registered with when this process registered it (``registered``), a new trace stored with
+        the run when the run has none, else a child of the stored context; ``name=None``: no span of
+        this process, node spans are children of the stored context (a Beam worker). None when tracing
+        is unavailable (a trace is never a reason to fail a run)."""
+        if _disabled():
             return None
         try:
             trace = cls(store, run_id, pipeline_root, pipeline)
-            trace._open(name)
+            trace._open(name, registered)
             return trace
         except Exception as e:  # noqa: BLE001 - no exporter, a store hiccup: run untraced
             import logging
             logging.getLogger('sluice.observe').warning('Run %s is not traced: %s', run_id, e)
             return None
 
-    def _open(self, name: str | None) -> None:
-        from opentelemetry import trace
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-        propagator = TraceContextTextMapPropagator()
-        stored = str(self.store.run(self.run_id).properties.get(TRACE_PROPERTY) or '')
-        parent = propagator.extract({'traceparent': stored}) if stored else None
+    def _open(self, name: str | None, registered: bool) -> None:
+        stored = str(self.store.run_properties(self.run_id).get(TRACE_PROPERTY) or '')
+        parent = stored if _parse(stored) else None
         if name is None and parent is not None:
-            self.context = parent
+            self.parent = parent
             return
-        self.span = self.tracer.start_span(name or 'sluice run', context=parent,
-                                           attributes={'sluice.run_id': self.run_id})
-        self.context = trace.set_span_in_context(self.span)
-        if not stored:
-            carrier: dict[str, str] = {}
-            propagator.inject(carrier, context=self.context)
-            self.store.update_run(self.run_id, {TRACE_PROPERTY: carrier['traceparent']})
+        attributes = {'sluice.run_id': self.run_id}
+        if registered and parent is not None:
+            self.span = self.tracer.start(name or 'sluice run', None, attributes, own=parent)
+            self.parent = parent
+            return
+        self.span = self.tracer.start(name or 'sluice run', parent, attributes)
+        self.parent = self.span.traceparent
+        if parent is None:
+            self.store.update_run(self.run_id, {TRACE_PROPERTY: self.parent})
 
     @contextlib.contextmanager
     def node(self, node_id: str, attempt: int) -> Iterator[dict]:
         """A span for one attempt of a node; put ``state`` (and ``cache_hit``) in the dict it yields."""
         facts: dict = {}
-        span = self.tracer.start_span(node_id, context=self.context, attributes={
+        span = self.tracer.start(node_id, self.parent, {
             'sluice.node': node_id, 'sluice.run_id': self.run_id, 'sluice.attempt': attempt})
         try:
             yield facts
@@ -116,8 +252,7 @@ class RunTrace:
             span.set_attribute('sluice.state', state)
             span.set_attribute('sluice.cache_hit', state == 'CACHED')
             if state in ('FAILED', 'CANCELED'):
-                from opentelemetry.trace import Status, StatusCode
-                span.set_status(Status(StatusCode.ERROR, str(facts.get('error', ''))[:500]))
+                span.fail(str(facts.get('error', ''))[:500])
             span.end()
 
     def end(self, state: str) -> None:
@@ -125,6 +260,4 @@ class RunTrace:
             self.span.set_attribute('sluice.state', state)
             self.span.end()
             self.span = None
-        self.provider.shutdown()
-        for f in self.files:
-            f.close()
+        self.tracer.shutdown()

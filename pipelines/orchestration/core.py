@@ -88,7 +88,7 @@ class Session:
         for line in partial.describe(steps):
             progress.say(line)
         return cls(pipeline, store, info.run_id, lease, progress, steps, started=started).traced(
-            f'sluice run {pipeline.name}')
+            f'sluice run {pipeline.name}', registered=True)
 
     @classmethod
     def for_node(cls, pipeline: Pipeline, store: MetadataStore, run_id: str, node_id: str,
@@ -171,9 +171,11 @@ class Session:
         return cls(pipeline, store, run_id, Lease.attach(store, lease_name), Progress(enabled=False), steps).traced(
             None)
 
-    def traced(self, name: str | None) -> Session:
-        """Opens this process's span of the run, ``name`` (see sluice.observe.trace)."""
-        self.trace = RunTrace.begin(self.store, self.run_id, self.pipeline.pipeline_root, self.pipeline.name, name)
+    def traced(self, name: str | None, registered: bool = False) -> Session:
+        """Opens this process's span of the run, ``name`` (see sluice.observe.trace); ``registered``:
+        this process registered the run (with the span's context, ``RunTrace.new_context``)."""
+        self.trace = RunTrace.begin(self.store, self.run_id, self.pipeline.pipeline_root, self.pipeline.name, name,
+                                    registered)
         return self
 
     @property

@@ -142,6 +142,7 @@ class Progress:
 
 def start_run(pipeline: Pipeline, store: MetadataStore, run_id: str | None, runner: str) -> PipelineInfo:
     """Register a new run (pipeline and pipeline_run contexts) and return what launches need."""
+    from sluice.observe.trace import RunTrace
     from sluice.orchestration.resume import definition_properties
     from sluice.dsl.pipeline import PipelineError
 
@@ -156,6 +157,7 @@ def start_run(pipeline: Pipeline, store: MetadataStore, run_id: str | None, runn
         'pipeline_root': pipeline.pipeline_root,
         'runner': runner,
         **definition_properties(pipeline),
+        **RunTrace.new_context(),  # this process's span of the run (Session.traced), in the same write
     })
     return PipelineInfo(name=pipeline.name, root=pipeline.pipeline_root, run_id=run_id,
                         beam_pipeline_args=tuple(pipeline.beam_pipeline_args))

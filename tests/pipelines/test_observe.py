@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -230,3 +231,53 @@ scrape_configs:
                           'the SluiceRunFailed alert to fire')
         assert firing[0]['labels']['pipeline'] == 'flaky'
         assert result.run_id in firing[0]['annotations']['description']
+
+
+def test_spans_go_to_an_opentelemetry_exporter_when_one_is_named_and_nowhere_with_none(tmp_path):
+    """The default trace file is written without OpenTelemetry's SDK (it is not even imported); an
+    exporter named in OTEL_TRACES_EXPORTER gets the same spans through the SDK, in the run's stored
+    trace; ``none`` writes no trace and the run still keeps its trace context."""
+    script = tmp_path / 'traced.py'
+    script.write_text(f'''
+import json, sys
+sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
+from sluice import LocalDagRunner, Pipeline
+from dummies import Source, Upper
+source = Source(input_base={str(tmp_path)!r} + '/input')
+pipeline = Pipeline('traced', {str(tmp_path)!r} + '/root-' + sys.argv[1], [source, Upper(text=source.outputs['text'])],
+                    metadata='sqlite:///' + {str(tmp_path)!r} + '/m-' + sys.argv[1] + '.db')
+result = LocalDagRunner(progress=False).run(pipeline)
+from sluice.metadata import MetadataStore
+print('RESULT', json.dumps([result.run_id, result.state, str(MetadataStore(pipeline.metadata).run(result.run_id)
+      .properties['trace_context']), 'opentelemetry.sdk.trace' in sys.modules]))
+''')
+    (tmp_path / 'input').mkdir()
+    (tmp_path / 'input' / 'a.txt').write_text('hello')
+
+    def run(side, exporter):
+        env = {**os.environ, 'OTEL_TRACES_EXPORTER': exporter} if exporter else \
+            {k: v for k, v in os.environ.items() if k != 'OTEL_TRACES_EXPORTER'}
+        proc = subprocess.run([sys.executable, str(script), side], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        line = next(x for x in proc.stdout.splitlines() if x.startswith('RESULT '))
+        run_id, state, context, sdk = json.loads(line[len('RESULT '):])
+        assert state == 'COMPLETE'
+        return proc.stdout.replace(line, ''), run_id, context.split('-')[1], sdk
+
+    _, run_id, trace_id, sdk = run('file', None)
+    assert not sdk
+    spans = [json.loads(x) for x in (tmp_path / 'root-file' / '.sluice-logs' / f'{run_id}.trace.jsonl').read_text().splitlines()]
+    assert [s['name'] for s in spans] == ['Source', 'Upper', 'sluice run traced']
+    assert {s['context']['trace_id'] for s in spans} == {f'0x{trace_id}'}
+
+    out, run_id, trace_id, sdk = run('console', 'console')
+    assert sdk
+    printed = json.loads('[' + out.strip().replace('}\n{', '},\n{') + ']')  # the SDK's console exporter
+    assert sorted(s['name'] for s in printed) == ['Source', 'Upper', 'sluice run traced']
+    assert {s['context']['trace_id'] for s in printed} == {f'0x{trace_id}'}
+    assert {s['attributes']['sluice.state'] for s in printed} == {'COMPLETE'}
+    assert not (tmp_path / 'root-console' / '.sluice-logs' / f'{run_id}.trace.jsonl').exists()
+
+    _, run_id, trace_id, sdk = run('none', 'none')
+    assert not sdk and int(trace_id, 16)
+    assert not (tmp_path / 'root-none' / '.sluice-logs' / f'{run_id}.trace.jsonl').exists()
