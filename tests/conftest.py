@@ -17,7 +17,7 @@ import shared_runs  # noqa: E402
 from sluice.metadata import MetadataStore  # noqa: E402
 
 # The test files that take longest (seconds of one full run, `--durations=0`, summed per file, with
-# the shared runs they make), in that order. With pytest-xdist (`make test`, TEST_WORKERS=3: --dist
+# the shared runs they make), in that order. With pytest-xdist (`make test`, TEST_WORKERS=2: --dist
 # loadfile, and --no-loadscope-reorder so that xdist keeps this order) each file runs whole in one
 # worker, taken in collection order: starting the long ones first lets the short ones fill the gaps at
 # the end. The first of them also make the session's shared runs (test_beam_runners.py taxi_cli,
