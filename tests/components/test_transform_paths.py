@@ -1,8 +1,8 @@
 """Transform on tf.Transform's Arrow record-batch path writes what the instance-dict path writes.
 
 For the penguin and the taxi examples, the Transform component (record batches, each split read
-once, tf.Examples encoded by tfx_bsl) runs in a pipeline (for taxi, the session's `sluice run` of the
-example, which other test files read too: conftest.py's taxi_cli); the test then computes the same
+once, tf.Examples encoded by tfx_bsl) runs in the session's `sluice run` of the example, which other
+test files read too (conftest.py's penguin_cli_run and taxi_cli); the test then computes the same
 transform itself with plain tf.Transform calls on the instance-dict path (AnalyzeDataset, TransformDataset
 without ``output_record_batches``, ``ExampleProtoCoder``) and compares the two, example by example
 and value by value. It also reads the output the way a TFX module file does
@@ -21,8 +21,6 @@ import sys
 import numpy as np
 import pytest
 
-from sluice.components import CsvExampleGen, ImportSchemaGen, Transform
-from sluice import LocalDagRunner, Pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(REPO, 'pipelines', 'examples')
@@ -124,36 +122,36 @@ def assert_same_examples(got: list[dict], want: list[dict], where: str) -> None:
                 assert got_values == values, f'{where}, example {i}, {name}: {got_values} vs {values}'
 
 
-def run_here(name, tmp_path_factory):
-    """The Transform component in a pipeline of its own (ExampleGen, ImportSchemaGen, Transform), run
-    here: its ExampleGen's and Transform's outputs and the messages logged (WARNING and up) meanwhile."""
-    root = tmp_path_factory.mktemp(f'{name}-record-batches')
-    gen = CsvExampleGen(input_base=os.path.join(EXAMPLES, name, 'data'))
-    schema = ImportSchemaGen(schema_file=os.path.join(EXAMPLES, name, 'schema', 'schema.pbtxt'))
-    transform = Transform(examples=gen.outputs['examples'], schema=schema.outputs['schema'],
-                          module_file=os.path.join(EXAMPLES, name, CASES[name][0]))
-    pipeline = Pipeline(f'transform-paths-{name}', str(root), [gen, schema, transform],
-                        metadata=f'sqlite:///{root}/m.db', beam_pipeline_args=['--direct_num_workers=1'])
-    result, messages = _logged_during(lambda: LocalDagRunner(progress=False).run(pipeline))
-    assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items() if n.error}
-    return result['CsvExampleGen'].outputs, result['Transform'].outputs, messages
-
-
-def read_taxi_cli(taxi_cli):
-    """The same components in the session's `sluice run` of the taxi example (conftest.py's taxi_cli:
-    the same ExampleGen, ImportSchemaGen and Transform, ``--direct_num_workers=1``): their outputs read
-    from its store, and the messages its run log holds (every library's, INFO and up)."""
+def read_cli_run(root, stdout, metadata):
+    """The ExampleGen and Transform of a session's `sluice run` of an example (its root, what it
+    printed, its store's URL): their outputs read from its store, and the messages its run log holds
+    (every library's, INFO and up)."""
     from sluice.metadata import MetadataStore
 
-    work, done = taxi_cli
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    run_id = re.search(r'^Run (\S+) COMPLETE', done.stdout, re.M).group(1)
-    root = work / 'runs' / 'taxi'
-    store = MetadataStore(f'sqlite:///{root}/metadata.db', create=False)
+    run_id = re.search(r'^Run (\S+) COMPLETE', stdout, re.M).group(1)
+    store = MetadataStore(metadata, create=False)
     outputs = {n: store.node_outputs(run_id, n) for n in ('CsvExampleGen', 'Transform')}
     messages = (root / '.sluice-logs' / f'{run_id}.log').read_text().splitlines()
     return ({key: artifact for key, [artifact] in outputs['CsvExampleGen'].items()},
             {key: artifact for key, [artifact] in outputs['Transform'].items()}, messages)
+
+
+def read_taxi_cli(taxi_cli):
+    """The same components in the session's `sluice run` of the taxi example (conftest.py's taxi_cli:
+    the same ExampleGen, ImportSchemaGen and Transform, ``--direct_num_workers=1``)."""
+    work, done = taxi_cli
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    root = work / 'runs' / 'taxi'
+    return read_cli_run(root, done.stdout, f'sqlite:///{root}/metadata.db')
+
+
+def read_penguin_cli(penguin_cli_run):
+    """The same components in the session's `sluice run` of the penguin example (conftest.py's
+    penguin_cli_run: its ExampleGen, ImportSchemaGen of the curated schema and Transform of the
+    example's module file, ``--direct_num_workers=1``)."""
+    where, done = penguin_cli_run
+    assert done['status'] == 0, done['stdout'][-3000:]
+    return read_cli_run(where / 'runs' / 'penguin', done['stdout'], done['metadata'])
 
 
 @pytest.fixture(scope='module', params=sorted(CASES))
@@ -164,7 +162,7 @@ def case(request, tmp_path_factory):
     if name == 'taxi':
         gen, transform, new_messages = read_taxi_cli(request.getfixturevalue('taxi_cli'))
     else:
-        gen, transform, new_messages = run_here(name, tmp_path_factory)
+        gen, transform, new_messages = read_penguin_cli(request.getfixturevalue('penguin_cli_run'))
     examples = gen['examples']
     ref_dir = str(tmp_path_factory.mktemp(f'{name}-instance-dicts'))
     ref_graph, ref_messages = _logged_during(lambda: instance_dict_path(

@@ -253,10 +253,10 @@ def create_pipeline():
 '''
 
 
-def run_node_on(host, path, node, *extra, env=None):
+def run_node_on(host, path, node, *extra, lease=15, env=None):
     return subprocess.run([sys.executable, '-m', 'sluice.ui.cli', 'run-node', str(path), '--run-id', 'r1', '--node', node,
                            '--no-retry', *extra], capture_output=True, text=True, cwd=os.path.dirname(path),
-                          env={**os.environ, 'SLUICE_HOSTNAME': host, 'SLUICE_LEASE_SECONDS': '15', **(env or {})})
+                          env={**os.environ, 'SLUICE_HOSTNAME': host, 'SLUICE_LEASE_SECONDS': str(lease), **(env or {})})
 
 
 @pytest.mark.parametrize('attempts', [True, False])
@@ -266,16 +266,18 @@ def test_a_node_killed_on_one_host_is_retried_on_another(tmp_path, text_dir, att
     the node over at once: the killed try is provably over. Without it (KFP), the retry watches the
     holder stay silent for one lease period, then takes over (before: refused with 'being driven by
     another process' until the orchestrator's retries ran out, since the 1 s and 2 s retry delays are
-    shorter than the lease)."""
+    shorter than the lease). With the try number the lease is long (15 s), longer than a process's
+    start-up, so that a retry that waited one out would show; without it, short (5 s): it is waited out."""
+    lease = 15 if attempts else 5
     url = f'sqlite:///{tmp_path}/m.db'
     path = tmp_path / 'retried.py'
     path.write_text(TWO_NODES.format(tests=TESTS, input=str(text_dir), root=str(tmp_path / 'root'), url=url))
-    assert run_node_on('worker-a', path, 'Source').returncode == 0
+    assert run_node_on('worker-a', path, 'Source', lease=lease).returncode == 0
     first = ('--attempt', '1') if attempts else ()
-    killed = run_node_on('worker-a', path, 'Upper', *first, env={'SLUICE_KILL_AT': 'Upper:executor:0'})
+    killed = run_node_on('worker-a', path, 'Upper', *first, lease=lease, env={'SLUICE_KILL_AT': 'Upper:executor:0'})
     assert killed.returncode == -9, killed.stdout + killed.stderr
     started = time.monotonic()
-    retry = run_node_on('worker-b', path, 'Upper', *(('--attempt', '2') if attempts else ()))
+    retry = run_node_on('worker-b', path, 'Upper', *(('--attempt', '2') if attempts else ()), lease=lease)
     took = time.monotonic() - started
     assert retry.returncode == 0, retry.stdout + retry.stderr
     store = MetadataStore(url)
@@ -283,9 +285,9 @@ def test_a_node_killed_on_one_host_is_retried_on_another(tmp_path, text_dir, att
     assert abandoned.state == 'FAILED' and abandoned.error.startswith('abandoned:') and done.state == 'COMPLETE'
     assert done.properties['host'] == 'worker-b'
     if attempts:
-        assert took < 15, took  # no lease period waited out (the process's own start-up is most of it)
+        assert took < lease, took  # no lease period waited out (the process's own start-up is most of it)
     else:
-        assert took >= 15, took
+        assert took >= lease, took
 
 
 # -- one holder per node, whichever way the run is driven -------------------------------------------
