@@ -23,6 +23,7 @@ class StoreBase(Connection):
         super().__init__(url, create)
         self._type_ids: dict[str, int] = {}
         self._type_names: dict[int, str] = {}
+        self._execution_type_names: dict[int, str] = {}  # an id's type never changes its name
         for cls in STANDARD_TYPES:
             self.artifact_type_id(cls)
         for name in (PIPELINE, PIPELINE_RUN, NODE, LEASE, SETTLEMENT):
@@ -115,7 +116,7 @@ class StoreBase(Connection):
         return found[0]
 
     def _records(self, protos: Sequence[pb.Execution], with_events: bool = True) -> list[ExecutionRecord]:
-        type_names: dict[int, str] = {}
+        type_names = self._execution_type_names
         records = []
         for p in protos:
             if p.type_id not in type_names:
