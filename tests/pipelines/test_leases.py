@@ -29,10 +29,16 @@ def sluice(args, cwd, **env_extra):
                           text=True, timeout=600)
 
 
-def popen_sluice(args, cwd, **env_extra):
+def popen_sluice(args, cwd, preexec_fn=None, **env_extra):
     env = {**os.environ, 'PYTHONPATH': REPO, **env_extra}
     return subprocess.Popen([sys.executable, '-m', 'sluice.ui.cli', *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
+
+
+def ignoring_sigint():
+    """What a parent that ignores and blocks SIGINT hands its children (a shell's background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
 def wait_for(predicate, timeout=120.0, what='condition'):
@@ -158,9 +164,10 @@ def test_resume_uses_the_stored_copy_when_the_pipeline_file_is_gone(tmp_path, te
     assert read_text(store.node_outputs(run_id, 'Slow')['result'][0]) == '!DLROW OLLEH'
 
 
-def test_ctrl_c_records_canceled_says_how_to_resume_and_resume_finishes(tmp_path, text_dir):
+@pytest.mark.parametrize('parent', ['default', 'ignores SIGINT'])
+def test_ctrl_c_records_canceled_says_how_to_resume_and_resume_finishes(tmp_path, text_dir, parent):
     pipe, url = slow_pipeline_file(tmp_path, text_dir, seconds=5)
-    proc = popen_sluice(['run', str(pipe)], tmp_path)
+    proc = popen_sluice(['run', str(pipe)], tmp_path, preexec_fn=ignoring_sigint if parent != 'default' else None)
     run_id = run_id_of(url)
     wait_for(running(url, run_id, 'Slow'), what='Slow to start')
     proc.send_signal(signal.SIGINT)

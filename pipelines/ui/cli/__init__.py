@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None and hasattr(signal, 'SIGPIPE'):  # `sluice runs | head`: end quietly, as Unix tools do
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if argv is None:
+        # Started by a parent that ignores or blocks SIGINT (a shell's background job, a test runner's
+        # worker), the process would inherit that, and Ctrl-C or `kill -INT` would not stop a run
+        # cleanly (recorded CANCELED, lease released, resumable): take SIGINT back.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     for flag in extra:  # --verbose / --quiet after the command, as in `sluice run FILE --quiet`
