@@ -48,6 +48,10 @@ def _parse(traceparent: str | None) -> tuple[str, str] | None:
     return (parts[1], parts[2]) if int(parts[1], 16) and int(parts[2], 16) else None
 
 
+def _iso(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+
+
 def _disabled() -> bool:
     return os.environ.get('OTEL_SDK_DISABLED', '').strip().lower() == 'true'  # OpenTelemetry's own off switch
 
@@ -76,20 +80,22 @@ class _FileSpan:
     def end(self) -> None:
         if self.out is None:  # OTEL_TRACES_EXPORTER=none
             return
-        stamp = lambda t: datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')  # noqa: E731
         self.out.write(json.dumps({
             'name': self.name, 'context': {'trace_id': f'0x{self.trace_id}', 'span_id': f'0x{self.span_id}'},
             'kind': 'SpanKind.INTERNAL', 'parent_id': f'0x{self.parent_id}' if self.parent_id else None,
-            'start_time': stamp(self.start), 'end_time': stamp(time.time()), 'status': self.status,
+            'start_time': _iso(self.start), 'end_time': _iso(time.time()), 'status': self.status,
             'attributes': self.attributes, 'resource': {'attributes': self.resource}}) + '\n')
 
 
 class _FileTracer:
-    """The default: spans appended to the run's trace file, each as it ends (a kill loses nothing ended)."""
+    """The default: spans appended to the run's trace file, each as it ends (a kill loses nothing ended).
+    No path (``OTEL_TRACES_EXPORTER=none``): spans go nowhere, the run's trace context is still kept."""
 
-    def __init__(self, path: str, resource: dict):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.out = open(path, 'a', buffering=1)  # one line per span, appended by every process of the run
+    def __init__(self, path: str | None, resource: dict):
+        self.out = None
+        if path is not None:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self.out = open(path, 'a', buffering=1)  # one line per span, appended by every process of the run
         self.resource = resource
 
     def start(self, name: str, parent: str | None, attributes: dict, own: str | None = None) -> _FileSpan:
@@ -99,7 +105,8 @@ class _FileTracer:
         return _FileSpan(self.out, self.resource, name, *(_parse(parent) or (os.urandom(16).hex(), None)), attributes)
 
     def shutdown(self) -> None:
-        self.out.close()
+        if self.out is not None:
+            self.out.close()
 
 
 class _SdkSpan:
@@ -167,18 +174,6 @@ class _SdkTracer:
         self.provider.shutdown()
 
 
-class _NoTracer:
-    """``OTEL_TRACES_EXPORTER=none``: spans go nowhere, the run's trace context is still kept."""
-
-    def start(self, name: str, parent: str | None, attributes: dict, own: str | None = None) -> Any:
-        return _FileTracer.start(self, name, parent, attributes, own)  # type: ignore[arg-type]
-
-    out, resource = None, {}  # what _FileTracer.start reads: no file
-
-    def shutdown(self) -> None:
-        pass
-
-
 class RunTrace:
     """The spans this process adds to one run's trace."""
 
@@ -190,7 +185,7 @@ class RunTrace:
             self.tracer: Any = _FileTracer(os.path.join(pipeline_root, '.sluice-logs', f'{run_id}.trace.jsonl'),
                                            resource)
         elif set(names) == {'none'}:
-            self.tracer = _NoTracer()
+            self.tracer = _FileTracer(None, resource)
         else:
             self.tracer = _SdkTracer([n for n in names if n != 'none'], resource)
         self.span: Any = None
