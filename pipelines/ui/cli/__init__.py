@@ -63,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # worker), the process would inherit that, and Ctrl-C or `kill -INT` would not stop a run
         # cleanly (recorded CANCELED, lease released, resumable): take SIGINT back.
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        if hasattr(signal, 'pthread_sigmask'):  # POSIX only
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     for flag in extra:  # --verbose / --quiet after the command, as in `sluice run FILE --quiet`
