@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Protocol
 
+from sluice import storage
 from sluice.components import fingerprint as fp
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.store import MetadataStore
@@ -152,19 +153,19 @@ class Driver:
     def output_artifacts(self, execution_id: int, key: str) -> dict[str, Artifact]:
         outputs: dict[str, Artifact] = {}
         for out_key, decl in type(self.component).OUTPUTS.items():
-            uri = os.path.join(self.pipeline.root, self.component.id, out_key, str(execution_id))
+            uri = storage.join(self.pipeline.root, self.component.id, out_key, str(execution_id))
             outputs[out_key] = decl.type(uri=uri, fingerprint=fp.output_fingerprint(key, out_key))
         return outputs
 
     @staticmethod
     def make_output_dirs(outputs: dict[str, Artifact]) -> None:
         for artifact in outputs.values():
-            if os.path.exists(artifact.uri) and os.listdir(artifact.uri):
+            if storage.listdir(artifact.uri):
                 raise InputError(
                     f'Output directory {artifact.uri} already exists and is not empty: this pipeline root '
                     'holds outputs recorded in another metadata store. Use a fresh pipeline_root, or the '
                     'metadata store that goes with this one.')
-            os.makedirs(artifact.uri, exist_ok=True)
+            storage.make_dirs(artifact.uri)
 
     def parameters(self) -> dict[str, Any]:
         return dict(self.component.parameters)

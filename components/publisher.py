@@ -8,12 +8,15 @@ be neither published nor failed again (``sluice.metadata.records.FencingError``)
 """
 from __future__ import annotations
 
-import shutil
+import logging
 from typing import Any
 
+from sluice import storage
 from sluice.components.driver import PipelineInfo
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.store import MetadataStore
+
+log = logging.getLogger(__name__)
 
 
 class Publisher:
@@ -40,4 +43,7 @@ class Publisher:
 def remove_outputs(outputs: dict[str, Artifact]) -> None:
     """Remove the (unpublished) output directories of an execution."""
     for artifact in outputs.values():
-        shutil.rmtree(artifact.uri, ignore_errors=True)
+        try:
+            storage.remove_tree(artifact.uri)
+        except storage.StorageError as e:  # what cannot be deleted now, resume or gc deletes later
+            log.warning('could not remove %s: %s', artifact.uri, e)

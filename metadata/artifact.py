@@ -97,8 +97,9 @@ class Artifact:
         return self.properties.get('fingerprint', '')
 
     def exists(self) -> bool:
-        """Whether the artifact's files are still on disk."""
-        return bool(self.uri) and os.path.exists(self.uri)
+        """Whether the artifact's files are still on disk (or in its object store)."""
+        from sluice import storage
+        return bool(self.uri) and storage.exists(self.uri)
 
     def __repr__(self) -> str:
         ident = f'#{self.id} ' if self.id is not None else ''
@@ -114,7 +115,8 @@ class _SplitsMixin:
         return json.loads(raw) if raw else []
 
     def split_uri(self, split: str) -> str:
-        return os.path.join(self.uri, f'Split-{split}')  # type: ignore[attr-defined]
+        from sluice import storage
+        return storage.join(self.uri, f'Split-{split}')  # type: ignore[attr-defined]
 
 
 class Examples(_SplitsMixin, Artifact):

@@ -134,6 +134,53 @@ def store_url(request, tmp_path):
 
 
 # -- runs of the example pipelines that several test files read (see tests/shared_runs.py) ----------
+class S3:
+    """An S3 server on loopback (moto's server mode) and the environment that points at it."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.env = {'AWS_ENDPOINT_URL': endpoint, 'AWS_ACCESS_KEY_ID': 'sluice-test-id',
+                    'AWS_SECRET_ACCESS_KEY': 'sluice-test-secret-9f3k', 'AWS_DEFAULT_REGION': 'us-east-1'}
+        self._count = 0
+
+    def client(self):
+        import boto3
+        return boto3.client('s3', endpoint_url=self.endpoint, aws_access_key_id=self.env['AWS_ACCESS_KEY_ID'],
+                            aws_secret_access_key=self.env['AWS_SECRET_ACCESS_KEY'], region_name='us-east-1')
+
+    def bucket(self, prefix: str = 'sluice') -> str:
+        """A new, empty bucket; its name."""
+        self._count += 1
+        name = f'{prefix}-{os.getpid()}-{self._count}'
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str, prefix: str = '') -> list[str]:
+        pages = self.client().get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(o['Key'] for page in pages for o in page.get('Contents', []))
+
+
+@pytest.fixture(scope='session')
+def s3_server():
+    """moto's S3 server on a free loopback port for the session."""
+    from moto.server import ThreadedMotoServer
+    server = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield S3(f'http://{host}:{port}')
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch, tmp_path):
+    """The session's S3 server, with this process's environment pointing at it (children inherit it)
+    and a fresh local cache (SLUICE_CACHE_DIR) for the copies of remote artifacts."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv('SLUICE_CACHE_DIR', str(tmp_path / 'sluice-cache'))
+    yield s3_server
+
+
 @pytest.fixture(scope='session')
 def taxi_cli(tmp_path_factory):
     """``sluice run`` of the taxi example from a fresh directory, made once in the session: (that

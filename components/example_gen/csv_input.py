@@ -10,6 +10,7 @@ import json
 import os
 from typing import Any, Iterable
 
+from sluice import storage
 from sluice.components.example_gen.base import (MAX_REPORTED_PROBLEMS, FileBasedExampleGen, record_selection,
                                                 split_of, write_splits)
 from sluice.components.example_gen.spans import DataError, select_files
@@ -18,7 +19,7 @@ from sluice.metadata.artifact import Examples
 
 
 def read_header(path: str) -> list[str]:
-    with open(path, 'rb') as f:
+    with storage.open_file(path, 'rb') as f:
         first = f.readline()
     if not first.strip():
         raise DataError(f'CsvExampleGen: {path} is empty (line 1 has no header); every CSV file needs a header '
@@ -138,7 +139,7 @@ def to_example(values: list[str], header: list[str], kinds: list[str | None]) ->
 
 def line_number(path: str, raw: bytes) -> int | None:
     """The 1-based line of ``path`` whose content is ``raw`` (only used to report a bad row)."""
-    with open(path, 'rb') as f:
+    with storage.open_file(path, 'rb') as f:
         for number, line in enumerate(f, start=1):
             if line.rstrip(b'\r\n') == raw.rstrip(b'\r\n'):
                 return number

@@ -5,11 +5,12 @@ raised for input that cannot be read as asked, naming what exists and how to fix
 """
 from __future__ import annotations
 
-import glob
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from sluice import storage
 
 
 class DataError(ValueError):
@@ -136,10 +137,8 @@ def available_spans(input_base: str, pattern: str) -> dict[int, dict[int | None,
     """span -> version (None without {VERSION}) -> files, for the files under input_base that match."""
     glob_pattern, regex = pattern_regex(pattern)
     found: dict[int, dict[int | None, list[str]]] = {}
-    for path in sorted(glob.glob(os.path.join(input_base, glob_pattern))):
-        if not os.path.isfile(path):
-            continue
-        m = regex.match(os.path.relpath(path, input_base).replace(os.sep, '/'))
+    for path in storage.glob_files(storage.join(input_base, glob_pattern)):
+        m = regex.match(_relative(path, input_base))
         if m is None:
             continue
         groups = m.groupdict()
@@ -149,15 +148,21 @@ def available_spans(input_base: str, pattern: str) -> dict[int, dict[int | None,
     return found
 
 
+def _relative(path: str, base: str) -> str:
+    if storage.is_remote(base):
+        return path[len(base.rstrip('/')) + 1:]
+    return os.path.relpath(path, base).replace(os.sep, '/')
+
+
 def select_files(input_base: str, pattern: str, span: Any, version: Any, component: str) -> Selection:
     """The files of the selected span (newest by default) at the selected version (newest by default),
     or of every span in a (lo, hi) range; DataError names input_base, the pattern and what exists."""
-    if not os.path.isdir(input_base):
-        hint = ' It is a file; pass the directory that holds it.' if os.path.isfile(input_base) else ''
+    if not storage.isdir(input_base):
+        hint = ' It is a file; pass the directory that holds it.' if storage.isfile(input_base) else ''
         raise DataError(f'{component}: input_base {input_base} does not exist or is not a directory.{hint} '
                         f'Pass the directory that holds the {pattern} files.')
     if not has_placeholders(pattern):
-        files = sorted(f for f in glob.glob(os.path.join(input_base, pattern)) if os.path.isfile(f))
+        files = storage.glob_files(storage.join(input_base, pattern))
         if not files:
             raise DataError(f'{component}: no {pattern} files in {input_base}; put the data there or pass '
                             'another input_base.')

@@ -6,6 +6,7 @@ import hashlib
 import os
 from typing import Iterable
 
+from sluice import storage
 from sluice.components.fingerprint.key import sha256
 
 
@@ -14,9 +15,16 @@ def output_fingerprint(key: str, output_key: str) -> str:
 
 
 def files_fingerprint(paths: Iterable[str], root: str | None = None) -> str:
-    """A fingerprint of file contents, byte for byte (and their names relative to ``root``)."""
+    """A fingerprint of file contents, byte for byte (and their names relative to ``root``). Objects
+    in an object store are not read: their ETag (a digest of the content the store computed on upload)
+    and size stand for their bytes."""
     h = hashlib.sha256()
     for path in sorted(paths):
+        if storage.is_remote(path):
+            name = path[len(root.rstrip('/')) + 1:] if root and path.startswith(root) else storage.name(path)
+            st = storage.stat(path)
+            h.update(f'{name}\0etag:{st["version"]}:{st["size"]}\0'.encode())
+            continue
         name = os.path.relpath(path, root) if root else os.path.basename(path)
         h.update(name.encode() + b'\0')
         with open(path, 'rb') as f:

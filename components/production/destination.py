@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sluice import storage
+
 PUSH_RECORD = 'sluice_push.json'
 HISTORY_FILE = '.sluice-history.jsonl'
 SERVING_DIR = 'Format-Serving'
@@ -103,8 +105,9 @@ def pushed_files(model_uri: str) -> list[tuple[str, str]]:
 
 
 def model_fingerprint(model_uri: str) -> str:
-    """The content fingerprint a Model's files will have once pushed (see ``pushed_files``)."""
-    return _fingerprint(pushed_files(model_uri))
+    """The content fingerprint a Model's files will have once pushed (see ``pushed_files``); a Model
+    in an object store is read from its local copy."""
+    return _fingerprint(pushed_files(storage.local_copy(model_uri)))
 
 
 def holds_model(version: Version, model_uri: str) -> bool:
@@ -113,7 +116,7 @@ def holds_model(version: Version, model_uri: str) -> bool:
     if not version.fingerprint:
         return False
     if os.path.isdir(os.path.join(version.path, SERVING_DIR)):
-        return version.fingerprint == content_fingerprint(model_uri, PUSHED_PARTS)
+        return version.fingerprint == content_fingerprint(storage.local_copy(model_uri), PUSHED_PARTS)
     return version.fingerprint == model_fingerprint(model_uri)
 
 

@@ -13,6 +13,7 @@ import re
 import sys
 from typing import Any, Callable, Sequence
 
+from sluice import storage
 from sluice.components.component import Component
 from sluice.components.module_file import forget_local_modules, pickle_by_value
 from sluice.metadata.artifact import PushedModel
@@ -29,7 +30,10 @@ class Pipeline:
     """A named DAG of components with a root directory, a metadata store, Beam options and caching.
 
     ``metadata`` is a store URL (``sqlite:///...``, ``postgresql://...``, ``mysql://...``,
-    ``:memory:``); by default a SQLite file ``<pipeline_root>/metadata.db``.
+    ``:memory:``); by default a SQLite file ``<pipeline_root>/metadata.db``. ``pipeline_root`` may be
+    an object store URL (``s3://bucket/prefix``, ``gs://...``): artifacts then live there, and the
+    default store is a SQLite file in its local stand-in, ``~/.cache/sluice/s3/bucket/prefix/``
+    (``sluice.storage.local_dir``); give a ``postgresql://`` store to share runs between machines.
     """
 
     def __init__(self, name: str, pipeline_root: str, components: Sequence[Component],
@@ -45,8 +49,12 @@ class Pipeline:
             raise PipelineError(f'Pipeline {name!r}: beam_pipeline_args is a list of strings, '
                                 f"e.g. ['--direct_num_workers=2']; got the string {beam_pipeline_args!r}.")
         self.name = name
-        self.pipeline_root = os.path.abspath(os.path.expanduser(pipeline_root))
-        self.metadata = metadata if metadata is not None else f'sqlite:///{self.pipeline_root}/metadata.db'
+        try:
+            self.pipeline_root = storage.normalize(pipeline_root)
+        except storage.StorageError as e:
+            raise PipelineError(f'Pipeline {name!r}: pipeline_root {e}') from None
+        self.metadata = metadata if metadata is not None else \
+            f'sqlite:///{os.path.join(storage.local_dir(self.pipeline_root), "metadata.db")}'
         self.enable_cache = bool(enable_cache)
         self.beam_pipeline_args = [str(a) for a in beam_pipeline_args]
         from sluice.components.retry import Retry

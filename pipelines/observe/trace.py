@@ -27,6 +27,8 @@ import os
 import time
 from typing import Any, Iterator
 
+from sluice import storage
+
 TRACE_PROPERTY = 'trace_context'
 EXPORTER_ENV = 'OTEL_TRACES_EXPORTER'
 
@@ -182,7 +184,7 @@ class RunTrace:
         resource = {'service.name': 'sluice', 'sluice.pipeline': pipeline}
         names = [n.strip() for n in os.environ.get(EXPORTER_ENV, '').split(',') if n.strip()]
         if not names:
-            self.tracer: Any = _FileTracer(os.path.join(pipeline_root, '.sluice-logs', f'{run_id}.trace.jsonl'),
+            self.tracer: Any = _FileTracer(os.path.join(storage.local_dir(pipeline_root), '.sluice-logs', f'{run_id}.trace.jsonl'),
                                            resource)
         elif set(names) == {'none'}:
             self.tracer = _FileTracer(None, resource)

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from sluice import storage
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.records import DONE_STATES, RunSummary
 from sluice.metadata.store import MetadataStore
@@ -58,6 +58,8 @@ class Plan:
 
 
 def size_of(path: str) -> int:
+    if storage.is_remote(path):
+        return storage.size(path)
     if os.path.isfile(path):
         return os.path.getsize(path)
     total = 0
@@ -72,6 +74,9 @@ def size_of(path: str) -> int:
 
 def _inside(path: str, root: str, itself: bool = False) -> bool:
     """Is ``path`` under ``root`` (or ``root`` itself, with ``itself``), symbolic links resolved?"""
+    if storage.is_remote(path) or storage.is_remote(root):
+        path, root = path.rstrip('/'), root.rstrip('/')
+        return bool(root) and (path + '/').startswith(root + '/') and (itself or path != root)
     path, root = os.path.realpath(path), os.path.realpath(root)
     return bool(root) and os.path.commonpath([path, root]) == root and (itself or path != root)
 
@@ -85,7 +90,8 @@ def plan(store: MetadataStore, keep_runs: int = 5, older_than_days: float | None
         raise ValueError(f'--keep-runs {keep_runs}: keep at least the newest run (its outputs are what the cache '
                          'reuses); give 1 or more.')
     now = time.time() if now is None else now
-    result = Plan(roots=[os.path.realpath(r) for r in (roots if roots is not None else [os.getcwd()])],
+    result = Plan(roots=[r if storage.is_remote(r) else os.path.realpath(r)
+                         for r in (roots if roots is not None else [os.getcwd()])],
                   newest_execution=store.newest_execution_id())  # before anything is read
     by_pipeline: dict[str, list[RunSummary]] = {}
     for run in store.runs():
@@ -174,10 +180,7 @@ def collect(store: MetadataStore, gc_plan: Plan) -> None:
             artifact.state = 'LIVE'
         gc_plan.delete = [d for d in gc_plan.delete if d[0].id not in taken]
     for artifact, _, _ in gc_plan.delete:
-        if os.path.isdir(artifact.uri):
-            shutil.rmtree(artifact.uri, ignore_errors=True)
-        elif os.path.exists(artifact.uri):
-            os.remove(artifact.uri)
+        storage.remove_tree(artifact.uri)
 
 
 def describe(gc_plan: Plan, dry_run: bool) -> list[str]:

@@ -27,7 +27,8 @@ from sluice.components.publisher import Publisher, remove_outputs
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.records import FencingError
 from sluice.metadata.store import MetadataStore
-from sluice.orchestration import isolated
+from sluice import storage
+from sluice.orchestration import isolated, staging
 from sluice.orchestration.lease import LeaseLost
 from sluice.components.retry import retryable
 
@@ -37,8 +38,9 @@ KILL_ENV = 'SLUICE_KILL_AT'
 def fault_point(node_id: str, phase: str) -> None:
     """Fault injection for crash tests: ``SLUICE_KILL_AT=<node_id>:<phase>[:<seconds>]`` SIGKILLs this
     process at that point of that node's launch. Phases: ``start`` (execution registered, executor
-    not started), ``executor`` (while the executor runs, after <seconds>, default 0.5), ``publish``
-    (executor done, before the publish), ``published`` (just after it)."""
+    not started), ``executor`` (while the executor runs, after <seconds>, default 0.5), ``upload``
+    (an object-store root: the first output uploaded, the others not), ``publish`` (executor done,
+    outputs uploaded, before the publish), ``published`` (just after it)."""
     spec = os.environ.get(KILL_ENV)
     if not spec:
         return
@@ -81,8 +83,9 @@ TMP_DIR = '.sluice-tmp'
 
 def execution_tmp_dir(root: str, node_id: str, execution_id: int) -> str:
     """Scratch space of one execution (Beam and tf.Transform temp files, a Trainer's working_dir),
-    under the pipeline root; removed when the execution ends, and by resume for abandoned ones."""
-    return os.path.join(root, TMP_DIR, f'{node_id}-{execution_id}')
+    under the pipeline root (under its local stand-in when the root is an object store:
+    ``sluice.storage.local_dir``); removed when the execution ends, and by resume for abandoned ones."""
+    return os.path.join(storage.local_dir(root), TMP_DIR, f'{node_id}-{execution_id}')
 
 
 WITHDRAWN = 'its outputs were being deleted by sluice gc when this cache hit was recorded; the node ran instead'
@@ -225,13 +228,15 @@ class _Launch:
 
     def _run_executor(self) -> None:
         component, pipeline = self.component, self.pipeline
-        if getattr(component, 'timeout_seconds', None):
-            isolated.run(type(component).executor, {**self.inputs, **self.outputs, **self.driver.parameters()},
-                         pipeline.beam_pipeline_args, self.tmp_dir, component.id, component.timeout_seconds)
-        else:
-            executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args,
-                                                tmp_dir=self.tmp_dir, node_id=component.id)
-            executor.run(**self.inputs, **self.outputs, **self.driver.parameters())
+        with staging.staged(self.inputs, self.outputs, self.tmp_dir,
+                            lambda: fault_point(component.id, 'upload')) as (inputs, outputs):
+            if getattr(component, 'timeout_seconds', None):
+                isolated.run(type(component).executor, {**inputs, **outputs, **self.driver.parameters()},
+                             pipeline.beam_pipeline_args, self.tmp_dir, component.id, component.timeout_seconds)
+            else:
+                executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args,
+                                                    tmp_dir=self.tmp_dir, node_id=component.id)
+                executor.run(**inputs, **outputs, **self.driver.parameters())
 
     def _failed(self, e: BaseException) -> NodeResult:
         """The executor (or the publish) raised: the execution FAILED with the error recorded."""

@@ -25,6 +25,7 @@ from sluice.metadata.records import (DONE_STATES, ExecutionRecord, FencingError,
                                      latest_per_node)
 from sluice.metadata.store import MetadataStore
 from sluice.orchestration.explain import Explainer, recorded_parts
+from sluice import storage
 from sluice.orchestration.launcher import execution_tmp_dir
 from sluice.orchestration.lease import holder_gone, lease_seconds, process_gone
 from sluice.dsl.pipeline import Pipeline, PipelineError, load_pipeline
@@ -199,7 +200,7 @@ def mark_abandoned(store: MetadataStore, pipeline: Pipeline, record: ExecutionRe
         return False
     node = pipeline.node(record.node_id)
     for key in type(node).OUTPUTS:
-        shutil.rmtree(os.path.join(pipeline.pipeline_root, node.id, key, str(record.id)), ignore_errors=True)
+        storage.remove_tree(storage.join(pipeline.pipeline_root, node.id, key, str(record.id)))
     shutil.rmtree(execution_tmp_dir(pipeline.pipeline_root, node.id, record.id), ignore_errors=True)
     return True
 

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from sluice import storage
 from sluice.components.driver import PipelineInfo
 from sluice.metadata.store import MetadataStore
 from sluice.orchestration.launcher import NodeResult
@@ -147,7 +148,8 @@ def start_run(pipeline: Pipeline, store: MetadataStore, run_id: str | None, runn
     from sluice.dsl.pipeline import PipelineError
 
     try:
-        os.makedirs(pipeline.pipeline_root, exist_ok=True)
+        storage.make_dirs(pipeline.pipeline_root)
+        storage.listdir(pipeline.pipeline_root)  # an object store: reachable, with credentials that work
     except OSError as e:
         raise PipelineError(f'Cannot create the pipeline root {pipeline.pipeline_root}: {e.strerror}. Choose a '
                             'writable directory as pipeline_root.') from None

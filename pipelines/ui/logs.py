@@ -31,6 +31,8 @@ import tempfile
 import traceback
 from typing import Any, TextIO
 
+from sluice import storage
+
 QUIET, NORMAL, VERBOSE = -1, 0, 1
 LOG_DIR = '.sluice-logs'
 FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
@@ -41,7 +43,7 @@ _active: RunLog | None = None
 
 def log_path(pipeline_root: str, run_id: str) -> str:
     """Where the log of a run is kept."""
-    return os.path.join(os.path.abspath(pipeline_root), LOG_DIR, f'{run_id}.log')
+    return os.path.join(storage.local_dir(storage.normalize(pipeline_root)), LOG_DIR, f'{run_id}.log')
 
 
 def active() -> RunLog | None:

@@ -23,10 +23,12 @@ CURATED_SCHEMA = os.path.join(HERE, 'schema', 'schema.pbtxt')
 def create_pipeline(root: str = 'runs/penguin', data: str = DATA, module_file: str = MODULE,
                     schema_file: str | None = CURATED_SCHEMA, train_steps: int = 100,
                     min_accuracy: float = 0.6, metadata: str | None = None,
-                    beam_pipeline_args: list[str] | None = None, infra_validation: bool = False) -> Pipeline:
+                    beam_pipeline_args: list[str] | None = None, infra_validation: bool = False,
+                    push_destination: str | None = None) -> Pipeline:
     """``schema_file=None`` infers the schema with SchemaGen instead of using the curated one;
     ``infra_validation=True`` adds an InfraValidator (the model must load and answer in ``sluice serve``
-    before it is pushed)."""
+    before it is pushed). ``root``, ``data`` and ``push_destination`` (default ``<root>/serving``) may
+    be object store URLs (``s3://bucket/prefix``)."""
     gen = CsvExampleGen(input_base=data, split_ratios={'train': 2, 'eval': 1})
     stats = StatisticsGen(examples=gen.outputs['examples'])
     if schema_file:
@@ -50,7 +52,7 @@ def create_pipeline(root: str = 'runs/penguin', data: str = DATA, module_file: s
     infra = InfraValidator(model=trainer.outputs['model']) if infra_validation else None
     pusher = Pusher(model=trainer.outputs['model'], blessing=validator.outputs['blessing'],
                     infra_blessing=infra.outputs['blessing'] if infra else None,
-                    push_destination=os.path.join(root, 'serving'))
+                    push_destination=push_destination or f"{root.rstrip('/')}/serving")
     # Nothing is trained on data that failed validation: Transform waits for ExampleValidator.
     transform.add_upstream_node(check)
     return Pipeline(name='penguin', pipeline_root=root,

@@ -7,6 +7,7 @@ import argparse
 import os
 from typing import Any, Callable
 
+from sluice import storage
 from sluice.metadata.records import MetadataStoreError
 from sluice.metadata.store import MetadataStore
 from sluice.ui.cli.common import CliError, open_store, table, with_store
@@ -216,7 +217,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if model.state != 'LIVE' or not model.exists():
         raise CliError(f'{model!r} is not a published model with its files on disk ({model.state}, {model.uri}).')
     if stands_for_version(model):  # a destination version: promote it only as the artifact knew it
-        now = content_fingerprint(model.uri)
+        now = content_fingerprint(storage.local_copy(model.uri))
         if now != model.get('content_fingerprint'):
             raise CliError(f"promote refused: {model!r} stands for version {model.get('version')} at "
                            f"{model.get('destination')} as it was ({short(model.get('content_fingerprint'))}), but "

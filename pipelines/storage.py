@@ -1,0 +1,324 @@
+"""Where Sluice keeps files: a local path, or an object store URL (``s3://bucket/key``,
+``gs://bucket/key``), behind one set of functions keyed on the URL's scheme.
+
+Local paths keep the operating system's calls (locks, renames, mtimes). Object stores go through
+fsspec (s3fs, gcsfs), which reads the endpoint and credentials the way every AWS and Google tool
+does: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``,
+``AWS_DEFAULT_REGION``; ``GOOGLE_APPLICATION_CREDENTIALS``, ``STORAGE_EMULATOR_HOST``. Sluice never
+reads a key itself, so none can reach a message, a log or the metadata store. Errors from the store
+come back as ``StorageError`` naming the URL, what failed and which variable to set.
+
+    >>> join('s3://models/penguin', 'Trainer', 'model', '7')
+    's3://models/penguin/Trainer/model/7'
+"""
+from __future__ import annotations
+
+import functools
+import glob as _glob
+import os
+import posixpath
+import shutil
+from typing import Any, Iterator
+
+PACKAGES = {'s3': 's3fs', 'gs': 'gcsfs', 'gcs': 'gcsfs'}
+COMPLETE_MARK = '.sluice-complete'  # written last, beside a local copy of a remote tree
+EMPTY_MARK = '.sluice-empty'  # the one object of an artifact that holds no files
+
+
+class StorageError(RuntimeError):
+    """An object store refused or could not be reached; the message names the URL and the fix.
+    A retry cannot help until the setting is fixed."""
+    retryable = False
+
+
+def scheme(uri: str) -> str:
+    head, sep, _ = uri.partition('://')
+    return head.lower() if sep else ''
+
+
+def is_remote(uri: str) -> bool:
+    """True for an object store URL Sluice knows (s3://, gs://)."""
+    return scheme(uri) in PACKAGES
+
+
+def normalize(uri: str) -> str:
+    """An absolute local path, or the URL unchanged (without a trailing slash)."""
+    if is_remote(uri):
+        return uri.rstrip('/')
+    if scheme(uri) not in ('', 'file'):
+        raise StorageError(f'{uri}: the {scheme(uri)}:// scheme is not supported; use a local path, s3:// '
+                           'or gs://.')
+    return os.path.abspath(os.path.expanduser(uri.removeprefix('file://')))
+
+
+def join(base: str, *parts: str) -> str:
+    return posixpath.join(base, *parts) if is_remote(base) else os.path.join(base, *parts)
+
+
+def name(uri: str) -> str:
+    """The last part of a path or URL."""
+    return posixpath.basename(uri.rstrip('/')) if is_remote(uri) else os.path.basename(uri.rstrip(os.sep))
+
+
+# The environment variables that change which store a URL reaches, or as whom: a file system object
+# is made again when one changes (a test, or a notebook that sets them after a first call).
+SETTINGS = ('AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3', 'AWS_ACCESS_KEY_ID', 'AWS_PROFILE', 'AWS_DEFAULT_REGION',
+            'GOOGLE_APPLICATION_CREDENTIALS', 'STORAGE_EMULATOR_HOST')
+
+
+@functools.lru_cache(maxsize=8)
+def _filesystem(kind: str, settings: tuple) -> Any:
+    try:
+        import fsspec
+        return fsspec.filesystem(kind, skip_instance_cache=True)
+    except ImportError as e:
+        raise StorageError(f'{kind}:// URLs need the {PACKAGES[kind]} package ({e}); install it with '
+                           f'`pip install {PACKAGES[kind]}`.') from None
+
+
+def filesystem(uri: str) -> Any:
+    """The fsspec file system for an object store URL."""
+    return _filesystem('gs' if scheme(uri) == 'gcs' else scheme(uri), tuple(os.environ.get(k) for k in SETTINGS))
+
+
+def _path(uri: str) -> str:
+    return uri.split('://', 1)[1]
+
+
+def _remote(uri: str) -> str:
+    return f'{scheme(uri)}://' if is_remote(uri) else ''
+
+
+# -- errors ------------------------------------------------------------------------------------
+def explain(error: BaseException, uri: str, doing: str) -> StorageError:
+    """A StorageError naming the URL, what was being done and the setting to check."""
+    kind = scheme(uri)
+    names = [type(e).__name__ for e in _chain(error)]
+    text = str(error).split('\n')[0][:300]
+    if kind == 's3':
+        endpoint = os.environ.get('AWS_ENDPOINT_URL_S3') or os.environ.get('AWS_ENDPOINT_URL') or 'AWS'
+        if 'NoCredentialsError' in names or 'PartialCredentialsError' in names:
+            fix = ('no credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) '
+                   'in the environment')
+        elif any(n in names for n in ('EndpointConnectionError', 'ConnectTimeoutError', 'ClientConnectorError',
+                                      'ConnectionRefusedError', 'ServerDisconnectedError')):
+            fix = (f'the endpoint {endpoint} cannot be reached: check AWS_ENDPOINT_URL (an S3-compatible '
+                   'server) or unset it for AWS itself')
+        elif isinstance(error, PermissionError) or 'AccessDenied' in text or 'InvalidAccessKeyId' in text \
+                or 'SignatureDoesNotMatch' in text:
+            fix = (f'{endpoint} refused the credentials ({text}): check AWS_ACCESS_KEY_ID, '
+                   'AWS_SECRET_ACCESS_KEY and the bucket policy')
+        elif 'NoSuchBucket' in text or 'NoSuchBucket' in names or isinstance(error, FileNotFoundError):
+            fix = f'it does not exist at {endpoint} ({text}): create the bucket, or fix the URL or AWS_ENDPOINT_URL'
+        else:
+            fix = f'{type(error).__name__}: {text}'
+    elif kind in ('gs', 'gcs'):
+        fix = (f'{type(error).__name__}: {text}; check GOOGLE_APPLICATION_CREDENTIALS, or STORAGE_EMULATOR_HOST '
+               'for an emulator')
+    else:
+        fix = f'{type(error).__name__}: {text}'
+    return StorageError(f'Cannot {doing} {uri}: {fix}.')
+
+
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
+    seen = 0
+    while error is not None and seen < 10:
+        yield error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+
+
+def _guarded(doing: str):
+    """Turn an object store's errors into StorageError (local errors pass through unchanged)."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(uri: str, *args: Any, **kwargs: Any) -> Any:
+            if not is_remote(uri):
+                return fn(uri, *args, **kwargs)
+            try:
+                return fn(uri, *args, **kwargs)
+            except StorageError:
+                raise
+            except (OSError, RuntimeError, ValueError) as e:
+                if isinstance(e, FileNotFoundError) and doing in ('read', 'open', 'stat'):
+                    raise
+                raise explain(e, uri, doing) from None
+            except Exception as e:  # botocore / aiohttp errors that are not OSErrors
+                if type(e).__module__.split('.')[0] in ('botocore', 'aiobotocore', 'aiohttp', 'google'):
+                    raise explain(e, uri, doing) from None
+                raise
+        return call
+    return wrap
+
+
+# -- reading and writing -----------------------------------------------------------------------
+@_guarded('check')
+def exists(uri: str) -> bool:
+    return filesystem(uri).exists(_path(uri)) if is_remote(uri) else os.path.exists(uri)
+
+
+@_guarded('check')
+def isdir(uri: str) -> bool:
+    return filesystem(uri).isdir(_path(uri)) if is_remote(uri) else os.path.isdir(uri)
+
+
+@_guarded('check')
+def isfile(uri: str) -> bool:
+    return filesystem(uri).isfile(_path(uri)) if is_remote(uri) else os.path.isfile(uri)
+
+
+@_guarded('list')
+def listdir(uri: str) -> list[str]:
+    """Names directly under ``uri`` (empty when it does not exist)."""
+    if not is_remote(uri):
+        return sorted(os.listdir(uri)) if os.path.isdir(uri) else []
+    fs = filesystem(uri)
+    try:
+        entries = fs.ls(_path(uri), detail=False, refresh=True)
+    except FileNotFoundError:
+        return []
+    return sorted(posixpath.basename(e.rstrip('/')) for e in entries)
+
+
+@_guarded('list')
+def glob_files(pattern: str) -> list[str]:
+    """The files matching a glob, as full paths or URLs, sorted (one listing on an object store)."""
+    if not is_remote(pattern):
+        return sorted(p for p in _glob.glob(pattern) if os.path.isfile(p))
+    fs = filesystem(pattern)
+    fs.invalidate_cache()
+    found = fs.glob(_path(pattern), detail=True)
+    return sorted(_remote(pattern) + p for p, info in found.items() if info.get('type') == 'file')
+
+
+@_guarded('read')
+def read_bytes(uri: str) -> bytes:
+    if is_remote(uri):
+        return filesystem(uri).cat_file(_path(uri))
+    with open(uri, 'rb') as f:
+        return f.read()
+
+
+@_guarded('write')
+def write_bytes(uri: str, data: bytes) -> None:
+    if is_remote(uri):
+        filesystem(uri).pipe_file(_path(uri), data)
+        return
+    os.makedirs(os.path.dirname(uri) or '.', exist_ok=True)
+    with open(uri, 'wb') as f:
+        f.write(data)
+
+
+@_guarded('open')
+def open_file(uri: str, mode: str = 'rb') -> Any:
+    """A file object for reading (or writing, for a whole new object)."""
+    return filesystem(uri).open(_path(uri), mode) if is_remote(uri) else open(uri, mode)
+
+
+@_guarded('stat')
+def stat(uri: str) -> dict[str, Any]:
+    """``size`` and a ``version`` that changes whenever the content may have: an object's ETag on
+    an object store, mtime and inode on a local disk."""
+    if is_remote(uri):
+        info = filesystem(uri).info(_path(uri), refresh=True)
+        tag = info.get('ETag') or info.get('etag') or info.get('md5Hash') or info.get('generation') or ''
+        return {'size': int(info.get('size') or 0), 'version': str(tag).strip('"')}
+    st = os.stat(uri)
+    return {'size': st.st_size, 'version': f'{st.st_mtime_ns}:{st.st_ino}'}
+
+
+@_guarded('measure')
+def size(uri: str) -> int:
+    """Bytes under a prefix (an object store URL)."""
+    return int(filesystem(uri).du(_path(uri), total=True))
+
+
+@_guarded('delete')
+def remove_tree(uri: str) -> None:
+    """Delete a directory (every object under a prefix) or a file; nothing if absent."""
+    if not is_remote(uri):
+        if os.path.isdir(uri):
+            shutil.rmtree(uri, ignore_errors=True)
+        elif os.path.lexists(uri):
+            os.remove(uri)
+        return
+    fs = filesystem(uri)
+    try:
+        fs.rm(_path(uri), recursive=True)
+    except FileNotFoundError:
+        pass
+    fs.invalidate_cache()
+
+
+def make_dirs(uri: str) -> None:
+    """A local directory; nothing on an object store, where prefixes need no creating."""
+    if not is_remote(uri):
+        os.makedirs(uri, exist_ok=True)
+
+
+# -- whole trees between a local disk and a store ----------------------------------------------
+@_guarded('upload to')
+def upload_tree(uri: str, local_dir: str) -> int:
+    """Copy every file under ``local_dir`` to the same relative keys under ``uri``; the number of
+    files copied."""
+    fs, count = filesystem(uri), 0
+    if not any(files for _, _, files in os.walk(local_dir)):  # an artifact with no files still exists
+        fs.pipe_file(posixpath.join(_path(uri), EMPTY_MARK), b'')
+    for dirpath, _, filenames in os.walk(local_dir):
+        for file_name in filenames:
+            source = os.path.join(dirpath, file_name)
+            relative = os.path.relpath(source, local_dir).replace(os.sep, '/')
+            fs.put_file(source, posixpath.join(_path(uri), relative))
+            count += 1
+    fs.invalidate_cache()
+    return count
+
+
+@_guarded('download')
+def download_tree(uri: str, local_dir: str) -> int:
+    """Copy every object under the prefix ``uri`` (or the one object) into ``local_dir``."""
+    fs, top, count = filesystem(uri), _path(uri).rstrip('/'), 0
+    fs.invalidate_cache()
+    os.makedirs(local_dir, exist_ok=True)
+    if fs.isfile(top):
+        fs.get_file(top, os.path.join(local_dir, posixpath.basename(top)))
+        return 1
+    for key in fs.find(top):
+        relative = key[len(top):].lstrip('/')
+        target = os.path.join(local_dir, *relative.split('/'))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fs.get_file(key, target)
+        count += 1
+    return count
+
+
+def local_cache_root() -> str:
+    """Where local copies of remote artifacts and the scratch space of remote pipeline roots live:
+    ``SLUICE_CACHE_DIR``, else ``~/.cache/sluice``."""
+    return os.path.abspath(os.path.expanduser(os.environ.get('SLUICE_CACHE_DIR') or '~/.cache/sluice'))
+
+
+def local_mirror(uri: str) -> str:
+    """The local directory that stands for a remote URL: ``<cache>/<scheme>/<bucket>/<key>``."""
+    return os.path.join(local_cache_root(), scheme(uri), *_path(uri).strip('/').split('/'))
+
+
+def local_dir(root: str) -> str:
+    """Where a pipeline root's local files go (logs, traces, scratch space): the root itself, or its
+    local mirror when it is an object store."""
+    return local_mirror(root) if is_remote(root) else root
+
+
+def local_copy(uri: str) -> str:
+    """A local directory holding the files under ``uri``: the path itself when local, else a copy
+    kept under ``local_cache_root()`` (artifacts never change once published, so a complete copy is
+    reused; an incomplete one, from a download that was cut off, is made again)."""
+    if not is_remote(uri):
+        return uri
+    target = local_mirror(uri)
+    if os.path.exists(target + COMPLETE_MARK):
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    download_tree(uri, target)
+    with open(target + COMPLETE_MARK, 'w') as f:
+        f.write(uri)
+    return target
