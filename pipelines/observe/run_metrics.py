@@ -13,6 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from sluice import storage
 from sluice.metadata.records import ExecutionRecord, latest_per_node
 from sluice.metadata.store import MetadataStore
 
@@ -93,7 +94,7 @@ def _artifact(g: _Gauges, pipeline: str, node_id: str, artifact: Any) -> None:
                 if isinstance(value, (int, float)):
                     g.set('sluice_model_metric', 'Overall evaluation metrics of the candidate and the baseline.',
                           value, pipeline=pipeline, model=model, metric=name)
-    elif kind == 'ExampleAnomalies' and os.path.isfile(os.path.join(artifact.uri, 'drift.json')):
+    elif kind == 'ExampleAnomalies' and os.path.isfile(os.path.join(storage.local_copy(artifact.uri), 'drift.json')):
         _drift(g, pipeline, artifact)  # a ServedDrift node: its figures as sluice drift publishes them
     elif kind == 'InfraBlessing':
         g.set('sluice_model_infra_blessed', 'Whether the candidate loaded and answered in sluice serve (1).',
@@ -108,7 +109,7 @@ def _artifact(g: _Gauges, pipeline: str, node_id: str, artifact: Any) -> None:
 
 
 def _drift(g: _Gauges, pipeline: str, artifact: Any) -> None:
-    with open(os.path.join(artifact.uri, 'drift.json')) as f:
+    with open(os.path.join(storage.local_copy(artifact.uri), 'drift.json')) as f:
         report = json.load(f)
     labels = {'pipeline': pipeline, 'version': str(report.get('version'))}
     g.set('sluice_drift_served_rows', 'Served rows in the request logs compared with the training data.',
@@ -126,6 +127,8 @@ def _drift(g: _Gauges, pipeline: str, artifact: Any) -> None:
 
 
 def _bytes(path: str) -> int:
+    if storage.is_remote(path):
+        return storage.size(path)
     total = 0
     for dirpath, _, names in os.walk(path):
         total += sum(os.path.getsize(os.path.join(dirpath, n)) for n in names)
@@ -133,7 +136,7 @@ def _bytes(path: str) -> int:
 
 
 def _overall_metrics(blessing: Any) -> dict[str, dict]:
-    path = os.path.join(blessing.uri, 'reasons.json')
+    path = os.path.join(storage.local_copy(blessing.uri), 'reasons.json')
     if not os.path.isfile(path):
         return {}
     with open(path) as f:

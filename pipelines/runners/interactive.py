@@ -17,6 +17,7 @@ import tempfile
 import time
 from typing import Any, Sequence
 
+from sluice import storage
 from sluice.components.component import Channel, Component
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.store import MetadataStore
@@ -35,8 +36,8 @@ class InteractiveContext:
     def __init__(self, pipeline_root: str | None = None, metadata: str | None = None,
                  pipeline_name: str = 'interactive', beam_pipeline_args: Sequence[str] = ('--direct_num_workers=1',),
                  enable_cache: bool = True) -> None:
-        self.pipeline_root = os.path.abspath(pipeline_root or tempfile.mkdtemp(prefix='sluice-interactive-'))
-        self.metadata = metadata or f'sqlite:///{self.pipeline_root}/metadata.db'
+        self.pipeline_root = storage.normalize(pipeline_root or tempfile.mkdtemp(prefix='sluice-interactive-'))
+        self.metadata = metadata or f'sqlite:///{os.path.join(storage.local_dir(self.pipeline_root), "metadata.db")}'
         self.pipeline_name = pipeline_name
         self.enable_cache = enable_cache
         self.store = MetadataStore(self.metadata)

@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 
+from sluice import storage
 from sluice.components.production.destination import pushed_directory
 from sluice.dsl.pipeline import load_pipeline
 from sluice.ops.gc import DEFAULT_ABANDONED_DAYS
@@ -108,7 +109,7 @@ def outcome_lines(result: object) -> list[str]:
         for artifact in node.outputs.values():
             kind = artifact.type_name()
             if kind == 'ModelBlessing':
-                path = os.path.join(artifact.uri, 'reasons.json')
+                path = os.path.join(storage.local_copy(artifact.uri), 'reasons.json')
                 reasons = {}
                 if os.path.isfile(path):
                     with open(path) as f:

@@ -9,6 +9,7 @@ import json
 import os
 from typing import Any, Sequence
 
+from sluice import storage
 from sluice.metadata.artifact import Artifact
 from sluice.ui.visuals.page import (LEGEND, RED, SPLIT_COLORS, View, artifact_heading, esc, figure_html,
                                     split_names, table)
@@ -23,7 +24,7 @@ def anomalous_features(related: Sequence[Artifact], flagged: dict[str, str] | No
         if artifact.type_name() != 'ExampleAnomalies':
             continue
         for split in split_names(artifact):
-            path = os.path.join(artifact.uri, f'Split-{split}', 'SchemaDiff.pb')
+            path = os.path.join(storage.local_copy(artifact.uri), f'Split-{split}', 'SchemaDiff.pb')
             if not os.path.isfile(path):
                 continue
             with open(path, 'rb') as f:
@@ -39,7 +40,7 @@ def anomalous_features(related: Sequence[Artifact], flagged: dict[str, str] | No
 
 def load_statistics(artifact: Artifact, split: str) -> Any:
     from tensorflow_metadata.proto.v0 import statistics_pb2
-    with open(os.path.join(artifact.uri, f'Split-{split}', 'FeatureStats.pb'), 'rb') as f:
+    with open(os.path.join(storage.local_copy(artifact.uri), f'Split-{split}', 'FeatureStats.pb'), 'rb') as f:
         return statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
 
 
@@ -222,7 +223,7 @@ def schema_view(artifact: Artifact) -> View:
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     head_html, head_text = artifact_heading(artifact)
-    with open(os.path.join(artifact.uri, 'schema.pbtxt')) as f:
+    with open(os.path.join(storage.local_copy(artifact.uri), 'schema.pbtxt')) as f:
         schema = text_format.Parse(f.read(), schema_pb2.Schema())
     domains = {d.name: d for d in schema.string_domain}
     rows = []
@@ -250,7 +251,7 @@ def anomalies_view(artifact: Artifact) -> View:
     head_html, head_text = artifact_heading(artifact)
     rows = []
     for split in split_names(artifact):
-        with open(os.path.join(artifact.uri, f'Split-{split}', 'SchemaDiff.pb'), 'rb') as f:
+        with open(os.path.join(storage.local_copy(artifact.uri), f'Split-{split}', 'SchemaDiff.pb'), 'rb') as f:
             anomalies = anomalies_pb2.Anomalies.FromString(f.read())
         for feature, info in sorted(anomalies.anomaly_info.items()):
             rows.append([split, feature, info.short_description, info.description])

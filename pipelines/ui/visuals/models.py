@@ -10,6 +10,7 @@ import json
 import os
 from typing import Sequence
 
+from sluice import storage
 from sluice.components.production.destination import push_destination, pushed_directory
 from sluice.metadata.artifact import Artifact
 from sluice.ui.visuals.page import GREY, LEGEND, RED, View, artifact_heading, esc, figure_html, table
@@ -18,7 +19,7 @@ from sluice.ui.visuals.page import GREY, LEGEND, RED, View, artifact_heading, es
 def blessing_of(evaluation: Artifact, related: Sequence[Artifact]) -> Artifact | None:
     """The ModelBlessing among ``related`` that judged the same candidate model as this evaluation."""
     try:
-        with open(os.path.join(evaluation.uri, 'metrics.json')) as f:
+        with open(os.path.join(storage.local_copy(evaluation.uri), 'metrics.json')) as f:
             candidate = json.load(f).get('candidate_model_id')
     except (OSError, ValueError):
         return None
@@ -32,7 +33,7 @@ def evaluation_view(artifact: Artifact, blessing: Artifact | None = None) -> Vie
     """Metrics per slice, candidate vs baseline; with the ModelBlessing of the same candidate, its
     bounds drawn and its failing checks marked."""
     head_html, head_text = artifact_heading(artifact)
-    with open(os.path.join(artifact.uri, 'metrics.json')) as f:
+    with open(os.path.join(storage.local_copy(artifact.uri), 'metrics.json')) as f:
         summary = json.load(f)
     rows = []
     for slice_name, models in summary['slices'].items():
@@ -50,7 +51,7 @@ def evaluation_view(artifact: Artifact, blessing: Artifact | None = None) -> Vie
 def _checks(blessing: Artifact | None) -> list[dict]:
     if blessing is None:
         return []
-    path = os.path.join(blessing.uri, 'reasons.json')
+    path = os.path.join(storage.local_copy(blessing.uri), 'reasons.json')
     if not os.path.isfile(path):
         return []
     with open(path) as f:
@@ -116,7 +117,7 @@ def _baseline_words(version: str | None, destination: str | None, none: str) -> 
 
 def blessing_view(artifact: Artifact) -> View:
     head_html, head_text = artifact_heading(artifact)
-    path = os.path.join(artifact.uri, 'reasons.json')
+    path = os.path.join(storage.local_copy(artifact.uri), 'reasons.json')
     reasons = {}
     if os.path.isfile(path):
         with open(path) as f:

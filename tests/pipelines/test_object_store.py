@@ -1,0 +1,225 @@
+"""A pipeline root and input files on S3 (moto's server on loopback), as a user runs it: ``sluice run``
+of a pipeline file whose root and data are s3:// URLs, then a cached re-run, a changed input object,
+a kill in the middle of an upload and a resume, gc, and the errors of a wrong endpoint and of missing
+credentials. Every figure asserted on comes from the store or from the bucket's listing."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sluice.metadata import MetadataStore
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.path.join(REPO, 'pipelines', 'examples', 'penguin', 'data', 'penguins.csv')
+PIPELINE = '''
+import os
+from sluice.examples.penguin import penguin_pipeline as penguin
+
+
+def create_pipeline():
+    return penguin.create_pipeline(root=os.environ['ROOT'], data=os.environ['DATA'],
+                                   push_destination=os.environ['DEST'],
+                                   train_steps=int(os.environ.get('STEPS', '10')))
+'''
+
+
+class S3Penguin:
+    """The penguin pipeline with its root and data in one bucket, and a store on the local disk."""
+
+    def __init__(self, s3, work):
+        self.s3, self.work = s3, work
+        self.bucket = s3.bucket('penguin')
+        self.root = f's3://{self.bucket}/runs/penguin'
+        self.data_key = 'incoming/penguins.csv'
+        s3.client().upload_file(DATA, self.bucket, self.data_key)
+        self.file = work / 'pipeline.py'
+        self.file.write_text(PIPELINE)
+        self.url = f"sqlite:///{work / 'metadata.db'}"
+        self.env = {**os.environ, **s3.env, 'PYTHONPATH': REPO, 'ROOT': self.root,
+                    'DATA': f's3://{self.bucket}/incoming', 'DEST': str(work / 'serving'),
+                    'SLUICE_CACHE_DIR': str(work / 'cache'), 'AWS_EC2_METADATA_DISABLED': 'true'}
+
+    def sluice(self, *args, kill_at=None, **env):
+        environment = {**self.env, **env, **({'SLUICE_KILL_AT': kill_at} if kill_at else {})}
+        environment = {k: v for k, v in environment.items() if v is not None}
+        return subprocess.run([sys.executable, '-m', 'sluice.ui.cli', *args], cwd=self.work, env=environment,
+                              capture_output=True, text=True, timeout=600)
+
+    def run(self, *args, **env):
+        return self.sluice('run', str(self.file), '--metadata', self.url, *args, **env)
+
+    def store(self):
+        return MetadataStore(self.url)
+
+    def states(self, run_id):
+        return {r.node_id: r.state for r in self.store().executions(run_id)}
+
+    def newest_run(self):
+        return max(self.store().runs('penguin'), key=lambda r: (r.create_time, r.run_id)).run_id
+
+
+@pytest.fixture(scope='module')
+def penguin_s3(s3_server, tmp_path_factory):
+    logging.getLogger('werkzeug').setLevel(logging.WARNING)  # moto's server logs every request
+    work = tmp_path_factory.mktemp('s3-penguin')
+    pipeline = S3Penguin(s3_server, work)
+    first = pipeline.run()
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return pipeline, first
+
+
+def test_every_node_runs_on_an_s3_root_and_a_rerun_is_all_cached(penguin_s3):
+    pipeline, first = penguin_s3
+    store = pipeline.store()
+    [run] = store.runs('penguin')
+    assert set(pipeline.states(run.run_id).values()) == {'COMPLETE'}, pipeline.states(run.run_id)
+    keys = pipeline.s3.keys(pipeline.bucket, 'runs/penguin/')
+    for execution in store.executions(run.run_id):
+        for key, artifacts in store.node_outputs(run.run_id, execution.node_id).items():
+            for artifact in artifacts:
+                assert artifact.uri.startswith(pipeline.root + '/'), artifact.uri
+                prefix = artifact.uri[len(f's3://{pipeline.bucket}/'):] + '/'
+                assert [k for k in keys if k.startswith(prefix)], f'{execution.node_id}.{key}: no object under {artifact.uri}'
+    model = store.node_outputs(run.run_id, 'Trainer')['model'][0]
+    assert f"{model.uri[len(f's3://{pipeline.bucket}/'):]}/Format-Serving/saved_model.pb" in keys
+    assert f"{model.uri[len(f's3://{pipeline.bucket}/'):]}/Format-ONNX/model.onnx" in keys
+    examples = store.node_outputs(run.run_id, 'CsvExampleGen')['examples'][0]
+    assert examples.get('input_base') == f's3://{pipeline.bucket}/incoming'
+    assert 'Pusher: pushed to' in first.stdout
+
+    again = pipeline.run()
+    assert again.returncode == 0, again.stdout[-3000:]
+    rerun = pipeline.newest_run()
+    assert rerun != run.run_id
+    assert set(pipeline.states(rerun).values()) == {'CACHED'}, pipeline.states(rerun)
+
+    # No credential reaches the output, the run's log or the store.
+    secret = pipeline.s3.env['AWS_SECRET_ACCESS_KEY']
+    logs = list((pipeline.work / 'cache').rglob('*.log'))
+    assert logs, 'the run log of an s3:// root is kept in its local stand-in'
+    for text in (first.stdout, first.stderr, again.stdout, *(p.read_text() for p in logs)):
+        assert secret not in text and pipeline.s3.env['AWS_ACCESS_KEY_ID'] not in text
+    db = (pipeline.work / 'metadata.db').read_bytes()
+    assert secret.encode() not in db and pipeline.s3.env['AWS_ACCESS_KEY_ID'].encode() not in db
+
+
+def test_an_input_object_is_fingerprinted_by_its_content(penguin_s3):
+    pipeline, _ = penguin_s3
+    client = pipeline.s3.client()
+    with open(DATA, 'rb') as f:
+        original = f.read()
+    client.put_object(Bucket=pipeline.bucket, Key=pipeline.data_key, Body=original)  # the same bytes again
+    same = pipeline.run('--only', 'CsvExampleGen')
+    assert same.returncode == 0, same.stdout[-3000:]
+    assert pipeline.states(pipeline.newest_run()) == {'CsvExampleGen': 'CACHED'}
+    try:
+        client.put_object(Bucket=pipeline.bucket, Key=pipeline.data_key, Body=original.rstrip(b'\n').rsplit(b'\n', 1)[0])
+        changed = pipeline.run('--only', 'CsvExampleGen')
+        assert changed.returncode == 0, changed.stdout[-3000:]
+        run_id = pipeline.newest_run()
+        assert pipeline.states(run_id) == {'CsvExampleGen': 'COMPLETE'}
+        examples = pipeline.store().node_outputs(run_id, 'CsvExampleGen')['examples'][0]
+        assert sum(json.loads(examples.get('row_counts')).values()) == 333  # one row fewer than the 334 penguins
+    finally:
+        client.put_object(Bucket=pipeline.bucket, Key=pipeline.data_key, Body=original)
+
+
+def test_a_run_killed_mid_upload_publishes_nothing_and_resumes(penguin_s3):
+    pipeline, _ = penguin_s3
+    killed = pipeline.run(kill_at='Trainer:upload', STEPS='11')
+    assert killed.returncode == -9, killed.stdout[-3000:] + killed.stderr[-3000:]
+    run_id = pipeline.newest_run()
+    store = pipeline.store()
+    [trainer] = [r for r in store.executions(run_id) if r.node_id == 'Trainer']
+    assert trainer.state == 'RUNNING'
+    partial = pipeline.s3.keys(pipeline.bucket, f'runs/penguin/Trainer/model/{trainer.id}/')
+    assert partial, 'the kill came after the first output was uploaded'
+    assert not store.node_outputs(run_id, 'Trainer'), 'nothing of the killed Trainer is published'
+
+    resumed = pipeline.sluice('resume', run_id, '--metadata', pipeline.url, STEPS='11')
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    records = store.executions(run_id)
+    assert [r.properties.get('error_type') for r in records if r.id == trainer.id] == ['Abandoned']
+    assert not pipeline.s3.keys(pipeline.bucket, f'runs/penguin/Trainer/model/{trainer.id}/'), \
+        'the abandoned upload is deleted'
+    model = store.node_outputs(run_id, 'Trainer')['model'][0]
+    assert model.uri != f'{pipeline.root}/Trainer/model/{trainer.id}'
+    assert pipeline.s3.keys(pipeline.bucket, model.uri[len(f's3://{pipeline.bucket}/'):] + '/Format-Serving/')
+    assert store.run(run_id).state == 'COMPLETE'
+
+
+def test_gc_deletes_the_objects_of_old_runs_and_keeps_what_is_live(penguin_s3):
+    pipeline, _ = penguin_s3
+    collected = pipeline.sluice('gc', '--keep-runs', '1', '--root', pipeline.root, '--metadata', pipeline.url)
+    assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-3000:]
+    store = pipeline.store()
+    artifacts = store.mlmd.get_artifacts()
+    deleted = [a for a in artifacts if a.state == 4 and a.uri.startswith('s3://')]  # DELETED
+    assert deleted, collected.stdout
+    assert f'Deleted {len(deleted)} artifacts' in collected.stdout
+    keys = pipeline.s3.keys(pipeline.bucket, 'runs/penguin/')
+    for artifact in artifacts:
+        prefix = artifact.uri[len(f's3://{pipeline.bucket}/'):] + '/'
+        if not artifact.uri.startswith('s3://'):
+            continue
+        if artifact.state == 4:
+            assert not [k for k in keys if k.startswith(prefix)], artifact.uri
+        elif artifact.state == 2:  # LIVE
+            assert [k for k in keys if k.startswith(prefix)], artifact.uri
+
+
+def test_a_wrong_endpoint_or_no_credentials_fail_clearly_and_are_not_retried(penguin_s3, tmp_path):
+    pipeline, _ = penguin_s3
+    local_root = str(tmp_path / 'runs' / 'penguin')  # the store and root reachable, the input on S3 not
+    with socket_closed() as port:
+        start = time.monotonic()
+        wrong = pipeline.run('--only', 'CsvExampleGen', AWS_ENDPOINT_URL=f'http://127.0.0.1:{port}', ROOT=local_root)
+        took = time.monotonic() - start
+        assert wrong.returncode == 1, wrong.stdout[-3000:] + wrong.stderr[-3000:]
+        [record] = pipeline.store().executions(pipeline.newest_run())
+        assert record.state == 'FAILED' and record.properties.get('attempt') == 1
+        message = (f'Cannot list s3://{pipeline.bucket}/incoming: the endpoint http://127.0.0.1:{port} cannot be '
+                   'reached: check AWS_ENDPOINT_URL')
+        assert message in record.error
+        assert message in wrong.stdout
+        assert 'Traceback' not in wrong.stdout + wrong.stderr
+        assert took < 120, f'{took:.0f}s to give up on an unreachable endpoint'
+
+        # The root itself unreachable: the run cannot start, and says why.
+        runs_before = len(pipeline.store().runs('penguin'))
+        no_root = pipeline.run(AWS_ENDPOINT_URL=f'http://127.0.0.1:{port}')
+        assert no_root.returncode == 1
+        assert f'Cannot list {pipeline.root}: the endpoint http://127.0.0.1:{port} cannot be reached' in \
+            no_root.stdout + no_root.stderr
+        assert 'Traceback' not in no_root.stdout + no_root.stderr
+        assert len(pipeline.store().runs('penguin')) == runs_before
+
+    bare = pipeline.run('--only', 'CsvExampleGen', ROOT=local_root, AWS_ACCESS_KEY_ID=None,
+                        AWS_SECRET_ACCESS_KEY=None, AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / 'none'),
+                        AWS_CONFIG_FILE=str(tmp_path / 'none'))
+    assert bare.returncode == 1, bare.stdout[-3000:] + bare.stderr[-3000:]
+    [record] = pipeline.store().executions(pipeline.newest_run())
+    assert record.state == 'FAILED'
+    assert (f'Cannot list s3://{pipeline.bucket}/incoming: no credentials were found: set AWS_ACCESS_KEY_ID and '
+            'AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment') in record.error
+
+
+class socket_closed:
+    """A loopback port nothing listens on."""
+
+    def __enter__(self):
+        import socket
+        s = socket.socket()
+        s.bind(('127.0.0.1', 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        return self.port
+
+    def __exit__(self, *exc):
+        return False
