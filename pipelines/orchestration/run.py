@@ -150,6 +150,8 @@ def start_run(pipeline: Pipeline, store: MetadataStore, run_id: str | None, runn
     try:
         storage.make_dirs(pipeline.pipeline_root)
         storage.listdir(pipeline.pipeline_root)  # an object store: reachable, with credentials that work
+    except storage.StorageError as e:
+        raise PipelineError(f'{e} The run was not started.') from None
     except OSError as e:
         raise PipelineError(f'Cannot create the pipeline root {pipeline.pipeline_root}: {e.strerror}. Choose a '
                             'writable directory as pipeline_root.') from None

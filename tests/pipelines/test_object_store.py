@@ -184,7 +184,7 @@ def test_a_wrong_endpoint_or_no_credentials_fail_clearly_and_are_not_retried(pen
         assert wrong.returncode == 1, wrong.stdout[-3000:] + wrong.stderr[-3000:]
         [record] = pipeline.store().executions(pipeline.newest_run())
         assert record.state == 'FAILED' and record.properties.get('attempt') == 1
-        message = (f'Cannot list s3://{pipeline.bucket}/incoming: the endpoint http://127.0.0.1:{port} cannot be '
+        message = (f'Cannot read s3://{pipeline.bucket}/incoming: the endpoint http://127.0.0.1:{port} cannot be '
                    'reached: check AWS_ENDPOINT_URL')
         assert message in record.error
         assert message in wrong.stdout
@@ -194,7 +194,7 @@ def test_a_wrong_endpoint_or_no_credentials_fail_clearly_and_are_not_retried(pen
         # The root itself unreachable: the run cannot start, and says why.
         runs_before = len(pipeline.store().runs('penguin'))
         no_root = pipeline.run(AWS_ENDPOINT_URL=f'http://127.0.0.1:{port}')
-        assert no_root.returncode == 1
+        assert no_root.returncode == 2  # as for any pipeline that cannot start
         assert f'Cannot list {pipeline.root}: the endpoint http://127.0.0.1:{port} cannot be reached' in \
             no_root.stdout + no_root.stderr
         assert 'Traceback' not in no_root.stdout + no_root.stderr
@@ -206,7 +206,7 @@ def test_a_wrong_endpoint_or_no_credentials_fail_clearly_and_are_not_retried(pen
     assert bare.returncode == 1, bare.stdout[-3000:] + bare.stderr[-3000:]
     [record] = pipeline.store().executions(pipeline.newest_run())
     assert record.state == 'FAILED'
-    assert (f'Cannot list s3://{pipeline.bucket}/incoming: no credentials were found: set AWS_ACCESS_KEY_ID and '
+    assert (f'Cannot read s3://{pipeline.bucket}/incoming: no credentials were found: set AWS_ACCESS_KEY_ID and '
             'AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment') in record.error
 
 
