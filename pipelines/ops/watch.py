@@ -25,11 +25,12 @@ import threading
 import time
 from typing import Any, Callable, Iterable, TextIO
 
+from sluice import storage
 from sluice.components.fingerprint import local_imports
 from sluice.metadata.artifact import PushedModel
 from sluice.dsl.pipeline import Pipeline, PipelineError, load_pipeline
 
-State = dict[str, tuple[int, int]]
+State = dict[str, tuple[int, int | str]]  # path -> (size, mtime_ns), or (size, ETag) in an object store
 
 
 def file_state(paths: Iterable[str], state: State | None = None) -> State:
@@ -63,16 +64,18 @@ def input_state(pipeline: Pipeline, code: Iterable[str] | None = None) -> State:
     and of its code: ``code`` (default: ``code_files(pipeline)``, found again)."""
     state: State = {}
     # Push destinations are where the pipeline writes, not what it reads: a push must not start a run.
-    outputs = {os.path.abspath(c.parameters['push_destination']) for c in pipeline.components
+    outputs = {storage.normalize(c.parameters['push_destination']) for c in pipeline.components
                if c.parameters.get('push_destination') and
                any(issubclass(o.type, PushedModel) for o in type(c).OUTPUTS.values())}
     for component in pipeline.components:
         for key, decl in type(component).PARAMETERS.items():
             value = component.parameters.get(key)
-            if not decl.path or decl.user_code or not isinstance(value, str) or '://' in value or \
-                    os.path.abspath(value) in outputs:
+            if not decl.path or decl.user_code or not isinstance(value, str) or value in outputs or \
+                    ('://' in value and not storage.is_remote(value)) or os.path.abspath(value) in outputs:
                 continue
-            if os.path.isdir(value):
+            if storage.is_remote(value):
+                state.update(storage.tree_state(value))
+            elif os.path.isdir(value):
                 for directory, dirs, files in os.walk(value):
                     dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
                     file_state((os.path.join(directory, n) for n in files if not n.startswith('.')), state)

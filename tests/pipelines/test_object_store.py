@@ -130,6 +130,28 @@ def test_an_input_object_is_fingerprinted_by_its_content(penguin_s3):
         client.put_object(Bucket=pipeline.bucket, Key=pipeline.data_key, Body=original)
 
 
+def test_watch_sees_a_changed_input_object_and_not_the_same_bytes_again(penguin_s3, s3):
+    from sluice.examples.penguin.penguin_pipeline import create_pipeline
+    from sluice.ops.watch import input_state
+    pipeline, _ = penguin_s3
+    definition = create_pipeline(root=pipeline.root, data=f's3://{pipeline.bucket}/incoming',
+                                 push_destination=f'{pipeline.root}/serving', metadata='sqlite://')
+    before = input_state(definition)
+    data_url = f's3://{pipeline.bucket}/{pipeline.data_key}'
+    assert data_url in before
+    assert not [p for p in before if p.startswith(f'{pipeline.root}/')], 'where the pipeline writes is not watched'
+    with open(DATA, 'rb') as f:
+        original = f.read()
+    client = s3.client()
+    client.put_object(Bucket=pipeline.bucket, Key=pipeline.data_key, Body=original)
+    assert input_state(definition) == before
+    try:
+        client.put_object(Bucket=pipeline.bucket, Key=pipeline.data_key, Body=original + b'\n')
+        assert input_state(definition)[data_url] != before[data_url]
+    finally:
+        client.put_object(Bucket=pipeline.bucket, Key=pipeline.data_key, Body=original)
+
+
 def test_a_run_killed_mid_upload_publishes_nothing_and_resumes(penguin_s3):
     pipeline, _ = penguin_s3
     killed = pipeline.run(kill_at='Trainer:upload', STEPS='11')
