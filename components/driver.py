@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Protocol
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.components import fingerprint as fp
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.store import MetadataStore

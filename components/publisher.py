@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.components.driver import PipelineInfo
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.store import MetadataStore

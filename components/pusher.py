@@ -13,6 +13,10 @@ blessing was measured against (compare-and-swap); if the model in production is 
 itself, the push is already done. Otherwise, or when the
 blessing is NOT_BLESSED, or an ``infra_blessing`` (the InfraValidator's) is INFRA_NOT_BLESSED,
 nothing is pushed and the PushedModel records ``pushed=0`` and why.
+
+The destination may be on an object store (``push_destination='s3://bucket/prefix'``): there the
+compare-and-swap is made with exclusive creates instead of a lock (see ``changes.change``), with the
+same outcome: of two pushes over one baseline, one is pushed and the other records ``pushed=0``.
 """
 from __future__ import annotations
 
@@ -24,9 +28,11 @@ from typing import Any
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
-from sluice.components.production.changes import PushError, copy_model, destination_lock, new_record, write_version
+from sluice.metadata import storage
+from sluice.components.production import objectstore
+from sluice.components.production.changes import PushError, Write, change, copy_model, new_record
 from sluice.components.production.destination import (SERVING_DIR, Production, Version, describe_ref, holds_model,
-                                                      inspect_version, production, pushed_directory)
+                                                      inspect_version, location, pushed_directory)
 from sluice.components.production.destination import push_destination as destination_of
 from sluice.components.production.record import store_identity
 from sluice.metadata.artifact import Artifact, InfraBlessing, Model, ModelBlessing, PushedModel
@@ -92,7 +98,7 @@ class PusherDriver(Driver):
 class PusherExecutor(Executor):
     def run(self, *, model: Model, blessing: ModelBlessing | None, pushed_model: PushedModel,
             push_destination: str, infra_blessing: InfraBlessing | None = None) -> None:
-        destination = os.path.abspath(push_destination)
+        destination = location(push_destination)
         pushed_model.set('push_destination', destination)  # the destination; pushed_destination: the version (TFX)
         pushed_model.set('pushed_destination', '')
         if infra_blessing is not None:
@@ -110,7 +116,7 @@ class PusherExecutor(Executor):
             raise ValueError(f'{blessing!r} blesses model #{blessing.get("current_model_id")}, not {model!r}; wire '
                              'the same Trainer output into ModelValidator and Pusher.')
         measured_at = blessing.get('push_destination') or ''
-        if measured_at and os.path.abspath(measured_at) != destination:
+        if measured_at and location(measured_at) != destination:
             raise ValueError(f'{blessing!r} was measured against the model in production at {measured_at}, but this '
                              f'Pusher pushes to {destination}; give the Evaluator push_destination={destination!r}.')
         if not blessing.get('blessed'):
@@ -130,26 +136,33 @@ class PusherExecutor(Executor):
             if measured_version.isdigit():
                 baseline = {'version': int(measured_version), 'fingerprint': blessing.get('baseline_fingerprint')}
         ungated = '' if blessing is not None else '; no blessing gated this push (the Pusher has no blessing input)'
-        with destination_lock(destination):
-            now = production(destination)
+
+        def decide(now: Production) -> Any:
             for note in now.notes():
                 print(f'Pusher: {note}', flush=True)
             current = now.current
             if current is not None and holds_model(current, model.uri):
                 # e.g. a push whose record in the store was cut off by a crash
-                return self._pushed(pushed_model, model, current, f'already in production as version {current.number} '
-                                                                  f'(pushed earlier; nothing copied){ungated}')
+                return current, f'already in production as version {current.number} (pushed earlier; nothing copied)'
             if blessing is not None and (current.ref() if current else None) != baseline:
-                return self._not_pushed(pushed_model, self._changed(baseline, now, measured_at))
+                return None, self._changed(baseline, now, measured_at)
             summary, metrics = _blessing_summary(blessing) if blessing is not None else (None, None)
             identity = {'store_id': pushed_model.get('store_id'), 'artifact_id': model.id,
                         'pipeline': pushed_model.get('pipeline'), 'run_id': pushed_model.get('run_id'),
                         'uri': model.uri}
             record = new_record('push', identity, current, baseline=baseline, blessing=summary, metrics=metrics,
                                 destination=destination)
-            version = write_version(destination, copy_model(model.uri), record)
+            return Write(copy_model(model.uri), record)
+
+        now, outcome = change(destination, decide)
+        if isinstance(outcome, tuple):
+            version, reason = outcome
+            if version is None:
+                return self._not_pushed(pushed_model, reason)
+            return self._pushed(pushed_model, model, version, reason + ungated)
+        current = now.current
         over = f'over {current.describe()}' if current else '(the first model at this destination)'
-        return self._pushed(pushed_model, model, version, f'pushed as version {version.number} {over}{ungated}')
+        return self._pushed(pushed_model, model, outcome, f'pushed as version {outcome.number} {over}{ungated}')
 
     @staticmethod
     def _changed(baseline: dict | None, now: Production, measured_at: str) -> str:
@@ -176,7 +189,9 @@ class PusherExecutor(Executor):
 
     @staticmethod
     def _pushed(pushed_model: PushedModel, model: Model, version: Version, reason: str) -> None:
-        for part in os.listdir(version.path):  # the artifact keeps a copy of what was pushed
+        if storage.is_remote(version.path):  # the artifact keeps a copy of what was pushed (not the claim)
+            objectstore.download(version.path, pushed_model.uri, lambda rel: '/' not in rel and rel.startswith('.'))
+        for part in [] if storage.is_remote(version.path) else os.listdir(version.path):
             src = os.path.join(version.path, part)
             (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, os.path.join(pushed_model.uri, part))
         pushed_model.set('pushed', 1)

@@ -98,7 +98,7 @@ class Artifact:
 
     def exists(self) -> bool:
         """Whether the artifact's files are still on disk (or in its object store)."""
-        from sluice import storage
+        from sluice.metadata import storage
         return bool(self.uri) and storage.exists(self.uri)
 
     def __repr__(self) -> str:
@@ -115,7 +115,7 @@ class _SplitsMixin:
         return json.loads(raw) if raw else []
 
     def split_uri(self, split: str) -> str:
-        from sluice import storage
+        from sluice.metadata import storage
         return storage.join(self.uri, f'Split-{split}')  # type: ignore[attr-defined]
 
 

@@ -10,7 +10,7 @@ import json
 import os
 from typing import Any, Iterable
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.components.example_gen.base import (MAX_REPORTED_PROBLEMS, FileBasedExampleGen, record_selection,
                                                 split_of, write_splits)
 from sluice.components.example_gen.spans import DataError, select_files

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice import storage
+from sluice.metadata import storage
 
 
 class DataError(ValueError):

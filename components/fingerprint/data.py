@@ -6,7 +6,7 @@ import hashlib
 import os
 from typing import Iterable
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.components.fingerprint.key import sha256
 
 

@@ -9,6 +9,15 @@ so nothing half-written is ever visible; then its record is appended to the dest
 ``sluice rollback`` and ``sluice promote``) copy a version or a model into a new, higher version this
 way; the Pusher does too. What a destination holds is read with
 ``sluice.components.production.destination``.
+
+Every change goes through ``change(destination, decide)``: read production, ``decide`` (a ``Write``,
+or an outcome that writes nothing), write. On a local destination that happens under the lock. On an
+object store (``s3://``), with no lock and no rename, the version number is claimed with an exclusive
+create, the files uploaded, the change made THE successor of the version it read in production with
+another exclusive create (the compare-and-swap), and the push record written last as the commit
+marker (``sluice.components.production.objectstore``). A writer that loses the compare-and-swap
+removes what it uploaded, waits for the winner's commit and decides again on what production is
+now: a gated push then finds production changed, as it would after waiting for the lock.
 """
 from __future__ import annotations
 
@@ -22,11 +31,15 @@ import socket
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from sluice.metadata import storage
+from sluice.components.production import objectstore
 from sluice.components.production.destination import (
-    HISTORY_FILE, PUSH_RECORD, PUSHED_PARTS, RECORD_FORMAT, SERVING_DIR, Version, complete_below, content_fingerprint,
-    inspect_version, iso_time, model_fingerprint, production, pushed_files, read_history, unlogged_entry, versions)
+    HISTORY_FILE, PUSH_RECORD, PUSHED_PARTS, RECORD_FORMAT, SERVING_DIR, Production, Version, complete_below,
+    content_fingerprint, counted, inspect_version, iso_time, location, model_fingerprint, production, pushed_files,
+    read_history, unlogged_entry, versions)
 
 LOCK_FILE = '.sluice-push.lock'
 
@@ -69,6 +82,12 @@ def next_version(destination: str) -> int:
 
 
 def _append_history(destination: str, entries: list[dict]) -> None:
+    if storage.is_remote(destination):
+        try:
+            objectstore.write_history(destination, entries)
+        except storage.StorageError as e:  # the versions are in place; the history is a convenience
+            print(f'warning: could not add to the history of {destination}: {e}', flush=True)
+        return
     try:
         with open(os.path.join(destination, HISTORY_FILE), 'a') as f:
             for entry in entries:
@@ -136,7 +155,26 @@ def operator() -> dict:
     return {'user': user, 'host': socket.gethostname(), 'pid': os.getpid()}
 
 
-def copy_model(model_uri: str) -> Callable[[str], None]:
+class Content:
+    """What a new version holds. Called with a staging directory, it copies its files there (a local
+    destination); ``files()`` lists them as (path in the version, local path or object URL), for an
+    object store."""
+
+    def __init__(self, fill: Callable[[str], None], files: Callable[[], list[tuple[str, str]]]) -> None:
+        self.fill, self.files = fill, files
+
+    def __call__(self, staging: str) -> None:
+        self.fill(staging)
+
+
+@dataclass
+class Write:
+    """``decide``'s answer when a change is to be written: the new version's content and record."""
+    content: Content
+    record: dict
+
+
+def copy_model(model_uri: str) -> Content:
     """What to stage for a Model artifact: its ``Format-Serving`` SavedModel at the version's root
     (where TF Serving and ``tf.saved_model.load`` look) and its ``Format-ONNX`` files beside it."""
     def fill(staging: str) -> None:
@@ -145,18 +183,105 @@ def copy_model(model_uri: str) -> Callable[[str], None]:
             source = os.path.join(model_uri, part)
             if os.path.isdir(source):
                 shutil.copytree(source, staging, dirs_exist_ok=True)
-    return fill
+    return Content(fill, lambda: pushed_files(model_uri))
 
 
-def copy_version(path: str) -> Callable[[str], None]:
-    """What to stage for a copy of a pushed version: its files, without its record."""
+def copy_version(path: str) -> Content:
+    """What to stage for a copy of a pushed version (a local directory, or a version on an object
+    store copied inside the store): its files, without its record."""
     def fill(staging: str) -> None:
         for name in os.listdir(path):
             if name == PUSH_RECORD:
                 continue
             source = os.path.join(path, name)
             (shutil.copytree if os.path.isdir(source) else shutil.copy2)(source, os.path.join(staging, name))
-    return fill
+
+    def files() -> list[tuple[str, str]]:
+        if storage.is_remote(path):
+            return objectstore.version_sources(path, lambda rel: not counted(rel))
+        found = []
+        for dirpath, _, filenames in os.walk(path):
+            for name in filenames:
+                rel = os.path.relpath(os.path.join(dirpath, name), path).replace(os.sep, '/')
+                if counted(rel):
+                    found.append((rel, os.path.join(dirpath, name)))
+        return found
+    return Content(fill, files)
+
+
+# -- one change: read production, decide, write ----------------------------------------------------
+def change(destination: str, decide: Callable[[Production], Any]) -> tuple[Production, Any]:
+    """Read production, ``decide(now)``, and if it answers a ``Write``, write that version over
+    ``now`` (compare-and-swap): returns (production as decided on, the new Version or ``decide``'s
+    answer). Local: under the destination's lock. On an object store, see the module's docstring."""
+    if storage.is_remote(destination):
+        return _change_stored(location(destination), decide)
+    with destination_lock(destination) as where:
+        now = production(where)
+        decision = decide(now)
+        if isinstance(decision, Write):
+            decision = write_version(where, decision.content, decision.record)
+        return now, decision
+
+
+ATTEMPTS = 5  # compare-and-swaps lost in a row (each to a change that committed) before giving up
+
+
+def _change_stored(destination: str, decide: Callable[[Production], Any]) -> tuple[Production, Any]:
+    if storage.scheme(destination) != 's3':
+        raise PushError(f'{destination}: a push destination on an object store must be an s3:// URL (for now); '
+                        'use s3://bucket/prefix or a local directory.')
+
+    def complete(number: int) -> bool:
+        version = inspect_version(destination, number)
+        return version is not None and version.complete
+
+    for _ in range(ATTEMPTS):
+        now = production(destination)
+        decision = decide(now)
+        if not isinstance(decision, Write):
+            return now, decision
+        log_unlogged_versions(destination)
+        number, facts = _claim_next(destination, decision.record.get('kind') or '')
+        target = storage.join(destination, str(number))
+        try:
+            objectstore.upload(target, decision.content.files())
+            stored = {rel: o for rel, o in objectstore.stored_files(target).items() if counted(rel)}
+            record = {**decision.record, 'version': number, 'fingerprint': objectstore.fingerprint(stored)}
+            replaces = now.current.number if now.current is not None else None
+            won, other = objectstore.take_successor(destination, replaces, {**facts, 'version': number}, complete)
+            if won:  # the commit marker, last
+                storage.put_object(storage.join(target, PUSH_RECORD),
+                                   json.dumps(record, indent=2, sort_keys=True).encode())
+        except BaseException:
+            _remove_quietly(target)  # a claimed version without a record; readers skip it meanwhile
+            raise
+        if won:
+            _append_history(destination, [record])
+            return now, Version(destination, number, record, record['fingerprint'], stored=stored)
+        _remove_quietly(target)
+        objectstore.wait_for(other or {}, complete)
+    raise PushError(f'Could not change production at {destination}: other writers changed it {ATTEMPTS} times in '
+                    'a row while this change was being written. Try again.')
+
+
+def _claim_next(destination: str, kind: str) -> tuple[int, dict]:
+    """Claim the next version number (an exclusive create); a number another writer claimed first
+    is left to it."""
+    facts = {'claim': uuid.uuid4().hex, 'kind': kind, 'operator': operator(), 'time': iso_time(time.time())}
+    for _ in range(100):
+        number = next_version(destination)
+        if objectstore.claim(destination, number, {**facts, 'version': number}):
+            return number, facts
+    raise PushError(f'Could not claim a version number at {destination}: 100 numbers in a row were taken '
+                    'by other writers. Try again.')
+
+
+def _remove_quietly(target: str) -> None:
+    try:
+        storage.remove_tree(target)
+    except storage.StorageError as e:
+        print(f'warning: could not remove the unfinished version {target} (readers skip it): {e}', flush=True)
 
 
 # -- rollback and promotion ------------------------------------------------------------------------
@@ -208,35 +333,14 @@ def _no_earlier_version(destination: str, current: Version) -> str:
 def rollback(destination: str, to: int | None = None, reason: str = '') -> tuple[Version, Version, Version | None]:
     """Make an earlier version current again: copy it into a new, higher version (so TF Serving,
     which serves the highest version, follows). Returns (new version, target, version replaced)."""
-    destination = os.path.abspath(destination)
-    if not os.path.isdir(destination):
+    destination = location(destination)
+    if _absent(destination):
         raise ProductionError(f'No push destination at {destination}: nothing to roll back.')
-    with destination_lock(destination):
-        now = production(destination)
-        current = now.current
-        if current is None:
-            present = versions(destination)
-            what = ('it holds no version' if not present else f'version {present[0]} is incomplete'
-                    if len(present) == 1 else f'versions {_list(present)} are all incomplete')
-            raise ProductionError(f'Nothing is in production at {destination} ({what}); nothing to roll back. Fix or '
-                                  'remove the incomplete versions, or promote a model (sluice promote).'
-                                  + ''.join(f' Note: {n}.' for n in now.notes()))
-        label = f'version {to}'
-        if to is None:
-            to = default_rollback_target(current, destination)
-            if to is None:
-                raise ProductionError(_no_earlier_version(destination, current))
-            label = f'version {to} (in production before version {current.number} took over)'
-        target = inspect_version(destination, to)
-        if target is None:
-            raise ProductionError(f'{label} is not at {destination} (deleted?); it cannot be made current again. '
-                                  + _rollback_choices(destination, current))
-        if not target.complete:
-            raise ProductionError(f'{label} at {destination} is incomplete ({target.problem}); it cannot be made '
-                                  'current again. ' + _rollback_choices(destination, current))
-        if target.fingerprint == current.fingerprint:
-            same = '' if target.number == current.number else f' (version {current.number} holds the same model)'
-            raise ProductionError(f'version {to} is already in production at {destination}{same}; nothing to do.')
+    chosen: dict[str, Version] = {}
+
+    def decide(now: Production) -> Write:
+        current, target = _rollback_target(destination, now, to)
+        chosen['target'] = target
         source = target.facts()
         if target.record is not None:
             before = source.get('previous')
@@ -248,18 +352,60 @@ def rollback(destination: str, to: int | None = None, reason: str = '') -> tuple
                             target={**target.ref(), 'kind': target.kind, 'previous': before},
                             baseline=source.get('baseline'), blessing=source.get('blessing'),
                             metrics=source.get('metrics'), reason=reason or None, destination=destination)
-        new = write_version(destination, copy_version(target.path), record)
-    return new, target, current
+        return Write(copy_version(target.path), record)
+
+    now, new = change(destination, decide)
+    return new, chosen['target'], now.current
 
 
-def promoted_content(model_uri: str) -> tuple[str, Callable[[str], None]]:
-    """What a promotion pushes of a model directory, and its content fingerprint: ``Format-Serving``
-    (and ``Format-ONNX``) as a push does; or, for a SavedModel at the directory's root (a model made by
-    hand, a Model artifact standing for a version), its files as they are."""
-    if os.path.isfile(os.path.join(model_uri, SERVING_DIR, 'saved_model.pb')):
-        return model_fingerprint(model_uri), copy_model(model_uri)
-    if os.path.isfile(os.path.join(model_uri, 'saved_model.pb')):
-        return content_fingerprint(model_uri), copy_version(model_uri)
+def _absent(destination: str) -> bool:
+    if storage.is_remote(destination):
+        return not storage.listdir(destination)
+    return not os.path.isdir(destination)
+
+
+def _rollback_target(destination: str, now: Production, to: int | None) -> tuple[Version, Version]:
+    """(the version in production, the version to make current again), or ProductionError saying why not."""
+    current = now.current
+    if current is None:
+        present = versions(destination)
+        what = ('it holds no version' if not present else f'version {present[0]} is incomplete'
+                if len(present) == 1 else f'versions {_list(present)} are all incomplete')
+        raise ProductionError(f'Nothing is in production at {destination} ({what}); nothing to roll back. Fix or '
+                              'remove the incomplete versions, or promote a model (sluice promote).'
+                              + ''.join(f' Note: {n}.' for n in now.notes()))
+    label = f'version {to}'
+    if to is None:
+        to = default_rollback_target(current, destination)
+        if to is None:
+            raise ProductionError(_no_earlier_version(destination, current))
+        label = f'version {to} (in production before version {current.number} took over)'
+    target = inspect_version(destination, to)
+    if target is None:
+        raise ProductionError(f'{label} is not at {destination} (deleted?); it cannot be made current again. '
+                              + _rollback_choices(destination, current))
+    if not target.complete:
+        raise ProductionError(f'{label} at {destination} is incomplete ({target.problem}); it cannot be made '
+                              'current again. ' + _rollback_choices(destination, current))
+    if target.fingerprint == current.fingerprint:
+        same = '' if target.number == current.number else f' (version {current.number} holds the same model)'
+        raise ProductionError(f'version {to} is already in production at {destination}{same}; nothing to do.')
+    return current, target
+
+
+def promoted_content(model_uri: str, remote: bool = False) -> tuple[str, Content]:
+    """What a promotion pushes of a model directory, and the content fingerprint it will have at a
+    local destination (``remote``: at one on an object store): ``Format-Serving`` (and ``Format-ONNX``)
+    as a push does; or, for a SavedModel at the directory's root (a model made by hand, a Model
+    artifact standing for a version), its files as they are. A model on an object store is read from
+    its local copy."""
+    model_dir = storage.local_copy(model_uri)
+    if os.path.isfile(os.path.join(model_dir, SERVING_DIR, 'saved_model.pb')):
+        content = copy_model(model_dir)
+        return (objectstore.expected_fingerprint(content.files()) if remote else model_fingerprint(model_dir)), content
+    if os.path.isfile(os.path.join(model_dir, 'saved_model.pb')):
+        content = copy_version(model_dir)
+        return (objectstore.expected_fingerprint(content.files()) if remote else content_fingerprint(model_dir)), content
     raise ProductionError(f'{model_uri} holds no SavedModel (saved_model.pb at its root or under {SERVING_DIR}/): '
                           'only a Model with a SavedModel can be promoted.')
 
@@ -270,10 +416,10 @@ def promote(destination: str, model_uri: str, model: dict, reason: str) -> tuple
     if not (reason or '').strip():
         raise ProductionError('a promotion needs a reason (--reason TEXT): it pushes a model without a blessing, '
                               'and the reason is kept in its push record.')
-    destination = os.path.abspath(destination)
-    fingerprint, fill = promoted_content(model_uri)
-    with destination_lock(destination):
-        now = production(destination)
+    destination = location(destination)
+    fingerprint, content = promoted_content(model_uri, storage.is_remote(destination))
+
+    def decide(now: Production) -> Write:
         current = now.current
         if current is not None and current.fingerprint == fingerprint:
             raise ProductionError(f'this model is already in production at {destination} as '
@@ -282,8 +428,10 @@ def promote(destination: str, model_uri: str, model: dict, reason: str) -> tuple
             print(f'promote: {note}', flush=True)
         record = new_record('promote', {**model, 'uri': model_uri}, current, reason=reason.strip(),
                             baseline=None, blessing=None, metrics=None, destination=destination)
-        new = write_version(destination, fill, record)
-    return new, current
+        return Write(content, record)
+
+    now, new = change(destination, decide)
+    return new, now.current
 
 
 def _list(numbers: list[int]) -> str:

@@ -20,6 +20,11 @@ metadata stores; a Model artifact's fingerprint is that of the version a push ma
 Every push, rollback and promotion is appended to ``<destination>/.sluice-history.jsonl``
 (``sluice.components.production.changes`` writes it); ``history`` adds the present versions the log
 misses. Nothing here writes to the destination.
+
+A destination may be an object store URL (``s3://bucket/prefix``): the same rules are read from its
+objects (``sluice.components.production.objectstore`` says how: a version claimed by a push but
+without its record is incomplete; the fingerprint comes from the listing's ETags; the history is one
+object per entry).
 """
 from __future__ import annotations
 
@@ -31,7 +36,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice import storage
+from sluice.metadata import storage
+from sluice.components.production import objectstore
 
 PUSH_RECORD = 'sluice_push.json'
 HISTORY_FILE = '.sluice-history.jsonl'
@@ -115,6 +121,14 @@ def holds_model(version: Version, model_uri: str) -> bool:
     layout or in the layout of earlier pushes (``Format-Serving/`` and ``Format-ONNX/`` kept)?"""
     if not version.fingerprint:
         return False
+    if version.stored is not None:  # on an object store: compared by the MD5s of the model's files
+        local = storage.local_copy(model_uri)
+        if any(rel.startswith(SERVING_DIR + '/') for rel in version.stored):
+            files = [(os.path.relpath(path, local).replace(os.sep, '/'), path) for part in PUSHED_PARTS
+                     for _, path in _files_under(os.path.join(local, part), local)]
+        else:
+            files = pushed_files(local)
+        return version.fingerprint == objectstore.expected_fingerprint(files)
     if os.path.isdir(os.path.join(version.path, SERVING_DIR)):
         return version.fingerprint == content_fingerprint(storage.local_copy(model_uri), PUSHED_PARTS)
     return version.fingerprint == model_fingerprint(model_uri)
@@ -158,7 +172,27 @@ def push_destination(pushed: Any) -> str:
 
 
 def short(fingerprint: str | None) -> str:
-    return fingerprint[:19] if fingerprint else '-'  # 'sha256:' + 12 hex digits
+    return fingerprint[:19] if fingerprint else '-'  # 'sha256:' (or 's3etag:') + 12 hex digits
+
+
+def location(destination: str) -> str:
+    """How a destination is named everywhere: its absolute path, or its URL without a trailing slash."""
+    return destination.rstrip('/') if storage.is_remote(destination) else os.path.abspath(destination)
+
+
+def counted(rel: str) -> bool:
+    """Whether a file of a version counts in its content (not its push record, nor hidden entries at
+    its root such as a claim)."""
+    if '/' in rel:
+        return not rel.startswith('.')  # not under a hidden directory at the root
+    return not (rel == PUSH_RECORD or rel.startswith('.'))
+
+
+def stored_fingerprint(uri: str) -> str:
+    """The content fingerprint of a version's files as they are now, local or on an object store."""
+    if storage.is_remote(uri):
+        return objectstore.fingerprint({rel: o for rel, o in objectstore.stored_files(uri).items() if counted(rel)})
+    return content_fingerprint(uri)
 
 
 # -- what a destination holds ----------------------------------------------------------------------
@@ -171,10 +205,11 @@ class Version:
     fingerprint: str | None  # the content fingerprint of its files
     problem: str = ''  # why it is incomplete ('' when complete)
     foreign: dict | None = None  # a push record found in it that names another version: it was copied here
+    stored: dict | None = None  # on an object store: its objects (relative key -> size, etag, modified)
 
     @property
     def path(self) -> str:
-        return os.path.join(self.destination, str(self.number))
+        return storage.join(self.destination, str(self.number))
 
     @property
     def complete(self) -> bool:
@@ -207,7 +242,7 @@ class Version:
         if not self.foreign:
             return ''
         where = self.foreign.get('destination')
-        at = f' at {where}' if where and os.path.abspath(where) != self.destination else ''
+        at = f' at {where}' if where and location(str(where)) != self.destination else ''
         if self.copy_of:
             return f"a copy of version {self.foreign.get('version')}{at}"
         return (f"holds the push record of version {self.foreign.get('version')}{at}, but not its files: "
@@ -238,6 +273,8 @@ def describe_ref(ref: dict | None) -> str:
 
 def versions(destination: str) -> list[int]:
     """Version directories in the destination, oldest first (complete or not)."""
+    if storage.is_remote(destination):
+        return objectstore.version_numbers(destination)
     if not os.path.isdir(destination):
         return []
     return sorted(int(d) for d in os.listdir(destination)
@@ -250,11 +287,15 @@ def _names_this_version(record: dict, destination: str, number: int) -> bool:
     if str(record.get('version', '')) != str(number):
         return False
     where = record.get('destination')
+    if storage.is_remote(destination) or (where and storage.is_remote(str(where))):
+        return not where or location(str(where)) == location(destination)
     return not where or os.path.realpath(str(where)) == os.path.realpath(destination)
 
 
 def inspect_version(destination: str, number: int | str) -> Version | None:
     """What ``<destination>/<number>/`` holds, or None if there is no such directory."""
+    if storage.is_remote(destination):
+        return _inspect_stored(location(destination), int(number))
     destination = os.path.abspath(destination)
     path = os.path.join(destination, str(int(number)))
     if not os.path.isdir(path):
@@ -265,30 +306,68 @@ def inspect_version(destination: str, number: int | str) -> Version | None:
         try:
             with open(record_path) as f:
                 record = json.load(f)
-            if not isinstance(record, dict) or not record.get('fingerprint'):
-                raise ValueError('it names no fingerprint')
         except (OSError, ValueError) as e:
             version.problem = f'its push record {PUSH_RECORD} is unreadable: {e}'
             return version
-        version.fingerprint = content_fingerprint(path)
-        if not _names_this_version(record, destination, int(number)):
-            # Copied here by hand (cp -r DEST/5 DEST/7) or from another destination: the record is the
-            # other version's, so this directory is judged like one made by hand.
-            version.foreign = record
-            if not has_saved_model(path):
-                version.problem = (f"no SavedModel (saved_model.pb), and its push record is version "
-                                   f"{record.get('version')}'s, not its own")
-            return version
-        version.record = record
-        if version.fingerprint != record['fingerprint']:
-            version.problem = (f'its files do not match the fingerprint in its push record (changed, added or '
-                               f'removed since it was pushed: {short(version.fingerprint)} instead of '
-                               f"{short(record['fingerprint'])})")
-        return version
+        return _judge(version, record, lambda: content_fingerprint(path), lambda: has_saved_model(path))
     if not has_saved_model(path):
         version.problem = f'no push record ({PUSH_RECORD}) and no SavedModel (saved_model.pb)'
         return version
     version.fingerprint = content_fingerprint(path)  # pushed by hand or by another tool
+    return version
+
+
+def _inspect_stored(destination: str, number: int) -> Version | None:
+    """``inspect_version`` on an object store: one listing (the fingerprint comes from its ETags), and
+    the push record read if there is one. A version claimed by a push but without its record is a push
+    in progress or one cut off: incomplete, whatever files it holds."""
+    version = Version(destination, number, None, None)
+    stored = objectstore.stored_files(version.path)
+    if not stored:
+        return None
+    version.stored = stored
+    files = {rel: o for rel, o in stored.items() if counted(rel)}
+    saved_model = 'saved_model.pb' in files or f'{SERVING_DIR}/saved_model.pb' in files
+    if PUSH_RECORD in stored:
+        try:
+            record = objectstore.read_json(storage.join(version.path, PUSH_RECORD))
+        except ValueError as e:
+            version.problem = f'its push record {PUSH_RECORD} is unreadable: {e}'
+            return version
+        if record is not None:
+            return _judge(version, record, lambda: objectstore.fingerprint(files), lambda: saved_model)
+    if objectstore.CLAIM in stored:
+        claimed = iso_time(stored[objectstore.CLAIM]['modified'])
+        version.problem = (f'no push record ({PUSH_RECORD}): claimed by a push at {claimed} that has not '
+                           'finished (still uploading, or cut off)')
+        return version
+    if not saved_model:
+        version.problem = f'no push record ({PUSH_RECORD}) and no SavedModel (saved_model.pb)'
+        return version
+    version.fingerprint = objectstore.fingerprint(files)  # uploaded by hand or by another tool
+    return version
+
+
+def _judge(version: Version, record: Any, fingerprint: Any, saved_model: Any) -> Version:
+    """A version with a push record: complete if the record is its own and its files match it."""
+    destination, number = version.destination, version.number
+    if not isinstance(record, dict) or not record.get('fingerprint'):
+        version.problem = f'its push record {PUSH_RECORD} is unreadable: it names no fingerprint'
+        return version
+    version.fingerprint = fingerprint()
+    if not _names_this_version(record, destination, int(number)):
+        # Copied here by hand (cp -r DEST/5 DEST/7) or from another destination: the record is the
+        # other version's, so this directory is judged like one made by hand.
+        version.foreign = record
+        if not saved_model():
+            version.problem = (f"no SavedModel (saved_model.pb), and its push record is version "
+                               f"{record.get('version')}'s, not its own")
+        return version
+    version.record = record
+    if version.fingerprint != record['fingerprint']:
+        version.problem = (f'its files do not match the fingerprint in its push record (changed, added or '
+                           f'removed since it was pushed: {short(version.fingerprint)} instead of '
+                           f"{short(record['fingerprint'])})")
     return version
 
 
@@ -333,7 +412,7 @@ class Production:
 
 def production(destination: str) -> Production:
     """The model in production at ``destination``: the highest-numbered complete version."""
-    destination = os.path.abspath(destination)
+    destination = location(destination)
     numbers = versions(destination)
     found = Production(destination, None, numbers=numbers)
     for number in reversed(numbers):
@@ -364,7 +443,10 @@ def read_jsonl(path: str) -> list[dict]:
 
 
 def read_history(destination: str) -> list[dict]:
-    """Every push, rollback and promotion appended to the destination's history, oldest first."""
+    """Every push, rollback and promotion appended to the destination's history, oldest first (on an
+    object store, one object per entry)."""
+    if storage.is_remote(destination):
+        return objectstore.history_entries(destination)
     return read_jsonl(os.path.join(destination, HISTORY_FILE))
 
 
@@ -378,7 +460,7 @@ def unlogged_entry(version: Version) -> dict:
     before = complete_below(version.destination, version.number) if version.complete else None
     entry = {**version.facts(), 'format': RECORD_FORMAT, 'destination': version.destination,
              'previous': before.ref() if before is not None else None,
-             'time': iso_time(os.path.getmtime(version.path))}
+             'time': iso_time(version_time(version))}
     return {k: v for k, v in entry.items() if v is not None or k == 'previous'}
 
 
@@ -386,7 +468,7 @@ def history(destination: str) -> list[dict]:
     """The destination's history (the log, plus the present versions the log misses, e.g. a push
     killed just after its rename or a version made or copied by hand), oldest first; each entry says
     whether its version is still present."""
-    destination = os.path.abspath(destination)
+    destination = location(destination)
     entries = {}
     for entry in read_history(destination):
         if str(entry.get('version', '')).isdigit():
@@ -402,6 +484,13 @@ def history(destination: str) -> list[dict]:
         entry['present'] = True
         entry['problem'] = version.problem
     return [entries[n] for n in sorted(entries)]
+
+
+def version_time(version: Version) -> float:
+    """When a version was last written: its directory's mtime, or its newest object's."""
+    if version.stored is not None:
+        return max((o['modified'] for o in version.stored.values()), default=time.time())
+    return os.path.getmtime(version.path)
 
 
 def iso_time(ts: float) -> str:

@@ -6,7 +6,8 @@ What is in production is decided by the destination itself (see
 
 - **store identity**: a UUID created once per store (a context of type ``sluice_store``), written into
   push records so that a model is identified across stores, never by a bare integer id;
-- **destinations**: a context of type ``push_destination`` per destination, named by its absolute path;
+- **destinations**: a context of type ``push_destination`` per destination, named by its absolute path
+  (or its URL, for one on an object store);
 - **destination versions**: a Model artifact per (destination, version, content fingerprint), with
   ``external_id`` ``<destination>@<version>#<fingerprint>`` and the content fingerprint as its cache
   fingerprint, created on first use (the Evaluator's baseline, a rollback's target);
@@ -16,14 +17,14 @@ What is in production is decided by the destination itself (see
 """
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
 
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from sluice.components.production.destination import inspect_version
+from sluice.metadata import storage
+from sluice.components.production.destination import inspect_version, location
 from sluice.metadata.artifact import Artifact, Model, PushedModel
 from sluice.metadata.records import PIPELINE, PIPELINE_RUN, set_value
 from sluice.metadata.store import MetadataStore
@@ -42,15 +43,15 @@ def store_identity(store: MetadataStore, create: bool = True) -> str | None:
 
 
 def destination_context(store: MetadataStore, destination: str, create: bool = True) -> pb.Context | None:
-    """The ``push_destination`` context of a destination (named by its absolute path)."""
+    """The ``push_destination`` context of a destination (named by its absolute path or URL)."""
     try:
-        return store.context(DESTINATION, os.path.abspath(destination), create=create)
+        return store.context(DESTINATION, location(destination), create=create)
     except mlmd_errors.NotFoundError:
         return None
 
 
 def version_external_id(destination: str, version: int | str, fingerprint: str) -> str:
-    return f'{os.path.abspath(destination)}@{version}#{fingerprint}'
+    return f'{location(destination)}@{version}#{fingerprint}'
 
 
 def _find_external(store: MetadataStore, external_id: str) -> Artifact | None:
@@ -66,7 +67,7 @@ def version_artifact(store: MetadataStore, destination: str, version: int | str,
     """The Model artifact standing for ``<destination>/<version>/`` with this content (created on first
     use, then reused): its uri is the version directory, its cache fingerprint the content fingerprint,
     and its custom properties say where the model came from (from the version's push record)."""
-    destination = os.path.abspath(destination)
+    destination = location(destination)
     external_id = version_external_id(destination, version, fingerprint)
     found = _find_external(store, external_id)
     if found is not None:
@@ -77,7 +78,7 @@ def version_artifact(store: MetadataStore, destination: str, version: int | str,
             record = version_now.facts()
     record = record or {}
     model = record.get('model') or {}
-    proto = pb.Artifact(type_id=store.artifact_type_id(Model), uri=os.path.join(destination, str(version)),
+    proto = pb.Artifact(type_id=store.artifact_type_id(Model), uri=storage.join(destination, str(version)),
                         external_id=external_id, state=pb.Artifact.LIVE)
     proto.properties['fingerprint'].string_value = fingerprint
     facts: dict[str, Any] = {
@@ -137,7 +138,7 @@ def record_change(store: MetadataStore, kind: str, destination: str, model: Arti
     INPUT the model put into production and OUTPUT a PushedModel for the new version, attributed to the
     destination's context and to the pipeline the model came from (when it is in this store).
     Returns (execution id, the PushedModel)."""
-    destination = os.path.abspath(destination)
+    destination = location(destination)
     contexts = [destination_context(store, destination)]
     source = record.get('model') or {}
     if source.get('pipeline') and source.get('store_id') == store_identity(store):
@@ -153,8 +154,8 @@ def record_change(store: MetadataStore, kind: str, destination: str, model: Arti
     for k, v in facts.items():
         set_value(ex.custom_properties, k, v)
     [model_proto] = store.retry(lambda: store.mlmd.get_artifacts_by_id([model.id]))
-    pushed = PushedModel(uri=os.path.join(destination, str(version)), pushed=1,
-                         pushed_destination=os.path.join(destination, str(version)),
+    pushed = PushedModel(uri=storage.join(destination, str(version)), pushed=1,
+                         pushed_destination=storage.join(destination, str(version)),
                          pushed_version=str(version), pushed_fingerprint=fingerprint)
     pushed.set('push_destination', destination)
     pushed.set('reason', f'{kind.lower()}: ' + (record.get('reason') or f'version {facts["target_version"]}'))

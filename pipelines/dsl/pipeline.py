@@ -13,7 +13,7 @@ import re
 import sys
 from typing import Any, Callable, Sequence
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.components.component import Component
 from sluice.components.module_file import forget_local_modules, pickle_by_value
 from sluice.metadata.artifact import PushedModel
@@ -33,7 +33,7 @@ class Pipeline:
     ``:memory:``); by default a SQLite file ``<pipeline_root>/metadata.db``. ``pipeline_root`` may be
     an object store URL (``s3://bucket/prefix``, ``gs://...``): artifacts then live there, and the
     default store is a SQLite file in its local stand-in, ``~/.cache/sluice/s3/bucket/prefix/``
-    (``sluice.storage.local_dir``); give a ``postgresql://`` store to share runs between machines.
+    (``sluice.metadata.storage.local_dir``); give a ``postgresql://`` store to share runs between machines.
     """
 
     def __init__(self, name: str, pipeline_root: str, components: Sequence[Component],

@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.metadata.records import ExecutionRecord, latest_per_node
 from sluice.metadata.store import MetadataStore
 

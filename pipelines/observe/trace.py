@@ -27,7 +27,7 @@ import os
 import time
 from typing import Any, Iterator
 
-from sluice import storage
+from sluice.metadata import storage
 
 TRACE_PROPERTY = 'trace_context'
 EXPORTER_ENV = 'OTEL_TRACES_EXPORTER'

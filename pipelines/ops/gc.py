@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.records import DONE_STATES, RunSummary
 from sluice.metadata.store import MetadataStore

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, TextIO
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.components.fingerprint import local_imports
 from sluice.metadata.artifact import PushedModel
 from sluice.dsl.pipeline import Pipeline, PipelineError, load_pipeline

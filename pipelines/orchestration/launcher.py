@@ -27,7 +27,7 @@ from sluice.components.publisher import Publisher, remove_outputs
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.records import FencingError
 from sluice.metadata.store import MetadataStore
-from sluice import storage
+from sluice.metadata import storage
 from sluice.orchestration import isolated, staging
 from sluice.orchestration.lease import LeaseLost
 from sluice.components.retry import retryable
@@ -84,7 +84,7 @@ TMP_DIR = '.sluice-tmp'
 def execution_tmp_dir(root: str, node_id: str, execution_id: int) -> str:
     """Scratch space of one execution (Beam and tf.Transform temp files, a Trainer's working_dir),
     under the pipeline root (under its local stand-in when the root is an object store:
-    ``sluice.storage.local_dir``); removed when the execution ends, and by resume for abandoned ones."""
+    ``sluice.metadata.storage.local_dir``); removed when the execution ends, and by resume for abandoned ones."""
     return os.path.join(storage.local_dir(root), TMP_DIR, f'{node_id}-{execution_id}')
 
 

@@ -25,7 +25,7 @@ from sluice.metadata.records import (DONE_STATES, ExecutionRecord, FencingError,
                                      latest_per_node)
 from sluice.metadata.store import MetadataStore
 from sluice.orchestration.explain import Explainer, recorded_parts
-from sluice import storage
+from sluice.metadata import storage
 from sluice.orchestration.launcher import execution_tmp_dir
 from sluice.orchestration.lease import holder_gone, lease_seconds, process_gone
 from sluice.dsl.pipeline import Pipeline, PipelineError, load_pipeline

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.components.driver import PipelineInfo
 from sluice.metadata.store import MetadataStore
 from sluice.orchestration.launcher import NodeResult

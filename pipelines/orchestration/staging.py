@@ -2,7 +2,7 @@
 
 When a pipeline root is an object store URL (``s3://``, ``gs://``), the executor of a node still
 sees local directories: each input artifact is a local copy of its files (kept under
-``sluice.storage.local_cache_root()`` and reused, since a published artifact never changes), each
+``sluice.metadata.storage.local_cache_root()`` and reused, since a published artifact never changes), each
 output artifact a fresh local directory. Only after the executor succeeds are the outputs copied to
 their URLs, and only then does the publisher mark them LIVE, so a run killed mid-upload has
 published nothing: resume deletes the partial upload with the rest of the abandoned execution.
@@ -20,7 +20,7 @@ import shutil
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.metadata.artifact import Artifact
 
 

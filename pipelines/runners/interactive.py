@@ -17,7 +17,7 @@ import tempfile
 import time
 from typing import Any, Sequence
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.components.component import Channel, Component
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.store import MetadataStore

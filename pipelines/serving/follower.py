@@ -16,22 +16,61 @@ so a copy in progress is not loaded half-way.
 
 A ``Follower`` can also serve one fixed model (a Model artifact or a version directory): the
 InfraValidator serves a candidate that way.
+
+A destination on an object store (``s3://bucket/prefix``) is followed the same way, by listing it on
+every poll: a version is downloaded (once, into ``sluice.metadata.storage.local_cache_root()``, keyed by its
+content fingerprint) and loaded from the local copy only once it is complete, that is once its push
+record, written last, is there and matches its objects; the copy is checked against the fingerprint
+before it is loaded, so a version changed during the download is not served.
 """
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import os
+import shutil
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
-from sluice.components.onnx_export.serving import LoadedModel, LoadError, load
+from sluice.metadata import storage
+from sluice.components.onnx_export.serving import LoadedModel, LoadError
+from sluice.components.onnx_export.serving import load as load_local
 
 logger = logging.getLogger('sluice.serve')
 
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
 KEEP_LOADED = 4  # versions asked for by number or label, besides production, kept loaded
+
+
+def load(path: str, version: int, fingerprint: str) -> LoadedModel:
+    """``load`` of a local directory, or of a version on an object store through its local copy."""
+    return load_local(local_version(path, fingerprint) if storage.is_remote(path) else path, version, fingerprint)
+
+
+def local_version(uri: str, fingerprint: str) -> str:
+    """A local copy of the stored version ``uri`` whose content fingerprint is ``fingerprint``
+    (downloaded once, then reused); raises LoadError if the copy does not match the fingerprint."""
+    from sluice.components.production import objectstore
+    from sluice.components.production.destination import counted, stored_fingerprint
+
+    tag = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+    target = f'{storage.local_mirror(uri)}@{tag}'
+    if os.path.isdir(target):
+        return target
+    partial = f'{target}.part-{uuid.uuid4().hex[:8]}'
+    try:
+        objectstore.download(uri, partial, lambda rel: not counted(rel))
+        if stored_fingerprint(uri) != fingerprint:  # as listed after the download
+            raise LoadError(f'{uri} changed while it was being downloaded (its files no longer match {fingerprint[:19]})')
+        os.replace(partial, target)
+    except storage.StorageError as e:
+        raise LoadError(str(e)) from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
 
 
 class NotServed(Exception):
@@ -53,7 +92,7 @@ class Failure:
 
 class Follower:
     def __init__(self, source: str, *, metrics=None, fixed: bool = False, recheck: float = 2.0):
-        self.source = os.path.abspath(source)
+        self.source = source.rstrip('/') if storage.is_remote(source) else os.path.abspath(source)
         self.fixed = fixed
         self.metrics = metrics
         self.current: LoadedModel | None = None

@@ -5,6 +5,10 @@ a warmed-up model), then polls the destination every ``poll`` seconds in a threa
 (``follower.Follower``) while uvicorn runs the app (``app.create_app``). SIGINT and SIGTERM stop it
 after the requests in flight are answered; the request log is flushed on the way out (the app's
 lifespan: uvicorn then re-raises the signal, so the process ends as signalled).
+
+``DEST`` may be a destination on an object store (``s3://bucket/prefix``, followed by listing it;
+each version is loaded from a local copy); the request log then goes to the destination's local
+mirror under ``sluice.metadata.storage.local_cache_root()`` unless ``log_dir`` says where.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import logging
 import os
 import sys
 
+from sluice.metadata import storage
 from sluice.serving.follower import Follower
 
 logger = logging.getLogger('sluice.serve')
@@ -34,6 +39,8 @@ def default_name(source: str, fixed: bool) -> str:
         pipeline = ((current.record or {}).get('model') or {}).get('pipeline') if current else None
         if pipeline:
             return str(pipeline)
+    if storage.is_remote(source):
+        return storage.name(source) or 'model'
     return os.path.basename(os.path.abspath(source.rstrip(os.sep))) or 'model'
 
 
@@ -53,7 +60,14 @@ def serve(source: str, *, name: str | None = None, host: str = '127.0.0.1', port
     from sluice.serving.metrics import Metrics
     from sluice.serving.request_log import RequestLog
 
-    if not os.path.isdir(source):
+    if storage.is_remote(source):
+        source = source.rstrip('/')
+        if not storage.listdir(source):
+            raise FileNotFoundError(f'{source} holds nothing: give a push destination (the prefix holding the numbered '
+                                    'versions, the Pusher\'s push_destination) or a model directory')
+        if storage.isfile(storage.join(source, 'saved_model.pb')):  # one model: served from its local copy
+            source = storage.local_copy(source)
+    elif not os.path.isdir(source):
         raise FileNotFoundError(f'{source} is not a directory: give a push destination (the directory holding the '
                                 'numbered versions, the Pusher\'s push_destination) or a model directory')
     _console()
@@ -64,11 +78,11 @@ def serve(source: str, *, name: str | None = None, host: str = '127.0.0.1', port
     follower.poll()
     request_log = None
     if log_requests:
-        log_dir = log_dir or os.path.join(source, REQUEST_LOG_DIR)
+        log_dir = log_dir or os.path.join(storage.local_dir(source), REQUEST_LOG_DIR)
         request_log = RequestLog(log_dir, log_requests, metrics)
     what = 'the model at' if fixed else 'production at'
     serving = f'version {follower.current.version}' if follower.current else 'nothing yet'
-    logger.info('Serving "%s" (%s) from %s %s on http://%s:%d%s', name, serving, what, os.path.abspath(source),
+    logger.info('Serving "%s" (%s) from %s %s on http://%s:%d%s', name, serving, what, follower.source,
                 host, port, '' if fixed else f'; following it every {poll:g} s')
     if request_log is not None:
         logger.info('Logging %g of the requests as tf.Examples under %s/<version>/', log_requests, request_log.directory)

@@ -31,7 +31,7 @@ import tempfile
 import traceback
 from typing import Any, TextIO
 
-from sluice import storage
+from sluice.metadata import storage
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
 LOG_DIR = '.sluice-logs'

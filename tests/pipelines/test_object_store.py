@@ -1,5 +1,5 @@
-"""A pipeline root and input files on S3 (moto's server on loopback), as a user runs it: ``sluice run``
-of a pipeline file whose root and data are s3:// URLs, then a cached re-run, a changed input object,
+"""A pipeline root, input files and a push destination on S3 (moto's server on loopback), as a user
+runs it: ``sluice run`` of a pipeline file whose root, data and destination are s3:// URLs, then a cached re-run, a changed input object,
 a kill in the middle of an upload and a resume, gc, and the errors of a wrong endpoint and of missing
 credentials. Every figure asserted on comes from the store or from the bucket's listing."""
 from __future__ import annotations
@@ -42,7 +42,7 @@ class S3Penguin:
         self.file.write_text(PIPELINE)
         self.url = f"sqlite:///{work / 'metadata.db'}"
         self.env = {**os.environ, **s3.env, 'PYTHONPATH': REPO, 'ROOT': self.root,
-                    'DATA': f's3://{self.bucket}/incoming', 'DEST': str(work / 'serving'),
+                    'DATA': f's3://{self.bucket}/incoming', 'DEST': f's3://{self.bucket}/serving/penguin',
                     'SLUICE_CACHE_DIR': str(work / 'cache'), 'AWS_EC2_METADATA_DISABLED': 'true'}
 
     def sluice(self, *args, kill_at=None, **env):
@@ -91,7 +91,11 @@ def test_every_node_runs_on_an_s3_root_and_a_rerun_is_all_cached(penguin_s3):
     assert f"{model.uri[len(f's3://{pipeline.bucket}/'):]}/Format-ONNX/model.onnx" in keys
     examples = store.node_outputs(run.run_id, 'CsvExampleGen')['examples'][0]
     assert examples.get('input_base') == f's3://{pipeline.bucket}/incoming'
-    assert 'Pusher: pushed to' in first.stdout
+    pushed = store.node_outputs(run.run_id, 'Pusher')['pushed_model'][0]
+    version = pushed.get('pushed_version')
+    assert pushed.get('pushed') == 1 and f'Pusher: pushed to s3://{pipeline.bucket}/serving/penguin/{version}' in first.stdout
+    assert {f'serving/penguin/{version}/saved_model.pb', f'serving/penguin/{version}/model.onnx',
+            f'serving/penguin/{version}/sluice_push.json'} <= set(pipeline.s3.keys(pipeline.bucket, 'serving/'))
 
     again = pipeline.run()
     assert again.returncode == 0, again.stdout[-3000:]
@@ -178,6 +182,10 @@ def test_a_run_killed_mid_upload_publishes_nothing_and_resumes(penguin_s3):
 
 def test_gc_deletes_the_objects_of_old_runs_and_keeps_what_is_live(penguin_s3):
     pipeline, _ = penguin_s3
+    for _ in range(2):  # an old run whose statistics nothing needs, copied locally for ExampleValidator
+        again = pipeline.run('--only', 'StatisticsGen', '--only', 'ExampleValidator', '--no-cache')
+        assert again.returncode == 0, again.stdout[-3000:]
+    copies = {str(p)[:-len('.sluice-complete')] for p in (pipeline.work / 'cache').rglob('*.sluice-complete')}
     collected = pipeline.sluice('gc', '--keep-runs', '1', '--root', pipeline.root, '--metadata', pipeline.url)
     assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-3000:]
     store = pipeline.store()
@@ -186,14 +194,19 @@ def test_gc_deletes_the_objects_of_old_runs_and_keeps_what_is_live(penguin_s3):
     assert deleted, collected.stdout
     assert f'Deleted {len(deleted)} artifacts' in collected.stdout
     keys = pipeline.s3.keys(pipeline.bucket, 'runs/penguin/')
+    copied = 0
     for artifact in artifacts:
         prefix = artifact.uri[len(f's3://{pipeline.bucket}/'):] + '/'
-        if not artifact.uri.startswith('s3://'):
+        if not artifact.uri.startswith(pipeline.root + '/'):  # inputs, and the push destination's versions
             continue
         if artifact.state == 4:
             assert not [k for k in keys if k.startswith(prefix)], artifact.uri
+            local = pipeline.work / 'cache' / 's3' / pipeline.bucket / prefix.rstrip('/')
+            assert not local.exists(), f'the local copy of {artifact.uri} is deleted with it'
+            copied += str(local) in copies
         elif artifact.state == 2:  # LIVE
             assert [k for k in keys if k.startswith(prefix)], artifact.uri
+    assert copied, 'some deleted artifact had a local copy (an input of a later node) before gc'
 
 
 def test_a_wrong_endpoint_or_no_credentials_fail_clearly_and_are_not_retried(penguin_s3, tmp_path):

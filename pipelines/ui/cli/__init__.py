@@ -38,6 +38,7 @@ from typing import Sequence
 from sluice.components.component import WiringError
 from sluice.dsl.pipeline import PipelineError
 from sluice.metadata.records import MetadataStoreError
+from sluice.metadata.storage import StorageError
 from sluice.ui.cli import drift, export, inspect, production, runs, serve
 from sluice.ui.cli.common import CliError, apply_monitoring
 
@@ -79,6 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print('sluice: interrupted', file=sys.stderr)
         return 130
-    except (CliError, MetadataStoreError, PipelineError, WiringError) as e:
+    except (CliError, MetadataStoreError, PipelineError, WiringError, StorageError) as e:
         print(f'sluice: error: {e}', file=sys.stderr)
         return 2

@@ -1,17 +1,30 @@
 """The commands about what is in production at a push destination: ``sluice production`` (the current
 version, where its model came from, and the history), ``rollback`` and ``promote`` (each a change at
-the destination, then recorded in the store)."""
+the destination, then recorded in the store). A destination may be a local directory or an object
+store URL (``s3://bucket/prefix``); a store that cannot be reached is a clear error naming the URL and
+the setting to fix (``sluice.metadata.storage.StorageError``)."""
 from __future__ import annotations
 
 import argparse
-import os
+import functools
 from typing import Any, Callable
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.metadata.records import MetadataStoreError
 from sluice.metadata.store import MetadataStore
 from sluice.ui.cli.common import CliError, open_store, table, with_store
 from sluice.ui.cli.inspect import lineage_lines
+
+
+def _storage_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """An object store that refuses or cannot be reached: the command fails with StorageError's message."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except storage.StorageError as e:
+            raise CliError(str(e)) from None
+    return run
 
 
 def _optional_store(args: argparse.Namespace) -> MetadataStore | None:
@@ -143,12 +156,13 @@ def _history_rows(now: object) -> list[list[str]]:
     return rows
 
 
+@_storage_errors
 def cmd_production(args: argparse.Namespace) -> int:
-    from sluice.components.production.destination import production
+    from sluice.components.production.destination import location, production
     from sluice.components.production.record import store_identity
 
-    destination = os.path.abspath(args.destination)
-    if not os.path.isdir(destination):
+    destination = location(args.destination)
+    if not (storage.listdir(destination) if storage.is_remote(destination) else storage.isdir(destination)):
         raise CliError(f'No push destination at {destination}: nothing has been pushed there.')
     lines = production_lines(destination)
     current = production(destination).current
@@ -164,6 +178,7 @@ def cmd_production(args: argparse.Namespace) -> int:
     return 0
 
 
+@_storage_errors
 def cmd_rollback(args: argparse.Namespace) -> int:
     from sluice.components.production.changes import ProductionError, PushError, rollback
     from sluice.components.production.record import version_artifact
@@ -197,9 +212,10 @@ def _record(store: Any, kind: str, new: Any, model_of: Callable[[], Any]) -> Non
           f'#{pushed.id}).')
 
 
+@_storage_errors
 def cmd_promote(args: argparse.Namespace) -> int:
     from sluice.components.production.changes import ProductionError, PushError, promote
-    from sluice.components.production.destination import content_fingerprint, short
+    from sluice.components.production.destination import short, stored_fingerprint
     from sluice.components.production.record import model_origin, stands_for_version
 
     reason = (args.reason or '').strip()
@@ -217,7 +233,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if model.state != 'LIVE' or not model.exists():
         raise CliError(f'{model!r} is not a published model with its files on disk ({model.state}, {model.uri}).')
     if stands_for_version(model):  # a destination version: promote it only as the artifact knew it
-        now = content_fingerprint(storage.local_copy(model.uri))
+        now = stored_fingerprint(model.uri)
         if now != model.get('content_fingerprint'):
             raise CliError(f"promote refused: {model!r} stands for version {model.get('version')} at "
                            f"{model.get('destination')} as it was ({short(model.get('content_fingerprint'))}), but "

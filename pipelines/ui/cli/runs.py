@@ -7,7 +7,7 @@ import json
 import os
 import shlex
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.components.production.destination import pushed_directory
 from sluice.dsl.pipeline import load_pipeline
 from sluice.ops.gc import DEFAULT_ABANDONED_DAYS

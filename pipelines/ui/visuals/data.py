@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any, Sequence
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.metadata.artifact import Artifact
 from sluice.ui.visuals.page import (LEGEND, RED, SPLIT_COLORS, View, artifact_heading, esc, figure_html,
                                     split_names, table)

@@ -10,7 +10,7 @@ import json
 import os
 from typing import Sequence
 
-from sluice import storage
+from sluice.metadata import storage
 from sluice.components.production.destination import push_destination, pushed_directory
 from sluice.metadata.artifact import Artifact
 from sluice.ui.visuals.page import GREY, LEGEND, RED, View, artifact_heading, esc, figure_html, table

@@ -31,8 +31,8 @@ class StorageError(RuntimeError):
     retryable = False
 
 
-def scheme(uri: str) -> str:
-    head, sep, _ = uri.partition('://')
+def scheme(uri: str | os.PathLike) -> str:
+    head, sep, _ = os.fspath(uri).partition('://')
     return head.lower() if sep else ''
 
 
@@ -151,17 +151,17 @@ def _guarded(doing: str):
 
 
 # -- reading and writing -----------------------------------------------------------------------
-@_guarded('check')
+@_guarded('read')
 def exists(uri: str) -> bool:
     return filesystem(uri).exists(_path(uri)) if is_remote(uri) else os.path.exists(uri)
 
 
-@_guarded('check')
+@_guarded('read')
 def isdir(uri: str) -> bool:
     return filesystem(uri).isdir(_path(uri)) if is_remote(uri) else os.path.isdir(uri)
 
 
-@_guarded('check')
+@_guarded('read')
 def isfile(uri: str) -> bool:
     return filesystem(uri).isfile(_path(uri)) if is_remote(uri) else os.path.isfile(uri)
 
@@ -234,7 +234,8 @@ def size(uri: str) -> int:
 
 @_guarded('delete')
 def remove_tree(uri: str) -> None:
-    """Delete a directory (every object under a prefix) or a file; nothing if absent."""
+    """Delete a directory (every object under a prefix, and this machine's local copy of it) or a
+    file; nothing if absent."""
     if not is_remote(uri):
         if os.path.isdir(uri):
             shutil.rmtree(uri, ignore_errors=True)
@@ -247,12 +248,29 @@ def remove_tree(uri: str) -> None:
     except FileNotFoundError:
         pass
     fs.invalidate_cache()
+    copy = local_mirror(uri)
+    if os.path.exists(copy + COMPLETE_MARK):
+        os.remove(copy + COMPLETE_MARK)
+    shutil.rmtree(copy, ignore_errors=True)
 
 
 def make_dirs(uri: str) -> None:
     """A local directory; nothing on an object store, where prefixes need no creating."""
     if not is_remote(uri):
         os.makedirs(uri, exist_ok=True)
+
+
+@_guarded('list')
+def tree_state(uri: str) -> dict[str, tuple[int, str]]:
+    """URL -> (size, ETag) of every object under a prefix, hidden names left out, in one listing."""
+    fs = filesystem(uri)
+    fs.invalidate_cache()
+    try:
+        found = fs.find(_path(uri), detail=True)
+    except FileNotFoundError:
+        return {}
+    return {_remote(uri) + key: (int(info.get('size') or 0), str(info.get('ETag') or info.get('md5Hash') or '').strip('"'))
+            for key, info in found.items() if not posixpath.basename(key).startswith('.')}
 
 
 # -- whole trees between a local disk and a store ----------------------------------------------
@@ -322,3 +340,91 @@ def local_copy(uri: str) -> str:
     with open(target + COMPLETE_MARK, 'w') as f:
         f.write(uri)
     return target
+
+
+# -- S3 objects one at a time: exclusive creates, listings with ETags (push destinations) ------------
+def _s3_client() -> Any:
+    """A boto3 S3 client configured from the environment only (endpoint, region, credentials)."""
+    return _s3_client_for(tuple(os.environ.get(k) for k in SETTINGS))
+
+
+@functools.lru_cache(maxsize=4)
+def _s3_client_for(settings: tuple) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    endpoint = os.environ.get('AWS_ENDPOINT_URL_S3') or os.environ.get('AWS_ENDPOINT_URL') or None
+    config = Config(retries={'max_attempts': 3, 'mode': 'standard'}, connect_timeout=10, read_timeout=60)
+    return boto3.session.Session().client('s3', endpoint_url=endpoint, config=config)
+
+
+def _bucket_key(uri: str) -> tuple[str, str]:
+    if scheme(uri) != 's3':
+        raise StorageError(f'{uri}: only s3:// URLs are supported here (a push destination on an object store).')
+    bucket, _, key = _path(uri).partition('/')
+    return bucket, key
+
+
+def _error_code(error: BaseException) -> str:
+    return str(getattr(error, 'response', {}).get('Error', {}).get('Code', ''))
+
+
+@_guarded('create')
+def create_exclusive(uri: str, data: bytes) -> bool:
+    """Create the object ``uri`` holding ``data`` only if no object is there (S3's conditional
+    ``PutObject`` with ``If-None-Match: *``): True if this call created it, False if one existed (or
+    another writer's conditional create of it was under way)."""
+    bucket, key = _bucket_key(uri)
+    try:
+        _s3_client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch='*')
+    except Exception as e:  # noqa: BLE001 - botocore's ClientError; anything else goes to _guarded
+        if _error_code(e) in ('PreconditionFailed', 'ConditionalRequestConflict', '412', '409'):
+            return False
+        raise
+    return True
+
+
+@_guarded('write')
+def put_object(uri: str, source: str | bytes) -> str:
+    """Write one object in a single ``PutObject`` (so its ETag is the MD5 of its bytes, unless the
+    bucket encrypts with KMS): ``source`` is the bytes or a local file's path. Returns the ETag."""
+    bucket, key = _bucket_key(uri)
+    if isinstance(source, bytes):
+        answer = _s3_client().put_object(Bucket=bucket, Key=key, Body=source)
+    else:
+        with open(source, 'rb') as f:
+            answer = _s3_client().put_object(Bucket=bucket, Key=key, Body=f)
+    return str(answer.get('ETag', '')).strip('"')
+
+
+@_guarded('copy')
+def copy_object(uri: str, source_uri: str) -> None:
+    """Copy the object ``source_uri`` to ``uri`` inside the store (no download)."""
+    bucket, key = _bucket_key(uri)
+    source_bucket, source_key = _bucket_key(source_uri)
+    _s3_client().copy_object(Bucket=bucket, Key=key, CopySource={'Bucket': source_bucket, 'Key': source_key})
+
+
+@_guarded('list')
+def list_objects(uri: str) -> dict[str, dict[str, Any]]:
+    """Every object under the prefix ``uri/``: its key relative to the prefix -> ``size``, ``etag``
+    (without quotes) and ``modified`` (seconds since the epoch). Empty when there is none."""
+    bucket, key = _bucket_key(uri)
+    prefix = key.rstrip('/') + '/' if key else ''
+    found = {}
+    for page in _s3_client().get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get('Contents', []):
+            found[item['Key'][len(prefix):]] = {'size': int(item['Size']), 'etag': str(item['ETag']).strip('"'),
+                                                'modified': item['LastModified'].timestamp()}
+    return found
+
+
+@_guarded('list')
+def list_prefixes(uri: str) -> list[str]:
+    """The names of the "directories" directly under ``uri`` (common prefixes), sorted."""
+    bucket, key = _bucket_key(uri)
+    prefix = key.rstrip('/') + '/' if key else ''
+    names = []
+    for page in _s3_client().get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix=prefix, Delimiter='/'):
+        names += [p['Prefix'][len(prefix):].rstrip('/') for p in page.get('CommonPrefixes', [])]
+    return sorted(names)
