@@ -18,10 +18,10 @@ import glob as _glob
 import os
 import posixpath
 import shutil
+import uuid
 from typing import Any, Iterator
 
 PACKAGES = {'s3': 's3fs', 'gs': 'gcsfs', 'gcs': 'gcsfs'}
-COMPLETE_MARK = '.sluice-complete'  # written last, beside a local copy of a remote tree
 EMPTY_MARK = '.sluice-empty'  # the one object of an artifact that holds no files
 
 
@@ -168,13 +168,17 @@ def isfile(uri: str) -> bool:
 
 @_guarded('list')
 def listdir(uri: str) -> list[str]:
-    """Names directly under ``uri`` (empty when it does not exist)."""
+    """Names directly under ``uri`` (empty when it does not exist; StorageError when its bucket
+    does not)."""
     if not is_remote(uri):
         return sorted(os.listdir(uri)) if os.path.isdir(uri) else []
     fs = filesystem(uri)
     try:
         entries = fs.ls(_path(uri), detail=False, refresh=True)
     except FileNotFoundError:
+        bucket = _path(uri).split('/')[0]
+        if not fs.exists(bucket):
+            raise FileNotFoundError(f'NoSuchBucket: there is no bucket {bucket}') from None
         return []
     return sorted(posixpath.basename(e.rstrip('/')) for e in entries)
 
@@ -248,10 +252,7 @@ def remove_tree(uri: str) -> None:
     except FileNotFoundError:
         pass
     fs.invalidate_cache()
-    copy = local_mirror(uri)
-    if os.path.exists(copy + COMPLETE_MARK):
-        os.remove(copy + COMPLETE_MARK)
-    shutil.rmtree(copy, ignore_errors=True)
+    shutil.rmtree(local_mirror(uri), ignore_errors=True)
 
 
 def make_dirs(uri: str) -> None:
@@ -328,17 +329,25 @@ def local_dir(root: str) -> str:
 
 def local_copy(uri: str) -> str:
     """A local directory holding the files under ``uri``: the path itself when local, else a copy
-    kept under ``local_cache_root()`` (artifacts never change once published, so a complete copy is
-    reused; an incomplete one, from a download that was cut off, is made again)."""
+    kept under ``local_cache_root()`` and reused (artifacts never change once published). A copy is
+    downloaded beside its place and renamed into it, so a directory there is always complete: a
+    download cut off leaves only its ``.partial-*`` directory, and of two processes copying the same
+    artifact at once (two nodes on one machine) the first rename wins and the other's copy goes."""
     if not is_remote(uri):
         return uri
     target = local_mirror(uri)
-    if os.path.exists(target + COMPLETE_MARK):
+    if os.path.isdir(target):
         return target
-    shutil.rmtree(target, ignore_errors=True)
-    download_tree(uri, target)
-    with open(target + COMPLETE_MARK, 'w') as f:
-        f.write(uri)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    partial = f'{target}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}'
+    try:
+        download_tree(uri, partial)
+        os.rename(partial, target)
+    except OSError:
+        if not os.path.isdir(target):  # not another process's copy arriving first: a real failure
+            raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return target
 
 

@@ -97,6 +97,14 @@ def test_every_node_runs_on_an_s3_root_and_a_rerun_is_all_cached(penguin_s3):
     assert {f'serving/penguin/{version}/saved_model.pb', f'serving/penguin/{version}/model.onnx',
             f'serving/penguin/{version}/sluice_push.json'} <= set(pipeline.s3.keys(pipeline.bucket, 'serving/'))
 
+    # The report reads statistics, evaluation and blessing from the bucket; lineage goes back to the CSV.
+    report = pipeline.sluice('report', run.run_id, '-o', str(pipeline.work / 'report.html'), '--metadata', pipeline.url)
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    html = (pipeline.work / 'report.html').read_text()
+    assert 'flipper_length_mm' in html and 'sparse_categorical_accuracy' in html
+    lineage = pipeline.sluice('lineage', str(model.id), '--metadata', pipeline.url)
+    assert lineage.returncode == 0 and examples.uri in lineage.stdout, lineage.stdout[-3000:]
+
     again = pipeline.run()
     assert again.returncode == 0, again.stdout[-3000:]
     rerun = pipeline.newest_run()
@@ -185,7 +193,7 @@ def test_gc_deletes_the_objects_of_old_runs_and_keeps_what_is_live(penguin_s3):
     for _ in range(2):  # an old run whose statistics nothing needs, copied locally for ExampleValidator
         again = pipeline.run('--only', 'StatisticsGen', '--only', 'ExampleValidator', '--no-cache')
         assert again.returncode == 0, again.stdout[-3000:]
-    copies = {str(p)[:-len('.sluice-complete')] for p in (pipeline.work / 'cache').rglob('*.sluice-complete')}
+    copies = {str(p) for p in (pipeline.work / 'cache').rglob('*') if p.is_dir()}
     collected = pipeline.sluice('gc', '--keep-runs', '1', '--root', pipeline.root, '--metadata', pipeline.url)
     assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-3000:]
     store = pipeline.store()
