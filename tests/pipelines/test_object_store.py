@@ -176,7 +176,10 @@ def test_a_run_killed_mid_upload_publishes_nothing_and_resumes(penguin_s3):
     assert partial, 'the kill came after the first output was uploaded'
     assert not store.node_outputs(run_id, 'Trainer'), 'nothing of the killed Trainer is published'
 
-    resumed = pipeline.sluice('resume', run_id, '--metadata', pipeline.url, STEPS='11')
+    # Resumed as from another machine: none of the first process's local copies or scratch space.
+    other_host = pipeline.work / 'cache-of-another-host'
+    resumed = pipeline.sluice('resume', run_id, '--metadata', pipeline.url, STEPS='11',
+                              SLUICE_CACHE_DIR=str(other_host))
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     records = store.executions(run_id)
     assert [r.properties.get('error_type') for r in records if r.id == trainer.id] == ['Abandoned']
@@ -186,6 +189,8 @@ def test_a_run_killed_mid_upload_publishes_nothing_and_resumes(penguin_s3):
     assert model.uri != f'{pipeline.root}/Trainer/model/{trainer.id}'
     assert pipeline.s3.keys(pipeline.bucket, model.uri[len(f's3://{pipeline.bucket}/'):] + '/Format-Serving/')
     assert store.run(run_id).state == 'COMPLETE'
+    assert (other_host / 's3' / pipeline.bucket / 'runs' / 'penguin' / 'Transform').is_dir(), \
+        "the resumed Trainer read Transform's outputs from the bucket, into the other host's copies"
 
 
 def test_gc_deletes_the_objects_of_old_runs_and_keeps_what_is_live(penguin_s3):
