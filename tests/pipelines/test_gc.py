@@ -11,7 +11,7 @@ from sluice.metadata import MetadataStore
 from sluice import LocalDagRunner, Pipeline
 from sluice.ops import gc
 from sluice.ui.cli import main
-from test_production import gate
+from gate_stand_in import gate
 
 
 def test_gc_keeps_what_is_needed_on_a_store_with_ten_runs(tmp_path, capsys):

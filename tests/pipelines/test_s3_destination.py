@@ -2,7 +2,7 @@
 (the ``s3`` fixture): pushes, the claim and commit protocol, readers skipping a push cut off before
 its record, two pushers racing over one baseline, rollback, promote and history, ``sluice
 production``, ``sluice serve`` following the destination, and clear errors for a wrong endpoint or
-missing credentials. The gate runs on stand-in models (as in test_production.py) except for the
+missing credentials. The gate runs on stand-in models (tests/gate_stand_in.py) except for the
 serving test, which pushes a real penguin model."""
 from __future__ import annotations
 
@@ -11,84 +11,19 @@ import multiprocessing
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
 
-from dummies import FakeModel, Source
-from sluice import LocalDagRunner, Pipeline
-from sluice.components import Component, Executor, Input, Model, ModelBlessing, ModelEvaluation, Output, Parameter, Pusher
-from sluice.components.evaluator import EvaluatorDriver, baseline_identity, load_metrics_summary, set_baseline_identity
-from sluice.components.model_validator.gate import blessing_identity, set_blessing_identity
+from gate_stand_in import gate
+from sluice import LocalDagRunner
+from sluice.components import Model, ModelBlessing
 from sluice.components.production import objectstore
 from sluice.components.production.changes import ProductionError, promote, rollback
-from sluice.components.production.destination import (PUSH_RECORD, history, inspect_version, production,
-                                                       serving_path, versions)
+from sluice.components.production.destination import PUSH_RECORD, history, inspect_version, production, versions
 from sluice.components.pusher import PusherExecutor
-from sluice.metadata import MetadataStore, PushedModel
+from sluice.metadata import PushedModel
 from sluice.ui.cli import main
-
-
-# -- a stand-in gate: the Evaluator's driver (baseline = production at the destination), a judge -------
-class ScoreExecutor(Executor):
-    def run(self, *, model: Model, baseline_model: Model | None, evaluation: ModelEvaluation,
-            push_destination: str | None) -> None:
-        overall = {'candidate': {'accuracy': accuracy(model.uri)}}
-        if baseline_model is not None:
-            overall['baseline'] = {'accuracy': accuracy(baseline_model.uri)}
-        summary = {**baseline_identity(model, baseline_model, push_destination), 'split': 'eval',
-                   'slices': {'Overall': overall}}
-        with open(os.path.join(evaluation.uri, 'metrics.json'), 'w') as f:
-            json.dump(summary, f)
-        set_baseline_identity(evaluation, summary)
-
-
-class Score(Component):
-    model = Input(Model)
-    baseline_model = Input(Model, optional=True)
-    evaluation = Output(ModelEvaluation)
-    push_destination = Parameter(str, default=None, path=True)
-    executor = ScoreExecutor
-    driver = EvaluatorDriver
-
-
-class JudgeExecutor(Executor):
-    def run(self, *, model: Model, evaluation: ModelEvaluation, blessing: ModelBlessing) -> None:
-        summary = load_metrics_summary(evaluation)
-        overall = summary['slices']['Overall']
-        base = overall.get('baseline', {}).get('accuracy')
-        blessed = base is None or overall['candidate']['accuracy'] > base
-        with open(os.path.join(blessing.uri, 'reasons.json'), 'w') as f:
-            json.dump({'checks': [{'metric': 'accuracy', 'slice': 'Overall', 'passed': blessed, 'reason': ''}]}, f)
-        blessing.set('blessed', int(blessed))
-        set_blessing_identity(blessing, blessing_identity(model, summary))
-
-
-class Judge(Component):
-    model = Input(Model)
-    evaluation = Input(ModelEvaluation)
-    blessing = Output(ModelBlessing)
-    executor = JudgeExecutor
-
-
-def accuracy(uri: str) -> float:
-    with open(os.path.join(serving_path(uri), 'saved_model.pb')) as f:
-        return float(f.readline().split('=')[1])
-
-
-def gate(root, dest: str, acc: float) -> Pipeline:
-    spec = root / 'spec'
-    spec.mkdir(parents=True, exist_ok=True)
-    (spec / 'model.txt').write_text(f'accuracy={acc}\n')
-    src = Source(input_base=str(spec))
-    model = FakeModel(text=src.outputs['text'])
-    score = Score(model=model.outputs['model'])
-    judge = Judge(model=model.outputs['model'], evaluation=score.outputs['evaluation'])
-    pusher = Pusher(model=model.outputs['model'], blessing=judge.outputs['blessing'], push_destination=dest)
-    return Pipeline('gate', str(root), [src, model, score, judge, pusher], metadata=f'sqlite:///{root}/metadata.db')
 
 
 def run(root, dest: str, acc: float):
