@@ -11,8 +11,9 @@ that a store written by Sluice reads naturally to TFX tools.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, ClassVar
+
+from sluice.metadata import storage
 
 # Every artifact carries the fingerprint the cache key is built from.
 COMMON_PROPERTIES: dict[str, type] = {'fingerprint': str}
@@ -98,7 +99,6 @@ class Artifact:
 
     def exists(self) -> bool:
         """Whether the artifact's files are still on disk (or in its object store)."""
-        from sluice.metadata import storage
         return bool(self.uri) and storage.exists(self.uri)
 
     def __repr__(self) -> str:
@@ -115,7 +115,6 @@ class _SplitsMixin:
         return json.loads(raw) if raw else []
 
     def split_uri(self, split: str) -> str:
-        from sluice.metadata import storage
         return storage.join(self.uri, f'Split-{split}')  # type: ignore[attr-defined]
 
 

@@ -177,7 +177,7 @@ def short(fingerprint: str | None) -> str:
 
 def location(destination: str) -> str:
     """How a destination is named everywhere: its absolute path, or its URL without a trailing slash."""
-    return destination.rstrip('/') if storage.is_remote(destination) else os.path.abspath(destination)
+    return storage.normalize(destination)
 
 
 def counted(rel: str) -> bool:

@@ -70,8 +70,8 @@ def input_state(pipeline: Pipeline, code: Iterable[str] | None = None) -> State:
     for component in pipeline.components:
         for key, decl in type(component).PARAMETERS.items():
             value = component.parameters.get(key)
-            if not decl.path or decl.user_code or not isinstance(value, str) or value in outputs or \
-                    ('://' in value and not storage.is_remote(value)) or os.path.abspath(value) in outputs:
+            if not decl.path or decl.user_code or not isinstance(value, str) or \
+                    ('://' in value and not storage.is_remote(value)) or storage.normalize(value) in outputs:
                 continue
             if storage.is_remote(value):
                 state.update(storage.tree_state(value))

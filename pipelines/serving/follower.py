@@ -92,7 +92,7 @@ class Failure:
 
 class Follower:
     def __init__(self, source: str, *, metrics=None, fixed: bool = False, recheck: float = 2.0):
-        self.source = source.rstrip('/') if storage.is_remote(source) else os.path.abspath(source)
+        self.source = storage.normalize(source)
         self.fixed = fixed
         self.metrics = metrics
         self.current: LoadedModel | None = None

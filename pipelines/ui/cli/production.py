@@ -1,12 +1,11 @@
 """The commands about what is in production at a push destination: ``sluice production`` (the current
 version, where its model came from, and the history), ``rollback`` and ``promote`` (each a change at
 the destination, then recorded in the store). A destination may be a local directory or an object
-store URL (``s3://bucket/prefix``); a store that cannot be reached is a clear error naming the URL and
-the setting to fix (``sluice.metadata.storage.StorageError``)."""
+store URL (``s3://bucket/prefix``); a store that cannot be reached raises ``StorageError``, which the
+command line prints as its error (the URL and the setting to fix)."""
 from __future__ import annotations
 
 import argparse
-import functools
 from typing import Any, Callable
 
 from sluice.metadata import storage
@@ -14,17 +13,6 @@ from sluice.metadata.records import MetadataStoreError
 from sluice.metadata.store import MetadataStore
 from sluice.ui.cli.common import CliError, open_store, table, with_store
 from sluice.ui.cli.inspect import lineage_lines
-
-
-def _storage_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """An object store that refuses or cannot be reached: the command fails with StorageError's message."""
-    @functools.wraps(command)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except storage.StorageError as e:
-            raise CliError(str(e)) from None
-    return run
 
 
 def _optional_store(args: argparse.Namespace) -> MetadataStore | None:
@@ -156,7 +144,6 @@ def _history_rows(now: object) -> list[list[str]]:
     return rows
 
 
-@_storage_errors
 def cmd_production(args: argparse.Namespace) -> int:
     from sluice.components.production.destination import location, production
     from sluice.components.production.record import store_identity
@@ -178,7 +165,6 @@ def cmd_production(args: argparse.Namespace) -> int:
     return 0
 
 
-@_storage_errors
 def cmd_rollback(args: argparse.Namespace) -> int:
     from sluice.components.production.changes import ProductionError, PushError, rollback
     from sluice.components.production.record import version_artifact
@@ -212,7 +198,6 @@ def _record(store: Any, kind: str, new: Any, model_of: Callable[[], Any]) -> Non
           f'#{pushed.id}).')
 
 
-@_storage_errors
 def cmd_promote(args: argparse.Namespace) -> int:
     from sluice.components.production.changes import ProductionError, PushError, promote
     from sluice.components.production.destination import short, stored_fingerprint
