@@ -2,7 +2,7 @@
 
     from sluice import Pipeline, LocalDagRunner, BeamDagRunner, InteractiveContext, Retry
     from sluice.components import CsvExampleGen, Trainer, Pusher
-    from sluice import tfx_v1 as tfx
+    from sluice.tfx import v1 as tfx
 
 The names below are loaded on first use, so ``import sluice.components`` (or the CLI) does not
 load the runners, and nothing here imports TensorFlow.

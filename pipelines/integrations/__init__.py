@@ -1,2 +1,2 @@
 """Sluice under other orchestrators: Airflow DAG and KFP pipeline-spec exports (each task a
-``sluice run-node``). TFX's own API surface is ``sluice.tfx_v1``."""
+``sluice run-node``). TFX's own API surface is ``sluice.tfx.v1``."""

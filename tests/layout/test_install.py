@@ -60,7 +60,7 @@ PROBE = textwrap.dedent('''
     import sluice
     from sluice import Pipeline, Retry, LocalDagRunner
     from sluice.components import CsvExampleGen, Pusher
-    from sluice import tfx_v1 as tfx
+    from sluice.tfx import v1 as tfx
     failed = {}
     for name in json.loads(sys.argv[1]):
         try:

@@ -1,4 +1,4 @@
-"""TFX's public API on Sluice (``from sluice import tfx_v1 as tfx``): the four shapes of TFX's
+"""TFX's public API on Sluice (``from sluice.tfx import v1 as tfx``): the four shapes of TFX's
 getting-started tutorials written in TFX's style (tests/tfx_style/), each run through
 ``tfx.orchestration.LocalDagRunner`` and ``sluice run``, compared with the same pipeline written
 for Sluice, cached, and resumed after a kill; then the mapping of TFX's arguments and the messages
@@ -16,7 +16,7 @@ import pytest
 import sluice.components as native
 from sluice.metadata import MetadataStore
 from sluice import LocalDagRunner, Pipeline, load_pipeline
-from sluice import tfx_v1 as tfx
+from sluice.tfx import v1 as tfx
 from sluice.ui.cli import main
 from sluice.ui.cli.runs import outcome_lines
 
@@ -306,9 +306,9 @@ def test_stores_and_module_file_surface():
     assert tfx.components.FnArgs is native.FnArgs and tfx.components.TrainerFnArgs is native.FnArgs
     assert tfx.components.DataAccessor is native.DataAccessor
     assert tfx.types.standard_artifacts.Model is native.Model
-    from sluice.tfx_v1.components import FnArgs  # the import lines of TFX's module files work as imports too
+    from sluice.tfx.v1.components import FnArgs  # the import lines of TFX's module files work as imports too
     assert FnArgs is native.FnArgs
-    code = ('import sys; from sluice import tfx_v1 as tfx; '
+    code = ('import sys; from sluice.tfx import v1 as tfx; '
             'print(sorted(m for m in ("tensorflow", "tensorflow_model_analysis", "apache_beam") if m in sys.modules))')
     out = subprocess.run([sys.executable, '-c', code], env={**os.environ, 'PYTHONPATH': REPO}, capture_output=True,
                          text=True, timeout=120)
@@ -329,7 +329,7 @@ def test_what_is_not_offered_fails_at_import_or_construction_naming_it_and_the_s
             'the values to the Trainer in custom_config={...}')
     with pytest.raises(ImportError, match='^tfx.dsl.Cond is not offered by Sluice: Sluice has no conditional nodes; '
                                           'the Pusher itself pushes only a BLESSED model$'):
-        from sluice.tfx_v1.dsl import Cond  # noqa: F401
+        from sluice.tfx.v1.dsl import Cond  # noqa: F401
     _raises(lambda: tfx.proto.TuneArgs,
             'tfx.proto.TuneArgs is not offered by Sluice: Sluice has no Tuner; tune outside the pipeline and pass '
             'the result to the Trainer (custom_config={...}, read in run_fn as fn_args.custom_config)')
@@ -407,6 +407,6 @@ def test_a_failed_run_raises_as_tfx_runner_does_and_names_the_resume_command(tmp
 def test_module_file_in_tfx_style_imports_through_the_one_line_change():
     with open(os.path.join(TFX_STYLE, 'penguin_trainer.py')) as f:
         source = f.read()
-    assert 'from sluice import tfx_v1 as tfx' in source
+    assert 'from sluice.tfx import v1 as tfx' in source
     assert not re.search(r'^\s*(from tfx[ .]|import tfx\b)', source, re.M)  # nothing imported from TFX itself
     assert 'def run_fn(fn_args: tfx.components.FnArgs)' in source  # (the module runs in every shape above)

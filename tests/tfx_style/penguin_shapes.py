@@ -1,5 +1,5 @@
 """Four penguin pipelines written in TFX's style, one per shape of TFX's getting-started tutorials,
-with ``from sluice import tfx_v1 as tfx`` as their only Sluice line:
+with ``from sluice.tfx import v1 as tfx`` as their only Sluice line:
 
 - ``simple``: CsvExampleGen -> Trainer -> Pusher (no blessing: nothing gates the push);
 - ``tfdv``:   + StatisticsGen, SchemaGen and ExampleValidator, the Trainer reading the inferred schema;
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from sluice import tfx_v1 as tfx
+from sluice.tfx import v1 as tfx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PENGUIN = os.path.join(os.path.dirname(os.path.dirname(HERE)), 'pipelines', 'examples', 'penguin')

@@ -1,5 +1,5 @@
 """A module file written as for TFX (``preprocessing_fn`` and ``run_fn(fn_args)``), whose only change
-is its ``tfx`` import line: ``from sluice import tfx_v1 as tfx`` instead of ``from tfx import v1 as tfx``.
+is its ``tfx`` import line: ``from sluice.tfx import v1 as tfx`` instead of ``from tfx import v1 as tfx``.
 
 ``run_fn`` trains a small classifier of the penguins' species from the four measurements. It reads
 the schema the way the pipeline gives it: through the Transform graph when there is one (the
@@ -17,7 +17,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.public import tfxio
 
-from sluice import tfx_v1 as tfx
+from sluice.tfx import v1 as tfx
 
 MEASUREMENTS = ['culmen_length_mm', 'culmen_depth_mm', 'flipper_length_mm', 'body_mass_g']
 SPECIES = 'species'

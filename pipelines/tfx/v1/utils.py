@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sluice.tfx_v1._common import module_getattr
+from sluice.tfx.v1._common import module_getattr
 
 
 def parse_pbtxt_file(file_name: str, message: Any) -> Any:

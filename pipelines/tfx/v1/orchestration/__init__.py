@@ -4,10 +4,11 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from sluice.runners.beam import BeamDagRunner as _SluiceBeamDagRunner
 from sluice.runners.local import LocalDagRunner as _SluiceLocalDagRunner
 from sluice.orchestration.run import RunResult
-from sluice.tfx_v1._common import module_getattr
-from sluice.tfx_v1.orchestration import metadata
+from sluice.tfx.v1._common import module_getattr
+from sluice.tfx.v1.orchestration import metadata
 
 
 class RunFailed(RuntimeError):
@@ -19,20 +20,32 @@ class RunFailed(RuntimeError):
         self.result = result
 
 
+def _raise_on_failure(result: RunResult, pipeline: Any) -> RunResult:
+    failed = {n.node_id: n.error or n.state for n in result.nodes.values()
+              if n.state in ('FAILED', 'CANCELED', 'SKIPPED')}
+    if failed:
+        errors = '; '.join(f'{node}: {error}' for node, error in failed.items())
+        raise RunFailed(f'Run {result.run_id} of pipeline {pipeline.name!r} failed ({errors}). Fix it and continue '
+                        f'the same run with: sluice resume {result.run_id} --metadata {shlex.quote(result.metadata)}',
+                        result)
+    return result
+
+
 class LocalDagRunner(_SluiceLocalDagRunner):
     """Sluice's LocalDagRunner (same launcher, store, cache, leases and resume). As TFX's does,
     ``run`` raises when a node failed (``RunFailed``, naming the nodes and the ``sluice resume``
     command); otherwise it returns Sluice's RunResult (``run_id``, ``state``, ``node_states()``)."""
 
     def run(self, pipeline: Any, *args: Any, **kwargs: Any) -> RunResult:  # type: ignore[override]
-        result = super().run(pipeline, *args, **kwargs)
-        failed = {n.node_id: n.error or n.state for n in result.nodes.values()
-                  if n.state in ('FAILED', 'CANCELED', 'SKIPPED')}
-        if failed:
-            errors = '; '.join(f'{node}: {error}' for node, error in failed.items())
-            raise RunFailed(f'Run {result.run_id} of pipeline {pipeline.name!r} failed ({errors}). Fix it and continue '
-                            f'the same run with: sluice resume {result.run_id} --metadata {shlex.quote(result.metadata)}', result)
-        return result
+        return _raise_on_failure(super().run(pipeline, *args, **kwargs), pipeline)
+
+
+class BeamDagRunner(_SluiceBeamDagRunner):
+    """Sluice's BeamDagRunner (``tfx.orchestration.beam.beam_dag_runner.BeamDagRunner``): the DAG runs as a
+    Beam pipeline, each node through the same launcher as LocalDagRunner; ``run`` raises as above."""
+
+    def run(self, pipeline: Any, *args: Any, **kwargs: Any) -> RunResult:  # type: ignore[override]
+        return _raise_on_failure(super().run(pipeline, *args, **kwargs), pipeline)
 
 
 _OFFERED = ['LocalDagRunner', 'metadata']

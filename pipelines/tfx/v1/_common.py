@@ -10,7 +10,7 @@ from sluice.components.component import WiringError
 
 class NotOffered(ImportError, WiringError):
     """A part of TFX's API that Sluice does not offer. Raised when the name is imported or reached
-    (an ImportError, so ``from sluice.tfx_v1.components import Tuner`` fails with this message) or
+    (an ImportError, so ``from sluice.tfx.v1.components import Tuner`` fails with this message) or
     when a component or pipeline is constructed with an argument Sluice cannot honour (a
     WiringError/TypeError, like every other wiring mistake). The message names what and the Sluice way."""
     retryable = False

@@ -1,7 +1,7 @@
 """``tfx.dsl.experimental``: the resolver strategies Sluice maps (see ``tfx.dsl.Resolver``)."""
 from __future__ import annotations
 
-from sluice.tfx_v1._common import module_getattr
+from sluice.tfx.v1._common import module_getattr
 
 
 class ResolverStrategy:

@@ -14,9 +14,9 @@ import sluice.components as _sluice
 from sluice.components.component import Channel as _SluiceChannel
 from sluice.components.component import Component, WiringError
 from sluice.components.trainer import DataAccessor, FnArgs
-from sluice.tfx_v1 import proto as _proto
-from sluice.tfx_v1._common import check_none, module_getattr, not_offered
-from sluice.tfx_v1.dsl import COMPANIONS, Channel, ProductionBaseline, _Unusable
+from sluice.tfx.v1 import proto as _proto
+from sluice.tfx.v1._common import check_none, module_getattr, not_offered
+from sluice.tfx.v1.dsl import COMPANIONS, Channel, ProductionBaseline, _Unusable
 
 TrainerFnArgs = FnArgs  # the name TFX's older module files import (tfx.components.trainer.executor)
 

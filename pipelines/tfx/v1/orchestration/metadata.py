@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import urllib.parse
 
-from sluice.tfx_v1._common import module_getattr
+from sluice.tfx.v1._common import module_getattr
 
 
 def sqlite_metadata_connection_config(metadata_db_uri: str) -> str:

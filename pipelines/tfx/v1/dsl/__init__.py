@@ -23,9 +23,9 @@ from sluice.components.schema_gen import SCHEMA_FILE, ImportSchemaGen
 from sluice.metadata.artifact import Artifact, Model, ModelBlessing, Schema
 from sluice.dsl.pipeline import Pipeline as _SluicePipeline
 from sluice.dsl.pipeline import PipelineError
-from sluice.tfx_v1._common import check_none, module_getattr, not_offered
-from sluice.tfx_v1.dsl import experimental
-from sluice.tfx_v1.dsl.experimental import (LatestArtifactStrategy, LatestBlessedModelStrategy,
+from sluice.tfx.v1._common import check_none, module_getattr, not_offered
+from sluice.tfx.v1.dsl import experimental
+from sluice.tfx.v1.dsl.experimental import (LatestArtifactStrategy, LatestBlessedModelStrategy,
                                                SpanRangeStrategy)
 
 COMPANIONS = '_tfx_companions'  # attribute of a node: the nodes it brings into a tfx.dsl.Pipeline

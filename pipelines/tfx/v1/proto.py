@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sluice.tfx_v1._common import module_getattr
+from sluice.tfx.v1._common import module_getattr
 
 
 class _Message:
@@ -152,6 +152,32 @@ class RangeConfig(_Message):
 class SplitsConfig(_Message):
     """``analyze`` (one split) -> Transform's ``analyze_split``; Sluice transforms every split."""
     FIELDS = {'analyze': [str], 'transform': [str]}
+
+
+def _as_dict(message: _Message) -> dict[str, Any]:
+    """The fields set, by their proto names (what protobuf's JSON form holds)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, _Message):
+            return _as_dict(value)
+        return [plain(v) for v in value] if isinstance(value, list) else value
+    return {k: plain(v) for k, v in vars(message).items() if message.HasField(k) or isinstance(v, _Message)}
+
+
+def to_json(message: _Message) -> str:
+    """A message as JSON, field names as declared and keys sorted (what TFX's
+    ``proto_utils.proto_to_json`` writes for the same message)."""
+    import json
+
+    return json.dumps(_as_dict(message), sort_keys=True, indent=2)
+
+
+def from_json(json_text: str, message: _Message) -> _Message:
+    """Set ``message``'s fields from ``to_json``'s form and return it (TFX's ``proto_utils.json_to_proto``)."""
+    import json
+
+    parsed = type(message)(**json.loads(json_text))
+    vars(message).update(vars(parsed))
+    return message
 
 
 _OFFERED = ['TrainArgs', 'EvalArgs', 'PushDestination', 'Filesystem', 'Versioning', 'Input', 'Output', 'SplitConfig',

@@ -1,8 +1,8 @@
 """``tfx.types``: only ``standard_artifacts`` (Sluice's artifact types under TFX's names)."""
 from __future__ import annotations
 
-from sluice.tfx_v1._common import module_getattr
-from sluice.tfx_v1.types import standard_artifacts
+from sluice.tfx.v1._common import module_getattr
+from sluice.tfx.v1.types import standard_artifacts
 
 _CUSTOM = ('write a custom component with components.Component and Input/Output/Parameter declarations '
            '(README, "A pipeline file")')

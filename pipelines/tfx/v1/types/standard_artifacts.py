@@ -4,7 +4,7 @@ from __future__ import annotations
 from sluice.metadata.artifact import (ExampleAnomalies, Examples, ExampleStatistics, InfraBlessing, Model, ModelBlessing,
                                ModelEvaluation,
                                ModelRun, PushedModel, Schema, TransformGraph)
-from sluice.tfx_v1._common import module_getattr
+from sluice.tfx.v1._common import module_getattr
 
 _OFFERED = ['Examples', 'ExampleAnomalies', 'ExampleStatistics', 'InfraBlessing', 'Model', 'ModelBlessing',
             'ModelEvaluation',

@@ -1,6 +1,6 @@
 """TFX's public API (``from tfx import v1 as tfx``) mapped onto Sluice's own components and runners.
 
-    from sluice import tfx_v1 as tfx      # instead of: from tfx import v1 as tfx
+    from sluice.tfx import v1 as tfx      # instead of: from tfx import v1 as tfx
 
     gen = tfx.components.CsvExampleGen(input_base='data')
     trainer = tfx.components.Trainer(module_file='module.py', examples=gen.outputs['examples'],
@@ -16,14 +16,14 @@ Every constructor returns the Sluice node a Sluice pipeline file would declare (
 execution types, parameters, cache keys), so a TFX-style pipeline records what the same pipeline
 written for Sluice records, and ``sluice run``/``resume``/``show`` work on it. What Sluice does not
 offer fails when it is imported or constructed, with a message naming it and the Sluice way
-(``sluice.tfx_v1.NotOffered``). Importing this is cheap: no TensorFlow, TFDV or TFMA.
+(``sluice.tfx.v1.NotOffered``). Importing this is cheap: no TensorFlow, TFDV or TFMA.
 """
 from __future__ import annotations
 
-from sluice.tfx_v1._common import NotOffered, module_getattr
-from sluice.tfx_v1 import proto  # noqa: I001  (proto first: components use it)
-from sluice.tfx_v1 import dsl, types, utils
-from sluice.tfx_v1 import components, orchestration
+from sluice.tfx.v1._common import NotOffered, module_getattr
+from sluice.tfx.v1 import proto  # noqa: I001  (proto first: components use it)
+from sluice.tfx.v1 import dsl, types, utils
+from sluice.tfx.v1 import components, orchestration
 
 __version__ = '1.x-sluice'  # TFX's v1 API, as Sluice offers it
 
