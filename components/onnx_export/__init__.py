@@ -28,6 +28,12 @@ onnxruntime-extensions 0.15.2):
   0.15.2: it disagrees with TensorFlow on most strings, '' included), so OOV strings would land in
   other buckets than in TensorFlow. See ``string_hash`` in export_onnx for the choices.
 
+A signature of dense per-feature inputs instead (a Keras model saved with its default signature, as
+TFX's penguin_simple tutorial does: one float32, int64 or string tensor of shape [None] or [None, 1]
+per feature, named after it) is converted as it is: the ONNX inputs are those tensors, and the check
+against the SavedModel feeds both the same rows as dense tensors. The model records which kind of
+signature it came from (``sluice.serving_signature``: 'serialized_examples' or 'dense').
+
 Conversion needs TensorFlow; running the ONNX model needs only onnxruntime, plus
 onnxruntime-extensions if the model hashes strings into more than one OOV bucket.
 

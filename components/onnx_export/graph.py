@@ -1,4 +1,5 @@
-"""Cutting the serving graph at ParseExampleV2: the features it parses (checked against the raw feature
+"""The serving graph's inputs (``signature_inputs``: serialized tf.Examples or dense per-feature
+tensors), and cutting it at ParseExampleV2: the features it parses (checked against the raw feature
 spec) and a graph that computes its outputs from one dense [batch, 1] input per feature instead, the
 sparse ones rebuilt exactly as ParseExampleV2 would have (see the package docstring).
 """
@@ -25,6 +26,48 @@ class _Feature:
         self.sparse = sparse            # VarLenFeature (-> indices, values, dense_shape)
         self.outputs = outputs          # ParseExampleV2 output indices
         self.dense_shape = dense_shape  # FixedLenFeature shape per example: [] or [1]
+
+
+class SignatureInput:
+    """One input of the frozen serving_default graph."""
+
+    def __init__(self, tensor, name, dtype, shape):
+        self.tensor = tensor  # graph tensor name ('serving_default_x:0')
+        self.name = name      # the signature's input name (the ONNX input name)
+        self.dtype = dtype    # 'float32' | 'int64' | 'string' | another TensorFlow dtype name
+        self.shape = shape    # list of int or None (unknown); None for an unknown rank
+
+
+def signature_inputs(graph_def, inputs, renames):
+    """The inputs of a graph from tf2onnx's tf_loader.from_saved_model: their placeholders' dtypes
+    and shapes, named as the signature names them."""
+    import tensorflow as tf
+    nodes = {n.name: n for n in graph_def.node}
+    found = []
+    for tensor in inputs:
+        node = nodes[tensor.split(':')[0]]
+        dtype = tf.dtypes.as_dtype(node.attr['dtype'].type)
+        shape = node.attr['shape'].shape
+        dims = None if shape.unknown_rank else [d.size if d.size >= 0 else None for d in shape.dim]
+        found.append(SignatureInput(tensor, renames.get(tensor, tensor.split(':')[0]),
+                                    dtype.name, dims))
+    return found
+
+
+def shape_text(shape):
+    return 'unknown' if shape is None else '[' + ', '.join('None' if d is None else str(d) for d in shape) + ']'
+
+
+def describe_signature(signature):
+    """'name: dtype [shape], ...' for messages."""
+    return ', '.join(f'{s.name}: {s.dtype} {shape_text(s.shape)}' for s in signature) or 'no inputs'
+
+
+def takes_serialized_examples(graph_def, signature):
+    """One string input, parsed by a Parse* op (TFX's serving signature; ParseExampleV2 is the one
+    the export takes, ``find_parse_node`` says so for another): else the inputs are the features."""
+    return (len(signature) == 1 and signature[0].dtype == 'string'
+            and any(n.op.startswith('Parse') for n in graph_def.node))
 
 
 def find_parse_node(graph_def):

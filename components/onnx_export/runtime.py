@@ -19,6 +19,14 @@ INT64_MIN = np.iinfo(np.int64).min
 
 MISSING = {'float32': float('nan'), 'int64': int(INT64_MIN), 'string': ''}
 
+# What serving_default took, in the ONNX model's metadata (SIGNATURE_PROP): serialized tf.Examples
+# (the parsing cut off: the inputs are the parsed features, [batch, 1]) or dense per-feature tensors
+# (the inputs are the signature's own, [batch] or [batch, 1]). Models exported before this was
+# recorded took serialized tf.Examples.
+SIGNATURE_PROP = 'sluice.serving_signature'
+SERIALIZED_EXAMPLES = 'serialized_examples'
+DENSE = 'dense'
+
 
 class OnnxExportError(RuntimeError):
     """The model cannot be exported to ONNX as Sluice promises; the message says why."""
@@ -44,7 +52,8 @@ def make_session(onnx_path: str):
 def run_onnx(onnx_path: str, features: dict, session=None) -> dict:
     """Runs the exported model on raw features given in the dense convention.
 
-    ``features`` maps each input name to a numpy array (or list) of shape [batch] or [batch, 1].
+    ``features`` maps each input name to a numpy array (or list) of shape [batch] or [batch, 1]
+    (either way: each is reshaped to its input's rank).
     Strings are passed to onnxruntime as Python ``str`` (object dtype); bytes are decoded first
     (onnxruntime would otherwise read b'Cash' as the text "b'Cash'"). ``session`` (from
     make_session) avoids creating one per call. Returns {output name: array}.
@@ -62,7 +71,7 @@ def run_onnx(onnx_path: str, features: dict, session=None) -> dict:
             value = value.astype(np.float32)
         elif inp.type == 'tensor(int64)':
             value = value.astype(np.int64)
-        feed[inp.name] = value.reshape(-1, 1)
+        feed[inp.name] = value.reshape(-1) if len(inp.shape or [None, 1]) == 1 else value.reshape(-1, 1)
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, feed)))
 
@@ -90,20 +99,41 @@ def dense_features(records: Sequence[bytes], description: list[dict]) -> dict[st
             for d in description}
 
 
+def signature_kind(session) -> str:
+    """What the exported serving_default took: SERIALIZED_EXAMPLES or DENSE (see SIGNATURE_PROP)."""
+    return session.get_modelmeta().custom_metadata_map.get(SIGNATURE_PROP, SERIALIZED_EXAMPLES)
+
+
 def max_abs_diff(saved_model_dir: str, onnx_path: str, description: list[dict], records: Sequence[bytes],
                  batch_size: int = 256) -> float:
-    """The largest absolute difference between the SavedModel's serving_default (fed serialized
-    tf.Examples) and the ONNX model (fed the same examples as raw features), over every output."""
+    """The largest absolute difference between the SavedModel's serving_default and the ONNX model
+    over every output, on the same examples: the SavedModel is fed them serialized (a signature of
+    serialized tf.Examples) or as its dense per-feature inputs (a dense signature), the ONNX model
+    as raw features (``dense_features``)."""
     import tensorflow as tf
 
     serving = tf.saved_model.load(saved_model_dir).signatures['serving_default']
-    [input_name] = serving.structured_input_signature[1].keys()
+    specs = serving.structured_input_signature[1]
     session = make_session(onnx_path)
+    dense = signature_kind(session) == DENSE
+    if dense:
+        unfed = sorted(set(specs) - {d['name'] for d in description})
+        if unfed:
+            raise OnnxExportError(f'serving_default takes {unfed}, which the ONNX model does not')
+    else:
+        [input_name] = specs.keys()
     worst = 0.0
     for start in range(0, len(records), batch_size):
         chunk = list(records[start:start + batch_size])
-        expected = {k: v.numpy() for k, v in serving(**{input_name: tf.constant(chunk)}).items()}
-        got = run_onnx(onnx_path, dense_features(chunk, description), session)
+        features = dense_features(chunk, description)
+        if dense:
+            feed = {name: tf.reshape(tf.constant(_tf_value(features[name], spec.dtype), spec.dtype),
+                                     [-1] if spec.shape.rank == 1 else [-1, 1])
+                    for name, spec in specs.items()}
+        else:
+            feed = {input_name: tf.constant(chunk)}
+        expected = {k: v.numpy() for k, v in serving(**feed).items()}
+        got = run_onnx(onnx_path, features, session)
         for name, value in expected.items():
             if name not in got:
                 raise OnnxExportError(f'the ONNX model has no output {name!r}; its outputs: {sorted(got)}')
@@ -112,6 +142,13 @@ def max_abs_diff(saved_model_dir: str, onnx_path: str, description: list[dict], 
             if np.isnan(diff).any() and not np.array_equal(np.isnan(value), np.isnan(np.asarray(got[name]).reshape(value.shape))):
                 return float('inf')
     return worst
+
+
+def _tf_value(array: np.ndarray, dtype) -> np.ndarray:
+    """A dense feature column as TensorFlow takes it (strings as UTF-8 bytes)."""
+    if dtype.name == 'string':
+        return np.array([v.encode('utf-8') if isinstance(v, str) else v for v in array.reshape(-1)], dtype=object)
+    return array.reshape(-1)
 
 
 # ------------------------------------------------------------------------------------------------

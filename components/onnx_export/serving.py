@@ -2,8 +2,9 @@
 raw features, and the translation between request bodies and the session's tensors.
 
 Inputs follow the ONNX export's convention (``sluice.components.onnx_export``): one input per raw
-feature, as in the CSV; a feature that may be absent (a VarLenFeature) can be left out of a row or
-given as ``null``. Nothing here imports TensorFlow.
+feature, as in the CSV, one value per example (a tensor of shape [batch, 1], or [batch] when the
+model's serving_default took such dense inputs); a feature that may be absent (a VarLenFeature) can
+be left out of a row or given as ``null``. Nothing here imports TensorFlow.
 
 Request forms (TF Serving's REST API and the Open Inference Protocol):
 
@@ -59,6 +60,11 @@ class Feature:
     dtype: str  # float32 | int64 | string
     required: bool
     missing: Any  # the value standing for an absent one (VarLenFeature), else None
+    rank: int = 2  # of the ONNX input: [batch, 1] (2), or [batch] (1, a dense signature's rank-1 input)
+
+    @property
+    def shape(self) -> list[int]:
+        return [-1, 1] if self.rank == 2 else [-1]
 
     def describe(self) -> str:
         return f"{_TYPE_WORDS[self.dtype]}{'' if self.required else ', may be left out'}"
@@ -77,7 +83,8 @@ def _features_of(session) -> list[Feature]:
         missing = d.get('missing')
         if missing is not None:
             missing = {'float32': float, 'int64': int, 'string': str}[dtype](missing)
-        features.append(Feature(inp.name, dtype, missing is None, missing))
+        rank = 1 if len(inp.shape or [None, 1]) == 1 else 2
+        features.append(Feature(inp.name, dtype, missing is None, missing, rank))
     return features
 
 
@@ -171,7 +178,7 @@ class LoadedModel:
             tensor = given.get(f.name)
             if tensor is None:
                 if f.required:
-                    raise RequestError(f'no input "{f.name}" ({_V2_TYPES[f.dtype]}, shape [-1, 1]): the model '
+                    raise RequestError(f'no input "{f.name}" ({_V2_TYPES[f.dtype]}, shape {f.shape}): the model '
                                        f'takes {self._expects()}')
                 continue
             if tensor.get('datatype') not in _V2_ACCEPTS[f.dtype]:
@@ -205,13 +212,13 @@ class LoadedModel:
         def spec(name, dtype, shape):
             return {'dtype': _TF_TYPES.get(dtype, 'DT_INVALID'), 'name': name,
                     'tensor_shape': {'dim': [{'size': str(d), 'name': ''} for d in shape], 'unknown_rank': False}}
-        return {'inputs': {f.name: spec(f.name, f.dtype, [-1, 1]) for f in self.features},
+        return {'inputs': {f.name: spec(f.name, f.dtype, f.shape) for f in self.features},
                 'outputs': {name: spec(name, dtype, self.output_shapes.get(name, [-1, -1]))
                             for name, dtype in self.outputs},
                 'method_name': 'tensorflow/serving/predict'}
 
     def v2_tensors(self) -> dict:
-        return {'inputs': [{'name': f.name, 'datatype': _V2_TYPES[f.dtype], 'shape': [-1, 1]}
+        return {'inputs': [{'name': f.name, 'datatype': _V2_TYPES[f.dtype], 'shape': f.shape}
                            for f in self.features],
                 'outputs': [{'name': name, 'datatype': _V2_TYPES.get(dtype, 'FP64'),
                              'shape': self.output_shapes.get(name, [-1, -1])} for name, dtype in self.outputs]}
@@ -229,7 +236,7 @@ class LoadedModel:
             if f.dtype == 'float32' and np.isinf(array).any():
                 i = int(np.argmax(np.isinf(array)))
                 raise RequestError(f'feature "{f.name}" of row {i}: {columns[f.name][i]!r} is outside float32\'s range')
-            feed[f.name] = array.reshape(-1, 1)
+            feed[f.name] = array.reshape(f.shape)
         return feed
 
 

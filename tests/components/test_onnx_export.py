@@ -95,15 +95,115 @@ def test_a_required_feature_without_value_is_an_error(ops_model):
         dense_features([_example(None, 'a')], description)
 
 
-def test_a_signature_without_tf_example_parsing_is_a_clear_error(tmp_path):
+def _save(directory, serve, module=None):
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec(shape=[None, 2], dtype=tf.float32, name='x')])
-    def serve(x):
-        return {'y': x * 2.0}
+    tf.saved_model.save(module or tf.Module(), directory, signatures={'serving_default': serve})
+    return directory
 
-    directory = str(tmp_path / 'model')
-    tf.saved_model.save(tf.Module(), directory, signatures={'serving_default': serve.get_concrete_function()})
-    with pytest.raises(OnnxExportError, match=r'serving_default must parse serialized tf\.Examples with one '
-                                              r'tf\.io\.parse_example \(ParseExampleV2 op\); found 0'):
+
+def _dense_serving():
+    """A serving_default of dense per-feature inputs (no tf.Example parsing): a string [None, 1] looked
+    up in a vocabulary, an int64 [None] and a float32 [None, 1]."""
+    import tensorflow as tf
+
+    class Serving(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.vocabulary = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+                ['Biscoe', 'Dream'], tf.constant([1, 2], tf.int64)), default_value=-1)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.string, name='island'),
+                                      tf.TensorSpec([None], tf.int64, name='year'),
+                                      tf.TensorSpec([None, 1], tf.float32, name='x')])
+        def serve(self, island, year, x):
+            code = tf.cast(self.vocabulary.lookup(island), tf.float32)
+            return {'score': code * x + tf.cast(tf.reshape(year, [-1, 1]), tf.float32) / 1000.0,
+                    'code': self.vocabulary.lookup(island)}
+
+    return Serving()
+
+
+def test_a_dense_signature_is_exported_with_its_own_inputs(tmp_path):
+    """A signature taking the features themselves (as a Keras model saved with its default signature
+    does) keeps its inputs: same names, dtypes and shapes, a value required; the check feeds the
+    SavedModel the same rows as dense tensors, and a server answers rows by the features' names."""
+    from sluice.components.onnx_export.serving import open_model, write_samples
+
+    module = _dense_serving()
+    directory = _save(str(tmp_path / 'model'), module.serve, module)
+    onnx_path = str(tmp_path / 'model.onnx')
+    description = export_onnx(directory, onnx_path)
+    assert description == [
+        {'name': 'island', 'dtype': 'string', 'shape': [None, 1], 'missing': None},
+        {'name': 'x', 'dtype': 'float32', 'shape': [None, 1], 'missing': None},
+        {'name': 'year', 'dtype': 'int64', 'shape': [None], 'missing': None}]
+    records = [tf_example(island=island, x=i / 7 - 1.0, year=2007 + i % 3)
+               for i, island in enumerate(['Biscoe', 'Dream', 'Torgersen', '', 'é'] * 3)]
+    assert max_abs_diff(directory, onnx_path, description, records) == 0.0
+    out = run_onnx(onnx_path, dense_features(records[:3], description))
+    assert np.reshape(out['code'], -1).tolist() == [1, 2, -1]
+
+    served = open_model(onnx_path)
+    assert {name: [d['size'] for d in spec['tensor_shape']['dim']]
+            for name, spec in served.signature()['inputs'].items()} == {
+        'island': ['-1', '1'], 'x': ['-1', '1'], 'year': ['-1']}
+    answer, _ = served.predict({'instances': [{'island': 'Dream', 'x': 0.5, 'year': 2008}]})
+    assert answer['predictions'] == [{'code': [2], 'score': [pytest.approx(1.0 + 2.008)]}]
+    with pytest.raises(ValueError, match=r'feature "year" of instance 0 is missing: expected int64'):
+        served.predict({'instances': [{'island': 'Dream', 'x': 0.5}]})
+    write_samples(onnx_path, dense_features(records, description), description)  # the warm-up rows
+
+
+def tf_example(**features):
+    import tensorflow as tf
+
+    ex = tf.train.Example()
+    for name, value in features.items():
+        if isinstance(value, str):
+            ex.features.feature[name].bytes_list.value.append(value.encode('utf-8'))
+        elif isinstance(value, int):
+            ex.features.feature[name].int64_list.value.append(value)
+        else:
+            ex.features.feature[name].float_list.value.append(value)
+    return ex.SerializeToString()
+
+
+def _refusals():
+    import tensorflow as tf
+
+    spec = {'x': tf.io.FixedLenFeature([1], tf.float32)}
+
+    def examples(fn):
+        return tf.function(fn, input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+
+    def dense(fn, shape=(None, 1), dtype=tf.float32):
+        return tf.function(fn, input_signature=[tf.TensorSpec(shape, dtype, name='x')])
+
+    return {
+        'parsed twice': (examples(lambda s: {'y': tf.io.parse_example(s, spec)['x']
+                                             + tf.io.parse_example(s, {'z': spec['x']})['z']}),
+                         r'serving_default\(examples: string \[None\]\) cannot be exported to ONNX: serving_default '
+                         r'must parse serialized tf\.Examples with one tf\.io\.parse_example \(ParseExampleV2 op\); '
+                         r'found 2'),
+        'several values per example': (
+            dense(lambda x: {'y': x * 2.0}, shape=(None, 2)),
+            r"serving_default\(x: float32 \[None, 2\]\) cannot be exported to ONNX: input 'x' has shape \[None, 2\]; "
+            r'a signature of dense inputs must take one value per example and input \(shape \[None\] or '
+            r'\[None, 1\]\), or one string tensor of serialized tf\.Examples$'),
+        'int32': (dense(lambda x: {'y': x * 2}, dtype=tf.int32),
+                  r"serving_default\(x: int32 \[None, 1\]\) cannot be exported to ONNX: input 'x' is int32; a "
+                  r'signature of dense inputs must take float32, int64 or string tensors'),
+        'an op tf2onnx lacks': (dense(lambda x: {'y': tf.math.lgamma(x)}),
+                                r'serving_default\(x: float32 \[None, 1\]\) cannot be exported to ONNX: tf2onnx has '
+                                r'no conversion for the TensorFlow op\(s\) Lgamma$'),
+    }
+
+
+@pytest.mark.parametrize('case', ['parsed twice', 'several values per example', 'int32', 'an op tf2onnx lacks'])
+def test_a_signature_that_cannot_be_exported_is_a_clear_error(tmp_path, case):
+    serve, message = _refusals()[case]
+    directory = _save(str(tmp_path / 'model'), serve.get_concrete_function())
+    with pytest.raises(OnnxExportError, match=message):
         export_onnx(directory, str(tmp_path / 'model.onnx'))
+    assert not (tmp_path / 'model.onnx').exists()
