@@ -12,9 +12,13 @@ to ``fn_args.serving_model_dir`` whose ``serving_default`` takes serialized tf.E
 transform embedded), as TFX modules do.
 
 Then the Trainer writes ``Format-ONNX/model.onnx``: the same model with raw features as inputs (no
-tf.Example parsing, the transform embedded), runs both models on the eval examples, records the
-largest absolute difference as ``onnx_max_abs_diff`` and fails if it exceeds ``onnx_tolerance``.
-``export_onnx=False`` skips this.
+tf.Example parsing, the transform embedded; a ``serving_default`` of dense per-feature inputs, as a
+Keras model saved with its default signature has, keeps those inputs), runs both models on the eval
+examples, records the largest absolute difference as ``onnx_max_abs_diff`` and fails if it exceeds
+``onnx_tolerance`` or if the signature cannot be exported. ``export_onnx=False`` skips this;
+``export_onnx='if_possible'`` does it but, where it fails, keeps no ONNX copy, records why as the
+Model's ``onnx_skipped`` property, logs one warning and completes (a pipeline written for TFX, whose
+Trainer exports no ONNX, then runs as it did there).
 
 Warm starts: ``warm_start_from=DESTINATION`` sets ``fn_args.base_model`` to the SavedModel in
 production there (as the destination says, so a rolled-back or hand-pushed version counts), or None
@@ -24,7 +28,9 @@ while nothing is; the version is part of the cache key, so a new push reruns the
 from __future__ import annotations
 
 import glob
+import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -40,6 +46,17 @@ from sluice.metadata.artifact import Artifact, Examples, Model, ModelRun, Schema
 ONNX_DIR = 'Format-ONNX'
 ONNX_FILE = 'model.onnx'
 ONNX_CHECK_ROWS = 2000
+ONNX_IF_POSSIBLE = 'if_possible'  # export_onnx: export where it works, else record why and go on
+ONNX_SKIPPED = 'onnx_skipped'     # the Model's property saying why it has no ONNX copy (ONNX_IF_POSSIBLE)
+_ONNX_WAYS = ("Set export_onnx=False to train without the ONNX copy, or export_onnx='if_possible' to keep it "
+              'only when the export works.')
+
+logger = logging.getLogger(__name__)
+
+
+def _check_export_onnx(value: bool | str) -> None:
+    if isinstance(value, str) and value != ONNX_IF_POSSIBLE:
+        raise ValueError(f"export_onnx must be True, False or {ONNX_IF_POSSIBLE!r}, got {value!r}")
 
 
 @dataclass
@@ -145,7 +162,7 @@ class TrainerExecutor(Executor):
     def run(self, *, examples: Examples, transform_graph: TransformGraph | None, schema: Schema | None,
             base_model: Model | None, raw_examples: Examples | None, model: Model, model_run: ModelRun,
             module_file: str, train_steps: int | None, eval_steps: int | None, custom_config: dict,
-            hyperparameters: dict, train_split: str, eval_split: str, export_onnx: bool,
+            hyperparameters: dict, train_split: str, eval_split: str, export_onnx: bool | str,
             onnx_tolerance: float, warm_start_from: str | None = None) -> None:
 
         module = load_module_file(module_file, required=['run_fn'])
@@ -172,15 +189,30 @@ class TrainerExecutor(Executor):
                                f'fn_args.serving_model_dir ({serving_dir}); save the model there, e.g. '
                                "model.save(fn_args.serving_model_dir, save_format='tf', signatures=...).")
         if export_onnx:
-            diff = self._export_onnx(serving_dir, model, raw_examples or examples, eval_split, transform_graph)
+            from sluice.components.onnx_export import OnnxExportError
+
+            try:
+                inputs, diff = self._export_onnx(serving_dir, model, raw_examples or examples, eval_split,
+                                                 transform_graph, onnx_tolerance)
+            except OnnxExportError as e:
+                if export_onnx != ONNX_IF_POSSIBLE:
+                    raise
+                # No ONNX copy at all (a server or a Pusher must not find half of one), and why.
+                shutil.rmtree(os.path.join(model.uri, ONNX_DIR), ignore_errors=True)
+                reason = ' '.join(str(e).split())  # one line, for the log and the property
+                model.set(ONNX_SKIPPED, reason)
+                logger.warning("Trainer: no ONNX copy of the model (export_onnx='%s', recorded as the Model's %s): %s",
+                               ONNX_IF_POSSIBLE, ONNX_SKIPPED, reason)
+                return
+            model.set('onnx_inputs', [dict(d, missing=None if d['missing'] is None else str(d['missing']))
+                                      for d in inputs])
             model.set('onnx_max_abs_diff', diff)
-            if diff > onnx_tolerance:
-                raise RuntimeError(f'The ONNX export differs from the SavedModel by up to {diff:.3g} on the '
-                                   f"'{eval_split}' examples (tolerance onnx_tolerance={onnx_tolerance:g}); "
-                                   'set export_onnx=False to train without the ONNX copy.')
 
     def _export_onnx(self, serving_dir: str, model: Model, raw_examples: Examples, eval_split: str,
-                     transform_graph: TransformGraph | None) -> float:
+                     transform_graph: TransformGraph | None, onnx_tolerance: float) -> tuple[list[dict], float]:
+        """Writes Format-ONNX/ and checks it against the SavedModel on the eval examples; returns the
+        ONNX inputs and the largest difference. Raises OnnxExportError (with the ways out) when the
+        signature cannot be exported, the check cannot run, or the difference exceeds the tolerance."""
         from sluice.components import onnx_export
         from sluice.components.onnx_export.serving import SAMPLE_ROWS, write_samples
 
@@ -194,19 +226,27 @@ class TrainerExecutor(Executor):
         try:
             inputs = onnx_export.export_onnx(serving_dir, onnx_path, raw_spec)
         except onnx_export.OnnxExportError as e:
-            raise onnx_export.OnnxExportError(f'{e}. Set export_onnx=False to train without the ONNX copy.') from e
-        except Exception as e:  # the converter's own reason, said plainly
+            raise onnx_export.OnnxExportError(f'{e}. {_ONNX_WAYS}') from e
+        except Exception as e:  # loading the SavedModel failed: the converter's own reason, said plainly
             raise onnx_export.OnnxExportError(
                 f'tf2onnx could not convert the serving_default signature of {serving_dir}: {type(e).__name__}: '
-                f'{e}. Set export_onnx=False to train without the ONNX copy.') from e
-        model.set('onnx_inputs', [dict(d, missing=None if d['missing'] is None else str(d['missing']))
-                                  for d in inputs])
+                f'{e}. {_ONNX_WAYS}') from e
         records = _read_records(raw_examples, eval_split, ONNX_CHECK_ROWS)
-        diff = onnx_export.max_abs_diff(serving_dir, onnx_path, inputs, records)
-        # A request of the first rows and the answers, for servers to warm up on and check (sluice.serving).
-        sample = records[:SAMPLE_ROWS]
-        write_samples(onnx_path, onnx_export.dense_features(sample, inputs), inputs)
-        return diff
+        try:
+            diff = onnx_export.max_abs_diff(serving_dir, onnx_path, inputs, records)
+            # A request of the first rows and the answers, for servers to warm up on and check (sluice.serving).
+            sample = records[:SAMPLE_ROWS]
+            write_samples(onnx_path, onnx_export.dense_features(sample, inputs), inputs)
+        except Exception as e:
+            names = ', '.join(d['name'] for d in inputs)
+            raise onnx_export.OnnxExportError(
+                f'the ONNX export (inputs {names}) could not be checked against the SavedModel on the '
+                f"'{eval_split}' examples: {type(e).__name__}: {e}. {_ONNX_WAYS}") from e
+        if diff > onnx_tolerance:
+            raise onnx_export.OnnxExportError(
+                f'The ONNX export differs from the SavedModel by up to {diff:.3g} on the '
+                f"'{eval_split}' examples (tolerance onnx_tolerance={onnx_tolerance:g}). {_ONNX_WAYS}")
+        return inputs, diff
 
 
 def _read_records(examples: Examples, split: str, limit: int) -> list[bytes]:
@@ -235,7 +275,7 @@ class Trainer(Component):
     hyperparameters = Parameter(dict, default={})
     train_split = Parameter(str, default='train')
     eval_split = Parameter(str, default='eval')
-    export_onnx = Parameter(bool, default=True)
+    export_onnx = Parameter((bool, str), default=True, check=_check_export_onnx)  # True, False, 'if_possible'
     onnx_tolerance = Parameter(float, default=1e-4)
     warm_start_from = Parameter(str, default=None, path=True)
     libraries = ('tensorflow', 'tf-keras', 'tensorflow-transform', 'tfx-bsl', 'tf2onnx', 'onnx', 'onnxruntime',

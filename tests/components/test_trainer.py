@@ -2,7 +2,11 @@
 are found by what the upstream execution did, whatever its component type or node id."""
 from __future__ import annotations
 
+import json
+import logging
 import os
+
+import pytest
 
 from sluice.components import Component, Executor, Input, Output, Parameter, Trainer, Transform
 from sluice.components.driver import PipelineInfo
@@ -165,3 +169,136 @@ def test_warm_start_from_the_model_in_production(tmp_path):
     assert state == 'COMPLETE' and base == os.path.join(str(dest), str(version))  # the SavedModel at the root
     assert os.path.isfile(os.path.join(base, 'saved_model.pb'))
     assert train()[0] == 'CACHED'
+
+
+# -- a serving signature of dense per-feature inputs (TFX's penguin_simple), and export_onnx='if_possible' ---
+DENSE_MODULE = os.path.join(os.path.dirname(__file__), '..', 'tfx_style', 'dense_penguin_module.py')
+MEASUREMENTS = ['body_mass_g', 'culmen_depth_mm', 'culmen_length_mm', 'flipper_length_mm']  # the signature's order
+LGAMMA_REFUSAL = ('serving_default(body_mass_g: float32 [None, 1], culmen_depth_mm: float32 [None, 1], '
+                  'culmen_length_mm: float32 [None, 1], flipper_length_mm: float32 [None, 1]) cannot be exported '
+                  'to ONNX: tf2onnx has no conversion for the TensorFlow op(s) Lgamma. Set export_onnx=False to '
+                  "train without the ONNX copy, or export_onnx='if_possible' to keep it only when the export works.")
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture(scope='module')
+def dense_run(tmp_path_factory):
+    """One small pipeline: the penguin CSV, then three Trainers on the penguin_simple-shaped module: its
+    Keras default signature with the ONNX export (default), and a signature tf2onnx cannot convert with
+    export_onnx='if_possible' and with the default."""
+    from sluice.components import CsvExampleGen
+    from sluice.metadata import MetadataStore
+
+    root = tmp_path_factory.mktemp('dense')
+    url = f'sqlite:///{root}/m.db'
+    penguins = os.path.join(os.path.dirname(__file__), '..', '..', 'pipelines', 'examples', 'penguin', 'data')
+    gen = CsvExampleGen(input_base=penguins)
+
+    def trainer(node_id, **kwargs):
+        return Trainer(examples=gen.outputs['examples'], module_file=DENSE_MODULE, train_steps=4, eval_steps=1,
+                       **kwargs).with_id(node_id)
+
+    unconvertible = {'unconvertible': True}
+    nodes = [gen, trainer('dense'), trainer('skipping', custom_config=unconvertible, export_onnx='if_possible'),
+             trainer('strict', custom_config=unconvertible)]
+    logged = _Records()
+    logger = logging.getLogger('sluice.components.trainer')
+    logger.addHandler(logged)
+    try:
+        result = LocalDagRunner(progress=False).run(Pipeline('dense', str(root / 'root'), nodes, metadata=url))
+    finally:
+        logger.removeHandler(logged)
+    store = MetadataStore(url)
+    models = {k: (store.node_outputs(result.run_id, k) or {}).get('model', [None])[0]
+              for k in ('dense', 'skipping', 'strict')}
+    return result, models, logged.records
+
+
+def _eval_features(examples_uri):
+    """The eval rows of the CSV as the dense signature takes them: {feature: float32 [n, 1]}."""
+    import glob
+
+    import tensorflow as tf
+
+    files = sorted(glob.glob(os.path.join(examples_uri, 'Split-eval', '*')))
+    records = list(tf.data.TFRecordDataset(files, compression_type='GZIP').as_numpy_iterator())
+    spec = {m: tf.io.FixedLenFeature([1], tf.float32) for m in MEASUREMENTS}
+    return {k: v.numpy() for k, v in tf.io.parse_example(records, spec).items()}
+
+
+def test_a_dense_signature_is_exported_with_its_own_inputs_and_checked(dense_run):
+    """penguin_simple's serving_default (one float32 [None, 1] tensor per feature): the ONNX model takes
+    those tensors, by their names, and answers as the SavedModel does on the eval rows."""
+    import numpy as np
+    import tensorflow as tf
+
+    from sluice.components.onnx_export import make_session
+    from sluice.components.onnx_export.serving import load
+
+    result, models, _ = dense_run
+    assert result['dense'].state == 'COMPLETE', result['dense'].error
+    model = models['dense']
+    onnx_file = os.path.join(model.uri, 'Format-ONNX', 'model.onnx')
+    assert os.path.isfile(onnx_file)
+    session = make_session(onnx_file)
+    assert [(i.name, i.type, i.shape) for i in session.get_inputs()] == [
+        (m, 'tensor(float)', ['batch', 1]) for m in MEASUREMENTS]
+    assert 0 <= model.get('onnx_max_abs_diff') <= 1e-4 and model.get('onnx_skipped') is None
+    assert [d['name'] for d in json.loads(model.get('onnx_inputs'))] == MEASUREMENTS
+
+    # The check, made again here: the SavedModel fed its dense inputs, the ONNX model the same rows.
+    features = _eval_features(result['CsvExampleGen'].outputs['examples'].uri)
+    assert len(features['body_mass_g']) > 20
+    serving = tf.saved_model.load(os.path.join(model.uri, 'Format-Serving')).signatures['serving_default']
+    expected = {k: v.numpy() for k, v in serving(**{k: tf.constant(v) for k, v in features.items()}).items()}
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, features)))
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert np.abs(got[name] - value).max() <= 1e-4
+
+    # A server loads it (warm-up on the rows the Trainer stored) and answers a row by the features' names.
+    served = load(model.uri, 1, '')
+    row = {k: float(v[0, 0]) for k, v in features.items()}
+    answer, _ = served.predict({'instances': [row]})
+    [name] = expected
+    assert np.abs(np.array(answer['predictions'][0]) - expected[name][0]).max() <= 1e-4
+
+
+def test_if_possible_records_why_and_completes_without_onnx(dense_run):
+    result, models, logged = dense_run
+    assert result['skipping'].state == 'COMPLETE', result['skipping'].error
+    model = models['skipping']
+    assert os.path.isfile(os.path.join(model.uri, 'Format-Serving', 'saved_model.pb'))
+    assert not os.path.exists(os.path.join(model.uri, 'Format-ONNX'))
+    assert model.get('onnx_skipped') == LGAMMA_REFUSAL
+    assert model.get('onnx_max_abs_diff') is None and model.get('onnx_inputs') is None
+    warnings = [r.getMessage() for r in logged if r.levelno >= logging.WARNING]
+    assert warnings == ["Trainer: no ONNX copy of the model (export_onnx='if_possible', recorded as the Model's "
+                        f'onnx_skipped): {LGAMMA_REFUSAL}']
+
+
+def test_by_default_an_unconvertible_signature_fails_the_trainer(dense_run):
+    result, models, _ = dense_run
+    assert result['strict'].state == 'FAILED' and models['strict'] is None
+    assert LGAMMA_REFUSAL in result['strict'].error
+
+
+def test_export_onnx_takes_true_false_or_if_possible(tmp_path):
+    from sluice.components import CsvExampleGen
+    from sluice.components.component import WiringError
+
+    gen = CsvExampleGen(input_base=str(tmp_path))
+    for value in (True, False, 'if_possible'):
+        assert Trainer(examples=gen.outputs['examples'], module_file=DENSE_MODULE,
+                       export_onnx=value).parameters['export_onnx'] == value
+    with pytest.raises(WiringError, match=r"Trainer\(export_onnx=\.\.\.\): export_onnx must be True, False or "
+                                          r"'if_possible', got 'maybe'"):
+        Trainer(examples=gen.outputs['examples'], module_file=DENSE_MODULE, export_onnx='maybe')
