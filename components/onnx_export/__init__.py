@@ -21,7 +21,8 @@ onnxruntime-extensions 0.15.2):
 
 * Vocabulary tables (LookupTableFindV2/SizeV2): the initialized tables returned by
   tf2onnx.tf_loader.from_saved_model are passed to the converter (-> ai.onnx.ml CategoryMapper).
-* UpperBound / LowerBound (tft.bucketize, tf.searchsorted): no tf2onnx handler; custom handler.
+* UpperBound / LowerBound (tft.bucketize, tf.searchsorted) and Bucketize (Keras' Discretization
+  layer): no tf2onnx handler; custom handlers.
 * StringToHashBucketFast (the OOV buckets of tft.compute_and_apply_vocabulary /
   tf.lookup.StaticVocabularyTable): TensorFlow computes farmhash Fingerprint64(s) % num_buckets.
   onnxruntime-extensions has an op of that name but it computes a different hash (checked on

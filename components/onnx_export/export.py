@@ -80,6 +80,7 @@ def export_onnx(saved_model_dir: str, onnx_path: str, raw_feature_spec: dict | N
         else:
             kind, description = DENSE, _dense_description(signature, raw_feature_spec or {})
             inputs = [next(s.tensor for s in signature if s.name == d['name']) for d in description]
+        _check_names(description, outputs, renames)
         t1 = time.perf_counter()
         model_proto = _convert(graph_def, inputs, outputs, dict(renames), tables, opset, string_hash)
         t_convert = time.perf_counter() - t1
@@ -116,6 +117,13 @@ def _without_parsing(graph_def, outputs, renames, tables, raw_feature_spec):
     description = [{'name': f.name, 'dtype': f.dtype, 'shape': [None, 1],
                     'missing': MISSING[f.dtype] if f.sparse else None} for f in features]
     return description, graph_def, inputs, outputs, renames, tables
+
+
+def _check_names(description, outputs, renames):
+    clash = sorted({d['name'] for d in description} & {renames.get(o, o.split(':')[0]) for o in outputs})
+    if clash:
+        raise OnnxExportError(f'output {", ".join(map(repr, clash))} has the name of an input; ONNX needs '
+                              'distinct names')
 
 
 def _finish(model_proto, saved_model_dir):
@@ -187,6 +195,7 @@ def _convert(graph_def, input_names, output_names, tensors_to_rename, tables, op
         opset=opset,
         extra_opset=[utils.make_opsetid(CONTRIB_DOMAIN, 1)],  # dropped later if unused
         custom_op_handlers={
+            'Bucketize': (_bucketize_handler, []),
             'UpperBound': (_bound_handler, []),
             'LowerBound': (_bound_handler, []),
             'StringToHashBucketFast': (string_to_hash_bucket_fast, []),
@@ -221,6 +230,35 @@ def _bound_handler(ctx, node, name, args):
         hit = ctx.make_node('Less', [seq, val]).output[0]
     counts = ctx.make_node('Cast', [hit], attr={'to': out_dtype}).output[0]
     gb.make_reduce_sum({'data': counts, 'axes': [2], 'keepdims': 0, 'outputs': outputs},
+                       name=name, shapes=shapes, dtypes=dtypes)
+
+
+def _bucketize_handler(ctx, node, name, args):
+    """Bucketize (tf.raw_ops.Bucketize, Keras' Discretization layer): the number of boundaries b with
+    !(x < b), compared in float (double for a double input), as TensorFlow's kernel does; NaN falls in
+    the last bucket."""
+    from onnx import TensorProto, helper
+    from tf2onnx import utils
+    from tf2onnx.graph_builder import GraphBuilder
+    boundaries = [float(b) for b in node.get_attr_value('boundaries')]
+    x = node.input[0]
+    double = ctx.get_dtype(x) == TensorProto.DOUBLE
+    shapes, dtypes, outputs = node.output_shapes, node.output_dtypes, node.output
+    ctx.remove_node(node.name)
+    if not boundaries:  # one bucket: zeros shaped like the input
+        shape = ctx.make_node('Shape', [x]).output[0]
+        ctx.make_node('ConstantOfShape', [shape], name=name, outputs=outputs, shapes=shapes, dtypes=dtypes,
+                      attr={'value': helper.make_tensor('value', TensorProto.INT32, [1], [0])})
+        return
+    if not double and ctx.get_dtype(x) != TensorProto.FLOAT:
+        x = ctx.make_node('Cast', [x], attr={'to': TensorProto.FLOAT}).output[0]
+    edges = ctx.make_const(utils.make_name(f'{name}/boundaries'),
+                           np.array(boundaries, np.float64 if double else np.float32)).output[0]  # [K]
+    gb = GraphBuilder(ctx)
+    column = gb.make_unsqueeze({'data': x, 'axes': [-1]})                                         # [..., 1]
+    hit = ctx.make_node('Not', [ctx.make_node('Less', [column, edges]).output[0]]).output[0]      # [..., K]
+    counts = ctx.make_node('Cast', [hit], attr={'to': TensorProto.INT32}).output[0]
+    gb.make_reduce_sum({'data': counts, 'axes': [-1], 'keepdims': 0, 'outputs': outputs},
                        name=name, shapes=shapes, dtypes=dtypes)
 
 

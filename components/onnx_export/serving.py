@@ -346,7 +346,8 @@ def load(path: str, version: int, fingerprint: str) -> LoadedModel:
     onnx_file = onnx_path(path)
     if onnx_file is None:
         raise LoadError(f'{path} has no ONNX model (model.onnx): sluice serve answers with the ONNX copy the '
-                        'Trainer exports; push a model trained with export_onnx=True')
+                        "Trainer exports; push a model trained with export_onnx=True (a Trainer with "
+                        "export_onnx='if_possible' that could not export one says why in the Model's onnx_skipped)")
     model = open_model(onnx_file, version, fingerprint, path)
     warm_up(model, os.path.join(os.path.dirname(onnx_file), SAMPLES_FILE))
     model.load_seconds = time.perf_counter() - started

@@ -155,6 +155,31 @@ def test_a_dense_signature_is_exported_with_its_own_inputs(tmp_path):
     write_samples(onnx_path, dense_features(records, description), description)  # the warm-up rows
 
 
+def test_bucketize_matches_tensorflow_exactly(tmp_path):
+    """Bucketize (Keras' Discretization layer), which tf2onnx has no handler for, on float32 (NaN and
+    infinities included), int64 and float64 values, and with no boundaries at all."""
+    import tensorflow as tf
+
+    class Serving(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name='x'),
+                                      tf.TensorSpec([None], tf.int64, name='n')])
+        def serve(self, x, n):
+            return {'x_bucket': tf.raw_ops.Bucketize(input=x, boundaries=[-1.0, 0.0, 0.5, 2.0]),
+                    'n_bucket': tf.raw_ops.Bucketize(input=n, boundaries=[0.0, 3.0, 10.0]),
+                    'x64': tf.raw_ops.Bucketize(input=tf.cast(x, tf.float64) + 1e-9, boundaries=[0.0, 0.5]),
+                    'one_bucket': tf.raw_ops.Bucketize(input=x, boundaries=[])}
+
+    module = Serving()
+    directory = _save(str(tmp_path / 'model'), module.serve, module)
+    export_onnx(directory, str(tmp_path / 'model.onnx'))
+    x = np.array([-2, -1, -0.5, 0, 1e-10, 0.25, 0.5, 1, 2, 3, np.nan, np.inf, -np.inf], np.float32).reshape(-1, 1)
+    n = np.array([-5, 0, 1, 3, 4, 10, 11, 2 ** 40, -2 ** 40, 7, 3, 2, 9], np.int64)
+    expected = {k: v.numpy() for k, v in module.serve(tf.constant(x), tf.constant(n)).items()}
+    got = run_onnx(str(tmp_path / 'model.onnx'), {'x': x, 'n': n})
+    for name, value in expected.items():
+        assert got[name].dtype == np.int32 and np.array_equal(got[name].reshape(value.shape), value), name
+
+
 def tf_example(**features):
     import tensorflow as tf
 
@@ -194,13 +219,17 @@ def _refusals():
         'int32': (dense(lambda x: {'y': x * 2}, dtype=tf.int32),
                   r"serving_default\(x: int32 \[None, 1\]\) cannot be exported to ONNX: input 'x' is int32; a "
                   r'signature of dense inputs must take float32, int64 or string tensors'),
+        'an output named as an input': (dense(lambda x: {'x': x * 2.0}),
+                                        r"serving_default\(x: float32 \[None, 1\]\) cannot be exported to ONNX: "
+                                        r"output 'x' has the name of an input; ONNX needs distinct names$"),
         'an op tf2onnx lacks': (dense(lambda x: {'y': tf.math.lgamma(x)}),
                                 r'serving_default\(x: float32 \[None, 1\]\) cannot be exported to ONNX: tf2onnx has '
                                 r'no conversion for the TensorFlow op\(s\) Lgamma$'),
     }
 
 
-@pytest.mark.parametrize('case', ['parsed twice', 'several values per example', 'int32', 'an op tf2onnx lacks'])
+@pytest.mark.parametrize('case', ['parsed twice', 'several values per example', 'int32', 'an output named as an input',
+                                  'an op tf2onnx lacks'])
 def test_a_signature_that_cannot_be_exported_is_a_clear_error(tmp_path, case):
     serve, message = _refusals()[case]
     directory = _save(str(tmp_path / 'model'), serve.get_concrete_function())
