@@ -9,7 +9,8 @@ schema_file, transform_graph_path, transform_output, data_accessor, serving_mode
 eval_model_dir, model_run_dir, working_dir, base_model, hyperparameters, custom_config), so a TFX
 module file runs after changing only its ``tfx`` import lines. ``run_fn`` must save a SavedModel
 to ``fn_args.serving_model_dir`` whose ``serving_default`` takes serialized tf.Examples (the
-transform embedded), as TFX modules do.
+transform embedded), as most TFX modules do, or the raw features as dense tensors named after them
+(a Keras model saved with its default signature, as in TFX's penguin_simple tutorial).
 
 Then the Trainer writes ``Format-ONNX/model.onnx``: the same model with raw features as inputs (no
 tf.Example parsing, the transform embedded; a ``serving_default`` of dense per-feature inputs, as a
@@ -238,14 +239,14 @@ class TrainerExecutor(Executor):
             sample = records[:SAMPLE_ROWS]
             write_samples(onnx_path, onnx_export.dense_features(sample, inputs), inputs)
         except Exception as e:
-            names = ', '.join(d['name'] for d in inputs)
             raise onnx_export.OnnxExportError(
-                f'the ONNX export (inputs {names}) could not be checked against the SavedModel on the '
-                f"'{eval_split}' examples: {type(e).__name__}: {e}. {_ONNX_WAYS}") from e
+                f"The ONNX export (inputs {', '.join(d['name'] for d in inputs)}) could not be checked against the "
+                f"SavedModel on the '{eval_split}' examples: {type(e).__name__}: {e}. {_ONNX_WAYS}") from e
         if diff > onnx_tolerance:
             raise onnx_export.OnnxExportError(
-                f'The ONNX export differs from the SavedModel by up to {diff:.3g} on the '
-                f"'{eval_split}' examples (tolerance onnx_tolerance={onnx_tolerance:g}). {_ONNX_WAYS}")
+                f"The ONNX export (inputs {', '.join(d['name'] for d in inputs)}) differs from the SavedModel by up "
+                f"to {diff:.3g} on the '{eval_split}' examples (tolerance onnx_tolerance={onnx_tolerance:g}). "
+                f'{_ONNX_WAYS}')
         return inputs, diff
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 
 import pytest
 
@@ -208,7 +209,9 @@ def dense_run(tmp_path_factory):
 
     unconvertible = {'unconvertible': True}
     nodes = [gen, trainer('dense'), trainer('skipping', custom_config=unconvertible, export_onnx='if_possible'),
-             trainer('strict', custom_config=unconvertible)]
+             trainer('strict', custom_config=unconvertible),
+             # exported, but no difference is within a negative tolerance: the check fails
+             trainer('unchecked', export_onnx='if_possible', onnx_tolerance=-1.0)]
     logged = _Records()
     logger = logging.getLogger('sluice.components.trainer')
     logger.addHandler(logged)
@@ -218,7 +221,7 @@ def dense_run(tmp_path_factory):
         logger.removeHandler(logged)
     store = MetadataStore(url)
     models = {k: (store.node_outputs(result.run_id, k) or {}).get('model', [None])[0]
-              for k in ('dense', 'skipping', 'strict')}
+              for k in ('dense', 'skipping', 'strict', 'unchecked')}
     return result, models, logged.records
 
 
@@ -281,8 +284,20 @@ def test_if_possible_records_why_and_completes_without_onnx(dense_run):
     assert model.get('onnx_skipped') == LGAMMA_REFUSAL
     assert model.get('onnx_max_abs_diff') is None and model.get('onnx_inputs') is None
     warnings = [r.getMessage() for r in logged if r.levelno >= logging.WARNING]
-    assert warnings == ["Trainer: no ONNX copy of the model (export_onnx='if_possible', recorded as the Model's "
-                        f'onnx_skipped): {LGAMMA_REFUSAL}']
+    assert sorted(warnings) == sorted(
+        f"Trainer: no ONNX copy of the model (export_onnx='if_possible', recorded as the Model's onnx_skipped): {why}"
+        for why in (LGAMMA_REFUSAL, models['unchecked'].get('onnx_skipped')))
+
+
+def test_if_possible_keeps_no_onnx_copy_that_fails_its_check(dense_run):
+    result, models, _ = dense_run
+    assert result['unchecked'].state == 'COMPLETE', result['unchecked'].error
+    model = models['unchecked']
+    assert not os.path.exists(os.path.join(model.uri, 'Format-ONNX'))
+    assert re.fullmatch(r"The ONNX export \(inputs body_mass_g, culmen_depth_mm, culmen_length_mm, flipper_length_mm\) "
+                        r"differs from the SavedModel by up to [0-9.e-]+ on the 'eval' examples \(tolerance "
+                        r"onnx_tolerance=-1\)\. Set export_onnx=False .*", model.get('onnx_skipped'))
+    assert model.get('onnx_max_abs_diff') is None and model.get('onnx_inputs') is None
 
 
 def test_by_default_an_unconvertible_signature_fails_the_trainer(dense_run):
