@@ -68,7 +68,7 @@ def newest_run(store, name):
 # -- the same pipelines written for Sluice ----------------------------------------------------------
 def _native_trainer(examples, **kwargs):
     return native.Trainer(module_file=shapes.MODULE, examples=examples, train_steps=shapes.TRAIN_STEPS,
-                          eval_steps=shapes.EVAL_STEPS, **kwargs)
+                          eval_steps=shapes.EVAL_STEPS, export_onnx='if_possible', **kwargs)  # the TFX surface's
 
 
 def _native(name, root, nodes):
@@ -258,6 +258,8 @@ def test_trainer_transform_evaluator_pusher_arguments_map_to_sluice_parameters(t
     assert (p['train_steps'], p['eval_steps'], p['train_split'], p['eval_split']) == (30, 4, 'train', 'eval')
     assert p['custom_config'] == {'seed': 1} and p['export_onnx'] is False
     assert p['module_file'] == os.path.abspath('m.py')
+    assert tfx.components.Trainer(module_file='m.py', examples=gen.outputs['examples']).parameters[
+        'export_onnx'] == 'if_possible'  # TFX exports no ONNX: made where it converts, else the reason recorded
     schema = tfx.dsl.Importer(source_uri=shapes.SCHEMA_DIR, artifact_type=tfx.types.standard_artifacts.Schema)
     assert type(schema) is native.ImportSchemaGen
     assert schema.parameters['schema_file'] == os.path.join(shapes.SCHEMA_DIR, 'schema.pbtxt')

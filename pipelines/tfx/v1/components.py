@@ -13,7 +13,7 @@ from typing import Any
 import sluice.components as _sluice
 from sluice.components.component import Channel as _SluiceChannel
 from sluice.components.component import Component, WiringError
-from sluice.components.trainer import DataAccessor, FnArgs
+from sluice.components.trainer import ONNX_IF_POSSIBLE, DataAccessor, FnArgs
 from sluice.tfx.v1 import proto as _proto
 from sluice.tfx.v1._common import check_none, module_getattr, not_offered
 from sluice.tfx.v1.dsl import COMPANIONS, Channel, ProductionBaseline, _Unusable
@@ -208,7 +208,10 @@ def Trainer(examples: Any = None, transformed_examples: Any = None, transform_gr
             custom_config: dict | None = None, custom_executor_spec: Any = None, statistics: Any = None,
             trainer_fn: str | None = None, **sluice: Any) -> Component:
     """Sluice's Trainer: ``run_fn(fn_args)`` of ``module_file``. ``train_args``/``eval_args`` give
-    ``num_steps`` (and one split each); ``custom_config`` reaches ``fn_args.custom_config``."""
+    ``num_steps`` (and one split each); ``custom_config`` reaches ``fn_args.custom_config``. TFX exports
+    no ONNX, so here the ONNX copy is made where the serving signature converts and passes its check,
+    and otherwise left out with the reason on the Model (``export_onnx='if_possible'``, the Model's
+    ``onnx_skipped``); ``export_onnx=True`` makes it required, as in a Sluice pipeline."""
     where = 'tfx.components.Trainer'
     check_none(where,
                run_fn=(run_fn, 'give module_file=, the file that defines run_fn'),
@@ -237,6 +240,7 @@ def Trainer(examples: Any = None, transformed_examples: Any = None, transform_gr
             args[split] = given.splits[0]
     if custom_config is not None:
         args['custom_config'] = dict(custom_config)
+    sluice.setdefault('export_onnx', ONNX_IF_POSSIBLE)
     return _with(_sluice.Trainer, where, module_file=module_file,
                  examples=_channel(where, 'examples', examples if examples is not None else transformed_examples),
                  transform_graph=_channel(where, 'transform_graph', transform_graph),
