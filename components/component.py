@@ -22,6 +22,7 @@ import re
 import time
 from typing import Any, Callable, ClassVar, Iterator
 
+from sluice.components.conditions import ArtifactFuture, open_conditions
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
 from sluice.components.fingerprint.stale import note_loaded
@@ -42,7 +43,8 @@ _REQUIRED = _Required()
 _ID_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_.-]*$')
 _RESERVED = {'id', 'inputs', 'outputs', 'parameters', 'with_id', 'executor', 'driver', 'version',
              'libraries', 'upstream', 'component_type', 'add_upstream_node', 'INPUTS', 'OUTPUTS', 'PARAMETERS',
-             'with_retry', 'with_timeout', 'with_cache', 'retry_policy', 'timeout_seconds', 'cache_enabled'}
+             'with_retry', 'with_timeout', 'with_cache', 'retry_policy', 'timeout_seconds', 'cache_enabled',
+             'conditions'}
 
 
 class WiringError(TypeError):
@@ -115,6 +117,10 @@ class Channel:
     def __init__(self, producer: Component, key: str, artifact_type: type[Artifact]) -> None:
         self.producer, self.key, self.type = producer, key, artifact_type
 
+    def future(self) -> ArtifactFuture:
+        """This channel's artifact at run time, for a ``Cond`` predicate (``future()[0].value == 1``)."""
+        return ArtifactFuture(self)
+
     def __repr__(self) -> str:
         return f"{self.producer.id}.outputs['{self.key}']"
 
@@ -170,6 +176,7 @@ class Component:
         self.retry_policy: Any = None  # a pipelines.Retry, set with with_retry
         self.timeout_seconds: float | None = None
         self.cache_enabled = True
+        self.conditions = open_conditions()  # the predicates of the `with Cond(...)` blocks around it
         self.inputs: dict[str, Channel | None] = {}
         self.parameters: dict[str, Any] = {}
         known = {**cls.INPUTS, **cls.PARAMETERS}
@@ -266,12 +273,13 @@ class Component:
 
     @property
     def upstream(self) -> list[Component]:
-        """The components this one waits for: producers of its inputs, then add_upstream_node ones."""
+        """The components this one waits for: producers of its inputs, then add_upstream_node ones and
+    the producers its conditions read."""
         seen: dict[int, Component] = {}
         for channel in self.inputs.values():
             if channel is not None:
                 seen.setdefault(id(channel.producer), channel.producer)
-        for comp in self._after:
+        for comp in self._after + [p.channel.producer for p in getattr(self, 'conditions', ())]:  # () if stored before
             seen.setdefault(id(comp), comp)
         return list(seen.values())
 

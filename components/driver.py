@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Iterator, Protocol
 
 from sluice.metadata import storage
 from sluice.components import fingerprint as fp
+from sluice.components.conditions import NodeSkipped
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.store import MetadataStore
 
@@ -63,19 +64,19 @@ class Driver:
 
     # -- inputs -------------------------------------------------------------------------------
     def resolve_inputs(self) -> dict[str, Artifact | None]:
+        """The inputs' artifacts in this run. Raises NodeSkipped when a condition of the node is false
+        or an input comes from a skipped node (sluice.components.conditions)."""
+        for predicate in getattr(self.component, 'conditions', ()):  # () in a pipeline stored before conditions
+            held, text = predicate.holds(self._artifact_of(predicate.channel, 'its condition'))
+            if not held:
+                raise NodeSkipped(f'condition {text}')
         resolved: dict[str, Artifact | None] = {}
         for key, channel in self.component.inputs.items():
             if channel is None:
                 resolved[key] = None
                 continue
+            artifact = self._artifact_of(channel, f"input '{key}'")
             producer = channel.producer.id
-            outputs = self.store.node_outputs(self.pipeline.run_id, producer)
-            artifacts = (outputs or {}).get(channel.key, [])
-            if not artifacts:
-                raise InputError(
-                    f"{self.component.id}: input '{key}' comes from {channel!r}, which has no published "
-                    f'output in run {self.pipeline.run_id}; run {producer} first.')
-            artifact = artifacts[0]
             if not artifact.exists():
                 raise InputError(
                     f"{self.component.id}: input '{key}' ({artifact!r} from {producer}) is recorded in "
@@ -83,6 +84,17 @@ class Driver:
                     '(a new run recomputes it).')
             resolved[key] = artifact
         return resolved
+
+    def _artifact_of(self, channel: Any, what: str) -> Artifact:
+        producer = channel.producer.id
+        record = self.store.node_done(self.pipeline.run_id, producer)
+        if record is not None and record.properties.get('skipped'):
+            raise NodeSkipped(f'{what} comes from {producer}, which was skipped')
+        artifacts = [a for a in (record.outputs if record else {}).get(channel.key, []) if a.state == 'LIVE']
+        if not artifacts:
+            raise InputError(f'{self.component.id}: {what} comes from {channel!r}, which has no published '
+                             f'output in run {self.pipeline.run_id}; run {producer} first.')
+        return artifacts[0]
 
     # -- cache --------------------------------------------------------------------------------
     def external_fingerprints(self) -> dict[str, str]:

@@ -226,12 +226,16 @@ class MetadataStore(LeaseMixin, LineageMixin):
         protos = self.retry(lambda: self._store.get_executions_by_context(run.id))
         return sorted(self._records(protos), key=lambda r: r.id)
 
+    def node_done(self, run_id: str, node_id: str) -> ExecutionRecord | None:
+        """A node's latest COMPLETE or CACHED execution in a run, or None."""
+        done = self._executions_in(self._require_run(run_id), DONE_STATES, node_id=node_id)
+        return self._records([max(done, key=lambda p: p.id)])[0] if done else None
+
     def node_outputs(self, run_id: str, node_id: str) -> dict[str, list[Artifact]] | None:
         """The LIVE outputs of a node's latest COMPLETE or CACHED execution in a run, or None."""
-        done = self._executions_in(self._require_run(run_id), DONE_STATES, node_id=node_id)
-        if not done:
+        record = self.node_done(run_id, node_id)
+        if record is None:
             return None
-        [record] = self._records([max(done, key=lambda p: p.id)])
         return {k: [a for a in v if a.state == 'LIVE'] for k, v in record.outputs.items()}
 
     def cache_candidates(self, pipeline_name: str, node_id: str, cache_key: str) -> list[ExecutionRecord]:

@@ -342,6 +342,9 @@ def reused(component: Component, step: Step) -> NodeResult:
     """A node taken as it was from an earlier attempt of the same run (or from an earlier run)."""
     record = step.execution
     assert record is not None
+    if record.properties.get('skipped'):  # by a false condition: still skipped, for the same reason
+        return NodeResult(step.node_id, component.component_type, 'SKIPPED', execution_id=record.id,
+                          error=record.properties['skipped'], reused=True, by_condition=True)
     return NodeResult(step.node_id, component.component_type, record.state, execution_id=record.id,
                       outputs={k: v[0] for k, v in record.outputs.items() if v}, cache_key=record.cache_key,
                       reused=True, reused_from=record.properties.get('reused_from_run', ''))

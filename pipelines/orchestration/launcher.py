@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sluice.components.component import Component
+from sluice.components.conditions import NodeSkipped
 from sluice.components.driver import InputError, PipelineInfo, StaleCodeError
 from sluice.components.publisher import Publisher, remove_outputs
 from sluice.metadata.artifact import Artifact
@@ -72,10 +73,11 @@ class NodeResult:
     attempt: int = 1
     attempts: int = 1  # how many the node's retry policy allows
     retryable: bool = True  # False when a retry cannot change the outcome (bad input, bad code, ...)
+    by_condition: bool = False  # SKIPPED by a false condition (sluice.components.conditions): not a failure
 
     @property
     def ok(self) -> bool:
-        return self.state in ('COMPLETE', 'CACHED')
+        return self.state in ('COMPLETE', 'CACHED') or self.by_condition
 
 
 TMP_DIR = '.sluice-tmp'
@@ -140,6 +142,8 @@ class _Launch:
             self.key = self.driver.cache_key(self.inputs)
         except LeaseLost as e:
             return self._lost(e)
+        except NodeSkipped as e:
+            return self._skip(str(e))
         except Exception as e:  # the driver could not even start: record why on a FAILED execution
             c, p = self.component, self.pipeline
             execution_id = self.store.register_execution(
@@ -154,6 +158,22 @@ class _Launch:
             return self.result
         self.result.cache_key = self.key
         return None
+
+    def _skip(self, reason: str) -> NodeResult:
+        """A false condition (or an input from a skipped node): recorded as a COMPLETE execution
+        without outputs whose ``skipped`` property says why, so the run completes and resume keeps it."""
+        c, p = self.component, self.pipeline
+        self.result.execution_id = self.store.register_execution(
+            c.component_type, p.name, p.run_id, c.id, {},
+            {'attempt': self.attempt, 'skipped': reason, **({'lease': self.fenced} if self.fenced else {})})
+        try:
+            self.publisher.publish(self.result.execution_id, {})  # fenced: taken over meanwhile, nothing recorded
+        except FencingError as e:
+            self.result.state, self.result.error = 'CANCELED', str(e)
+            return self.result
+        self.result.state, self.result.error, self.result.by_condition = 'SKIPPED', reason, True
+        self.result.duration = time.time() - self.start
+        return self.result
 
     def reuse_cached(self) -> NodeResult | None:
         """Driver, cache hit: a CACHED execution pointing at the reused LIVE outputs (None on a miss)."""

@@ -249,6 +249,9 @@ def plan(pipeline: Pipeline, store: MetadataStore, run_id: str, lease: str | Non
                                        '(a partial run)', record)
         elif rerun_up:
             steps[component.id] = Step(component.id, 'run', f'upstream {", ".join(rerun_up)} runs again', record)
+        elif record.properties.get('skipped'):  # its condition was decided on what the run keeps
+            steps[component.id] = Step(component.id, 'reuse', f"skipped in this run: {record.properties['skipped']}",
+                                       record)
         else:
             steps[component.id] = _check_reuse(component, store, info, record)
     return [steps[c.id] for c in pipeline.components]

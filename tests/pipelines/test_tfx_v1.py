@@ -329,9 +329,9 @@ def test_what_is_not_offered_fails_at_import_or_construction_naming_it_and_the_s
     _raises(lambda: tfx.components.Tuner,
             'tfx.components.Tuner is not offered by Sluice: Sluice has no Tuner; tune outside the pipeline and pass '
             'the values to the Trainer in custom_config={...}')
-    with pytest.raises(ImportError, match='^tfx.dsl.Cond is not offered by Sluice: Sluice has no conditional nodes; '
-                                          'the Pusher itself pushes only a BLESSED model$'):
-        from sluice.tfx.v1.dsl import Cond  # noqa: F401
+    with pytest.raises(ImportError, match='^tfx.dsl.ExecutionMode is not offered by Sluice: Sluice runs pipelines '
+                                          'synchronously$'):
+        from sluice.tfx.v1.dsl import ExecutionMode  # noqa: F401
     _raises(lambda: tfx.proto.TuneArgs,
             'tfx.proto.TuneArgs is not offered by Sluice: Sluice has no Tuner; tune outside the pipeline and pass '
             'the result to the Trainer (custom_config={...}, read in run_fn as fn_args.custom_config)')

@@ -9,6 +9,8 @@
   ``outputs['result']`` (TFX's key) as well as ``outputs['schema']``.
 - ``Resolver``: see the class.
 - ``Channel(type=...)``: a typed placeholder, only meaningful as a Resolver's input.
+- ``Cond(predicate)``: Sluice's own (sluice.components.conditions): nodes inside run only when it
+  holds, e.g. ``with Cond(evaluator.outputs['blessing'].future()[0].custom_property('blessed') == 1):``.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any
 
 from sluice.components.component import Channel as _SluiceChannel
 from sluice.components.component import Component, WiringError
+from sluice.components.conditions import Cond
 from sluice.components.resolvers import LatestSpans
 from sluice.components.schema_gen import SCHEMA_FILE, ImportSchemaGen
 from sluice.metadata.artifact import Artifact, Model, ModelBlessing, Schema
@@ -272,11 +275,10 @@ def sluice_nodes(components: Any) -> list[Component]:
     return out
 
 
-_OFFERED = ['Pipeline', 'Channel', 'Importer', 'Resolver', 'experimental']
+_OFFERED = ['Pipeline', 'Channel', 'Cond', 'Importer', 'Resolver', 'experimental']
 _CUSTOM = ('write a custom component: a components.Component with Input/Output/Parameter declarations and an '
            'Executor (README, "A pipeline file")')
 _MISSING = {
-    'Cond': 'Sluice has no conditional nodes; the Pusher itself pushes only a BLESSED model',
     'ExecutionMode': 'Sluice runs pipelines synchronously',
     'Artifact': 'declare artifact types with components.Artifact',
     'components': _CUSTOM,

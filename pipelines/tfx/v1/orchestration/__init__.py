@@ -22,7 +22,7 @@ class RunFailed(RuntimeError):
 
 def _raise_on_failure(result: RunResult, pipeline: Any) -> RunResult:
     failed = {n.node_id: n.error or n.state for n in result.nodes.values()
-              if n.state in ('FAILED', 'CANCELED', 'SKIPPED')}
+              if not n.ok}
     if failed:
         errors = '; '.join(f'{node}: {error}' for node, error in failed.items())
         raise RunFailed(f'Run {result.run_id} of pipeline {pipeline.name!r} failed ({errors}). Fix it and continue '
