@@ -176,6 +176,24 @@ class PushedModel(Artifact):
     PROPERTIES = {'pushed': int, 'pushed_destination': str, 'pushed_version': str, 'pushed_fingerprint': str}
 
 
+class TransformCache(Artifact):
+    """tf.Transform's analyzer cache: what the analyzers computed per input dataset (span), so that a
+    later Transform over some of the same spans skips re-analysing them."""
+
+
+class HyperParameters(Artifact):
+    """The best hyperparameters a Tuner found: ``best_hyperparameters.txt`` (KerasTuner's config, JSON)."""
+
+
+class TunerResults(Artifact):
+    """A Tuner's trials and their scores: ``tuner_results.json``."""
+
+
+class InferenceResult(Artifact):
+    """A BulkInferrer's predictions: ``prediction_logs-*.gz``, TFRecords of TF Serving's PredictionLog."""
+
+
 STANDARD_TYPES: tuple[type[Artifact], ...] = (
     Examples, ExampleStatistics, Schema, ExampleAnomalies, TransformGraph, Model, ModelRun,
-    ModelEvaluation, ModelBlessing, InfraBlessing, PushedModel)
+    ModelEvaluation, ModelBlessing, InfraBlessing, PushedModel, TransformCache, HyperParameters, TunerResults,
+    InferenceResult)
