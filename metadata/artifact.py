@@ -11,6 +11,7 @@ that a store written by Sluice reads naturally to TFX tools.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, ClassVar
 
 from sluice.metadata import storage
@@ -192,6 +193,204 @@ class TunerResults(Artifact):
 class InferenceResult(Artifact):
     """A BulkInferrer's predictions: ``prediction_logs-*.gz``, TFRecords of TF Serving's PredictionLog."""
 
+
+
+# -- value artifacts (TFX's ValueArtifact and its standard types) ---------------------------------
+VALUE_FILE = 'value'  # the payload's file under the artifact's uri (TFX's <node>/<key>/<execution>/value)
+VALUE_PROPERTY = 'value'  # the value again, as a custom property, when it is small enough
+NULL_PROPERTY = '__is_null__'  # 1 when the value is None (an empty payload), as TFX records it
+PROPERTY_MAX = 1024  # the longest text (UTF-8 bytes) also recorded as the ``value`` property
+
+
+class ValueArtifact(Artifact):
+    """A small value (TFX's ValueArtifact): ``artifact.value`` reads it, ``artifact.value = v`` writes it.
+
+    The payload is the file ``<uri>/value``, encoded as TFX encodes it (``encode``/``decode`` of each
+    type); ``uri`` is the artifact's directory, as for every Sluice artifact. Writing also records the
+    value as the custom property ``value`` when it fits in one (a number, a boolean as 1/0, text up to
+    PROPERTY_MAX bytes), so that ``sluice show`` and a ``Cond`` predicate can read it from the store;
+    ``None`` is an empty payload with ``__is_null__ = 1``. A wrong type is a TypeError."""
+
+    def __init__(self, uri: str = '', **properties: Any) -> None:
+        super().__init__(uri, **properties)
+        self._value: Any = None
+        self._has_value = False
+
+    @property
+    def value_uri(self) -> str:
+        """The payload file (the uri itself where it is a file, as in a store TFX wrote)."""
+        if self.uri and self.uri.rstrip('/').endswith('/' + VALUE_FILE) and storage.isfile(self.uri):
+            return self.uri
+        return storage.join(self.uri, VALUE_FILE)
+
+    @property
+    def value(self) -> Any:
+        if not self._has_value:
+            self._value, self._has_value = self._read(), True
+        return self._value
+
+    @value.setter
+    def value(self, value: Any) -> None:
+        if value is not None:
+            value = self.check(value)
+        storage.write_bytes(self.value_uri, b'' if value is None else self.encode(value))
+        self.set(NULL_PROPERTY, int(value is None))
+        small = None if value is None else self.as_property(value)
+        if small is None:
+            self.custom_properties.pop(VALUE_PROPERTY, None)
+        else:
+            self.set(VALUE_PROPERTY, small)
+        self._value, self._has_value = value, True
+
+    def _read(self) -> Any:
+        if self.get(NULL_PROPERTY):
+            return None
+        path = self.value_uri
+        if self.uri and storage.exists(path):
+            return self.decode(storage.read_bytes(path))
+        if VALUE_PROPERTY in self.custom_properties:  # the files are gone (gc) or elsewhere: the store has it
+            return self.from_property(self.custom_properties[VALUE_PROPERTY])
+        raise ValueError(f'{self!r} holds no value: {path} does not exist (nothing set its .value).')
+
+    def _wrong(self, what: str, value: Any) -> TypeError:
+        return TypeError(f'{self.type_name()} holds {what}; got {type(value).__name__} {value!r:.100}.')
+
+    # What each type defines: the check (and conversion), TFX's encoding, and the property form.
+    def check(self, value: Any) -> Any:
+        return value
+
+    def encode(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+    def as_property(self, value: Any) -> int | float | str | None:
+        return None
+
+    def from_property(self, recorded: Any) -> Any:
+        return recorded
+
+
+class String(ValueArtifact):
+    """A str, UTF-8."""
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self._wrong('a str', value)
+        return value
+
+    def encode(self, value: str) -> bytes:
+        return value.encode('utf-8')
+
+    def decode(self, data: bytes) -> str:
+        return data.decode('utf-8')
+
+    def as_property(self, value: str) -> str | None:
+        return value if len(value.encode('utf-8')) <= PROPERTY_MAX else None
+
+
+class Integer(ValueArtifact):
+    """An int, as decimal digits."""
+
+    def check(self, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self._wrong('an int', value)
+        return value
+
+    def encode(self, value: int) -> bytes:
+        return str(value).encode('utf-8')
+
+    def decode(self, data: bytes) -> int:
+        return int(data)
+
+    def as_property(self, value: int) -> int | None:
+        return value if -2**63 <= value < 2**63 else None  # what an MLMD int holds
+
+
+class Float(ValueArtifact):
+    """A float, as Python writes it (``Infinity``, ``-Infinity`` and ``NaN`` for the special values)."""
+
+    def check(self, value: Any) -> float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise self._wrong('a float', value)
+        return float(value)
+
+    def encode(self, value: float) -> bytes:
+        if math.isnan(value):
+            return b'NaN'
+        if math.isinf(value):
+            return b'Infinity' if value > 0 else b'-Infinity'
+        return repr(value).encode('utf-8')
+
+    def decode(self, data: bytes) -> float:
+        return float(data)
+
+    def as_property(self, value: float) -> float | None:
+        return value if math.isfinite(value) else None
+
+
+class Boolean(ValueArtifact):
+    """A bool, ``1`` or ``0``."""
+
+    def check(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self._wrong('a bool', value)
+        return value
+
+    def encode(self, value: bool) -> bytes:
+        return b'1' if value else b'0'
+
+    def decode(self, data: bytes) -> bool:
+        return int(data) != 0
+
+    def as_property(self, value: bool) -> int:
+        return int(value)
+
+    def from_property(self, recorded: Any) -> bool:
+        return bool(recorded)
+
+
+class Bytes(ValueArtifact):
+    """Raw bytes (never recorded as a property)."""
+
+    def check(self, value: Any) -> bytes:
+        if not isinstance(value, (bytes, bytearray)):
+            raise self._wrong('bytes', value)
+        return bytes(value)
+
+    def encode(self, value: bytes) -> bytes:
+        return value
+
+    def decode(self, data: bytes) -> bytes:
+        return data
+
+
+class JsonValue(ValueArtifact):
+    """A JSON value (dicts with str keys, lists, numbers, strings, booleans, None), as JSON text."""
+
+    def check(self, value: Any) -> Any:
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise self._wrong('a JSON value', value) from None
+        return value
+
+    def encode(self, value: Any) -> bytes:
+        return json.dumps(value).encode('utf-8')
+
+    def decode(self, data: bytes) -> Any:
+        return json.loads(data)
+
+    def as_property(self, value: Any) -> str | None:
+        text = json.dumps(value)
+        return text if len(text.encode('utf-8')) <= PROPERTY_MAX else None
+
+    def from_property(self, recorded: Any) -> Any:
+        return json.loads(recorded)
+
+
+VALUE_TYPES: tuple[type[ValueArtifact], ...] = (String, Integer, Float, Boolean, Bytes, JsonValue)
 
 STANDARD_TYPES: tuple[type[Artifact], ...] = (
     Examples, ExampleStatistics, Schema, ExampleAnomalies, TransformGraph, Model, ModelRun,
