@@ -9,6 +9,9 @@
   ``outputs['result']`` (TFX's key) as well as ``outputs['schema']``.
 - ``Resolver``: see the class.
 - ``Channel(type=...)``: a typed placeholder, only meaningful as a Resolver's input.
+- ``components``: TFX's function components (``@components.component``, ``Parameter``, ``InputArtifact``,
+  ``OutputArtifact``, ``OutputDict``, ``BeamComponentParameter``): each decorated function is a Sluice
+  Component class (sluice.tfx.v1.dsl.function_component).
 - ``Cond(predicate)``: Sluice's own (sluice.components.conditions): nodes inside run only when it
   holds, e.g. ``with Cond(evaluator.outputs['blessing'].future()[0].custom_property('blessed') == 1):``.
 """
@@ -28,6 +31,7 @@ from sluice.dsl.pipeline import Pipeline as _SluicePipeline
 from sluice.dsl.pipeline import PipelineError
 from sluice.tfx.v1._common import check_none, module_getattr, not_offered
 from sluice.tfx.v1.dsl import experimental
+from sluice.tfx.v1.dsl import function_component as components
 from sluice.tfx.v1.dsl.experimental import (LatestArtifactStrategy, LatestBlessedModelStrategy,
                                                SpanRangeStrategy)
 
@@ -275,14 +279,10 @@ def sluice_nodes(components: Any) -> list[Component]:
     return out
 
 
-_OFFERED = ['Pipeline', 'Channel', 'Cond', 'Importer', 'Resolver', 'experimental']
-_CUSTOM = ('write a custom component: a components.Component with Input/Output/Parameter declarations and an '
-           'Executor (README, "A pipeline file")')
+_OFFERED = ['Pipeline', 'Channel', 'Cond', 'Importer', 'Resolver', 'components', 'experimental']
 _MISSING = {
     'ExecutionMode': 'Sluice runs pipelines synchronously',
     'Artifact': 'declare artifact types with components.Artifact',
-    'components': _CUSTOM,
-    'component': _CUSTOM,
     'io': 'use os and open(): Sluice paths are POSIX paths',
     'placeholders': 'give values in the pipeline file (create_pipeline(...) arguments)',
 }
