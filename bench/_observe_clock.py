@@ -3,7 +3,8 @@
 Sluice it uses, which the run needs anyway), each trace call (a run's span opened, each
 node attempt's span opened and closed, the trace ended with its exporters shut down) and the end of
 run report (metrics exported, callbacks called). Prints one JSON line: the run's wall seconds, from
-before the CLI is imported to after it returns, and the seconds spent in those calls.
+before the CLI is imported to after it returns, the seconds spent in those calls, and how many of the
+run's nodes ended in each state (a "cached re-run" whose nodes executed is not one).
 
     python bench/_observe_clock.py sluice-run-args...
 """
@@ -16,6 +17,7 @@ import time
 
 START = time.perf_counter()
 spent = {'import': 0.0, 'trace': 0.0, 'after_run': 0.0}
+states: dict[str, int] = {}
 
 
 def clocked(kind: str, fn):
@@ -62,11 +64,18 @@ def main() -> int:
     RunTrace.node = clocked_span(RunTrace.node)
     RunTrace.end = clocked('trace', RunTrace.end)
     import sluice.orchestration.core as core
-    core.after_run = clocked('after_run', core.after_run)
+    report = clocked('after_run', core.after_run)
+
+    def after_run(pipeline, store, result, *args, **kwargs):
+        for node in result.nodes.values():
+            states[node.state] = states.get(node.state, 0) + 1
+        return report(pipeline, store, result, *args, **kwargs)
+
+    core.after_run = after_run
     from sluice.ui.cli import main as cli
     status = cli(sys.argv[1:])
     total = time.perf_counter() - START
-    print(json.dumps({'status': status, 'total': total, **spent}))
+    print(json.dumps({'status': status, 'total': total, **spent, 'states': states}))
     return 0
 
 
