@@ -20,36 +20,43 @@ def export_run(store: MetadataStore, run_id: str, metrics_file: str | None = Non
     pushgateway = pushgateway or os.environ.get(PUSHGATEWAY_ENV) or None
     if not (metrics_file or pushgateway):
         return []
-    from sluice.observe.run_metrics import run_registry  # prometheus_client: only when the figures go somewhere
+    from sluice.observe.run_metrics import run_figures  # only when the figures go somewhere
     try:
-        registry, _ = run_registry(store, run_id)
-        pipeline = store.run(run_id).pipeline_name
+        figures, run = run_figures(store, run_id)
     except Exception as e:  # noqa: BLE001 - figures are no reason to fail a finished run
         return [f'the metrics of run {run_id} could not be read from the store: {type(e).__name__}: {e}']
-    return publish(registry, pipeline, metrics_file, pushgateway)
+    return publish(figures, run.pipeline_name, metrics_file, pushgateway)
 
 
-def publish(registry, pipeline: str, metrics_file: str | None = None, pushgateway: str | None = None,
+def publish(figures, pipeline: str, metrics_file: str | None = None, pushgateway: str | None = None,
             suffix: str = '') -> list[str]:
-    """Writes ``registry`` to the textfile and pushes it to the Pushgateway given (else the ones the
-    environment names); returns what went wrong, in words. ``suffix`` is added to the file's name
-    (``{pipeline}-drift.prom``: another writer's figures never replace a run's)."""
+    """Writes ``figures`` (``exposition.Gauges``, or a prometheus_client ``CollectorRegistry``) to the
+    textfile and pushes them to the Pushgateway given (else the ones the environment names); returns
+    what went wrong, in words. ``suffix`` is added to the file's name (``{pipeline}-drift.prom``:
+    another writer's figures never replace a run's). The textfile is written without
+    prometheus_client (``exposition``); the Pushgateway gets them through it."""
+    from sluice.observe.exposition import Gauges, write_textfile
+
     metrics_file = metrics_file or os.environ.get(METRICS_FILE_ENV) or None
     pushgateway = pushgateway or os.environ.get(PUSHGATEWAY_ENV) or None
     problems = []
     if metrics_file:
-        from prometheus_client import write_to_textfile
         path = metrics_file.replace('{pipeline}', pipeline)
         if suffix:
             root, ext = os.path.splitext(path)
             path = root + suffix + ext
+        if isinstance(figures, Gauges):
+            text = figures.text()
+        else:
+            from prometheus_client import generate_latest
+            text = generate_latest(figures).decode('utf-8')
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            write_to_textfile(path, registry)  # a temporary file renamed into place
+            write_textfile(path, text)  # a temporary file renamed into place
         except OSError as e:
             problems.append(f'the metrics file {path} could not be written: {e}')
     if pushgateway:
-        problems += _push(registry, pipeline, pushgateway)
+        problems += _push(figures.registry() if isinstance(figures, Gauges) else figures, pipeline, pushgateway)
     return problems
 
 

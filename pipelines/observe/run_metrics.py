@@ -4,41 +4,32 @@ Every figure is a gauge computed from the store (the latest execution of each no
 writing them again after a resume or after each ``run-node`` task replaces the run's figures: nothing
 is counted twice. Labels are the pipeline and, where it applies, the node, the split, the metric;
 the run id is on ``sluice_run_info`` only, so a Pushgateway group keeps one series per name.
+
+The store is read once for the run: its context, then its executions with their inputs and outputs
+(``MetadataStore.executions``), then the pipeline's runs newest first only as far as the latest
+COMPLETE one (usually one query: the run just ended is the newest, and COMPLETE). Neither
+prometheus_client nor a registry is involved: the gauges are written by ``exposition``.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Any
-
-from prometheus_client import CollectorRegistry, Gauge
+from typing import Any, Iterator
 
 from sluice.metadata import storage
-from sluice.metadata.records import ExecutionRecord, latest_per_node
+from sluice.metadata.records import PIPELINE_RUN, ExecutionRecord, RunSummary, latest_per_node, value_of
 from sluice.metadata.store import MetadataStore
+from sluice.observe.exposition import Gauges
 
 NODE_STATES = ('COMPLETE', 'CACHED', 'FAILED', 'RUNNING', 'CANCELED', 'SKIPPED')
 
 
-class _Gauges:
-    """Gauges registered on first use, each with its label names."""
-
-    def __init__(self, registry: CollectorRegistry):
-        self.registry, self.gauges = registry, {}
-
-    def set(self, name: str, doc: str, value: float, **labels: Any) -> None:
-        gauge = self.gauges.get(name)
-        if gauge is None:
-            gauge = self.gauges[name] = Gauge(name, doc, sorted(labels), registry=self.registry)
-        gauge.labels(**{k: str(v) for k, v in labels.items()}).set(value)
-
-
-def run_registry(store: MetadataStore, run_id: str) -> tuple[CollectorRegistry, bool]:
-    """The run's figures, and whether the run succeeded (COMPLETE)."""
-    run = store.run(run_id)
+def run_figures(store: MetadataStore, run_id: str) -> tuple[Gauges, RunSummary]:
+    """The run's figures, and the run as the store has it (its ``state``, ``pipeline_name``)."""
+    run = read_run(store, run_id)
     pipeline = run.pipeline_name
-    g = _Gauges(CollectorRegistry())
-    latest = latest_per_node(store.executions(run_id))  # with their outputs
+    g = Gauges()
+    latest = latest_per_node(run.executions)  # with their outputs
     state = run.state
     ends = [ex.update_time for ex in run.executions] or [run.create_time]
     g.set('sluice_run_info', 'The run these figures are from, and its state (always 1).', 1, pipeline=pipeline,
@@ -53,23 +44,45 @@ def run_registry(store: MetadataStore, run_id: str) -> tuple[CollectorRegistry, 
         g.set('sluice_run_nodes', "The run's nodes by state.", sum(1 for ex in latest.values()
                                                                    if ex.state == node_state),
               pipeline=pipeline, state=node_state)
+    attempts: dict[str, int] = {}
+    for ex in run.executions:
+        attempts[ex.node_id] = attempts.get(ex.node_id, 0) + 1
     for node_id, ex in sorted(latest.items()):
-        _node(g, pipeline, node_id, ex, [e for e in run.executions if e.node_id == node_id])
-    last = last_success(store, pipeline)
+        _node(g, pipeline, node_id, ex, attempts[node_id])
+    last = last_success(store, pipeline, run)
     if last is not None:
         g.set('sluice_last_success_timestamp_seconds', 'When a run of the pipeline last succeeded (Unix time).',
               last, pipeline=pipeline)
-    return g.registry, state == 'COMPLETE'
+    return g, run
 
 
-def _node(g: _Gauges, pipeline: str, node_id: str, ex: ExecutionRecord, attempts: list[ExecutionRecord]) -> None:
+def run_registry(store: MetadataStore, run_id: str) -> tuple[Any, bool]:
+    """The run's figures in a prometheus_client ``CollectorRegistry``, and whether the run succeeded."""
+    figures, run = run_figures(store, run_id)
+    return figures.registry(), run.state == 'COMPLETE'
+
+
+def read_run(store: MetadataStore, run_id: str) -> RunSummary:
+    """The run with every execution's inputs and outputs (``MetadataStore.executions``)."""
+    context = store.context(PIPELINE_RUN, run_id, create=False)
+    if context is None:
+        store.run(run_id)  # raises, naming the runs the store has
+        context = store.context(PIPELINE_RUN, run_id, create=False)
+    props = {k: value_of(v) for k, v in context.custom_properties.items()}
+    return RunSummary(run_id=context.name, pipeline_name=props.get('pipeline_name', ''),
+                      create_time=context.create_time_since_epoch / 1000,
+                      node_ids=json.loads(props.get('node_ids', '[]')), properties=props,
+                      executions=store.executions(run_id))
+
+
+def _node(g: Gauges, pipeline: str, node_id: str, ex: ExecutionRecord, attempts: int) -> None:
     g.set('sluice_node_duration_seconds', "The node's latest execution, start to end.",
           max(0.0, ex.update_time - ex.create_time), pipeline=pipeline, node=node_id)
     for node_state in NODE_STATES:
         g.set('sluice_node_state', "The state of the node's latest execution (1 for its state).",
               int(ex.state == node_state), pipeline=pipeline, node=node_id, state=node_state)
     g.set('sluice_node_attempts', 'Executions of the node in the run (retries and resumes included).',
-          len(attempts), pipeline=pipeline, node=node_id)
+          attempts, pipeline=pipeline, node=node_id)
     g.set('sluice_node_cache_hit', 'Whether the node was taken from the cache (1) or executed (0).',
           int(ex.state == 'CACHED'), pipeline=pipeline, node=node_id)
     for artifacts in ex.outputs.values():
@@ -77,7 +90,7 @@ def _node(g: _Gauges, pipeline: str, node_id: str, ex: ExecutionRecord, attempts
             _artifact(g, pipeline, node_id, artifact)
 
 
-def _artifact(g: _Gauges, pipeline: str, node_id: str, artifact: Any) -> None:
+def _artifact(g: Gauges, pipeline: str, node_id: str, artifact: Any) -> None:
     kind = artifact.type_name()
     if kind == 'Examples':
         counts = artifact.get('row_counts')
@@ -108,7 +121,7 @@ def _artifact(g: _Gauges, pipeline: str, node_id: str, artifact: Any) -> None:
             g.set('sluice_model_pushed_version', 'The version the run pushed.', int(version), pipeline=pipeline)
 
 
-def _drift(g: _Gauges, pipeline: str, artifact: Any) -> None:
+def _drift(g: Gauges, pipeline: str, artifact: Any) -> None:
     with open(os.path.join(storage.local_copy(artifact.uri), 'drift.json')) as f:
         report = json.load(f)
     labels = {'pipeline': pipeline, 'version': str(report.get('version'))}
@@ -143,9 +156,40 @@ def _overall_metrics(blessing: Any) -> dict[str, dict]:
         return json.load(f).get('overall_metrics') or {}
 
 
-def last_success(store: MetadataStore, pipeline: str) -> float | None:
-    """The end of the pipeline's latest COMPLETE run (the one started last; Unix time), or None."""
-    for run in store.runs_newest_first(pipeline):
-        if run.state == 'COMPLETE':
-            return max([ex.update_time for ex in run.executions] or [run.create_time])
+def last_success(store: MetadataStore, pipeline: str, run: RunSummary | None = None) -> float | None:
+    """The end of the pipeline's latest COMPLETE run (the one started last; Unix time), or None.
+    ``run``, one of its runs already read, is not read again. The store's runs are read newest first
+    and only until a COMPLETE one: after a run that just ended COMPLETE, one query."""
+    for context, props in _runs_newest_first(store):
+        if props.get('pipeline_name') != pipeline:
+            continue
+        found = run if run is not None and context.name == run.run_id else store.run(context.name)
+        if found.state == 'COMPLETE':
+            return max([ex.update_time for ex in found.executions] or [found.create_time])
     return None
+
+
+def _runs_newest_first(store: MetadataStore, first_page: int = 2) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Every run context in the store (all pipelines) with its properties, newest first, as
+    ``MetadataStore.runs_newest_first`` orders them (creation time, then name), read a page at a time
+    (the first of ``first_page`` runs, each next one four times larger): a caller that stops at the
+    newest runs reads only those, however long the store's history. A page's oldest creation time
+    is read again with the next page, so runs created in the same millisecond keep their order."""
+    from ml_metadata.metadata_store import ListOptions, OrderByField
+
+    bound, size = None, first_page
+    while True:
+        query = f"type = '{PIPELINE_RUN}'" + ('' if bound is None else f' AND create_time_since_epoch <= {bound}')
+        options = ListOptions(limit=size, order_by=OrderByField.CREATE_TIME, is_asc=False, filter_query=query)
+        page = store.retry(lambda: store.mlmd.get_contexts(list_options=options))  # noqa: B023 - called here
+        last = len(page) < size
+        oldest = min((c.create_time_since_epoch for c in page), default=None)
+        ready = [c for c in page if last or c.create_time_since_epoch > oldest]
+        if not ready and not last:  # a whole page created in one millisecond: read a larger one
+            size *= 4
+            continue
+        for context in sorted(ready, key=lambda c: (c.create_time_since_epoch, c.name), reverse=True):
+            yield context, {k: value_of(v) for k, v in context.custom_properties.items()}
+        if last:
+            return
+        bound, size = oldest, min(size * 4, 256)

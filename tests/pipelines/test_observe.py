@@ -1,6 +1,7 @@
 """Watching runs without reading logs: the metrics file after a failure, retries and a resume (values
-from ML-Metadata), a real Pushgateway scraped by a real Prometheus whose shipped alert fires, and
-failure notices through a webhook that fails twice before it answers."""
+from ML-Metadata; the text checked against prometheus_client's parser and writer), a real Pushgateway
+scraped by a real Prometheus whose shipped alert fires, and failure notices through a webhook that
+fails twice before it answers."""
 from __future__ import annotations
 
 import contextlib
@@ -20,6 +21,9 @@ from sluice import LocalDagRunner, Pipeline, Retry
 from sluice.metadata import MetadataStore
 from sluice.metadata.records import latest_per_node
 from sluice.observe import Webhook
+from sluice.observe.export import publish
+from sluice.observe.exposition import Gauges
+from sluice.observe.run_metrics import _runs_newest_first, last_success
 from dummies import Flaky, Upper
 from serving_helpers import free_port
 
@@ -43,12 +47,29 @@ def parse(text: str) -> dict[str, float]:
     return found
 
 
+def as_prometheus_client_writes_it(text: str) -> str:
+    """``text`` read by prometheus_client's parser, its figures set on prometheus_client's own gauges
+    (in the order read) and written by its ``generate_latest``: the reference's text for them."""
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    registry = CollectorRegistry()
+    for family in text_string_to_metric_families(text):
+        assert family.type == 'gauge'
+        gauge = Gauge(family.name, family.documentation, sorted(family.samples[0].labels), registry=registry)
+        for sample in family.samples:
+            assert sample.name == family.name and sample.timestamp is None
+            (gauge.labels(**sample.labels) if sample.labels else gauge).set(sample.value)
+    return generate_latest(registry).decode()
+
+
 def test_the_metrics_file_follows_a_failure_retries_and_a_resume_with_the_stores_figures(tmp_path, monkeypatch):
     path = tmp_path / 'metrics' / 'flaky.prom'
     monkeypatch.setenv('SLUICE_METRICS_FILE', str(tmp_path / 'metrics' / '{pipeline}.prom'))
     pipeline = flaky_pipeline(tmp_path, fail_times=2)
     failed = LocalDagRunner(progress=False).run(pipeline)
     assert failed.state == 'FAILED'
+    assert as_prometheus_client_writes_it(path.read_text()) == path.read_text()
     figures = parse(path.read_text())
     store = MetadataStore(pipeline.metadata)
     flaky = latest_per_node(store.executions(failed.run_id))['Flaky']
@@ -70,9 +91,125 @@ def test_the_metrics_file_follows_a_failure_retries_and_a_resume_with_the_stores
     assert figures['sluice_node_state{node="Flaky",pipeline="flaky",state="COMPLETE"}'] == 1
     assert figures['sluice_run_nodes{pipeline="flaky",state="COMPLETE"}'] == 2
     assert figures['sluice_last_success_timestamp_seconds{pipeline="flaky"}'] == pytest.approx(
-        max(r.update_time for r in records))
+        max(r.update_time for r in records), abs=1e-3)
     assert figures['sluice_run_duration_seconds{pipeline="flaky"}'] == pytest.approx(
         max(r.update_time for r in records) - store.run(failed.run_id).create_time)
+    assert as_prometheus_client_writes_it(path.read_text()) == path.read_text()
+    assert os.listdir(path.parent) == ['flaky.prom']  # no temporary file left beside it
+
+
+def reference_last_success(store, pipeline):
+    """What sluice_last_success_timestamp_seconds means, read the plain way: the end of the newest
+    COMPLETE run (by start) among all the pipeline's runs."""
+    for run in store.runs_newest_first(pipeline):
+        if run.state == 'COMPLETE':
+            return max([ex.update_time for ex in run.executions] or [run.create_time])
+    return None
+
+
+def test_last_success_is_the_run_started_last_even_when_an_older_run_is_resumed_after_it(tmp_path, monkeypatch):
+    """Run A fails, run B (started after it) succeeds, then A is resumed and succeeds: A's figures
+    say B's end as the last success, since B started last; the store is read as far as needed."""
+    path = tmp_path / 'metrics' / 'flaky.prom'
+    monkeypatch.setenv('SLUICE_METRICS_FILE', str(tmp_path / 'metrics' / '{pipeline}.prom'))
+    pipeline = flaky_pipeline(tmp_path, fail_times=2)
+    first = LocalDagRunner(progress=False).run(pipeline)
+    assert first.state == 'FAILED'
+    second = LocalDagRunner(progress=False).run(pipeline)
+    assert second.state == 'COMPLETE'
+    store = MetadataStore(pipeline.metadata)
+    second_end = max(ex.update_time for ex in store.executions(second.run_id))
+    assert parse(path.read_text())['sluice_last_success_timestamp_seconds{pipeline="flaky"}'] == pytest.approx(
+        second_end, abs=1e-3)
+    resumed = LocalDagRunner(progress=False).resume(pipeline, first.run_id)
+    assert resumed.state == 'COMPLETE'
+    figures = parse(path.read_text())
+    assert figures[f'sluice_run_info{{pipeline="flaky",run_id="{first.run_id}",state="COMPLETE"}}'] == 1
+    assert figures['sluice_last_success_timestamp_seconds{pipeline="flaky"}'] == pytest.approx(second_end, abs=1e-3)
+    assert reference_last_success(store, 'flaky') == pytest.approx(second_end, abs=1e-3)
+    first_end = max(ex.update_time for ex in store.executions(first.run_id))
+    assert first_end > second_end and figures['sluice_run_duration_seconds{pipeline="flaky"}'] == pytest.approx(
+        first_end - store.run(first.run_id).create_time)
+    assert last_success(store, 'flaky') == pytest.approx(second_end, abs=1e-3)
+
+
+def test_the_runs_are_read_newest_first_a_page_at_a_time_as_the_store_orders_them():
+    """Pages of one run, then larger: the order of MetadataStore.runs_newest_first (creation time,
+    then name for runs registered in the same millisecond), whatever the page boundaries."""
+    store = MetadataStore(None)
+    for i in range(60):
+        store.register_run('a' if i % 3 else 'b', f'run-{(i * 37) % 60:02d}', {'node_ids': '[]'})
+    want = [r.run_id for r in reversed(store.runs())]
+    assert len({r.create_time for r in store.runs()}) < 60  # some share a millisecond
+    for first_page in (1, 2, 5, 100):
+        assert [c.name for c, _ in _runs_newest_first(store, first_page=first_page)] == want
+    assert [c.name for c, p in _runs_newest_first(store) if p['pipeline_name'] == 'b'] == [
+        r.run_id for r in store.runs_newest_first('b')]
+    assert last_success(store, 'a') is None  # no run has executions: none is COMPLETE
+
+
+def test_the_textfile_is_what_prometheus_clients_generate_latest_writes_for_the_same_figures(tmp_path):
+    """Written without prometheus_client, checked with it: its parser reads the file back to the
+    same figures, and its generate_latest writes the same bytes for them: escapes in label values
+    (backslash, double quote, newline) and help texts, Go's float format, and the order of metrics
+    and label sets."""
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    tricky = 'a "quoted" C:\\path\\ and a\nnewline, ünïcode'
+    figures = [
+        ('sluice_a', 'Plain.', 1, {'pipeline': 'p'}),
+        ('sluice_b', 'Help with a backslash \\ and a\nnewline.', 0.5, {'pipeline': 'p', 'node': tricky}),
+        ('sluice_b', 'Help with a backslash \\ and a\nnewline.', -2, {'node': 'n2', 'pipeline': 'p'}),
+        ('sluice_a', 'Plain.', 3, {'pipeline': 'q'}),
+        ('sluice_c', 'Numbers.', 1796314688, {'v': 'big int'}),
+        ('sluice_c', 'Numbers.', 1796314688.123, {'v': 'timestamp'}),
+        ('sluice_c', 'Numbers.', 123456.0, {'v': 'six digits'}),
+        ('sluice_c', 'Numbers.', 1234567.0, {'v': 'seven digits'}),
+        ('sluice_c', 'Numbers.', 1e-7, {'v': 'small'}),
+        ('sluice_c', 'Numbers.', 1e22, {'v': 'huge'}),
+        ('sluice_c', 'Numbers.', -1234567.0, {'v': 'negative'}),
+        ('sluice_c', 'Numbers.', 0.1 + 0.2, {'v': 'repr'}),
+        ('sluice_c', 'Numbers.', float('inf'), {'v': '+inf'}),
+        ('sluice_c', 'Numbers.', float('-inf'), {'v': '-inf'}),
+        ('sluice_c', 'Numbers.', float('nan'), {'v': 'nan'}),
+        ('sluice_c', 'Numbers.', True, {'v': 'bool'}),
+        ('sluice_a', 'Plain.', 7, {'pipeline': 'p'}),  # set again: keeps its place, takes the value
+        ('sluice_d', 'No labels.', 42, {}),
+    ]
+    ours, registry, gauges = Gauges(), CollectorRegistry(), {}
+    for name, doc, value, labels in figures:
+        ours.set(name, doc, value, **labels)
+        if name not in gauges:
+            gauges[name] = Gauge(name, doc, sorted(labels), registry=registry)
+        (gauges[name].labels(**{k: str(v) for k, v in labels.items()}) if labels else gauges[name]).set(value)
+    reference = generate_latest(registry).decode()
+    assert ours.text() == reference
+    assert 'node="a \\"quoted\\" C:\\\\path\\\\ and a\\nnewline, ünïcode"' in reference
+    assert '1.796314688e+09' in reference and '+Inf' in reference and 'NaN' in reference
+    assert generate_latest(ours.registry()).decode() == reference  # what the Pushgateway is sent
+
+    assert publish(ours, 'p', metrics_file=str(tmp_path / 'out' / '{pipeline}.prom')) == []
+    written = (tmp_path / 'out' / 'p.prom').read_bytes()
+    assert written == reference.encode()
+    assert os.listdir(tmp_path / 'out') == ['p.prom']
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(tmp_path / 'out' / 'p.prom').st_mode & 0o777 == 0o666 & ~umask
+
+    def samples(text):
+        return [(f.name, f.documentation, s.name, s.labels, 'NaN' if s.value != s.value else s.value)
+                for f in text_string_to_metric_families(text) for s in f.samples]
+    read = samples(written.decode())
+    assert read == samples(reference)
+    assert ('sluice_b', 'Help with a backslash \\ and a\nnewline.', 'sluice_b', {'node': tricky, 'pipeline': 'p'},
+            0.5) in read
+    assert as_prometheus_client_writes_it(written.decode()) == reference
+
+    with pytest.raises(ValueError):  # as prometheus_client refuses it
+        ours.set('sluice_a', 'Plain.', 1, pipeline='p', node='n')
+    with pytest.raises(ValueError):
+        Gauges().set('sluice-bad', 'Bad name.', 1)
 
 
 @contextlib.contextmanager
@@ -234,9 +371,10 @@ scrape_configs:
 
 
 def test_spans_go_to_an_opentelemetry_exporter_when_one_is_named_and_nowhere_with_none(tmp_path):
-    """The default trace file is written without OpenTelemetry's SDK (it is not even imported); an
-    exporter named in OTEL_TRACES_EXPORTER gets the same spans through the SDK, in the run's stored
-    trace; ``none`` writes no trace and the run still keeps its trace context."""
+    """The default trace file is written without OpenTelemetry's SDK (it is not even imported), and
+    the metrics file without prometheus_client; an exporter named in OTEL_TRACES_EXPORTER gets the
+    same spans through the SDK, in the run's stored trace; ``none`` writes no trace and the run still
+    keeps its trace context."""
     script = tmp_path / 'traced.py'
     script.write_text(f'''
 import json, sys
@@ -249,23 +387,29 @@ pipeline = Pipeline('traced', {str(tmp_path)!r} + '/root-' + sys.argv[1], [sourc
 result = LocalDagRunner(progress=False).run(pipeline)
 from sluice.metadata import MetadataStore
 print('RESULT', json.dumps([result.run_id, result.state, str(MetadataStore(pipeline.metadata).run(result.run_id)
-      .properties['trace_context']), 'opentelemetry.sdk.trace' in sys.modules]))
+      .properties['trace_context']), 'opentelemetry.sdk.trace' in sys.modules, 'prometheus_client' in sys.modules]))
 ''')
     (tmp_path / 'input').mkdir()
     (tmp_path / 'input' / 'a.txt').write_text('hello')
 
-    def run(side, exporter):
+    def run(side, exporter, metrics_file=None):
         env = {**os.environ, 'OTEL_TRACES_EXPORTER': exporter} if exporter else \
             {k: v for k, v in os.environ.items() if k != 'OTEL_TRACES_EXPORTER'}
+        env.pop('SLUICE_PUSHGATEWAY', None)
+        if metrics_file:
+            env['SLUICE_METRICS_FILE'] = metrics_file
         proc = subprocess.run([sys.executable, str(script), side], capture_output=True, text=True, env=env, timeout=300)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         line = next(x for x in proc.stdout.splitlines() if x.startswith('RESULT '))
-        run_id, state, context, sdk = json.loads(line[len('RESULT '):])
+        run_id, state, context, sdk, prometheus_client = json.loads(line[len('RESULT '):])
         assert state == 'COMPLETE'
+        assert not prometheus_client  # the metrics file is written without it
         return proc.stdout.replace(line, ''), run_id, context.split('-')[1], sdk
 
-    _, run_id, trace_id, sdk = run('file', None)
+    _, run_id, trace_id, sdk = run('file', None, metrics_file=str(tmp_path / 'metrics' / '{pipeline}.prom'))
     assert not sdk
+    assert f'sluice_run_info{{pipeline="traced",run_id="{run_id}",state="COMPLETE"}} 1.0' in (
+        tmp_path / 'metrics' / 'traced.prom').read_text()
     spans = [json.loads(x) for x in (tmp_path / 'root-file' / '.sluice-logs' / f'{run_id}.trace.jsonl').read_text().splitlines()]
     assert [s['name'] for s in spans] == ['Source', 'Upper', 'sluice run traced']
     assert {s['context']['trace_id'] for s in spans} == {f'0x{trace_id}'}

@@ -1,0 +1,126 @@
+"""Gauges written in Prometheus' text exposition format (version 0.0.4) without prometheus_client,
+whose import alone would cost a cached re-run more than watching it may (bench/observe_overhead.py).
+
+The text is what prometheus_client's ``generate_latest`` writes for the same gauges, byte for byte:
+metrics in the order they were first set, each with its ``# HELP`` (backslash and newline escaped)
+and ``# TYPE ... gauge`` lines, then one line per label set in the order each was first set, labels
+sorted by name, values escaped (backslash, double quote, newline) and numbers written as Go writes
+them (``1.0``, ``1.796314688e+09``, ``+Inf``, ``-Inf``, ``NaN``). ``write_textfile`` writes it for the
+node exporter's textfile collector: to a temporary file in the same directory, renamed into place,
+so the collector never reads half a file. ``Gauges.registry()`` hands the same figures to
+prometheus_client, for the Pushgateway.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Any
+
+_METRIC_NAME = re.compile(r'[a-zA-Z_:][a-zA-Z0-9_:]*\Z')
+_LABEL_NAME = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*\Z')
+
+
+def go_float(value: float) -> str:
+    """A sample's value as Prometheus' Go code writes it (prometheus_client's ``floatToGoString``)."""
+    value = float(value)
+    if value == math.inf:
+        return '+Inf'
+    if value == -math.inf:
+        return '-Inf'
+    if value != value:
+        return 'NaN'
+    text = repr(value)
+    dot = text.find('.')
+    if value > 0 and dot > 6:  # Go switches to an exponent sooner than Python
+        mantissa = f'{text[0]}.{text[1:dot]}{text[dot + 1:]}'.rstrip('0.')
+        return f'{mantissa}e+{dot - 1:02d}'
+    return text
+
+
+def escape_label_value(value: str) -> str:
+    return value.replace('\\', '\\\\').replace('\n', '\\n').replace('"', '\\"')
+
+
+def escape_help(text: str) -> str:
+    return text.replace('\\', '\\\\').replace('\n', '\\n')
+
+
+class _Gauge:
+    __slots__ = ('name', 'doc', 'labelnames', 'samples')
+
+    def __init__(self, name: str, doc: str, labelnames: tuple[str, ...]):
+        self.name, self.doc, self.labelnames = name, doc, labelnames
+        self.samples: dict[tuple[str, ...], float] = {}  # label values -> value, in the order first set
+
+
+class Gauges:
+    """Gauges set by name and labels, as prometheus_client's ``Gauge(name, doc, labelnames)`` would
+    hold them: each name keeps the label names it was first set with (setting it with others is a
+    ValueError), a label set set again keeps its place and takes the new value."""
+
+    def __init__(self) -> None:
+        self.gauges: dict[str, _Gauge] = {}
+
+    def set(self, name: str, doc: str, value: float, **labels: Any) -> None:
+        gauge = self.gauges.get(name)
+        if gauge is None:
+            if not _METRIC_NAME.match(name):
+                raise ValueError(f'Invalid metric name: {name}')
+            for label in labels:
+                if not _LABEL_NAME.match(label) or label.startswith('__'):
+                    raise ValueError(f'Invalid label metric name: {label}')
+            gauge = self.gauges[name] = _Gauge(name, doc, tuple(sorted(labels)))
+        elif len(labels) != len(gauge.labelnames) or any(k not in labels for k in gauge.labelnames):
+            raise ValueError(f'Incorrect label names for {name}: {sorted(labels)}, not {list(gauge.labelnames)}')
+        gauge.samples[tuple(str(labels[k]) for k in gauge.labelnames)] = float(value)
+
+    def text(self) -> str:
+        """The text exposition format, version 0.0.4 (what ``generate_latest`` writes)."""
+        lines = []
+        for g in self.gauges.values():
+            lines.append(f'# HELP {g.name} {escape_help(g.doc)}\n# TYPE {g.name} gauge\n')
+            for values, value in g.samples.items():
+                labels = ','.join(f'{k}="{escape_label_value(v)}"' for k, v in zip(g.labelnames, values))
+                lines.append(f'{g.name}{{{labels}}} {go_float(value)}\n' if labels else
+                             f'{g.name} {go_float(value)}\n')
+        return ''.join(lines)
+
+    def registry(self) -> Any:
+        """The same gauges in a prometheus_client ``CollectorRegistry`` (imported only here)."""
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.core import GaugeMetricFamily
+
+        gauges = list(self.gauges.values())
+
+        class Collector:
+            def collect(self) -> Any:
+                for g in gauges:
+                    family = GaugeMetricFamily(g.name, g.doc, labels=g.labelnames)
+                    for values, value in g.samples.items():
+                        family.add_metric(values, value)
+                    yield family
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(Collector())
+        return registry
+
+
+def write_textfile(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` atomically, as the node exporter's textfile collector needs: a
+    temporary file in the same directory (a dot file whose name does not end in ``.prom``, so the
+    collector never reads it), renamed over ``path``. Created with the usual permissions (0666 less
+    the umask), so a collector running as another user can read it."""
+    directory, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(directory, f'.{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp')
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with open(fd, 'wb') as f:
+            f.write(text.encode('utf-8'))
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
