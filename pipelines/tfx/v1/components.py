@@ -16,7 +16,7 @@ from sluice.components.component import Component, WiringError
 from sluice.components.trainer import ONNX_IF_POSSIBLE, DataAccessor, FnArgs
 from sluice.tfx.v1 import proto as _proto
 from sluice.tfx.v1._common import check_none, module_getattr, not_offered
-from sluice.tfx.v1.dsl import COMPANIONS, Channel, ProductionBaseline, _Unusable
+from sluice.tfx.v1.dsl import COMPANIONS, Channel, EarlierAnalyzerCache, ProductionBaseline, _Unusable
 
 TrainerFnArgs = FnArgs  # the name TFX's older module files import (tfx.components.trainer.executor)
 
@@ -173,11 +173,12 @@ def Transform(examples: Any = None, schema: Any = None, module_file: str | None 
               stats_options_updater_fn: str | None = None, **sluice: Any) -> Component:
     """Sluice's Transform: ``preprocessing_fn`` of ``module_file``, analyzed on one split (``splits_config``'s
     ``analyze``, default train), applied to every split. Sluice always writes the transformed examples
-    (``materialize=False`` changes nothing) and keeps no analyzer cache."""
+    (``materialize=False`` changes nothing). ``analyzer_cache`` (a ``LatestArtifactStrategy`` resolver's
+    output over ``Channel(type=TransformCache)``, or a channel of TransformCache) keeps tf.Transform's
+    analyzer cache (``cache_analyzers=True``), unless ``disable_analyzer_cache``."""
     where = 'tfx.components.Transform'
     check_none(where,
                preprocessing_fn=(preprocessing_fn, 'give module_file=, the file that defines preprocessing_fn'),
-               analyzer_cache=(analyzer_cache, 'Sluice keeps no analyzer cache; Transform is cached as a whole'),
                force_tf_compat_v1=(force_tf_compat_v1, 'Sluice runs tf.Transform in TF2 mode'),
                custom_config=(custom_config, 'preprocessing_fn takes only its inputs in Sluice; put constants in '
                                              'the module file'),
@@ -197,6 +198,10 @@ def Transform(examples: Any = None, schema: Any = None, module_file: str | None 
                               'Sluice analyzes one split: SplitsConfig(analyze=[name]) (analyze_split=name)')
         if splits_config.analyze:
             args['analyze_split'] = splits_config.analyze[0]
+    if analyzer_cache is not None and not disable_analyzer_cache:
+        args['cache_analyzers'] = True
+        if not isinstance(analyzer_cache, EarlierAnalyzerCache):
+            args['analyzer_cache'] = _channel(where, 'analyzer_cache', analyzer_cache)
     return _with(_sluice.Transform, where, examples=_channel(where, 'examples', examples),
                  schema=_channel(where, 'schema', schema), module_file=module_file, **args,
                  **_extras(where, _sluice.Transform, sluice, set(args) | {'module_file'}))

@@ -26,7 +26,7 @@ from sluice.components.component import Component, WiringError
 from sluice.components.conditions import Cond
 from sluice.components.resolvers import LatestSpans
 from sluice.components.schema_gen import SCHEMA_FILE, ImportSchemaGen
-from sluice.metadata.artifact import Artifact, Model, ModelBlessing, Schema
+from sluice.metadata.artifact import Artifact, Model, ModelBlessing, Schema, TransformCache
 from sluice.dsl.pipeline import Pipeline as _SluicePipeline
 from sluice.dsl.pipeline import PipelineError
 from sluice.tfx.v1._common import check_none, module_getattr, not_offered
@@ -69,6 +69,20 @@ class ProductionBaseline:
         return f"{self.resolver.id}.outputs['{self.key}'] (the model in production)"
 
 
+class EarlierAnalyzerCache:
+    """The output of a ``LatestArtifactStrategy`` resolver over ``Channel(type=TransformCache)``: in
+    Sluice, a Transform given it keeps tf.Transform's analyzer cache and starts from its own newest
+    one of an earlier run (``Transform(cache_analyzers=True)``). Only a Transform's ``analyzer_cache``
+    takes it."""
+    type = TransformCache
+
+    def __init__(self, resolver: Resolver, key: str) -> None:
+        self.resolver, self.key = resolver, key
+
+    def __repr__(self) -> str:
+        return f"{self.resolver.id}.outputs['{self.key}'] (the newest analyzer cache of an earlier run)"
+
+
 class _Unusable:
     """A resolver output Sluice has no equivalent for; wiring it anywhere fails and says why."""
 
@@ -97,8 +111,9 @@ class Resolver:
       ``baseline_model``, means Sluice's baseline: the model in production at the destination of the
       Pusher that pushes the Evaluator's model (the newest version there, however it got there).
     - ``LatestArtifactStrategy`` over channels of this pipeline: not a node; each output is the channel
-      itself (this run's artifact is the latest one). Over a ``Channel(type=...)`` without a producer
-      (the newest artifact of any earlier run) it is not offered.
+      itself (this run's artifact is the latest one). Over ``Channel(type=TransformCache)`` without a
+      producer: what a Transform's ``analyzer_cache`` takes to keep tf.Transform's analyzer cache
+      (``EarlierAnalyzerCache``). Over other channels without a producer it is not offered.
     - ``SpanRangeStrategy`` with ``config={'range_config': RangeConfig(rolling_range=RollingRange(
       num_spans=n))}`` over an ExampleGen's ``examples``: Sluice's ``LatestSpans(examples, n=n)`` node.
     """
@@ -149,6 +164,9 @@ class Resolver:
         for key, channel in channels.items():
             if isinstance(channel, _SluiceChannel):
                 out[key] = channel  # the latest artifact of a channel of this run is the one this run makes
+                continue
+            if isinstance(channel, Channel) and channel.type is TransformCache and not channel.producer_component_id:
+                out[key] = EarlierAnalyzerCache(self, key)
                 continue
             raise not_offered(f'tfx.dsl.Resolver(strategy_class=LatestArtifactStrategy, {key}={channel!r}) (the newest '
                               'artifact of an earlier run)',
