@@ -16,8 +16,7 @@
 name (a ``FunctionComponent``), one declaration per argument:
 
 - ``InputArtifact[T]`` (or ``InputArtifact[List[T]]``, a list): an Input of T; default None = optional;
-- ``OutputArtifact[T]``: an Output of T, whose files the function writes under ``.uri`` (or sets
-  ``.value`` of a value artifact);
+- ``OutputArtifact[T]``: an Output of T; the function writes under its ``.uri`` (or sets ``.value``);
 - ``Parameter[T]``, T an int, float, str, bool, a JSON-compatible ``Dict[str, ...]``/``List[...]`` or a
   protobuf message class: a Parameter (in the cache key and on the execution); default None or a T;
 - ``int``, ``float``, ``str``, ``bytes``, ``bool`` (``Optional[...]`` too) and JSON-compatible
@@ -145,12 +144,13 @@ def _hints(func: Callable) -> dict[str, Any]:
     """The annotations, evaluated where ``from __future__ import annotations`` left them strings."""
     out = {}
     for name, hint in getattr(func, '__annotations__', {}).items():
-        if isinstance(hint, str):
-            try:
-                hint = eval(hint, func.__globals__, {})  # noqa: S307 - the function's own annotation
-            except Exception as e:  # noqa: BLE001
-                what = 'the return annotation' if name == 'return' else f"the annotation of argument '{name}'"
-                raise _fail(func, f'{what}, {hint!r}, does not evaluate: {type(e).__name__}: {e}') from None
+        for _ in range(2):  # 'T' under `from __future__ import annotations` is "'T'"
+            if isinstance(hint, str):
+                try:
+                    hint = eval(hint, func.__globals__, {})  # noqa: S307 - the function's own annotation
+                except Exception as e:  # noqa: BLE001
+                    what = 'the return annotation' if name == 'return' else f"the annotation of argument '{name}'"
+                    raise _fail(func, f'{what}, {hint!r}, does not evaluate: {type(e).__name__}: {e}') from None
         out[name] = hint
     return out
 
@@ -317,8 +317,8 @@ def _parse(func: Callable, use_beam: bool) -> _Plan:
         if p.name not in hints:
             raise _fail(func, f"argument '{p.name}' has no annotation; annotate it {_KINDS}.")
         if p.name in _RESERVED:
-            raise _fail(func, f"argument '{p.name}' has a name Sluice components reserve "
-                              f"({', '.join(sorted(_RESERVED))}); rename it.")
+            raise _fail(func, f"argument '{p.name}' has a name Sluice components reserve (for their methods and "
+                              'attributes); rename it.')
         plan.args.append(_argument(func, p.name, hints[p.name], p.default))
     plan.returned = _returned(func, hints.get('return'), {a.name for a in plan.args})
     beams = [a.name for a in plan.args if a.kind == 'beam']
@@ -384,9 +384,9 @@ class FunctionExecutor(Executor):
             if value is None and not out.nullable:
                 raise ReturnValueError(f"@component {name} returned None for '{key}', declared {out.shown} "
                                        f'(Optional[{out.shown}] allows None).')
-            if value is not None and out.json is not None and not _conforms(value, out.json):
-                raise ReturnValueError(f"@component {name} returned {_brief(value)} for '{key}', declared {out.shown}.")
             try:
+                if value is not None and out.json is not None and not _conforms(value, out.json):
+                    raise TypeError(out.json)
                 outputs[key].value = value
             except TypeError:
                 raise ReturnValueError(f"@component {name} returned {_brief(value)} for '{key}', declared "
@@ -406,13 +406,14 @@ def implementation_parts(component_cls: type) -> dict[str, Any]:
     """The ``implementation`` part of a function component's cache key: the function's code closure
     (its source and the names of its module it uses, transitively: ``used_globals``), the project files
     of the modules it uses from elsewhere (with what they import), and this file."""
-    executor = component_cls.executor
-    func = executor.function
+    func = component_cls.executor.function
     path = func.__code__.co_filename
     real = os.path.isfile(path)
     where = os.path.basename(path) if real else '<cell>'  # a notebook cell's file name changes with the kernel
-    digests, used = used_globals(executor)
-    files = {f'{where}:{func.__qualname__}': class_source_digest(executor)}
+    # A bare class holding only the function: the executor class holds per-process values (its load time).
+    holder = type('<function>', (), {'function': staticmethod(func), '__module__': func.__module__})
+    digests, used = used_globals(holder)
+    files = {f'{where}:{func.__qualname__}': class_source_digest(holder)}
     files.update({f'{where}:{name}': digest for name, digest in digests.items()})
     for module_file in sorted(used):
         roots = import_roots(module_file)
