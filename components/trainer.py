@@ -21,6 +21,13 @@ examples, records the largest absolute difference as ``onnx_max_abs_diff`` and f
 Model's ``onnx_skipped`` property, logs one warning and completes (a pipeline written for TFX, whose
 Trainer exports no ONNX, then runs as it did there).
 
+Tuned hyperparameters: ``best_hyperparameters=tuner.outputs['best_hyperparameters']`` (a Tuner's
+HyperParameters, TFX's ``Trainer(hyperparameters=...)``) hands ``run_fn`` the KerasTuner config the Tuner
+found, as TFX does (``keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)``). The
+``hyperparameters={name: value}`` parameter then fixes values over the tuned ones (each replaces or adds
+that name in the config's ``values``); without the input, ``fn_args.hyperparameters`` is the parameter as
+given.
+
 Warm starts: ``warm_start_from=DESTINATION`` sets ``fn_args.base_model`` to the SavedModel in
 production there (as the destination says, so a rolled-back or hand-pushed version counts), or None
 while nothing is; the version is part of the cache key, so a new push reruns the Trainer. A
@@ -29,26 +36,28 @@ while nothing is; the version is part of the cache key, so a new push reruns the
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
 import shutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from sluice.components.component import Component, Input, Output, Parameter
+from sluice.components.component import Channel, Component, Input, Output, Parameter, WiringError
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
 from sluice.components.module_file import load_module_file
 from sluice.components.tf_setup import libraries_without_autograph
 from sluice.components.production.destination import SERVING_DIR, production, serving_path
 from sluice.components.production.record import version_artifact
-from sluice.metadata.artifact import Artifact, Examples, Model, ModelRun, Schema, TransformGraph
+from sluice.metadata.artifact import Artifact, Examples, HyperParameters, Model, ModelRun, Schema, TransformGraph
 
 ONNX_DIR = 'Format-ONNX'
 ONNX_FILE = 'model.onnx'
 ONNX_CHECK_ROWS = 2000
 ONNX_IF_POSSIBLE = 'if_possible'  # export_onnx: export where it works, else record why and go on
 ONNX_SKIPPED = 'onnx_skipped'     # the Model's property saying why it has no ONNX copy (ONNX_IF_POSSIBLE)
+HYPERPARAMETERS_FILE = 'best_hyperparameters.txt'  # a HyperParameters artifact's file (TFX's name)
 _ONNX_WAYS = ("Set export_onnx=False to train without the ONNX copy, or export_onnx='if_possible' to keep it "
               'only when the export works.')
 
@@ -153,10 +162,68 @@ def _is_transform(execution: Any) -> bool:
     return len(read) == 1 and isinstance(read[0], Examples) and any(isinstance(a, TransformGraph) for a in wrote)
 
 
-def split_files(examples: Examples, split: str) -> list[str]:
+def split_files(examples: Examples, split: str, who: str = 'Trainer') -> list[str]:
     if split not in examples.split_names:
-        raise ValueError(f"Trainer needs a '{split}' split; {examples!r} has {', '.join(examples.split_names)}.")
+        raise ValueError(f"{who} needs a '{split}' split; {examples!r} has {', '.join(examples.split_names)}.")
     return [os.path.join(examples.split_uri(split), '*')]
+
+
+def common_fn_args(*, examples: Examples, transform_graph: TransformGraph | None, schema: Schema | None,
+                   base_model: Model | None, train_split: str, eval_split: str, train_steps: int | None,
+                   eval_steps: int | None, custom_config: dict, working_dir: str, who: str = 'Trainer') -> FnArgs:
+    """The FnArgs that training and tuning share (TFX's common fn args): the examples' files, steps,
+    schema, transform graph, data accessor, base model, custom_config and working directory. The
+    Trainer adds its output directories and the hyperparameters."""
+    schema_path = os.path.join(schema.uri, 'schema.pbtxt') if schema is not None else None
+    return FnArgs(
+        working_dir=working_dir,
+        train_files=split_files(examples, train_split, who),
+        eval_files=split_files(examples, eval_split, who),
+        train_steps=train_steps, eval_steps=eval_steps,
+        schema_path=schema_path, schema_file=schema_path,
+        transform_graph_path=transform_graph.uri if transform_graph is not None else None,
+        transform_output=transform_graph.uri if transform_graph is not None else None,
+        data_accessor=DataAccessor(_tf_dataset_factory, _record_batch_factory),
+        base_model=serving_path(base_model.uri) if base_model is not None else None,
+        custom_config=dict(custom_config))
+
+
+class HyperParametersError(ValueError):
+    """The best_hyperparameters input holds no KerasTuner config."""
+    retryable = False
+
+
+def read_hyperparameters(artifact: HyperParameters) -> dict:
+    """The KerasTuner config (``{'space': [...], 'values': {...}}``) a HyperParameters artifact holds:
+    its ``best_hyperparameters.txt``, or else its only file (as TFX reads it)."""
+    path = os.path.join(artifact.uri, HYPERPARAMETERS_FILE)
+    if not os.path.isfile(path):
+        files = [f for f in (os.listdir(artifact.uri) if os.path.isdir(artifact.uri) else [])
+                 if os.path.isfile(os.path.join(artifact.uri, f))]
+        if len(files) != 1:
+            raise HyperParametersError(
+                f'Trainer: the best_hyperparameters input {artifact!r} holds no {HYPERPARAMETERS_FILE} (files there: '
+                f"{', '.join(sorted(files)) or 'none'}); wire a Tuner's outputs['best_hyperparameters'].")
+        path = os.path.join(artifact.uri, files[0])
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except ValueError as e:
+        raise HyperParametersError(f'Trainer: {path} (the best_hyperparameters input) is not JSON: {e}.') from None
+    if not (isinstance(config, dict) and isinstance(config.get('space'), list)
+            and isinstance(config.get('values'), dict)):
+        raise HyperParametersError(
+            f"Trainer: {path} (the best_hyperparameters input) is not a KerasTuner config ({{'space': [...], "
+            "'values': {...}}, what keras_tuner.HyperParameters.get_config() returns).")
+    return config
+
+
+def hyperparameters_for_run_fn(tuned: dict | None, given: dict) -> dict:
+    """``fn_args.hyperparameters``: the tuned KerasTuner config with the given values fixed over its
+    ``values`` (each name replaced or added), or, with nothing tuned, the given dict itself."""
+    if tuned is None:
+        return dict(given)
+    return {**tuned, 'values': {**tuned['values'], **given}}
 
 
 class TrainerExecutor(Executor):
@@ -164,26 +231,22 @@ class TrainerExecutor(Executor):
             base_model: Model | None, raw_examples: Examples | None, model: Model, model_run: ModelRun,
             module_file: str, train_steps: int | None, eval_steps: int | None, custom_config: dict,
             hyperparameters: dict, train_split: str, eval_split: str, export_onnx: bool | str,
-            onnx_tolerance: float, warm_start_from: str | None = None) -> None:
+            onnx_tolerance: float, warm_start_from: str | None = None,
+            best_hyperparameters: HyperParameters | None = None) -> None:
 
         module = load_module_file(module_file, required=['run_fn'])
+        tuned = read_hyperparameters(best_hyperparameters) if best_hyperparameters is not None else None
         libraries_without_autograph()
         serving_dir = os.path.join(model.uri, SERVING_DIR)
-        schema_path = os.path.join(schema.uri, 'schema.pbtxt') if schema is not None else None
         working_dir = os.path.join(self.tmp_dir, 'working')  # scratch, not published with the model (as TFX)
         os.makedirs(working_dir, exist_ok=True)
-        fn_args = FnArgs(
-            working_dir=working_dir,
-            train_files=split_files(examples, train_split),
-            eval_files=split_files(examples, eval_split),
-            train_steps=train_steps, eval_steps=eval_steps,
-            schema_path=schema_path, schema_file=schema_path,
-            transform_graph_path=transform_graph.uri if transform_graph is not None else None,
-            transform_output=transform_graph.uri if transform_graph is not None else None,
-            data_accessor=DataAccessor(_tf_dataset_factory, _record_batch_factory),
-            serving_model_dir=serving_dir, eval_model_dir=serving_dir, model_run_dir=model_run.uri,
-            base_model=serving_path(base_model.uri) if base_model is not None else None,
-            hyperparameters=dict(hyperparameters), custom_config=dict(custom_config))
+        fn_args = common_fn_args(examples=examples, transform_graph=transform_graph, schema=schema,
+                                 base_model=base_model, train_split=train_split, eval_split=eval_split,
+                                 train_steps=train_steps, eval_steps=eval_steps, custom_config=custom_config,
+                                 working_dir=working_dir)
+        fn_args.serving_model_dir = fn_args.eval_model_dir = serving_dir
+        fn_args.model_run_dir = model_run.uri
+        fn_args.hyperparameters = hyperparameters_for_run_fn(tuned, hyperparameters)
         module.run_fn(fn_args)
         if not os.path.isfile(os.path.join(serving_dir, 'saved_model.pb')):
             raise RuntimeError(f'run_fn in {module_file} returned without saving a SavedModel to '
@@ -267,6 +330,7 @@ class Trainer(Component):
     schema = Input(Schema, optional=True)
     base_model = Input(Model, optional=True)
     raw_examples = Input(Examples, optional=True)
+    best_hyperparameters = Input(HyperParameters, optional=True)  # a Tuner's; TFX's Trainer(hyperparameters=...)
     model = Output(Model)
     model_run = Output(ModelRun)
     module_file = Parameter(str, user_code=True)
@@ -283,3 +347,16 @@ class Trainer(Component):
                  'onnxruntime-extensions')
     executor = TrainerExecutor
     driver = TrainerDriver
+
+    def __init__(self, **kwargs: Any) -> None:
+        given = kwargs.get('hyperparameters')
+        if isinstance(given, (Channel, Component)):
+            wire = repr(given) if isinstance(given, Channel) else f"{given.id}.outputs['best_hyperparameters']"
+            raise WiringError(f"Trainer(hyperparameters=...) takes a dict of values; wire a Tuner's output as "
+                              f'best_hyperparameters={wire} (values given in hyperparameters={{...}} are then '
+                              'fixed over the tuned ones).')
+        if kwargs.get('best_hyperparameters') is not None and isinstance(given, dict) \
+                and {'space', 'values'} <= set(given):
+            raise WiringError('Trainer(hyperparameters=...) with best_hyperparameters=...: give the values to fix '
+                              "over the tuned ones as {name: value}; got a whole KerasTuner config ('space', 'values').")
+        super().__init__(**kwargs)
