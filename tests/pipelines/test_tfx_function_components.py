@@ -291,6 +291,32 @@ def test_use_beam_gives_a_beam_pipeline_made_from_the_pipelines_beam_args(tmp_pa
     assert values(MetadataStore(pipeline.metadata), result.run_id, 'BeamSum') == {'total': 10, 'out': {'workers': 1}}
 
 
+
+@C.component
+def Check(n: C.Parameter[int]) -> C.OutputDict(ok=bool, m=int):
+    return {'ok': n > 2, 'm': n}
+
+
+@C.component
+def Act(m: int, table: C.Parameter[Dict[str, int]] = None) -> C.OutputDict(done=str, total=Dict[str, int]):
+    return {'done': f'acted on {m}', 'total': {k: v + m for k, v in (table or {}).items()}}
+
+
+def test_a_cond_reads_a_value_a_function_returned(tmp_path):
+    def pipeline(n):
+        check = Check(n=n)
+        with tfx.dsl.Cond(check.outputs['ok'].future()[0].value == True):  # noqa: E712 (a predicate, not a test)
+            act = Act(m=check.outputs['m'], table={'a': 1})
+        return Pipeline(name='cond', pipeline_root=str(tmp_path / 'root'), components=[check, act])
+
+    first = LocalDagRunner(progress=False).run(pipeline(3))
+    assert first.node_states() == {'Check': 'COMPLETE', 'Act': 'COMPLETE'}, first['Act'].error
+    store = MetadataStore(pipeline(3).metadata)
+    assert values(store, first.run_id, 'Act') == {'done': 'acted on 3', 'total': {'a': 4}}
+    second = LocalDagRunner(progress=False).run(pipeline(1))
+    assert second.node_states() == {'Check': 'COMPLETE', 'Act': 'SKIPPED'}
+    assert second['Act'].error == "condition Check.outputs['ok'].future()[0].value == True is false (False == True)"
+
 # -- what a function component gets wrong: the messages ------------------------------------------------
 def _wiring_error(source: str) -> str:
     """The message of decorating the function ``source`` defines (in this module's namespace)."""
