@@ -1,7 +1,8 @@
 """Sluice components: the standard components and the component model.
 
     from sluice.components import CsvExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Transform, Trainer
-    from sluice.components import Evaluator, ModelValidator, InfraValidator, Pusher
+    from sluice.components import Evaluator, ModelValidator, InfraValidator, Pusher, Tuner
+    from sluice.components import Cond   # with Cond(channel.future()[0].custom_property('x') == 1): ...
     from sluice.components import Component, Input, Output, Parameter, Executor   # your own components
 
 Importing this package is cheap: TensorFlow, TFDV and Beam are imported inside executors only.
@@ -22,14 +23,16 @@ from sluice.components.served_drift_component import ServedDrift
 from sluice.components.statistics_gen import StatisticsGen
 from sluice.components.trainer import DataAccessor, FnArgs, Trainer
 from sluice.components.transform import Transform
+from sluice.components.tuner import Tuner, TunerFnResult
+from sluice.components.conditions import Cond
 from sluice.metadata.artifact import (Artifact, ExampleAnomalies, Examples, ExampleStatistics, InfraBlessing, Model,
                                ModelBlessing, ModelEvaluation, ModelRun, PushedModel, Schema,
-                               TransformGraph)
+                               TransformGraph, TransformCache, HyperParameters, TunerResults, InferenceResult)
 
 __all__ = ['CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen',
-           'ExampleValidator', 'LatestSpans', 'Transform', 'Trainer', 'Evaluator', 'ModelValidator', 'InfraValidator', 'Pusher', 'ServedDrift',
+           'ExampleValidator', 'LatestSpans', 'Transform', 'Tuner', 'TunerFnResult', 'Trainer', 'Evaluator', 'ModelValidator', 'InfraValidator', 'Pusher', 'ServedDrift',
            'FnArgs',
            'DataAccessor', 'DataError', 'AnomaliesFound', 'Channel', 'Component', 'Input', 'Output', 'Parameter', 'WiringError', 'Driver', 'InputError',
            'PipelineInfo', 'Executor', 'Publisher', 'Artifact', 'ExampleAnomalies', 'Examples',
            'ExampleStatistics', 'InfraBlessing', 'Model', 'ModelBlessing', 'ModelEvaluation', 'ModelRun', 'PushedModel',
-           'Schema', 'TransformGraph']
+           'Schema', 'TransformGraph', 'TransformCache', 'HyperParameters', 'TunerResults', 'InferenceResult', 'Cond']

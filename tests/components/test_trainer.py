@@ -79,7 +79,7 @@ class FakeSchema(Component):
 
 class FakeTransformExecutor(Executor):
     def run(self, *, examples: Examples, schema: Schema, transform_graph: TransformGraph,
-            transformed_examples: Examples, module_file: str, analyze_split: str) -> None:
+            transformed_examples: Examples, module_file: str, analyze_split: str, **cache: object) -> None:
         transformed_examples.set('split_names', examples.split_names)
 
 

@@ -14,6 +14,7 @@ import sluice.components as _sluice
 from sluice.components.component import Channel as _SluiceChannel
 from sluice.components.component import Component, WiringError
 from sluice.components.trainer import ONNX_IF_POSSIBLE, DataAccessor, FnArgs
+from sluice.components.tuner import TunerFnResult
 from sluice.tfx.v1 import proto as _proto
 from sluice.tfx.v1._common import check_none, module_getattr, not_offered
 from sluice.tfx.v1.dsl import COMPANIONS, Channel, EarlierAnalyzerCache, ProductionBaseline, _Unusable
@@ -223,11 +224,21 @@ def Trainer(examples: Any = None, transformed_examples: Any = None, transform_gr
                trainer_fn=(trainer_fn, 'Sluice calls run_fn(fn_args) (TFX\'s generic trainer contract)'),
                custom_executor_spec=(custom_executor_spec, "Sluice's Trainer always calls run_fn(fn_args), as TFX's "
                                      'GenericExecutor does; remove custom_executor_spec'),
-               hyperparameters=(hyperparameters, 'Sluice has no Tuner; pass values in custom_config={...} '
-                                '(fn_args.custom_config)'),
                statistics=(statistics, 'run_fn reads the examples and the schema; add schema=...'))
     if examples is not None and transformed_examples is not None:
         raise WiringError(f'{where}: give examples= or transformed_examples=, not both.')
+    args = _train_eval_args(where, train_args, eval_args, custom_config)
+    sluice.setdefault('export_onnx', ONNX_IF_POSSIBLE)
+    return _with(_sluice.Trainer, where, module_file=module_file,
+                 examples=_channel(where, 'examples', examples if examples is not None else transformed_examples),
+                 transform_graph=_channel(where, 'transform_graph', transform_graph),
+                 schema=_channel(where, 'schema', schema), base_model=_channel(where, 'base_model', base_model),
+                 best_hyperparameters=_channel(where, 'hyperparameters', hyperparameters),
+                 **args, **_extras(where, _sluice.Trainer, sluice, set(args) | {'module_file'}))
+
+
+def _train_eval_args(where: str, train_args: Any, eval_args: Any, custom_config: dict | None) -> dict[str, Any]:
+    """TrainArgs/EvalArgs (steps, one split each) and custom_config as the Trainer's and Tuner's parameters."""
     args: dict[str, Any] = {}
     for name, given, steps, split in (('train_args', train_args, 'train_steps', 'train_split'),
                                       ('eval_args', eval_args, 'eval_steps', 'eval_split')):
@@ -245,12 +256,25 @@ def Trainer(examples: Any = None, transformed_examples: Any = None, transform_gr
             args[split] = given.splits[0]
     if custom_config is not None:
         args['custom_config'] = dict(custom_config)
-    sluice.setdefault('export_onnx', ONNX_IF_POSSIBLE)
-    return _with(_sluice.Trainer, where, module_file=module_file,
-                 examples=_channel(where, 'examples', examples if examples is not None else transformed_examples),
-                 transform_graph=_channel(where, 'transform_graph', transform_graph),
-                 schema=_channel(where, 'schema', schema), base_model=_channel(where, 'base_model', base_model),
-                 **args, **_extras(where, _sluice.Trainer, sluice, set(args) | {'module_file'}))
+    return args
+
+
+def Tuner(examples: Any = None, schema: Any = None, transform_graph: Any = None, base_model: Any = None,  # noqa: N802
+          module_file: str | None = None, tuner_fn: str | None = None, train_args: Any = None, eval_args: Any = None,
+          tune_args: Any = None, custom_config: dict | None = None, **sluice: Any) -> Component:
+    """Sluice's Tuner: ``tuner_fn(fn_args)`` of ``module_file`` returns a ``TunerFnResult(tuner, fit_kwargs)``;
+    the search's best hyperparameters are ``outputs['best_hyperparameters']``, which a Trainer takes as
+    ``hyperparameters=`` (``fn_args.hyperparameters`` in run_fn: KerasTuner's config)."""
+    where = 'tfx.components.Tuner'
+    check_none(where, tuner_fn=(tuner_fn, 'give module_file=, the file that defines tuner_fn'))
+    if tune_args is not None and int(getattr(tune_args, 'num_parallel_trials', 0) or 0) > 1:
+        raise not_offered(f'{where}(tune_args=TuneArgs(num_parallel_trials={tune_args.num_parallel_trials}))',
+                          'Sluice runs the trials one after another in the Tuner\'s process')
+    args = _train_eval_args(where, train_args, eval_args, custom_config)
+    return _with(_sluice.Tuner, where, module_file=module_file, examples=_channel(where, 'examples', examples),
+                 schema=_channel(where, 'schema', schema), transform_graph=_channel(where, 'transform_graph', transform_graph),
+                 base_model=_channel(where, 'base_model', base_model),
+                 **args, **_extras(where, _sluice.Tuner, sluice, set(args) | {'module_file'}))
 
 
 # -- the gate -------------------------------------------------------------------------------------
@@ -361,11 +385,9 @@ def Pusher(model: Any = None, model_blessing: Any = None, infra_blessing: Any = 
                  push_destination=destination, **_extras(where, _sluice.Pusher, sluice, {'push_destination'}))
 
 
-_OFFERED = ['CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen', 'ExampleValidator',
+_OFFERED = ['Tuner', 'TunerFnResult', 'CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen', 'ExampleValidator',
             'Transform', 'Trainer', 'Evaluator', 'Pusher', 'FnArgs', 'DataAccessor', 'TrainerFnArgs']
 _MISSING = {
-    'Tuner': 'Sluice has no Tuner; tune outside the pipeline and pass the values to the Trainer in custom_config={...}',
-    'TunerFnResult': 'Sluice has no Tuner (and no tuner_fn)',
     'BulkInferrer': 'Sluice has no BulkInferrer; run the pushed model with onnxruntime '
                     '(sluice.components.onnx_export.run_onnx) or write a custom component (README, "A pipeline file")',
     'InfraValidator': "Sluice's InfraValidator checks the model in its own server (sluice serve, ONNX Runtime), not in "

@@ -148,6 +148,11 @@ class RangeConfig(_Message):
     ONEOF = ('static_range', 'rolling_range')
 
 
+class TuneArgs(_Message):
+    """The Tuner's ``tune_args``: Sluice runs one trial at a time (``num_parallel_trials`` above 1 is refused)."""
+    FIELDS = {'num_parallel_trials': 0}
+
+
 # -- Transform ------------------------------------------------------------------------------------
 class SplitsConfig(_Message):
     """``analyze`` (one split) -> Transform's ``analyze_split``; Sluice transforms every split."""
@@ -181,7 +186,7 @@ def from_json(json_text: str, message: _Message) -> _Message:
 
 
 _OFFERED = ['TrainArgs', 'EvalArgs', 'PushDestination', 'Filesystem', 'Versioning', 'Input', 'Output', 'SplitConfig',
-            'RangeConfig', 'StaticRange', 'RollingRange', 'SplitsConfig']
+            'RangeConfig', 'StaticRange', 'RollingRange', 'SplitsConfig', 'TuneArgs']
 _NO_BULK = ('Sluice has no BulkInferrer; run the pushed model with onnxruntime (sluice.components.onnx_export.run_onnx) '
             'or write a custom component (README, "A pipeline file")')
 _NO_INFRA = ("Sluice's InfraValidator checks the model in its own server (sluice serve, ONNX Runtime), not in TF "
@@ -206,8 +211,6 @@ _MISSING = {
     'CustomConfig': 'Sluice ExampleGens read CSV (CsvExampleGen) or TFRecords (ImportExampleGen) only; write a custom '
                     'component for other sources (README, "A pipeline file")',
     'PayloadFormat': 'Sluice ExampleGens write tf.Example only (the default payload format)',
-    'TuneArgs': 'Sluice has no Tuner; tune outside the pipeline and pass the result to the Trainer '
-                '(custom_config={...}, read in run_fn as fn_args.custom_config)',
     'orchestration': 'Sluice runs pipelines with tfx.orchestration.LocalDagRunner (pipelines.LocalDagRunner) or '
                      'pipelines.BeamDagRunner; see `sluice export airflow|kfp` for other orchestrators',
 }
