@@ -11,7 +11,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
-from typing import Dict, List, Optional, TypedDict
+from typing import Any, Dict, List, Optional, TypedDict
 
 import apache_beam as beam
 import pytest
@@ -397,7 +397,7 @@ def Scale(x: int, factor: C.Parameter[float], config: C.Parameter[Dict[str, List
 
 
 @C.component
-def Emit(n: C.Parameter[int]) -> C.OutputDict(n_out=int):
+def Emit(n: C.Parameter[int], meta: C.Parameter[Dict[str, Any]] = None) -> C.OutputDict(n_out=int):
     return {'n_out': n}
 
 
@@ -426,6 +426,9 @@ def test_wiring_a_function_component_wrongly_names_it_and_the_argument():
         Scale(x=Scale(x=emit.outputs['n_out'], factor=1.0).outputs['y'], factor=2.0)
     with pytest.raises(WiringError, match=r"^Emit\(n=...\) expects int; got str '2'\.$"):
         Emit(n='2')
+    with pytest.raises(WiringError, match=r"^Emit\(meta=...\): \{'when': <object object at .*>\} is not JSON \(Object "
+                                          r'of type object is not JSON serializable\); a Parameter must be JSON\.$'):
+        Emit(n=1, meta={'when': object()})
     with pytest.raises(WiringError, match=r"^Emit has no output 'nout'; did you mean 'n_out'\? Its outputs: n_out\.$"):
         _ = emit.outputs['nout']
 
