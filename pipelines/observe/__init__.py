@@ -1,15 +1,22 @@
 """Watching runs without reading logs: each run's figures in Prometheus' format (``run_metrics``),
 written as a textfile or pushed to a Pushgateway when it ends (``export``), and callbacks with a
 notice of how it ended, such as a webhook (``notify``). ``after_run`` is what the orchestration core
-calls when a run (or a ``run-node`` task) ends."""
+calls when a run (or a ``run-node`` task) ends. ``RunNotice`` and ``Webhook`` are imported from
+``notify`` when first named (every run imports this package; few have callbacks)."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from sluice.observe.export import export_run
-from sluice.observe.notify import RunNotice, Webhook, call_back, notice_of
 
 __all__ = ['RunNotice', 'Webhook', 'after_run', 'export_run']
+
+
+def __getattr__(name: str) -> Any:
+    if name in ('RunNotice', 'Webhook'):
+        from sluice.observe import notify
+        return getattr(notify, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def after_run(pipeline: Any, store: Any, result: Any, say: Callable[[str], None], ended: bool = True,
@@ -26,6 +33,7 @@ def after_run(pipeline: Any, store: Any, result: Any, say: Callable[[str], None]
         callbacks = getattr(pipeline, 'on_failure', []) if failed else \
             getattr(pipeline, 'on_success', []) if ended and result.state == 'COMPLETE' else []
         if callbacks:
+            from sluice.observe.notify import call_back, notice_of
             problems += call_back(list(callbacks), notice_of(result, pipeline.name))
     except Exception as e:  # noqa: BLE001 - watching a run is never a reason to fail it
         problems = [f'the end of run {result.run_id} could not be reported: {type(e).__name__}: {e}']

@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import math
 import os
-import re
+import string
 from typing import Any
 
-_METRIC_NAME = re.compile(r'[a-zA-Z_:][a-zA-Z0-9_:]*\Z')
-_LABEL_NAME = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*\Z')
+_LABEL_CHARS = frozenset(string.ascii_letters + string.digits + '_')
+_METRIC_CHARS = _LABEL_CHARS | {':'}
+
+
+def _valid_name(name: str, chars: frozenset) -> bool:
+    """Prometheus' metric name ``[a-zA-Z_:][a-zA-Z0-9_:]*`` or label name ``[a-zA-Z_][a-zA-Z0-9_]*``
+    (without a regular expression: compiling one costs more than this check)."""
+    return bool(name) and not name[0].isdigit() and all(c in chars for c in name)
 
 
 def go_float(value: float) -> str:
@@ -39,7 +45,9 @@ def go_float(value: float) -> str:
 
 
 def escape_label_value(value: str) -> str:
-    return value.replace('\\', '\\\\').replace('\n', '\\n').replace('"', '\\"')
+    if '\\' in value or '\n' in value or '"' in value:
+        return value.replace('\\', '\\\\').replace('\n', '\\n').replace('"', '\\"')
+    return value
 
 
 def escape_help(text: str) -> str:
@@ -65,15 +73,20 @@ class Gauges:
     def set(self, name: str, doc: str, value: float, **labels: Any) -> None:
         gauge = self.gauges.get(name)
         if gauge is None:
-            if not _METRIC_NAME.match(name):
+            if not _valid_name(name, _METRIC_CHARS):
                 raise ValueError(f'Invalid metric name: {name}')
             for label in labels:
-                if not _LABEL_NAME.match(label) or label.startswith('__'):
+                if not _valid_name(label, _LABEL_CHARS) or label.startswith('__'):
                     raise ValueError(f'Invalid label metric name: {label}')
             gauge = self.gauges[name] = _Gauge(name, doc, tuple(sorted(labels)))
-        elif len(labels) != len(gauge.labelnames) or any(k not in labels for k in gauge.labelnames):
-            raise ValueError(f'Incorrect label names for {name}: {sorted(labels)}, not {list(gauge.labelnames)}')
-        gauge.samples[tuple(str(labels[k]) for k in gauge.labelnames)] = float(value)
+        try:
+            if len(labels) != len(gauge.labelnames):
+                raise KeyError
+            key = tuple([str(labels[k]) for k in gauge.labelnames])
+        except KeyError:
+            raise ValueError(f'Incorrect label names for {name}: {sorted(labels)}, not {list(gauge.labelnames)}') \
+                from None
+        gauge.samples[key] = float(value)
 
     def text(self) -> str:
         """The text exposition format, version 0.0.4 (what ``generate_latest`` writes)."""

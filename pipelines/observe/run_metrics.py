@@ -7,7 +7,8 @@ the run id is on ``sluice_run_info`` only, so a Pushgateway group keeps one seri
 
 The store is read once for the run: its context, then its executions with their inputs and outputs
 (``MetadataStore.executions``), then the pipeline's runs newest first only as far as the latest
-COMPLETE one (usually one query: the run just ended is the newest, and COMPLETE). Neither
+COMPLETE one (usually one query of the few contexts created since the run started: the run just
+ended is the newest, and COMPLETE). Neither
 prometheus_client nor a registry is involved: the gauges are written by ``exposition``.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ NODE_STATES = ('COMPLETE', 'CACHED', 'FAILED', 'RUNNING', 'CANCELED', 'SKIPPED')
 
 def run_figures(store: MetadataStore, run_id: str) -> tuple[Gauges, RunSummary]:
     """The run's figures, and the run as the store has it (its ``state``, ``pipeline_name``)."""
-    run = read_run(store, run_id)
+    run, context = read_run(store, run_id)
     pipeline = run.pipeline_name
     g = Gauges()
     latest = latest_per_node(run.executions)  # with their outputs
@@ -49,7 +50,7 @@ def run_figures(store: MetadataStore, run_id: str) -> tuple[Gauges, RunSummary]:
         attempts[ex.node_id] = attempts.get(ex.node_id, 0) + 1
     for node_id, ex in sorted(latest.items()):
         _node(g, pipeline, node_id, ex, attempts[node_id])
-    last = last_success(store, pipeline, run)
+    last = last_success(store, pipeline, run, context, window=len(run.node_ids) + 4)
     if last is not None:
         g.set('sluice_last_success_timestamp_seconds', 'When a run of the pipeline last succeeded (Unix time).',
               last, pipeline=pipeline)
@@ -62,8 +63,9 @@ def run_registry(store: MetadataStore, run_id: str) -> tuple[Any, bool]:
     return figures.registry(), run.state == 'COMPLETE'
 
 
-def read_run(store: MetadataStore, run_id: str) -> RunSummary:
-    """The run with every execution's inputs and outputs (``MetadataStore.executions``)."""
+def read_run(store: MetadataStore, run_id: str) -> tuple[RunSummary, Any]:
+    """The run with every execution's inputs and outputs (``MetadataStore.executions``), and its
+    ML-Metadata context."""
     context = store.context(PIPELINE_RUN, run_id, create=False)
     if context is None:
         store.run(run_id)  # raises, naming the runs the store has
@@ -72,7 +74,7 @@ def read_run(store: MetadataStore, run_id: str) -> RunSummary:
     return RunSummary(run_id=context.name, pipeline_name=props.get('pipeline_name', ''),
                       create_time=context.create_time_since_epoch / 1000,
                       node_ids=json.loads(props.get('node_ids', '[]')), properties=props,
-                      executions=store.executions(run_id))
+                      executions=store.executions(run_id)), context
 
 
 def _node(g: Gauges, pipeline: str, node_id: str, ex: ExecutionRecord, attempts: int) -> None:
@@ -156,28 +158,57 @@ def _overall_metrics(blessing: Any) -> dict[str, dict]:
         return json.load(f).get('overall_metrics') or {}
 
 
-def last_success(store: MetadataStore, pipeline: str, run: RunSummary | None = None) -> float | None:
+def last_success(store: MetadataStore, pipeline: str, run: RunSummary | None = None, context: Any = None,
+                 window: int = 16) -> float | None:
     """The end of the pipeline's latest COMPLETE run (the one started last; Unix time), or None.
-    ``run``, one of its runs already read, is not read again. The store's runs are read newest first
-    and only until a COMPLETE one: after a run that just ended COMPLETE, one query."""
-    for context, props in _runs_newest_first(store):
+    ``run``, one of its runs already read (with its ML-Metadata ``context``), is not read again. The
+    store's runs are read newest first and only until a COMPLETE one: after a run that just ended
+    COMPLETE, one query of the ``window`` contexts created last (its own leases: one per node, and
+    one for the run)."""
+    for found_context, props in _runs_newest_first(store, since=context, window=window):
         if props.get('pipeline_name') != pipeline:
             continue
-        found = run if run is not None and context.name == run.run_id else store.run(context.name)
+        found = run if run is not None and found_context.name == run.run_id else store.run(found_context.name)
         if found.state == 'COMPLETE':
             return max([ex.update_time for ex in found.executions] or [found.create_time])
     return None
 
 
-def _runs_newest_first(store: MetadataStore, first_page: int = 2) -> Iterator[tuple[Any, dict[str, Any]]]:
+def _runs_newest_first(store: MetadataStore, since: Any = None, window: int = 16,
+                       first_page: int = 2) -> Iterator[tuple[Any, dict[str, Any]]]:
     """Every run context in the store (all pipelines) with its properties, newest first, as
-    ``MetadataStore.runs_newest_first`` orders them (creation time, then name), read a page at a time
-    (the first of ``first_page`` runs, each next one four times larger): a caller that stops at the
-    newest runs reads only those, however long the store's history. A page's oldest creation time
-    is read again with the next page, so runs created in the same millisecond keep their order."""
+    ``MetadataStore.runs_newest_first`` orders them (creation time, then name), read only as far as
+    the caller takes them, however long the store's history.
+
+    With ``since`` (a run's context), the newest contexts of any type are read first, ``window`` of
+    them, then four times as many, until they reach back past ``since``: a run that just ended is
+    followed only by its own leases and settlements, so this is one short query, and no filter query
+    (ML-Metadata parses those with ZetaSQL, whose first use in a process costs several milliseconds).
+    The older runs, or all of them without ``since`` (or past a window of 1024), are read with filter
+    queries a page at a time (the first of ``first_page`` runs, each next one four times larger). A
+    page's oldest creation time is read again with the next one, so runs created in the same
+    millisecond keep their order."""
     from ml_metadata.metadata_store import ListOptions, OrderByField
 
-    bound, size = None, first_page
+    def ordered(contexts: list) -> Iterator[tuple[Any, dict[str, Any]]]:
+        for context in sorted(contexts, key=lambda c: (c.create_time_since_epoch, c.name), reverse=True):
+            yield context, {k: value_of(v) for k, v in context.custom_properties.items()}
+
+    bound = None
+    while since is not None and window <= 1024:
+        options = ListOptions(limit=window, order_by=OrderByField.CREATE_TIME, is_asc=False)
+        newest = store.retry(lambda: store.mlmd.get_contexts(list_options=options))  # noqa: B023 - called here
+        runs = [c for c in newest if c.type_id == since.type_id]
+        if len(newest) < window:  # the whole store
+            yield from ordered(runs)
+            return
+        oldest = min(c.create_time_since_epoch for c in newest)
+        if oldest < since.create_time_since_epoch:  # every context created after ``oldest`` is here
+            yield from ordered([c for c in runs if c.create_time_since_epoch > oldest])
+            bound = oldest
+            break
+        window *= 4
+    size = first_page
     while True:
         query = f"type = '{PIPELINE_RUN}'" + ('' if bound is None else f' AND create_time_since_epoch <= {bound}')
         options = ListOptions(limit=size, order_by=OrderByField.CREATE_TIME, is_asc=False, filter_query=query)
@@ -188,8 +219,7 @@ def _runs_newest_first(store: MetadataStore, first_page: int = 2) -> Iterator[tu
         if not ready and not last:  # a whole page created in one millisecond: read a larger one
             size *= 4
             continue
-        for context in sorted(ready, key=lambda c: (c.create_time_since_epoch, c.name), reverse=True):
-            yield context, {k: value_of(v) for k, v in context.custom_properties.items()}
+        yield from ordered(ready)
         if last:
             return
         bound, size = oldest, min(size * 4, 256)

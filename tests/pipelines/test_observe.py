@@ -134,8 +134,9 @@ def test_last_success_is_the_run_started_last_even_when_an_older_run_is_resumed_
 
 
 def test_the_runs_are_read_newest_first_a_page_at_a_time_as_the_store_orders_them():
-    """Pages of one run, then larger: the order of MetadataStore.runs_newest_first (creation time,
-    then name for runs registered in the same millisecond), whatever the page boundaries."""
+    """The order of MetadataStore.runs_newest_first (creation time, then name for runs registered in
+    the same millisecond), whatever the page boundaries: pages of filter queries from the newest run,
+    or first a window of the contexts created since a given run."""
     store = MetadataStore(None)
     for i in range(60):
         store.register_run('a' if i % 3 else 'b', f'run-{(i * 37) % 60:02d}', {'node_ids': '[]'})
@@ -143,6 +144,11 @@ def test_the_runs_are_read_newest_first_a_page_at_a_time_as_the_store_orders_the
     assert len({r.create_time for r in store.runs()}) < 60  # some share a millisecond
     for first_page in (1, 2, 5, 100):
         assert [c.name for c, _ in _runs_newest_first(store, first_page=first_page)] == want
+    contexts = {c.name: c for c in store.mlmd.get_contexts_by_type('pipeline_run')}
+    for since in (want[0], want[1], want[30], want[-1]):  # from the contexts created since a run, then pages
+        for window in (1, 2, 3, 16, 1024):
+            assert [c.name for c, _ in _runs_newest_first(store, since=contexts[since], window=window,
+                                                          first_page=2)] == want
     assert [c.name for c, p in _runs_newest_first(store) if p['pipeline_name'] == 'b'] == [
         r.run_id for r in store.runs_newest_first('b')]
     assert last_success(store, 'a') is None  # no run has executions: none is COMPLETE
