@@ -25,6 +25,7 @@ feed are errors that say what to change.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -105,14 +106,17 @@ class BulkInferrerExecutor(Executor):
         if not have:
             raise ValueError(f'{examples!r} records no split_names; BulkInferrer reads Split-<name>/ of an Examples '
                              'artifact made by an ExampleGen.')
-        if not example_splits:
-            return list(have)
-        missing = [s for s in example_splits if s not in have]
+        chosen = list(example_splits) or list(have)
+        missing = [s for s in chosen if s not in have]
         if missing:
-            raise ValueError(f"BulkInferrer(example_splits={list(example_splits)!r}): {examples!r} has no split "
+            raise ValueError(f"BulkInferrer(example_splits={chosen!r}): {examples!r} has no split "
                              f"{', '.join(repr(s) for s in missing)}; its splits are {', '.join(have)} "
                              '(example_splits=[] infers on all of them).')
-        return list(example_splits)
+        for split in chosen:
+            if not glob.glob(os.path.join(examples.split_uri(split), '*')):
+                raise ValueError(f"Split '{split}' of {examples!r} holds no files ({examples.split_uri(split)} is "
+                                 'empty or gone); run its ExampleGen again (a new run), or leave the split out.')
+        return chosen
 
     @staticmethod
     def _not_inferred(inference_result: InferenceResult, reason: str) -> None:
@@ -137,8 +141,8 @@ class BulkInferrerExecutor(Executor):
         libraries_without_autograph()
         spec = model_spec_pb2.InferenceSpecType(saved_model_spec=model_spec_pb2.SavedModelSpec(
             model_path=path, signature_name=signatures, tag=tags))
+        p = self.beam_pipeline()  # the pipeline's beam_pipeline_args; a bad one is Beam's error, not the model's
         try:
-            p = self.beam_pipeline()
             logs = []
             for split in splits:
                 counter = Metrics.counter(_COUNTER, split)

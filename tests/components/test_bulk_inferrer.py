@@ -228,3 +228,22 @@ def test_parameters_are_lists_of_names():
     with pytest.raises(WiringError, match='names one of them twice'):
         BulkInferrer(examples=CsvExampleGen(input_base=UNLABELLED).outputs['examples'],
                      model=SharedModel(source=UNLABELLED).outputs['model'], example_splits=['eval', 'eval'])
+
+
+def test_a_split_without_files_is_an_error(tmp_path, penguin):
+    model, _ = penguin
+    (tmp_path / 'examples' / 'Split-unlabelled').mkdir(parents=True)
+    examples = Examples(uri=str(tmp_path / 'examples'), split_names='["unlabelled"]')
+    with pytest.raises(ValueError, match=r"Split 'unlabelled' of Examples\('.*'\) holds no files \(.* is empty or "
+                                         r'gone\); run its ExampleGen again'):
+        run_executor(tmp_path, examples, model)
+
+
+def test_the_beam_pipeline_is_built_from_the_pipelines_beam_args(tmp_path, penguin):
+    model, examples = penguin
+    out = tmp_path / 'out'
+    out.mkdir()
+    executor = BulkInferrerExecutor(beam_pipeline_args=['--runner=NoSuchRunner'], tmp_dir=str(tmp_path / 'tmp'))
+    with pytest.raises(ValueError, match='NoSuchRunner'):
+        executor.run(examples=examples, model=model, model_blessing=None, inference_result=InferenceResult(uri=str(out)),
+                     example_splits=['eval'], signature_names=[], tags=[])
