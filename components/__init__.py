@@ -7,6 +7,7 @@
 
 Importing this package is cheap: TensorFlow, TFDV and Beam are imported inside executors only.
 """
+from sluice.components.bulk_inferrer import BulkInferrer
 from sluice.components.component import Channel, Component, Input, Output, Parameter, WiringError
 from sluice.components.driver import Driver, InputError, PipelineInfo
 from sluice.components.example_gen import CsvExampleGen, DataError, ImportExampleGen
@@ -30,7 +31,7 @@ from sluice.metadata.artifact import (Artifact, ExampleAnomalies, Examples, Exam
                                TransformGraph, TransformCache, HyperParameters, TunerResults, InferenceResult)
 
 __all__ = ['CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen',
-           'ExampleValidator', 'LatestSpans', 'Transform', 'Tuner', 'TunerFnResult', 'Trainer', 'Evaluator', 'ModelValidator', 'InfraValidator', 'Pusher', 'ServedDrift',
+           'ExampleValidator', 'LatestSpans', 'Transform', 'Tuner', 'TunerFnResult', 'Trainer', 'Evaluator', 'ModelValidator', 'InfraValidator', 'Pusher', 'BulkInferrer', 'ServedDrift',
            'FnArgs',
            'DataAccessor', 'DataError', 'AnomaliesFound', 'Channel', 'Component', 'Input', 'Output', 'Parameter', 'WiringError', 'Driver', 'InputError',
            'PipelineInfo', 'Executor', 'Publisher', 'Artifact', 'ExampleAnomalies', 'Examples',

@@ -79,6 +79,8 @@ TREE: dict[str, Any] = {
     'proto.range_config_pb2': {name: f'{_V1}.proto:{name}' for name in ('RangeConfig', 'StaticRange', 'RollingRange')}
     | {'*': f'{_V1}.proto'},
     'proto.transform_pb2': {'SplitsConfig': f'{_V1}.proto:SplitsConfig', '*': f'{_V1}.proto'},
+    'proto.bulk_inferrer_pb2': {'DataSpec': f'{_V1}.proto:DataSpec', 'ModelSpec': f'{_V1}.proto:ModelSpec',
+                                '*': f'{_V1}.proto'},
     'proto.tuner_pb2': {'TuneArgs': f'{_V1}.proto:TuneArgs', '*': f'{_V1}.proto'},
     'types': {'Channel': f'{_V1}.dsl:Channel', 'standard_artifacts': f'{_V1}.types.standard_artifacts',
               '*': f'{_V1}.types'},

@@ -277,6 +277,29 @@ def Tuner(examples: Any = None, schema: Any = None, transform_graph: Any = None,
                  **args, **_extras(where, _sluice.Tuner, sluice, set(args) | {'module_file'}))
 
 
+def BulkInferrer(examples: Any = None, model: Any = None, model_blessing: Any = None,  # noqa: N802
+                 data_spec: Any = None, model_spec: Any = None, output_example_spec: Any = None,
+                 **sluice: Any) -> Component:
+    """Sluice's BulkInferrer: the model's serving signature (tfx_bsl's RunInference) over the examples'
+    splits (``DataSpec(example_splits=[...])``, none: every split), PredictionLogs in
+    ``outputs['inference_result']``; with ``model_blessing``, only a blessed model infers."""
+    where = 'tfx.components.BulkInferrer'
+    check_none(where, output_example_spec=(output_example_spec, "Sluice's BulkInferrer writes PredictionLogs only "
+                                           '(inference_result), not Examples with the predictions added'))
+    args: dict[str, Any] = {}
+    if data_spec is not None:
+        if not isinstance(data_spec, _proto.DataSpec):
+            raise WiringError(f'{where}(data_spec=...) takes a tfx.proto.DataSpec; got {type(data_spec).__name__}.')
+        args['example_splits'] = list(data_spec.example_splits)
+    if model_spec is not None:
+        if not isinstance(model_spec, _proto.ModelSpec):
+            raise WiringError(f'{where}(model_spec=...) takes a tfx.proto.ModelSpec; got {type(model_spec).__name__}.')
+        args['signature_names'], args['tags'] = list(model_spec.model_signature_name), list(model_spec.tag)
+    return _with(_sluice.BulkInferrer, where, examples=_channel(where, 'examples', examples),
+                 model=_channel(where, 'model', model), model_blessing=_channel(where, 'model_blessing', model_blessing),
+                 **args, **_extras(where, _sluice.BulkInferrer, sluice, set(args)))
+
+
 # -- the gate -------------------------------------------------------------------------------------
 def _has_thresholds(eval_config: Any, where: str) -> bool:
     """Whether a tfma.EvalConfig carries thresholds (read without importing TFMA)."""
@@ -385,11 +408,9 @@ def Pusher(model: Any = None, model_blessing: Any = None, infra_blessing: Any = 
                  push_destination=destination, **_extras(where, _sluice.Pusher, sluice, {'push_destination'}))
 
 
-_OFFERED = ['Tuner', 'TunerFnResult', 'CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen', 'ExampleValidator',
+_OFFERED = ['Tuner', 'TunerFnResult', 'BulkInferrer', 'CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen', 'ExampleValidator',
             'Transform', 'Trainer', 'Evaluator', 'Pusher', 'FnArgs', 'DataAccessor', 'TrainerFnArgs']
 _MISSING = {
-    'BulkInferrer': 'Sluice has no BulkInferrer; run the pushed model with onnxruntime '
-                    '(sluice.components.onnx_export.run_onnx) or write a custom component (README, "A pipeline file")',
     'InfraValidator': "Sluice's InfraValidator checks the model in its own server (sluice serve, ONNX Runtime), not in "
                       "TF Serving, and takes no serving_spec: use sluice.components.InfraValidator(model=...) "
                       "(README, 'Serving')",

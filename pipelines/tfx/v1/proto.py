@@ -148,6 +148,16 @@ class RangeConfig(_Message):
     ONEOF = ('static_range', 'rolling_range')
 
 
+class DataSpec(_Message):
+    """The BulkInferrer's ``data_spec``: ``example_splits`` (none: every split)."""
+    FIELDS = {'example_splits': [str]}
+
+
+class ModelSpec(_Message):
+    """The BulkInferrer's ``model_spec``: ``model_signature_name`` (none: serving_default) and ``tag``."""
+    FIELDS = {'model_signature_name': [str], 'tag': [str]}
+
+
 class TuneArgs(_Message):
     """The Tuner's ``tune_args``: Sluice runs one trial at a time (``num_parallel_trials`` above 1 is refused)."""
     FIELDS = {'num_parallel_trials': 0}
@@ -186,14 +196,14 @@ def from_json(json_text: str, message: _Message) -> _Message:
 
 
 _OFFERED = ['TrainArgs', 'EvalArgs', 'PushDestination', 'Filesystem', 'Versioning', 'Input', 'Output', 'SplitConfig',
-            'RangeConfig', 'StaticRange', 'RollingRange', 'SplitsConfig', 'TuneArgs']
-_NO_BULK = ('Sluice has no BulkInferrer; run the pushed model with onnxruntime (sluice.components.onnx_export.run_onnx) '
-            'or write a custom component (README, "A pipeline file")')
+            'RangeConfig', 'StaticRange', 'RollingRange', 'SplitsConfig', 'TuneArgs', 'DataSpec', 'ModelSpec']
+_NO_BULK = ("Sluice's BulkInferrer writes PredictionLogs only (inference_result), not predictions added to "
+            'Examples (output_example_spec)')
 _NO_INFRA = ("Sluice's InfraValidator checks the model in its own server (sluice serve, ONNX Runtime), not in TF "
              "Serving, and takes no serving or request spec: use sluice.components.InfraValidator(model=..., "
              "time_limit_seconds=...) (README, 'Serving')")
 _MISSING = {
-    **{name: _NO_BULK for name in ('ClassifyOutput', 'DataSpec', 'ModelSpec', 'OutputColumnsSpec', 'OutputExampleSpec',
+    **{name: _NO_BULK for name in ('ClassifyOutput', 'OutputColumnsSpec', 'OutputExampleSpec',
                                    'PredictOutput', 'PredictOutputCol', 'RegressOutput')},
     **{name: _NO_INFRA for name in ('EnvVar', 'EnvVarSource', 'KubernetesConfig', 'LocalDockerConfig', 'PodOverrides',
                                     'RequestSpec', 'SecretKeySelector', 'ServingSpec', 'TensorFlowServing',
