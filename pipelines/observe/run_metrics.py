@@ -8,8 +8,8 @@ the run id is on ``sluice_run_info`` only, so a Pushgateway group keeps one seri
 The store is read once for the run: its context, then its executions with their inputs and outputs
 (``MetadataStore.executions``), then the pipeline's runs newest first only as far as the latest
 COMPLETE one (usually one query of the few contexts created since the run started: the run just
-ended is the newest, and COMPLETE). Neither
-prometheus_client nor a registry is involved: the gauges are written by ``exposition``.
+ended is the newest, and COMPLETE). Neither prometheus_client nor a registry is involved: the
+gauges are written by ``exposition`` (``run_registry`` hands them to prometheus_client).
 """
 from __future__ import annotations
 
