@@ -25,11 +25,11 @@ from sluice.metadata import MetadataStore  # noqa: E402
 # them need them, so that no worker waits idle on another's. A file not listed keeps its place after
 # these. A run in one process keeps pytest's own order.
 LONGEST_FIRST = [
-    'pipelines/test_export.py', 'notebooks/test_notebooks.py', 'pipelines/test_kill_matrix.py',
+    'tfx_compat/test_tfx_examples.py', 'pipelines/test_export.py', 'notebooks/test_notebooks.py', 'pipelines/test_kill_matrix.py',
     'pipelines/test_run_node.py', 'components/test_beam_runners.py', 'components/test_beam_external_workers.py',
     'serving/test_serve.py', 'pipelines/test_object_store.py', 'pipelines/test_examples.py', 'pipelines/test_tfx_v1.py', 'components/test_spans.py',
     'pipelines/test_leases.py', 'pipelines/test_resume_examples.py', 'pipelines/test_hosts.py',
-    'components/test_data_validation.py', 'pipelines/test_watch.py', 'components/test_transform_paths.py',
+    'components/test_transform_cache.py', 'components/test_tuner.py', 'components/test_data_validation.py', 'pipelines/test_watch.py', 'components/test_transform_paths.py',
     'pipelines/test_partial_runs.py', 'pipelines/test_cache_code.py', 'pipelines/test_bad_inputs.py',
     'pipelines/test_production.py', 'pipelines/test_concurrency.py', 'metadata/test_store.py',
     'pipelines/test_report_browser.py', 'pipelines/test_quiet.py', 'components/test_example_gen.py',

@@ -22,12 +22,15 @@ from sluice.metadata import MetadataStore
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TFX_VERSION = '1.16.0'
-# The one change made to TFX's files: its imports, at the start of a line, re-pointed to Sluice's tree.
+# The one change made to TFX's files: its imports, at the start of a line, re-pointed to Sluice's tree;
+# a module file's import of its sibling from TFX's examples package becomes a plain import of the
+# sibling, which sits beside it (as a user's copy of both files would).
 TFX_IMPORT = re.compile(r'^(\s*)(from|import) tfx\b', re.MULTILINE)
+SIBLING = re.compile(r'^(\s*)from tfx\.examples\.\w+ import (\w+)', re.MULTILINE)
 
 
 def repoint(source: str) -> str:
-    return TFX_IMPORT.sub(r'\1\2 sluice.tfx', source)
+    return TFX_IMPORT.sub(r'\1\2 sluice.tfx', SIBLING.sub(r'\1import \2', source))
 
 
 @pytest.fixture(scope='module')
@@ -57,7 +60,7 @@ def copy_repointed(source: pathlib.Path, target: pathlib.Path) -> str:
     target.write_text(changed)
     # Only import lines differ, and every TFX import was re-pointed.
     diff = [(a, b) for a, b in zip(original.splitlines(), changed.splitlines()) if a != b]
-    assert diff and all(re.match(r'\s*(from|import) sluice\.tfx\b', b) for _, b in diff)
+    assert diff and all(re.match(r'\s*(from sluice\.tfx\b|import \w+)', b) for _, b in diff)
     assert not TFX_IMPORT.search(changed)
     return changed
 
@@ -68,11 +71,11 @@ def run_file(path: pathlib.Path, home: pathlib.Path, **env: str) -> subprocess.C
                           timeout=1200)
 
 
-def node_states(db: pathlib.Path) -> list[dict[str, list[str]]]:
+def node_states(db: pathlib.Path, pipeline: str = 'chicago_taxi_native_keras') -> list[dict[str, list[str]]]:
     """Per run, oldest first: node id -> the states of its executions, from the store."""
     store = MetadataStore(f'sqlite:///{db}')
     out = []
-    for run in reversed(list(store.runs_newest_first('chicago_taxi_native_keras'))):
+    for run in reversed(list(store.runs_newest_first(pipeline))):
         states: dict[str, list[str]] = {}
         for record in run.executions:
             states.setdefault(record.node_id, []).append((record.id, record.state))
@@ -118,3 +121,50 @@ def test_taxi_pipeline_native_keras_runs_resumes_and_caches(tfx_examples, tmp_pa
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     *_, last = node_states(db)
     assert set(last) == set(after) and all(states == ['CACHED'] for states in last.values()), last
+
+
+def test_penguin_pipeline_local_runs_resumes_and_caches(tfx_examples, tmp_path):
+    """TFX's ``penguin_pipeline_local.py`` as its ``__main__`` runs it (Keras: Tuner, Transform with the
+    analyzer cache resolver, Trainer with the tuned hyperparameters, the blessed-model resolver, an
+    Evaluator, a Pusher inside ``Cond`` and a BulkInferrer on unlabelled data) with its module files
+    ``penguin_utils_keras.py`` and ``penguin_utils_base.py``: killed in the Trainer, resumed, run again."""
+    home = tmp_path / 'home'
+    source = tfx_examples / 'penguin'
+    pipeline_file = home / 'penguin_pipeline_local.py'
+    copy_repointed(source / 'penguin_pipeline_local.py', pipeline_file)
+    for name in ('penguin_utils_keras.py', 'penguin_utils_base.py'):
+        copy_repointed(source / name, home / 'penguin' / name)
+    for part, name in (('data', 'penguins.csv'), ('unlabelled', 'penguins_unlabelled.csv')):
+        target = home / 'penguin' / 'data' / ('labelled' if part == 'data' else part) / name
+        target.parent.mkdir(parents=True)
+        shutil.copy(REPO / 'pipelines' / 'examples' / 'penguin' / part / name, target)
+    name = 'penguin_local_keras'
+    db = home / 'tfx' / 'metadata' / name / 'metadata.db'
+
+    killed = run_file(pipeline_file, home, SLUICE_KILL_AT='Trainer:executor:2')
+    assert killed.returncode == -9, killed.stdout[-3000:] + killed.stderr[-3000:]
+    run_id = re.search(r'Run (\S+) ', killed.stdout).group(1)
+    resumed = subprocess.run([str(pathlib.Path(sys.executable).with_name('sluice')), 'resume', run_id, '--metadata',
+                              f'sqlite:///{db}'], env={**os.environ, 'HOME': str(home)}, capture_output=True,
+                             text=True, timeout=1200)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    [after] = node_states(db, name)
+    assert after['Trainer'] == ['FAILED', 'COMPLETE'] and after['Tuner'] == ['COMPLETE'], after
+    assert all(states[-1] == 'COMPLETE' for states in after.values()), after
+    serving = home / 'penguin' / 'serving_model' / name
+    [version] = [p for p in serving.iterdir() if p.name.isdigit()]
+    assert (version / 'saved_model.pb').is_file()
+
+    again = run_file(pipeline_file, home)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    *_, last = node_states(db, name)
+    assert set(last) == set(after) and all(states == ['CACHED'] for states in last.values()), last
+
+    # What the Tuner found reached the Trainer, and the BulkInferrer predicted every unlabelled row.
+    store = MetadataStore(f'sqlite:///{db}')
+    done = {r.node_id: r for r in store.executions(run_id) if r.state == 'COMPLETE'}
+    [tuned] = done['Tuner'].outputs['best_hyperparameters']
+    assert done['Trainer'].inputs['best_hyperparameters'][0].id == tuned.id
+    [inferred] = done['BulkInferrer'].outputs['inference_result']
+    unlabelled = REPO / 'pipelines' / 'examples' / 'penguin' / 'unlabelled' / 'penguins_unlabelled.csv'
+    assert inferred.get('example_count') == len(unlabelled.read_text().splitlines()) - 1
