@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import math
 import os
-import string
 from typing import Any
 
-_LABEL_CHARS = frozenset(string.ascii_letters + string.digits + '_')
-_METRIC_CHARS = _LABEL_CHARS | {':'}
 
-
-def _valid_name(name: str, chars: frozenset) -> bool:
-    """Prometheus' metric name ``[a-zA-Z_:][a-zA-Z0-9_:]*`` or label name ``[a-zA-Z_][a-zA-Z0-9_]*``
-    (without a regular expression: compiling one costs more than this check)."""
-    return bool(name) and not name[0].isdigit() and all(c in chars for c in name)
+def _valid_name(name: str, colons: bool) -> bool:
+    """Prometheus' metric name ``[a-zA-Z_:][a-zA-Z0-9_:]*`` (``colons``) or label name
+    ``[a-zA-Z_][a-zA-Z0-9_]*``, checked without a regular expression (compiling one costs more)."""
+    if colons:
+        name = name.replace(':', '_')
+    return name.isascii() and name.isidentifier()
 
 
 def go_float(value: float) -> str:
@@ -73,10 +71,10 @@ class Gauges:
     def set(self, name: str, doc: str, value: float, **labels: Any) -> None:
         gauge = self.gauges.get(name)
         if gauge is None:
-            if not _valid_name(name, _METRIC_CHARS):
+            if not _valid_name(name, colons=True):
                 raise ValueError(f'Invalid metric name: {name}')
             for label in labels:
-                if not _valid_name(label, _LABEL_CHARS) or label.startswith('__'):
+                if not _valid_name(label, colons=False) or label.startswith('__'):
                     raise ValueError(f'Invalid label metric name: {label}')
             gauge = self.gauges[name] = _Gauge(name, doc, tuple(sorted(labels)))
         try:

@@ -5,14 +5,15 @@ writing them again after a resume or after each ``run-node`` task replaces the r
 is counted twice. Labels are the pipeline and, where it applies, the node, the split, the metric;
 the run id is on ``sluice_run_info`` only, so a Pushgateway group keeps one series per name.
 
-The store is read once for the run: its context, then its executions with their inputs and outputs
-(``MetadataStore.executions``), then the pipeline's runs newest first only as far as the latest
-COMPLETE one (usually one query of the few contexts created since the run started: the run just
-ended is the newest, and COMPLETE). Neither prometheus_client nor a registry is involved: the
+The store is read once for the run, in five queries: the contexts created since the run started
+(its own among them, and any run started after it), then its executions with their inputs and
+outputs (``MetadataStore.executions``); the pipeline's older runs only when no run started since is
+COMPLETE (newest first, as far as the latest COMPLETE one). Neither prometheus_client nor a registry is involved: the
 gauges are written by ``exposition`` (``run_registry`` hands them to prometheus_client).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any, Iterator
@@ -27,7 +28,8 @@ NODE_STATES = ('COMPLETE', 'CACHED', 'FAILED', 'RUNNING', 'CANCELED', 'SKIPPED')
 
 def run_figures(store: MetadataStore, run_id: str) -> tuple[Gauges, RunSummary]:
     """The run's figures, and the run as the store has it (its ``state``, ``pipeline_name``)."""
-    run, context = read_run(store, run_id)
+    newest = newest_contexts(store, run_id)
+    run, context = read_run(store, run_id, newest.run if newest else None)
     pipeline = run.pipeline_name
     g = Gauges()
     latest = latest_per_node(run.executions)  # with their outputs
@@ -50,7 +52,7 @@ def run_figures(store: MetadataStore, run_id: str) -> tuple[Gauges, RunSummary]:
         attempts[ex.node_id] = attempts.get(ex.node_id, 0) + 1
     for node_id, ex in sorted(latest.items()):
         _node(g, pipeline, node_id, ex, attempts[node_id])
-    last = last_success(store, pipeline, run, context, window=len(run.node_ids) + 4)
+    last = last_success(store, pipeline, run, context, newest)
     if last is not None:
         g.set('sluice_last_success_timestamp_seconds', 'When a run of the pipeline last succeeded (Unix time).',
               last, pipeline=pipeline)
@@ -63,10 +65,11 @@ def run_registry(store: MetadataStore, run_id: str) -> tuple[Any, bool]:
     return figures.registry(), run.state == 'COMPLETE'
 
 
-def read_run(store: MetadataStore, run_id: str) -> tuple[RunSummary, Any]:
+def read_run(store: MetadataStore, run_id: str, context: Any = None) -> tuple[RunSummary, Any]:
     """The run with every execution's inputs and outputs (``MetadataStore.executions``), and its
-    ML-Metadata context."""
-    context = store.context(PIPELINE_RUN, run_id, create=False)
+    ML-Metadata context (read unless given)."""
+    if context is None:
+        context = store.context(PIPELINE_RUN, run_id, create=False)
     if context is None:
         store.run(run_id)  # raises, naming the runs the store has
         context = store.context(PIPELINE_RUN, run_id, create=False)
@@ -75,6 +78,36 @@ def read_run(store: MetadataStore, run_id: str) -> tuple[RunSummary, Any]:
                       create_time=context.create_time_since_epoch / 1000,
                       node_ids=json.loads(props.get('node_ids', '[]')), properties=props,
                       executions=store.executions(run_id)), context
+
+
+@dataclasses.dataclass
+class Newest:
+    """The contexts created last in the store (of every type: runs, leases, settlements), newest
+    first, back to one older than the run's own (``run``), or all of them (``whole``)."""
+    contexts: list
+    run: Any
+    whole: bool
+
+
+def newest_contexts(store: MetadataStore, run_id: str, window: int = 16) -> Newest | None:
+    """The contexts created since run ``run_id`` was registered (and one more), read ``window`` at a
+    time, then four times as many: a run that just ended is followed only by its own leases (one for
+    the run, one per node) and settlements, so this is usually one short query, which also finds the
+    run's own context. No filter query (ML-Metadata parses those with ZetaSQL, whose first use in a
+    process costs several milliseconds). None past 1024 contexts (a run resumed long after)."""
+    from ml_metadata.metadata_store import ListOptions, OrderByField
+
+    while window <= 1024:
+        options = ListOptions(limit=window, order_by=OrderByField.CREATE_TIME, is_asc=False)
+        contexts = store.retry(lambda: store.mlmd.get_contexts(list_options=options))  # noqa: B023 - called here
+        # a run's context is the one of its name with a pipeline_name (leases are named <run>@<epoch>)
+        run = next((c for c in contexts if c.name == run_id and 'pipeline_name' in c.custom_properties), None)
+        whole = len(contexts) < window
+        if whole or (run is not None and min(c.create_time_since_epoch for c in contexts) <
+                     run.create_time_since_epoch):
+            return Newest(contexts, run, whole)
+        window *= 4
+    return None
 
 
 def _node(g: Gauges, pipeline: str, node_id: str, ex: ExecutionRecord, attempts: int) -> None:
@@ -159,13 +192,12 @@ def _overall_metrics(blessing: Any) -> dict[str, dict]:
 
 
 def last_success(store: MetadataStore, pipeline: str, run: RunSummary | None = None, context: Any = None,
-                 window: int = 16) -> float | None:
+                 newest: Newest | None = None) -> float | None:
     """The end of the pipeline's latest COMPLETE run (the one started last; Unix time), or None.
     ``run``, one of its runs already read (with its ML-Metadata ``context``), is not read again. The
     store's runs are read newest first and only until a COMPLETE one: after a run that just ended
-    COMPLETE, one query of the ``window`` contexts created last (its own leases: one per node, and
-    one for the run)."""
-    for found_context, props in _runs_newest_first(store, since=context, window=window):
+    COMPLETE, not at all beyond the ``newest`` contexts already read."""
+    for found_context, props in _runs_newest_first(store, newest if context is not None else None):
         if props.get('pipeline_name') != pipeline:
             continue
         found = run if run is not None and found_context.name == run.run_id else store.run(found_context.name)
@@ -174,20 +206,14 @@ def last_success(store: MetadataStore, pipeline: str, run: RunSummary | None = N
     return None
 
 
-def _runs_newest_first(store: MetadataStore, since: Any = None, window: int = 16,
+def _runs_newest_first(store: MetadataStore, newest: Newest | None = None,
                        first_page: int = 2) -> Iterator[tuple[Any, dict[str, Any]]]:
     """Every run context in the store (all pipelines) with its properties, newest first, as
     ``MetadataStore.runs_newest_first`` orders them (creation time, then name), read only as far as
-    the caller takes them, however long the store's history.
-
-    With ``since`` (a run's context), the newest contexts of any type are read first, ``window`` of
-    them, then four times as many, until they reach back past ``since``: a run that just ended is
-    followed only by its own leases and settlements, so this is one short query, and no filter query
-    (ML-Metadata parses those with ZetaSQL, whose first use in a process costs several milliseconds).
-    The older runs, or all of them without ``since`` (or past a window of 1024), are read with filter
-    queries a page at a time (the first of ``first_page`` runs, each next one four times larger). A
-    page's oldest creation time is read again with the next one, so runs created in the same
-    millisecond keep their order."""
+    the caller takes them, however long the store's history: first the runs among the ``newest``
+    contexts, then the older ones with filter queries, a page at a time (the first of ``first_page``
+    runs, each next one four times larger). The oldest creation time read is read again with the next
+    page, so runs created in the same millisecond keep their order."""
     from ml_metadata.metadata_store import ListOptions, OrderByField
 
     def ordered(contexts: list) -> Iterator[tuple[Any, dict[str, Any]]]:
@@ -195,19 +221,13 @@ def _runs_newest_first(store: MetadataStore, since: Any = None, window: int = 16
             yield context, {k: value_of(v) for k, v in context.custom_properties.items()}
 
     bound = None
-    while since is not None and window <= 1024:
-        options = ListOptions(limit=window, order_by=OrderByField.CREATE_TIME, is_asc=False)
-        newest = store.retry(lambda: store.mlmd.get_contexts(list_options=options))  # noqa: B023 - called here
-        runs = [c for c in newest if c.type_id == since.type_id]
-        if len(newest) < window:  # the whole store
+    if newest is not None and newest.run is not None:
+        runs = [c for c in newest.contexts if c.type_id == newest.run.type_id]
+        if newest.whole:
             yield from ordered(runs)
             return
-        oldest = min(c.create_time_since_epoch for c in newest)
-        if oldest < since.create_time_since_epoch:  # every context created after ``oldest`` is here
-            yield from ordered([c for c in runs if c.create_time_since_epoch > oldest])
-            bound = oldest
-            break
-        window *= 4
+        bound = min(c.create_time_since_epoch for c in newest.contexts)  # every context after it is here
+        yield from ordered([c for c in runs if c.create_time_since_epoch > bound])
     size = first_page
     while True:
         query = f"type = '{PIPELINE_RUN}'" + ('' if bound is None else f' AND create_time_since_epoch <= {bound}')

@@ -21,8 +21,8 @@ its standard variables, loaded by their entry points) go through the SDK instead
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
+import math
 import os
 import time
 from typing import Any, Iterator
@@ -51,7 +51,13 @@ def _parse(traceparent: str | None) -> tuple[str, str] | None:
 
 
 def _iso(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+    """``datetime.fromtimestamp(seconds, timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')``, at less than
+    half its cost (twice per span): microseconds rounded half to even, as datetime rounds them."""
+    fraction, whole = math.modf(seconds)
+    micros = round(fraction * 1e6)
+    if micros >= 1000000:
+        whole, micros = whole + 1, micros - 1000000
+    return f'{time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))}.{micros:06d}Z'
 
 
 def _disabled() -> bool:

@@ -23,7 +23,7 @@ from sluice.metadata.records import latest_per_node
 from sluice.observe import Webhook
 from sluice.observe.export import publish
 from sluice.observe.exposition import Gauges
-from sluice.observe.run_metrics import _runs_newest_first, last_success
+from sluice.observe.run_metrics import _runs_newest_first, last_success, newest_contexts
 from dummies import Flaky, Upper
 from serving_helpers import free_port
 
@@ -144,11 +144,11 @@ def test_the_runs_are_read_newest_first_a_page_at_a_time_as_the_store_orders_the
     assert len({r.create_time for r in store.runs()}) < 60  # some share a millisecond
     for first_page in (1, 2, 5, 100):
         assert [c.name for c, _ in _runs_newest_first(store, first_page=first_page)] == want
-    contexts = {c.name: c for c in store.mlmd.get_contexts_by_type('pipeline_run')}
     for since in (want[0], want[1], want[30], want[-1]):  # from the contexts created since a run, then pages
         for window in (1, 2, 3, 16, 1024):
-            assert [c.name for c, _ in _runs_newest_first(store, since=contexts[since], window=window,
-                                                          first_page=2)] == want
+            newest = newest_contexts(store, since, window=window)
+            assert newest.run.name == since
+            assert [c.name for c, _ in _runs_newest_first(store, newest, first_page=2)] == want
     assert [c.name for c, p in _runs_newest_first(store) if p['pipeline_name'] == 'b'] == [
         r.run_id for r in store.runs_newest_first('b')]
     assert last_success(store, 'a') is None  # no run has executions: none is COMPLETE
@@ -431,3 +431,20 @@ print('RESULT', json.dumps([result.run_id, result.state, str(MetadataStore(pipel
     _, run_id, trace_id, sdk = run('none', 'none')
     assert not sdk and int(trace_id, 16)
     assert not (tmp_path / 'root-none' / '.sluice-logs' / f'{run_id}.trace.jsonl').exists()
+
+
+def test_span_times_are_written_as_datetime_writes_them():
+    import datetime
+    import math
+    import random
+
+    from sluice.observe.trace import _iso
+
+    rng = random.Random(25)
+    for i in range(20000):
+        seconds = rng.uniform(0, 4e9)
+        if i % 2:  # near a second's end or start, and on microsecond halves: rounding and carrying
+            seconds = math.floor(seconds) + rng.choice([0.9999995, 0.9999994999, 0.9999996, 0.0000005, 0.0000015,
+                                                        0.0000025, 0.0, 0.5])
+        assert _iso(seconds) == datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime(
+            '%Y-%m-%dT%H:%M:%S.%fZ'), repr(seconds)
