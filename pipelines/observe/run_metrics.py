@@ -5,10 +5,10 @@ writing them again after a resume or after each ``run-node`` task replaces the r
 is counted twice. Labels are the pipeline and, where it applies, the node, the split, the metric;
 the run id is on ``sluice_run_info`` only, so a Pushgateway group keeps one series per name.
 
-The store is read once for the run, in five queries: the contexts created since the run started
-(its own among them, and any run started after it), then its executions with their inputs and
-outputs (``MetadataStore.executions``); the pipeline's older runs only when no run started since is
-COMPLETE (newest first, as far as the latest COMPLETE one). Neither prometheus_client nor a registry is involved: the
+The store is read once for the run, in five queries: the run and its executions
+(``MetadataStore.run``), the latest executions' OUTPUT events and those artifacts, then the contexts
+created since the run started (any run started after it is among them); the pipeline's older runs
+only when no run started since is COMPLETE (newest first, as far as the latest COMPLETE one). Neither prometheus_client nor a registry is involved: the
 gauges are written by ``exposition`` (``run_registry`` hands them to prometheus_client).
 """
 from __future__ import annotations
@@ -27,11 +27,10 @@ NODE_STATES = ('COMPLETE', 'CACHED', 'FAILED', 'RUNNING', 'CANCELED', 'SKIPPED')
 
 def run_figures(store: MetadataStore, run_id: str) -> tuple[Gauges, RunSummary]:
     """The run's figures, and the run as the store has it (its ``state``, ``pipeline_name``)."""
-    newest = newest_contexts(store, run_id)
-    run, context = read_run(store, run_id, newest.run if newest else None)
+    run, latest = read_run(store, run_id)
+    newest = newest_contexts(store, run_id, window=len(run.node_ids) + 4)  # a cached run's: leases, run, one more
     pipeline = run.pipeline_name
     g = Gauges()
-    latest = latest_per_node(run.executions)  # with their outputs
     state = run.state
     ends = [ex.update_time for ex in run.executions] or [run.create_time]
     g.set('sluice_run_info', 'The run these figures are from, and its state (always 1).', 1, pipeline=pipeline,
@@ -51,7 +50,7 @@ def run_figures(store: MetadataStore, run_id: str) -> tuple[Gauges, RunSummary]:
         attempts[ex.node_id] = attempts.get(ex.node_id, 0) + 1
     for node_id, ex in sorted(latest.items()):
         _node(g, pipeline, node_id, ex, attempts[node_id])
-    last = last_success(store, pipeline, run, context, newest)
+    last = last_success(store, pipeline, run, newest)
     if last is not None:
         g.set('sluice_last_success_timestamp_seconds', 'When a run of the pipeline last succeeded (Unix time).',
               last, pipeline=pipeline)
@@ -64,19 +63,23 @@ def run_registry(store: MetadataStore, run_id: str) -> tuple[Any, bool]:
     return figures.registry(), run.state == 'COMPLETE'
 
 
-def read_run(store: MetadataStore, run_id: str, context: Any = None) -> tuple[RunSummary, Any]:
-    """The run with every execution's inputs and outputs (``MetadataStore.executions``), and its
-    ML-Metadata context (read unless given)."""
-    if context is None:
-        context = store.context(PIPELINE_RUN, run_id, create=False)
-    if context is None:
-        store.run(run_id)  # raises, naming the runs the store has
-        context = store.context(PIPELINE_RUN, run_id, create=False)
-    props = {k: value_of(v) for k, v in context.custom_properties.items()}
-    return RunSummary(run_id=context.name, pipeline_name=props.get('pipeline_name', ''),
-                      create_time=context.create_time_since_epoch / 1000,
-                      node_ids=json.loads(props.get('node_ids', '[]')), properties=props,
-                      executions=store.executions(run_id)), context
+def read_run(store: MetadataStore, run_id: str) -> tuple[RunSummary, dict[str, ExecutionRecord]]:
+    """The run (``MetadataStore.run``: its context and executions) and the latest execution of each
+    node with its outputs, read as ``MetadataStore.executions`` reads them (keys and order from the
+    OUTPUT events): four queries, the events and artifacts of the latest executions' outputs only."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    run = store.run(run_id)
+    latest = latest_per_node(run.executions)
+    by_id = {ex.id: ex for ex in latest.values()}
+    events = [e for e in store.retry(lambda: store.mlmd.get_events_by_execution_ids(list(by_id)))
+              if e.type == pb.Event.OUTPUT] if by_id else []
+    artifacts = {a.id: a for a in store.artifacts(sorted({e.artifact_id for e in events}))} if events else {}
+    for e in sorted(events, key=lambda e: [s.index for s in e.path.steps if s.HasField('index')]):
+        if e.artifact_id in artifacts:
+            key = next((s.key for s in e.path.steps if s.HasField('key')), '')
+            by_id[e.execution_id].outputs.setdefault(key, []).append(artifacts[e.artifact_id])
+    return run, latest
 
 
 class Newest:
@@ -191,13 +194,13 @@ def _overall_metrics(blessing: Any) -> dict[str, dict]:
         return json.load(f).get('overall_metrics') or {}
 
 
-def last_success(store: MetadataStore, pipeline: str, run: RunSummary | None = None, context: Any = None,
+def last_success(store: MetadataStore, pipeline: str, run: RunSummary | None = None,
                  newest: Newest | None = None) -> float | None:
     """The end of the pipeline's latest COMPLETE run (the one started last; Unix time), or None.
-    ``run``, one of its runs already read (with its ML-Metadata ``context``), is not read again. The
-    store's runs are read newest first and only until a COMPLETE one: after a run that just ended
-    COMPLETE, not at all beyond the ``newest`` contexts already read."""
-    for found_context, props in _runs_newest_first(store, newest if context is not None else None):
+    ``run``, one of its runs already read, is not read again. The store's runs are read newest first
+    and only until a COMPLETE one: after a run that just ended COMPLETE, not at all beyond the
+    ``newest`` contexts already read."""
+    for found_context, props in _runs_newest_first(store, newest):
         if props.get('pipeline_name') != pipeline:
             continue
         found = run if run is not None and found_context.name == run.run_id else store.run(found_context.name)
