@@ -35,9 +35,10 @@ from sluice.metadata.artifact import Artifact, Examples, Schema, TransformCache,
 
 
 class TransformExecutor(Executor):
-    def run(self, *, examples: Examples, schema: Schema, analyzer_cache: TransformCache | None, module_file: str,
-            analyze_split: str, cache_analyzers: bool, transform_graph: TransformGraph,
-            transformed_examples: Examples, updated_analyzer_cache: TransformCache) -> None:
+    def run(self, *, examples: Examples, schema: Schema, module_file: str, analyze_split: str,
+            transform_graph: TransformGraph, transformed_examples: Examples,
+            analyzer_cache: TransformCache | None = None, cache_analyzers: bool = False,
+            updated_analyzer_cache: TransformCache | None = None) -> None:
         import apache_beam as beam
         import tensorflow_transform as tft
         import tensorflow_transform.beam as tft_beam
@@ -69,7 +70,7 @@ class TransformExecutor(Executor):
 
         with self.beam_pipeline() as p, tft_beam.Context(temp_dir=os.path.join(self.tmp_dir, 'tft')):
             analyzed = source(analyze_split)
-            if cache_analyzers:
+            if cache_analyzers and updated_analyzer_cache is not None:
                 transform_fn = self._analyze_with_cache(p, module.preprocessing_fn, examples, analyze_split,
                                                         source, analyzer_cache, updated_analyzer_cache)
                 remaining = splits
@@ -89,7 +90,7 @@ class TransformExecutor(Executor):
                                | f'Transform[{split}]' >> tft_beam.TransformDataset(output_record_batches=True))
                 write(split, transformed)
         transformed_examples.set('split_names', splits)
-        if cache_analyzers:
+        if cache_analyzers and updated_analyzer_cache is not None:
             _carry_forward(analyzer_cache, updated_analyzer_cache, self._cached_keys)
             updated_analyzer_cache.set('dataset_keys', json.dumps(sorted(os.listdir(updated_analyzer_cache.uri))))
             updated_analyzer_cache.set('read_from_cache', json.dumps(sorted(self._cached_keys)))

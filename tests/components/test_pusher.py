@@ -165,13 +165,21 @@ def test_blessing_measured_at_another_destination_is_an_error(tmp_path):
     assert not (tmp_path / 'serving').exists()
 
 
+_START = None  # each racing worker's barrier (given when the pool starts)
+
+
+def _hold(barrier):
+    global _START
+    _START = barrier
+
+
 def _race(args):
-    tmp, model_id, dest, barrier, against = args
+    tmp, model_id, dest, against = args
     from pathlib import Path
 
     from sluice.components.production.destination import inspect_version
     base = inspect_version(dest, against)
-    barrier.wait()
+    _START.wait()
     work = Path(tmp) / f'w{model_id}'
     model = make_model(work, model_id, f'model {model_id}')
     pushed = push(work, model, make_blessing(work, model_id, True, base), dest)
@@ -184,11 +192,12 @@ def test_two_processes_pushing_over_the_same_baseline_exactly_one_wins(tmp_path)
     v1 = current(dest)
     for name in ('w2', 'w3', 'w4'):
         (tmp_path / name).mkdir()
+    # A barrier handed to the workers as they start, not a Manager's: Beam, once imported in this
+    # process (by a BulkInferrer test), replaces multiprocessing.managers.AutoProxy, and a spawned
+    # Manager can then no longer be pickled.
     ctx = multiprocessing.get_context('spawn')
-    with ctx.Manager() as manager:
-        barrier = manager.Barrier(3)
-        with ctx.Pool(3) as pool:
-            results = pool.map(_race, [(str(tmp_path), i, str(dest), barrier, v1.number) for i in (2, 3, 4)])
+    with ctx.Pool(3, initializer=_hold, initargs=(ctx.Barrier(3),)) as pool:
+        results = pool.map(_race, [(str(tmp_path), i, str(dest), v1.number) for i in (2, 3, 4)], chunksize=1)
     winners = [r for r in results if r[1] == 1]
     losers = [r for r in results if r[1] == 0]
     assert len(winners) == 1 and len(losers) == 2
