@@ -259,11 +259,11 @@ class ValueArtifact(Artifact):
     def check(self, value: Any) -> Any:
         return value
 
-    def encode(self, value: Any) -> bytes:
-        raise NotImplementedError
+    def encode(self, value: Any) -> bytes:  # abstract: each value type (String, Integer, ...) defines it
+        raise NotImplementedError(f'{type(self).__name__} is a ValueArtifact without an encoding: define encode()')
 
-    def decode(self, data: bytes) -> Any:
-        raise NotImplementedError
+    def decode(self, data: bytes) -> Any:  # abstract, as encode
+        raise NotImplementedError(f'{type(self).__name__} is a ValueArtifact without an encoding: define decode()')
 
     def as_property(self, value: Any) -> int | float | str | None:
         return None
