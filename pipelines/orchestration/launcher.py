@@ -39,7 +39,8 @@ KILL_ENV = 'SLUICE_KILL_AT'
 def fault_point(node_id: str, phase: str) -> None:
     """Fault injection for crash tests: ``SLUICE_KILL_AT=<node_id>:<phase>[:<seconds>]`` SIGKILLs this
     process at that point of that node's launch. Phases: ``start`` (execution registered, executor
-    not started), ``executor`` (while the executor runs, after <seconds>, default 0.5), ``upload``
+    not started), ``executor`` (while the executor runs, after <seconds>, default 0.5, or as it returns
+    if it returns sooner: the kill lands inside the node on a fast machine too), ``upload``
     (an object-store root: the first output uploaded, the others not), ``publish`` (executor done,
     outputs uploaded, before the publish), ``published`` (just after it)."""
     spec = os.environ.get(KILL_ENV)
@@ -47,8 +48,10 @@ def fault_point(node_id: str, phase: str) -> None:
         return
     node, _, rest = spec.partition(':')
     wanted, _, delay = rest.partition(':')
-    if node != node_id or wanted != phase:
+    if node != node_id or wanted != phase.replace('executor_returned', 'executor'):
         return
+    if phase == 'executor_returned':  # the executor beat the timer: kill before anything is published
+        os.kill(os.getpid(), signal.SIGKILL)
     if phase == 'executor':
         timer = threading.Timer(float(delay or 0.5), os.kill, (os.getpid(), signal.SIGKILL))
         timer.daemon = True
@@ -227,6 +230,7 @@ class _Launch:
             fault_point(node_id, 'start')
             fault_point(node_id, 'executor')
             self._run_executor()
+            fault_point(node_id, 'executor_returned')
             fault_point(node_id, 'publish')
             self.publisher.publish(self.execution_id, self.outputs)
             fault_point(node_id, 'published')
