@@ -7,8 +7,7 @@ and ``# TYPE ... gauge`` lines, then one line per label set in the order each wa
 sorted by name, values escaped (backslash, double quote, newline) and numbers written as Go writes
 them (``1.0``, ``1.796314688e+09``, ``+Inf``, ``-Inf``, ``NaN``). ``write_textfile`` writes it for the
 node exporter's textfile collector: to a temporary file in the same directory, renamed into place,
-so the collector never reads half a file. ``Gauges.registry()`` hands the same figures to
-prometheus_client, for the Pushgateway.
+so the collector never reads half a file; ``export`` pushes the same text to a Pushgateway.
 """
 from __future__ import annotations
 
@@ -96,25 +95,6 @@ class Gauges:
                 lines.append(f'{g.name}{{{labels}}} {go_float(value)}\n' if labels else
                              f'{g.name} {go_float(value)}\n')
         return ''.join(lines)
-
-    def registry(self) -> Any:
-        """The same gauges in a prometheus_client ``CollectorRegistry`` (imported only here)."""
-        from prometheus_client import CollectorRegistry
-        from prometheus_client.core import GaugeMetricFamily
-
-        gauges = list(self.gauges.values())
-
-        class Collector:
-            def collect(self) -> Any:
-                for g in gauges:
-                    family = GaugeMetricFamily(g.name, g.doc, labels=g.labelnames)
-                    for values, value in g.samples.items():
-                        family.add_metric(values, value)
-                    yield family
-
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(Collector())
-        return registry
 
 
 def write_textfile(path: str, text: str) -> None:

@@ -9,7 +9,7 @@ The store is read once for the run, in five queries: the run and its executions
 (``MetadataStore.run``), the latest executions' OUTPUT events and those artifacts, then the contexts
 created since the run started (any run started after it is among them); the pipeline's older runs
 only when no run started since is COMPLETE (newest first, as far as the latest COMPLETE one). Neither prometheus_client nor a registry is involved: the
-gauges are written by ``exposition`` (``run_registry`` hands them to prometheus_client).
+gauges are written by ``exposition``.
 """
 from __future__ import annotations
 
@@ -55,12 +55,6 @@ def run_figures(store: MetadataStore, run_id: str) -> tuple[Gauges, RunSummary]:
         g.set('sluice_last_success_timestamp_seconds', 'When a run of the pipeline last succeeded (Unix time).',
               last, pipeline=pipeline)
     return g, run
-
-
-def run_registry(store: MetadataStore, run_id: str) -> tuple[Any, bool]:
-    """The run's figures in a prometheus_client ``CollectorRegistry``, and whether the run succeeded."""
-    figures, run = run_figures(store, run_id)
-    return figures.registry(), run.state == 'COMPLETE'
 
 
 def read_run(store: MetadataStore, run_id: str) -> tuple[RunSummary, dict[str, ExecutionRecord]]:

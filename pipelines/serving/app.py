@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 from sluice.serving.follower import Follower, NotServed
 from sluice.serving.metrics import Metrics
@@ -195,6 +196,12 @@ class _Routes:
         return Response(self.metrics.exposition(), media_type=self.metrics.content_type)
 
 
+def _plain_endpoint(endpoint):
+    async def plain(request: Request):
+        return await endpoint(request.path_params['path'], request)
+    return plain
+
+
 def create_app(follower: Follower, metrics: Metrics, name: str, request_log=None,
                max_body: int = MAX_BODY_BYTES) -> FastAPI:
     @contextlib.asynccontextmanager
@@ -213,10 +220,13 @@ def create_app(follower: Follower, metrics: Metrics, name: str, request_log=None
         return _error(exc.status_code, f'{request.method} {request.url.path}: {exc.detail}')
 
     routes = _Routes(follower, metrics, name, request_log, max_body)
+    # The two POST routes, where the requests are, are Starlette routes: FastAPI's per-request
+    # dependency solving (for ``path`` and ``request``) cost more CPU than everything else the route does.
+    for path, endpoint in [('/v1/models/{path:path}', routes.v1_post), ('/v2/models/{path:path}', routes.v2_post)]:
+        app.router.routes.append(Route(path, _plain_endpoint(endpoint), methods=['POST']))
     for method, path, endpoint in [
-            ('GET', '/v1/models/{path:path}', routes.v1_get), ('POST', '/v1/models/{path:path}', routes.v1_post),
-            ('GET', '/v2/health/live', routes.live), ('GET', '/v2/health/ready', routes.ready),
-            ('GET', '/v2', routes.server_metadata), ('GET', '/v2/models/{path:path}', routes.v2_get),
-            ('POST', '/v2/models/{path:path}', routes.v2_post), ('GET', '/metrics', routes.prometheus)]:
+            ('GET', '/v1/models/{path:path}', routes.v1_get), ('GET', '/v2/health/live', routes.live),
+            ('GET', '/v2/health/ready', routes.ready), ('GET', '/v2', routes.server_metadata),
+            ('GET', '/v2/models/{path:path}', routes.v2_get), ('GET', '/metrics', routes.prometheus)]:
         app.add_api_route(path, endpoint, methods=[method])
     return app

@@ -35,13 +35,20 @@ class Metrics:
         self.logged = Counter('sluice_serve_logged_rows', 'Examples written to the request log, by version.',
                               ['model', 'version'], registry=r)
         self.version.labels(model).set(0)
+        self._children: dict[tuple, tuple] = {}  # (version, api, code) -> the labelled series it adds to
 
     def answered(self, version: int | None, api: str, code: int, seconds: float, rows: int = 0) -> None:
-        v = str(version) if version is not None else 'none'
-        self.requests.labels(self.model, v, api, str(code)).inc()
-        self.latency.labels(self.model, v, str(code)).observe(seconds)
+        children = self._children.get((version, api, code))
+        if children is None:  # labels() takes a lock and builds its key each time: done once per kind
+            v = str(version) if version is not None else 'none'
+            children = self._children[(version, api, code)] = (
+                self.requests.labels(self.model, v, api, str(code)), self.latency.labels(self.model, v, str(code)),
+                self.rows.labels(self.model, v))
+        requests, latency, answered_rows = children
+        requests.inc()
+        latency.observe(seconds)
         if rows:
-            self.rows.labels(self.model, v).inc(rows)
+            answered_rows.inc(rows)
 
     def swapped(self, model) -> None:
         self.version.labels(self.model).set(model.version if model is not None else 0)
