@@ -18,6 +18,7 @@ A value may be given bare or as a one-element list (``[3.5]``); strings may be g
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import os
@@ -227,17 +228,46 @@ class LoadedModel:
         return ', '.join(f'"{f.name}": {f.describe()}' for f in self.features)
 
     def _feed(self, columns: dict[str, list]) -> dict[str, np.ndarray]:
+        """The session's inputs: the numeric features of each type made into one array at once (and
+        checked for float32 overflow at once), each feature a row of it; one by one when that fails,
+        so that the error names the feature."""
         feed = {}
-        for f in self.features:
+        for dtype, features in self._by_dtype:
+            if dtype == 'string' or len(features) < 2:
+                for f in features:
+                    feed[f.name] = self._array(f, columns[f.name])
+                continue
             try:
-                array = np.array(columns[f.name], dtype=_NP[f.dtype])
+                with np.errstate(over='ignore'):  # a float32 overflow is found below, and named
+                    block = np.array([columns[f.name] for f in features], dtype=_NP[dtype])
             except OverflowError:
-                raise RequestError(f'feature "{f.name}": a value is outside int64\'s range') from None
-            if f.dtype == 'float32' and np.isinf(array).any():
-                i = int(np.argmax(np.isinf(array)))
-                raise RequestError(f'feature "{f.name}" of row {i}: {columns[f.name][i]!r} is outside float32\'s range')
-            feed[f.name] = array.reshape(f.shape)
+                block = None
+            if block is None or block.ndim != 2 or (dtype == 'float32' and np.isinf(block).any()):
+                for f in features:
+                    feed[f.name] = self._array(f, columns[f.name])
+                continue
+            for f, row in zip(features, block):
+                feed[f.name] = row.reshape(f.shape)
         return feed
+
+    @functools.cached_property
+    def _by_dtype(self) -> list[tuple[str, list[Feature]]]:
+        groups: dict[str, list[Feature]] = {}
+        for f in self.features:
+            groups.setdefault(f.dtype, []).append(f)
+        return list(groups.items())
+
+    @staticmethod
+    def _array(f: Feature, values: list) -> np.ndarray:
+        try:
+            with np.errstate(over='ignore'):
+                array = np.array(values, dtype=_NP[f.dtype])
+        except OverflowError:
+            raise RequestError(f'feature "{f.name}": a value is outside int64\'s range') from None
+        if f.dtype == 'float32' and np.isinf(array).any():
+            i = int(np.argmax(np.isinf(array)))
+            raise RequestError(f'feature "{f.name}" of row {i}: {values[i]!r} is outside float32\'s range')
+        return array.reshape(f.shape)
 
 
 _PLAIN = {'float32': {float, int}, 'int64': {int}, 'string': {str}}
