@@ -97,12 +97,12 @@ class _Routes:
             if asked != self.name:
                 raise self.unknown(asked)
             body = await read_json(request, self.max_body)
-            box: dict = {}  # the model, also when the call fails (its version labels the error)
+            box: list = []  # the model, also when the call fails (its version labels the error)
             try:
                 answer, feed = await run_in_threadpool(self._work, version, label, call, body, box)
             finally:
-                model = box.get('model')
-            answer = {**answer, 'model_version': str(model.version)}
+                model = box[0] if box else None
+            answer['model_version'] = str(model.version)
             if api == 'v2':
                 answer = {'model_name': self.name, **answer}
                 if isinstance(body, dict) and 'id' in body:
@@ -123,9 +123,10 @@ class _Routes:
         self.metrics.answered(model.version if model else None, api, code, time.perf_counter() - started, rows)
         return response
 
-    def _work(self, version, label, call, body, box: dict):
+    def _work(self, version, label, call, body, box: list):
         """In a worker thread: picking a version may load it, and the model runs there."""
-        box['model'] = model = self.follower.model(version, label)
+        model = self.follower.model(version, label)
+        box.append(model)
         return call(model, body)
 
     # -- TF Serving's REST API --------------------------------------------------------------------
@@ -223,7 +224,7 @@ def create_app(follower: Follower, metrics: Metrics, name: str, request_log=None
     # The two POST routes, where the requests are, are Starlette routes: FastAPI's per-request
     # dependency solving (for ``path`` and ``request``) cost more CPU than everything else the route does.
     for path, endpoint in [('/v1/models/{path:path}', routes.v1_post), ('/v2/models/{path:path}', routes.v2_post)]:
-        app.router.routes.append(Route(path, _plain_endpoint(endpoint), methods=['POST']))
+        app.router.routes.insert(0, Route(path, _plain_endpoint(endpoint), methods=['POST']))  # matched first
     for method, path, endpoint in [
             ('GET', '/v1/models/{path:path}', routes.v1_get), ('GET', '/v2/health/live', routes.live),
             ('GET', '/v2/health/ready', routes.ready), ('GET', '/v2', routes.server_metadata),
