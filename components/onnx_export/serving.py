@@ -233,21 +233,19 @@ class LoadedModel:
         so that the error names the feature."""
         feed = {}
         for dtype, features in self._by_dtype:
-            if dtype == 'string' or len(features) < 2:
-                for f in features:
-                    feed[f.name] = self._array(f, columns[f.name])
-                continue
-            try:
-                with np.errstate(over='ignore'):  # a float32 overflow is found below, and named
-                    block = np.array([columns[f.name] for f in features], dtype=_NP[dtype])
-            except OverflowError:
-                block = None
+            block = None
+            if dtype != 'string' and len(features) > 1:
+                try:
+                    with np.errstate(over='ignore'):  # a float32 overflow is found below, and named
+                        block = np.array([columns[f.name] for f in features], dtype=_NP[dtype])
+                except OverflowError:
+                    pass
             if block is None or block.ndim != 2 or (dtype == 'float32' and np.isinf(block).any()):
                 for f in features:
                     feed[f.name] = self._array(f, columns[f.name])
-                continue
-            for f, row in zip(features, block):
-                feed[f.name] = row.reshape(f.shape)
+            else:
+                for f, row in zip(features, block):
+                    feed[f.name] = row.reshape(f.shape)
         return feed
 
     @functools.cached_property

@@ -48,10 +48,9 @@ def fault_point(node_id: str, phase: str) -> None:
         return
     node, _, rest = spec.partition(':')
     wanted, _, delay = rest.partition(':')
-    if node != node_id or wanted != phase.replace('executor_returned', 'executor'):
+    returned = phase == 'executor_returned'  # the executor beat the timer: kill before anything is published
+    if node != node_id or wanted != ('executor' if returned else phase):
         return
-    if phase == 'executor_returned':  # the executor beat the timer: kill before anything is published
-        os.kill(os.getpid(), signal.SIGKILL)
     if phase == 'executor':
         timer = threading.Timer(float(delay or 0.5), os.kill, (os.getpid(), signal.SIGKILL))
         timer.daemon = True
