@@ -91,8 +91,13 @@ def test_a_push_to_s3_is_a_version_with_its_record_and_sluice_production_shows_i
     assert production(dest).current.record['baseline']['version'] == number
 
 
+def _hold(barrier):
+    global _START
+    _START = barrier
+
+
 def _race(args):
-    where, model_id, dest, barrier, base_number, env = args
+    where, model_id, dest, base_number, env = args
     os.environ.update(env)
     from pathlib import Path
     model = make_model(Path(where) / f'model-{model_id}', f'accuracy=0.{model_id}')
@@ -108,7 +113,7 @@ def _race(args):
     out = Path(where) / f'pushed-{model_id}'
     out.mkdir()
     pushed = PushedModel(uri=str(out))
-    barrier.wait()
+    _START.wait()
     PusherExecutor().run(model=model, blessing=blessing, pushed_model=pushed, push_destination=dest)
     return model_id, pushed.get('pushed'), pushed.get('reason')
 
@@ -119,11 +124,13 @@ def test_three_pushers_racing_over_one_baseline_on_s3_exactly_one_wins(s3, tmp_p
     PusherExecutor().run(model=make_model(first / 'model', 'accuracy=0.1'), blessing=None,
                          pushed_model=PushedModel(uri=str(tmp_path)), push_destination=dest)
     v1 = production(dest).current
+    # The barrier is handed to the workers as they start, not made by a Manager: once Beam is imported
+    # in this process (by another test of the same pytest worker), it replaces
+    # multiprocessing.managers.AutoProxy and a spawned Manager can no longer be pickled.
     ctx = multiprocessing.get_context('spawn')
-    with ctx.Manager() as manager:
-        barrier = manager.Barrier(3)
-        with ctx.Pool(3) as pool:
-            results = pool.map(_race, [(str(tmp_path), i, dest, barrier, v1.number, dict(s3.env)) for i in (2, 3, 4)])
+    with ctx.Pool(3, initializer=_hold, initargs=(ctx.Barrier(3),)) as pool:
+        results = pool.map(_race, [(str(tmp_path), i, dest, v1.number, dict(s3.env)) for i in (2, 3, 4)],
+                           chunksize=1)
     winners = [r for r in results if r[1] == 1]
     losers = [r for r in results if r[1] == 0]
     assert len(winners) == 1 and len(losers) == 2, results
