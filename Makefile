@@ -3,6 +3,9 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 PIP_FLAGS ?= --disable-pip-version-check --progress-bar off -q
+# uv installs the pinned stack (about 30 s where pip took 2.5 min). It reads uv's settings, not pip's:
+# a private index is UV_INDEX_URL / UV_EXTRA_INDEX_URL (see uv's documentation).
+UV_FLAGS ?= -q
 # The environment is rebuilt when the pins or the [project] table (dependencies, scripts) change.
 STAMP  := $(VENV)/.installed-$(shell { cat constraints.txt; sed -n '/^\[project/,/^\[tool/p' pyproject.toml; } | sha256sum | cut -c1-16)
 EXAMPLE ?= pipelines/examples/penguin/penguin_pipeline.py
@@ -57,8 +60,8 @@ $(STAMP):  # its name holds the hash of what it was built from: an edit elsewher
 	  echo "       Install Python 3.11 and run: make $(MAKECMDGOALS) PYTHON=/path/to/python3.11"; exit 2; }
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip==24.3.1
-	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e '.[test]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt uv
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/uv pip install $(UV_FLAGS) -c constraints.txt -e '.[test]' pip
 	touch $@
 
 clean:

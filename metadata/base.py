@@ -24,19 +24,31 @@ class StoreBase(Connection):
         self._type_ids: dict[str, int] = {}
         self._type_names: dict[int, str] = {}
         self._execution_type_names: dict[int, str] = {}  # an id's type never changes its name
+        # Contexts whose name fixes them for good (no properties; a context is never deleted): found once.
+        self._fixed_contexts: dict[tuple[str, str], pb.Context] = {}
+        # The types already in the store, read in two calls: registering each one is a write apiece.
+        known = {t.name: t for t in self.retry(lambda: self._store.get_artifact_types())}
         for cls in STANDARD_TYPES:
-            self.artifact_type_id(cls)
+            self.artifact_type_id(cls, known.get(cls.type_name()))
+        contexts = {t.name: t.id for t in self.retry(lambda: self._store.get_context_types())}
         for name in (PIPELINE, PIPELINE_RUN, NODE, LEASE, SETTLEMENT):
+            if name in contexts:
+                self._type_ids[f'context:{name}'] = contexts[name]
             self._context_type_id(name)
 
     # -- types --------------------------------------------------------------------------------
-    def artifact_type_id(self, cls: type[Artifact]) -> int:
+    def artifact_type_id(self, cls: type[Artifact], stored: pb.ArtifactType | None = None) -> int:
+        """The id of ``cls``'s type, registered (or given the properties it lacks) if needed; ``stored``:
+        the type as the store has it, if read already."""
         name = cls.type_name()
         if name not in self._type_ids:
             t = pb.ArtifactType(name=name)
             for prop, kind in cls.all_properties().items():
                 t.properties[prop] = {int: pb.INT, float: pb.DOUBLE, str: pb.STRING}[kind]
-            type_id = self.retry(lambda: self._store.put_artifact_type(t, can_add_fields=True), creating=True)
+            if stored is not None and all(stored.properties.get(k) == v for k, v in t.properties.items()):
+                type_id = stored.id
+            else:
+                type_id = self.retry(lambda: self._store.put_artifact_type(t, can_add_fields=True), creating=True)
             self._type_ids[name], self._type_names[type_id] = type_id, name
         return self._type_ids[name]
 
@@ -67,8 +79,15 @@ class StoreBase(Connection):
                 create: bool = True) -> pb.Context | None:
         """The context of this type and name; created (with ``properties``) if missing and ``create``.
         Safe when several processes create it at once."""
+        fixed = self._fixed_contexts.get((type_name, name))
+        if fixed is not None:
+            copy = pb.Context()
+            copy.CopyFrom(fixed)
+            return copy
         ctx = self.retry(lambda: self._store.get_context_by_type_and_name(type_name, name))
         if ctx is not None or not create:
+            if ctx is not None and type_name in (PIPELINE, NODE) and not ctx.custom_properties:
+                self._fixed_contexts[type_name, name] = ctx
             return ctx
         ctx = pb.Context(type_id=self._context_type_id(type_name), name=name)
         for k, v in (properties or {}).items():

@@ -1,9 +1,12 @@
 """A Python file as the key sees it: its syntax tree without docstrings (``source_digest``), so that
 comments, docstrings, blank lines and formatting do not change a key, and the imports it holds
-(``analyse``), which ``imports`` follows. Both are memoised per process by (mtime, size, inode)."""
+(``analyse``), which ``imports`` follows. Both are memoised per process by (mtime, size, inode), and
+by the file's bytes (a file changed in the last two seconds is read again, but parsed only if its bytes
+are new)."""
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import time
 
@@ -11,6 +14,7 @@ from sluice.components.fingerprint.key import sha256
 
 ImportSpec = tuple  # ('import', parts) or ('from', level, parts, names)
 _analysed: dict[str, tuple[tuple[int, int, int], str, tuple[ImportSpec, ...]]] = {}
+_parsed: dict[bytes, tuple[str, tuple[ImportSpec, ...]]] = {}  # by the bytes' SHA-256: what parsing gave
 RACY_NS = 2_000_000_000  # a file changed this recently may change again within its mtime's resolution
 
 
@@ -48,13 +52,21 @@ def analyse(path: str) -> tuple[str, tuple[ImportSpec, ...]]:
         return hit[1], hit[2]
     with open(path, 'rb') as f:
         data = f.read()
-    try:
-        tree = ast.parse(data, filename=path)
-    except (SyntaxError, ValueError, UnicodeDecodeError):  # not Python: its bytes, nothing to follow
-        digest, imports = sha256('raw', data), ()
+    content = hashlib.sha256(data).digest()
+    known = _parsed.get(content)  # the same bytes parsed before (a file written just now, checked again)
+    if known is not None:
+        digest, imports = known
     else:
-        imports = _import_specs(tree)
-        digest = tree_digest(tree)
+        try:
+            tree = ast.parse(data, filename=path)
+        except (SyntaxError, ValueError, UnicodeDecodeError):  # not Python: its bytes, nothing to follow
+            digest, imports = sha256('raw', data), ()
+        else:
+            imports = _import_specs(tree)
+            digest = tree_digest(tree)
+        if len(_parsed) >= 20_000:  # a long-lived process (sluice watch) that saw many versions of files
+            _parsed.clear()
+        _parsed[content] = digest, imports
     if time.time_ns() - st.st_mtime_ns > RACY_NS:  # else an edit within the same tick could be missed
         _analysed[path] = (stamp, digest, imports)
     return digest, imports
