@@ -14,6 +14,7 @@ import sys
 import pytest
 
 import sluice.components as native
+from sluice.components.component import WiringError
 from sluice.metadata import MetadataStore
 from sluice import LocalDagRunner, Pipeline, load_pipeline
 from sluice.tfx import v1 as tfx
@@ -315,6 +316,45 @@ def test_stores_and_module_file_surface():
     out = subprocess.run([sys.executable, '-c', code], env={**os.environ, 'PYTHONPATH': REPO}, capture_output=True,
                          text=True, timeout=120)
     assert out.stdout.strip() == '[]', out.stderr[-2000:]
+
+
+def test_infra_validator_maps_tfx_specs_and_the_pusher_takes_the_model_it_checked(tmp_path):
+    gen = tfx.components.CsvExampleGen(input_base=str(tmp_path))
+    trainer = tfx.components.Trainer(module_file='m.py', examples=gen.outputs['examples'])
+    spec = tfx.proto.ServingSpec(tensorflow_serving=tfx.proto.TensorFlowServing(tags=['2.8.2']),
+                                 local_docker=tfx.proto.LocalDockerConfig(host_ip_address='localhost'))
+    infra = tfx.components.InfraValidator(
+        model=trainer.outputs['model'], examples=gen.outputs['examples'], serving_spec=spec,
+        request_spec=tfx.proto.RequestSpec(tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(),
+                                           num_examples=3, make_warmup=True),
+        validation_spec=tfx.proto.ValidationSpec(max_loading_time_seconds=90))
+    assert isinstance(infra, native.InfraValidator)
+    assert infra.parameters['time_limit_seconds'] == 90.0 and infra.parameters['requests'] == 3
+    assert tfx.components.InfraValidator(model=trainer.outputs['model'], serving_spec=spec).parameters[
+        'time_limit_seconds'] == 300.0  # TFX's default loading limit when the spec leaves it unset
+    # TFX's make_warmup wiring: the Pusher has no model input of its own; it pushes the one checked.
+    pusher = tfx.components.Pusher(model_blessing=None, infra_blessing=infra.outputs['blessing'],
+                                   push_destination=tfx.proto.PushDestination(
+                                       filesystem=tfx.proto.PushDestination.Filesystem(base_directory='out')))
+    assert pusher.inputs['model'] is trainer.outputs['model'] and pusher.inputs['infra_blessing'].producer is infra
+    with pytest.raises(WiringError, match=r"^tfx.components.InfraValidator needs serving_spec=tfx.proto.ServingSpec"):
+        tfx.components.InfraValidator(model=trainer.outputs['model'])
+    with pytest.raises(WiringError, match=r'^tfx.components.InfraValidator\(request_spec=...\) takes a '
+                                          r'tfx.proto.RequestSpec; got dict.$'):
+        tfx.components.InfraValidator(model=trainer.outputs['model'], serving_spec=spec, request_spec={})
+    _raises(lambda: tfx.components.InfraValidator(model=trainer.outputs['model'], serving_spec=tfx.proto.ServingSpec(
+        tensorflow_serving=tfx.proto.TensorFlowServing(), kubernetes=tfx.proto.KubernetesConfig())),
+        'tfx.components.InfraValidator(serving_spec=ServingSpec(kubernetes=...)) is not offered by Sluice: Sluice '
+        'checks the model in sluice serve on the machine running the node; give local_docker=tfx.proto.'
+        'LocalDockerConfig() (or nothing) for that check')
+    _raises(lambda: tfx.components.InfraValidator(model=trainer.outputs['model'], serving_spec=spec,
+                                                  validation_spec=tfx.proto.ValidationSpec(num_tries=5)),
+            'tfx.components.InfraValidator(validation_spec=ValidationSpec(num_tries=5)) is not offered by Sluice: '
+            'Sluice checks once; let the node be tried again with .with_retry(Retry(attempts=N))')
+    _raises(lambda: tfx.proto.PodOverrides,
+            "tfx.proto.PodOverrides is not offered by Sluice: Sluice's InfraValidator checks the model in its own "
+            "server (sluice serve, ONNX Runtime) on this machine, not in TF Serving in a container: give "
+            "tfx.proto.ServingSpec(tensorflow_serving=..., local_docker=...) without pod settings (README, 'Serving')")
 
 
 # -- what is not offered: named, with the Sluice way ------------------------------------------------

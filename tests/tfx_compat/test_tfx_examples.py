@@ -168,3 +168,60 @@ def test_penguin_pipeline_local_runs_resumes_and_caches(tfx_examples, tmp_path):
     [inferred] = done['BulkInferrer'].outputs['inference_result']
     unlabelled = REPO / 'pipelines' / 'examples' / 'penguin' / 'unlabelled' / 'penguins_unlabelled.csv'
     assert inferred.get('example_count') == len(unlabelled.read_text().splitlines()) - 1
+
+
+def test_penguin_pipeline_local_infraval_runs_resumes_and_caches(tfx_examples, tmp_path):
+    """TFX's ``penguin_pipeline_local_infraval.py`` as its ``__main__`` runs it: an InfraValidator with a
+    TF Serving ``ServingSpec`` and ``make_warmup=True``, and a Pusher given only the two blessings (it
+    pushes the model the InfraValidator checked). Its module file is TFX's ``penguin_utils_keras.py``
+    under the name the pipeline file expects, ``penguin_utils.py`` (as TFX's own test of this file
+    uses it), and its user-provided schema the project's penguin schema (TFX keeps its copy in its
+    repository, not in the wheel). Killed in the InfraValidator, resumed, run again."""
+    home = tmp_path / 'home'
+    source = tfx_examples / 'penguin'
+    pipeline_file = home / 'penguin_pipeline_local_infraval.py'
+    copy_repointed(source / 'penguin_pipeline_local_infraval.py', pipeline_file)
+    copy_repointed(source / 'penguin_utils_keras.py', home / 'penguin' / 'penguin_utils.py')
+    copy_repointed(source / 'penguin_utils_base.py', home / 'penguin' / 'penguin_utils_base.py')
+    schema = home / 'penguin' / 'schema' / 'user_provided' / 'schema.pbtxt'
+    schema.parent.mkdir(parents=True)
+    shutil.copy(REPO / 'pipelines' / 'examples' / 'penguin' / 'schema' / 'schema.pbtxt', schema)
+    data = home / 'penguin' / 'data' / 'labelled' / 'penguins.csv'
+    data.parent.mkdir(parents=True)
+    shutil.copy(REPO / 'pipelines' / 'examples' / 'penguin' / 'data' / 'penguins.csv', data)
+    name = 'penguin_local_infraval'
+    db = home / 'tfx' / 'metadata' / name / 'metadata.db'
+
+    killed = run_file(pipeline_file, home, SLUICE_KILL_AT='InfraValidator:executor:1')
+    assert killed.returncode == -9, killed.stdout[-3000:] + killed.stderr[-3000:]
+    run_id = re.search(r'Run (\S+) ', killed.stdout).group(1)
+    [first] = node_states(db, name)
+    assert 'InfraValidator' in first and 'Pusher' not in first and first['Trainer'] == ['COMPLETE'], first
+    resumed = subprocess.run([str(pathlib.Path(sys.executable).with_name('sluice')), 'resume', run_id, '--metadata',
+                              f'sqlite:///{db}'], env={**os.environ, 'HOME': str(home)}, capture_output=True,
+                             text=True, timeout=1200)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    [after] = node_states(db, name)
+    assert after['InfraValidator'] == ['FAILED', 'COMPLETE'] and after['Trainer'] == ['COMPLETE'], after
+    assert all(states[-1] == 'COMPLETE' for states in after.values()), after
+
+    # The InfraValidator checked the Trainer's model in sluice serve and blessed it; the Pusher pushed
+    # that model (its only inputs were the two blessings), in the layout TF Serving loads.
+    store = MetadataStore(f'sqlite:///{db}')
+    done = {r.node_id: r for r in store.executions(run_id) if r.state == 'COMPLETE'}
+    [model] = done['Trainer'].outputs['model']
+    [infra] = done['InfraValidator'].outputs['blessing']
+    assert done['InfraValidator'].inputs['model'][0].id == model.id
+    assert infra.get('blessed') == 1 and os.path.isfile(os.path.join(infra.uri, 'INFRA_BLESSED')), infra.get('reason')
+    assert done['Pusher'].inputs['model'][0].id == model.id
+    assert done['Pusher'].inputs['infra_blessing'][0].id == infra.id
+    [pushed] = done['Pusher'].outputs['pushed_model']
+    assert pushed.get('pushed') == 1, pushed.get('reason')
+    version = pathlib.Path(pushed.get('pushed_destination'))
+    assert version.parent == home / 'penguin' / 'serving_model' / name and version.name.isdigit()
+    assert (version / 'saved_model.pb').is_file()
+
+    again = run_file(pipeline_file, home)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    *_, last = node_states(db, name)
+    assert set(last) == set(after) and all(states == ['CACHED'] for states in last.values()), last

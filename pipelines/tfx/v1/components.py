@@ -300,6 +300,43 @@ def BulkInferrer(examples: Any = None, model: Any = None, model_blessing: Any = 
                  **args, **_extras(where, _sluice.BulkInferrer, sluice, set(args)))
 
 
+# -- InfraValidator -------------------------------------------------------------------------------
+def InfraValidator(model: Any = None, serving_spec: Any = None, examples: Any = None,  # noqa: N802
+                   request_spec: Any = None, validation_spec: Any = None, **sluice: Any) -> Component:
+    """Sluice's InfraValidator: ``sluice serve`` (the server that will serve the model in production,
+    ONNX Runtime) is started on the candidate on this machine's loopback, must load it within
+    ``validation_spec.max_loading_time_seconds`` (TFX's default, 300 s, when unset) and answer the sample
+    request recorded with the model at training, with the answers recorded then. ``serving_spec`` says
+    that a serving check is wanted: TFX's TF Serving container (``local_docker``) is not started.
+    ``examples`` is not read (the sample rows come from the same eval split, chosen at training);
+    ``request_spec.num_examples`` is how many times the request is sent; ``make_warmup`` is accepted
+    and writes nothing (the server warms up by itself; the Pusher pushes the Trainer's model)."""
+    where = 'tfx.components.InfraValidator'
+    if serving_spec is None:
+        raise WiringError(f'{where} needs serving_spec=tfx.proto.ServingSpec(tensorflow_serving=tfx.proto.'
+                          'TensorFlowServing(...), local_docker=tfx.proto.LocalDockerConfig()).')
+    for key, value, kind in (('serving_spec', serving_spec, _proto.ServingSpec),
+                             ('request_spec', request_spec, _proto.RequestSpec),
+                             ('validation_spec', validation_spec, _proto.ValidationSpec)):
+        if value is not None and not isinstance(value, kind):
+            raise WiringError(f'{where}({key}=...) takes a tfx.proto.{kind.__name__}; got {type(value).__name__}.')
+    if serving_spec.kubernetes is not None:
+        raise not_offered(f'{where}(serving_spec=ServingSpec(kubernetes=...))',
+                          'Sluice checks the model in sluice serve on the machine running the node; give '
+                          'local_docker=tfx.proto.LocalDockerConfig() (or nothing) for that check')
+    args: dict[str, Any] = {}
+    if validation_spec is not None and validation_spec.num_tries > 1:
+        raise not_offered(f'{where}(validation_spec=ValidationSpec(num_tries={validation_spec.num_tries}))',
+                          'Sluice checks once; let the node be tried again with .with_retry(Retry(attempts=N))')
+    args['time_limit_seconds'] = float((validation_spec.max_loading_time_seconds if validation_spec else 0) or 300)
+    if request_spec is not None and request_spec.num_examples:
+        args['requests'] = int(request_spec.num_examples)
+    if examples is not None:
+        _channel(where, 'examples', examples)  # still refused if it is a TFX-only placeholder
+    return _with(_sluice.InfraValidator, where, model=_channel(where, 'model', model), **args,
+                 **_extras(where, _sluice.InfraValidator, sluice, set(args)))
+
+
 # -- the gate -------------------------------------------------------------------------------------
 def _has_thresholds(eval_config: Any, where: str) -> bool:
     """Whether a tfma.EvalConfig carries thresholds (read without importing TFMA)."""
@@ -403,17 +440,17 @@ def Pusher(model: Any = None, model_blessing: Any = None, infra_blessing: Any = 
                           "this Sluice's Pusher needs a blessing; wire model_blessing=evaluator.outputs['blessing'] "
                           '(an Evaluator with thresholds), or put a model in production by hand with '
                           '`sluice promote MODEL_ID DEST --reason TEXT`')
+    infra = _channel(where, 'infra_blessing', infra_blessing)
+    if model is None and isinstance(infra, _SluiceChannel):  # TFX: push the model the InfraValidator checked
+        model = infra.producer.inputs.get('model')
     return _with(_sluice.Pusher, where, model=_channel(where, 'model', model), blessing=blessing,
-                 infra_blessing=_channel(where, 'infra_blessing', infra_blessing),
+                 infra_blessing=infra,
                  push_destination=destination, **_extras(where, _sluice.Pusher, sluice, {'push_destination'}))
 
 
-_OFFERED = ['Tuner', 'TunerFnResult', 'BulkInferrer', 'CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen', 'ExampleValidator',
+_OFFERED = ['Tuner', 'TunerFnResult', 'BulkInferrer', 'InfraValidator', 'CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen', 'ExampleValidator',
             'Transform', 'Trainer', 'Evaluator', 'Pusher', 'FnArgs', 'DataAccessor', 'TrainerFnArgs']
 _MISSING = {
-    'InfraValidator': "Sluice's InfraValidator checks the model in its own server (sluice serve, ONNX Runtime), not in "
-                      "TF Serving, and takes no serving_spec: use sluice.components.InfraValidator(model=...) "
-                      "(README, 'Serving')",
     'ExampleDiff': 'Sluice has no ExampleDiff; compare statistics with ExampleValidator(baseline_statistics=..., '
                    'drift_thresholds=...)',
 }

@@ -163,6 +163,56 @@ class TuneArgs(_Message):
     FIELDS = {'num_parallel_trials': 0}
 
 
+# -- InfraValidator -------------------------------------------------------------------------------
+class TensorFlowServing(_Message):
+    """The serving binary TFX starts (a TF Serving image of these ``tags``). Sluice checks the model in
+    its own server instead (``sluice serve``, the one that serves it in production), so only its
+    presence is read."""
+    FIELDS = {'tags': [str], 'digests': [str], 'image_name': ''}
+
+
+class LocalDockerConfig(_Message):
+    """Where TFX runs TF Serving: a local Docker engine. Sluice starts ``sluice serve`` as a child
+    process on loopback instead; the fields are accepted and not used."""
+    FIELDS = {'client_timeout_seconds': 0, 'client_base_url': '', 'client_api_version': '', 'host_ip_address': ''}
+
+
+class KubernetesConfig(_Message):
+    """Where TFX runs TF Serving: a Kubernetes pod. As for ``LocalDockerConfig``: accepted, not used."""
+    FIELDS = {'service_account_name': '', 'active_deadline_seconds': 0}
+
+
+class ServingSpec(_Message):
+    """The InfraValidator's ``serving_spec``: ``tensorflow_serving`` (the binary) and ``local_docker``
+    or ``kubernetes`` (where it runs). Sluice's InfraValidator always runs its own server, on this
+    machine's loopback: the spec says that a serving check is wanted, not how it is made here."""
+    FIELDS = {'tensorflow_serving': TensorFlowServing, 'local_docker': LocalDockerConfig,
+              'kubernetes': KubernetesConfig, 'model_name': ''}
+    ONEOF = ('local_docker', 'kubernetes')
+
+
+class ValidationSpec(_Message):
+    """``max_loading_time_seconds`` -> InfraValidator's ``time_limit_seconds`` (TFX's default when unset:
+    300); ``num_tries``: Sluice checks once (a node's retries are ``with_retry``)."""
+    FIELDS = {'max_loading_time_seconds': 0, 'num_tries': 0}
+
+
+class TensorFlowServingRequestSpec(_Message):
+    """Which signatures TFX's requests call (none: serving_default). Sluice's server answers the
+    serving signature, the one the ONNX model was converted from."""
+    FIELDS = {'signature_names': [str], 'tag': '', 'rpc_kind': 0}
+
+
+class RequestSpec(_Message):
+    """The InfraValidator's ``request_spec``. Sluice sends the sample rows recorded with the model at
+    training (from its eval split) and checks the answers against those recorded then; ``num_examples``
+    -> how many times that request is sent. ``make_warmup``: TFX writes TF Serving warmup requests into
+    a copy of the model and pushes that copy; Sluice's server warms up by itself and the Pusher pushes
+    the Trainer's model."""
+    FIELDS = {'tensorflow_serving': TensorFlowServingRequestSpec, 'split_name': '', 'num_examples': 0,
+              'make_warmup': False}
+
+
 # -- Transform ------------------------------------------------------------------------------------
 class SplitsConfig(_Message):
     """``analyze`` (one split) -> Transform's ``analyze_split``; Sluice transforms every split."""
@@ -196,18 +246,18 @@ def from_json(json_text: str, message: _Message) -> _Message:
 
 
 _OFFERED = ['TrainArgs', 'EvalArgs', 'PushDestination', 'Filesystem', 'Versioning', 'Input', 'Output', 'SplitConfig',
-            'RangeConfig', 'StaticRange', 'RollingRange', 'SplitsConfig', 'TuneArgs', 'DataSpec', 'ModelSpec']
+            'RangeConfig', 'StaticRange', 'RollingRange', 'SplitsConfig', 'TuneArgs', 'DataSpec', 'ModelSpec',
+            'ServingSpec', 'TensorFlowServing', 'LocalDockerConfig', 'KubernetesConfig', 'ValidationSpec',
+            'RequestSpec', 'TensorFlowServingRequestSpec']
 _NO_BULK = ("Sluice's BulkInferrer writes PredictionLogs only (inference_result), not predictions added to "
             'Examples (output_example_spec)')
-_NO_INFRA = ("Sluice's InfraValidator checks the model in its own server (sluice serve, ONNX Runtime), not in TF "
-             "Serving, and takes no serving or request spec: use sluice.components.InfraValidator(model=..., "
-             "time_limit_seconds=...) (README, 'Serving')")
+_NO_INFRA = ("Sluice's InfraValidator checks the model in its own server (sluice serve, ONNX Runtime) on this "
+             "machine, not in TF Serving in a container: give tfx.proto.ServingSpec(tensorflow_serving=..., "
+             "local_docker=...) without pod settings (README, 'Serving')")
 _MISSING = {
     **{name: _NO_BULK for name in ('ClassifyOutput', 'OutputColumnsSpec', 'OutputExampleSpec',
                                    'PredictOutput', 'PredictOutputCol', 'RegressOutput')},
-    **{name: _NO_INFRA for name in ('EnvVar', 'EnvVarSource', 'KubernetesConfig', 'LocalDockerConfig', 'PodOverrides',
-                                    'RequestSpec', 'SecretKeySelector', 'ServingSpec', 'TensorFlowServing',
-                                    'TensorFlowServingRequestSpec', 'ValidationSpec')},
+    **{name: _NO_INFRA for name in ('EnvVar', 'EnvVarSource', 'PodOverrides', 'SecretKeySelector')},
     'DistributionValidatorConfig': 'use ExampleValidator(drift_thresholds={...}) for drift between splits or spans',
     'FeatureComparator': 'use ExampleValidator(drift_thresholds={...}) for drift between splits or spans',
     'ExampleDiffConfig': 'Sluice has no ExampleDiff; compare statistics with ExampleValidator(baseline_statistics=..., '
