@@ -303,9 +303,32 @@ def test_evaluator_with_thresholds_brings_its_model_validator_and_the_resolver_i
     assert type(window) is native.LatestSpans and window.parameters['n'] == 3
 
 
-def test_stores_and_module_file_surface():
-    assert tfx.orchestration.metadata.mysql_metadata_connection_config(
-        host='db', port=3306, database='mlmd', username='u', password='p@ss') == 'mysql://u:p%40ss@db:3306/mlmd'
+def test_stores_and_module_file_surface(tmp_path):
+    from google.protobuf import json_format, text_format
+    from ml_metadata.proto import metadata_store_pb2
+
+    mysql = tfx.orchestration.metadata.mysql_metadata_connection_config(
+        host='db', port=3306, database='mlmd', username='u', password='p@ss')
+    assert isinstance(mysql, metadata_store_pb2.ConnectionConfig) and mysql.mysql.password == 'p@ss'
+    assert tfx.orchestration.metadata.ConnectionConfigType is metadata_store_pb2.ConnectionConfig
+    gen = tfx.components.CsvExampleGen(input_base=os.path.join(REPO, 'pipelines', 'examples', 'penguin', 'data'))
+    pipeline = tfx.dsl.Pipeline(pipeline_name='p', pipeline_root=str(tmp_path), components=[gen],
+                                metadata_connection_config=mysql)
+    assert pipeline.metadata == 'mysql://u:p%40ss@db:3306/mlmd'
+    # TFX's form of a SQLite store: a real ML-Metadata message, readable with protobuf's own formats.
+    config = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(tmp_path / 'sub' / 'm.db'))
+    assert text_format.Parse(text_format.MessageToString(config), metadata_store_pb2.ConnectionConfig()) == config
+    assert json_format.MessageToDict(config)['sqlite']['filenameUri'] == str(tmp_path / 'sub' / 'm.db')
+    pipeline = tfx.dsl.Pipeline(pipeline_name='p', pipeline_root=str(tmp_path / 'root'), components=[gen],
+                                metadata_connection_config=config, beam_pipeline_args=['--direct_num_workers=1'])
+    assert pipeline.metadata == f"sqlite:///{tmp_path / 'sub' / 'm.db'}"
+    tfx.orchestration.LocalDagRunner(progress=False).run(pipeline)
+    # TFX's inspection handle reads what the run recorded, with ML-Metadata's own API.
+    with tfx.orchestration.metadata.Metadata(config) as m:
+        [examples] = m.store.get_artifacts_by_type('Examples')
+        assert examples.uri.startswith(str(tmp_path / 'root'))
+    with pytest.raises(WiringError, match='takes what tfx.orchestration.metadata.sqlite_metadata_connection_config'):
+        tfx.dsl.Pipeline(pipeline_name='p', pipeline_root=str(tmp_path), components=[gen], metadata_connection_config=3)
     assert tfx.components.FnArgs is native.FnArgs and tfx.components.TrainerFnArgs is native.FnArgs
     assert tfx.components.DataAccessor is native.DataAccessor
     assert tfx.types.standard_artifacts.Model is native.Model

@@ -30,6 +30,7 @@ from sluice.metadata.artifact import Artifact, Model, ModelBlessing, Schema, Tra
 from sluice.dsl.pipeline import Pipeline as _SluicePipeline
 from sluice.dsl.pipeline import PipelineError
 from sluice.tfx.v1._common import check_none, module_getattr, not_offered
+from sluice.tfx.v1.orchestration.metadata import is_connection_config, store_url
 from sluice.tfx.v1.dsl import experimental
 from sluice.tfx.v1.dsl import function_component as components
 from sluice.tfx.v1.dsl.experimental import (LatestArtifactStrategy, LatestBlessedModelStrategy,
@@ -245,8 +246,8 @@ def Importer(source_uri: str, artifact_type: type, reimport: bool = False,  # no
 class Pipeline(_SluicePipeline):
     """``tfx.dsl.Pipeline``: a Sluice Pipeline built from TFX's arguments. ``enable_cache`` defaults to
     False, as in TFX. ``metadata_connection_config`` is what
-    ``tfx.orchestration.metadata.sqlite_metadata_connection_config(path)`` returns (or a Sluice store
-    URL); without it the store is ``<pipeline_root>/metadata.db``."""
+    ``tfx.orchestration.metadata.sqlite_metadata_connection_config(path)`` returns (ML-Metadata's
+    ConnectionConfig, or a Sluice store URL); without it the store is ``<pipeline_root>/metadata.db``."""
 
     def __init__(self, pipeline_name: str, pipeline_root: str = '', metadata_connection_config: Any = None,
                  components: Any = (), enable_cache: bool = False, beam_pipeline_args: Any = None,
@@ -262,11 +263,13 @@ class Pipeline(_SluicePipeline):
         if not pipeline_root:
             raise PipelineError(f'tfx.dsl.Pipeline({pipeline_name!r}) needs a pipeline_root: the directory where its '
                                 'artifacts go.')
+        if is_connection_config(metadata_connection_config):
+            metadata_connection_config = store_url(metadata_connection_config)
         if metadata_connection_config is not None and not isinstance(metadata_connection_config, str):
             raise WiringError('tfx.dsl.Pipeline(metadata_connection_config=...) takes what '
-                              'tfx.orchestration.metadata.sqlite_metadata_connection_config(path) returns, or a '
-                              f'Sluice store URL (sqlite:///..., postgresql://..., mysql://...); got '
-                              f'{type(metadata_connection_config).__name__}.')
+                              'tfx.orchestration.metadata.sqlite_metadata_connection_config(path) returns (an '
+                              'ML-Metadata ConnectionConfig), or a Sluice store URL (sqlite:///..., postgresql://..., '
+                              f'mysql://...); got {type(metadata_connection_config).__name__}.')
         super().__init__(name=pipeline_name, pipeline_root=pipeline_root, components=sluice_nodes(components),
                          metadata=metadata_connection_config, enable_cache=enable_cache,
                          beam_pipeline_args=list(beam_pipeline_args or ()))
