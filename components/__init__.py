@@ -10,6 +10,7 @@ Importing this package is cheap: TensorFlow, TFDV and Beam are imported inside e
 from sluice.components.bulk_inferrer import BulkInferrer
 from sluice.components.component import Channel, Component, Input, Output, Parameter, WiringError
 from sluice.components.driver import Driver, InputError, PipelineInfo
+from sluice.components.example_diff import ExampleDiff
 from sluice.components.example_gen import CsvExampleGen, DataError, ImportExampleGen
 from sluice.components.example_validator import AnomaliesFound, ExampleValidator
 from sluice.components.executor import Executor
@@ -28,12 +29,14 @@ from sluice.components.tuner import Tuner, TunerFnResult
 from sluice.components.conditions import Cond
 from sluice.metadata.artifact import (Artifact, ExampleAnomalies, Examples, ExampleStatistics, InfraBlessing, Model,
                                ModelBlessing, ModelEvaluation, ModelRun, PushedModel, Schema,
-                               TransformGraph, TransformCache, HyperParameters, TunerResults, InferenceResult)
+                               TransformGraph, TransformCache, HyperParameters, TunerResults, InferenceResult,
+                               ExamplesDiff)
 
 __all__ = ['CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen',
            'ExampleValidator', 'LatestSpans', 'Transform', 'Tuner', 'TunerFnResult', 'Trainer', 'Evaluator', 'ModelValidator', 'InfraValidator', 'Pusher', 'BulkInferrer', 'ServedDrift',
+           'ExampleDiff',
            'FnArgs',
            'DataAccessor', 'DataError', 'AnomaliesFound', 'Channel', 'Component', 'Input', 'Output', 'Parameter', 'WiringError', 'Driver', 'InputError',
            'PipelineInfo', 'Executor', 'Publisher', 'Artifact', 'ExampleAnomalies', 'Examples',
            'ExampleStatistics', 'InfraBlessing', 'Model', 'ModelBlessing', 'ModelEvaluation', 'ModelRun', 'PushedModel',
-           'Schema', 'TransformGraph', 'TransformCache', 'HyperParameters', 'TunerResults', 'InferenceResult', 'Cond']
+           'Schema', 'TransformGraph', 'TransformCache', 'HyperParameters', 'TunerResults', 'InferenceResult', 'ExamplesDiff', 'Cond']

@@ -194,6 +194,13 @@ class InferenceResult(Artifact):
     """A BulkInferrer's predictions: ``prediction_logs-*.gz``, TFRecords of TF Serving's PredictionLog."""
 
 
+class ExamplesDiff(Artifact):
+    """An ExampleDiff's skew between two sets of examples: ``SplitPair-<test>_<baseline>/`` per pair of
+    splits (TFDV's skew records and ``skew.json``); ``skewed_features`` (a JSON list) the features with
+    skew in any pair."""
+    PROPERTIES = {'split_pairs': str, 'skewed_features': str}
+
+
 
 # -- value artifacts (TFX's ValueArtifact and its standard types) ---------------------------------
 VALUE_FILE = 'value'  # the payload's file under the artifact's uri (TFX's <node>/<key>/<execution>/value)
@@ -395,4 +402,4 @@ VALUE_TYPES: tuple[type[ValueArtifact], ...] = (String, Integer, Float, Boolean,
 STANDARD_TYPES: tuple[type[Artifact], ...] = (
     Examples, ExampleStatistics, Schema, ExampleAnomalies, TransformGraph, Model, ModelRun,
     ModelEvaluation, ModelBlessing, InfraBlessing, PushedModel, TransformCache, HyperParameters, TunerResults,
-    InferenceResult)
+    InferenceResult, ExamplesDiff)

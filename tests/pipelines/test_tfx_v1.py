@@ -389,15 +389,12 @@ def _raises(call, message):
 
 
 def test_what_is_not_offered_fails_at_import_or_construction_naming_it_and_the_sluice_way(tmp_path):
-    _raises(lambda: tfx.components.ExampleDiff,
-            'tfx.components.ExampleDiff is not offered by Sluice: Sluice has no ExampleDiff; compare statistics with '
-            'ExampleValidator(baseline_statistics=..., drift_thresholds=...)')
+    _raises(lambda: tfx.proto.FeatureComparator,
+            'tfx.proto.FeatureComparator is not offered by Sluice: use ExampleValidator(drift_thresholds={...}) for '
+            'drift between splits or spans')
     with pytest.raises(ImportError, match='^tfx.dsl.ExecutionMode is not offered by Sluice: Sluice runs pipelines '
                                           'synchronously$'):
         from sluice.tfx.v1.dsl import ExecutionMode  # noqa: F401
-    _raises(lambda: tfx.proto.PairedExampleSkew,
-            'tfx.proto.PairedExampleSkew is not offered by Sluice: Sluice has no ExampleDiff; compare statistics with '
-            'ExampleValidator(baseline_statistics=..., drift_thresholds=...)')
     _raises(lambda: tfx.orchestration.experimental,
             "tfx.orchestration.experimental is not offered by Sluice: Sluice's other ways of running are "
             "pipelines.BeamDagRunner, `sluice export airflow` and `sluice export kfp` (README, 'Runners')")

@@ -337,6 +337,26 @@ def InfraValidator(model: Any = None, serving_spec: Any = None, examples: Any = 
                  **_extras(where, _sluice.InfraValidator, sluice, set(args)))
 
 
+def ExampleDiff(examples: Any = None, baseline_examples: Any = None, config: Any = None,  # noqa: N802
+                include_split_pairs: Any = None, **sluice: Any) -> Component:
+    """Sluice's ExampleDiff: ``config=ExampleDiffConfig(paired_example_skew=PairedExampleSkew(...))``
+    maps field by field onto its parameters; ``include_split_pairs`` is ``split_pairs``."""
+    where = 'tfx.components.ExampleDiff'
+    if not isinstance(config, _proto.ExampleDiffConfig) or config.paired_example_skew is None:
+        raise WiringError(f'{where} needs config=tfx.proto.ExampleDiffConfig(paired_example_skew=tfx.proto.'
+                          "PairedExampleSkew(identifier_features=[...])); got "
+                          f'{type(config).__name__ if config is not None else "none"}.')
+    skew = config.paired_example_skew
+    args = {'identifier_features': list(skew.identifier_features), 'ignore_features': list(skew.ignore_features),
+            'skew_sample_size': int(skew.skew_sample_size), 'float_round_ndigits': int(skew.float_round_ndigits),
+            'allow_duplicate_identifiers': bool(skew.allow_duplicate_identifiers),
+            'confusion_features': [c.feature_name for c in skew.confusion_config],
+            'split_pairs': [list(p) for p in include_split_pairs or ()]}
+    return _with(_sluice.ExampleDiff, where, examples=_channel(where, 'examples', examples),
+                 baseline_examples=_channel(where, 'baseline_examples', baseline_examples), **args,
+                 **_extras(where, _sluice.ExampleDiff, sluice, set(args)))
+
+
 # -- the gate -------------------------------------------------------------------------------------
 def _has_thresholds(eval_config: Any, where: str) -> bool:
     """Whether a tfma.EvalConfig carries thresholds (read without importing TFMA)."""
@@ -448,11 +468,8 @@ def Pusher(model: Any = None, model_blessing: Any = None, infra_blessing: Any = 
                  push_destination=destination, **_extras(where, _sluice.Pusher, sluice, {'push_destination'}))
 
 
-_OFFERED = ['Tuner', 'TunerFnResult', 'BulkInferrer', 'InfraValidator', 'CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen', 'ExampleValidator',
+_OFFERED = ['Tuner', 'TunerFnResult', 'BulkInferrer', 'InfraValidator', 'ExampleDiff', 'CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen', 'ExampleValidator',
             'Transform', 'Trainer', 'Evaluator', 'Pusher', 'FnArgs', 'DataAccessor', 'TrainerFnArgs']
-_MISSING = {
-    'ExampleDiff': 'Sluice has no ExampleDiff; compare statistics with ExampleValidator(baseline_statistics=..., '
-                   'drift_thresholds=...)',
-}
+_MISSING: dict[str, str] = {}
 __getattr__ = module_getattr('tfx.components', lambda: _OFFERED, _MISSING)
 __all__ = _OFFERED

@@ -213,6 +213,26 @@ class RequestSpec(_Message):
               'make_warmup': False}
 
 
+# -- ExampleDiff ----------------------------------------------------------------------------------
+class _ConfusionConfig(_Message):
+    FIELDS = {'feature_name': ''}
+
+
+class PairedExampleSkew(_Message):
+    """What ExampleDiff compares: ``identifier_features`` pair the examples; the others map to Sluice's
+    ExampleDiff parameters of the same names (``confusion_config`` -> ``confusion_features``)."""
+    ConfusionConfig = _ConfusionConfig
+    FIELDS = {'identifier_features': [str], 'skew_sample_size': 0, 'ignore_features': [str],
+              'float_round_ndigits': 0, 'allow_duplicate_identifiers': False, 'confusion_config': [_ConfusionConfig]}
+
+
+_ConfusionConfig.__qualname__ = 'PairedExampleSkew.ConfusionConfig'
+
+
+class ExampleDiffConfig(_Message):
+    FIELDS = {'paired_example_skew': PairedExampleSkew}
+
+
 # -- Transform ------------------------------------------------------------------------------------
 class SplitsConfig(_Message):
     """``analyze`` (one split) -> Transform's ``analyze_split``; Sluice transforms every split."""
@@ -248,7 +268,7 @@ def from_json(json_text: str, message: _Message) -> _Message:
 _OFFERED = ['TrainArgs', 'EvalArgs', 'PushDestination', 'Filesystem', 'Versioning', 'Input', 'Output', 'SplitConfig',
             'RangeConfig', 'StaticRange', 'RollingRange', 'SplitsConfig', 'TuneArgs', 'DataSpec', 'ModelSpec',
             'ServingSpec', 'TensorFlowServing', 'LocalDockerConfig', 'KubernetesConfig', 'ValidationSpec',
-            'RequestSpec', 'TensorFlowServingRequestSpec']
+            'RequestSpec', 'TensorFlowServingRequestSpec', 'ExampleDiffConfig', 'PairedExampleSkew']
 _NO_BULK = ("Sluice's BulkInferrer writes PredictionLogs only (inference_result), not predictions added to "
             'Examples (output_example_spec)')
 _NO_INFRA = ("Sluice's InfraValidator checks the model in its own server (sluice serve, ONNX Runtime) on this "
@@ -260,10 +280,6 @@ _MISSING = {
     **{name: _NO_INFRA for name in ('EnvVar', 'EnvVarSource', 'PodOverrides', 'SecretKeySelector')},
     'DistributionValidatorConfig': 'use ExampleValidator(drift_thresholds={...}) for drift between splits or spans',
     'FeatureComparator': 'use ExampleValidator(drift_thresholds={...}) for drift between splits or spans',
-    'ExampleDiffConfig': 'Sluice has no ExampleDiff; compare statistics with ExampleValidator(baseline_statistics=..., '
-                         'drift_thresholds=...)',
-    'PairedExampleSkew': 'Sluice has no ExampleDiff; compare statistics with ExampleValidator(baseline_statistics=..., '
-                         'drift_thresholds=...)',
     'FeatureSlicingSpec': "give the Evaluator a tfma.EvalConfig with slicing_specs (or Sluice's dict form, "
                           "{'slices': [[], ['feature']]})",
     'SingleSlicingSpec': "give the Evaluator a tfma.EvalConfig with slicing_specs (or Sluice's dict form, "

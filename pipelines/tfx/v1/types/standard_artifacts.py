@@ -3,7 +3,8 @@ the value artifacts (String, Integer, Float, Boolean, Bytes, JsonValue) hold a s
 ``<uri>/value`` that ``artifact.value`` reads and writes (sluice.metadata.artifact.ValueArtifact)."""
 from __future__ import annotations
 
-from sluice.metadata.artifact import (ExampleAnomalies, Examples, ExampleStatistics, HyperParameters, InferenceResult,
+from sluice.metadata.artifact import (ExampleAnomalies, Examples, ExamplesDiff, ExampleStatistics, HyperParameters,
+                                     InferenceResult,
                                      InfraBlessing, Model, ModelBlessing, ModelEvaluation, ModelRun, PushedModel, Schema,
                                      TransformCache, TransformGraph, TunerResults)
 from sluice.metadata.artifact import Boolean, Bytes, Float, Integer, JsonValue, String  # value artifacts
@@ -12,7 +13,7 @@ from sluice.tfx.v1._common import module_getattr
 _OFFERED = ['Examples', 'ExampleAnomalies', 'ExampleStatistics', 'InfraBlessing', 'Model', 'ModelBlessing',
             'ModelEvaluation',
             'ModelRun', 'PushedModel', 'Schema', 'TransformGraph', 'TransformCache', 'HyperParameters', 'TunerResults',
-            'InferenceResult', 'String', 'Integer', 'Float', 'Boolean', 'Bytes', 'JsonValue']
+            'InferenceResult', 'ExamplesDiff', 'String', 'Integer', 'Float', 'Boolean', 'Bytes', 'JsonValue']
 _MISSING: dict[str, str] = {}
 __getattr__ = module_getattr('tfx.types.standard_artifacts', lambda: _OFFERED, _MISSING)
 __all__ = _OFFERED
