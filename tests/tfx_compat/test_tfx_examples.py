@@ -71,6 +71,13 @@ def run_file(path: pathlib.Path, home: pathlib.Path, **env: str) -> subprocess.C
                           timeout=1200)
 
 
+def sluice_resume(run_id: str, db: pathlib.Path, home: pathlib.Path) -> subprocess.CompletedProcess:
+    """``sluice resume RUN_ID --metadata sqlite:///DB``, as the user would type it after the kill."""
+    return subprocess.run([str(pathlib.Path(sys.executable).with_name('sluice')), 'resume', run_id, '--metadata',
+                           f'sqlite:///{db}'], env={**os.environ, 'HOME': str(home)}, capture_output=True, text=True,
+                          timeout=1200)
+
+
 def node_states(db: pathlib.Path, pipeline: str = 'chicago_taxi_native_keras') -> list[dict[str, list[str]]]:
     """Per run, oldest first: node id -> the states of its executions, from the store."""
     store = MetadataStore(f'sqlite:///{db}')
@@ -106,9 +113,7 @@ def test_taxi_pipeline_native_keras_runs_resumes_and_caches(tfx_examples, tmp_pa
     assert {node: first[node] for node in before} == {node: ['COMPLETE'] for node in before}
     run_id = re.search(r'Run (\S+) ', killed.stdout).group(1)
 
-    resumed = subprocess.run([str(pathlib.Path(sys.executable).with_name('sluice')), 'resume', run_id, '--metadata',
-                              f'sqlite:///{db}'], env={**os.environ, 'HOME': str(home)}, capture_output=True,
-                             text=True, timeout=1200)
+    resumed = sluice_resume(run_id, db, home)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     [after] = node_states(db)
     assert {node: after[node] for node in before} == {node: ['COMPLETE'] for node in before}  # not redone
@@ -144,9 +149,7 @@ def test_penguin_pipeline_local_runs_resumes_and_caches(tfx_examples, tmp_path):
     killed = run_file(pipeline_file, home, SLUICE_KILL_AT='Trainer:executor:2')
     assert killed.returncode == -9, killed.stdout[-3000:] + killed.stderr[-3000:]
     run_id = re.search(r'Run (\S+) ', killed.stdout).group(1)
-    resumed = subprocess.run([str(pathlib.Path(sys.executable).with_name('sluice')), 'resume', run_id, '--metadata',
-                              f'sqlite:///{db}'], env={**os.environ, 'HOME': str(home)}, capture_output=True,
-                             text=True, timeout=1200)
+    resumed = sluice_resume(run_id, db, home)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     [after] = node_states(db, name)
     assert after['Trainer'] == ['FAILED', 'COMPLETE'] and after['Tuner'] == ['COMPLETE'], after
@@ -197,9 +200,7 @@ def test_penguin_pipeline_local_infraval_runs_resumes_and_caches(tfx_examples, t
     run_id = re.search(r'Run (\S+) ', killed.stdout).group(1)
     [first] = node_states(db, name)
     assert 'InfraValidator' in first and 'Pusher' not in first and first['Trainer'] == ['COMPLETE'], first
-    resumed = subprocess.run([str(pathlib.Path(sys.executable).with_name('sluice')), 'resume', run_id, '--metadata',
-                              f'sqlite:///{db}'], env={**os.environ, 'HOME': str(home)}, capture_output=True,
-                             text=True, timeout=1200)
+    resumed = sluice_resume(run_id, db, home)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     [after] = node_states(db, name)
     assert after['InfraValidator'] == ['FAILED', 'COMPLETE'] and after['Trainer'] == ['COMPLETE'], after
