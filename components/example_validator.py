@@ -31,7 +31,7 @@ from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
 from sluice.components.schema_gen import feature_presence, load_schema
-from sluice.components.statistics_gen import load_statistics
+from sluice.components.statistics_gen import check_split_names, load_statistics
 from sluice.components.resolvers import same_source, covered_spans
 from sluice.metadata.artifact import Artifact, ExampleAnomalies, ExampleStatistics, Schema
 
@@ -121,7 +121,7 @@ def _set_drift_thresholds(tfdv: Any, schema_proto: Any, thresholds: dict, gone: 
 class ExampleValidatorExecutor(Executor):
     def run(self, *, statistics: ExampleStatistics, schema: Schema, baseline_statistics: ExampleStatistics | None,
             anomalies: ExampleAnomalies, fail_on_anomalies: bool, drift_thresholds: dict,
-            **resolved: Any) -> None:
+            exclude_splits: list | None = None, **resolved: Any) -> None:
         """``resolved`` (from the driver): ``spans``, {'span', 'previous_span', 'previous_run'} when the
         baseline is the previous span's statistics, or {'span'} when there is none."""
         import tensorflow_data_validation as tfdv
@@ -149,7 +149,8 @@ class ExampleValidatorExecutor(Executor):
                      if drift_thresholds else 'not asked (no drift_thresholds)')
 
         report: dict[str, list[str]] = {}
-        for split in statistics.split_names:
+        checked = statistics.splits_without(exclude_splits or [])
+        for split in checked:
             previous = None
             if baseline_statistics is not None:
                 splits = baseline_statistics.split_names
@@ -166,7 +167,7 @@ class ExampleValidatorExecutor(Executor):
             report[split] = describe(result)
 
         found = {split: lines for split, lines in report.items() if lines}
-        anomalies.set('split_names', statistics.split_names)
+        anomalies.set('split_names', checked)
         anomalies.set('has_anomalies', int(bool(found)))
         anomalies.set('summary', json.dumps(report, sort_keys=True))
         anomalies.set('drift', drift)
@@ -256,6 +257,7 @@ class ExampleValidator(Component):
     anomalies = Output(ExampleAnomalies)
     fail_on_anomalies = Parameter(bool, default=True)
     drift_thresholds = Parameter(dict, default={}, check=_check_drift_thresholds)
+    exclude_splits = Parameter(list, default=[], check=check_split_names)  # splits not checked
     libraries = ('tensorflow-data-validation',)
     executor = ExampleValidatorExecutor
     driver = ExampleValidatorDriver

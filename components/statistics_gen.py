@@ -12,6 +12,12 @@ from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.executor import Executor
 from sluice.metadata.artifact import Examples, ExampleStatistics
 
+
+def check_split_names(value: list) -> None:
+    if not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f'exclude_splits takes split names, e.g. ["eval"]; got {value!r}')
+
+
 STATS_FILE = 'FeatureStats.pb'
 
 
@@ -29,14 +35,14 @@ def load_statistics(statistics: ExampleStatistics, split: str) -> object:
 
 class StatisticsGenExecutor(Executor):
     def run(self, *, examples: Examples, statistics: ExampleStatistics, num_top_values: int,
-            num_histogram_buckets: int) -> None:
+            num_histogram_buckets: int, exclude_splits: list | None = None) -> None:
         import tensorflow_data_validation as tfdv
         from tfx_bsl.public import tfxio
 
         options = tfdv.StatsOptions(num_top_values=num_top_values, num_histogram_buckets=num_histogram_buckets)
-        splits = examples.split_names
-        if not splits:
+        if not examples.split_names:
             raise ValueError(f'{examples!r} records no split_names; it was not written by an ExampleGen.')
+        splits = examples.splits_without(exclude_splits or [])
         with self.beam_pipeline() as p:
             for split in splits:
                 source = tfxio.TFExampleRecord(file_pattern=os.path.join(examples.split_uri(split), '*'),
@@ -50,10 +56,11 @@ class StatisticsGenExecutor(Executor):
 
 
 class StatisticsGen(Component):
-    """TFDV statistics of each split of the examples."""
+    """TFDV statistics of each split of the examples (but ``exclude_splits``)."""
     examples = Input(Examples)
     statistics = Output(ExampleStatistics)
     num_top_values = Parameter(int, default=20)
     num_histogram_buckets = Parameter(int, default=10)
+    exclude_splits = Parameter(list, default=[], check=check_split_names)  # splits left without statistics
     libraries = ('tensorflow-data-validation', 'tfx-bsl', 'apache-beam')
     executor = StatisticsGenExecutor

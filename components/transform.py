@@ -38,7 +38,7 @@ class TransformExecutor(Executor):
     def run(self, *, examples: Examples, schema: Schema, module_file: str, analyze_split: str,
             transform_graph: TransformGraph, transformed_examples: Examples,
             analyzer_cache: TransformCache | None = None, cache_analyzers: bool = False,
-            updated_analyzer_cache: TransformCache | None = None) -> None:
+            updated_analyzer_cache: TransformCache | None = None, custom_config: dict | None = None) -> None:
         import apache_beam as beam
         import tensorflow_transform as tft
         import tensorflow_transform.beam as tft_beam
@@ -47,6 +47,7 @@ class TransformExecutor(Executor):
 
         libraries_without_autograph()  # tf.Transform's and tfx_bsl's own code, not the preprocessing_fn
         module = load_module_file(module_file, required=['preprocessing_fn'])
+        preprocessing_fn = with_custom_config(module.preprocessing_fn, custom_config or {}, module_file)
         splits = examples.split_names
         if analyze_split not in splits:
             raise ValueError(f"Transform analyzes split '{analyze_split}', but the examples have only "
@@ -71,7 +72,7 @@ class TransformExecutor(Executor):
         with self.beam_pipeline() as p, tft_beam.Context(temp_dir=os.path.join(self.tmp_dir, 'tft')):
             analyzed = source(analyze_split)
             if cache_analyzers and updated_analyzer_cache is not None:
-                transform_fn = self._analyze_with_cache(p, module.preprocessing_fn, examples, analyze_split,
+                transform_fn = self._analyze_with_cache(p, preprocessing_fn, examples, analyze_split,
                                                         source, analyzer_cache, updated_analyzer_cache)
                 remaining = splits
             else:  # the analyzed split is read once: it feeds the analyzers and, then, its own transform
@@ -79,7 +80,7 @@ class TransformExecutor(Executor):
                 transformed, transform_fn = (
                     (raw, analyzed.TensorAdapterConfig())
                     | f'AnalyzeAndTransform[{analyze_split}]' >> tft_beam.AnalyzeAndTransformDataset(
-                        module.preprocessing_fn, output_record_batches=True))
+                        preprocessing_fn, output_record_batches=True))
                 write(analyze_split, transformed)
                 remaining = [split for split in splits if split != analyze_split]
             _ = transform_fn | 'WriteTransformFn' >> tft_beam.WriteTransformFn(transform_graph.uri)
@@ -125,6 +126,23 @@ class TransformExecutor(Executor):
                                       | 'AnalyzeWithCache' >> tft_beam.AnalyzeDatasetWithCache(preprocessing_fn))
         _ = output_cache | 'WriteAnalyzerCache' >> tft_cache.WriteAnalysisCacheToFS(p, updated.uri, list(keys.values()))
         return transform_fn
+
+
+def with_custom_config(preprocessing_fn: Callable, custom_config: dict, module_file: str) -> Callable:
+    """``preprocessing_fn`` as tf.Transform calls it (with the inputs only): given ``custom_config`` too
+    when it declares that parameter (TFX's contract, ``preprocessing_fn(inputs, custom_config)``)."""
+    import inspect
+
+    if 'custom_config' not in inspect.signature(preprocessing_fn).parameters:
+        if custom_config:
+            raise ValueError(f'Transform was given custom_config={custom_config!r}, but preprocessing_fn in '
+                             f'{module_file} takes no custom_config parameter; declare it: '
+                             'def preprocessing_fn(inputs, custom_config).')
+        return preprocessing_fn
+
+    def configured(inputs: Any) -> Any:
+        return preprocessing_fn(inputs, custom_config=custom_config)
+    return configured
 
 
 def span_datasets(examples: Examples, split: str) -> dict[str, list[str]]:
@@ -208,6 +226,7 @@ class Transform(Component):
     module_file = Parameter(str, user_code=True)
     analyze_split = Parameter(str, default='train')
     cache_analyzers = Parameter(bool, default=False)
+    custom_config = Parameter(dict, default={})  # preprocessing_fn(inputs, custom_config), where it declares it
     libraries = ('tensorflow', 'tensorflow-transform', 'apache-beam', 'tfx-bsl')
     executor = TransformExecutor
     driver = TransformDriver

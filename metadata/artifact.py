@@ -118,6 +118,15 @@ class _SplitsMixin:
     def split_uri(self, split: str) -> str:
         return storage.join(self.uri, f'Split-{split}')  # type: ignore[attr-defined]
 
+    def splits_without(self, exclude: list[str]) -> list[str]:
+        """The split names but ``exclude`` (TFX's ``exclude_splits``; a name the artifact lacks is
+        ignored, as in TFX); ValueError when none is left."""
+        kept = [s for s in self.split_names if s not in exclude]
+        if not kept:
+            raise ValueError(f'exclude_splits={list(exclude)} leaves none of the splits of {self!r} '
+                             f'({", ".join(self.split_names) or "none"}); exclude fewer.')
+        return kept
+
 
 class Examples(_SplitsMixin, Artifact):
     """gzipped TFRecords of tf.Example under ``Split-<split>/``."""

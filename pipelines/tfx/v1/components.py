@@ -125,15 +125,15 @@ def ImportExampleGen(input_base: str | None = None, input_config: Any = None,  #
 # -- data validation ------------------------------------------------------------------------------
 def StatisticsGen(examples: Any = None, schema: Any = None, stats_options: Any = None,  # noqa: N802
                   exclude_splits: Any = None, **sluice: Any) -> Component:
-    """Sluice's StatisticsGen (TFDV statistics of every split)."""
+    """Sluice's StatisticsGen (TFDV statistics of every split but ``exclude_splits``)."""
     where = 'tfx.components.StatisticsGen'
     check_none(where, schema=(schema, 'Sluice computes statistics without a schema; the schema is applied by '
                                       'ExampleValidator'),
                stats_options=(stats_options, 'give num_top_values=... and num_histogram_buckets=... (Sluice '
-                                             'StatisticsGen parameters)'),
-               exclude_splits=(exclude_splits, 'Sluice computes the statistics of every split'))
-    return _with(_sluice.StatisticsGen, where, examples=_channel(where, 'examples', examples),
-                 **_extras(where, _sluice.StatisticsGen, sluice, set()))
+                                             'StatisticsGen parameters)'))
+    args = {'exclude_splits': list(exclude_splits)} if exclude_splits else {}
+    return _with(_sluice.StatisticsGen, where, examples=_channel(where, 'examples', examples), **args,
+                 **_extras(where, _sluice.StatisticsGen, sluice, set(args)))
 
 
 def SchemaGen(statistics: Any = None, infer_feature_shape: bool = True, exclude_splits: Any = None,  # noqa: N802
@@ -159,11 +159,12 @@ def ExampleValidator(statistics: Any = None, schema: Any = None, exclude_splits:
     """Sluice's ExampleValidator. Unlike TFX's, anomalies fail the node by default, so nothing
     downstream runs on bad data; ``fail_on_anomalies=False`` records them and goes on, as TFX does."""
     where = 'tfx.components.ExampleValidator'
-    check_none(where, exclude_splits=(exclude_splits, 'Sluice checks every split'),
-               custom_validation_config=(custom_validation_config, 'curate the schema (ImportSchemaGen) and give '
-                                         'drift_thresholds={...}'))
+    check_none(where, custom_validation_config=(custom_validation_config, 'curate the schema (ImportSchemaGen) and '
+                                                                       'give drift_thresholds={...}'))
+    args = {'exclude_splits': list(exclude_splits)} if exclude_splits else {}
     return _with(_sluice.ExampleValidator, where, statistics=_channel(where, 'statistics', statistics),
-                 schema=_channel(where, 'schema', schema), **_extras(where, _sluice.ExampleValidator, sluice, set()))
+                 schema=_channel(where, 'schema', schema), **args,
+                 **_extras(where, _sluice.ExampleValidator, sluice, set(args)))
 
 
 # -- model ----------------------------------------------------------------------------------------
@@ -174,21 +175,22 @@ def Transform(examples: Any = None, schema: Any = None, module_file: str | None 
               stats_options_updater_fn: str | None = None, **sluice: Any) -> Component:
     """Sluice's Transform: ``preprocessing_fn`` of ``module_file``, analyzed on one split (``splits_config``'s
     ``analyze``, default train), applied to every split. Sluice always writes the transformed examples
-    (``materialize=False`` changes nothing). ``analyzer_cache`` (a ``LatestArtifactStrategy`` resolver's
+    (``materialize=False`` changes nothing). ``custom_config`` reaches ``preprocessing_fn(inputs,
+    custom_config)``, as in TFX. ``analyzer_cache`` (a ``LatestArtifactStrategy`` resolver's
     output over ``Channel(type=TransformCache)``, or a channel of TransformCache) keeps tf.Transform's
     analyzer cache (``cache_analyzers=True``), unless ``disable_analyzer_cache``."""
     where = 'tfx.components.Transform'
     check_none(where,
                preprocessing_fn=(preprocessing_fn, 'give module_file=, the file that defines preprocessing_fn'),
                force_tf_compat_v1=(force_tf_compat_v1, 'Sluice runs tf.Transform in TF2 mode'),
-               custom_config=(custom_config, 'preprocessing_fn takes only its inputs in Sluice; put constants in '
-                                             'the module file'),
                stats_options_updater_fn=(stats_options_updater_fn, 'Sluice computes no statistics in Transform; '
                                                                    'add a StatisticsGen on transformed_examples'))
     if not isinstance(materialize, bool) or not isinstance(disable_analyzer_cache, bool) or \
             not isinstance(disable_statistics, bool):
         raise WiringError(f'{where}(materialize=, disable_analyzer_cache=, disable_statistics=) take True or False.')
     args: dict[str, Any] = {}
+    if custom_config:
+        args['custom_config'] = dict(custom_config)
     if splits_config is not None:
         if not isinstance(splits_config, _proto.SplitsConfig):
             raise WiringError(f'{where}(splits_config=...) takes a tfx.proto.SplitsConfig.')
