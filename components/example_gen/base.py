@@ -13,7 +13,7 @@ from typing import Any
 from sluice.components.component import Component, Output, Parameter, WiringError
 from sluice.components.driver import Driver
 from sluice.components.example_gen.spans import (DataError, Selection, check_pattern, check_span, check_version,
-                                                 placeholder_names, select_files)
+                                                 placeholder_names, select_inputs)
 from sluice.components.fingerprint import files_fingerprint
 from sluice.metadata.artifact import Examples
 
@@ -28,6 +28,44 @@ def _check_split_ratios(ratios: dict) -> None:
             raise ValueError(f'split name {name!r} must be letters, digits, _ or -')
         if not isinstance(weight, int) or isinstance(weight, bool) or weight <= 0:
             raise ValueError(f'the weight of split {name!r} must be a positive integer; got {weight!r}')
+
+
+def _check_input_splits(splits: dict) -> None:
+    for name, pattern in splits.items():
+        _check_split_ratios({name: 1})
+        if not isinstance(pattern, str):
+            raise ValueError(f'the pattern of split {name!r} must be a glob relative to input_base; got {pattern!r}')
+        check_pattern(pattern)
+
+
+class SplitPlan:
+    """Which split each record goes to: by a hash of its content over ``split_ratios``, or, for
+    ``input_splits``, by the file it came from."""
+
+    def __init__(self, split_ratios: dict, by_split: dict[str, list[str]]) -> None:
+        if by_split:
+            self.ratios = [(name, 1) for name in by_split]
+            self.by_file = {_file_key(path): i for i, files in enumerate(by_split.values()) for path in files}
+        else:
+            self.ratios, self.by_file = list(split_ratios.items()), {}
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.ratios]
+
+    def index(self, record: dict, content: bytes) -> int:
+        if not self.by_file:
+            return split_of(content, self.ratios)
+        found = self.by_file.get(_file_key(record['file']))
+        if found is None:  # a reader naming the file otherwise than the listing did
+            raise RuntimeError(f"{record['file']} was read but is in no split's list of files")
+        return found
+
+
+def _file_key(path: str) -> str:
+    """A file's name as readers may spell it (``file://`` or not, normalised)."""
+    path = path[len('file://'):] if path.startswith('file://') else path
+    return path if '://' in path else os.path.normpath(os.path.abspath(path))
 
 
 def split_of(content: bytes, ratios: list[tuple[str, int]]) -> int:
@@ -48,9 +86,9 @@ class ExampleGenDriver(Driver):
         if not hasattr(self, '_selected'):
             params = self.component.parameters
             try:
-                self._selected: Selection | None = select_files(
-                    params['input_base'], self._pattern(), params.get('span'), params.get('span_version'),
-                    self.component.component_type)
+                self._selected: Selection | None = select_inputs(
+                    params['input_base'], self._pattern(), params.get('input_splits') or {}, params.get('span'),
+                    params.get('span_version'), self.component.component_type)[0]
             except DataError:  # the executor raises it again, with a FAILED execution and no output
                 self._selected = None
         return self._selected
@@ -88,22 +126,25 @@ class ExampleGenDriver(Driver):
         return params
 
 
-def record_selection(examples: Examples, selected: Selection, input_base: str, pattern: str) -> None:
+def record_selection(examples: Examples, selected: Selection, input_base: str, pattern: str,
+                     input_splits: dict | None = None) -> None:
     examples.set('span', selected.span)
     examples.set('version', selected.version)
     examples.set('input_base', input_base)
     examples.set('pattern', pattern)
+    if input_splits:
+        examples.set('input_splits', json.dumps(input_splits))
     if selected.has_spans:
         examples.set('spans', json.dumps(selected.spans))
 
 
-def write_splits(p: Any, records: Any, ratios: list[tuple[str, int]], examples: Examples,
-                 key: Any) -> None:
-    """Partition serialized examples by split (hash of ``key(record)``) and write gzipped TFRecords."""
+def write_splits(p: Any, records: Any, plan: SplitPlan, examples: Examples, key: Any) -> None:
+    """Partition serialized examples by split (``plan``: a hash of ``key(record)``, or the record's file)
+    and write gzipped TFRecords."""
     import apache_beam as beam
 
-    parts = records | 'Split' >> beam.Partition(lambda r, n: split_of(key(r), ratios), len(ratios))
-    for index, (name, _) in enumerate(ratios):
+    parts = records | 'Split' >> beam.Partition(lambda r, n: plan.index(r, key(r)), len(plan.ratios))
+    for index, (name, _) in enumerate(plan.ratios):
         directory = examples.split_uri(name)
         os.makedirs(directory, exist_ok=True)
         _ = (parts[index] | f'Serialize[{name}]' >> beam.Map(lambda r: r['example'])
@@ -124,6 +165,7 @@ class FileBasedExampleGen(Component):
     input_base = Parameter(str, path=True)
     split_ratios = Parameter(dict, default={'train': 2, 'eval': 1}, check=_check_split_ratios)
     pattern = Parameter(str, default=None, check=check_pattern)
+    input_splits = Parameter(dict, default={}, check=_check_input_splits)  # {split: pattern}: data split already
     span = Parameter((int, tuple, list), default=None, check=check_span)
     span_version = Parameter(int, default=None, check=check_version)
     examples = Output(Examples)
@@ -134,10 +176,17 @@ class FileBasedExampleGen(Component):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         params = self.parameters
+        name = type(self).__name__
         if isinstance(params.get('span'), list):
             params['span'] = tuple(params['span'])
+        splits = params.get('input_splits') or {}
+        if splits and (kwargs.get('pattern') is not None or 'split_ratios' in kwargs):
+            raise WiringError(f'{name}(input_splits=...) reads each split from its own pattern; pass neither '
+                              'pattern= nor split_ratios= with it.')
+        patterns = list(splits.values()) or [params.get('pattern') or '']
         for key, holder in (('span', 'SPAN'), ('span_version', 'VERSION')):
-            if params.get(key) is not None and not placeholder_names(params.get('pattern') or '') >= {holder}:
-                raise WiringError(f"{type(self).__name__}({key}={params[key]!r}) selects a {key.replace('_', ' ')}, "
-                                  f"but the pattern '{params.get('pattern') or type(self).input_pattern}' has no "
+            lacking = [p or type(self).input_pattern for p in patterns if holder not in placeholder_names(p)]
+            if params.get(key) is not None and lacking:
+                raise WiringError(f"{name}({key}={params[key]!r}) selects a {key.replace('_', ' ')}, "
+                                  f"but the pattern '{lacking[0]}' has no "
                                   f"{{{holder}}}; pass e.g. pattern='span-{{SPAN}}/v{{VERSION}}/*.csv'.")

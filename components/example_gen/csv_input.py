@@ -11,9 +11,9 @@ import os
 from typing import Any, Iterable
 
 from sluice.metadata import storage
-from sluice.components.example_gen.base import (MAX_REPORTED_PROBLEMS, FileBasedExampleGen, record_selection,
-                                                split_of, write_splits)
-from sluice.components.example_gen.spans import DataError, select_files
+from sluice.components.example_gen.base import (MAX_REPORTED_PROBLEMS, FileBasedExampleGen, SplitPlan,
+                                                record_selection, write_splits)
+from sluice.components.example_gen.spans import DataError, select_inputs
 from sluice.components.executor import Executor
 from sluice.metadata.artifact import Examples
 
@@ -81,12 +81,12 @@ class InferColumns:
     counts per split, and the first few bad rows."""
 
     @staticmethod
-    def make(n_columns: int, ratios: list[tuple[str, int]]) -> Any:
+    def make(n_columns: int, plan: SplitPlan) -> Any:
         import apache_beam as beam
 
         class _Combine(beam.CombineFn):
             def create_accumulator(self) -> dict:
-                return {'kinds': [None] * n_columns, 'splits': [0] * len(ratios), 'problems': []}
+                return {'kinds': [None] * n_columns, 'splits': [0] * len(plan.ratios), 'problems': []}
 
             def add_input(self, acc: dict, row: dict) -> dict:
                 if 'problem' in row:
@@ -101,7 +101,7 @@ class InferColumns:
                         kind = value_kind(value)
                         if _KIND_ORDER[kind] > _KIND_ORDER[kinds[i]]:
                             kinds[i] = kind
-                acc['splits'][split_of(row['raw'], ratios)] += 1
+                acc['splits'][plan.index(row, row['raw'])] += 1
                 return acc
 
             def merge_accumulators(self, accs: Iterable[dict]) -> dict:
@@ -148,11 +148,13 @@ def line_number(path: str, raw: bytes) -> int | None:
 
 class CsvExampleGenExecutor(Executor):
     def run(self, *, input_base: str, split_ratios: dict, examples: Examples, pattern: str | None = None,
-            span: Any = None, span_version: int | None = None) -> None:
+            span: Any = None, span_version: int | None = None, input_splits: dict | None = None) -> None:
         import apache_beam as beam
 
         pattern = pattern or CsvExampleGen.input_pattern
-        selected = select_files(input_base, pattern, span, span_version, 'CsvExampleGen')
+        selected, by_split = select_inputs(input_base, pattern, input_splits or {}, span, span_version,
+                                           'CsvExampleGen')
+        plan = SplitPlan(split_ratios, by_split)
         files = selected.files
         headers = {f: read_header(f) for f in files}
         header = headers[files[0]]
@@ -161,7 +163,6 @@ class CsvExampleGenExecutor(Executor):
                 raise DataError(f'CsvExampleGen: the header of {f} ({",".join(h)}) differs from the header of '
                                 f'{files[0]} ({",".join(header)}); all CSV files in {input_base} must have the '
                                 'same columns in the same order.')
-        ratios = list(split_ratios.items())
         summary_path = os.path.join(self.tmp_dir, 'csv_summary.json')
 
         def read(p: Any) -> Any:
@@ -172,7 +173,7 @@ class CsvExampleGenExecutor(Executor):
 
         # Pass 1: column kinds, rows per split, bad rows.
         with self.beam_pipeline() as p:
-            _ = (read(p) | 'Infer' >> beam.CombineGlobally(InferColumns.make(len(header), ratios))
+            _ = (read(p) | 'Infer' >> beam.CombineGlobally(InferColumns.make(len(header), plan))
                  | 'ToJson' >> beam.Map(lambda acc: json.dumps(
                      {**acc, 'problems': [(f, r.decode('latin-1'), m) for f, r, m in acc['problems']]}))
                  | 'WriteSummary' >> beam.io.WriteToText(summary_path, num_shards=1, shard_name_template=''))
@@ -196,20 +197,20 @@ class CsvExampleGenExecutor(Executor):
 
         # Pass 2: write tf.Examples per split.
         def encode(row: dict) -> dict:
-            return {'raw': row['raw'], 'example': to_example(row['values'], header, kinds)}
+            return {'file': row['file'], 'raw': row['raw'], 'example': to_example(row['values'], header, kinds)}
 
         with self.beam_pipeline() as p:
             rows = (read(p) | 'KeepRows' >> beam.Filter(lambda r: 'values' in r) | 'ToExample' >> beam.Map(encode))
-            write_splits(p, rows, ratios, examples, key=lambda r: r['raw'])
+            write_splits(p, rows, plan, examples, key=lambda r: r['raw'])
 
-        examples.set('split_names', [name for name, _ in ratios])
-        record_selection(examples, selected, input_base, pattern)
-        examples.set('row_counts', {name: n for (name, _), n in zip(ratios, summary['splits'])})
+        examples.set('split_names', plan.names)
+        record_selection(examples, selected, input_base, pattern, input_splits)
+        examples.set('row_counts', {name: n for name, n in zip(plan.names, summary['splits'])})
         examples.set('column_types', {h: (k or 'missing') for h, k in zip(header, kinds)})
-        empty = [name for (name, _), n in zip(ratios, summary['splits']) if n == 0]
+        empty = [name for name, n in zip(plan.names, summary['splits']) if n == 0]
         if empty:
-            raise DataError(f'CsvExampleGen: {total} rows left split(s) {", ".join(empty)} empty; add rows or '
-                            'change split_ratios.')
+            fix = 'add rows to their files' if by_split else 'add rows or change split_ratios'
+            raise DataError(f'CsvExampleGen: {total} rows left split(s) {", ".join(empty)} empty; {fix}.')
 
 
 class CsvExampleGen(FileBasedExampleGen):

@@ -206,3 +206,30 @@ def select_files(input_base: str, pattern: str, span: Any, version: Any, compone
     top = chosen[-1]
     return Selection(sorted(files), span=top, version=versions[top] or 0, spans=chosen, versions=versions,
                      has_spans=True)
+
+
+def select_inputs(input_base: str, pattern: str, input_splits: dict[str, str], span: Any, version: Any,
+                  component: str) -> tuple[Selection, dict[str, list[str]]]:
+    """``select_files`` for ``pattern``, or, with ``input_splits`` ({split: pattern}), for each split's
+    pattern: then every split must select the same spans at the same versions, no file may match two
+    splits, and the Selection holds every split's files ({split: its files} beside it)."""
+    if not input_splits:
+        return select_files(input_base, pattern, span, version, component), {}
+    chosen = {name: select_files(input_base, p, span, version, component) for name, p in input_splits.items()}
+    (first_name, first), *rest = chosen.items()
+    for name, selection in rest:
+        if (selection.spans, selection.versions) != (first.spans, first.versions):
+            raise DataError(f'{component}: split {name} ({input_splits[name]}) selects {selection.describe()} but '
+                            f'split {first_name} ({input_splits[first_name]}) selects {first.describe()} in '
+                            f'{input_base}; every split must have the same spans (and versions).')
+    owner: dict[str, str] = {}
+    for name, selection in chosen.items():
+        for path in selection.files:
+            if path in owner:
+                raise DataError(f'{component}: {path} matches the patterns of split {owner[path]} '
+                                f'({input_splits[owner[path]]}) and of split {name} ({input_splits[name]}); a file '
+                                'belongs to one split: make the patterns exclusive.')
+            owner[path] = name
+    combined = Selection(sorted(owner), span=first.span, version=first.version, spans=first.spans,
+                         versions=first.versions, has_spans=first.has_spans)
+    return combined, {name: selection.files for name, selection in chosen.items()}

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable
 
-from sluice.components.example_gen.base import (MAX_REPORTED_PROBLEMS, FileBasedExampleGen, record_selection,
-                                                write_splits)
-from sluice.components.example_gen.spans import DataError, select_files
+from sluice.components.example_gen.base import (MAX_REPORTED_PROBLEMS, FileBasedExampleGen, SplitPlan,
+                                                record_selection, write_splits)
+from sluice.components.example_gen.spans import DataError, select_inputs
 from sluice.components.executor import Executor
 from sluice.metadata.artifact import Examples
 
@@ -26,13 +26,14 @@ def _check_example(element: tuple[str, bytes]) -> dict:
 
 class ImportExampleGenExecutor(Executor):
     def run(self, *, input_base: str, split_ratios: dict, examples: Examples, pattern: str | None = None,
-            span: Any = None, span_version: int | None = None) -> None:
+            span: Any = None, span_version: int | None = None, input_splits: dict | None = None) -> None:
         import apache_beam as beam
 
         pattern = pattern or ImportExampleGen.input_pattern
-        selected = select_files(input_base, pattern, span, span_version, 'ImportExampleGen')
+        selected, by_split = select_inputs(input_base, pattern, input_splits or {}, span, span_version,
+                                           'ImportExampleGen')
+        plan = SplitPlan(split_ratios, by_split)
         files = selected.files
-        ratios = list(split_ratios.items())
         problems_path = os.path.join(self.tmp_dir, 'problems')
 
         def read_file(path: str) -> Iterable[tuple[str, bytes]]:
@@ -53,14 +54,14 @@ class ImportExampleGenExecutor(Executor):
                  | 'Distinct' >> beam.Distinct()
                  | 'WriteProblems' >> beam.io.WriteToText(problems_path, num_shards=1, shard_name_template=''))
             good = records | 'Good' >> beam.Filter(lambda r: 'example' in r)
-            write_splits(p, good, ratios, examples, key=lambda r: r['raw'])
+            write_splits(p, good, plan, examples, key=lambda r: r['raw'])
         with open(problems_path) as f:
             problems = [line.strip() for line in f if line.strip()]
         if problems:
             raise DataError('ImportExampleGen: ' + '; '.join(problems[:MAX_REPORTED_PROBLEMS])
                             + '. Every file in input_base must hold TFRecords of tf.Example.')
-        examples.set('split_names', [name for name, _ in ratios])
-        record_selection(examples, selected, input_base, pattern)
+        examples.set('split_names', plan.names)
+        record_selection(examples, selected, input_base, pattern, input_splits)
 
 
 class ImportExampleGen(FileBasedExampleGen):

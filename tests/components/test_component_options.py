@@ -5,11 +5,15 @@ StatisticsGen and ExampleValidator."""
 from __future__ import annotations
 
 import glob
+import json
 import os
 import textwrap
 
+import pytest
+
 from sluice import LocalDagRunner, Pipeline
-from sluice.components import CsvExampleGen, ExampleValidator, ImportSchemaGen, StatisticsGen, Transform
+from sluice.components import (CsvExampleGen, ExampleValidator, ImportSchemaGen, StatisticsGen, Transform,
+                               WiringError)
 from sluice.tfx import v1 as tfx
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -91,3 +95,58 @@ def test_exclude_splits_leaves_splits_out_of_statistics_and_validation(tmp_path)
     assert result['nothing'].state == 'FAILED' and not result['nothing'].outputs
     assert "exclude_splits=['train', 'eval'] leaves none of the splits of Examples(" in result['nothing'].error
     assert '(train, eval); exclude fewer.' in result['nothing'].error
+
+
+def _split_files(base, rows_by_dir: dict[str, int], header='a,b\n') -> None:
+    for directory, n in rows_by_dir.items():
+        (base / directory).mkdir(parents=True)
+        (base / directory / 'rows.csv').write_text(header + ''.join(f'{i},{directory}\n' for i in range(n)))
+
+
+def _split_values(examples, split: str) -> set[str]:
+    import tensorflow as tf
+
+    out = set()
+    for path in glob.glob(os.path.join(examples.split_uri(split), '*.gz')):
+        for record in tf.data.TFRecordDataset(path, compression_type='GZIP'):
+            out.update(v.decode() for v in tf.train.Example.FromString(record.numpy()).features.feature['b']
+                       .bytes_list.value)
+    return out
+
+
+def test_data_split_already_is_read_split_by_split_through_the_tfx_surface(tmp_path):
+    base = tmp_path / 'data'
+    _split_files(base, {'span-1/train': 9, 'span-1/eval': 4, 'span-2/train': 7, 'span-2/eval': 3})
+    gen = tfx.components.CsvExampleGen(input_base=str(base), input_config=tfx.proto.Input(splits=[
+        tfx.proto.Input.Split(name='train', pattern='span-{SPAN}/train/*.csv'),
+        tfx.proto.Input.Split(name='eval', pattern='span-{SPAN}/eval/*.csv')]))
+    assert gen.parameters['input_splits'] == {'train': 'span-{SPAN}/train/*.csv', 'eval': 'span-{SPAN}/eval/*.csv'}
+    result = LocalDagRunner(progress=False).run(Pipeline(name='presplit', pipeline_root=str(tmp_path / 'root'),
+                                                         components=[gen], beam_pipeline_args=['--direct_num_workers=1']))
+    assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items() if n.error}
+    examples = result['CsvExampleGen'].outputs['examples']
+    assert examples.split_names == ['train', 'eval'] and examples.get('span') == 2  # the newest span
+    counts = examples.get('row_counts')
+    assert (json.loads(counts) if isinstance(counts, str) else counts) == {'train': 7, 'eval': 3}
+    assert _split_values(examples, 'train') == {'span-2/train'}  # every row where its file put it
+    assert _split_values(examples, 'eval') == {'span-2/eval'}
+
+
+def test_input_splits_that_overlap_or_select_other_spans_fail_naming_the_files(tmp_path):
+    base = tmp_path / 'data'
+    _split_files(base, {'span-1/train': 3, 'span-1/eval': 2, 'span-2/train': 3})
+    overlap = CsvExampleGen(input_base=str(base), input_splits={'train': 'span-1/*/*.csv', 'eval': 'span-1/eval/*.csv'})
+    spans = CsvExampleGen(input_base=str(base), input_splits={'train': 'span-{SPAN}/train/*.csv',
+                                                              'eval': 'span-{SPAN}/eval/*.csv'}).with_id('spans')
+    result = LocalDagRunner(progress=False).run(Pipeline(name='bad', pipeline_root=str(tmp_path / 'root'),
+                                                         components=[overlap, spans]))
+    assert result['CsvExampleGen'].state == 'FAILED' and not result['CsvExampleGen'].outputs
+    assert (f"{base / 'span-1' / 'eval' / 'rows.csv'} matches the patterns of split train (span-1/*/*.csv) and of "
+            'split eval (span-1/eval/*.csv); a file belongs to one split: make the patterns exclusive.'
+            in result['CsvExampleGen'].error)
+    assert result['spans'].state == 'FAILED'
+    assert ('split eval (span-{SPAN}/eval/*.csv) selects span 1 (1 files) but split train (span-{SPAN}/train/*.csv) '
+            'selects span 2 (1 files)' in result['spans'].error)
+    with pytest.raises(WiringError, match='reads each split from its own pattern; pass neither pattern= nor '
+                                          'split_ratios= with it'):
+        CsvExampleGen(input_base=str(base), input_splits={'train': 'a/*'}, split_ratios={'train': 1})

@@ -406,11 +406,12 @@ def test_what_is_not_offered_fails_at_import_or_construction_naming_it_and_the_s
         split_config=tfx.proto.SplitConfig(partition_feature_name='day'))),
         "tfx.components.CsvExampleGen(output_config=...partition_feature_name='day') is not offered by Sluice: "
         'Sluice splits by a hash of each row (SplitConfig.Split(name, hash_buckets))')
-    _raises(lambda: tfx.components.CsvExampleGen(input_base=str(tmp_path), input_config=tfx.proto.Input(splits=[
-        tfx.proto.Input.Split(name='train', pattern='train/*'), tfx.proto.Input.Split(name='eval', pattern='eval/*')])),
-        'tfx.components.CsvExampleGen(input_config=Input(splits=[2 splits])) is not offered by Sluice: Sluice splits '
-        'one set of files by a hash of each row; give one Input.Split(pattern=...) and the split sizes in '
-        'output_config (hash_buckets)')
+    with pytest.raises(WiringError, match=r'^tfx.components.CsvExampleGen: input_config has 2 splits, so the data '
+                                          r'is split already; give no output_config \(as in TFX\).$'):
+        tfx.components.CsvExampleGen(input_base=str(tmp_path), input_config=tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name='train', pattern='train/*'), tfx.proto.Input.Split(name='eval', pattern='eval/*')]),
+            output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+                tfx.proto.SplitConfig.Split(name='train', hash_buckets=1)])))
     _raises(lambda: tfx.components.CsvExampleGen(input_base=str(tmp_path), range_config=tfx.proto.RangeConfig(
         rolling_range=tfx.proto.RollingRange(num_spans=2))),
         'tfx.components.CsvExampleGen(range_config=RangeConfig(rolling_range=...)) is not offered by Sluice: an '

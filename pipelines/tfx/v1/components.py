@@ -62,10 +62,15 @@ def _example_gen_args(where: str, input_config: Any, output_config: Any, range_c
     if input_config is not None:
         if not isinstance(input_config, _proto.Input):
             raise WiringError(f'{where}(input_config=...) takes a tfx.proto.Input; got {type(input_config).__name__}.')
-        if len(input_config.splits) != 1:
-            raise not_offered(f'{where}(input_config=Input(splits=[{len(input_config.splits)} splits]))',
-                              'Sluice splits one set of files by a hash of each row; give one '
-                              "Input.Split(pattern=...) and the split sizes in output_config (hash_buckets)")
+        if not input_config.splits:
+            raise WiringError(f'{where}(input_config=Input(splits=[])) needs a split: '
+                              "Input.Split(name='single_split', pattern='*').")
+        if len(input_config.splits) > 1:  # data split already: each split from its own files, as in TFX
+            if output_config is not None:
+                raise WiringError(f'{where}: input_config has {len(input_config.splits)} splits, so the data is '
+                                  'split already; give no output_config (as in TFX).')
+            args['input_splits'] = {split.name: split.pattern for split in input_config.splits}
+            return {**args, **_range_args(where, range_config)}
         pattern = input_config.splits[0].pattern
         if pattern and pattern != '*':
             args['pattern'] = pattern  # '*' is every file: Sluice's default reads every file of its format
@@ -80,6 +85,11 @@ def _example_gen_args(where: str, input_config: Any, output_config: Any, range_c
                                   'Sluice splits by a hash of each row (SplitConfig.Split(name, hash_buckets))')
             if split_config.splits:
                 args['split_ratios'] = {s.name: s.hash_buckets for s in split_config.splits}
+    return {**args, **_range_args(where, range_config)}
+
+
+def _range_args(where: str, range_config: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {}
     if range_config is not None:
         if not isinstance(range_config, _proto.RangeConfig):
             raise WiringError(f'{where}(range_config=...) takes a tfx.proto.RangeConfig; got '
@@ -102,7 +112,8 @@ def _example_gen_args(where: str, input_config: Any, output_config: Any, range_c
 def CsvExampleGen(input_base: str | None = None, input_config: Any = None, output_config: Any = None,  # noqa: N802
                   range_config: Any = None, **sluice: Any) -> Component:
     """Sluice's CsvExampleGen. ``input_config``'s one split pattern (``{SPAN}``/``{VERSION}`` allowed) is
-    its ``pattern``; ``output_config``'s hash buckets its ``split_ratios`` (default train 2 : eval 1, as
+    its ``pattern``, several splits its ``input_splits`` (each split from its own files, data split
+    already); ``output_config``'s hash buckets its ``split_ratios`` (default train 2 : eval 1, as
     TFX); ``range_config``'s static range its ``span``. Without a range the newest span is read."""
     where = 'tfx.components.CsvExampleGen'
     args = _example_gen_args(where, input_config, output_config, range_config)
