@@ -110,14 +110,16 @@ class Driver:
         the ``fp.KEY_FIELDS`` entries, plus ``producers`` (input key -> producer node id) for
         explanations (not hashed)."""
         comp = self.component
-        stale = fp.stale_code_message(comp.id, type(comp))
+        entries = fp.closure(type(comp))  # the files the component runs: checked, then keyed
+        stale = fp.stale_code_message(comp.id, type(comp), entries)
         if stale:
             raise StaleCodeError(stale)
         code = {k: fp.code_parts(path) for k, path in comp.user_code_files()}
         params = {k: v for k, v in comp.parameters.items() if k not in code}
         return {
             'pipeline': self.pipeline.name, 'node': comp.id, 'component': comp.component_type,
-            'implementation': fp.implementation_parts(type(comp)),
+            'implementation': fp.implementation_parts(type(comp), files=fp.implementation_files(type(comp),
+                                                                                               entries=entries)),
             'parameters': fp.canonical(params),
             'inputs': {k: (a.fingerprint if a is not None else '') for k, a in inputs.items()},
             'code': code, 'external': self.external_fingerprints(),

@@ -44,15 +44,15 @@ from sluice.components.fingerprint.imports import (SLUICE_COMPONENTS_DIR, SLUICE
                                                    import_roots, is_library_file, is_project_file, is_sluice_file,
                                                    local_imports)
 from sluice.components.fingerprint.classes import class_file
-from sluice.components.fingerprint.implementation import (PLUMBING, implementation_files, implementation_fingerprint,
-                                                          implementation_parts, is_plumbing, is_standard,
-                                                          library_version)
+from sluice.components.fingerprint.implementation import (PLUMBING, closure, implementation_files,
+                                                          implementation_fingerprint, implementation_parts, is_plumbing,
+                                                          is_standard, library_version)
 from sluice.components.fingerprint.stale import (note_loaded, outdated_modules, stale_code, stale_code_message,
                                                  stamp_imports)
 
 __all__ = ['KEY_FIELDS', 'canonical', 'canonical_json', 'key_of', 'sha256', 'files_fingerprint', 'output_fingerprint',
            'source_digest', 'SLUICE_COMPONENTS_DIR', 'SLUICE_PACKAGES', 'SLUICE_ROOT', 'anchor_dir', 'code_fingerprint',
            'code_parts', 'display_name', 'import_graph', 'import_roots', 'is_library_file', 'is_project_file',
-           'is_sluice_file', 'local_imports', 'class_file', 'PLUMBING', 'implementation_files',
+           'is_sluice_file', 'local_imports', 'class_file', 'PLUMBING', 'closure', 'implementation_files',
            'implementation_fingerprint', 'implementation_parts', 'is_plumbing', 'is_standard', 'library_version',
            'note_loaded', 'outdated_modules', 'stale_code', 'stale_code_message', 'stamp_imports']

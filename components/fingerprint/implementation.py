@@ -115,10 +115,11 @@ def closure(component_cls: type, executor_cls: type | None = None) -> list[tuple
     return out
 
 
-def implementation_files(component_cls: type, executor_cls: type | None = None) -> dict[str, str]:
+def implementation_files(component_cls: type, executor_cls: type | None = None,
+                         entries: list[tuple[type, str, str]] | None = None) -> dict[str, str]:
     """A digest of each Python file the component runs (name -> ``source_digest``)."""
     files: dict[str, str] = {}
-    for cls, path, name in closure(component_cls, executor_cls):
+    for cls, path, name in entries if entries is not None else closure(component_cls, executor_cls):
         digest = source_digest(path) if path else class_source_digest(cls)
         if files.get(name, digest) != digest:  # two different files under one name
             name = path

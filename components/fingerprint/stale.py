@@ -206,11 +206,11 @@ def note_loaded(cls: type) -> None:
         cls._sluice_loaded = None
 
 
-def stale_code(component_cls: type) -> list[tuple[str, str]]:
+def stale_code(component_cls: type, entries: list[tuple[type, str, str]] | None = None) -> list[tuple[str, str]]:
     """[(path, why)] for each file the component runs whose code in memory may be older than the
     file: the cache key describes the file, so running the node would cache the old code's results
-    under the new code's key."""
-    entries = closure(component_cls)
+    under the new code's key. ``entries``: the component's ``closure``, if computed already."""
+    entries = closure(component_cls) if entries is None else entries
     modules: dict[str, list[tuple[str, types.ModuleType, bool]]] | None = None  # found when first needed
     own = component_cls.__dict__.get('_sluice_loaded')
     out: dict[str, str] = {}
@@ -261,9 +261,10 @@ def outdated_modules(paths: Iterable[str]) -> dict[str, list[str]]:
     return out
 
 
-def stale_code_message(node_id: str, component_cls: type) -> str | None:
+def stale_code_message(node_id: str, component_cls: type,
+                       entries: list[tuple[type, str, str]] | None = None) -> str | None:
     """Why a component must not run now and how to fix it, or None if its code in memory is current."""
-    stale = stale_code(component_cls)
+    stale = stale_code(component_cls, entries)
     if not stale:
         return None
     what = '; '.join(f'{path} {why}' for path, why in stale)
