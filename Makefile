@@ -4,8 +4,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PIP_FLAGS ?= --disable-pip-version-check --progress-bar off -q
 # uv installs the pinned stack (70 s here where pip took 2.6 min), compiling the bytecode as pip does:
-# without it, a machine that sets PYTHONDONTWRITEBYTECODE compiles TensorFlow's modules again in every
-# process (the suite took 8 CPU-minutes more). It reads uv's settings, not pip's: a private index is
+# without it, where PYTHONDONTWRITEBYTECODE is set (as here, and in many containers), every process
+# compiles what it imports again. It reads uv's settings, not pip's: a private index is
 # UV_INDEX_URL / UV_EXTRA_INDEX_URL (see uv's documentation).
 UV_FLAGS ?= -q
 # The environment is rebuilt when the pins or the [project] table (dependencies, scripts) change.

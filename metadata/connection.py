@@ -156,7 +156,9 @@ class Connection:
         database, or registering a type), also while another process creates the same thing: processes
         opening a new PostgreSQL or MySQL database at once race, the losers get a unique-key violation
         or, when their CREATE TABLE comes second, 'relation "type" already exists' (only those, never
-        ML-Metadata's AlreadyExistsError for a record), and the next try finds what the winner created.
+        ML-Metadata's AlreadyExistsError for a record), and the next try finds what the winner created; a
+        process that connects while another is half way through creating the tables is told that the
+        database has "a subset of tables" and to retry the connection.
         A new SQLite file opened while another process is still creating its tables says 'no such table'
         (retried a few times only: a file that is no store says so for good)."""
         delay = 0.05
@@ -168,7 +170,8 @@ class Connection:
                 busy = isinstance(e, mlmd_errors.AbortedError) or 'Concurrent writes aborted' in str(e) or (
                     isinstance(e, (mlmd_errors.InternalError, mlmd_errors.UnavailableError))
                     and ('locked' in str(e) or 'busy' in str(e)))
-                race = creating and (any(m in str(e) for m in ('duplicate key value', 'Duplicate entry'))
+                race = creating and (any(m in str(e) for m in ('duplicate key value', 'Duplicate entry',
+                                                               'subset of tables'))  # "Please retry the connection"
                                      or re.search(r'(relation|table) "?`?\w+`?"? already exists', str(e)) is not None
                                      or ('no such table' in str(e) and attempt < 4))  # SQLite, tables half made
                 if not (busy or race) or attempt == self.RETRIES:
