@@ -12,11 +12,17 @@ the process tree, user + system, per wall second: whole process and per node), a
 both sides wrote the same number of examples per split. (That the examples, statistics and
 transformed values are the same is what tests/components/test_beam_runners.py asserts.)
 
+Several processes are Sluice's warm pool (sluice.components.beam_pool: started once, kept for every
+Beam pipeline of the process); ``--fresh`` adds a third side, the same arguments with the pool
+turned off (``SLUICE_BEAM_WORKER_POOL=0``), where Beam starts new worker processes for each Beam
+pipeline, and a table of the pool against it.
+
 CPU: the whole process's is the getrusage(RUSAGE_CHILDREN) delta around it in this process, which
-counts Beam's worker processes once they are reaped (DirectRunner waits for them: the sum of /proc
-samples of the tree, printed beside it, agrees); a node's is getrusage SELF + CHILDREN in the child
-between the runner's node-started and node-finished hooks (the workers a node's Beam pipeline
-started are reaped when that pipeline ends, inside the node).
+counts the worker processes once they are reaped (the process waits for them before it exits: the
+sum of /proc samples of the tree, printed beside it, agrees); a node's is getrusage SELF + CHILDREN in
+the child between the runner's node-started and node-finished hooks, which counts the workers of
+Beam's own per-pipeline processes (reaped when the pipeline ends, inside the node) but not the warm
+pool's (reaped at exit): with the pool, read the per-node CPU/wall as the driver's alone.
 
 bench/scaling.py runs this comparison at each size as its section 2; this script is the quicker way
 to look at one size alone.
@@ -83,24 +89,32 @@ def sides(workers: int) -> dict[str, list[str]]:
             'multi': ['--direct_running_mode=multi_processing', f'--direct_num_workers={workers}']}
 
 
-def run_side(data: str, beam_args: list[str]) -> dict:
+# The third side (--fresh): the same Beam arguments as 'multi' with Sluice's warm pool turned off, so
+# that Beam starts new worker processes for every Beam pipeline.
+FRESH_ENV = {'SLUICE_BEAM_WORKER_POOL': '0'}
+
+
+def run_side(data: str, beam_args: list[str], env: dict | None = None) -> dict:
     """The data components in a fresh process and a fresh root: wall, CPU and peak memory of its
     process tree, and per node duration, CPU and wall."""
     root = tempfile.mkdtemp(prefix='sluice-bench-workers-')
     try:
         script = CHILD.format(data=data, schema=os.path.join(TAXI_DIR, 'schema', 'schema.pbtxt'),
                               module=os.path.join(TAXI_DIR, 'taxi_module.py'), root=root, args=beam_args)
-        m = run_measured(['-c', script], cwd=REPO)
+        m = run_measured(['-c', script], cwd=REPO, env=env)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {'seconds': m.seconds, 'cpu': m.cpu, 'cpu_seen': m.cpu_seen, 'peak': m.peak / 2**20,
             **json.loads(m.proc.stdout.strip().splitlines()[-1])}
 
 
-def measure_pair(data: str, workers: int, repeat_index: int) -> dict[str, dict]:
-    """One repeat of both sides; which goes first alternates with ``repeat_index``."""
+def measure_pair(data: str, workers: int, repeat_index: int, fresh: bool = False) -> dict[str, dict]:
+    """One repeat of both sides (and of 'fresh'); which goes first turns with ``repeat_index``."""
     config = sides(workers)
-    return {name: run_side(data, config[name]) for name in turns(config, repeat_index)}
+    if fresh:
+        config['fresh'] = config['multi']
+    return {name: run_side(data, config[name], FRESH_ENV if name == 'fresh' else None)
+            for name in turns(config, repeat_index)}
 
 
 def report(reps: list[dict[str, dict]], workers: int, indent: str = '  ') -> list[str]:
@@ -138,6 +152,8 @@ def report(reps: list[dict[str, dict]], workers: int, indent: str = '  ') -> lis
     print(f'{indent}examples per split, every run: {" / ".join(sorted(rows))}'
           + ('' if len(rows) == 1 else '  DIFFERENT'))
     print(f'{indent}(one: {" ".join(config["one"])}; {workers} processes: {" ".join(config["multi"])})')
+    if 'fresh' in reps[0]:
+        report_fresh(reps, workers, indent)
     missed = []
     if len(rows) != 1:
         missed.append(f'{workers} worker processes wrote other example counts than one: {sorted(rows)}')
@@ -150,17 +166,31 @@ def report(reps: list[dict[str, dict]], workers: int, indent: str = '  ') -> lis
     return missed
 
 
+def report_fresh(reps: list[dict[str, dict]], workers: int, indent: str) -> None:
+    """The warm pool ('multi') against Beam's own worker processes started per Beam pipeline ('fresh')."""
+    print(f'{indent}{workers} processes, Sluice\'s warm pool vs Beam starting them for each Beam pipeline '
+          f'(SLUICE_BEAM_WORKER_POOL=0):')
+    print(f'{indent}{"":<26}{"warm pool":>28}{"fresh per pipeline":>28}{"warm / fresh":>28}')
+    keys = [('whole process s', lambda r: r['seconds'], '.1f'), ('  peak RSS MB', lambda r: r['peak'], ',.0f')]
+    keys += [(f'{node} s', lambda r, node=node: r['nodes'][node], '.1f') for node in reps[0]['one']['nodes']]
+    for label, get, fmt in keys:
+        warm, fresh = [get(r['multi']) for r in reps], [get(r['fresh']) for r in reps]
+        print(f'{indent}{label:<26}{spread(warm, fmt):>28}{spread(fresh, fmt):>28}'
+              + (f'{spread(ratios(warm, fresh), ".3f"):>28}' if median(fresh) >= 0.5 else f'{"(too short)":>28}'))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--scale', type=int, default=1, help='the taxi rows times N (resampled, fixed seed)')
+    parser.add_argument('--fresh', action='store_true', help="also N processes without Sluice's warm pool")
     args = parser.parse_args()
     header = (f'taxi data x{args.scale}, components (CsvExampleGen, StatisticsGen, ImportSchemaGen, Transform), '
               f'DirectRunner, a fresh process per side and repeat, {args.repeat} repeats alternating which goes '
               f'first; {machine()}')  # the load before the runs
     data = os.path.join(TAXI_DIR, 'data') if args.scale == 1 else resample(args.scale)[0]
-    reps = [measure_pair(data, args.workers, i) for i in range(args.repeat)]
+    reps = [measure_pair(data, args.workers, i, args.fresh) for i in range(args.repeat)]
     print(header)
     missed = report(reps, args.workers)
     for line in missed:

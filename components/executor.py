@@ -10,22 +10,14 @@ touches the metadata store, so it can be tested on hand-made artifacts:
 """
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 import time
-import warnings
 from typing import Any, Sequence
 
+from sluice.components import beam_pool
 from sluice.components.fingerprint.stale import note_loaded
-
-
-def quiet_google_warnings() -> None:
-    """Silence the Python-version and grpc FutureWarnings Google client libraries print on import
-    (Beam's GCP extras load them); they are about those libraries' future, not about this run."""
-    warnings.filterwarnings('ignore', category=FutureWarning, module=r'google(\.|$)')
-    # Beam's pure-Python CRC works; the hint to install python-snappy is not actionable here.
-    logging.getLogger('apache_beam.io.tfrecordio').setLevel(logging.ERROR)
+from sluice.components.libraries import quiet_google_warnings
 
 
 class Executor:
@@ -50,7 +42,9 @@ class Executor:
     def beam_options(self) -> Any:
         """Beam PipelineOptions from the pipeline's ``beam_pipeline_args``, plus Sluice's defaults:
         cloudpickle (ships user module code by value to worker processes) and a temp location in
-        this execution's temporary directory (removed when the execution ends), unless given."""
+        this execution's temporary directory (removed when the execution ends), unless given. Several
+        DirectRunner worker processes (``--direct_running_mode=multi_processing``) are this process's
+        warm pool's (sluice.components.beam_pool)."""
         from apache_beam.options.pipeline_options import PipelineOptions
 
         args = list(self.beam_pipeline_args)
@@ -58,7 +52,7 @@ class Executor:
             args.append('--pickle_library=cloudpickle')
         if not any(a.startswith('--temp_location') for a in args):
             args.append(f'--temp_location={os.path.join(self.tmp_dir, "beam")}')
-        return PipelineOptions(args)
+        return beam_pool.rewrite_options(PipelineOptions(args))
 
     def beam_pipeline(self) -> Any:
         """A Beam pipeline built from ``beam_options()`` (DirectRunner by default).

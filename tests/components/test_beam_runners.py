@@ -1,6 +1,7 @@
 """The data components on other Beam runners give the single-process results: DirectRunner with
-several processes, and Beam's portable runner (the path Flink and Spark clusters use) against a
-job service started here, with the SDK harness in this process (LOOPBACK)."""
+several processes (Sluice's warm pool of worker processes: sluice.components.beam_pool), and Beam's
+portable runner (the path Flink and Spark clusters use) against a job service started here, with the
+SDK harness in this process (LOOPBACK)."""
 from __future__ import annotations
 
 import os
@@ -74,8 +75,20 @@ def assert_same_results(result, reference):
 
 
 def test_multi_process_direct_runner_gives_the_same_results(tmp_path, reference):
-    result, seconds = run_data_components(tmp_path / 'root', ['--direct_running_mode=multi_processing',
-                                                               '--direct_num_workers=2'])
+    from sluice.components import beam_pool
+
+    beam_pool.shutdown()  # this process's pool, as a `sluice run` starts it
+    try:
+        result, seconds = run_data_components(tmp_path / 'root', ['--direct_running_mode=multi_processing',
+                                                                   '--direct_num_workers=2'])
+        pool = beam_pool.current_pool()
+        # Two worker processes, started once, ran the Beam pipelines of all three data nodes (two
+        # harnesses per pipeline: one on each).
+        assert pool is not None and pool.started == 2 and pool.served >= 2 * 3 and pool.served % 2 == 0, \
+            (pool and (pool.started, pool.served))
+        assert all(w.process.poll() is None for w in pool.workers)
+    finally:
+        beam_pool.shutdown()
     assert_same_results(result, reference)
     print(f'single process {reference[1]:.1f}s, two processes {seconds:.1f}s')
 

@@ -1,0 +1,124 @@
+"""The warm pool of Beam worker processes (sluice.components.beam_pool): several runs of one process
+share its workers, a worker never runs a helper as it was before an edit, and the workers end with
+the process that started them, even when it is killed. Real Beam pipelines on real worker processes;
+the work done in a worker reports that worker's pid."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+PIPELINE = '''\
+import glob
+import os
+
+from sluice import Pipeline
+from sluice.components import Artifact, Component, Executor, Output
+
+
+class Tags(Artifact):
+    """Text files written by a Beam pipeline."""
+
+
+def tag(x):
+    import pool_helper  # imported by name inside the worker: what a long-lived worker could keep stale
+    return f'{{pool_helper.tag(x)}}@{{os.getpid()}}'
+
+
+class TagExecutor(Executor):
+    def run(self, *, tags: Tags) -> None:
+        import apache_beam as beam
+        with self.beam_pipeline() as p:
+            _ = p | beam.Create(['x']) | beam.Map(tag) | beam.io.WriteToText(os.path.join(tags.uri, 'part'))
+
+
+class Tag(Component):
+    tags = Output(Tags)
+    executor = TagExecutor
+
+
+def create_pipeline():
+    return Pipeline('pool', {root!r}, [Tag()], metadata={url!r},
+                    beam_pipeline_args=['--direct_running_mode=multi_processing', '--direct_num_workers=1'])
+'''
+
+DRIVER = '''\
+import glob, json, os, sys, time
+from sluice import LocalDagRunner, load_pipeline
+from sluice.components import beam_pool
+
+path, versions, hold = sys.argv[1], sys.argv[2], sys.argv[3] == 'hold'
+helper = os.path.join(os.path.dirname(path), 'pool_helper.py')
+out = []
+for version in versions:  # as `sluice watch` does: edit, load the pipeline file again, run
+    if version != '=':
+        with open(helper, 'w') as f:
+            f.write(f"def tag(x):\\n    return x + '-{{version}}'\\n")
+    pipeline = load_pipeline(path)
+    pipeline.no_cache = {{'Tag'}}
+    result = LocalDagRunner(progress=False).run(pipeline)
+    assert result.state == 'COMPLETE', {{k: n.error for k, n in result.nodes.items()}}
+    [part] = glob.glob(os.path.join(result['Tag'].outputs['tags'].uri, 'part*'))
+    out.append(open(part).read().strip())
+pool = beam_pool.current_pool()
+print(json.dumps({{'out': out, 'driver': os.getpid(), 'started': pool.started, 'served': pool.served,
+                  'replaced': pool.replaced, 'pids': [w.process.pid for w in pool.workers]}}), flush=True)
+if hold:
+    time.sleep(600)
+'''
+
+
+def start(tmp_path, versions, hold=False):
+    (tmp_path / 'tagging.py').write_text(PIPELINE.format(root=str(tmp_path / 'root'),
+                                                         url=f"sqlite:///{tmp_path / 'm.db'}"))
+    (tmp_path / 'driver.py').write_text(DRIVER.format())
+    return subprocess.Popen([sys.executable, str(tmp_path / 'driver.py'), str(tmp_path / 'tagging.py'), versions,
+                             'hold' if hold else 'once'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path)
+
+
+def report(process):
+    line = process.stdout.readline()
+    assert line, process.stderr.read()[-4000:]
+    return json.loads(line)
+
+
+def alive(pid):
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().split(')')[-1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+def test_runs_share_the_workers_and_an_edited_helper_is_never_run_stale(tmp_path):
+    process = start(tmp_path, 'AB=')
+    got = report(process)
+    assert process.wait(timeout=60) == 0
+    process.communicate()
+    (first, first_pid), (second, second_pid), (third, third_pid) = (o.split('@') for o in got['out'])
+    # Each run's Beam work ran in a worker process, not in the driver ...
+    assert got['driver'] not in {int(first_pid), int(second_pid), int(third_pid)}
+    # ... with the helper as it was on disk at that run: after the edit, not the version the worker had
+    # imported; the worker holding it was replaced, and the next run reused the new one as it was.
+    assert (first, second, third) == ('x-A', 'x-B', 'x-B')
+    assert first_pid != second_pid == third_pid and got['pids'] == [int(third_pid)]
+    assert len(got['replaced']) == 1 and 'pool_helper' in got['replaced'][0], got['replaced']
+    assert got['started'] == 2 and got['served'] == 3
+
+
+def test_the_workers_end_when_their_process_is_killed(tmp_path):
+    process = start(tmp_path, 'A', hold=True)
+    try:
+        got = report(process)
+        assert got['pids'] and all(alive(pid) for pid in got['pids'])
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+    deadline = time.monotonic() + 20
+    while any(alive(pid) for pid in got['pids']) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in got['pids'])
