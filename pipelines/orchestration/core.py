@@ -30,7 +30,7 @@ from sluice.metadata.store import MetadataStore
 from sluice.orchestration import partial
 from sluice.observe import after_run
 from sluice.observe.trace import RunTrace
-from sluice.orchestration.launcher import NodeResult, launch
+from sluice.orchestration.launcher import NodeResult, cancel, launch
 from sluice.orchestration.lease import Lease, LeaseHeld
 from sluice.dsl.pipeline import Pipeline, PipelineError
 from sluice.orchestration.resume import Step, format_plan, plan, settle_stale, stored_pipeline
@@ -58,6 +58,7 @@ class Session:
         self.retries = True  # False when the caller retries (an Airflow or KFP task: sluice run-node --no-retry)
         self.trace: RunTrace | None = None  # this process's spans of the run (sluice.observe.trace)
         self.outcome = ''  # how this process's part of the run ended, for its span
+        self.in_flight: dict[str, Any] = {}  # node id -> its launch, while its executor runs
 
     # -- starting ---------------------------------------------------------------------------------
     @classmethod
@@ -243,7 +244,7 @@ class Session:
         while True:
             with self._span(component.id, attempt) as span:
                 result = launch(component, self.store, self.info, enable_cache=self.pipeline.cache_for(component),
-                                lease=self.lease, attempt=attempt)
+                                lease=self.lease, attempt=attempt, in_flight=self.in_flight)
                 span.update(state=result.state, error=result.error)
             result.attempt, result.attempts = attempt, attempts
             if result.state != 'FAILED' or attempt >= attempts:
@@ -264,6 +265,11 @@ class Session:
             result.error = f'{result.error} (attempt {attempt} of {attempts})'
         result.duration = time.time() - started
         return result
+
+    def cancel_in_flight(self, message: str) -> None:
+        """End the executions other threads are running CANCELED (Ctrl-C in the scheduling thread)."""
+        for steps in list(self.in_flight.values()):
+            cancel(steps, message)
 
     def _span(self, node_id: str, attempt: int) -> Any:
         return self.trace.node(node_id, attempt) if self.trace is not None else contextlib.nullcontext({})

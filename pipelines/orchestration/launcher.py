@@ -96,7 +96,8 @@ WITHDRAWN = 'its outputs were being deleted by sluice gc when this cache hit was
 
 
 def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
-           enable_cache: bool = True, lease: Any = None, attempt: int = 1) -> NodeResult:
+           enable_cache: bool = True, lease: Any = None, attempt: int = 1,
+           in_flight: dict[str, Any] | None = None) -> NodeResult:
     """Run one component through driver, executor and publisher; never raises for executor errors
     (the result says FAILED and why, and whether a retry could help), but re-raises KeyboardInterrupt
     after recording CANCELED. ``attempt`` is recorded on the execution (retries: sluice.orchestration.core). A
@@ -105,14 +106,32 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
 
     ``lease`` (a ``sluice.orchestration.lease.Lease``) fences the launch: it is checked before anything is
     recorded and just after the execution is registered, and publishing or failing the execution
-    succeeds only while it is still RUNNING and this lease's (``pipeline.lease`` names it)."""
+    succeeds only while it is still RUNNING and this lease's (``pipeline.lease`` names it).
+
+    ``in_flight`` (several nodes at once: sluice.orchestration.schedule) holds the launch under the
+    node's id while its executor runs, for ``cancel``."""
     steps = _Launch(component, store, pipeline, lease, attempt)
     ended = steps.drive()
     if ended is None and enable_cache:
         ended = steps.reuse_cached()
     if ended is None:
         ended = steps.register()
-    return ended if ended is not None else steps.execute_and_publish()
+    if ended is not None:
+        return ended
+    if in_flight is None:
+        return steps.execute_and_publish()
+    in_flight[component.id] = steps
+    try:
+        return steps.execute_and_publish()
+    finally:
+        in_flight.pop(component.id, None)
+
+
+def cancel(steps: _Launch, message: str) -> None:
+    """End a launch that another thread is executing CANCELED now (Ctrl-C while several nodes run):
+    its outputs and scratch space go, and whatever that thread does next is fenced off."""
+    _end_quietly(steps.publisher, steps.execution_id, steps.outputs, 'KeyboardInterrupt', message, 'CANCELED')
+    shutil.rmtree(steps.tmp_dir, ignore_errors=True)
 
 
 class _Launch:

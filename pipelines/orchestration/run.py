@@ -6,8 +6,9 @@ import json
 import os
 import secrets
 import shlex
-import time
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -56,6 +57,9 @@ class Progress:
     def __init__(self, stream: TextIO | None = None, enabled: bool = True) -> None:
         self.stream, self.enabled = stream, enabled
         self.started = time.time()
+        self._lock = threading.RLock()  # nodes at once report from their own threads
+        self._running = 0  # nodes started and not finished
+        self._live = ''  # the node whose 'running ...' line the cursor is still on (a terminal)
 
     def _out(self) -> TextIO:
         from sluice.ui import logs
@@ -68,10 +72,11 @@ class Progress:
     def say(self, text: str, outcome: bool = False) -> None:
         if not self.enabled:
             return
-        if self._quiet() and not outcome:
-            print(text, file=sys.stdout, flush=True)  # the log, under --quiet
-            return
-        print(text, file=self._out(), flush=True)
+        with self._lock:
+            if self._quiet() and not outcome:
+                print(text, file=sys.stdout, flush=True)  # the log, under --quiet
+                return
+            print(text, file=self._out(), flush=True)
 
     def run_started(self, pipeline: Pipeline, run_id: str, store: MetadataStore) -> None:
         from sluice.ui import logs
@@ -88,21 +93,38 @@ class Progress:
     def node_started(self, index: int, total: int, node_id: str) -> None:
         from sluice.ui import logs
         line = f'[{index}/{total}] {node_id} running ... ({time.time() - self.started:.0f}s into the run)'
-        if self._tty():  # a live line, overwritten when the node finishes
-            print(line, end='\r', file=self._out(), flush=True)
-        else:
-            self.say(line)
-        if self.enabled and logs.active() is not None:
-            logs.active().begin_node()
+        with self._lock:
+            self._end_live_line()
+            if self._tty() and not self._running:  # a live line, overwritten when the node finishes
+                print(line, end='\r', file=self._out(), flush=True)
+                self._live = node_id
+            else:  # or a line of its own (another node is running: their lines interleave)
+                self.say(line)
+            self._running += 1
+            if self.enabled and logs.active() is not None:
+                logs.active().begin_node()
 
     def node_finished(self, index: int, total: int, result: NodeResult) -> None:
         from sluice.ui import logs
-        if logs.active() is not None:
-            logs.active().end_node()
         reuse = f' (reused from run {result.reused_from})' if result.reused_from else ' (reused from earlier in this run)'
         detail = f'  {result.error}' if result.error else (reuse if result.reused else '')
         line = f'[{index}/{total}] {result.node_id:<20} {result.state:<9} {result.duration:6.1f}s{detail}'
-        self.say(line + '\x1b[K' if self._tty() else line)  # on a terminal, also clear the live line
+        with self._lock:
+            if logs.active() is not None:
+                logs.active().end_node()
+            self._running = max(0, self._running - 1)
+            if self._live == result.node_id:  # over its live line (and clear what is left of it)
+                self._live = ''
+                self.say(line + '\x1b[K')
+            else:
+                self._end_live_line()
+                self.say(line)
+
+    def _end_live_line(self) -> None:
+        """Keep another node's live line as it is: what follows goes on the next line."""
+        if self._live:
+            self._live = ''
+            print(file=self._out(), flush=True)
 
     def run_finished(self, result: RunResult, elapsed: float, store: MetadataStore | None = None) -> None:
         from sluice.ui import logs

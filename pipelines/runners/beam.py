@@ -71,7 +71,7 @@ class BeamDagRunner(LocalDagRunner):
     def __init__(self, progress: Any = True,
                  dag_pipeline_args: Sequence[str] = ('--runner=DirectRunner', '--direct_running_mode=in_memory',
                                                      '--pickle_library=cloudpickle')):
-        super().__init__(progress)
+        super().__init__(progress, parallel=1)
         self.dag_pipeline_args = list(dag_pipeline_args)
 
     def _schedule(self, session: Session) -> dict[str, NodeResult]:

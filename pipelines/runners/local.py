@@ -1,4 +1,4 @@
-"""LocalDagRunner: runs a pipeline's nodes in-process, one after another, in topological order."""
+"""LocalDagRunner: runs a pipeline's nodes in this process, independent ones at once (up to ``parallel``)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -8,6 +8,7 @@ from sluice.orchestration.core import Session
 from sluice.orchestration.launcher import NodeResult
 from sluice.dsl.pipeline import Pipeline
 from sluice.orchestration.run import Progress, RunResult
+from sluice.orchestration.schedule import run_nodes
 
 
 class LocalDagRunner:
@@ -17,15 +18,20 @@ class LocalDagRunner:
         >>> result.run_id, result.state, result.node_states()
         >>> LocalDagRunner().resume(None, result.run_id, metadata=url)   # after a failure or a kill
 
-    A node that fails stops the nodes downstream of it (SKIPPED); independent branches still run.
-    What each node does (reuse, skip, launch, fenced by the run's lease) is decided by
-    ``sluice.orchestration.core.Session``; a runner only schedules.
+    Nodes the DAG does not order run at once, up to ``parallel`` (default: the cores this process may
+    use; 1: one after another in the pipeline's order), each in a thread of this process
+    (``sluice.orchestration.schedule``). A node that fails stops the nodes downstream of it (SKIPPED);
+    independent branches still run. What each node does (reuse, skip, launch, fenced by the run's
+    lease) is decided by ``sluice.orchestration.core.Session``; a runner only schedules.
     """
 
     name = 'local'
 
-    def __init__(self, progress: bool | Progress = True) -> None:
+    def __init__(self, progress: bool | Progress = True, parallel: int | None = None) -> None:
         self.progress = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
+        if parallel is not None and parallel < 1:
+            raise ValueError(f'parallel={parallel}: give how many nodes may run at once, 1 or more.')
+        self.parallel = parallel
 
     def run(self, pipeline: Pipeline, run_id: str | None = None, store: MetadataStore | None = None, *,
             from_nodes: Sequence[str] = (), to_nodes: Sequence[str] = (), only: Sequence[str] = ()) -> RunResult:
@@ -70,8 +76,4 @@ class LocalDagRunner:
             return session.finish(self._schedule(session))
 
     def _schedule(self, session: Session) -> dict[str, NodeResult]:
-        """Launch the nodes one after another in topological order."""
-        results: dict[str, NodeResult] = {}
-        for component in session.pipeline.components:
-            results[component.id] = session.node(component, [results[u.id] for u in component.upstream])
-        return results
+        return run_nodes(session, self.parallel)

@@ -107,6 +107,7 @@ class RunLog:
         self._console_handler: logging.Handler | None = None
         self._saved: dict[str, Any] = {}
         self._in_node = False
+        self._nodes = 0  # nodes running (begun, not ended)
         self._node_saved: tuple[Any, Any] = (None, None)
 
     # -- set up and tear down ---------------------------------------------------------------------
@@ -161,7 +162,7 @@ class RunLog:
 
     def __exit__(self, *exc: object) -> None:
         global _active
-        self.end_node()
+        self.end_node(all_nodes=True)
         root = logging.getLogger()
         if self._console_handler is not None:
             root.removeHandler(self._console_handler)
@@ -217,7 +218,8 @@ class RunLog:
     # -- a node's own output ----------------------------------------------------------------------
     def begin_node(self) -> None:
         """While a node runs, what its executor prints goes to the log (and, with --verbose, also to
-        the terminal)."""
+        the terminal); while several run, until the last of them ends."""
+        self._nodes += 1
         if self._in_node or self._stream is None:
             return
         self._in_node = True
@@ -230,8 +232,9 @@ class RunLog:
         else:
             sys.stdout = sys.stderr = self._stream
 
-    def end_node(self) -> None:
-        if not self._in_node:
+    def end_node(self, all_nodes: bool = False) -> None:
+        self._nodes = 0 if all_nodes else max(0, self._nodes - 1)
+        if not self._in_node or self._nodes:
             return
         self._in_node = False
         for stream in (sys.stdout, sys.stderr):

@@ -127,7 +127,9 @@ RUN_SCRIPT = textwrap.dedent('''
     import sys
     sys.path.insert(0, {tests!r})
     from sluice import LocalDagRunner, load_pipeline
-    LocalDagRunner().run(load_pipeline({pipe!r}), run_id='killed-run')
+    # One node at a time, so that the run's state at each kill point is known (test_parallel.py kills
+    # with two nodes in flight).
+    LocalDagRunner(parallel=1).run(load_pipeline({pipe!r}), run_id='killed-run')
 ''')
 
 

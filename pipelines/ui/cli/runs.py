@@ -31,7 +31,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         pipeline.node(node_id)  # a clear error for an unknown node
         pipeline.no_cache.add(node_id)
     pipeline.beam_pipeline_args += list(args.beam_arg or [])
-    result = _runner(args.runner).run(pipeline, from_nodes=args.from_nodes, to_nodes=args.to_nodes, only=args.only)
+    result = _runner(args.runner, args.parallel).run(pipeline, from_nodes=args.from_nodes, to_nodes=args.to_nodes,
+                                                     only=args.only)
     return _report(result)
 
 
@@ -69,10 +70,12 @@ def cmd_run_node(args: argparse.Namespace) -> int:
                     attempt=args.attempt)
 
 
-def _runner(name: str) -> object:
+def _runner(name: str, parallel: int | None = None) -> object:
+    if parallel is not None and parallel < 1:
+        raise CliError(f'--parallel {parallel}: give how many nodes may run at once, 1 or more.')
     if name == 'local':
         from sluice.runners.local import LocalDagRunner
-        return LocalDagRunner()
+        return LocalDagRunner(parallel=parallel)
     if name == 'beam':
         from sluice.runners.beam import BeamDagRunner
         return BeamDagRunner()
@@ -98,7 +101,8 @@ def _report(result: object) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    result = _runner(args.runner).resume(None, args.run_id, metadata=store_url(args), take_over=args.take_over)
+    result = _runner(args.runner, args.parallel).resume(None, args.run_id, metadata=store_url(args),
+                                                        take_over=args.take_over)
     return _report(result)
 
 
@@ -154,6 +158,12 @@ RUN_NODE_EPILOG = '''exit status:
      retrying on this status; every other failure is retried as the node's retry policy says.'''
 
 
+def _with_parallel(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--parallel', type=int, metavar='N',
+                   help='run up to N nodes the DAG does not order at once (default: the cores available; 1: one '
+                        'at a time; --runner local)')
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The commands that drive runs, in the order ``sluice --help`` lists them."""
     p = with_monitoring(with_store(sub.add_parser('run', help='run a pipeline file (or part of it: --from, --to, --only)')))
@@ -161,6 +171,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--runner', default='local', choices=['local', 'beam'],
                    help='local (default): nodes in this process in order; beam: the DAG as a Beam pipeline')
     p.add_argument('--beam-arg', action='append', metavar='ARG', help='extra Beam pipeline option (repeatable)')
+    _with_parallel(p)
     p.add_argument('--no-cache', nargs='?', const='*', action='append', metavar='NODE',
                    help='execute NODE even if a cached result exists (repeatable); without NODE, every node')
     p.add_argument('--from', dest='from_nodes', action='append', default=[], metavar='NODE',
@@ -207,6 +218,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = with_monitoring(with_store(sub.add_parser('resume', help='continue a failed or killed run under the same run id')))
     p.add_argument('run_id')
     p.add_argument('--runner', default='local', choices=['local', 'beam'])
+    _with_parallel(p)
     p.add_argument('--take-over', action='store_true',
                    help='take the run over even if the process driving it still looks alive (its '
                         'unfinished work is abandoned and can no longer be published)')
