@@ -15,10 +15,12 @@ from sluice.metadata import MetadataStore
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PENGUIN = os.path.join(REPO, 'pipelines', 'examples', 'penguin', 'penguin_pipeline.py')
 
-# In topological order, so that each resume gets past the previous point.
+# In the order the nodes reach them with two nodes at once (--parallel 2), so that each resume gets
+# past the previous point: ImportSchemaGen runs beside CsvExampleGen and ends first (the first kill
+# abandons CsvExampleGen in flight beside it).
 KILL_POINTS = [
+    'ImportSchemaGen:published',    # just after a publish, another node running
     'CsvExampleGen:executor:1.5',   # inside Beam, while writing examples
-    'ImportSchemaGen:published',    # just after a publish
     'StatisticsGen:executor:1',     # inside TFDV
     'ExampleValidator:publish',     # executor done, nothing recorded yet
     'Transform:executor:1',         # inside tf.Transform
@@ -33,8 +35,8 @@ def sluice(args, cwd, kill_at=None):
     env = {**os.environ, 'PYTHONPATH': REPO}
     if kill_at:
         env['SLUICE_KILL_AT'] = kill_at
-    return subprocess.run([sys.executable, '-m', 'sluice.ui.cli', *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run([sys.executable, '-m', 'sluice.ui.cli', *args, '--parallel', '2'], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
 
 
 def assert_store_is_sound(store, run_id, root):
