@@ -82,9 +82,13 @@ PLAIN = textwrap.dedent('''
 ''')
 
 
+PARALLEL: list[str] = []  # --parallel N: passed to `sluice run` (default: its own default)
+
+
 def _sluice(work: str, steps: int) -> tuple[float, str]:
     env = {'CHAIN_STEPS': str(steps), 'CHAIN_ROOT': os.path.join(work, 'root'), 'OTEL_SDK_DISABLED': ''}
-    seconds, proc = run_python(['-m', 'sluice.ui.cli', 'run', os.path.join(work, 'chain.py')], cwd=work, env=env)
+    seconds, proc = run_python(['-m', 'sluice.ui.cli', 'run', os.path.join(work, 'chain.py'), *PARALLEL], cwd=work,
+                               env=env)
     return seconds, proc.stdout
 
 
@@ -152,8 +156,11 @@ def main() -> None:
     parser.add_argument('--steps', type=int, default=8)
     parser.add_argument('--repeat', type=int, default=5)
     parser.add_argument('--profile', action='store_true')
+    parser.add_argument('--parallel', type=int, help="`sluice run --parallel N` (default: sluice's default)")
     args = parser.parse_args()
-    print(f'# {machine()}')
+    if args.parallel is not None:
+        PARALLEL[:] = ['--parallel', str(args.parallel)]
+    print(f'# {machine()}' + (f'; sluice run --parallel {args.parallel}' if PARALLEL else ''))
     one, many = measure(1, args.repeat), measure(args.steps, args.repeat)
     n = args.steps
     print(f'{"side":<8} {"1 step":>28} {f"{n} steps":>28}')

@@ -28,7 +28,6 @@ import logging
 import os
 import subprocess
 import sys
-import sysconfig
 import threading
 import time
 from typing import Any
@@ -288,8 +287,12 @@ def shutdown() -> None:
 
 
 # -- a worker process -----------------------------------------------------------------------------
-_LIBRARY_DIRS = tuple(os.path.realpath(p) + os.sep for p in {
-    sysconfig.get_paths()[k] for k in ('stdlib', 'platstdlib', 'purelib', 'platlib')} | {sys.prefix, sys.base_prefix})
+def _library_dirs() -> tuple[str, ...]:
+    """Where Python's own modules and the installed libraries are (a worker's modules from elsewhere are checked)."""
+    import sysconfig
+
+    paths = {sysconfig.get_paths()[k] for k in ('stdlib', 'platstdlib', 'purelib', 'platlib')}
+    return tuple(os.path.realpath(p) + os.sep for p in paths | {sys.prefix, sys.base_prefix})
 
 
 class _Staleness:
@@ -299,6 +302,7 @@ class _Staleness:
         self.checked_ns = time.time_ns()  # modules seen for the first time were imported after this
         self.since: dict[str, int] = {}
         self.files: dict[str, str] = {}  # module name -> its file, '' for Python's and libraries' own
+        self.libraries = _library_dirs()
 
     def check(self) -> str:
         now = time.time_ns()
@@ -306,7 +310,7 @@ class _Staleness:
             path = self.files.get(name)
             if path is None:
                 path = getattr(module, '__file__', None) or ''
-                if path and os.path.realpath(path).startswith(_LIBRARY_DIRS):
+                if path and os.path.realpath(path).startswith(self.libraries):
                     path = ''
                 self.files[name] = path
             if not path or name.startswith(_GENERATED):

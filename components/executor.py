@@ -15,7 +15,6 @@ import tempfile
 import time
 from typing import Any, Sequence
 
-from sluice.components import beam_pool
 from sluice.components.fingerprint.stale import note_loaded
 from sluice.components.libraries import quiet_google_warnings
 
@@ -52,6 +51,7 @@ class Executor:
             args.append('--pickle_library=cloudpickle')
         if not any(a.startswith('--temp_location') for a in args):
             args.append(f'--temp_location={os.path.join(self.tmp_dir, "beam")}')
+        from sluice.components import beam_pool
         return beam_pool.rewrite_options(PipelineOptions(args))
 
     def beam_pipeline(self) -> Any:
