@@ -120,6 +120,7 @@ class WorkerPool:
 
         self._lock = threading.Lock()
         self.workers: list[_Worker] = []
+        self._retired: list[_Worker] = []  # replaced, ending once idle
         self.started = 0  # worker processes started, replacements included
         self.replaced: list[str] = []  # why each replaced worker was replaced
         self.served = 0  # SDK harnesses started (one per worker per Beam pipeline)
@@ -157,7 +158,8 @@ class WorkerPool:
                 self.replaced.append(response.error[len(STALE):])
                 log.info('Beam worker pool: replacing worker pid %s: %s', worker.process.pid,
                          response.error[len(STALE):])
-                worker.stop()
+                worker.retire()  # it ends once the pipelines it is running (another node's) have ended
+                self._retired.append(worker)
                 worker = self.workers[index] = self._spawn()
         if not response.error:
             with self._lock:
@@ -166,7 +168,7 @@ class WorkerPool:
 
     def close(self) -> None:
         with self._lock:
-            workers, self.workers = self.workers, []
+            workers, self.workers, self._retired = self.workers + self._retired, [], []
         for worker in workers:
             worker.stop()
         self._server.stop(grace=None)
@@ -229,7 +231,17 @@ class _Worker:
             self._stub = beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolStub(self._channel)
         return self._stub.StartWorker(request, timeout=120)
 
+    def retire(self) -> None:
+        """No more pipelines for this process: it ends once those it runs have ended."""
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write(b'retire\n')
+            self.process.stdin.flush()
+        except (OSError, ValueError):  # gone already
+            pass
+
     def stop(self) -> None:
+        """End the process now (closing its standard input), whatever it runs."""
         if self._channel is not None:
             self._channel.close()
         try:
@@ -333,7 +345,13 @@ class _WorkerServicer:
     def __init__(self) -> None:
         self.staleness = _Staleness()
         self._lock = threading.Lock()
-        self._log_handler: logging.Handler | None = None
+        self._log_handlers: list[logging.Handler] = []  # one per running harness; the newest is attached
+        self.active = 0  # harnesses running
+        self.retiring = threading.Event()
+
+    def wait_idle(self) -> None:
+        while self.active:
+            time.sleep(0.1)
 
     def StartWorker(self, request: Any, context: Any) -> Any:  # noqa: N802
         from apache_beam.internal import pickler
@@ -341,36 +359,45 @@ class _WorkerServicer:
         from apache_beam.runners.worker import sdk_worker
 
         with self._lock:
-            stale = self.staleness.check()
+            stale = 'this worker is being replaced' if self.retiring.is_set() else self.staleness.check()
             if stale:
                 return beam_fn_api_pb2.StartWorkerResponse(error=STALE + stale)
             params = request.params
             pickler.set_library(params.get('pickle_library', 'default'))
-            self._set_log_handler(_pipeline_log_handler(request.logging_endpoint))
-            handler = self._log_handler
+            handler = _pipeline_log_handler(request.logging_endpoint)
             harness = sdk_worker.SdkHarness(request.control_endpoint.url, worker_id=request.worker_id,
                                             state_cache_size=int(params.get('state_cache_bytes', '0')),
                                             data_buffer_time_limit_ms=int(params.get('data_buffer_time_limit_ms', '0')))
+            self.active += 1
+            self._attach(handler)
 
         def run() -> None:
             try:
                 harness.run()
             finally:  # the pipeline ended: its logs stop here
                 with self._lock:
-                    if self._log_handler is handler:
-                        self._set_log_handler(None)
+                    self.active -= 1
+                    self._detach(handler)
 
         threading.Thread(target=run, name=f'harness-{request.worker_id}', daemon=True).start()
         return beam_fn_api_pb2.StartWorkerResponse()
 
-    def _set_log_handler(self, handler: logging.Handler | None) -> None:
+    def _attach(self, handler: logging.Handler) -> None:
+        """Log records go to the newest running pipeline's runner (all of them are this driver's)."""
         root = logging.getLogger()
-        if self._log_handler is not None:
-            root.removeHandler(self._log_handler)
-            self._log_handler.close()
-        self._log_handler = handler
-        if handler is not None:
-            root.addHandler(handler)
+        if self._log_handlers:
+            root.removeHandler(self._log_handlers[-1])
+        self._log_handlers.append(handler)
+        root.addHandler(handler)
+
+    def _detach(self, handler: logging.Handler) -> None:
+        root = logging.getLogger()
+        if self._log_handlers[-1] is handler:
+            root.removeHandler(handler)
+            if len(self._log_handlers) > 1:
+                root.addHandler(self._log_handlers[-2])
+        self._log_handlers.remove(handler)
+        handler.close()
 
     def StopWorker(self, request: Any, context: Any) -> Any:  # noqa: N802
         from apache_beam.portability.api import beam_fn_api_pb2
@@ -416,14 +443,26 @@ def _main() -> None:
     logging.getLogger().setLevel(logging.INFO)  # as Beam's own workers: their records go to the runner
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     port = server.add_insecure_port('127.0.0.1:0')
-    beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(_WorkerServicer(), server)
+    servicer = _WorkerServicer()
+    beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(servicer, server)
     server.start()
     out = sys.stdout
     sys.stdout = sys.stderr  # from here on, anything printed is forwarded to the driver's log
     out.write(f'{_PORT_LINE.decode()}{port}\n')
     out.flush()
     threading.Thread(target=_warm, daemon=True, name='warm-imports').start()
-    sys.stdin.buffer.read()  # until the driver closes it or dies
+    threading.Thread(target=_read_driver, args=(servicer,), daemon=True, name='driver').start()
+    servicer.retiring.wait()  # replaced: end once the harnesses running have ended
+    servicer.wait_idle()
+    os._exit(0)
+
+
+def _read_driver(servicer: _WorkerServicer) -> None:
+    """The driver's word on standard input: 'retire' (see _Worker.retire); its end (the driver closed
+    it, exited or was killed) ends this process at once."""
+    for line in sys.stdin.buffer:
+        if line.strip() == b'retire':
+            servicer.retiring.set()
     os._exit(0)
 
 

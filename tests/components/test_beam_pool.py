@@ -122,3 +122,123 @@ def test_the_workers_end_when_their_process_is_killed(tmp_path):
     while any(alive(pid) for pid in got['pids']) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in got['pids'])
+
+
+CONCURRENT = '''\
+import os
+import time
+
+from sluice import Pipeline
+from sluice.components import Artifact, Component, Executor, Input, Output
+
+HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pool_helper.py')
+
+
+class Tags(Artifact):
+    """Text files written by a Beam pipeline."""
+
+
+# The helper is imported by name at run time (a plugin, say): not part of the code the driver tracks for
+# this file's cache key, so the driver does not refuse the second node after the edit; only the worker
+# can notice it.
+def helper():
+    import importlib
+    return importlib.import_module('pool_helper')
+
+
+def tag_then_edit(x):
+    pool_helper = helper()
+    value = f'{{pool_helper.tag(x)}}@{{os.getpid()}}'
+    with open(HELPER, 'w') as f:  # edited while this worker still runs this pipeline
+        f.write("def tag(x):\\n    return x + '-B'\\n")
+    time.sleep(4)
+    return value
+
+
+def tag(x):
+    return f'{{helper().tag(x)}}@{{os.getpid()}}'
+
+
+def write_tags(executor, tags, fn):
+    import apache_beam as beam
+    with executor.beam_pipeline() as p:
+        _ = p | beam.Create(['x']) | beam.Map(fn) | beam.io.WriteToText(os.path.join(tags.uri, 'part'))
+
+
+class EditingExecutor(Executor):
+    def run(self, *, tags: Tags) -> None:
+        write_tags(self, tags, tag_then_edit)
+
+
+class Editing(Component):
+    tags = Output(Tags)
+    executor = EditingExecutor
+
+
+class WaitForEditExecutor(Executor):
+    def run(self, *, tags: Tags) -> None:
+        deadline = time.monotonic() + 120
+        while "'-B'" not in open(HELPER).read():
+            assert time.monotonic() < deadline, 'the helper was never edited'
+            time.sleep(0.05)
+
+
+class WaitForEdit(Component):
+    tags = Output(Tags)
+    executor = WaitForEditExecutor
+
+
+class AfterEditExecutor(Executor):
+    def run(self, *, after: Tags, tags: Tags) -> None:
+        write_tags(self, tags, tag)
+
+
+class AfterEdit(Component):
+    after = Input(Tags)
+    tags = Output(Tags)
+    executor = AfterEditExecutor
+
+
+def create_pipeline():
+    wait = WaitForEdit()
+    return Pipeline('pool-concurrent', {root!r}, [Editing(), wait, AfterEdit(after=wait.outputs['tags'])],
+                    metadata={url!r},
+                    beam_pipeline_args=['--direct_running_mode=multi_processing', '--direct_num_workers=1'])
+'''
+
+CONCURRENT_DRIVER = '''\
+import glob, json, os, sys
+from sluice import LocalDagRunner, load_pipeline
+from sluice.components import beam_pool
+
+with open(os.path.join(os.path.dirname(sys.argv[1]), 'pool_helper.py'), 'w') as f:
+    f.write("def tag(x):\\n    return x + '-A'\\n")
+result = LocalDagRunner(progress=False, parallel=2).run(load_pipeline(sys.argv[1]))
+out = {}
+for node in ('Editing', 'AfterEdit'):
+    n = result[node]
+    parts = glob.glob(os.path.join(n.outputs['tags'].uri, 'part*')) if n.state == 'COMPLETE' else []
+    out[node] = [n.state, n.error[-500:], open(parts[0]).read().strip() if parts else '']
+pool = beam_pool.current_pool()
+print(json.dumps({'nodes': out, 'started': pool.started, 'replaced': pool.replaced}), flush=True)
+'''
+
+
+def test_a_worker_replaced_while_it_runs_another_nodes_pipeline_finishes_that_pipeline_first(tmp_path):
+    """Two nodes at once on a pool of one worker: the first node's Beam function imports the helper,
+    then the helper is edited while that pipeline still runs. The second node's pipeline must not run
+    the old helper, and replacing the worker must not cut the first node's pipeline short."""
+    (tmp_path / 'two_nodes.py').write_text(CONCURRENT.format(root=str(tmp_path / 'root'),
+                                                              url=f"sqlite:///{tmp_path / 'm.db'}"))
+    (tmp_path / 'driver.py').write_text(CONCURRENT_DRIVER)
+    done = subprocess.run([sys.executable, str(tmp_path / 'driver.py'), str(tmp_path / 'two_nodes.py')],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    (editing_state, editing_error, editing), (after_state, after_error, after) = (
+        got['nodes']['Editing'], got['nodes']['AfterEdit'])
+    assert editing_state == 'COMPLETE', editing_error
+    assert after_state == 'COMPLETE', after_error
+    assert editing.startswith('x-A@') and after.startswith('x-B@')
+    assert editing.split('@')[1] != after.split('@')[1]  # the edited helper ran in a new worker
+    assert got['started'] == 2 and len(got['replaced']) == 1 and 'pool_helper' in got['replaced'][0]
