@@ -137,3 +137,14 @@ def test_a_kill_with_two_nodes_running_then_resume_runs_both_again(tmp_path, tex
         assert len(states) == 2 and states[-1] == 'COMPLETE' and states[0] != 'COMPLETE', (node, states)
     assert [e.state for e in runs if e.node_id == 'Source'] == ['COMPLETE']  # done before the kill: reused
     assert MetadataStore(url, create=False).run(run.run_id).state == 'COMPLETE'
+
+
+def test_a_bound_below_one_is_a_usage_error(tmp_path, text_dir, capsys):
+    from sluice.ui.cli import main
+
+    path, url = branches_file(tmp_path, text_dir, 0, 0)
+    assert main(['run', str(path), '--parallel', '0']) == 2
+    assert capsys.readouterr().err == 'sluice: error: --parallel 0: give how many nodes may run at once, 1 or more.\n'
+    assert not os.path.exists(url[len('sqlite:///'):])  # nothing started
+    assert main(['resume', 'some-run', '--metadata', url, '--parallel', '-1']) == 2
+    assert '--parallel -1: give how many nodes may run at once, 1 or more.' in capsys.readouterr().err
