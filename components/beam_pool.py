@@ -155,16 +155,25 @@ class WorkerPool:
             if not response.error.startswith(STALE) or tries == 2:
                 break
             with self._lock:  # a stale or dead worker: a fresh process takes its place
-                self.replaced.append(response.error[len(STALE):])
-                log.info('Beam worker pool: replacing worker pid %s: %s', worker.process.pid,
-                         response.error[len(STALE):])
-                worker.retire()  # it ends once the pipelines it is running (another node's) have ended
-                self._retired.append(worker)
-                worker = self.workers[index] = self._spawn()
+                if self.workers[index] is worker:  # (unless another pipeline replaced it meanwhile)
+                    self.replaced.append(response.error[len(STALE):])
+                    log.info('Beam worker pool: replacing worker pid %s: %s', worker.process.pid,
+                             response.error[len(STALE):])
+                    worker.retire()  # it ends once the pipelines it is running (another node's) have ended
+                    self._retired.append(worker)
+                    self.workers[index] = self._spawn()
+                worker = self.workers[index]
+                self._reap()
         if not response.error:
             with self._lock:
                 self.served += 1
         return response
+
+    def _reap(self) -> None:
+        """Let go of retired workers that have ended."""
+        for worker in [w for w in self._retired if w.process.poll() is not None]:
+            worker.stop()
+            self._retired.remove(worker)
 
     def close(self) -> None:
         with self._lock:
@@ -196,6 +205,7 @@ class _Worker:
         self.process, self.url = process, url
         self._stub: Any = None
         self._channel: Any = None
+        self._lock = threading.Lock()
         self._forwarder: threading.Thread | None = None
 
     @classmethod
@@ -226,9 +236,10 @@ class _Worker:
         import grpc
         from apache_beam.portability.api import beam_fn_api_pb2_grpc
 
-        if self._stub is None:
-            self._channel = grpc.insecure_channel(self.url)
-            self._stub = beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolStub(self._channel)
+        with self._lock:
+            if self._stub is None:
+                self._channel = grpc.insecure_channel(self.url)
+                self._stub = beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolStub(self._channel)
         return self._stub.StartWorker(request, timeout=120)
 
     def retire(self) -> None:
@@ -308,11 +319,16 @@ def _library_dirs() -> tuple[str, ...]:
 
 
 class _Staleness:
-    """Which module this process holds from a file that changed since it could have been imported."""
+    """Which module this process holds from a file that changed since it could have been imported:
+    its (mtime, size, inode) differ from when this process first saw it, or its mtime is not before
+    the check that preceded its import, less the file clock's coarseness (an edit just before an import
+    may carry an mtime a tick behind the clock)."""
+
+    SLACK_NS = 50_000_000  # file times come from a clock that can lag time_ns by a tick or more
 
     def __init__(self) -> None:
         self.checked_ns = time.time_ns()  # modules seen for the first time were imported after this
-        self.since: dict[str, int] = {}
+        self.seen: dict[str, tuple[int, tuple[int, int, int]]] = {}  # name -> (check before its import, stat)
         self.files: dict[str, str] = {}  # module name -> its file, '' for Python's and libraries' own
         self.libraries = _library_dirs()
 
@@ -327,12 +343,13 @@ class _Staleness:
                 self.files[name] = path
             if not path or name.startswith(_GENERATED):
                 continue
-            since = self.since.setdefault(name, self.checked_ns)
             try:
-                changed = os.stat(path).st_mtime_ns >= since
+                st = os.stat(path)
             except OSError:
                 return f'module {name} ({path}) was deleted since this worker imported it'
-            if changed:
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            since, first = self.seen.setdefault(name, (self.checked_ns, stamp))
+            if stamp != first or st.st_mtime_ns >= since - self.SLACK_NS:
                 return f'module {name} ({path}) changed since this worker imported it'
         self.checked_ns = now
         return ''

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import threading
 import types
 from typing import Sequence
 
@@ -91,10 +92,12 @@ def forget_local_modules(path: str) -> set[str]:
     return set(graph)
 
 
-def load_module_file(path: str, required: Sequence[str] = ()) -> types.ModuleType:
-    path = os.path.abspath(path)
-    if not os.path.isfile(path):
-        raise ModuleFileError(f'Module file {path} does not exist; check the module_file parameter.')
+# Loading a user's file changes sys.path and sys.modules for a moment: one file at a time in this
+# process, whichever thread (nodes run at once: sluice.orchestration.schedule).
+LOADING = threading.RLock()
+
+
+def _exec_module_file(path: str) -> tuple[types.ModuleType, set[str]]:
     directory = os.path.dirname(path)
     local = forget_local_modules(path)
     name = f'sluice_user_module_{sha256(path)[:12]}'
@@ -113,11 +116,20 @@ def load_module_file(path: str, required: Sequence[str] = ()) -> types.ModuleTyp
     finally:
         if sys.path and sys.path[0] == directory:
             sys.path.pop(0)
+    return module, local
+
+
+def load_module_file(path: str, required: Sequence[str] = ()) -> types.ModuleType:
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise ModuleFileError(f'Module file {path} does not exist; check the module_file parameter.')
+    with LOADING:
+        module, local = _exec_module_file(path)
     pickle_by_value(module, local)
     for fn in required:
         if not callable(getattr(module, fn, None)):
             defined = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith('_')
-                             and getattr(v, '__module__', None) == name)
+                             and getattr(v, '__module__', None) == module.__name__)
             raise ModuleFileError(f'Module file {path} has no function {fn}(); define it there. '
                                   f'Functions it defines: {", ".join(defined) or "none"}.')
     return module

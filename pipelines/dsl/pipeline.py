@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from sluice.metadata import storage
 from sluice.components.component import Component
-from sluice.components.module_file import forget_local_modules, pickle_by_value
+from sluice.components.module_file import LOADING, forget_local_modules, pickle_by_value
 from sluice.metadata.artifact import PushedModel
 
 _NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*$')
@@ -205,11 +205,7 @@ class Pipeline:
         return f'<Pipeline {self.name!r}: {" -> ".join(self.node_ids)}>'
 
 
-def load_pipeline(path: str, **kwargs: Any) -> Pipeline:
-    """Load a pipeline file: call its ``create_pipeline(**kwargs)``, or else take its ``pipeline``."""
-    path = os.path.abspath(path)
-    if not os.path.isfile(path):
-        raise PipelineError(f'Pipeline file {path} does not exist.')
+def _exec_pipeline_file(path: str) -> tuple[Any, set[str]]:
     directory = os.path.dirname(path)
     if directory in sys.path:
         sys.path.remove(directory)
@@ -226,6 +222,16 @@ def load_pipeline(path: str, **kwargs: Any) -> Pipeline:
         raise PipelineError(f'Pipeline file {path} line {e.lineno}: syntax error: {e.msg}.') from None
     except Exception as e:
         raise PipelineError(f'Pipeline file {path} failed to load: {_where(e, path)}') from e
+    return module, local
+
+
+def load_pipeline(path: str, **kwargs: Any) -> Pipeline:
+    """Load a pipeline file: call its ``create_pipeline(**kwargs)``, or else take its ``pipeline``."""
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise PipelineError(f'Pipeline file {path} does not exist.')
+    with LOADING:  # one user file at a time (sluice.components.module_file)
+        module, local = _exec_pipeline_file(path)
     # The run stores a pickled copy of the pipeline (to resume where the file is not): its classes and
     # the local modules they use go by value, since no other process can import this module by name.
     pickle_by_value(module, local)

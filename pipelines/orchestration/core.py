@@ -30,7 +30,7 @@ from sluice.metadata.store import MetadataStore
 from sluice.orchestration import partial
 from sluice.observe import after_run
 from sluice.observe.trace import RunTrace
-from sluice.orchestration.launcher import NodeResult, cancel, launch
+from sluice.orchestration.launcher import InFlight, NodeResult, launch
 from sluice.orchestration.lease import Lease, LeaseHeld
 from sluice.dsl.pipeline import Pipeline, PipelineError
 from sluice.orchestration.resume import Step, format_plan, plan, settle_stale, stored_pipeline
@@ -58,7 +58,7 @@ class Session:
         self.retries = True  # False when the caller retries (an Airflow or KFP task: sluice run-node --no-retry)
         self.trace: RunTrace | None = None  # this process's spans of the run (sluice.observe.trace)
         self.outcome = ''  # how this process's part of the run ended, for its span
-        self.in_flight: dict[str, Any] = {}  # node id -> its launch, while its executor runs
+        self.in_flight = InFlight()  # the launches whose executors run, for Ctrl-C with several nodes at once
 
     # -- starting ---------------------------------------------------------------------------------
     @classmethod
@@ -267,9 +267,9 @@ class Session:
         return result
 
     def cancel_in_flight(self, message: str) -> None:
-        """End the executions other threads are running CANCELED (Ctrl-C in the scheduling thread)."""
-        for steps in list(self.in_flight.values()):
-            cancel(steps, message)
+        """End the executions other threads are running CANCELED, and any they register from now on
+        (Ctrl-C in the scheduling thread)."""
+        self.in_flight.cancel(message)
 
     def _span(self, node_id: str, attempt: int) -> Any:
         return self.trace.node(node_id, attempt) if self.trace is not None else contextlib.nullcontext({})

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 GRACE_SECONDS = 1.0
 
@@ -38,10 +38,11 @@ class ExecutorProcessError(RuntimeError):
 
 
 def run(executor_cls: type, arguments: dict[str, Any], beam_pipeline_args: tuple[str, ...], tmp_dir: str,
-        node_id: str, timeout: float) -> None:
+        node_id: str, timeout: float, started: Callable[[subprocess.Popen], None] | None = None) -> None:
     """Run ``executor_cls(...).run(**arguments)`` in a child process; copy the output artifacts'
     properties back into ``arguments``. Raises NodeTimeout past ``timeout`` seconds, the executor's
-    own error (or ExecutorProcessError) if it failed."""
+    own error (or ExecutorProcessError) if it failed. ``started`` is given the child process, which
+    ``stop`` ends (a launch cancelled from another thread)."""
     import cloudpickle
 
     payload, result = os.path.join(tmp_dir, 'isolated-payload.pkl'), os.path.join(tmp_dir, 'isolated-result.pkl')
@@ -52,14 +53,16 @@ def run(executor_cls: type, arguments: dict[str, Any], beam_pipeline_args: tuple
     start = time.monotonic()
     child = subprocess.Popen([sys.executable, '-m', 'sluice.orchestration.isolated', payload, result],
                              start_new_session=True)
+    if started is not None:
+        started(child)
     try:
         child.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _stop(child)
+        stop(child)
         raise NodeTimeout(f'{node_id} timed out after {timeout:g}s (with_timeout); its process and the Beam '
                           f'work it started were stopped {time.monotonic() - start - timeout:.1f}s past the limit.') from None
     except BaseException:  # Ctrl-C or the parent being stopped: the child goes too
-        _stop(child)
+        stop(child)
         raise
     if not os.path.exists(result):
         raise ExecutorProcessError('ExecutorProcessDied', f'the executor process of {node_id} ended with exit code '
@@ -79,7 +82,7 @@ def run(executor_cls: type, arguments: dict[str, Any], beam_pipeline_args: tuple
         arguments[key].custom_properties.update(custom)
 
 
-def _stop(child: subprocess.Popen) -> None:
+def stop(child: subprocess.Popen) -> None:
     """SIGTERM to the child's whole process group, SIGKILL to what is left after GRACE_SECONDS."""
     for sig, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 5.0)):
         try:

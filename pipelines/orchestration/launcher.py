@@ -97,7 +97,7 @@ WITHDRAWN = 'its outputs were being deleted by sluice gc when this cache hit was
 
 def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
            enable_cache: bool = True, lease: Any = None, attempt: int = 1,
-           in_flight: dict[str, Any] | None = None) -> NodeResult:
+           in_flight: InFlight | None = None) -> NodeResult:
     """Run one component through driver, executor and publisher; never raises for executor errors
     (the result says FAILED and why, and whether a retry could help), but re-raises KeyboardInterrupt
     after recording CANCELED. ``attempt`` is recorded on the execution (retries: sluice.orchestration.core). A
@@ -108,8 +108,8 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
     recorded and just after the execution is registered, and publishing or failing the execution
     succeeds only while it is still RUNNING and this lease's (``pipeline.lease`` names it).
 
-    ``in_flight`` (several nodes at once: sluice.orchestration.schedule) holds the launch under the
-    node's id while its executor runs, for ``cancel``."""
+    ``in_flight`` (several nodes at once: sluice.orchestration.schedule) holds the launch while its
+    executor runs, so that another thread can end it (``InFlight.cancel``)."""
     steps = _Launch(component, store, pipeline, lease, attempt)
     ended = steps.drive()
     if ended is None and enable_cache:
@@ -120,18 +120,41 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
         return ended
     if in_flight is None:
         return steps.execute_and_publish()
-    in_flight[component.id] = steps
+    if not in_flight.add(component.id, steps):  # cancelled while it was being registered
+        return steps.cancelled(in_flight.reason)
     try:
         return steps.execute_and_publish()
     finally:
-        in_flight.pop(component.id, None)
+        in_flight.remove(component.id)
 
 
-def cancel(steps: _Launch, message: str) -> None:
-    """End a launch that another thread is executing CANCELED now (Ctrl-C while several nodes run):
-    its outputs and scratch space go, and whatever that thread does next is fenced off."""
-    _end_quietly(steps.publisher, steps.execution_id, steps.outputs, 'KeyboardInterrupt', message, 'CANCELED')
-    shutil.rmtree(steps.tmp_dir, ignore_errors=True)
+class InFlight:
+    """The launches other threads are executing, and whether they were all cancelled (Ctrl-C): a
+    launch registered after that is ended CANCELED before its executor starts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._launches: dict[str, _Launch] = {}
+        self.reason = ''
+
+    def add(self, node_id: str, steps: _Launch) -> bool:
+        with self._lock:
+            if self.reason:
+                return False
+            self._launches[node_id] = steps
+            return True
+
+    def remove(self, node_id: str) -> None:
+        with self._lock:
+            self._launches.pop(node_id, None)
+
+    def cancel(self, reason: str) -> None:
+        """End every launch in flight CANCELED now, and every one that registers from now on."""
+        with self._lock:
+            self.reason = reason
+            launches = list(self._launches.values())
+        for steps in launches:
+            steps.cancelled(reason)
 
 
 class _Launch:
@@ -153,6 +176,7 @@ class _Launch:
         self.execution_id = 0
         self.outputs: dict[str, Artifact] = {}
         self.tmp_dir = ''
+        self.child: Any = None  # the executor's own process (timeout_seconds), while it runs
 
     def drive(self) -> NodeResult | None:
         """Driver: resolve the inputs and compute the cache key; if it cannot even start, record why
@@ -268,13 +292,34 @@ class _Launch:
         self.result.duration = time.time() - self.start
         return self.result
 
+    def _child_started(self, child: Any) -> None:
+        self.child = child
+
+    def cancelled(self, message: str) -> NodeResult:
+        """End this launch CANCELED from another thread (Ctrl-C while several nodes run): the fenced
+        state first, so that an execution its thread has just published keeps its outputs; then its
+        outputs and scratch space go, and whatever its thread does next is fenced off."""
+        try:
+            self.store.fail_execution(self.execution_id, 'KeyboardInterrupt', message, '', 'CANCELED',
+                                      lease=self.pipeline.lease or None)
+        except FencingError:  # ended meanwhile (published, failed, taken over): not ours to touch
+            pass
+        else:
+            if self.child is not None:  # its own process (with_timeout) would outlive this one
+                isolated.stop(self.child)
+            remove_outputs(self.outputs)
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.result.state, self.result.error, self.result.duration = 'CANCELED', message, time.time() - self.start
+        return self.result
+
     def _run_executor(self) -> None:
         component, pipeline = self.component, self.pipeline
         with staging.staged(self.inputs, self.outputs, self.tmp_dir,
                             lambda: fault_point(component.id, 'upload')) as (inputs, outputs):
             if getattr(component, 'timeout_seconds', None):
                 isolated.run(type(component).executor, {**inputs, **outputs, **self.driver.parameters()},
-                             pipeline.beam_pipeline_args, self.tmp_dir, component.id, component.timeout_seconds)
+                             pipeline.beam_pipeline_args, self.tmp_dir, component.id, component.timeout_seconds,
+                             started=self._child_started)
             else:
                 executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args,
                                                     tmp_dir=self.tmp_dir, node_id=component.id)

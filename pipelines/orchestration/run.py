@@ -60,6 +60,7 @@ class Progress:
         self._lock = threading.RLock()  # nodes at once report from their own threads
         self._running = 0  # nodes started and not finished
         self._live = ''  # the node whose 'running ...' line the cursor is still on (a terminal)
+        self._begun: set[str] = set()  # nodes started and not finished
 
     def _out(self) -> TextIO:
         from sluice.ui import logs
@@ -101,6 +102,7 @@ class Progress:
             else:  # or a line of its own (another node is running: their lines interleave)
                 self.say(line)
             self._running += 1
+            self._begun.add(node_id)
             if self.enabled and logs.active() is not None:
                 logs.active().begin_node()
 
@@ -110,9 +112,11 @@ class Progress:
         detail = f'  {result.error}' if result.error else (reuse if result.reused else '')
         line = f'[{index}/{total}] {result.node_id:<20} {result.state:<9} {result.duration:6.1f}s{detail}'
         with self._lock:
-            if logs.active() is not None:
-                logs.active().end_node()
-            self._running = max(0, self._running - 1)
+            if result.node_id in self._begun:  # a node reused or skipped never began
+                self._begun.discard(result.node_id)
+                self._running = max(0, self._running - 1)
+                if self.enabled and logs.active() is not None:
+                    logs.active().end_node()
             if self._live == result.node_id:  # over its live line (and clear what is left of it)
                 self._live = ''
                 self.say(line + '\x1b[K')

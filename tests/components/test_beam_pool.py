@@ -132,6 +132,7 @@ from sluice import Pipeline
 from sluice.components import Artifact, Component, Executor, Input, Output
 
 HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pool_helper.py')
+AFTER_RAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'after-edit-ran')
 
 
 class Tags(Artifact):
@@ -151,12 +152,17 @@ def tag_then_edit(x):
     value = f'{{pool_helper.tag(x)}}@{{os.getpid()}}'
     with open(HELPER, 'w') as f:  # edited while this worker still runs this pipeline
         f.write("def tag(x):\\n    return x + '-B'\\n")
-    time.sleep(4)
+    deadline = time.monotonic() + 120  # still running when the other node's pipeline has run its function
+    while not os.path.exists(AFTER_RAN):
+        assert time.monotonic() < deadline, "the other node's pipeline never ran"
+        time.sleep(0.05)
     return value
 
 
 def tag(x):
-    return f'{{helper().tag(x)}}@{{os.getpid()}}'
+    value = f'{{helper().tag(x)}}@{{os.getpid()}}'
+    open(AFTER_RAN, 'w').close()
+    return value
 
 
 def write_tags(executor, tags, fn):
@@ -226,8 +232,9 @@ print(json.dumps({'nodes': out, 'started': pool.started, 'replaced': pool.replac
 
 def test_a_worker_replaced_while_it_runs_another_nodes_pipeline_finishes_that_pipeline_first(tmp_path):
     """Two nodes at once on a pool of one worker: the first node's Beam function imports the helper,
-    then the helper is edited while that pipeline still runs. The second node's pipeline must not run
-    the old helper, and replacing the worker must not cut the first node's pipeline short."""
+    edits it, and waits until the second node's Beam function has run. The second node's pipeline
+    must not run the old helper, and replacing the worker must not cut the first node's pipeline
+    short (it is still running then, by construction)."""
     (tmp_path / 'two_nodes.py').write_text(CONCURRENT.format(root=str(tmp_path / 'root'),
                                                               url=f"sqlite:///{tmp_path / 'm.db'}"))
     (tmp_path / 'driver.py').write_text(CONCURRENT_DRIVER)

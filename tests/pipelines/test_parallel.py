@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def wait_running(url, nodes, limit=120):
 
 
 def test_nodes_the_dag_does_not_order_run_at_once_and_their_downstream_waits(tmp_path, text_dir):
-    path, url = branches_file(tmp_path, text_dir, 1.0, 1.5)
+    path, url = branches_file(tmp_path, text_dir, 2.0, 3.0)
     out = io.StringIO()
     result = LocalDagRunner(progress=Progress(stream=out), parallel=2).run(load_pipeline(str(path)))
     assert result.state == 'COMPLETE'
@@ -148,3 +149,51 @@ def test_a_bound_below_one_is_a_usage_error(tmp_path, text_dir, capsys):
     assert not os.path.exists(url[len('sqlite:///'):])  # nothing started
     assert main(['resume', 'some-run', '--metadata', url, '--parallel', '-1']) == 2
     assert '--parallel -1: give how many nodes may run at once, 1 or more.' in capsys.readouterr().err
+
+
+NOISY = '''
+import sys, time
+sys.path.insert(0, {tests!r})
+from dummies import Source, Text, Upper, read_text, write_text
+from sluice import Pipeline
+from sluice.components import Component, Executor, Input, Output
+
+
+class NoisyExecutor(Executor):
+    def run(self, *, text: Text, result: Text) -> None:
+        time.sleep(1.0)
+        print('NOISE FROM A RUNNING NODE')
+        write_text(result, read_text(text))
+
+
+class Noisy(Component):
+    text = Input(Text)
+    result = Output(Text)
+    executor = NoisyExecutor
+
+
+def create_pipeline():
+    src = Source(input_base={data!r})
+    return Pipeline('noisy', {root!r}, [src, Noisy(text=src.outputs['text']), Upper(text=src.outputs['text'])],
+                    metadata={url!r})
+'''
+
+
+def test_what_a_running_node_prints_stays_in_the_log_while_a_reused_node_beside_it_ends(tmp_path, text_dir):
+    """A resume runs Noisy again and reuses Upper beside it: Upper's end must not hand the terminal
+    back while Noisy still runs (what an executor prints goes to the run's log, not the terminal)."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    path = tmp_path / 'noisy.py'
+    path.write_text(NOISY.format(tests=TESTS, data=str(text_dir), root=str(tmp_path / 'root'), url=url))
+    killed = sluice(['run', str(path), '--parallel', '2'], tmp_path, SLUICE_KILL_AT='Noisy:executor:0.5')
+    out, err = killed.communicate(timeout=300)
+    assert killed.returncode == -9, out + err
+    [run] = MetadataStore(url, create=False).runs()
+    assert latest(url, run.run_id)['Upper'].state == 'COMPLETE'  # done beside Noisy before the kill
+    resumed = sluice(['resume', run.run_id, '--metadata', url, '--parallel', '2'], tmp_path)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out + err
+    assert re.search(r'^\[3/3\] Upper +COMPLETE .*reused', out, re.M), out
+    assert 'NOISE' not in out + err, out
+    log = (tmp_path / 'root' / '.sluice-logs' / f'{run.run_id}.log').read_text()
+    assert 'NOISE FROM A RUNNING NODE' in log
