@@ -13,6 +13,8 @@ RUNNING under a dead holder, which resume settles as it does for one node.
 """
 from __future__ import annotations
 
+import ast
+import functools
 import os
 import queue
 import threading
@@ -40,6 +42,7 @@ def run_nodes(session: Session, parallel: int | None = None) -> dict[str, NodeRe
             results[component.id] = session.node(component, [results[u.id] for u in component.upstream])
         return results
 
+    serialise_ast_parse()
     done: queue.Queue[tuple[Any, NodeResult | None, BaseException | None]] = queue.Queue()
 
     def work(component: Any, upstream: list[NodeResult]) -> None:
@@ -73,3 +76,25 @@ def run_nodes(session: Session, parallel: int | None = None) -> dict[str, NodeRe
     if error is not None:
         raise error
     return results
+
+
+_AST_LOCK = threading.RLock()
+
+
+def serialise_ast_parse() -> None:
+    """Make ``ast.parse`` one call at a time in this process. CPython 3.11 keeps the AST builder's
+    recursion depth in state shared by all threads, so two threads parsing at once can fail with
+    "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905; seen here when two
+    nodes' drivers computed their cache keys at once). Sluice's cache key and libraries that run in
+    nodes (TensorFlow's AutoGraph, through gast) parse through ``ast.parse``."""
+    if getattr(ast.parse, 'sluice_serialised', False):
+        return
+    original = ast.parse
+
+    @functools.wraps(original)
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        with _AST_LOCK:
+            return original(*args, **kwargs)
+
+    parse.sluice_serialised = True  # type: ignore[attr-defined]
+    ast.parse = parse

@@ -197,3 +197,25 @@ def test_what_a_running_node_prints_stays_in_the_log_while_a_reused_node_beside_
     assert 'NOISE' not in out + err, out
     log = (tmp_path / 'root' / '.sluice-logs' / f'{run.run_id}.log').read_text()
     assert 'NOISE FROM A RUNNING NODE' in log
+
+
+def test_ast_parse_is_one_call_at_a_time_while_nodes_run_at_once():
+    """CPython 3.11's AST builder keeps its recursion depth in state all threads share
+    (python/cpython#106905): two drivers computing cache keys at once failed a node with
+    'SystemError: AST constructor recursion depth mismatch' in a full run of the suite. While nodes
+    run in threads, ``ast.parse`` holds a lock: a second thread waits for the first."""
+    import ast
+    import threading
+
+    from sluice.orchestration.schedule import _AST_LOCK, serialise_ast_parse
+
+    serialise_ast_parse()
+    serialise_ast_parse()  # once only: not wrapped twice
+    assert ast.parse.sluice_serialised and ast.parse.__wrapped__.__module__ == 'ast'
+    parsed = threading.Event()
+    with _AST_LOCK:  # as if another thread were parsing
+        thread = threading.Thread(target=lambda: (ast.parse('x = 1'), parsed.set()))
+        thread.start()
+        assert not parsed.wait(0.5)
+    assert parsed.wait(10)
+    thread.join()
