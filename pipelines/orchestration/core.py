@@ -10,9 +10,9 @@ A Session is a run being driven by this process. It
 3. **launches** nodes through the launcher (driver -> executor -> publisher), fenced by the lease,
    and tries a failed node again as its retry policy allows (each attempt its own execution).
 
-Runners only schedule: LocalDagRunner calls ``session.node`` in topological order, BeamDagRunner
-from Beam DoFns, InteractiveContext one component at a time. Nothing else decides what a launch
-does.
+Runners only schedule: LocalDagRunner calls ``session.node`` for each node once its upstream nodes
+have ended, several at once (sluice.orchestration.schedule), BeamDagRunner from Beam DoFns,
+InteractiveContext one component at a time. Nothing else decides what a launch does.
 """
 from __future__ import annotations
 
