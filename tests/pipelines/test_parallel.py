@@ -149,6 +149,9 @@ def test_a_bound_below_one_is_a_usage_error(tmp_path, text_dir, capsys):
     assert not os.path.exists(url[len('sqlite:///'):])  # nothing started
     assert main(['resume', 'some-run', '--metadata', url, '--parallel', '-1']) == 2
     assert '--parallel -1: give how many nodes may run at once, 1 or more.' in capsys.readouterr().err
+    assert main(['watch', str(path), '--parallel', '0']) == 2
+    assert capsys.readouterr().err == 'sluice: error: --parallel 0: give how many nodes may run at once, 1 or more.\n'
+    assert not os.path.exists(url[len('sqlite:///'):])
 
 
 NOISY = '''

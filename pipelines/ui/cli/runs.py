@@ -44,7 +44,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.file):  # a typo; a file that exists but does not load is watched until it does
         raise CliError(f'No pipeline file {args.file}; give the path of a Python file defining create_pipeline() '
                        'or `pipeline`.')
-    Watcher(args.file, args.every, metadata=args.metadata).forever()
+    Watcher(args.file, args.every, metadata=args.metadata, runner=_runner('local', args.parallel)).forever()
     return 0
 
 
@@ -186,6 +186,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('file', help='the pipeline file')
     p.add_argument('--every', type=float, default=60.0, metavar='SECONDS',
                    help='how often to look at the inputs (default 60)')
+    _with_parallel(p)
     p.set_defaults(func=cmd_watch)
 
     p = with_store(sub.add_parser('gc', help='delete the files of artifacts no kept run and no production model needs'))
