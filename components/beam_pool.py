@@ -59,11 +59,6 @@ def rewrite_options(options: Any) -> Any:
     return options
 
 
-def _fn_runner() -> Any:
-    from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
-    return FnApiRunner
-
-
 class _QuietModeWarning(logging.Filter):
     """FnApiRunner warns that several workers 'in memory' run in one process; on the pool they do not."""
 
@@ -72,7 +67,7 @@ class _QuietModeWarning(logging.Filter):
 
 
 def _runner_class() -> type:
-    base = _fn_runner()
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner as base
 
     class Runner(base):  # type: ignore[misc, valid-type]
         def run_pipeline(self, pipeline: Any, options: Any) -> Any:
@@ -310,14 +305,6 @@ def shutdown() -> None:
 
 
 # -- a worker process -----------------------------------------------------------------------------
-def _library_dirs() -> tuple[str, ...]:
-    """Where Python's own modules and the installed libraries are (a worker's modules from elsewhere are checked)."""
-    import sysconfig
-
-    paths = {sysconfig.get_paths()[k] for k in ('stdlib', 'platstdlib', 'purelib', 'platlib')}
-    return tuple(os.path.realpath(p) + os.sep for p in paths | {sys.prefix, sys.base_prefix})
-
-
 class _Staleness:
     """Which module this process holds from a file that changed since it could have been imported:
     its (mtime, size, inode) differ from when this process first saw it, or its mtime is not before
@@ -330,15 +317,16 @@ class _Staleness:
         self.checked_ns = time.time_ns()  # modules seen for the first time were imported after this
         self.seen: dict[str, tuple[int, tuple[int, int, int]]] = {}  # name -> (check before its import, stat)
         self.files: dict[str, str] = {}  # module name -> its file, '' for Python's and libraries' own
-        self.libraries = _library_dirs()
 
     def check(self) -> str:
+        from sluice.components.fingerprint.imports import is_library_file
+
         now = time.time_ns()
         for name, module in list(sys.modules.items()):
             path = self.files.get(name)
             if path is None:
                 path = getattr(module, '__file__', None) or ''
-                if path and os.path.realpath(path).startswith(self.libraries):
+                if path and is_library_file(path):
                     path = ''
                 self.files[name] = path
             if not path or name.startswith(_GENERATED):
