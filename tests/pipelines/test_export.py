@@ -71,9 +71,9 @@ def airflow_env():
     return os.path.join(env_dir, 'bin')
 
 
-def penguin_file(tmp_path, retries=True):
-    """A pipeline file: the penguin example with few train steps, its root under tmp_path, and (with
-    ``retries``) retry policies and a timeout to map."""
+def penguin_file(tmp_path, retries=True, metadata=None, name='penguin'):
+    """A pipeline file: the penguin example with few train steps (20, as conftest.py's penguin_run), its
+    root under tmp_path, and (with ``retries``) retry policies and a timeout to map."""
     path = tmp_path / 'penguin_small.py'
     path.write_text(textwrap.dedent(f'''\
         import sys
@@ -82,7 +82,8 @@ def penguin_file(tmp_path, retries=True):
         from sluice import Retry
 
         def create_pipeline():
-            pipeline = penguin(root={str(tmp_path / 'root')!r}, train_steps=10)
+            pipeline = penguin(root={str(tmp_path / 'root')!r}, train_steps=20, metadata={metadata!r})
+            pipeline.name = {name!r}
             if {retries!r}:
                 pipeline.retry = Retry(attempts=2, delay=3.0, backoff=1.0)
                 pipeline.node('Trainer').with_retry(Retry(attempts=4, delay=5.0, backoff=2.0, max_delay=40.0))
@@ -112,9 +113,18 @@ def airflow_home(tmp_path, airflow_env):
 
 
 # -- Airflow ------------------------------------------------------------------------------------
-def test_airflow_dags_test_runs_the_exported_penguin_dag(tmp_path, airflow_env):
-    pipeline_file = penguin_file(tmp_path)
-    url = f'sqlite:///{tmp_path}/mlmd.db'
+def test_airflow_dags_test_runs_the_exported_penguin_dag(tmp_path, airflow_env, postgres_url, penguin_run):
+    """The penguin example exported and run by Airflow: one `sluice run-node` process per node, on a
+    PostgreSQL store. `sluice run` of the same file then reuses every node, and the outputs equal those
+    of an independent run on a store of its own (the session's penguin run, conftest.py's penguin_run:
+    the same parameters, LocalDagRunner as `sluice run` drives it, SQLite)."""
+    import uuid
+
+    from outputs import assert_same_penguin_outputs
+
+    name = f'penguin-{uuid.uuid4().hex[:8]}'  # its own name: the PostgreSQL store is shared with other tests
+    pipeline_file = penguin_file(tmp_path, name=name)
+    url = postgres_url
     env, dags = airflow_home(tmp_path, airflow_env)
     home = dags.parent
     dag_file = dags / 'penguin_dag.py'
@@ -128,7 +138,7 @@ def test_airflow_dags_test_runs_the_exported_penguin_dag(tmp_path, airflow_env):
         from airflow.models import DagBag
         bag = DagBag({str(home / 'dags')!r}, include_examples=False)
         assert not bag.import_errors, bag.import_errors
-        dag = bag.get_dag('penguin')
+        dag = bag.get_dag({name!r})
         def seconds(d):
             return None if d is None else d.total_seconds()
         print(json.dumps({{t.task_id: {{
@@ -158,7 +168,7 @@ def test_airflow_dags_test_runs_the_exported_penguin_dag(tmp_path, airflow_env):
     assert (tasks['Pusher']['retries'], tasks['Pusher']['timeout']) == (0, 600.0 + 120.0)
 
     started = time.monotonic()
-    run = subprocess.run([airflow, 'dags', 'test', 'penguin'], env=env, cwd=home, capture_output=True, text=True,
+    run = subprocess.run([airflow, 'dags', 'test', name], env=env, cwd=home, capture_output=True, text=True,
                          timeout=900)
     seconds = time.monotonic() - started
     log = run.stdout + run.stderr
@@ -166,15 +176,33 @@ def test_airflow_dags_test_runs_the_exported_penguin_dag(tmp_path, airflow_env):
     assert 'state=success' in log, log[-6000:]
     print(f'airflow dags test penguin: {seconds:.0f}s')
 
-    # One Sluice run, COMPLETE, with every node of the pipeline executed in it.
+    # One Sluice run, COMPLETE, with every node of the pipeline executed in it, each in a process of its own.
     store = MetadataStore(url, create=False)
-    [record] = store.runs('penguin')
-    assert record.run_id.startswith('penguin-manual__'), record.run_id
+    [record] = store.runs(name)
+    assert record.run_id.startswith(f'{name}-manual__'), record.run_id
     assert record.state == 'COMPLETE' and sorted(record.node_ids) == sorted(pipeline.node_ids), record
     executions = store.executions(record.run_id)
     assert sorted(e.node_id for e in executions) == sorted(pipeline.node_ids)
     assert {e.state for e in executions} == {'COMPLETE'}
+    assert len({e.properties['pid'] for e in executions}) == len(executions) == 9
     assert os.listdir(tmp_path / 'root' / 'serving'), 'the model was not pushed'
+
+    # `sluice run` of the same file reuses every node, each the artifacts the tasks recorded.
+    by_node = {e.node_id: e for e in executions}
+    again = sluice('run', pipeline_file, '--metadata', url, cwd=tmp_path)
+    assert again.returncode == 0 and '0 executed, 9 cached' in again.stdout, again.stdout + again.stderr
+    cached_run = again.stdout.split()[1]
+    for r in store.executions(cached_run):
+        assert r.state == 'CACHED'
+        assert {k: [a.id for a in v] for k, v in r.outputs.items()} == \
+            {k: [a.id for a in v] for k, v in by_node[r.node_id].outputs.items()}
+
+    # The independent run: the same outputs, a model trained and judged the same.
+    _, reference = penguin_run
+    assert reference['state'] == 'COMPLETE' and reference['node_states'] == dict.fromkeys(pipeline.node_ids, 'COMPLETE'), \
+        reference
+    ref_store = MetadataStore(reference['metadata'])
+    assert_same_penguin_outputs(by_node, {r.node_id: r for r in ref_store.executions(reference['run_id'])})
 
 
 EXITS_PIPELINE = """\
