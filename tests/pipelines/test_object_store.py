@@ -166,7 +166,7 @@ def test_watch_sees_a_changed_input_object_and_not_the_same_bytes_again(penguin_
 
 def test_a_run_killed_mid_upload_publishes_nothing_and_resumes(penguin_s3):
     pipeline, _ = penguin_s3
-    killed = pipeline.run(kill_at='Trainer:upload', STEPS='11')
+    killed = pipeline.run('--only', 'Trainer', kill_at='Trainer:upload', STEPS='11')  # upstream reused
     assert killed.returncode == -9, killed.stdout[-3000:] + killed.stderr[-3000:]
     run_id = pipeline.newest_run()
     store = pipeline.store()
@@ -188,7 +188,8 @@ def test_a_run_killed_mid_upload_publishes_nothing_and_resumes(penguin_s3):
     model = store.node_outputs(run_id, 'Trainer')['model'][0]
     assert model.uri != f'{pipeline.root}/Trainer/model/{trainer.id}'
     assert pipeline.s3.keys(pipeline.bucket, model.uri[len(f's3://{pipeline.bucket}/'):] + '/Format-Serving/')
-    assert store.run(run_id).state == 'COMPLETE'
+    assert [r.state for r in store.executions(run_id) if r.node_id == 'Trainer'] == ['FAILED', 'COMPLETE']
+    assert store.run(run_id).state == 'INCOMPLETE'  # finished: only the Trainer was selected
     assert (other_host / 's3' / pipeline.bucket / 'runs' / 'penguin' / 'Transform').is_dir(), \
         "the resumed Trainer read Transform's outputs from the bucket, into the other host's copies"
 
