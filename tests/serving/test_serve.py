@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 import pytest
-
+import shared_runs
 from serving_helpers import INFRA_PENGUIN, PENGUIN, call, promote, serving, sluice
 
 from sluice.components.infra_validator import InfraValidatorExecutor
@@ -33,12 +33,16 @@ ROW = {'culmen_length_mm': 0.25, 'culmen_depth_mm': 0.67, 'flipper_length_mm': 0
 def penguin_run(tmp_path_factory) -> str:
     """A directory where the example penguin pipeline ran twice, the second time retraining, with an
     InfraValidator before the Pusher: its ``runs/penguin/serving`` holds two versions, two models whose
-    files differ, each pushed by the Pusher. The second run's output is in ``second-run.txt``."""
-    where = str(tmp_path_factory.mktemp('penguin-serving'))
-    sluice('run', PENGUIN, '-q', cwd=where)
-    second = sluice('run', INFRA_PENGUIN, '--no-cache', 'Trainer', cwd=where)
-    with open(os.path.join(where, 'second-run.txt'), 'w') as f:
-        f.write(second.stdout)
+    files differ, each pushed by the Pusher. The second run's output is in ``second-run.txt``. Both runs
+    are `sluice run` in this process (its main(), as shared_runs.command_in_process): a process of
+    their own would import TensorFlow and Beam again, and nothing here is about the process."""
+    where = tmp_path_factory.mktemp('penguin-serving')
+    first = shared_runs.command_in_process('run', PENGUIN, '-q')(where)
+    assert first['status'] == 0, first['stdout'][-3000:]
+    second = shared_runs.command_in_process('run', INFRA_PENGUIN, '--no-cache', 'Trainer')(where)
+    assert second['status'] == 0, second['stdout'][-3000:]
+    (where / 'second-run.txt').write_text(second['stdout'])
+    where = str(where)
     versions = sorted(os.listdir(os.path.join(where, 'runs', 'penguin', 'serving')))
     assert len([v for v in versions if v.isdigit()]) == 2, versions
     return where
