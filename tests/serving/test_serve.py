@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -441,9 +442,9 @@ def test_drift_of_the_served_data_is_caught_and_the_training_distribution_is_not
         heavy = _send_csv(server.url, os.path.join(data, 'skewed', 'penguins_skewed.csv'),
                           lambda r: r['species'] == '1' or any(float(v) < 0 for v in r.values()))
 
-    def drift(*args):
-        return subprocess.run([sys.executable, '-m', 'sluice.ui.cli', 'drift', destination, *args], cwd=penguin_run,
-                              capture_output=True, text=True, timeout=300)
+    def drift(*args):  # `sluice drift` through its main() here: a process of its own would import TFDV each time
+        done = shared_runs.command_in_process('drift', destination, *args)(pathlib.Path(penguin_run))
+        return subprocess.CompletedProcess(args, done['status'], done['stdout'], '')
 
     done = drift('--log-dir', same, '--json', str(tmp_path / 'same.json'))
     assert done.returncode == 0, done.stdout + done.stderr
