@@ -17,23 +17,25 @@ import shared_runs  # noqa: E402
 from sluice.metadata import MetadataStore  # noqa: E402
 
 # The test files that take longest (seconds of one full run, `--durations=0`, summed per file, with
-# the shared runs they make), in that order. With pytest-xdist (`make test`, TEST_WORKERS=2: --dist
+# the shared runs they make), in that order. With pytest-xdist (`make test`, TEST_WORKERS=3: --dist
 # loadfile, and --no-loadscope-reorder so that xdist keeps this order) each file runs whole in one
 # worker, taken in collection order: starting the long ones first lets the short ones fill the gaps at
-# the end. The first of them also make the session's shared runs (test_beam_runners.py taxi_cli,
-# test_run_node.py penguin_run, test_kill_matrix.py penguin_cli_run) before the later files that read
-# them need them, so that no worker waits idle on another's. A file not listed keeps its place after
-# these. A run in one process keeps pytest's own order.
+# the end. Among the first are the makers of the session's shared runs (test_examples.py taxi_cli and
+# skewed_penguin_run, test_export.py penguin_run, test_kill_matrix.py penguin_cli_run), before most
+# of the later files that read them need them, so that no worker waits idle on another's. A file not
+# listed keeps its place after these. A run in one process keeps pytest's own order.
 LONGEST_FIRST = [
-    'tfx_compat/test_tfx_examples.py', 'pipelines/test_export.py', 'notebooks/test_notebooks.py', 'pipelines/test_kill_matrix.py',
-    'pipelines/test_run_node.py', 'components/test_beam_runners.py', 'components/test_beam_external_workers.py',
-    'serving/test_serve.py', 'pipelines/test_object_store.py', 'pipelines/test_examples.py', 'pipelines/test_tfx_v1.py', 'components/test_spans.py',
-    'pipelines/test_leases.py', 'pipelines/test_resume_examples.py', 'pipelines/test_hosts.py',
-    'components/test_transform_cache.py', 'components/test_tuner.py', 'components/test_data_validation.py', 'pipelines/test_watch.py', 'components/test_transform_paths.py',
-    'pipelines/test_partial_runs.py', 'pipelines/test_cache_code.py', 'pipelines/test_bad_inputs.py',
-    'pipelines/test_production.py', 'pipelines/test_concurrency.py', 'metadata/test_store.py',
-    'pipelines/test_report_browser.py', 'pipelines/test_quiet.py', 'components/test_example_gen.py',
-    'pipelines/test_retries.py', 'pipelines/test_resume.py',
+    'tfx_compat/test_tfx_examples.py', 'pipelines/test_examples.py', 'pipelines/test_object_store.py',
+    'pipelines/test_export.py', 'components/test_beam_external_workers.py', 'pipelines/test_kill_matrix.py',
+    'serving/test_serve.py', 'pipelines/test_leases.py', 'notebooks/test_notebooks.py', 'pipelines/test_tfx_v1.py',
+    'pipelines/test_hosts.py', 'pipelines/test_resume_examples.py', 'pipelines/test_watch.py',
+    'components/test_data_validation.py', 'pipelines/test_parallel.py', 'pipelines/test_s3_destination.py',
+    'components/test_spans.py', 'components/test_beam_runners.py', 'components/test_beam_pool.py',
+    'components/test_transform_cache.py', 'pipelines/test_production.py', 'components/test_transform_paths.py',
+    'components/test_tuner.py', 'pipelines/test_cache_code.py', 'pipelines/test_bad_inputs.py',
+    'pipelines/test_resume.py', 'pipelines/test_concurrency.py', 'pipelines/test_quiet.py',
+    'pipelines/test_partial_runs.py', 'metadata/test_store.py', 'metadata/test_secrets.py',
+    'pipelines/test_report_browser.py', 'components/test_example_gen.py', 'pipelines/test_run_node.py',
 ]
 
 

@@ -141,18 +141,22 @@ class Probe(Component):
 
 
 class SlowExecutor(Executor):
-    def run(self, *, text: Text, result: Text, seconds: float) -> None:
+    def run(self, *, text: Text, result: Text, seconds: float, until: str) -> None:
         import time
         write_text(result, 'partial')
-        time.sleep(seconds)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not (until and os.path.exists(until)):
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
         write_text(result, read_text(text)[::-1])
 
 
 class Slow(Component):
-    """Reverses its input, slowly (a window to kill the process in)."""
+    """Reverses its input, slowly (a window to kill the process in): after ``seconds``, or as soon as
+    the file ``until`` exists."""
     text = Input(Text)
     result = Output(Text)
     seconds = Parameter(float, default=1.0)
+    until = Parameter(str, default='')
     executor = SlowExecutor
 
 

@@ -115,6 +115,7 @@ class Watcher:
         self.due = False  # a run could not start: try again at the next tick
         self.to_resume: str | None = None  # a run that failed transiently, resumed on the next tick
         self.runs: list[Any] = []
+        self.interrupted = False  # Ctrl-C came during a run or resume (not between two ticks)
 
     def _load(self) -> bool:
         """Load the pipeline file; on an error, say it and keep the last pipeline that loaded."""
@@ -151,6 +152,9 @@ class Watcher:
         """(start()'s result, False), or, if it raised, (None, whether to try again at the next tick)."""
         try:
             return start(), False
+        except KeyboardInterrupt:  # in the middle of it, or just after it ended: it still counts
+            self.interrupted = True
+            raise
         except Exception as e:  # a held lease, the store down or locked, a bug: watching goes on
             again = getattr(e, 'retryable', True) is not False
             when = f'at the next tick, in {self.every:g}s' if again else 'when the inputs change'
@@ -216,4 +220,4 @@ class Watcher:
                 self.tick()
                 time.sleep(self.every)
         except KeyboardInterrupt:
-            self.say(f'Stopped watching after {len(self.runs)} run(s).')
+            self.say(f'Stopped watching after {len(self.runs) + self.interrupted} run(s).')

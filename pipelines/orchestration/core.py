@@ -58,6 +58,7 @@ class Session:
         self.retries = True  # False when the caller retries (an Airflow or KFP task: sluice run-node --no-retry)
         self.trace: RunTrace | None = None  # this process's spans of the run (sluice.observe.trace)
         self.outcome = ''  # how this process's part of the run ended, for its span
+        self.ended = ''  # the run's state once finish() has it: a Ctrl-C after that stops nothing
         self.in_flight = InFlight()  # the launches whose executors run, for Ctrl-C with several nodes at once
 
     # -- starting ---------------------------------------------------------------------------------
@@ -300,7 +301,7 @@ class Session:
             elif component.id in self.steps and self.steps[component.id].action == 'reuse':
                 result.nodes[component.id] = reused(component, self.steps[component.id])
         result.lost_to = self.lease.lost_to
-        self.outcome = result.state
+        self.outcome = self.ended = result.state
         self.lease.release()
         if self.complete_already:
             self.progress.say(f'Run {self.run_id} is already COMPLETE; nothing to resume.')
@@ -338,7 +339,10 @@ class Session:
             self.trace.end('INTERRUPTED' if exc_type is KeyboardInterrupt else self.outcome or
                            ('FAILED' if exc_type is not None else 'DONE'))
             self.trace = None
-        if exc_type is KeyboardInterrupt:
+        if exc_type is KeyboardInterrupt and self.ended:  # while its end was being reported
+            self.progress.say(f'\nInterrupted after run {self.run_id} ended {self.ended}: nothing was stopped '
+                              '(notices and exports of its end may be missing).')
+        elif exc_type is KeyboardInterrupt:
             self.progress.say(f'\nInterrupted: run {self.run_id} stopped (the node that was running is recorded '
                               f'CANCELED; what finished is kept). Continue it with: sluice resume {self.run_id} '
                               f'--metadata {shlex.quote(self.store.url)}')

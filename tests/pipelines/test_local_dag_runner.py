@@ -269,3 +269,24 @@ def test_sqlite_store_cache_survives_across_processes_worth_of_connections(tmp_p
     result = LocalDagRunner(progress=False).run(again)
     assert result.node_states() == dict.fromkeys(again.node_ids, 'CACHED')
     assert MetadataStore(url).run(result.run_id).state == 'COMPLETE'
+
+
+def test_ctrl_c_while_the_end_of_a_run_is_reported_says_the_run_ended_and_stopped_nothing(tmp_path, text_dir, capsys):
+    """A Ctrl-C that lands after the run's last node ended (here: while its on_success callback runs) stops
+    no node: the message says how the run ended, not that a node was recorded CANCELED."""
+    def interrupted(notice):
+        raise KeyboardInterrupt
+
+    src = Source(input_base=str(text_dir))
+    up = Upper(text=src.outputs['text'])
+    url = f'sqlite:///{tmp_path}/m.db'
+    pipeline = Pipeline(name='ends', pipeline_root=str(tmp_path / 'root'), components=[src, up], metadata=url,
+                        on_success=[interrupted])
+    with pytest.raises(KeyboardInterrupt):
+        LocalDagRunner().run(pipeline)
+    out = capsys.readouterr().out
+    from sluice.metadata import MetadataStore
+    [run] = MetadataStore(url).runs('ends')
+    assert run.state == 'COMPLETE'
+    assert f'Interrupted after run {run.run_id} ended COMPLETE: nothing was stopped' in out, out
+    assert 'recorded CANCELED' not in out

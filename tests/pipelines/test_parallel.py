@@ -23,8 +23,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TESTS = os.path.join(REPO, 'tests')
 
 
-def branches_file(tmp_path, text_dir, a, b):
-    """Source -> SlowA(a s) and SlowB(b s), both -> Join; its store is tmp_path/m.db."""
+def branches_file(tmp_path, text_dir, a, b, until=''):
+    """Source -> SlowA(a s) and SlowB(b s) (each ends early once the file ``until`` exists), both ->
+    Join; its store is tmp_path/m.db."""
     path = tmp_path / 'branches.py'
     path.write_text(textwrap.dedent(f'''
         import sys
@@ -34,8 +35,8 @@ def branches_file(tmp_path, text_dir, a, b):
 
         def create_pipeline():
             src = Source(input_base={str(text_dir)!r})
-            a = Slow(text=src.outputs['text'], seconds={a}).with_id('SlowA')
-            b = Slow(text=src.outputs['text'], seconds={b}).with_id('SlowB')
+            a = Slow(text=src.outputs['text'], seconds={a}, until={str(until)!r}).with_id('SlowA')
+            b = Slow(text=src.outputs['text'], seconds={b}, until={str(until)!r}).with_id('SlowB')
             join = Join(left=a.outputs['result'], right=b.outputs['result'])
             return Pipeline('branches', {str(tmp_path / 'root')!r}, [src, a, b, join],
                             metadata={f"sqlite:///{tmp_path / 'm.db'}"!r})
@@ -100,7 +101,8 @@ def test_nodes_the_dag_does_not_order_run_at_once_and_their_downstream_waits(tmp
 
 
 def test_ctrl_c_with_two_nodes_running_cancels_both_and_resume_finishes_the_run(tmp_path, text_dir):
-    path, url = branches_file(tmp_path, text_dir, 20, 20)
+    go = tmp_path / 'go'
+    path, url = branches_file(tmp_path, text_dir, 20, 20, until=go)
     proc = sluice(['run', str(path), '--parallel', '2'], tmp_path)
     run_id = wait_running(url, ['SlowA', 'SlowB'])
     interrupted = time.monotonic()
@@ -114,6 +116,7 @@ def test_ctrl_c_with_two_nodes_running_cancels_both_and_resume_finishes_the_run(
     assert (ex['SlowA'].state, ex['SlowB'].state) == ('CANCELED', 'CANCELED')
     assert 'Join' not in ex
     assert not [d for d in os.listdir(tmp_path / 'root' / '.sluice-tmp') if d.startswith('Slow')]
+    go.touch()  # the resumed nodes need not take their 20 s
     resume = sluice(['resume', run_id, '--metadata', url, '--parallel', '2'], tmp_path)
     out, err = resume.communicate(timeout=300)
     assert resume.returncode == 0, out + err
