@@ -322,7 +322,7 @@ class _Staleness:
         from sluice.components.fingerprint.imports import is_library_file
 
         now = time.time_ns()
-        for name, module in list(sys.modules.items()):
+        for name, module in sys.modules.copy().items():
             path = self.files.get(name)
             if path is None:
                 path = getattr(module, '__file__', None) or ''

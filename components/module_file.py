@@ -33,7 +33,7 @@ def pickle_by_value(module: types.ModuleType, local_files: set[str]) -> None:
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(module)
-    for other in list(sys.modules.values()):
+    for other in sys.modules.copy().values():
         if getattr(other, '__file__', None) in local_files and other is not module:
             try:
                 cloudpickle.register_pickle_by_value(other)
@@ -75,7 +75,7 @@ def forget_local_modules(path: str) -> set[str]:
                 parts = parts[:-1]
             if parts and all(part.isidentifier() for part in parts):
                 names.setdefault('.'.join(parts), set()).add(file)
-    for name, module in list(sys.modules.items()):
+    for name, module in sys.modules.copy().items():
         if name.partition('.')[0] == 'sluice':
             continue
         file = module.__dict__.get('__file__') if isinstance(module, types.ModuleType) else None

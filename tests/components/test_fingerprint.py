@@ -445,3 +445,43 @@ def test_the_process_start_is_known_to_a_clock_tick_so_a_file_saved_just_before_
                          text=True, timeout=60, check=True)
     before_first_line = int(out.stdout)
     assert 0 < before_first_line < 500_000_000, before_first_line  # interpreter start-up plus a clock tick or two
+
+
+def test_the_modules_in_memory_are_read_while_other_code_imports():
+    """The stale-code check reads sys.modules while other threads import (nodes run at once). Reading it
+    item by item let other Python code run in between (a garbage collection's finalizers, and a
+    thread switch after them), and a run failed with "RuntimeError: dictionary changed size during
+    iteration" (seen in the suite). Here a finalizer that adds a module and leaves new garbage behind
+    runs at every collection, and a collection at every allocation."""
+    import gc
+    import types
+
+    from sluice.components.fingerprint.stale import _modules_of
+
+    added = []
+
+    class Importer:
+        def __init__(self):
+            self.cycle = self
+
+        def __del__(self):
+            name = f'sluice_test_finalizer_import_{len(added)}'
+            sys.modules[name] = types.ModuleType(name)
+            added.append(name)
+            if len(added) < 5000:
+                Importer()  # garbage for the next collection
+
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.disable()
+    try:
+        Importer()
+        gc.set_threshold(1)
+        gc.enable()
+        assert _modules_of({os.path.abspath(fp.__file__)}, set()) is not None
+    finally:
+        gc.set_threshold(*threshold)
+        gc.enable()
+        for name in added:
+            sys.modules.pop(name, None)
+    assert added, 'no finalizer ran during the check: the test did not test anything'
