@@ -121,8 +121,9 @@ def _modules_of(paths: set[str], executing: set[int]) -> dict[str, list[tuple[st
     whose file is one of ``paths``."""
     found: dict[str, list[tuple[str, types.ModuleType, bool]]] = {}
     anchor = False  # passed the first module being imported right now: later ones were imported since
-    for name, module in sys.modules.copy().items():  # one copy in C: item by item, a finalizer or another
-        # thread may import in between (RuntimeError: dictionary changed size during iteration)
+    # One copy, made in C: read item by item, a finalizer or another thread may import in between
+    # (RuntimeError: dictionary changed size during iteration).
+    for name, module in sys.modules.copy().items():
         if not isinstance(module, types.ModuleType):
             continue
         namespace = module.__dict__

@@ -71,7 +71,7 @@ def airflow_env():
     return os.path.join(env_dir, 'bin')
 
 
-def penguin_file(tmp_path, retries=True, metadata=None, name='penguin'):
+def penguin_file(tmp_path, retries=True, name='penguin'):
     """A pipeline file: the penguin example with few train steps (20, as conftest.py's penguin_run), its
     root under tmp_path, and (with ``retries``) retry policies and a timeout to map."""
     path = tmp_path / 'penguin_small.py'
@@ -82,7 +82,7 @@ def penguin_file(tmp_path, retries=True, metadata=None, name='penguin'):
         from sluice import Retry
 
         def create_pipeline():
-            pipeline = penguin(root={str(tmp_path / 'root')!r}, train_steps=20, metadata={metadata!r})
+            pipeline = penguin(root={str(tmp_path / 'root')!r}, train_steps=20)
             pipeline.name = {name!r}
             if {retries!r}:
                 pipeline.retry = Retry(attempts=2, delay=3.0, backoff=1.0)
