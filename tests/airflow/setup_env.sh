@@ -31,8 +31,16 @@ fi
 started=$(date +%s)
 rm -rf "$env_dir"
 "$python" -m venv "$env_dir"
-"$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-    -r "$here/requirements.txt" -c "$here/constraints.txt"
+# uv when there is one ($SLUICE_UV, else on PATH: Sluice's venv pins it), pip otherwise: the same
+# pinned set either way (compared with pip freeze), 18 s against 78 s here.
+uv=${SLUICE_UV:-$(command -v uv || true)}
+if [[ -n $uv && -x $uv ]]; then
+    VIRTUAL_ENV=$env_dir "$uv" pip install --quiet --compile-bytecode -r "$here/requirements.txt" \
+        -c "$here/constraints.txt"
+else
+    "$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+        -r "$here/requirements.txt" -c "$here/constraints.txt"
+fi
 # Both must import, and Airflow's command must start, before the environment counts as built.
 "$env_dir/bin/python" -c 'import airflow, kfp; from kfp.pipeline_spec import pipeline_spec_pb2'
 AIRFLOW_HOME=$(mktemp -d) "$env_dir/bin/airflow" version >/dev/null

@@ -56,7 +56,8 @@ def airflow_env():
     """The bin/ directory of the Airflow + KFP environment, built when missing."""
     started = time.monotonic()
     try:
-        done = subprocess.run(['bash', SETUP], capture_output=True, text=True, timeout=900)
+        done = subprocess.run(['bash', SETUP], capture_output=True, text=True, timeout=900,
+                              env={**os.environ, 'SLUICE_UV': os.path.join(os.path.dirname(sys.executable), 'uv')})
     except subprocess.TimeoutExpired:
         pytest.fail(f'{SETUP} did not finish within 15 minutes.')
     if done.returncode != 0:
