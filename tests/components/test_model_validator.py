@@ -305,10 +305,16 @@ CASES = [
     ('a metric not computed', 'auc', {'lower_bound': 0.5}, False, False),
     ('a metric not computed, change', 'auc', {'change': {'direction': HI, 'absolute': 0.0}}, False, True),
     ('tfma.MetricThreshold ok', 'binary_accuracy',
-     _proto({'lower_bound': 0.8}, {'direction': HI, 'absolute': 0.15}), True, True),
+     lambda: _proto({'lower_bound': 0.8}, {'direction': HI, 'absolute': 0.15}), True, True),
     ('tfma.MetricThreshold fails', 'mean_squared_error',
-     _proto({'upper_bound': 0.2}, {'direction': LO, 'absolute': -0.29}), False, True),
-]
+     lambda: _proto({'upper_bound': 0.2}, {'direction': LO, 'absolute': -0.29}), False, True),
+]  # the tfma.MetricThreshold cases are built when used: TFMA is not imported while pytest collects tests
+
+
+def _cases():
+    """CASES with each tfma.MetricThreshold built."""
+    return [(case, metric, threshold() if callable(threshold) else threshold, *verdicts)
+            for case, metric, threshold, *verdicts in CASES]
 
 
 def _as_tfma(metric, threshold):
@@ -333,7 +339,7 @@ def _case_config():
         model_specs=[tfma.ModelSpec(label_key='label')],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=['island'])],
         metrics_specs=[tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name=c) for c in CLASSES.values()])])
-    for _, metric, threshold, _, _ in CASES:
+    for _, metric, threshold, _, _ in _cases():
         t, specs = _as_tfma(metric, threshold)
         spec = cfg.metrics_specs.add()
         if metric not in CLASSES:
@@ -410,7 +416,7 @@ def _tfma_verdicts(evaluation):
     result = tfma.load_validation_result(evaluation.uri)
     failures = [f for v in result.metric_validations_per_slice for f in v.failures]
     verdicts = {}
-    for case, metric, threshold, _, _ in CASES:
+    for case, metric, threshold, _, _ in _cases():
         t, specs = _as_tfma(metric, threshold)
         failed = any(f.metric_key.name == metric and (
             (f.metric_threshold.HasField('value_threshold') and f.metric_threshold.value_threshold == t.value_threshold)
@@ -436,7 +442,7 @@ def test_every_case_gets_tfmas_own_verdict(tmp_path, tfma_evaluations, scenario)
 
     # thresholds= on the ModelValidator, one case at a time, on the same TFMA metrics
     plain = _without_thresholds(tmp_path, evaluation)
-    for case, metric, threshold, _, _ in CASES:
+    for case, metric, threshold, _, _ in _cases():
         verdict, reasons, _ = validate(tmp_path, plain, {metric: threshold})
         assert (verdict == 'BLESSED') == tfma_says[case], (case, reasons['checks'])
         assert reasons['checks'] and all(c['source'] == 'thresholds' for c in reasons['checks'])
@@ -453,7 +459,7 @@ def test_every_case_gets_tfmas_own_verdict(tmp_path, tfma_evaluations, scenario)
     assert sorted(map(key, ours['metric_validations_per_slice'])) == \
         sorted(map(key, theirs['metric_validations_per_slice']))
     assert ours.get('missing_slices') == theirs.get('missing_slices')
-    for case, metric, threshold, _, _ in CASES:
+    for case, metric, threshold, _, _ in _cases():
         mine = [c for c in reasons['checks']
                 if c['metric'] == metric and c['threshold'] == _threshold_of(metric, threshold)]
         assert mine and all(c['source'] == 'eval_config' for c in mine), case

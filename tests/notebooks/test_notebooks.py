@@ -4,9 +4,7 @@ from __future__ import annotations
 import os
 import re
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from sluice.metadata import MetadataStore
 from sluice.ui.cli import main
@@ -17,6 +15,9 @@ PENGUIN = os.path.join(REPO, 'pipelines', 'examples', 'penguin', 'penguin_pipeli
 
 
 def execute(name, work_dir, monkeypatch):
+    import nbformat  # here, not at the top: nbformat's schema checks take ~4 s to import, in every
+    from nbclient import NotebookClient  # test process that collects this file
+
     monkeypatch.setenv('SLUICE_NOTEBOOK_ROOT', str(work_dir))
     nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
     NotebookClient(nb, timeout=900, kernel_name='python3', resources={'metadata': {'path': NOTEBOOKS}}).execute()
@@ -66,6 +67,8 @@ def test_resume_and_gate_notebook(tmp_path, monkeypatch):
 
 @pytest.fixture(scope='module')
 def notebooks_have_no_outputs():
+    import nbformat
+
     for name in os.listdir(NOTEBOOKS):
         nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
         assert not any(c.get('outputs') for c in nb.cells), f'{name} is committed with outputs'
