@@ -15,6 +15,16 @@ from sluice.metadata.records import (LEASE, NODE, PIPELINE, PIPELINE_RUN, SETTLE
                                      MetadataStoreError, set_value, value_of)
 
 
+def _type_key(kind: str, name: str) -> str:
+    """The external id Sluice gives a type it registers. ML-Metadata's type table has no unique
+    constraint on names, only on external ids: on PostgreSQL (and MySQL), processes registering a
+    type at the same moment each inserted one, and what each then wrote went under its own copy (runs
+    of a new shared store missing from ``sluice runs``). With the id, the second insert fails on the
+    constraint, is retried (``Connection.retry``, ``creating``) and finds the first. A type that a
+    store already has by name is returned as it is, with or without the id."""
+    return f'sluice:{kind}:{name}'
+
+
 class StoreBase(Connection):
     """A connection with Sluice's types registered; the parts of the store (leases, lineage, runs and
     executions) are written on top of it."""
@@ -42,7 +52,7 @@ class StoreBase(Connection):
         the type as the store has it, if read already."""
         name = cls.type_name()
         if name not in self._type_ids:
-            t = pb.ArtifactType(name=name)
+            t = pb.ArtifactType(name=name, external_id=_type_key('artifact', name))
             for prop, kind in cls.all_properties().items():
                 t.properties[prop] = {int: pb.INT, float: pb.DOUBLE, str: pb.STRING}[kind]
             if stored is not None and all(stored.properties.get(k) == v for k, v in t.properties.items()):
@@ -55,7 +65,7 @@ class StoreBase(Connection):
     def execution_type_id(self, component_type: str) -> int:
         key = f'execution:{component_type}'
         if key not in self._type_ids:
-            t = pb.ExecutionType(name=component_type)
+            t = pb.ExecutionType(name=component_type, external_id=_type_key('execution', component_type))
             self._type_ids[key] = self.retry(lambda: self._store.put_execution_type(t, can_add_fields=True),
                                              creating=True)
         return self._type_ids[key]
@@ -63,7 +73,7 @@ class StoreBase(Connection):
     def _context_type_id(self, name: str) -> int:
         key = f'context:{name}'
         if key not in self._type_ids:
-            t = pb.ContextType(name=name)
+            t = pb.ContextType(name=name, external_id=_type_key('context', name))
             self._type_ids[key] = self.retry(lambda: self._store.put_context_type(t, can_add_fields=True),
                                              creating=True)
         return self._type_ids[key]

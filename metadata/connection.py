@@ -155,8 +155,9 @@ class Connection:
         holds the database. With ``creating`` (connecting, which creates ML-Metadata's tables in a new
         database, or registering a type), also while another process creates the same thing: processes
         opening a new PostgreSQL or MySQL database at once race, the losers get a unique-key violation
-        or, when their CREATE TABLE comes second, 'relation "type" already exists' (only those, never
-        ML-Metadata's AlreadyExistsError for a record), and the next try finds what the winner created; a
+        or, when their CREATE TABLE comes second, 'relation "type" already exists', or for a type just
+        made by another, 'Conflict of external_id' (only those, never ML-Metadata's AlreadyExistsError for
+        a record), and the next try finds what the winner created; a
         process that connects while another is half way through creating the tables is told that the
         database has "a subset of tables" and to retry the connection.
         A new SQLite file opened while another process is still creating its tables says 'no such table'
@@ -171,7 +172,8 @@ class Connection:
                     isinstance(e, (mlmd_errors.InternalError, mlmd_errors.UnavailableError))
                     and ('locked' in str(e) or 'busy' in str(e)))
                 race = creating and (any(m in str(e) for m in ('duplicate key value', 'Duplicate entry',
-                                                               'subset of tables'))  # "Please retry the connection"
+                                                               'subset of tables',  # "Please retry the connection"
+                                                               'Conflict of external_id'))  # a type, just made
                                      or re.search(r'(relation|table) "?`?\w+`?"? already exists', str(e)) is not None
                                      or ('no such table' in str(e) and attempt < 4))  # SQLite, tables half made
                 if not (busy or race) or attempt == self.RETRIES:

@@ -199,8 +199,20 @@ def new_store_url(kind, tmp_path, request, name):
 
 OPEN_AT = '''
 import sys, time
-from sluice.metadata import MetadataStore
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process connects at the same moment
+from sluice.metadata import MetadataStore, base
+at = float(sys.argv[2])
+
+def at_once(register):  # the first type each kind registers, by every process at one instant (+2 s)
+    waited = []
+    def call(self, *args, **kwargs):
+        if not waited:
+            waited.append(time.sleep(max(0.0, at + 2 - time.time())))
+        return register(self, *args, **kwargs)
+    return call
+
+base.StoreBase.artifact_type_id = at_once(base.StoreBase.artifact_type_id)
+base.StoreBase._context_type_id = at_once(base.StoreBase._context_type_id)
+time.sleep(max(0.0, at - time.time()))  # every process connects at the same moment
 store = MetadataStore(sys.argv[1])
 store.register_run('p', sys.argv[3], {})
 print('opened')
@@ -210,7 +222,10 @@ print('opened')
 @pytest.mark.parametrize('kind', ['sqlite', 'postgresql'])
 def test_processes_opening_a_new_store_at_once_all_succeed(kind, tmp_path, request):
     """The first processes of a team (or of an orchestrator's first tasks) may all find the store
-    empty and create its schema and types at the same moment: every one of them must get a store."""
+    empty and create its schema and types at the same moment: every one of them must get a store, and
+    one of each type (ML-Metadata's type table has no unique name: on PostgreSQL each process inserted
+    its own copy and the runs it recorded went missing from the others' view)."""
+    import collections
     import subprocess
     import sys
     import time
@@ -222,7 +237,11 @@ def test_processes_opening_a_new_store_at_once_all_succeed(kind, tmp_path, reque
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(4)]
         outs = [p.communicate(timeout=120)[0] for p in procs]
         assert [p.returncode for p in procs] == [0] * 4, '\n'.join(outs)
-        assert sorted(r.run_id for r in MetadataStore(url).runs()) == ['r0', 'r1', 'r2', 'r3']
+        store = MetadataStore(url)
+        assert sorted(r.run_id for r in store.runs()) == ['r0', 'r1', 'r2', 'r3']
+        for kind in ('artifact', 'context'):
+            names = collections.Counter(t.name for t in getattr(store.mlmd, f'get_{kind}_types')())
+            assert not [name for name, n in names.items() if n > 1], (kind, names)
 
 
 @pytest.mark.parametrize('kind', ['sqlite', 'postgresql'])
