@@ -14,7 +14,7 @@ EXAMPLE ?= pipelines/examples/penguin/penguin_pipeline.py
 # Test processes (pytest-xdist; each test file runs whole in one of them, the longest first: see
 # tests/conftest.py). 0: one process, in pytest's own order. Three on the project's 2-core machine:
 # the suite waits on servers, heartbeats and timeouts for part of its time, which a third process
-# fills (2026-12-04, one fresh clone each: 923 s of pytest with two, 773 s with three).
+# fills (2026-12-04, one fresh clone each: 923 s of pytest with two, 773 s with three, 803 s with four).
 TEST_WORKERS ?= 3
 
 .PHONY: run test coverage env clean system-deps
