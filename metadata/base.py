@@ -17,9 +17,9 @@ from sluice.metadata.records import (LEASE, NODE, PIPELINE, PIPELINE_RUN, SETTLE
 
 def _type_key(kind: str, name: str) -> str:
     """The external id Sluice gives a type it registers. ML-Metadata's type table has no unique
-    constraint on names, only on external ids: on PostgreSQL (and MySQL), processes registering a
-    type at the same moment each inserted one, and what each then wrote went under its own copy (runs
-    of a new shared store missing from ``sluice runs``). With the id, the second insert fails on the
+    constraint on names, only on external ids: processes registering a type at the same moment (seen
+    on PostgreSQL and on SQLite) each inserted one, and what each then wrote went under its own copy
+    (runs of a new shared store missing from ``sluice runs``). With the id, the second insert fails on the
     constraint, is retried (``Connection.retry``, ``creating``) and finds the first. A type that a
     store already has by name is returned as it is, with or without the id."""
     return f'sluice:{kind}:{name}'

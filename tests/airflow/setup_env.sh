@@ -34,7 +34,7 @@ rm -rf "$env_dir"
 # uv when there is one ($SLUICE_UV, else on PATH: Sluice's venv pins it), pip otherwise: the same
 # pinned set either way (compared with pip freeze), 18 s against 78 s here.
 uv=${SLUICE_UV:-$(command -v uv || true)}
-if [[ -n $uv && -x $uv ]]; then
+if [[ -x $uv ]]; then
     VIRTUAL_ENV=$env_dir "$uv" pip install --quiet --compile-bytecode -r "$here/requirements.txt" \
         -c "$here/constraints.txt"
 else
