@@ -283,6 +283,11 @@ class Component:
             seen.setdefault(id(comp), comp)
         return list(seen.values())
 
+    @property
+    def companions(self) -> list[Component]:
+        """Nodes this component brings into a pipeline with it (a Trainer's OnnxExporter)."""
+        return []
+
     def user_code_files(self) -> Iterator[tuple[str, str]]:
         """(parameter name, path) of each module file parameter that is set."""
         for key, decl in type(self).PARAMETERS.items():

@@ -5,8 +5,8 @@
 
 It starts ``sluice serve`` on the candidate's directory in a child process on a free loopback port
 (the same code, runtime and custom ops that will serve it in production), waits for it to load and
-warm up, sends the sample request stored with the model (``serving_samples.json``, written by the
-Trainer) ``requests`` times, and checks the answers against the ones recorded at training. It blesses
+warm up, sends the sample request stored with the model's ONNX copy (``serving_samples.json``, written
+by the OnnxExporter; ``onnx_model`` is wired by itself when ``model`` is a Trainer's) ``requests`` times, and checks the answers against the ones recorded at training. It blesses
 the model only if all of that happens within ``time_limit_seconds``. It always writes an InfraBlessing:
 an ``INFRA_BLESSED`` or ``INFRA_NOT_BLESSED`` file (as TFX's), ``infra_validation.json`` (the verdict,
 why, the load time and the answers' latencies) and the server's log (``serve.log``). A Pusher given
@@ -25,7 +25,8 @@ import urllib.request
 
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.executor import Executor
-from sluice.metadata.artifact import InfraBlessing, Model
+from sluice.components.onnx_exporter import WithOnnxDriver, check_onnx_of, onnx_dir, wire_onnx
+from sluice.metadata.artifact import InfraBlessing, Model, OnnxModel
 
 NAME = 'candidate'
 
@@ -65,8 +66,8 @@ def _parent_death_signal():
 class _Check:
     """One infra check: the child server, its deadline, and what was seen."""
 
-    def __init__(self, model: Model, out_dir: str, timeout: float):
-        self.model, self.timeout = model, timeout
+    def __init__(self, model_dir: str, out_dir: str, timeout: float):
+        self.model_dir, self.timeout = model_dir, timeout
         self.url = f'http://127.0.0.1:{_free_port()}'
         self.log_path = os.path.join(out_dir, 'serve.log')
         self.started = time.monotonic()
@@ -80,7 +81,7 @@ class _Check:
         port = self.url.rsplit(':', 1)[1]
         with open(self.log_path, 'w') as log:
             self.process = subprocess.Popen(
-                [sys.executable, '-m', 'sluice.ui.cli', 'serve', self.model.uri, '--name', NAME, '--port', port],
+                [sys.executable, '-m', 'sluice.ui.cli', 'serve', self.model_dir, '--name', NAME, '--port', port],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 preexec_fn=_parent_death_signal())
 
@@ -120,11 +121,11 @@ class _Check:
                 self.process.wait()
 
 
-def _samples(model: Model) -> tuple[dict, list | None]:
+def _samples(model_dir: str) -> tuple[dict, list | None]:
     from sluice.components.onnx_export.serving import SAMPLES_FILE
     from sluice.components.production.destination import onnx_path
 
-    found = onnx_path(model.uri)
+    found = onnx_path(model_dir)
     path = os.path.join(os.path.dirname(found), SAMPLES_FILE) if found else ''
     if not path or not os.path.isfile(path):
         return {}, None
@@ -133,22 +134,43 @@ def _samples(model: Model) -> tuple[dict, list | None]:
     return samples['request'], samples['predictions']
 
 
+def _candidate_dir(model: Model, onnx_uri: str | None, tmp_dir: str) -> str:
+    """The directory ``sluice serve`` loads: the Model's, or, with an OnnxModel, one that links its
+    SavedModel and the OnnxModel's files side by side (as a push would put them)."""
+    if onnx_uri is None:
+        return model.uri
+    from sluice.components.production.destination import SERVING_DIR
+
+    staged = os.path.join(tmp_dir, 'candidate')
+    os.makedirs(staged, exist_ok=True)
+    os.symlink(os.path.join(model.uri, SERVING_DIR), os.path.join(staged, SERVING_DIR))
+    for name in os.listdir(onnx_uri):
+        if not name.startswith('.'):
+            os.symlink(os.path.join(onnx_uri, name), os.path.join(staged, name))
+    return staged
+
+
 class InfraValidatorExecutor(Executor):
-    def run(self, *, model: Model, blessing: InfraBlessing, time_limit_seconds: float, requests: int) -> None:
+    def run(self, *, model: Model, blessing: InfraBlessing, time_limit_seconds: float, requests: int,
+            onnx_model: OnnxModel | None = None) -> None:
         from sluice.components.onnx_export.serving import SAMPLE_TOLERANCE, max_difference
         from sluice.components.production.destination import onnx_path
 
+        check_onnx_of(onnx_model, model, 'InfraValidator')
+        model_dir = _candidate_dir(model, onnx_dir(onnx_model), self.tmp_dir)
         report: dict = {'model_id': model.id, 'time_limit_seconds': time_limit_seconds}
-        check = _Check(model, blessing.uri, time_limit_seconds)
+        check = _Check(model_dir, blessing.uri, time_limit_seconds)
         try:
-            if onnx_path(model.uri) is None:
-                why = f'{model!r} has no ONNX model (Format-ONNX/model.onnx): there is nothing sluice serve can load'
+            if onnx_path(model_dir) is None:
+                skipped = onnx_model.get('onnx_skipped') if onnx_model is not None else None
+                why = (f'{model!r} has no ONNX copy' + (f' ({onnx_model!r} says why: {skipped})' if skipped else '')
+                       + ': there is nothing sluice serve can load')
             else:
                 check.start()
                 why = check.wait_loaded()
                 report['load_seconds'] = round(time.monotonic() - check.started, 3)
                 if not why:
-                    why = self._answers(check, *_samples(model), requests, report, max_difference, SAMPLE_TOLERANCE)
+                    why = self._answers(check, *_samples(model_dir), requests, report, max_difference, SAMPLE_TOLERANCE)
         finally:
             check.stop()
         blessed = not why
@@ -206,8 +228,13 @@ def _check_requests(value: int) -> None:
 class InfraValidator(Component):
     """Blesses a model only if ``sluice serve`` loads it and answers its sample request in time."""
     model = Input(Model)
+    onnx_model = Input(OnnxModel, optional=True)  # the model's ONNX copy; a Trainer's is wired by itself
     blessing = Output(InfraBlessing)
     time_limit_seconds = Parameter(float, default=60.0, check=_check_timeout)
     requests = Parameter(int, default=10, check=_check_requests)
     libraries = ('onnxruntime', 'onnxruntime-extensions', 'fastapi', 'uvicorn')
     executor = InfraValidatorExecutor
+    driver = WithOnnxDriver
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**wire_onnx(kwargs))

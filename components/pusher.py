@@ -5,7 +5,8 @@
 
 The destination is the truth of what is in production (``sluice.components.production.destination``:
 the highest-numbered complete version). A push copies the model (its ``Format-Serving`` SavedModel
-to the version's root, where TF Serving loads it, and its ``Format-ONNX`` model beside it) into a new
+to the version's root, where TF Serving loads it, and its ONNX copy beside it: the ``onnx_model`` the
+Trainer's OnnxExporter made, wired by itself when ``model`` is a Trainer's) into a new
 version the way every change of production is written (``sluice.components.production.changes``:
 staged, then renamed into place, and appended to the destination's history). Under a lock on the
 destination it happens only if the model in production is still the version (and fingerprint) the
@@ -26,8 +27,8 @@ import shutil
 from typing import Any
 
 from sluice.components.component import Component, Input, Output, Parameter
-from sluice.components.driver import Driver
 from sluice.components.executor import Executor
+from sluice.components.onnx_exporter import WithOnnxDriver, check_onnx_of, onnx_dir, wire_onnx
 from sluice.metadata import storage
 from sluice.components.production import objectstore
 from sluice.components.production.changes import PushError, Write, change, copy_model, new_record
@@ -35,7 +36,7 @@ from sluice.components.production.destination import (SERVING_DIR, Production, V
                                                       inspect_version, location, pushed_directory)
 from sluice.components.production.destination import push_destination as destination_of
 from sluice.components.production.record import store_identity
-from sluice.metadata.artifact import Artifact, InfraBlessing, Model, ModelBlessing, PushedModel
+from sluice.metadata.artifact import Artifact, InfraBlessing, Model, ModelBlessing, OnnxModel, PushedModel
 
 
 def _blessing_summary(blessing: ModelBlessing) -> tuple[dict, dict | None]:
@@ -53,8 +54,9 @@ def _blessing_summary(blessing: ModelBlessing) -> tuple[dict, dict | None]:
 
 
 # -- the component ---------------------------------------------------------------------------------
-class PusherDriver(Driver):
-    """Records who pushes (store identity, pipeline, run) on the PushedModel, and re-checks the
+class PusherDriver(WithOnnxDriver):
+    """Finds the model's ONNX copy (``WithOnnxDriver``), records who pushes (store identity, pipeline,
+    run) on the PushedModel, and re-checks the
     destination before reusing a cached push: a cached ``pushed=1`` whose version is gone or no
     longer holds the pushed files is not reused, so the Pusher runs again and the compare-and-swap
     decides."""
@@ -97,8 +99,11 @@ class PusherDriver(Driver):
 
 class PusherExecutor(Executor):
     def run(self, *, model: Model, blessing: ModelBlessing | None, pushed_model: PushedModel,
-            push_destination: str, infra_blessing: InfraBlessing | None = None) -> None:
+            push_destination: str, infra_blessing: InfraBlessing | None = None,
+            onnx_model: OnnxModel | None = None) -> None:
         destination = location(push_destination)
+        check_onnx_of(onnx_model, model, 'Pusher')
+        self.onnx_uri = onnx_dir(onnx_model)
         pushed_model.set('push_destination', destination)  # the destination; pushed_destination: the version (TFX)
         pushed_model.set('pushed_destination', '')
         if infra_blessing is not None:
@@ -141,7 +146,7 @@ class PusherExecutor(Executor):
             for note in now.notes():
                 print(f'Pusher: {note}', flush=True)
             current = now.current
-            if current is not None and holds_model(current, model.uri):
+            if current is not None and holds_model(current, model.uri, self.onnx_uri):
                 # e.g. a push whose record in the store was cut off by a crash
                 return current, f'already in production as version {current.number} (pushed earlier; nothing copied)'
             if blessing is not None and (current.ref() if current else None) != baseline:
@@ -152,7 +157,7 @@ class PusherExecutor(Executor):
                         'uri': model.uri}
             record = new_record('push', identity, current, baseline=baseline, blessing=summary, metrics=metrics,
                                 destination=destination)
-            return Write(copy_model(model.uri), record)
+            return Write(copy_model(model.uri, self.onnx_uri), record)
 
         now, outcome = change(destination, decide)
         if isinstance(outcome, tuple):
@@ -218,8 +223,12 @@ class Pusher(Component):
     model = Input(Model)
     blessing = Input(ModelBlessing, optional=True)  # None: every model is pushed (TFX's Pusher without a blessing)
     infra_blessing = Input(InfraBlessing, optional=True)  # given: nothing is pushed unless it is INFRA_BLESSED
+    onnx_model = Input(OnnxModel, optional=True)  # the model's ONNX copy; a Trainer's is wired by itself
     pushed_model = Output(PushedModel)
     push_destination = Parameter(str, path=True)
     libraries = ()  # copies files: no library shapes its output
     executor = PusherExecutor
     driver = PusherDriver
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**wire_onnx(kwargs))

@@ -12,14 +12,11 @@ to ``fn_args.serving_model_dir`` whose ``serving_default`` takes serialized tf.E
 transform embedded), as most TFX modules do, or the raw features as dense tensors named after them
 (a Keras model saved with its default signature, as in TFX's penguin_simple tutorial).
 
-Then the Trainer writes ``Format-ONNX/model.onnx``: the same model with raw features as inputs (no
-tf.Example parsing, the transform embedded; a ``serving_default`` of dense per-feature inputs, as a
-Keras model saved with its default signature has, keeps those inputs), runs both models on the eval
-examples, records the largest absolute difference as ``onnx_max_abs_diff`` and fails if it exceeds
-``onnx_tolerance`` or if the signature cannot be exported. ``export_onnx=False`` skips this;
-``export_onnx='if_possible'`` does it but, where it fails, keeps no ONNX copy, records why as the
-Model's ``onnx_skipped`` property, logs one warning and completes (a pipeline written for TFX, whose
-Trainer exports no ONNX, then runs as it did there).
+The ONNX copy of the model (``export_onnx``, the default) is made by a node of its own that the
+Trainer brings along, ``<trainer id>.onnx`` (``sluice.components.onnx_exporter``): it runs beside the
+Evaluator, and Pushers and InfraValidators fed this Trainer's model wait for it. ``export_onnx``
+(True, False or ``'if_possible'``) and ``onnx_tolerance`` are its parameters, given here; ``export_onnx=False``
+makes none.
 
 Tuned hyperparameters: ``best_hyperparameters=tuner.outputs['best_hyperparameters']`` (a Tuner's
 HyperParameters, TFX's ``Trainer(hyperparameters=...)``) hands ``run_fn`` the KerasTuner config the Tuner
@@ -35,11 +32,9 @@ while nothing is; the version is part of the cache key, so a new push reruns the
 """
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -47,27 +42,14 @@ from sluice.components.component import Channel, Component, Input, Output, Param
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
 from sluice.components.module_file import load_module_file
+from sluice.components.onnx_exporter import OnnxExporter, check_export_onnx
 from sluice.components.tf_setup import libraries_without_autograph
 from sluice.components.production.destination import SERVING_DIR, production, serving_path
 from sluice.components.production.record import version_artifact
 from sluice.metadata.artifact import Artifact, Examples, HyperParameters, Model, ModelRun, Schema, TransformGraph
 
-ONNX_DIR = 'Format-ONNX'
-ONNX_FILE = 'model.onnx'
-ONNX_CHECK_ROWS = 2000
-ONNX_IF_POSSIBLE = 'if_possible'  # export_onnx: export where it works, else record why and go on
-ONNX_SKIPPED = 'onnx_skipped'     # the Model's property saying why it has no ONNX copy (ONNX_IF_POSSIBLE)
 HYPERPARAMETERS_FILE = 'best_hyperparameters.txt'  # a HyperParameters artifact's file (TFX's name)
-_ONNX_WAYS = ("Set export_onnx=False to train without the ONNX copy, or export_onnx='if_possible' to keep it "
-              'only when the export works.')
-
 logger = logging.getLogger(__name__)
-
-
-def _check_export_onnx(value: bool | str) -> None:
-    if isinstance(value, str) and value != ONNX_IF_POSSIBLE:
-        raise ValueError(f"export_onnx must be True, False or {ONNX_IF_POSSIBLE!r}, got {value!r}")
-
 
 @dataclass
 class DataAccessor:
@@ -118,18 +100,12 @@ class FnArgs:
 
 
 class TrainerDriver(Driver):
-    """Also resolves ``raw_examples`` (for the ONNX check): the examples a Transform read, found
-    through lineage when ``examples`` are its transformed examples. A Transform is recognised by what
-    it did, not by its name: the execution that produced ``examples`` also produced a TransformGraph
-    and read Examples under the input key ``examples`` (so a subclass or a renamed node counts)."""
+    """Also resolves ``base_model`` from ``warm_start_from``: the model in production there."""
 
     warm_start_version = ''  # the production version resolved as base_model (warm_start_from), if any
 
     def resolve_inputs(self) -> dict[str, Artifact | None]:
         inputs = super().resolve_inputs()
-        examples = inputs.get('examples')
-        if inputs.get('raw_examples') is None and examples is not None:
-            inputs['raw_examples'] = self._raw_examples_of(examples)
         destination = self.component.parameters.get('warm_start_from')
         if destination and inputs.get('base_model') is None:
             inputs['base_model'] = self._in_production(destination)
@@ -147,19 +123,6 @@ class TrainerDriver(Driver):
             return None
         self.warm_start_version = str(current.number)
         return version_artifact(self.store, destination, current.number, current.fingerprint or '', current.record)
-
-    def _raw_examples_of(self, examples: Artifact) -> Artifact:
-        node = self.store.lineage(examples.id)
-        while node.execution is not None and _is_transform(node.execution):
-            node = node.inputs['examples'][0]
-        return node.artifact
-
-
-def _is_transform(execution: Any) -> bool:
-    """Did this execution transform examples: read Examples under 'examples' and write a TransformGraph?"""
-    read = execution.inputs.get('examples') or []
-    wrote = [a for artifacts in execution.outputs.values() for a in artifacts]
-    return len(read) == 1 and isinstance(read[0], Examples) and any(isinstance(a, TransformGraph) for a in wrote)
 
 
 def split_files(examples: Examples, split: str, who: str = 'Trainer') -> list[str]:
@@ -228,10 +191,9 @@ def hyperparameters_for_run_fn(tuned: dict | None, given: dict) -> dict:
 
 class TrainerExecutor(Executor):
     def run(self, *, examples: Examples, transform_graph: TransformGraph | None, schema: Schema | None,
-            base_model: Model | None, raw_examples: Examples | None, model: Model, model_run: ModelRun,
+            base_model: Model | None, model: Model, model_run: ModelRun,
             module_file: str, train_steps: int | None, eval_steps: int | None, custom_config: dict,
-            hyperparameters: dict, train_split: str, eval_split: str, export_onnx: bool | str,
-            onnx_tolerance: float, warm_start_from: str | None = None,
+            hyperparameters: dict, train_split: str, eval_split: str, warm_start_from: str | None = None,
             best_hyperparameters: HyperParameters | None = None) -> None:
 
         module = load_module_file(module_file, required=['run_fn'])
@@ -252,84 +214,15 @@ class TrainerExecutor(Executor):
             raise RuntimeError(f'run_fn in {module_file} returned without saving a SavedModel to '
                                f'fn_args.serving_model_dir ({serving_dir}); save the model there, e.g. '
                                "model.save(fn_args.serving_model_dir, save_format='tf', signatures=...).")
-        if export_onnx:
-            from sluice.components.onnx_export import OnnxExportError
-
-            try:
-                inputs, diff = self._export_onnx(serving_dir, model, raw_examples or examples, eval_split,
-                                                 transform_graph, onnx_tolerance)
-            except OnnxExportError as e:
-                if export_onnx != ONNX_IF_POSSIBLE:
-                    raise
-                # No ONNX copy at all (a server or a Pusher must not find half of one), and why.
-                shutil.rmtree(os.path.join(model.uri, ONNX_DIR), ignore_errors=True)
-                reason = ' '.join(str(e).split())  # one line, for the log and the property
-                model.set(ONNX_SKIPPED, reason)
-                logger.warning("Trainer: no ONNX copy of the model (export_onnx='%s', recorded as the Model's %s): %s",
-                               ONNX_IF_POSSIBLE, ONNX_SKIPPED, reason)
-                return
-            model.set('onnx_inputs', [dict(d, missing=None if d['missing'] is None else str(d['missing']))
-                                      for d in inputs])
-            model.set('onnx_max_abs_diff', diff)
-
-    def _export_onnx(self, serving_dir: str, model: Model, raw_examples: Examples, eval_split: str,
-                     transform_graph: TransformGraph | None, onnx_tolerance: float) -> tuple[list[dict], float]:
-        """Writes Format-ONNX/ and checks it against the SavedModel on the eval examples; returns the
-        ONNX inputs and the largest difference. Raises OnnxExportError (with the ways out) when the
-        signature cannot be exported, the check cannot run, or the difference exceeds the tolerance."""
-        from sluice.components import onnx_export
-        from sluice.components.onnx_export.serving import SAMPLE_ROWS, write_samples
-
-        out_dir = os.path.join(model.uri, ONNX_DIR)
-        os.makedirs(out_dir, exist_ok=True)
-        onnx_path = os.path.join(out_dir, ONNX_FILE)
-        raw_spec = None
-        if transform_graph is not None:
-            import tensorflow_transform as tft
-            raw_spec = tft.TFTransformOutput(transform_graph.uri).raw_feature_spec()
-        try:
-            inputs = onnx_export.export_onnx(serving_dir, onnx_path, raw_spec)
-        except onnx_export.OnnxExportError as e:
-            raise onnx_export.OnnxExportError(f'{e}. {_ONNX_WAYS}') from e
-        except Exception as e:  # loading the SavedModel failed: the converter's own reason, said plainly
-            raise onnx_export.OnnxExportError(
-                f'tf2onnx could not convert the serving_default signature of {serving_dir}: {type(e).__name__}: '
-                f'{e}. {_ONNX_WAYS}') from e
-        records = _read_records(raw_examples, eval_split, ONNX_CHECK_ROWS)
-        try:
-            diff = onnx_export.max_abs_diff(serving_dir, onnx_path, inputs, records)
-            # A request of the first rows and the answers, for servers to warm up on and check (sluice.serving).
-            sample = records[:SAMPLE_ROWS]
-            write_samples(onnx_path, onnx_export.dense_features(sample, inputs), inputs)
-        except Exception as e:
-            raise onnx_export.OnnxExportError(
-                f"The ONNX export (inputs {', '.join(d['name'] for d in inputs)}) could not be checked against the "
-                f"SavedModel on the '{eval_split}' examples: {type(e).__name__}: {e}. {_ONNX_WAYS}") from e
-        if diff > onnx_tolerance:
-            raise onnx_export.OnnxExportError(
-                f"The ONNX export (inputs {', '.join(d['name'] for d in inputs)}) differs from the SavedModel by up "
-                f"to {diff:.3g} on the '{eval_split}' examples (tolerance onnx_tolerance={onnx_tolerance:g}). "
-                f'{_ONNX_WAYS}')
-        return inputs, diff
-
-
-def _read_records(examples: Examples, split: str, limit: int) -> list[bytes]:
-    import tensorflow as tf
-
-    files = sorted(glob.glob(os.path.join(examples.split_uri(split), '*')))
-    if not files:
-        raise FileNotFoundError(f"No '{split}' examples under {examples.uri} to check the ONNX export on.")
-    dataset = tf.data.TFRecordDataset(files, compression_type='GZIP' if files[0].endswith('.gz') else '')
-    return [bytes(r) for r in dataset.take(limit).as_numpy_iterator()]
 
 
 class Trainer(Component):
-    """Trains a model with ``run_fn`` from ``module_file``; exports SavedModel and checked ONNX."""
+    """Trains a model with ``run_fn`` from ``module_file`` into a SavedModel; with ``export_onnx``, its
+    ``onnx_exporter`` node makes the checked ONNX copy."""
     examples = Input(Examples)
     transform_graph = Input(TransformGraph, optional=True)
     schema = Input(Schema, optional=True)
     base_model = Input(Model, optional=True)
-    raw_examples = Input(Examples, optional=True)
     best_hyperparameters = Input(HyperParameters, optional=True)  # a Tuner's; TFX's Trainer(hyperparameters=...)
     model = Output(Model)
     model_run = Output(ModelRun)
@@ -340,15 +233,14 @@ class Trainer(Component):
     hyperparameters = Parameter(dict, default={})
     train_split = Parameter(str, default='train')
     eval_split = Parameter(str, default='eval')
-    export_onnx = Parameter((bool, str), default=True, check=_check_export_onnx)  # True, False, 'if_possible'
-    onnx_tolerance = Parameter(float, default=1e-4)
     warm_start_from = Parameter(str, default=None, path=True)
-    libraries = ('tensorflow', 'tf-keras', 'tensorflow-transform', 'tfx-bsl', 'tf2onnx', 'onnx', 'onnxruntime',
-                 'onnxruntime-extensions')
+    libraries = ('tensorflow', 'tf-keras', 'tensorflow-transform', 'tfx-bsl')
     executor = TrainerExecutor
     driver = TrainerDriver
+    ONNX_PARAMETERS = ('export_onnx', 'onnx_tolerance')  # taken by the constructor, for its OnnxExporter
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, export_onnx: bool | str = True, onnx_tolerance: float = 1e-4,
+                 raw_examples: Channel | None = None, **kwargs: Any) -> None:
         given = kwargs.get('hyperparameters')
         if isinstance(given, (Channel, Component)):
             wire = repr(given) if isinstance(given, Channel) else f"{given.id}.outputs['best_hyperparameters']"
@@ -360,3 +252,23 @@ class Trainer(Component):
             raise WiringError('Trainer(hyperparameters=...) with best_hyperparameters=...: give the values to fix '
                               "over the tuned ones as {name: value}; got a whole KerasTuner config ('space', 'values').")
         super().__init__(**kwargs)
+        if not isinstance(export_onnx, (bool, str)):
+            raise WiringError(f"Trainer(export_onnx=...) expects True, False or 'if_possible'; got {export_onnx!r}.")
+        try:
+            check_export_onnx(export_onnx)
+        except ValueError as e:
+            raise WiringError(f'Trainer(export_onnx=...): {e}') from None
+        self.export_onnx = export_onnx
+        self.onnx_exporter: OnnxExporter | None = None
+        if export_onnx:  # raw_examples, onnx_tolerance and a wrong examples type: the exporter says what is wrong
+            self.onnx_exporter = OnnxExporter(
+                owner=self, model=self.outputs['model'], examples=self.inputs['examples'],
+                transform_graph=self.inputs['transform_graph'], raw_examples=raw_examples, export_onnx=export_onnx,
+                onnx_tolerance=onnx_tolerance, eval_split=self.parameters['eval_split'])
+        elif raw_examples is not None:
+            raise WiringError('Trainer(raw_examples=...) is what the ONNX check reads; with export_onnx=False '
+                              'there is no check: leave raw_examples out.')
+
+    @property
+    def companions(self) -> list[Component]:
+        return [self.onnx_exporter] if self.onnx_exporter is not None else []

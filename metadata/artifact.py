@@ -152,8 +152,15 @@ class TransformGraph(Artifact):
 
 
 class Model(Artifact):
-    """``Format-Serving/`` (SavedModel) and ``Format-ONNX/model.onnx``."""
+    """``Format-Serving/``: a SavedModel. (Models trained before the ONNX export was a node of its own
+    also hold ``Format-ONNX/model.onnx``, and their ``onnx_max_abs_diff``.)"""
     PROPERTIES = {'onnx_max_abs_diff': float}
+
+
+class OnnxModel(Artifact):
+    """The ONNX copy of Model ``model_id`` (the OnnxExporter's): ``model.onnx`` and ``serving_samples.json``,
+    checked against the SavedModel (``onnx_max_abs_diff``); or no files and ``onnx_skipped`` saying why."""
+    PROPERTIES = {'model_id': int, 'onnx_max_abs_diff': float}
 
 
 class ModelRun(Artifact):
@@ -409,6 +416,6 @@ class JsonValue(ValueArtifact):
 VALUE_TYPES: tuple[type[ValueArtifact], ...] = (String, Integer, Float, Boolean, Bytes, JsonValue)
 
 STANDARD_TYPES: tuple[type[Artifact], ...] = (
-    Examples, ExampleStatistics, Schema, ExampleAnomalies, TransformGraph, Model, ModelRun,
+    Examples, ExampleStatistics, Schema, ExampleAnomalies, TransformGraph, Model, OnnxModel, ModelRun,
     ModelEvaluation, ModelBlessing, InfraBlessing, PushedModel, TransformCache, HyperParameters, TunerResults,
     InferenceResult, ExamplesDiff)

@@ -174,16 +174,20 @@ class Write:
     record: dict
 
 
-def copy_model(model_uri: str) -> Content:
+def copy_model(model_uri: str, onnx_uri: str | None = None) -> Content:
     """What to stage for a Model artifact: its ``Format-Serving`` SavedModel at the version's root
-    (where TF Serving and ``tf.saved_model.load`` look) and its ``Format-ONNX`` files beside it."""
+    (where TF Serving and ``tf.saved_model.load`` look) and its ONNX copy beside it (the files of the
+    OnnxModel at ``onnx_uri``, or the Model's own ``Format-ONNX``: see ``pushed_files``)."""
     def fill(staging: str) -> None:
-        pushed_files(model_uri)  # two files that would land on one path: a clear error, nothing copied
-        for part in PUSHED_PARTS:  # whole trees, so that empty directories (variables/) come along
+        pushed_files(model_uri, onnx_uri)  # two files that would land on one path: a clear error, nothing copied
+        for part in (SERVING_DIR,) if onnx_uri else PUSHED_PARTS:  # whole trees: empty directories come along
             source = os.path.join(model_uri, part)
             if os.path.isdir(source):
                 shutil.copytree(source, staging, dirs_exist_ok=True)
-    return Content(fill, lambda: pushed_files(model_uri))
+        if onnx_uri:  # its files, not the hidden entries at its root (as pushed_files)
+            shutil.copytree(onnx_uri, staging, dirs_exist_ok=True,
+                            ignore=lambda d, names: [n for n in names if d == onnx_uri and n.startswith('.')])
+    return Content(fill, lambda: pushed_files(model_uri, onnx_uri))
 
 
 def copy_version(path: str) -> Content:
@@ -393,16 +397,18 @@ def _rollback_target(destination: str, now: Production, to: int | None) -> tuple
     return current, target
 
 
-def promoted_content(model_uri: str, remote: bool = False) -> tuple[str, Content]:
+def promoted_content(model_uri: str, remote: bool = False, onnx_uri: str | None = None) -> tuple[str, Content]:
     """What a promotion pushes of a model directory, and the content fingerprint it will have at a
     local destination (``remote``: at one on an object store): ``Format-Serving`` (and ``Format-ONNX``)
-    as a push does; or, for a SavedModel at the directory's root (a model made by hand, a Model
+    as a push does, with the OnnxModel at ``onnx_uri`` as its ONNX copy when given; or, for a SavedModel at the directory's root (a model made by hand, a Model
     artifact standing for a version), its files as they are. A model on an object store is read from
     its local copy."""
     model_dir = storage.local_copy(model_uri)
     if os.path.isfile(os.path.join(model_dir, SERVING_DIR, 'saved_model.pb')):
-        content = copy_model(model_dir)
-        return (objectstore.expected_fingerprint(content.files()) if remote else model_fingerprint(model_dir)), content
+        onnx_dir = storage.local_copy(onnx_uri) if onnx_uri else None
+        content = copy_model(model_dir, onnx_dir)
+        return (objectstore.expected_fingerprint(content.files()) if remote
+                else model_fingerprint(model_dir, onnx_dir)), content
     if os.path.isfile(os.path.join(model_dir, 'saved_model.pb')):
         content = copy_version(model_dir)
         return (objectstore.expected_fingerprint(content.files()) if remote else content_fingerprint(model_dir)), content
@@ -410,14 +416,15 @@ def promoted_content(model_uri: str, remote: bool = False) -> tuple[str, Content
                           'only a Model with a SavedModel can be promoted.')
 
 
-def promote(destination: str, model_uri: str, model: dict, reason: str) -> tuple[Version, Version | None]:
-    """Push a model without a blessing, as a recorded, deliberate decision with a reason.
-    Returns (new version, version replaced)."""
+def promote(destination: str, model_uri: str, model: dict, reason: str,
+            onnx_uri: str | None = None) -> tuple[Version, Version | None]:
+    """Push a model without a blessing, as a recorded, deliberate decision with a reason; its ONNX
+    copy is the OnnxModel at ``onnx_uri`` when given. Returns (new version, version replaced)."""
     if not (reason or '').strip():
         raise ProductionError('a promotion needs a reason (--reason TEXT): it pushes a model without a blessing, '
                               'and the reason is kept in its push record.')
     destination = location(destination)
-    fingerprint, content = promoted_content(model_uri, storage.is_remote(destination))
+    fingerprint, content = promoted_content(model_uri, storage.is_remote(destination), onnx_uri)
 
     def decide(now: Production) -> Write:
         current = now.current

@@ -44,6 +44,8 @@ HISTORY_FILE = '.sluice-history.jsonl'
 SERVING_DIR = 'Format-Serving'
 ONNX_DIR = 'Format-ONNX'
 ONNX_FILE = 'model.onnx'
+SAMPLES_FILE = 'serving_samples.json'  # beside model.onnx: a request and the answers the export got
+ONNX_FILES = (ONNX_FILE, SAMPLES_FILE)  # what an OnnxModel adds to a pushed version, beside the SavedModel
 PUSHED_PARTS = (SERVING_DIR, ONNX_DIR)  # a Model artifact's directories; a push puts their files at the version's root
 RECORD_FORMAT = 1
 
@@ -96,12 +98,18 @@ _digests: dict[tuple, str] = {}
 _RACY_NS = 2_000_000_000
 
 
-def pushed_files(model_uri: str) -> list[tuple[str, str]]:
+def pushed_files(model_uri: str, onnx_uri: str | None = None) -> list[tuple[str, str]]:
     """What a push makes of a Model artifact: (path in the version, path in the model) for each file,
-    its ``Format-Serving/`` SavedModel at the version's root and its ``Format-ONNX/`` files beside it."""
+    its ``Format-Serving/`` SavedModel at the version's root and, beside it, the files of its ONNX copy:
+    those of the OnnxModel at ``onnx_uri`` (the OnnxExporter's), or of a ``Format-ONNX/`` inside the
+    Model (Models trained before the export was a node of its own)."""
+    parts = (SERVING_DIR,) if onnx_uri else PUSHED_PARTS  # the OnnxModel is the ONNX copy when there is one
+    tops = [(os.path.join(model_uri, part), model_uri, part) for part in parts]
+    if onnx_uri:
+        tops.append((onnx_uri, onnx_uri, 'the OnnxModel'))
     files, seen = [], {}
-    for part in PUSHED_PARTS:
-        for rel, path in _files_under(os.path.join(model_uri, part), model_uri):
+    for top, root, part in tops:
+        for rel, path in _files_under(top, root):
             if rel in seen:
                 raise ValueError(f'{model_uri}: {part}/{rel} and {seen[rel]}/{rel} would both be {rel} in a pushed '
                                  'version; rename one of them.')
@@ -110,28 +118,50 @@ def pushed_files(model_uri: str) -> list[tuple[str, str]]:
     return files
 
 
-def model_fingerprint(model_uri: str) -> str:
-    """The content fingerprint a Model's files will have once pushed (see ``pushed_files``); a Model
-    in an object store is read from its local copy."""
-    return _fingerprint(pushed_files(storage.local_copy(model_uri)))
+def model_fingerprint(model_uri: str, onnx_uri: str | None = None) -> str:
+    """The content fingerprint a Model's files (and its OnnxModel's) will have once pushed (see
+    ``pushed_files``); a Model in an object store is read from its local copy."""
+    return _fingerprint(pushed_files(storage.local_copy(model_uri), onnx_uri and storage.local_copy(onnx_uri)))
 
 
-def holds_model(version: Version, model_uri: str) -> bool:
-    """Does this version hold exactly the files a push of the Model at ``model_uri`` makes, in this
-    layout or in the layout of earlier pushes (``Format-Serving/`` and ``Format-ONNX/`` kept)?"""
+def holds_model(version: Version, model_uri: str, onnx_uri: str | None = None, saved_model_only: bool = False) -> bool:
+    """Does this version hold exactly the files a push of the Model at ``model_uri`` (with the OnnxModel
+    at ``onnx_uri``, if given) makes, in this layout or in the layout of earlier pushes
+    (``Format-Serving/`` and ``Format-ONNX/`` kept)? ``saved_model_only`` (the Evaluator, which runs
+    before the ONNX copy exists): the same SavedModel, whatever ONNX copy the version has beside it."""
     if not version.fingerprint:
         return False
+    local = storage.local_copy(model_uri)
+    if saved_model_only:
+        return _saved_model_files_match(version, local)
+    onnx_local = storage.local_copy(onnx_uri) if onnx_uri else None
     if version.stored is not None:  # on an object store: compared by the MD5s of the model's files
-        local = storage.local_copy(model_uri)
-        if any(rel.startswith(SERVING_DIR + '/') for rel in version.stored):
+        if onnx_local is None and any(rel.startswith(SERVING_DIR + '/') for rel in version.stored):
             files = [(os.path.relpath(path, local).replace(os.sep, '/'), path) for part in PUSHED_PARTS
                      for _, path in _files_under(os.path.join(local, part), local)]
         else:
-            files = pushed_files(local)
+            files = pushed_files(local, onnx_local)
         return version.fingerprint == objectstore.expected_fingerprint(files)
-    if os.path.isdir(os.path.join(version.path, SERVING_DIR)):
-        return version.fingerprint == content_fingerprint(storage.local_copy(model_uri), PUSHED_PARTS)
-    return version.fingerprint == model_fingerprint(model_uri)
+    if onnx_local is None and os.path.isdir(os.path.join(version.path, SERVING_DIR)):
+        return version.fingerprint == content_fingerprint(local, PUSHED_PARTS)
+    return version.fingerprint == model_fingerprint(local, onnx_local)
+
+
+def _saved_model_files_match(version: Version, model_dir: str) -> bool:
+    """Are the version's SavedModel files those of the Model at ``model_dir`` (its ``Format-Serving/``)?"""
+    old_layout = (any(rel.startswith(SERVING_DIR + '/') for rel in version.stored) if version.stored is not None
+                  else os.path.isdir(os.path.join(version.path, SERVING_DIR)))
+    prefix = SERVING_DIR + '/' if old_layout else ''
+    ours = [(prefix + rel, path) for rel, path in _files_under(os.path.join(model_dir, SERVING_DIR), model_dir)]
+    if version.stored is not None:
+        theirs = {rel: o for rel, o in version.stored.items() if counted(rel) and _in_saved_model(rel, old_layout)}
+        return bool(theirs) and objectstore.fingerprint(theirs) == objectstore.expected_fingerprint(ours)
+    theirs = [(rel, path) for rel, path in _files_under(version.path, version.path) if _in_saved_model(rel, old_layout)]
+    return bool(theirs) and _fingerprint(theirs) == _fingerprint(ours)
+
+
+def _in_saved_model(rel: str, old_layout: bool) -> bool:
+    return rel.startswith(SERVING_DIR + '/') if old_layout else rel not in ONNX_FILES
 
 
 def has_saved_model(path: str) -> bool:

@@ -70,7 +70,7 @@ class Pipeline:
         self.no_cache: set[str] = set()  # node ids executed even when cached (sluice run --no-cache NODE)
         self.source_file: str | None = None  # set when loaded from a pipeline file, to resume from it
         self.source_args: dict[str, Any] = {}
-        self.components = self._sorted(list(components))
+        self.components = self._sorted(_with_companions(list(components)))
         self._fill_push_destinations()
 
     def _sorted(self, components: list[Component]) -> list[Component]:
@@ -203,6 +203,20 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f'<Pipeline {self.name!r}: {" -> ".join(self.node_ids)}>'
+
+
+def _with_companions(components: list[Component]) -> list[Component]:
+    """The components, each followed by the nodes it brings along (a Trainer's OnnxExporter) unless
+    they are listed already."""
+    listed = {id(c) for c in components}
+    out: list[Component] = []
+    for comp in components:
+        out.append(comp)
+        for companion in getattr(comp, 'companions', ()) if isinstance(comp, Component) else ():
+            if id(companion) not in listed:
+                listed.add(id(companion))
+                out.append(companion)
+    return out
 
 
 def _exec_pipeline_file(path: str) -> tuple[Any, set[str]]:

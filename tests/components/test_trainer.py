@@ -1,5 +1,6 @@
-"""Trainer: fn_args.working_dir is scratch space (not the Model), and the raw examples for the ONNX check
-are found by what the upstream execution did, whatever its component type or node id."""
+"""Trainer: fn_args.working_dir is scratch space (not the Model); its ONNX copy is made by the node it
+brings along (``<id>.onnx``), which finds the raw examples for its check by what the upstream execution
+did, whatever its component type or node id."""
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ import re
 import pytest
 
 from sluice.components import Component, Executor, Input, Output, Parameter, Trainer, Transform
-from sluice.components.driver import PipelineInfo
-from sluice.components.trainer import TrainerDriver, TrainerExecutor
+from sluice.components.onnx_exporter import raw_examples_of
+from sluice.components.trainer import TrainerExecutor
 from sluice.metadata import Examples, Model, Schema
 from sluice.metadata.artifact import ModelRun, TransformGraph
 from sluice import LocalDagRunner, Pipeline
@@ -44,9 +45,9 @@ def test_working_dir_is_the_executions_scratch_space_not_the_model(tmp_path):
     for d in (model.uri, model_run.uri, tmp_path / 'tmp'):
         os.makedirs(d)
     TrainerExecutor(tmp_dir=str(tmp_path / 'tmp')).run(
-        examples=examples, transform_graph=None, schema=None, base_model=None, raw_examples=None, model=model,
+        examples=examples, transform_graph=None, schema=None, base_model=None, model=model,
         model_run=model_run, module_file=str(module), train_steps=1, eval_steps=1, custom_config={},
-        hyperparameters={}, train_split='train', eval_split='eval', export_onnx=False, onnx_tolerance=1e-4)
+        hyperparameters={}, train_split='train', eval_split='eval')
     published = [os.path.relpath(os.path.join(d, f), model.uri) for d, _, files in os.walk(model.uri) for f in files]
     assert 'checkpoint-scratch.txt' not in [os.path.basename(p) for p in published]  # was model.uri before
     assert os.path.isfile(os.path.join(tmp_path, 'tmp', 'working', 'checkpoint-scratch.txt'))
@@ -108,23 +109,37 @@ def test_raw_examples_are_found_for_a_renamed_transform_subclass(store, tmp_path
     sample = Sample(examples=gen.outputs['examples'])
     prep = MyTransform(examples=sample.outputs['sampled'], schema=schema.outputs['schema'],
                        module_file=str(module)).with_id('prep')
-    trainers = {
-        'transformed': Trainer(module_file=str(module), examples=prep.outputs['transformed_examples'],
-                               transform_graph=prep.outputs['transform_graph']).with_id('t1'),
-        'sampled': Trainer(module_file=str(module), examples=sample.outputs['sampled']).with_id('t2'),
-    }
     pipeline = Pipeline(name='p', pipeline_root=str(tmp_path / 'root'), components=[gen, schema, sample, prep],
                         metadata=':memory:')
     result = LocalDagRunner(progress=False).run(pipeline, store=store)
     assert result.state == 'COMPLETE'
-    info = PipelineInfo(name='p', root=str(tmp_path / 'root'), run_id=result.run_id)
     sampled = result['Sample'].outputs['sampled']
     # the examples the Transform read, though its component type is 'MyTransform' and its node id 'prep'
-    raw = TrainerDriver(trainers['transformed'], store, info).resolve_inputs()['raw_examples']
-    assert raw.id == sampled.id
+    assert raw_examples_of(store, result['prep'].outputs['transformed_examples']).id == sampled.id
     # examples from a component that is not a transform are the raw examples themselves
-    raw = TrainerDriver(trainers['sampled'], store, info).resolve_inputs()['raw_examples']
-    assert raw.id == sampled.id
+    assert raw_examples_of(store, sampled).id == sampled.id
+
+
+def test_the_onnx_export_is_a_node_of_its_own_named_after_the_trainer(tmp_path):
+    """A Trainer brings its OnnxExporter into the pipeline (after it, named after it, whatever its id);
+    Pushers and InfraValidators fed its model wait for the export; export_onnx=False brings none."""
+    from sluice.components import CsvExampleGen, InfraValidator, Pusher
+
+    gen = CsvExampleGen(input_base=str(tmp_path))
+    trainer = Trainer(examples=gen.outputs['examples'], module_file=DENSE_MODULE, onnx_tolerance=1e-3)
+    pusher = Pusher(model=trainer.outputs['model'], push_destination=str(tmp_path / 'serving'))
+    infra = InfraValidator(model=trainer.outputs['model'])
+    plain = Trainer(examples=gen.outputs['examples'], module_file=DENSE_MODULE, export_onnx=False).with_id('plain')
+    pipeline = Pipeline('p', str(tmp_path / 'root'), [gen, trainer, pusher, infra, plain])
+    assert sorted(pipeline.node_ids) == ['CsvExampleGen', 'InfraValidator', 'Pusher', 'Trainer', 'Trainer.onnx', 'plain']
+    assert pipeline.node_ids.index('Trainer') < pipeline.node_ids.index('Trainer.onnx') < pipeline.node_ids.index('Pusher')
+    exporter = pipeline.node('Trainer.onnx')
+    assert exporter is trainer.onnx_exporter and exporter.parameters['onnx_tolerance'] == 1e-3
+    assert pusher.inputs['onnx_model'].producer is exporter and infra.inputs['onnx_model'].producer is exporter
+    assert pipeline.upstream_of('Pusher') == {'CsvExampleGen', 'Trainer', 'Trainer.onnx'}
+    assert plain.onnx_exporter is None and 'onnx_tolerance' not in trainer.parameters
+    trainer.with_id('train')  # the export's id follows the Trainer's
+    assert exporter.id == 'train.onnx' 
 
 
 WARM_MODULE = '''
@@ -213,14 +228,14 @@ def dense_run(tmp_path_factory):
              # exported, but no difference is within a negative tolerance: the check fails
              trainer('unchecked', export_onnx='if_possible', onnx_tolerance=-1.0)]
     logged = _Records()
-    logger = logging.getLogger('sluice.components.trainer')
+    logger = logging.getLogger('sluice.components.onnx_exporter')
     logger.addHandler(logged)
     try:
         result = LocalDagRunner(progress=False).run(Pipeline('dense', str(root / 'root'), nodes, metadata=url))
     finally:
         logger.removeHandler(logged)
     store = MetadataStore(url)
-    models = {k: (store.node_outputs(result.run_id, k) or {}).get('model', [None])[0]
+    models = {k: (store.node_outputs(result.run_id, f'{k}.onnx') or {}).get('onnx_model', [None])[0]
               for k in ('dense', 'skipping', 'strict', 'unchecked')}
     return result, models, logged.records
 
@@ -247,9 +262,10 @@ def test_a_dense_signature_is_exported_with_its_own_inputs_and_checked(dense_run
     from sluice.components.onnx_export.serving import load
 
     result, models, _ = dense_run
-    assert result['dense'].state == 'COMPLETE', result['dense'].error
+    assert result['dense.onnx'].state == 'COMPLETE', result['dense.onnx'].error
     model = models['dense']
-    onnx_file = os.path.join(model.uri, 'Format-ONNX', 'model.onnx')
+    assert model.get('model_id') == result['dense'].outputs['model'].id
+    onnx_file = os.path.join(model.uri, 'model.onnx')
     assert os.path.isfile(onnx_file)
     session = make_session(onnx_file)
     assert [(i.name, i.type, i.shape) for i in session.get_inputs()] == [
@@ -260,14 +276,15 @@ def test_a_dense_signature_is_exported_with_its_own_inputs_and_checked(dense_run
     # The check, made again here: the SavedModel fed its dense inputs, the ONNX model the same rows.
     features = _eval_features(result['CsvExampleGen'].outputs['examples'].uri)
     assert len(features['body_mass_g']) > 20
-    serving = tf.saved_model.load(os.path.join(model.uri, 'Format-Serving')).signatures['serving_default']
+    saved_model = os.path.join(result['dense'].outputs['model'].uri, 'Format-Serving')
+    serving = tf.saved_model.load(saved_model).signatures['serving_default']
     expected = {k: v.numpy() for k, v in serving(**{k: tf.constant(v) for k, v in features.items()}).items()}
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, features)))
     assert set(got) == set(expected)
     for name, value in expected.items():
         assert np.abs(got[name] - value).max() <= 1e-4
 
-    # A server loads it (warm-up on the rows the Trainer stored) and answers a row by the features' names.
+    # A server loads it (warm-up on the rows the export stored) and answers a row by the features' names.
     served = load(model.uri, 1, '')
     row = {k: float(v[0, 0]) for k, v in features.items()}
     answer, _ = served.predict({'instances': [row]})
@@ -277,33 +294,35 @@ def test_a_dense_signature_is_exported_with_its_own_inputs_and_checked(dense_run
 
 def test_if_possible_records_why_and_completes_without_onnx(dense_run):
     result, models, logged = dense_run
-    assert result['skipping'].state == 'COMPLETE', result['skipping'].error
+    assert result['skipping.onnx'].state == 'COMPLETE', result['skipping.onnx'].error
     model = models['skipping']
-    assert os.path.isfile(os.path.join(model.uri, 'Format-Serving', 'saved_model.pb'))
-    assert not os.path.exists(os.path.join(model.uri, 'Format-ONNX'))
+    assert os.path.isfile(os.path.join(result['skipping'].outputs['model'].uri, 'Format-Serving', 'saved_model.pb'))
+    assert os.listdir(model.uri) == []
     assert model.get('onnx_skipped') == LGAMMA_REFUSAL
     assert model.get('onnx_max_abs_diff') is None and model.get('onnx_inputs') is None
     warnings = [r.getMessage() for r in logged if r.levelno >= logging.WARNING]
     assert sorted(warnings) == sorted(
-        f"Trainer: no ONNX copy of the model (export_onnx='if_possible', recorded as the Model's onnx_skipped): {why}"
-        for why in (LGAMMA_REFUSAL, models['unchecked'].get('onnx_skipped')))
+        f"{node}.onnx: no ONNX copy of model #{result[node].outputs['model'].id} (export_onnx='if_possible', "
+        f"recorded as the OnnxModel's onnx_skipped): {models[node].get('onnx_skipped')}"
+        for node in ('skipping', 'unchecked'))
 
 
 def test_if_possible_keeps_no_onnx_copy_that_fails_its_check(dense_run):
     result, models, _ = dense_run
-    assert result['unchecked'].state == 'COMPLETE', result['unchecked'].error
+    assert result['unchecked.onnx'].state == 'COMPLETE', result['unchecked.onnx'].error
     model = models['unchecked']
-    assert not os.path.exists(os.path.join(model.uri, 'Format-ONNX'))
+    assert os.listdir(model.uri) == []
     assert re.fullmatch(r"The ONNX export \(inputs body_mass_g, culmen_depth_mm, culmen_length_mm, flipper_length_mm\) "
                         r"differs from the SavedModel by up to [0-9.e-]+ on the 'eval' examples \(tolerance "
                         r"onnx_tolerance=-1\)\. Set export_onnx=False .*", model.get('onnx_skipped'))
     assert model.get('onnx_max_abs_diff') is None and model.get('onnx_inputs') is None
 
 
-def test_by_default_an_unconvertible_signature_fails_the_trainer(dense_run):
+def test_by_default_an_unconvertible_signature_fails_the_export_not_the_training(dense_run):
     result, models, _ = dense_run
-    assert result['strict'].state == 'FAILED' and models['strict'] is None
-    assert LGAMMA_REFUSAL in result['strict'].error
+    assert result['strict'].state == 'COMPLETE'
+    assert result['strict.onnx'].state == 'FAILED' and models['strict'] is None
+    assert LGAMMA_REFUSAL in result['strict.onnx'].error
 
 
 def test_export_onnx_takes_true_false_or_if_possible(tmp_path):
@@ -312,8 +331,9 @@ def test_export_onnx_takes_true_false_or_if_possible(tmp_path):
 
     gen = CsvExampleGen(input_base=str(tmp_path))
     for value in (True, False, 'if_possible'):
-        assert Trainer(examples=gen.outputs['examples'], module_file=DENSE_MODULE,
-                       export_onnx=value).parameters['export_onnx'] == value
+        trainer = Trainer(examples=gen.outputs['examples'], module_file=DENSE_MODULE, export_onnx=value)
+        assert trainer.export_onnx == value
+        assert (trainer.onnx_exporter.parameters['export_onnx'] if value else trainer.onnx_exporter) == (value or None)
     with pytest.raises(WiringError, match=r"Trainer\(export_onnx=\.\.\.\): export_onnx must be True, False or "
                                           r"'if_possible', got 'maybe'"):
         Trainer(examples=gen.outputs['examples'], module_file=DENSE_MODULE, export_onnx='maybe')

@@ -13,7 +13,8 @@ from typing import Any
 import sluice.components as _sluice
 from sluice.components.component import Channel as _SluiceChannel
 from sluice.components.component import Component, WiringError
-from sluice.components.trainer import ONNX_IF_POSSIBLE, DataAccessor, FnArgs
+from sluice.components.onnx_exporter import ONNX_IF_POSSIBLE
+from sluice.components.trainer import DataAccessor, FnArgs
 from sluice.components.tuner import TunerFnResult
 from sluice.tfx.v1 import proto as _proto
 from sluice.tfx.v1._common import check_none, module_getattr, not_offered
@@ -40,9 +41,10 @@ def _channel(where: str, key: str, value: Any) -> Any:
 
 def _extras(where: str, cls: type[Component], extras: dict[str, Any], taken: set[str]) -> dict[str, Any]:
     """Sluice's own parameters of ``cls`` given by their Sluice names; anything else is refused."""
+    own = set(cls.PARAMETERS) | set(getattr(cls, 'ONNX_PARAMETERS', ()))
     for key in extras:
-        if key in taken or key not in cls.PARAMETERS:
-            known = sorted(set(cls.PARAMETERS) - taken)
+        if key in taken or key not in own:
+            known = sorted(own - taken)
             raise WiringError(f"{where}() got an unexpected argument '{key}'. It takes TFX's arguments and, by their "
                               f"Sluice names, {cls.__name__}'s own parameters: {', '.join(known) or 'none'}.")
     return extras
@@ -229,7 +231,7 @@ def Trainer(examples: Any = None, transformed_examples: Any = None, transform_gr
     """Sluice's Trainer: ``run_fn(fn_args)`` of ``module_file``. ``train_args``/``eval_args`` give
     ``num_steps`` (and one split each); ``custom_config`` reaches ``fn_args.custom_config``. TFX exports
     no ONNX, so here the ONNX copy is made where the serving signature converts and passes its check,
-    and otherwise left out with the reason on the Model (``export_onnx='if_possible'``, the Model's
+    and otherwise left out with the reason recorded (``export_onnx='if_possible'``, the OnnxModel's
     ``onnx_skipped``); ``export_onnx=True`` makes it required, as in a Sluice pipeline."""
     where = 'tfx.components.Trainer'
     check_none(where,

@@ -224,8 +224,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
                            f"{model.get('destination')} as it was ({short(model.get('content_fingerprint'))}), but "
                            f'its files have changed since ({short(now)}): they are not the model this artifact '
                            f"stands for. See sluice production {model.get('destination')}.")
-    try:
-        new, replaced = promote(args.destination, model.uri, model_origin(store, model.id), reason)
+    from sluice.components.onnx_exporter import onnx_dir, onnx_model_of
+
+    try:  # with the ONNX copy recorded for the model (a Trainer's OnnxExporter made it), if there is one
+        new, replaced = promote(args.destination, model.uri, model_origin(store, model.id), reason,
+                                onnx_dir(onnx_model_of(store, model)))
     except (ProductionError, PushError) as e:
         raise CliError(f'promote refused: {e}') from None
     print(f'Promoted model #{model.id} to {new.destination}: version {new.number} is now in production, replacing '

@@ -21,7 +21,7 @@ def render(artifact: Artifact, facets: bool = False, related: Sequence[Artifact]
                 'Schema': schema_view, 'ExampleAnomalies': anomalies_view,
                 'ModelEvaluation': lambda a: evaluation_view(a, blessing_of(a, related)),
                 'ModelBlessing': blessing_view, 'PushedModel': pushed_view, 'Examples': examples_view,
-                'Model': model_view}.get(kind)
+                'Model': model_view, 'OnnxModel': model_view}.get(kind)
     if renderer is None:
         return View(f'<p>{esc(kind)} #{esc(artifact.id)} at <code>{esc(artifact.uri)}</code></p>',
                     f'{kind} #{artifact.id} at {artifact.uri}')

@@ -254,5 +254,12 @@ def model_view(artifact: Artifact) -> View:
     rows = [[i['name'], i['dtype'], str(i['shape']), 'required' if i['missing'] is None else repr(i['missing'])]
             for i in inputs]
     t_html, t_text = table(['ONNX input', 'type', 'shape', 'missing value'], rows)
-    line = f'ONNX vs SavedModel max abs difference: {diff:.3g}' if diff is not None else 'No ONNX export.'
+    if diff is not None:
+        line = f'ONNX vs SavedModel max abs difference: {diff:.3g}'
+    elif artifact.get('onnx_skipped'):
+        line = f"No ONNX copy: {artifact.get('onnx_skipped')}"
+    elif artifact.type_name() == 'OnnxModel':
+        line = 'No ONNX export.'
+    else:
+        line = 'A SavedModel (Format-Serving/); its ONNX copy, if the Trainer made one, is an OnnxModel of its own.'
     return View(head_html + f'<p>{esc(line)}</p>' + (t_html if rows else ''), f'{head_text}\n{line}\n{t_text}')
