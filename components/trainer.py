@@ -238,6 +238,7 @@ class Trainer(Component):
     executor = TrainerExecutor
     driver = TrainerDriver
     ONNX_PARAMETERS = ('export_onnx', 'onnx_tolerance')  # taken by the constructor, for its OnnxExporter
+    WIRED_ONLY = ('onnx_exporter.py',)  # its OnnxExporter's code is in that node's key, not in the Trainer's
 
     def __init__(self, *, export_onnx: bool | str = True, onnx_tolerance: float = 1e-4,
                  raw_examples: Channel | None = None, **kwargs: Any) -> None:

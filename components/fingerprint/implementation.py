@@ -77,11 +77,13 @@ def _standard_source(path: str) -> bool:
     return name is not None and not _plumbing_name(name)
 
 
-def class_closure(cls: type, anchor: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
+def class_closure(cls: type, anchor: str | None = None,
+                  wired_only: frozenset[str] = frozenset()) -> tuple[list[tuple[str, str]], str | None]:
     """((path, name) of each Python file a class runs, the anchor used for names). A class without a
     file has the entry ('', '<module.qualname>'). Standard files are named relative to Sluice's root
     (``components/trainer.py``), custom ones relative to ``anchor`` (default: the import root of the
-    class's file; see ``anchor_dir``) or else to the import root holding them."""
+    class's file; see ``anchor_dir``) or else to the import root holding them. ``wired_only``: standard
+    files (named relative to components/) left out, with what only they import."""
     path = class_file(cls)
     if path is None:
         out = [('', f'<{cls.__module__}.{cls.__qualname__}>')]
@@ -92,7 +94,8 @@ def class_closure(cls: type, anchor: str | None = None) -> tuple[list[tuple[str,
     if is_standard(path):
         if not _standard_source(path):
             return [], anchor
-        files = local_imports(path, SLUICE_ROOT, _standard_source)
+        files = local_imports(path, SLUICE_ROOT,
+                              lambda f: _standard_source(f) and _components_name(f) not in wired_only)
         return [(f, os.path.relpath(f, SLUICE_ROOT)) for f in files], anchor
     anchor = anchor or anchor_dir(path)
     roots = import_roots(path)
@@ -109,8 +112,11 @@ def closure(component_cls: type, executor_cls: type | None = None) -> list[tuple
     files are named relative to the import root of the executor's file."""
     out: list[tuple[type, str, str]] = []
     anchor: str | None = None
+    # Modules a standard component only builds nodes from (a Trainer's OnnxExporter): their code runs in
+    # those nodes, under their own keys, so an edit to them does not invalidate this component's outputs.
+    wired_only = frozenset(getattr(component_cls, 'WIRED_ONLY', ()))
     for cls in _classes(component_cls, executor_cls):
-        files, anchor = class_closure(cls, anchor)
+        files, anchor = class_closure(cls, anchor, wired_only)
         out.extend((cls, path, name) for path, name in files)
     return out
 

@@ -242,6 +242,7 @@ def test_standard_components_cover_their_sluice_source_and_library_versions():
     from importlib.metadata import version
 
     import sluice.components as c
+    from sluice.components.onnx_exporter import OnnxExporter
 
     def files(cls):
         return fp.implementation_parts(cls)['files']
@@ -251,9 +252,14 @@ def test_standard_components_cover_their_sluice_source_and_library_versions():
         assert source_of(validator['files'], name) == on_disk(source_of(validator['files'], name)) != {}, name
     assert validator['libraries'] == {'tensorflow-model-analysis': version('tensorflow-model-analysis')}
     trainer = fp.implementation_parts(c.Trainer)
-    for name in ('trainer', 'onnx_export'):
-        assert source_of(trainer['files'], name) == on_disk(source_of(trainer['files'], name)) != {}, name
-    assert {'tensorflow', 'tf2onnx', 'onnx', 'onnxruntime'} <= set(trainer['libraries'])
+    assert source_of(trainer['files'], 'trainer') == on_disk(source_of(trainer['files'], 'trainer')) != {}
+    # The ONNX copy is its own node's work: the Trainer's key has none of its code or libraries.
+    assert not source_of(trainer['files'], 'onnx_export') and not source_of(trainer['files'], 'onnx_exporter')
+    assert 'tensorflow' in trainer['libraries'] and not {'tf2onnx', 'onnx', 'onnxruntime'} & set(trainer['libraries'])
+    exporter = fp.implementation_parts(OnnxExporter)
+    for name in ('onnx_exporter', 'onnx_export'):
+        assert source_of(exporter['files'], name) == on_disk(source_of(exporter['files'], name)) != {}, name
+    assert {'tensorflow', 'tf2onnx', 'onnx', 'onnxruntime'} <= set(exporter['libraries'])
     assert source_of(files(c.Evaluator), 'production')  # the baseline and the model's layout come from there
     gen = files(c.CsvExampleGen)
     assert gen == on_disk(source_of(gen, 'example_gen')) != {}  # its own source, nothing else
@@ -288,6 +294,7 @@ import json, os, sys
 import sluice.components as components
 from sluice.components import ModelValidator, Trainer
 from sluice.components import fingerprint as fp
+from sluice.components.onnx_exporter import OnnxExporter
 
 here = os.path.dirname(components.__file__)
 assert here == sys.argv[1], here
@@ -307,8 +314,10 @@ edit(own(ModelValidator, 'model_validator'), '\\n# A note on thresholds.\\n')
 out['validator_comment'] = fp.implementation_fingerprint(ModelValidator)
 edit(own(ModelValidator, 'model_validator'), '\\nSLACK = 0.01\\n')
 out['validator_code'] = fp.implementation_fingerprint(ModelValidator)
-edit(own(Trainer, 'onnx_export'), '\\nOPSET = 99\\n')
+out['exporter'] = fp.implementation_fingerprint(OnnxExporter)
+edit(own(OnnxExporter, 'onnx_export'), '\\nOPSET = 99\\n')
 out['trainer_onnx'] = fp.implementation_fingerprint(Trainer)
+out['exporter_onnx'] = fp.implementation_fingerprint(OnnxExporter)
 out['heavy'] = sorted(m for m in ('tensorflow', 'apache_beam', 'tensorflow_model_analysis', 'tf2onnx', 'onnx')
                       if m in sys.modules)
 print(json.dumps(out))
@@ -336,7 +345,8 @@ def test_editing_sluice_component_source_changes_its_fingerprint(tmp_path):
     assert out['trainer'] == fp.implementation_fingerprint(c.Trainer)
     assert out['validator_comment'] == out['validator']
     assert out['validator_code'] != out['validator']
-    assert out['trainer_onnx'] != out['trainer']
+    assert out['trainer_onnx'] == out['trainer']  # the export is not the Trainer's code
+    assert out['exporter_onnx'] != out['exporter']
     assert out['heavy'] == []  # versions are read from metadata, nothing imported
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pathlib
 import re
 
 import pytest
@@ -210,7 +211,7 @@ def dense_run(tmp_path_factory):
     """One small pipeline: the penguin CSV, then three Trainers on the penguin_simple-shaped module: its
     Keras default signature with the ONNX export (default), and a signature tf2onnx cannot convert with
     export_onnx='if_possible' and with the default."""
-    from sluice.components import CsvExampleGen
+    from sluice.components import CsvExampleGen, Pusher
     from sluice.metadata import MetadataStore
 
     root = tmp_path_factory.mktemp('dense')
@@ -223,10 +224,14 @@ def dense_run(tmp_path_factory):
                        **kwargs).with_id(node_id)
 
     unconvertible = {'unconvertible': True}
-    nodes = [gen, trainer('dense'), trainer('skipping', custom_config=unconvertible, export_onnx='if_possible'),
-             trainer('strict', custom_config=unconvertible),
+    skipping, strict = (trainer('skipping', custom_config=unconvertible, export_onnx='if_possible'),
+                        trainer('strict', custom_config=unconvertible))
+    nodes = [gen, trainer('dense'), skipping, strict,
              # exported, but no difference is within a negative tolerance: the check fails
-             trainer('unchecked', export_onnx='if_possible', onnx_tolerance=-1.0)]
+             trainer('unchecked', export_onnx='if_possible', onnx_tolerance=-1.0),
+             # no blessing: only the ONNX copy stands between these models and production
+             *(Pusher(model=t.outputs['model'], push_destination=str(root / 'serving' / t.id)).with_id(f'{t.id}_push')
+               for t in (skipping, strict))]
     logged = _Records()
     logger = logging.getLogger('sluice.components.onnx_exporter')
     logger.addHandler(logged)
@@ -318,11 +323,28 @@ def test_if_possible_keeps_no_onnx_copy_that_fails_its_check(dense_run):
     assert model.get('onnx_max_abs_diff') is None and model.get('onnx_inputs') is None
 
 
-def test_by_default_an_unconvertible_signature_fails_the_export_not_the_training(dense_run):
+def test_by_default_an_unconvertible_signature_fails_the_export_and_nothing_is_pushed(dense_run):
     result, models, _ = dense_run
     assert result['strict'].state == 'COMPLETE'
     assert result['strict.onnx'].state == 'FAILED' and models['strict'] is None
     assert LGAMMA_REFUSAL in result['strict.onnx'].error
+    # The Pusher of that model waits for its ONNX copy: it never ran, and its destination is empty.
+    assert result.state == 'FAILED'
+    assert result.nodes.get('strict_push') is None or result['strict_push'].state not in ('COMPLETE', 'CACHED')
+    root = pathlib.Path(result['strict'].outputs['model'].uri).parents[3]  # <root>/root/strict/model/<id>
+    destination = root / 'serving' / 'strict'
+    assert (root / 'serving' / 'skipping').is_dir()  # (where the other Pusher pushed)
+    assert not destination.exists() or not [v for v in os.listdir(destination) if v.isdigit()]
+
+
+def test_a_model_whose_export_was_skipped_is_pushed_without_an_onnx_copy(dense_run):
+    """export_onnx='if_possible': the push holds the SavedModel alone (sluice serve then says why it
+    cannot serve it)."""
+    result, _, _ = dense_run
+    pushed = result['skipping_push'].outputs['pushed_model']
+    assert pushed.get('pushed') == 1, pushed.get('reason')
+    files = os.listdir(pushed.get('pushed_destination'))
+    assert 'saved_model.pb' in files and 'model.onnx' not in files and 'serving_samples.json' not in files
 
 
 def test_export_onnx_takes_true_false_or_if_possible(tmp_path):

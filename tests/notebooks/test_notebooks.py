@@ -49,8 +49,8 @@ def test_quickstart_runs_and_sluice_run_reuses_everything_it_did(tmp_path, monke
     capsys.readouterr()
     assert main(['run', PENGUIN]) == 0
     out = capsys.readouterr().out
-    assert '0 executed, 9 cached, 0 failed' in out
-    assert len(re.findall(r'\] \w+\s+CACHED', out)) == 9
+    assert '0 executed, 10 cached, 0 failed' in out
+    assert len(re.findall(r'\] [\w.]+\s+CACHED', out)) == 10
 
 
 def test_resume_and_gate_notebook(tmp_path, monkeypatch):

@@ -74,7 +74,8 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_better_model_p
     pushed = first['Pusher'].outputs['pushed_model']
     assert pushed.get('pushed') == 1
     model = first['Trainer'].outputs['model']
-    assert 0 <= model.get('onnx_max_abs_diff') <= 1e-4
+    onnx = first['Trainer.onnx'].outputs['onnx_model']
+    assert 0 <= onnx.get('onnx_max_abs_diff') <= 1e-4 and onnx.get('model_id') == model.id
     v1 = pushed.get('pushed_version')
     # The version as TF Serving finds it (see tf_serving_version): the SavedModel at its root, ONNX beside it.
     assert tf_serving_version(os.path.join(penguin_root, 'serving')) == os.path.join(penguin_root, 'serving', v1)
@@ -102,7 +103,8 @@ def test_penguin_gate_first_push_cached_rerun_worse_model_refused_better_model_p
     assert re.search(r'species\s+INT\s+required\s+\[1\]\s+\[0, 2\]', texts['Schema'])
     assert 'BLESSED model' in texts['ModelBlessing'] and 'Pushed as version' in texts['PushedModel']
     assert re.search(r'Overall\s+sparse_categorical_accuracy\s+0\.9', texts['ModelEvaluation'])
-    assert 'ONNX vs SavedModel max abs difference' in texts['Model']
+    assert 'ONNX vs SavedModel max abs difference' in texts['OnnxModel']
+    assert 'its ONNX copy, if the Trainer made one, is an OnnxModel of its own' in texts['Model']
     page = report_html(store, first.run_id)
     assert '<script src' not in page and page.count('<svg xmlns="http://www.w3.org/2000/svg" width=') == 1  # the DAG
     for section in ('ExampleStatistics', 'ExampleAnomalies', 'ModelEvaluation', 'ModelBlessing', 'PushedModel'):
@@ -232,13 +234,13 @@ def test_taxi_pipeline_end_to_end_with_an_onnx_model_that_matches(taxi_cli):
     run_id = re.search(r'^Run (\S+) COMPLETE', done.stdout, re.M).group(1)
     store = MetadataStore(f'sqlite:///{root}/metadata.db')
     executions = store.executions(run_id)
-    assert store.run(run_id).state == 'COMPLETE' and len(executions) == 9, [(e.node_id, e.state) for e in executions]
+    assert store.run(run_id).state == 'COMPLETE' and len(executions) == 10, [(e.node_id, e.state) for e in executions]
     assert {e.state for e in executions} == {'COMPLETE'}, {e.node_id: e.error for e in executions if e.error}
     outputs = {e.node_id: {key: artifact for key, [artifact] in e.outputs.items()} for e in executions}
     examples = outputs['CsvExampleGen']['examples']
     assert sum(json.loads(examples.get('row_counts')).values()) == 15002
     model = outputs['Trainer']['model']
-    assert 0 <= model.get('onnx_max_abs_diff') <= 1e-4
+    assert 0 <= outputs['Trainer.onnx']['onnx_model'].get('onnx_max_abs_diff') <= 1e-4
     assert outputs['Pusher']['pushed_model'].get('pushed') == 1
 
     # Serve the ONNX model with onnxruntime (no TensorFlow in the model) and compare with the

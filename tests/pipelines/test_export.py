@@ -185,7 +185,7 @@ def test_airflow_dags_test_runs_the_exported_penguin_dag(tmp_path, airflow_env, 
     executions = store.executions(record.run_id)
     assert sorted(e.node_id for e in executions) == sorted(pipeline.node_ids)
     assert {e.state for e in executions} == {'COMPLETE'}
-    assert len({e.properties['pid'] for e in executions}) == len(executions) == 9
+    assert len({e.properties['pid'] for e in executions}) == len(executions) == 10
     assert os.listdir(tmp_path / 'root' / 'serving'), 'the model was not pushed'
 
     # `sluice run` of the same file reuses every node, each the artifacts the tasks recorded.

@@ -25,6 +25,7 @@ KILL_POINTS = [
     'ExampleValidator:publish',     # executor done, nothing recorded yet
     'Transform:executor:1',         # inside tf.Transform
     'Trainer:executor:3',           # inside model.fit
+    'Trainer.onnx:executor:1',      # inside the ONNX export, the Evaluator running beside it
     'Evaluator:executor:2',         # inside TFMA
     'ModelValidator:start',         # execution registered, executor not started
     'Pusher:publish',               # the model renamed into place, the push not yet recorded
@@ -90,7 +91,7 @@ def test_kill_at_every_component_then_resume(tmp_path, request):
     assert store.run(run.run_id).state == 'COMPLETE'
     abandoned = [r.node_id for r in records if r.properties.get('error_type') == 'Abandoned']
     assert set(abandoned) >= {'CsvExampleGen', 'StatisticsGen', 'ExampleValidator', 'Transform', 'Trainer',
-                              'Evaluator', 'ModelValidator', 'Pusher'}
+                              'Trainer.onnx', 'Evaluator', 'ModelValidator', 'Pusher'}
     assert_store_is_sound(store, run.run_id, root)
     assert [v for v in os.listdir(root / 'serving') if not v.startswith('.')] == [version]
     assert not [v for v in os.listdir(root / 'serving') if v.startswith('.staging')]

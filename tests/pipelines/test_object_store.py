@@ -88,7 +88,8 @@ def test_every_node_runs_on_an_s3_root_and_a_rerun_is_all_cached(penguin_s3):
                 assert [k for k in keys if k.startswith(prefix)], f'{execution.node_id}.{key}: no object under {artifact.uri}'
     model = store.node_outputs(run.run_id, 'Trainer')['model'][0]
     assert f"{model.uri[len(f's3://{pipeline.bucket}/'):]}/Format-Serving/saved_model.pb" in keys
-    assert f"{model.uri[len(f's3://{pipeline.bucket}/'):]}/Format-ONNX/model.onnx" in keys
+    onnx = store.node_outputs(run.run_id, 'Trainer.onnx')['onnx_model'][0]
+    assert f"{onnx.uri[len(f's3://{pipeline.bucket}/'):]}/model.onnx" in keys and onnx.get('model_id') == model.id
     examples = store.node_outputs(run.run_id, 'CsvExampleGen')['examples'][0]
     assert examples.get('input_base') == f's3://{pipeline.bucket}/incoming'
     pushed = store.node_outputs(run.run_id, 'Pusher')['pushed_model'][0]

@@ -225,3 +225,19 @@ def test_ast_parse_is_one_call_at_a_time_while_nodes_run_at_once():
         assert not parsed.wait(0.5)
     assert parsed.wait(10)
     thread.join()
+
+
+def test_the_onnx_export_runs_beside_the_evaluator(penguin_cli_run):
+    """The penguin example as `sluice run` runs it (the cores available): the Trainer's ONNX export, a
+    node of its own, starts once the Trainer ended and overlaps the Evaluator in the store's own times;
+    the Pusher starts after both."""
+    _, done = penguin_cli_run
+    assert done['status'] == 0, done['stdout'][-3000:]
+    run_id = re.search(r'^Run (\S+) of pipeline', done['stdout'], re.M).group(1)
+    records = {r.node_id: r for r in MetadataStore(done['metadata']).executions(run_id)}
+    trainer, export, evaluator, pusher = (records[n] for n in ('Trainer', 'Trainer.onnx', 'Evaluator', 'Pusher'))
+    assert trainer.update_time <= export.create_time and trainer.update_time <= evaluator.create_time
+    together = min(export.update_time, evaluator.update_time) - max(export.create_time, evaluator.create_time)
+    assert together > 0.5, (export.create_time, export.update_time, evaluator.create_time, evaluator.update_time)
+    assert pusher.create_time >= max(export.update_time, evaluator.update_time)
+    assert export.outputs['onnx_model'][0].get('model_id') == trainer.outputs['model'][0].id

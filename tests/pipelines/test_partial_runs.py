@@ -70,7 +70,7 @@ def test_partial_run_of_the_penguin_pipeline_from_trainer(tmp_path, monkeypatch,
     reused = {n for n, r in records.items() if r.properties.get('reused_from_run') == first}
     assert reused == {'CsvExampleGen', 'ImportSchemaGen', 'Transform'}  # the example's curated schema
     assert all(records[n].state == 'CACHED' for n in reused)
-    assert set(records) == reused | {'Trainer', 'Evaluator', 'ModelValidator', 'Pusher'}
+    assert set(records) == reused | {'Trainer', 'Trainer.onnx', 'Evaluator', 'ModelValidator', 'Pusher'}
     assert records['Trainer'].state == 'COMPLETE'  # --no-cache Trainer: executed again
     assert records['Evaluator'].state == 'COMPLETE'  # a new model to measure
     assert re.search(r'Transform\s+CACHED.*reused from run ' + first, out)

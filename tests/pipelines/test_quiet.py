@@ -18,10 +18,10 @@ NOISE = ('Traceback', 'Exception ignored', 'Unable to register', 'WARNING', 'dep
 
 # Every line a successful run may print: progress, the outcome, and where the details are.
 ALLOWED = [
-    r"Run \S+ of pipeline 'taxi': 9 nodes, store sqlite:///\S+",
-    r'\[\d/9\] \w+ running \.\.\. \(\d+s into the run\)',
-    r'\[\d/9\] \w+ +(COMPLETE|CACHED) +[\d.]+s',
-    r'Run \S+ COMPLETE in [\d.]+s: \d executed, \d cached, 0 failed, 0 skipped',
+    r"Run \S+ of pipeline 'taxi': 10 nodes, store sqlite:///\S+",
+    r'\[\d+/10\] [\w.]+ running \.\.\. \(\d+s into the run\)',
+    r'\[\d+/10\] [\w.]+ +(COMPLETE|CACHED) +[\d.]+s',
+    r'Run \S+ COMPLETE in [\d.]+s: \d+ executed, \d+ cached, 0 failed, 0 skipped',
     r'Log \(library messages; --verbose prints them\): \S+\.log',
     r'ModelValidator: BLESSED model #\d+ against .*',
     r'  ok   mean_absolute_error \[Overall\]: .*',
@@ -54,7 +54,7 @@ def test_a_successful_taxi_run_prints_progress_and_the_outcome_only(taxi_run):
     assert done.stderr == ''
     for line in done.stdout.splitlines():
         assert any(re.fullmatch(p, line) for p in ALLOWED), f'unexpected output line {line!r} in:\n{done.stdout}'
-    assert len(re.findall(r'^\[\d/9\] \w+ +COMPLETE', done.stdout, re.M)) == 9
+    assert len(re.findall(r'^\[\d+/10\] [\w.]+ +COMPLETE', done.stdout, re.M)) == 10
     run_id = re.search(r'^Run (\S+) COMPLETE', done.stdout, re.M).group(1)
 
     # Everything else is in the run's log, under the pipeline root.

@@ -110,7 +110,7 @@ def test_report_plots_render_in_chromium_without_network(reports, browser, name)
             assert plot['drawn'] >= plot['values'] * 0.5, plot  # the bars and markers are in the SVG
             assert plot['height'] >= 200 and plot['width'] >= 800, plot
         by_kind = {p['kind']: p for p in plots}
-        assert by_kind['timeline']['values'] == 9  # one bar per execution
+        assert by_kind['timeline']['values'] == 10  # one bar per execution
         features = {'penguin': 5, 'taxi': 18}[name]
         assert len(by_kind['statistics']['meta']['features']) == features
         assert by_kind['statistics']['values'] >= features * 2  # every feature, both splits

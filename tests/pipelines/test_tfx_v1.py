@@ -121,10 +121,11 @@ def native_tft(root):
 
 NATIVE = {'simple': native_simple, 'tfdv': native_tfdv, 'tfma': native_tfma, 'tft': native_tft}
 NODES = {
-    'simple': ['CsvExampleGen', 'Trainer', 'Pusher'],
-    'tfdv': ['CsvExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Trainer', 'Pusher'],
-    'tfma': ['CsvExampleGen', 'Trainer', 'Evaluator', 'ModelValidator', 'Pusher'],
-    'tft': ['CsvExampleGen', 'StatisticsGen', 'schema_importer', 'ExampleValidator', 'Transform', 'Trainer', 'Pusher'],
+    'simple': ['CsvExampleGen', 'Trainer', 'Trainer.onnx', 'Pusher'],
+    'tfdv': ['CsvExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Trainer', 'Trainer.onnx', 'Pusher'],
+    'tfma': ['CsvExampleGen', 'Trainer', 'Trainer.onnx', 'Evaluator', 'ModelValidator', 'Pusher'],
+    'tft': ['CsvExampleGen', 'StatisticsGen', 'schema_importer', 'ExampleValidator', 'Transform', 'Trainer',
+            'Trainer.onnx', 'Pusher'],
 }
 KILL_AT = {'simple': 'Pusher', 'tfdv': 'SchemaGen', 'tfma': 'ModelValidator', 'tft': 'schema_importer'}
 
@@ -257,10 +258,11 @@ def test_trainer_transform_evaluator_pusher_arguments_map_to_sluice_parameters(t
     assert type(trainer) is native.Trainer
     p = trainer.parameters
     assert (p['train_steps'], p['eval_steps'], p['train_split'], p['eval_split']) == (30, 4, 'train', 'eval')
-    assert p['custom_config'] == {'seed': 1} and p['export_onnx'] is False
+    assert p['custom_config'] == {'seed': 1} and trainer.export_onnx is False and trainer.onnx_exporter is None
     assert p['module_file'] == os.path.abspath('m.py')
-    assert tfx.components.Trainer(module_file='m.py', examples=gen.outputs['examples']).parameters[
-        'export_onnx'] == 'if_possible'  # TFX exports no ONNX: made where it converts, else the reason recorded
+    exporter = tfx.components.Trainer(module_file='m.py', examples=gen.outputs['examples']).onnx_exporter
+    assert exporter.parameters['export_onnx'] == 'if_possible'  # TFX exports no ONNX: made where it converts, else
+    # the reason recorded
     schema = tfx.dsl.Importer(source_uri=shapes.SCHEMA_DIR, artifact_type=tfx.types.standard_artifacts.Schema)
     assert type(schema) is native.ImportSchemaGen
     assert schema.parameters['schema_file'] == os.path.join(shapes.SCHEMA_DIR, 'schema.pbtxt')
