@@ -56,6 +56,14 @@ class OnnxExporterDriver(Driver):
             inputs['raw_examples'] = raw_examples_of(self.store, inputs['examples'])
         return inputs
 
+    def cache_key_parts(self, inputs: dict[str, Artifact | None]) -> dict[str, Any]:
+        """Adds the Model artifact itself: an input's fingerprint comes from the key of the execution
+        that made it, and a Trainer run again under the same key (``--no-cache Trainer``) makes other
+        weights, whose ONNX copy an earlier model's is not."""
+        parts = super().cache_key_parts(inputs)
+        parts['external'] = {**parts['external'], 'model_id': str(inputs['model'].id)}
+        return parts
+
 
 def raw_examples_of(store: Any, examples: Artifact) -> Artifact:
     """The examples behind ``examples``: those the Transform(s) that made them read, else themselves."""

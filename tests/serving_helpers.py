@@ -26,10 +26,12 @@ def sluice(*args: str, cwd: str, timeout: float = 600) -> subprocess.CompletedPr
     return done
 
 
-def promote(destination: str, model_uri: str, reason: str = 'test') -> int:
-    """Puts a model into production at ``destination`` the way ``sluice promote`` does; its version."""
+def promote(destination: str, model, reason: str = 'test') -> int:
+    """Puts a model (its Model directory, or that and its OnnxModel's) into production at
+    ``destination`` the way ``sluice promote`` does; its version."""
     from sluice.components.production.changes import promote as promote_model
-    new, _ = promote_model(destination, model_uri, {'pipeline': 'penguin'}, reason)
+    model_uri, onnx_uri = (model, None) if isinstance(model, str) else model
+    new, _ = promote_model(destination, model_uri, {'pipeline': 'penguin'}, reason, onnx_uri)
     return new.number
 
 

@@ -49,7 +49,8 @@ class InteractiveContext:
         self._order: list[str] = []
 
     def run(self, component: Component) -> NodeResult:
-        """Launch one component (its upstream components must have run in this context)."""
+        """Launch one component (its upstream components must have run in this context), then the
+        nodes it brings along (a Trainer's ONNX export, ``Trainer.onnx``); returns the component's result."""
         for up in component.upstream:
             done = self._results.get(id(up))
             if done is None:
@@ -79,6 +80,8 @@ class InteractiveContext:
         print(f'{component.id}: {result.state} in {time.time() - started:.1f}s (execution #{result.execution_id})')
         if result.state == 'FAILED':
             raise InteractiveError(f'{component.id} failed: {result.error}')
+        for companion in component.companions:  # a Trainer's ONNX export: part of running a Trainer here
+            self.run(companion)
         return result
 
     # -- looking at things ----------------------------------------------------------------------

@@ -21,7 +21,7 @@ import shared_runs
 from serving_helpers import INFRA_PENGUIN, PENGUIN, call, promote, serving, sluice
 
 from sluice.components.infra_validator import InfraValidatorExecutor
-from sluice.metadata.artifact import InfraBlessing, Model
+from sluice.metadata.artifact import InfraBlessing, Model, OnnxModel
 
 FEATURES = ['body_mass_g', 'culmen_depth_mm', 'culmen_length_mm', 'flipper_length_mm']
 ROW = {'culmen_length_mm': 0.25, 'culmen_depth_mm': 0.67, 'flipper_length_mm': 0.15, 'body_mass_g': 0.29}
@@ -50,10 +50,14 @@ def penguin_run(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def models(penguin_run) -> list[str]:
-    """The two Model artifacts' directories, oldest first."""
-    root = os.path.join(penguin_run, 'runs', 'penguin', 'Trainer', 'model')
-    return [os.path.join(root, d) for d in sorted(os.listdir(root), key=int)]
+def models(penguin_run) -> list[tuple[str, str]]:
+    """The two models, oldest first: each Model artifact's directory and its OnnxModel's (Trainer.onnx)."""
+    found = []
+    for node, key in (('Trainer', 'model'), ('Trainer.onnx', 'onnx_model')):
+        root = os.path.join(penguin_run, 'runs', 'penguin', node, key)
+        found.append([os.path.join(root, d) for d in sorted(os.listdir(root), key=int)])
+    assert len(found[0]) == len(found[1]) == 2, found
+    return list(zip(*found))
 
 
 def _destination(penguin_run: str) -> str:
@@ -388,8 +392,8 @@ def test_a_model_that_loads_and_answers_is_infra_blessed_and_pushed(penguin_run)
 def test_a_model_that_cannot_load_is_refused_and_nothing_is_pushed(penguin_run):
     destination = os.path.join(penguin_run, 'runs', 'penguin', 'serving')
     before = sorted(os.listdir(destination))
-    model = _latest(os.path.join(penguin_run, 'runs', 'penguin', 'Trainer', 'model', '*'))
-    onnx_file = os.path.join(model, 'Format-ONNX', 'model.onnx')
+    onnx_model = _latest(os.path.join(penguin_run, 'runs', 'penguin', 'Trainer.onnx', 'onnx_model', '*'))
+    onnx_file = os.path.join(onnx_model, 'model.onnx')
     with open(onnx_file, 'rb') as f:
         good = f.read()
     try:
@@ -410,9 +414,10 @@ def test_a_model_that_cannot_load_is_refused_and_nothing_is_pushed(penguin_run):
 
 def test_a_model_that_does_not_load_in_time_is_not_blessed(models, tmp_path):
     blessing = InfraBlessing(uri=str(tmp_path))
-    model = Model(uri=models[-1])
+    model, onnx_model = Model(uri=models[-1][0]), OnnxModel(uri=models[-1][1], model_id=42)
     model.id = 42
-    InfraValidatorExecutor().run(model=model, blessing=blessing, time_limit_seconds=0.2, requests=3)
+    InfraValidatorExecutor(tmp_dir=str(tmp_path / 'tmp')).run(model=model, blessing=blessing, time_limit_seconds=0.2,
+                                                               requests=3, onnx_model=onnx_model)
     with open(tmp_path / 'infra_validation.json') as f:
         report = json.load(f)
     assert blessing.get('blessed') == 0 and report['blessed'] is False
