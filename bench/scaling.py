@@ -214,7 +214,7 @@ def report_where(sizes: list[int], taxi: dict[int, list[dict]], workers_reps: di
         outside = [(r['sluice']['seconds'] - sum(r['sluice']['nodes'].values()))
                    - (r['plain']['seconds'] - sum(r['plain']['nodes'].values())) for r in reps]
         print(f'    {times}x, seconds Sluice added (median per repeat), largest first: '
-              + ', '.join(f'{k} {v:+.2f}' for v, k in added) + f'; outside nodes {median(outside):+.2f}')
+              + ', '.join(f'{k} {v:+.2f}' for v, k in added) + f'; wall - sum of nodes (lower: nodes at once) {median(outside):+.2f}')
     return extra
 
 

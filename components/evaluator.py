@@ -36,8 +36,8 @@ from google.protobuf.message import Message
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
-from sluice.components.production.destination import (SERVING_DIR, holds_model, inspect_version, production,
-                                                       serving_path)
+from sluice.components.production.destination import SERVING_DIR, inspect_version, production, serving_path
+from sluice.components.production.identity import holds_model
 from sluice.components.tf_setup import libraries_without_autograph
 from sluice.metadata.artifact import Artifact, Examples, Model, ModelEvaluation
 from sluice.components.production.record import version_artifact
@@ -150,9 +150,9 @@ class EvaluatorDriver(Driver):
         target = now.current
         if target is None:
             return None  # nothing in production yet
-        if holds_model(target, candidate.uri):
+        if holds_model(target, candidate.uri, saved_model_only=True):
             # The candidate is already in production (an unchanged re-run, or a push whose record in the
-            # store was cut off): keep the baseline it was measured against when it was pushed, so the
+            # store was cut off; its SavedModel is the model, its ONNX copy is made beside this): keep the baseline it was measured against when it was pushed, so the
             # evaluation is the same and can be reused.
             base = (target.record or {}).get('baseline')
             if not base:

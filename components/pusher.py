@@ -32,8 +32,9 @@ from sluice.components.onnx_exporter import WithOnnxDriver, check_onnx_of, onnx_
 from sluice.metadata import storage
 from sluice.components.production import objectstore
 from sluice.components.production.changes import PushError, Write, change, copy_model, new_record
-from sluice.components.production.destination import (SERVING_DIR, Production, Version, describe_ref, holds_model,
+from sluice.components.production.destination import (SERVING_DIR, Production, Version, describe_ref,
                                                       inspect_version, location, pushed_directory)
+from sluice.components.production.identity import holds_model
 from sluice.components.production.destination import push_destination as destination_of
 from sluice.components.production.record import store_identity
 from sluice.metadata.artifact import Artifact, InfraBlessing, Model, ModelBlessing, OnnxModel, PushedModel

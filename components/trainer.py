@@ -33,7 +33,6 @@ while nothing is; the version is part of the cache key, so a new push reruns the
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -49,7 +48,6 @@ from sluice.components.production.record import version_artifact
 from sluice.metadata.artifact import Artifact, Examples, HyperParameters, Model, ModelRun, Schema, TransformGraph
 
 HYPERPARAMETERS_FILE = 'best_hyperparameters.txt'  # a HyperParameters artifact's file (TFX's name)
-logger = logging.getLogger(__name__)
 
 @dataclass
 class DataAccessor:

@@ -5,13 +5,14 @@ all read it. Each name is imported from the module that defines it:
 
 - ``destination``: reading a destination: ``versions``, ``inspect_version`` (a ``Version``),
   ``production`` (the highest complete version, and the incomplete ones skipped), ``history``,
-  ``content_fingerprint`` / ``model_fingerprint`` / ``holds_model``, ``pushed_files`` (where a
+  ``content_fingerprint`` / ``model_fingerprint``, ``pushed_files`` (where a
   push puts a Model's files), ``serving_path`` / ``onnx_path`` (both layouts), ``pushed_directory``
   / ``push_destination`` (of a PushedModel), and the file names (``PUSH_RECORD``, ``HISTORY_FILE``);
 - ``changes``: writing one: ``change`` (read production, decide, write: under the lock, or on an
   object store with exclusive creates), ``destination_lock``, ``write_version`` (staged, then
   renamed into place, then logged), ``rollback``, ``promote``, ``copy_model`` / ``copy_version``, and
   ``PushError`` / ``ProductionError``;
+- ``identity``: ``holds_model``, whether a version holds a given model (its SavedModel, and its ONNX copy);
 - ``objectstore``: a destination on an object store (``s3://``): its keys, the claim, the commit
   marker, the compare-and-swap, the history objects and the ETag fingerprint;
 - ``record``: the store's side: ``store_identity``, ``version_artifact``, ``model_origin``,

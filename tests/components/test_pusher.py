@@ -14,8 +14,10 @@ from sluice.components.production.changes import (ProductionError, PushError, de
                                                   rollback, write_version)
 from sluice.components.production.destination import (HISTORY_FILE, content_fingerprint, history, inspect_version,
                                                        model_fingerprint, onnx_path, production, serving_path, versions)
+from sluice.components.production.identity import holds_model
 from sluice.components.pusher import PusherExecutor
 from sluice.metadata import Model, ModelBlessing, PushedModel
+from sluice.metadata.artifact import OnnxModel
 
 
 def make_model(tmp_path, model_id, content='weights'):
@@ -43,11 +45,12 @@ def make_blessing(tmp_path, model_id, blessed, against=None, destination=''):
     return b
 
 
-def push(tmp_path, model, blessing, destination):
+def push(tmp_path, model, blessing, destination, onnx_model=None):
     out = tmp_path / f'pushed-{len(list(tmp_path.iterdir()))}'
     out.mkdir()
     pushed = PushedModel(uri=str(out))
-    PusherExecutor().run(model=model, blessing=blessing, pushed_model=pushed, push_destination=str(destination))
+    PusherExecutor().run(model=model, blessing=blessing, pushed_model=pushed, push_destination=str(destination),
+                         onnx_model=onnx_model)
     return pushed
 
 
@@ -510,3 +513,46 @@ def test_a_destination_in_the_earlier_layout_keeps_working(tmp_path, capsys):
     back, target_version, _ = rollback(str(dest), reason='back')
     assert target_version.number == old.number and current(dest).fingerprint == old.fingerprint
     assert sorted(os.listdir(back.path)) == ['Format-ONNX', 'Format-Serving', 'sluice_push.json']
+
+
+# -- the ONNX copy from the OnnxExporter's artifact ---------------------------------------------------
+def make_onnx(tmp_path, model_id, content):
+    d = tmp_path / f'onnx-{model_id}-{content}'
+    d.mkdir()
+    (d / 'model.onnx').write_text(content)
+    (d / 'serving_samples.json').write_text('{}')
+    (d / '.hidden').write_text('not pushed')
+    return OnnxModel(uri=str(d), model_id=model_id)
+
+
+def test_a_push_puts_the_onnx_model_beside_the_saved_model_and_compares_both(tmp_path):
+    """A Model holds the SavedModel alone; its OnnxModel's files land beside it in the version. The
+    Pusher's 'already in production' compares both; the Evaluator's (saved_model_only) the SavedModel."""
+    model = make_model(tmp_path, 7)
+    shutil.rmtree(os.path.join(model.uri, 'Format-ONNX'))
+    onnx = make_onnx(tmp_path, 7, 'onnx-a')
+    dest = tmp_path / 'serving'
+    first = push(tmp_path, model, None, dest, onnx)
+    version = current(dest)
+    assert first.get('pushed') == 1 and str(version.number) == first.get('pushed_version')
+    assert sorted(os.listdir(version.path)) == ['model.onnx', 'saved_model.pb', 'serving_samples.json',
+                                                'sluice_push.json', 'variables']
+    assert holds_model(version, model.uri, onnx.uri)
+    assert holds_model(version, model.uri, saved_model_only=True)
+    assert not holds_model(version, model.uri, make_onnx(tmp_path, 7, 'onnx-b').uri)  # another ONNX copy
+    assert not holds_model(version, model.uri)  # the Model alone has no ONNX copy: not these files
+    other = make_model(tmp_path, 8, 'other weights')
+    shutil.rmtree(os.path.join(other.uri, 'Format-ONNX'))
+    assert not holds_model(version, other.uri, saved_model_only=True)
+    again = push(tmp_path, model, None, dest, onnx)
+    assert again.get('reason').startswith(f'already in production as version {version.number}')
+    # An ONNX copy of another model is refused, naming both.
+    with pytest.raises(ValueError, match=r"is the ONNX copy of model #8, not Model\(#7 .*wire the same Trainer's "
+                                         r"outputs into Pusher\(model=\.\.\., onnx_model=\.\.\.\)"):
+        push(tmp_path, model, None, tmp_path / 'elsewhere', make_onnx(tmp_path, 8, 'onnx-c'))
+    assert not (tmp_path / 'elsewhere').exists()
+    # An export that was skipped (export_onnx='if_possible'): the SavedModel alone is pushed.
+    skipped = OnnxModel(uri=str(tmp_path / 'empty'), model_id=8, onnx_skipped='tf2onnx could not')
+    os.makedirs(skipped.uri)
+    alone = push(tmp_path, other, None, tmp_path / 'alone', skipped)
+    assert sorted(os.listdir(alone.get('pushed_destination'))) == ['saved_model.pb', 'sluice_push.json', 'variables']

@@ -76,7 +76,7 @@ def test_quiet_prints_only_the_outcome_line_and_verbose_the_libraries_messages(t
         loud = sluice(['--verbose', 'run', TAXI], work)
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     assert quiet.stderr == ''
-    assert re.fullmatch(r'Run \S+ COMPLETE in [\d.]+s: 0 executed, 9 cached, 0 failed, 0 skipped\n', quiet.stdout), \
+    assert re.fullmatch(r'Run \S+ COMPLETE in [\d.]+s: 0 executed, 10 cached, 0 failed, 0 skipped\n', quiet.stdout), \
         quiet.stdout
     run_id = quiet.stdout.split()[1]
     log = (work / 'runs' / 'taxi' / '.sluice-logs' / f'{run_id}.log').read_text()
