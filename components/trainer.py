@@ -49,6 +49,7 @@ from sluice.metadata.artifact import Artifact, Examples, HyperParameters, Model,
 
 HYPERPARAMETERS_FILE = 'best_hyperparameters.txt'  # a HyperParameters artifact's file (TFX's name)
 
+
 @dataclass
 class DataAccessor:
     """How ``run_fn`` reads examples, as in TFX: ``tf_dataset_factory(file_pattern, options, schema)``."""

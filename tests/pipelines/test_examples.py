@@ -193,8 +193,8 @@ def test_skewed_penguins_stop_before_training(skewed_penguin_run):
     assert "feature 'culmen_length_mm': Out-of-range values (Unexpectedly low values: -1<0" in error
     assert result['node_states'] == {
         'CsvExampleGen': 'COMPLETE', 'ImportSchemaGen': 'COMPLETE', 'StatisticsGen': 'COMPLETE',
-        'ExampleValidator': 'FAILED', 'Transform': 'SKIPPED', 'Trainer': 'SKIPPED', 'Evaluator': 'SKIPPED',
-        'ModelValidator': 'SKIPPED', 'Pusher': 'SKIPPED'}
+        'ExampleValidator': 'FAILED', 'Transform': 'SKIPPED', 'Trainer': 'SKIPPED', 'Trainer.onnx': 'SKIPPED',
+        'Evaluator': 'SKIPPED', 'ModelValidator': 'SKIPPED', 'Pusher': 'SKIPPED'}
     [record] = [r for r in store.executions(result['run_id']) if r.node_id == 'ExampleValidator']
     assert record.state == 'FAILED' and record.outputs == {} and record.properties['error_type'] == 'AnomaliesFound'
     assert not os.path.exists(root / 'serving')

@@ -32,7 +32,7 @@ PLOTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(d 
 
 
 NODES = ('CsvExampleGen', 'ImportSchemaGen', 'StatisticsGen', 'ExampleValidator', 'Transform', 'Trainer',
-         'Evaluator', 'ModelValidator', 'Pusher')
+         'Trainer.onnx', 'Evaluator', 'ModelValidator', 'Pusher')
 EXECUTED = dict.fromkeys(NODES, 'COMPLETE')
 STOPPED = {'CsvExampleGen': 'COMPLETE', 'ImportSchemaGen': 'COMPLETE', 'StatisticsGen': 'COMPLETE',
            'ExampleValidator': 'FAILED'}

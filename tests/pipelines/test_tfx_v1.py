@@ -291,7 +291,8 @@ def test_evaluator_with_thresholds_brings_its_model_validator_and_the_resolver_i
         'ModelValidator'
     pipeline = tfx.dsl.Pipeline(pipeline_name='p', pipeline_root=str(tmp_path / 'root'),
                                 components=[gen, trainer, resolver, evaluator, pusher])
-    assert pipeline.node_ids == ['CsvExampleGen', 'Trainer', 'evaluate', 'evaluate_validator', 'Pusher']
+    assert pipeline.node_ids == ['CsvExampleGen', 'Trainer', 'Trainer.onnx', 'evaluate', 'evaluate_validator',
+                                 'Pusher']
     assert pipeline.enable_cache is False  # TFX's default
     assert pipeline.node('evaluate').parameters['push_destination'] == str(tmp_path / 'serving')
     assert pipeline.node('evaluate_validator').parameters['no_baseline'] == 'bless'  # TFX's rubber stamp
