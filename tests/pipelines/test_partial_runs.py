@@ -53,7 +53,7 @@ def test_partial_run_of_the_penguin_pipeline_from_trainer(tmp_path, monkeypatch,
     url = f'sqlite:///{tmp_path}/m.db'
     assert main(['run', PENGUIN, '--metadata', url, '--from', 'Trainer']) == 2
     err = capsys.readouterr().err
-    assert "Trainer needs Transform, which has never produced an output" in err and 'pipeline \'penguin\'' in err
+    assert "Trainer, Trainer.onnx needs Transform, which has never produced an output" in err and 'pipeline \'penguin\'' in err
     # `sluice run PENGUIN --metadata URL` from a directory of its own: the session's (conftest.py), whose
     # store and root no other test runs anything on.
     where, full = penguin_cli_run

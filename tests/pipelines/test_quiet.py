@@ -84,7 +84,7 @@ def test_quiet_prints_only_the_outcome_line_and_verbose_the_libraries_messages(t
 
     assert loud.returncode == 0, loud.stdout + loud.stderr
     assert re.search(r'^INFO absl: MetadataStore with DB connection initialized', loud.stderr, re.M), loud.stderr
-    assert re.search(r'^\[9/9\] Pusher +CACHED', loud.stdout, re.M)
+    assert re.search(r'^\[10/10\] Pusher +CACHED', loud.stdout, re.M)
 
 
 def test_a_failed_quiet_run_says_what_failed_and_how_to_resume(tmp_path):

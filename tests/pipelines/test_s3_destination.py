@@ -242,8 +242,9 @@ def test_sluice_serve_follows_an_s3_destination_through_a_promotion_and_a_rollba
     assert {f'serving/penguin/{first.number}/{name}' for name in ('saved_model.pb', 'model.onnx', PUSH_RECORD)} <= \
         set(s3.keys(bucket, f'serving/penguin/{first.number}/'))
     model_dir = result['Trainer'].outputs['model'].uri
-    other = tmp_path / 'other-model'
+    other = tmp_path / 'other-model'  # made by hand, in the layout of Models trained before Trainer.onnx
     shutil.copytree(model_dir, other)
+    shutil.copytree(result['Trainer.onnx'].outputs['onnx_model'].uri, other / 'Format-ONNX')
     (other / 'Format-ONNX' / 'NOTE.txt').write_text('same weights, other files')
     row = {'culmen_length_mm': 0.25, 'culmen_depth_mm': 0.67, 'flipper_length_mm': 0.15, 'body_mass_g': 0.29}
 
