@@ -45,7 +45,7 @@ PLAIN = textwrap.dedent('''
         start = time.time()
         inputs = {{k: (produced[(c.producer.id, c.key)] if c is not None else None)
                   for k, c in component.inputs.items()}}
-        if component.id == 'Trainer':  # what the Trainer's driver resolves (for the ONNX check)
+        if component.id == 'Trainer.onnx':  # what the export's driver resolves (for its check)
             inputs['raw_examples'] = produced[('CsvExampleGen', 'examples')]
         if component.id == 'Evaluator':  # first run: no model in production
             inputs['baseline_model'] = None

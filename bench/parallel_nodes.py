@@ -1,10 +1,11 @@
 """Benchmark: one node at a time against independent nodes at once (issue #27 item 1).
 
-    .venv/bin/python bench/parallel_nodes.py [--repeat 3] [--parallel 2]
+    .venv/bin/python bench/parallel_nodes.py [--repeat 3] [--parallel 2] [--example penguin|taxi]
 
 The penguin example with its InfraValidator (``infra_validation=True``: after the Trainer, the
-InfraValidator and the Evaluator do not depend on each other) through ``sluice run FILE --parallel 1``
-and ``--parallel N``, each a fresh process with a fresh root and store, timed from here the same way,
+InfraValidator, the Trainer's ONNX export and the Evaluator do not depend on each other), or the taxi
+example (the ONNX export beside the Evaluator), through ``sluice run FILE --parallel 1`` and
+``--parallel N``, each a fresh process with a fresh root and store, timed from here the same way,
 taking turns at going first. Prints each side's whole-process time (median [min-max]), their ratio per
 repeat, each node's own time, and, from the store's records of each run, how many seconds two or more
 nodes were executing at once.
@@ -31,6 +32,16 @@ from penguin_pipeline import create_pipeline as penguin
 def create_pipeline():
     return penguin(root={root!r}, infra_validation=True, metadata={url!r})
 '''
+TAXI = os.path.join(REPO, 'pipelines', 'examples', 'taxi')
+TAXI_PIPELINE = '''
+import sys
+sys.path.insert(0, {taxi!r})
+from taxi_pipeline import create_pipeline as taxi
+
+
+def create_pipeline():
+    return taxi(root={root!r}, metadata={url!r})
+'''
 LINE = re.compile(r'^\[\d+/\d+\] (\S+) +(COMPLETE|CACHED|FAILED|SKIPPED) +([\d.]+)s', re.M)
 
 
@@ -50,13 +61,14 @@ def overlapped_seconds(url: str) -> float:
     return total
 
 
-def run_side(parallel: int) -> dict:
+def run_side(parallel: int, example: str = 'penguin') -> dict:
     work = tempfile.mkdtemp(prefix='sluice-bench-parallel-')
     try:
         root, url = os.path.join(work, 'root'), f"sqlite:///{os.path.join(work, 'm.db')}"
         path = os.path.join(work, 'pipeline.py')
         with open(path, 'w') as f:
-            f.write(PIPELINE.format(penguin=PENGUIN, root=root, url=url))
+            f.write(PIPELINE.format(penguin=PENGUIN, root=root, url=url) if example == 'penguin'
+                    else TAXI_PIPELINE.format(taxi=TAXI, root=root, url=url))
         m = run_measured(['-m', 'sluice.ui.cli', 'run', path, '--parallel', str(parallel)], cwd=work)
         nodes = {node: float(seconds) for node, _, seconds in LINE.findall(m.proc.stdout)}
         return {'seconds': m.seconds, 'peak': m.peak / 2**20, 'nodes': nodes, 'overlap': overlapped_seconds(url)}
@@ -68,13 +80,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--parallel', type=int, default=2)
+    parser.add_argument('--example', choices=('penguin', 'taxi'), default='penguin')
     args = parser.parse_args()
-    header = (f'penguin example with an InfraValidator, `sluice run --parallel 1` vs `--parallel {args.parallel}`, '
+    what = 'penguin example with an InfraValidator' if args.example == 'penguin' else 'taxi example'
+    header = (f'{what}, `sluice run --parallel 1` vs `--parallel {args.parallel}`, '
               f'a fresh process, root and store per side and repeat, {args.repeat} repeats taking turns; {machine()}')
     sides = {'serial': 1, 'parallel': args.parallel}
     reps = []
     for i in range(args.repeat):
-        reps.append({name: run_side(sides[name]) for name in turns(list(sides), i)})
+        reps.append({name: run_side(sides[name], args.example) for name in turns(list(sides), i)})
         print(f'repeat {i + 1}: ' + ', '.join(f'{n} {r["seconds"]:.1f} s' for n, r in reps[-1].items()),
               file=sys.stderr, flush=True)
     print(header)

@@ -15,7 +15,8 @@ Two sides, each a fresh `python -c` process of this interpreter, same environmen
   TFDV statistics and validation against the curated schema, tf.Transform
   (``AnalyzeAndTransformDataset`` / ``TransformDataset`` with ``output_record_batches=True``,
   encoded by tfx_bsl), the Keras model of the taxi module file fitted and saved as run_fn does,
-  tf2onnx and onnxruntime, TFMA ``run_model_analysis``, a threshold check and a copy. The user code
+  tf2onnx and onnxruntime, TFMA ``run_model_analysis``, a threshold check and a copy; like Sluice's
+  executors, it has AutoGraph call Keras 2, tf.Transform and tfx_bsl as written (see tf_setup.py). The user code
   (``preprocessing_fn``, the Keras model and serving function) is the example's module file on both
   sides; nothing of Sluice is imported.
 
@@ -95,6 +96,14 @@ import json, os, sys, time
 P = json.loads(sys.argv[1])
 os.environ['TF_USE_LEGACY_KERAS'] = '1'  # the module file saves with Keras 2 (save_format='tf')
 took, spent = {}, {}
+
+
+def graph_libraries_unconverted():
+    """What a script that knows TensorFlow does for Keras 2, tf.Transform and tfx_bsl (code written to
+    run as graph code): AutoGraph calls it as written, as TensorFlow already does for `keras`."""
+    from tensorflow.python.autograph.core import config, config_lib
+    config.CONVERSION_RULES = tuple(config_lib.DoNotConvert(p) for p in ('tf_keras', 'tensorflow_transform', 'tfx_bsl')) \
+        + tuple(config.CONVERSION_RULES)
 
 
 class step:
@@ -226,6 +235,7 @@ with step('ExampleValidator'):
         assert not anomalies.anomaly_info, (split, anomalies)
 
 with step('Transform'):
+    graph_libraries_unconverted()  # where Sluice's Transform executor does the same
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io

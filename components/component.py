@@ -148,6 +148,9 @@ class Component:
     driver: ClassVar[type[Driver]] = Driver
     version: ClassVar[str] = '1'
     libraries: ClassVar[tuple[str, ...]] = ()
+    # With several nodes at once, run the executor in a process of its own: for work that is mostly
+    # Python (it would hold the GIL against the nodes beside it) and worth a fresh process's imports.
+    apart_when_parallel: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

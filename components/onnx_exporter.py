@@ -176,6 +176,9 @@ class OnnxExporter(Component):
                  'onnxruntime-extensions')
     executor = OnnxExporterExecutor
     driver = OnnxExporterDriver
+    # tf2onnx's conversion is Python: in threads beside the Evaluator's TFMA, the two took as long as
+    # one after the other (bench/README.md, "The ONNX export beside the Evaluator").
+    apart_when_parallel = True
 
     def __init__(self, owner: Component | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

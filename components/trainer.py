@@ -271,4 +271,5 @@ class Trainer(Component):
 
     @property
     def companions(self) -> list[Component]:
-        return [self.onnx_exporter] if self.onnx_exporter is not None else []
+        exporter = getattr(self, 'onnx_exporter', None)  # None in a pipeline pickled before the export was a node
+        return [exporter] if exporter is not None else []

@@ -60,6 +60,7 @@ class Session:
         self.outcome = ''  # how this process's part of the run ended, for its span
         self.ended = ''  # the run's state once finish() has it: a Ctrl-C after that stops nothing
         self.in_flight = InFlight()  # the launches whose executors run, for Ctrl-C with several nodes at once
+        self.parallel = 1  # how many nodes may run at once (sluice.orchestration.schedule sets it)
 
     # -- starting ---------------------------------------------------------------------------------
     @classmethod
@@ -245,7 +246,8 @@ class Session:
         while True:
             with self._span(component.id, attempt) as span:
                 result = launch(component, self.store, self.info, enable_cache=self.pipeline.cache_for(component),
-                                lease=self.lease, attempt=attempt, in_flight=self.in_flight)
+                                lease=self.lease, attempt=attempt, in_flight=self.in_flight,
+                                beside_others=self.parallel > 1)
                 span.update(state=result.state, error=result.error)
             result.attempt, result.attempts = attempt, attempts
             if result.state != 'FAILED' or attempt >= attempts:

@@ -38,10 +38,10 @@ class ExecutorProcessError(RuntimeError):
 
 
 def run(executor_cls: type, arguments: dict[str, Any], beam_pipeline_args: tuple[str, ...], tmp_dir: str,
-        node_id: str, timeout: float, started: Callable[[subprocess.Popen], None] | None = None) -> None:
+        node_id: str, timeout: float | None, started: Callable[[subprocess.Popen], None] | None = None) -> None:
     """Run ``executor_cls(...).run(**arguments)`` in a child process; copy the output artifacts'
     properties back into ``arguments``. Raises NodeTimeout past ``timeout`` seconds, the executor's
-    own error (or ExecutorProcessError) if it failed. ``started`` is given the child process, which
+    own error (or ExecutorProcessError) if it failed; ``timeout`` None waits as long as it runs. ``started`` is given the child process, which
     ``stop`` ends (a launch cancelled from another thread)."""
     import cloudpickle
 

@@ -97,12 +97,13 @@ WITHDRAWN = 'its outputs were being deleted by sluice gc when this cache hit was
 
 def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
            enable_cache: bool = True, lease: Any = None, attempt: int = 1,
-           in_flight: InFlight | None = None) -> NodeResult:
+           in_flight: InFlight | None = None, beside_others: bool = False) -> NodeResult:
     """Run one component through driver, executor and publisher; never raises for executor errors
     (the result says FAILED and why, and whether a retry could help), but re-raises KeyboardInterrupt
     after recording CANCELED. ``attempt`` is recorded on the execution (retries: sluice.orchestration.core). A
     component with ``timeout_seconds`` runs its executor in a process of its own (sluice.orchestration.isolated),
-    stopped at the limit.
+    stopped at the limit; so does a component whose class sets ``apart_when_parallel`` when nodes may run
+    ``beside_others`` (its executor's Python work would otherwise hold the GIL against theirs).
 
     ``lease`` (a ``sluice.orchestration.lease.Lease``) fences the launch: it is checked before anything is
     recorded and just after the execution is registered, and publishing or failing the execution
@@ -111,6 +112,7 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
     ``in_flight`` (several nodes at once: sluice.orchestration.schedule) holds the launch while its
     executor runs, so that another thread can end it (``InFlight.cancel``)."""
     steps = _Launch(component, store, pipeline, lease, attempt)
+    steps.apart = beside_others and getattr(type(component), 'apart_when_parallel', False)
     ended = steps.drive()
     if ended is None and enable_cache:
         ended = steps.reuse_cached()
@@ -176,7 +178,8 @@ class _Launch:
         self.execution_id = 0
         self.outputs: dict[str, Artifact] = {}
         self.tmp_dir = ''
-        self.child: Any = None  # the executor's own process (timeout_seconds), while it runs
+        self.child: Any = None  # the executor's own process (timeout_seconds, apart), while it runs
+        self.apart = False  # run the executor in a process of its own (see launch)
 
     def drive(self) -> NodeResult | None:
         """Driver: resolve the inputs and compute the cache key; if it cannot even start, record why
@@ -316,10 +319,10 @@ class _Launch:
         component, pipeline = self.component, self.pipeline
         with staging.staged(self.inputs, self.outputs, self.tmp_dir,
                             lambda: fault_point(component.id, 'upload')) as (inputs, outputs):
-            if getattr(component, 'timeout_seconds', None):
+            if getattr(component, 'timeout_seconds', None) or self.apart:
                 isolated.run(type(component).executor, {**inputs, **outputs, **self.driver.parameters()},
-                             pipeline.beam_pipeline_args, self.tmp_dir, component.id, component.timeout_seconds,
-                             started=self._child_started)
+                             pipeline.beam_pipeline_args, self.tmp_dir, component.id,
+                             getattr(component, 'timeout_seconds', None), started=self._child_started)
             else:
                 executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args,
                                                     tmp_dir=self.tmp_dir, node_id=component.id)

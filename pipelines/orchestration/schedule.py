@@ -43,6 +43,7 @@ def run_nodes(session: Session, parallel: int | None = None) -> dict[str, NodeRe
         return results
 
     serialise_ast_parse()
+    session.parallel = parallel
     done: queue.Queue[tuple[Any, NodeResult | None, BaseException | None]] = queue.Queue()
 
     def work(component: Any, upstream: list[NodeResult]) -> None:

@@ -236,7 +236,10 @@ def dense_run(tmp_path_factory):
     logger = logging.getLogger('sluice.components.onnx_exporter')
     logger.addHandler(logged)
     try:
-        result = LocalDagRunner(progress=False).run(Pipeline('dense', str(root / 'root'), nodes, metadata=url))
+        # one node at a time: the exports run in this process, where the warnings are caught (with nodes at
+        # once they run in processes of their own, apart_when_parallel)
+        result = LocalDagRunner(progress=False, parallel=1).run(Pipeline('dense', str(root / 'root'), nodes,
+                                                                         metadata=url))
     finally:
         logger.removeHandler(logged)
     store = MetadataStore(url)
