@@ -206,15 +206,22 @@ def stop_server(server: Server) -> None:
 
 
 # -- models and destinations ---------------------------------------------------------------------------
-def trained_models(runs: str, example: str) -> list[str]:
-    root = os.path.join(runs, 'runs', example, 'Trainer', 'model')
-    names = sorted((d for d in os.listdir(root) if d.isdigit()), key=int) if os.path.isdir(root) else []
-    return [os.path.join(root, d) for d in names
-            if all(os.path.isfile(os.path.join(root, d, p)) for p in (
-                'Format-ONNX/model.onnx', 'Format-ONNX/serving_samples.json', 'Format-Serving/saved_model.pb'))]
+def trained_models(runs: str, example: str) -> list[tuple[str, str]]:
+    """(Model directory, its OnnxModel's directory) of each model the example trained, oldest first:
+    the Trainer's and Trainer.onnx's outputs, paired by their order (each Trainer run exports once)."""
+    found = []
+    for node, key, files in (('Trainer', 'model', ('Format-Serving/saved_model.pb',)),
+                             ('Trainer.onnx', 'onnx_model', ('model.onnx', 'serving_samples.json'))):
+        root = os.path.join(runs, 'runs', example, node, key)
+        names = sorted((d for d in os.listdir(root) if d.isdigit()), key=int) if os.path.isdir(root) else []
+        found.append([os.path.join(root, d) for d in names
+                      if all(os.path.isfile(os.path.join(root, d, f)) for f in files)])
+    models, onnx = found
+    n = min(len(models), len(onnx))
+    return list(zip(models[len(models) - n:], onnx[len(onnx) - n:]))
 
 
-def ensure_models(runs: str, example: str) -> list[str]:
+def ensure_models(runs: str, example: str) -> list[tuple[str, str]]:
     """The last two models the example pipeline trained under ``runs`` (running it when fewer)."""
     from sluice.components.production.destination import model_fingerprint
 
@@ -228,20 +235,21 @@ def ensure_models(runs: str, example: str) -> list[str]:
         if len(trained_models(runs, example)) == len(found):
             sys.exit(f'the {example} run trained no model:\n{done.stdout[-2000:]}')
         found = trained_models(runs, example)
-    if model_fingerprint(found[-1]) == model_fingerprint(found[-2]):
+    if model_fingerprint(*found[-1]) == model_fingerprint(*found[-2]):
         sys.exit(f'need two different {example} models under {runs}/runs/{example}/Trainer/model; found {found}')
     return found[-2:]
 
 
-def push(dest: str, model_uri: str, pipeline: str):
-    """A new version as the Pusher writes one (ungated: no blessing), with changes' own functions."""
+def push(dest: str, model: tuple[str, str], pipeline: str):
+    """A new version as the Pusher writes one (ungated: no blessing), with changes' own functions, of
+    ``model`` (its Model and OnnxModel directories)."""
     from sluice.components.production.changes import copy_model, destination_lock, new_record, write_version
     from sluice.components.production.destination import production
 
     with destination_lock(dest) as where:
-        record = new_record('push', {'pipeline': pipeline, 'uri': model_uri}, production(where).current,
+        record = new_record('push', {'pipeline': pipeline, 'uri': model[0]}, production(where).current,
                             baseline=None, blessing=None, metrics=None, destination=where)
-        return write_version(where, copy_model(model_uri), record)
+        return write_version(where, copy_model(*model), record)
 
 
 def change(dest: str, kind: str, models: list[str], pipeline: str):
@@ -252,10 +260,10 @@ def change(dest: str, kind: str, models: list[str], pipeline: str):
     if kind == 'rollback':
         return rollback(dest, reason='bench/serve.py: a swap under load')[0]
     current = production(dest).current
-    other = next(m for m in models if model_fingerprint(m) != current.fingerprint)
+    other = next(m for m in models if model_fingerprint(*m) != current.fingerprint)
     if kind == 'push':
         return push(dest, other, pipeline)
-    return promote(dest, other, {'pipeline': pipeline}, 'bench/serve.py: a swap under load')[0]
+    return promote(dest, other[0], {'pipeline': pipeline}, 'bench/serve.py: a swap under load', other[1])[0]
 
 
 def record_time(version) -> float:
@@ -525,7 +533,7 @@ def main() -> None:
     missed += [line for example in swaps for line in report_swaps(example, swaps[example], args)]
     report_summary(steady)
     print('\ngoals:' + ('' if missed else ' all met') + ''.join(f'\n  MISSED {line}' for line in missed))
-    used = '; '.join(f'{e} {", ".join(os.path.relpath(m, args.runs) for m in models[e])}' for e in args.models)
+    used = '; '.join(f'{e} {", ".join(os.path.relpath(m[0], args.runs) for m in models[e])}' for e in args.models)
     print(f'(bench took {(time.perf_counter() - started) / 60:.1f} min; models: {used} under {args.runs})')
     if args.json:
         with open(args.json, 'w') as f:

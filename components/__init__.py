@@ -23,20 +23,21 @@ from sluice.components.resolvers import LatestSpans
 from sluice.components.schema_gen import ImportSchemaGen, SchemaGen
 from sluice.components.served_drift_component import ServedDrift
 from sluice.components.statistics_gen import StatisticsGen
+from sluice.components.onnx_exporter import OnnxExporter
 from sluice.components.trainer import DataAccessor, FnArgs, Trainer
 from sluice.components.transform import Transform
 from sluice.components.tuner import Tuner, TunerFnResult
 from sluice.components.conditions import Cond
 from sluice.metadata.artifact import (Artifact, ExampleAnomalies, Examples, ExampleStatistics, InfraBlessing, Model,
-                               ModelBlessing, ModelEvaluation, ModelRun, PushedModel, Schema,
+                               OnnxModel, ModelBlessing, ModelEvaluation, ModelRun, PushedModel, Schema,
                                TransformGraph, TransformCache, HyperParameters, TunerResults, InferenceResult,
                                ExamplesDiff)
 
 __all__ = ['CsvExampleGen', 'ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ImportSchemaGen',
-           'ExampleValidator', 'LatestSpans', 'Transform', 'Tuner', 'TunerFnResult', 'Trainer', 'Evaluator', 'ModelValidator', 'InfraValidator', 'Pusher', 'BulkInferrer', 'ServedDrift',
+           'ExampleValidator', 'LatestSpans', 'Transform', 'Tuner', 'TunerFnResult', 'Trainer', 'OnnxExporter', 'Evaluator', 'ModelValidator', 'InfraValidator', 'Pusher', 'BulkInferrer', 'ServedDrift',
            'ExampleDiff',
            'FnArgs',
            'DataAccessor', 'DataError', 'AnomaliesFound', 'Channel', 'Component', 'Input', 'Output', 'Parameter', 'WiringError', 'Driver', 'InputError',
            'PipelineInfo', 'Executor', 'Publisher', 'Artifact', 'ExampleAnomalies', 'Examples',
-           'ExampleStatistics', 'InfraBlessing', 'Model', 'ModelBlessing', 'ModelEvaluation', 'ModelRun', 'PushedModel',
+           'ExampleStatistics', 'InfraBlessing', 'Model', 'OnnxModel', 'ModelBlessing', 'ModelEvaluation', 'ModelRun', 'PushedModel',
            'Schema', 'TransformGraph', 'TransformCache', 'HyperParameters', 'TunerResults', 'InferenceResult', 'ExamplesDiff', 'Cond']

@@ -6,7 +6,8 @@
 It starts ``sluice serve`` on the candidate's directory in a child process on a free loopback port
 (the same code, runtime and custom ops that will serve it in production), waits for it to load and
 warm up, sends the sample request stored with the model's ONNX copy (``serving_samples.json``, written
-by the OnnxExporter; ``onnx_model`` is wired by itself when ``model`` is a Trainer's) ``requests`` times, and checks the answers against the ones recorded at training. It blesses
+by the OnnxExporter; ``onnx_model`` is wired by itself when ``model`` is a Trainer's) ``requests``
+times, and checks the answers against the ones the export recorded. It blesses
 the model only if all of that happens within ``time_limit_seconds``. It always writes an InfraBlessing:
 an ``INFRA_BLESSED`` or ``INFRA_NOT_BLESSED`` file (as TFX's), ``infra_validation.json`` (the verdict,
 why, the load time and the answers' latencies) and the server's log (``serve.log``). A Pusher given

@@ -44,6 +44,13 @@ def check_export_onnx(value: bool | str) -> None:
         raise ValueError(f"export_onnx must be True, False or {ONNX_IF_POSSIBLE!r}, got {value!r}")
 
 
+def _check_exporting(value: bool | str) -> None:
+    check_export_onnx(value)
+    if value is False:
+        raise ValueError("export_onnx=False makes no ONNX copy: leave the OnnxExporter out (a Trainer with "
+                         'export_onnx=False brings none)')
+
+
 class OnnxExporterDriver(Driver):
     """Also resolves ``raw_examples`` (what the check runs on): the examples a Transform read, found
     through lineage when ``examples`` are its transformed examples. A Transform is recognised by what
@@ -169,7 +176,7 @@ class OnnxExporter(Component):
     transform_graph = Input(TransformGraph, optional=True)
     raw_examples = Input(Examples, optional=True)
     onnx_model = Output(OnnxModel)
-    export_onnx = Parameter((bool, str), default=True, check=check_export_onnx)  # True or 'if_possible'
+    export_onnx = Parameter((bool, str), default=True, check=_check_exporting)  # True or 'if_possible'
     onnx_tolerance = Parameter(float, default=1e-4)
     eval_split = Parameter(str, default='eval')
     libraries = ('tensorflow', 'tf-keras', 'tensorflow-transform', 'tf2onnx', 'onnx', 'onnxruntime',

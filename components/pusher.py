@@ -150,7 +150,11 @@ class PusherExecutor(Executor):
             if current is not None and holds_model(current, model.uri, self.onnx_uri):
                 # e.g. a push whose record in the store was cut off by a crash
                 return current, f'already in production as version {current.number} (pushed earlier; nothing copied)'
-            if blessing is not None and (current.ref() if current else None) != baseline:
+            if blessing is not None and (current.ref() if current else None) != baseline and not (
+                    current is not None and holds_model(current, model.uri, saved_model_only=True)
+                    and (current.record or {}).get('baseline') == baseline):
+                # (The model in production with another ONNX copy, e.g. the export's code changed: the
+                # Evaluator measured it against that version's own baseline, which still holds.)
                 return None, self._changed(baseline, now, measured_at)
             summary, metrics = _blessing_summary(blessing) if blessing is not None else (None, None)
             identity = {'store_id': pushed_model.get('store_id'), 'artifact_id': model.id,

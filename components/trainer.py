@@ -1,4 +1,4 @@
-"""Trainer: calls the user's ``run_fn(fn_args)``, then exports and checks an ONNX copy of the model.
+"""Trainer: calls the user's ``run_fn(fn_args)``; its ONNX copy is made by the node it brings along.
 
     >>> trainer = Trainer(module_file='penguin_module.py', examples=tf.outputs['transformed_examples'],
     ...                   transform_graph=tf.outputs['transform_graph'], schema=schema.outputs['schema'],
@@ -260,11 +260,14 @@ class Trainer(Component):
             raise WiringError(f'Trainer(export_onnx=...): {e}') from None
         self.export_onnx = export_onnx
         self.onnx_exporter: OnnxExporter | None = None
-        if export_onnx:  # raw_examples, onnx_tolerance and a wrong examples type: the exporter says what is wrong
-            self.onnx_exporter = OnnxExporter(
-                owner=self, model=self.outputs['model'], examples=self.inputs['examples'],
-                transform_graph=self.inputs['transform_graph'], raw_examples=raw_examples, export_onnx=export_onnx,
-                onnx_tolerance=onnx_tolerance, eval_split=self.parameters['eval_split'])
+        if export_onnx:  # raw_examples and onnx_tolerance are checked by the exporter, named as the Trainer's
+            try:
+                self.onnx_exporter = OnnxExporter(
+                    owner=self, model=self.outputs['model'], examples=self.inputs['examples'],
+                    transform_graph=self.inputs['transform_graph'], raw_examples=raw_examples,
+                    export_onnx=export_onnx, onnx_tolerance=onnx_tolerance, eval_split=self.parameters['eval_split'])
+            except WiringError as e:
+                raise WiringError(f"Trainer: {e} (given to the Trainer for its ONNX export)") from None
         elif raw_examples is not None:
             raise WiringError('Trainer(raw_examples=...) is what the ONNX check reads; with export_onnx=False '
                               'there is no check: leave raw_examples out.')

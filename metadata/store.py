@@ -125,7 +125,7 @@ class MetadataStore(LeaseMixin, LineageMixin):
     def _events(self, artifacts: dict[str, Sequence[Artifact]], kind: int,
                 state: str | None = None) -> list[tuple[pb.Artifact, pb.Event]]:
         """One event per artifact: MLMD keeps one event of a kind per artifact and execution, so an
-        artifact passed under two keys (a Trainer's examples that are also its raw_examples) is
+        artifact passed under two keys (an ONNX export's examples that are also its raw_examples) is
         recorded under the first key only."""
         seen: set[int] = set()
         events = []

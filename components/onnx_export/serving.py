@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-SAMPLES_FILE = 'serving_samples.json'  # beside model.onnx: a request and the answers the Trainer got
+SAMPLES_FILE = 'serving_samples.json'  # beside model.onnx: a request and the answers the export got
 SAMPLE_ROWS = 8
 SAMPLE_TOLERANCE = 1e-5  # the warm-up's answers against the Trainer's, same ONNX file and runtime
 
@@ -373,9 +373,10 @@ def load(path: str, version: int, fingerprint: str) -> LoadedModel:
     started = time.perf_counter()
     onnx_file = onnx_path(path)
     if onnx_file is None:
-        raise LoadError(f'{path} has no ONNX model (model.onnx): sluice serve answers with the ONNX copy the '
-                        "Trainer exports; push a model trained with export_onnx=True (a Trainer with "
-                        "export_onnx='if_possible' that could not export one says why in the Model's onnx_skipped)")
+        raise LoadError(f'{path} has no ONNX model (model.onnx): sluice serve answers with the ONNX copy a '
+                        "Trainer's export (its node <trainer id>.onnx) makes; push a model trained with "
+                        "export_onnx=True (where export_onnx='if_possible' could not export one, its OnnxModel's "
+                        'onnx_skipped says why)')
     model = open_model(onnx_file, version, fingerprint, path)
     warm_up(model, os.path.join(os.path.dirname(onnx_file), SAMPLES_FILE))
     model.load_seconds = time.perf_counter() - started

@@ -172,15 +172,16 @@ class Pipeline:
                only: Sequence[str] = ()) -> set[str] | None:
         """The nodes a partial run runs (``sluice run --from/--to/--only``), or None for all of them:
         ``from_nodes`` and everything downstream of them, intersected with ``to_nodes`` and everything
-        upstream of them; or exactly ``only``."""
+        upstream of them; or exactly ``only``; with the nodes the selected ones bring along (a Trainer's
+        ONNX export)."""
         if not (from_nodes or to_nodes or only):
             return None
         if only and (from_nodes or to_nodes):
             raise PipelineError('--only names the nodes to run; it cannot be combined with --from or --to.')
         for node_id in [*from_nodes, *to_nodes, *only]:
             self.node(node_id)  # a clear error for an unknown node
-        if only:
-            return set(only)
+        if only:  # with the nodes they bring along (a Trainer's ONNX export is part of training it)
+            return set(only) | {c.id for n in only for c in self.node(n).companions}
         selected = set(self.node_ids)
         if from_nodes:
             selected &= set().union(*({n} | self.downstream(n) for n in from_nodes))
@@ -189,7 +190,7 @@ class Pipeline:
         if not selected:
             raise PipelineError(f'--from {", ".join(from_nodes)} --to {", ".join(to_nodes)} selects no node: no '
                                 'node is both downstream of the first and upstream of the second.')
-        return selected
+        return selected | {c.id for n in selected for c in self.node(n).companions}
 
     def downstream(self, node_id: str) -> set[str]:
         """Every node that depends, directly or not, on ``node_id``."""

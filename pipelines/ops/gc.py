@@ -151,7 +151,8 @@ def _unfinished_and_alive(store: MetadataStore, run: RunSummary, now: float, aba
 
 
 def _production_models(store: MetadataStore) -> set[int]:
-    """Model artifacts of this store that a version at a known push destination was pushed from."""
+    """Model artifacts of this store that a version at a known push destination was pushed from, and
+    their ONNX copies (the OnnxModels made from them: what a promotion or a Pusher fed that model pushes)."""
     from sluice.components.production.destination import inspect_version, push_destination, versions
     from sluice.components.production.record import store_identity
 
@@ -164,6 +165,7 @@ def _production_models(store: MetadataStore) -> set[int]:
             origin = version.origin if version is not None else {}
             if origin.get('artifact_id') and origin.get('store_id') in (me, None):
                 keep.add(int(origin['artifact_id']))
+    keep |= {a.id for a in store.artifacts_of_type('OnnxModel') if a.get('model_id') in keep}
     return keep
 
 

@@ -556,3 +556,27 @@ def test_a_push_puts_the_onnx_model_beside_the_saved_model_and_compares_both(tmp
     os.makedirs(skipped.uri)
     alone = push(tmp_path, other, None, tmp_path / 'alone', skipped)
     assert sorted(os.listdir(alone.get('pushed_destination'))) == ['saved_model.pb', 'sluice_push.json', 'variables']
+
+
+def test_a_new_onnx_copy_of_the_model_in_production_is_pushed(tmp_path):
+    """The export's code changed, the Trainer stayed cached: the Evaluator finds the SavedModel in
+    production and measures it against that version's own baseline; the Pusher pushes the new ONNX
+    copy as a new version instead of waiting for a baseline that can never come back."""
+    model = make_model(tmp_path, 7)
+    shutil.rmtree(os.path.join(model.uri, 'Format-ONNX'))
+    dest = tmp_path / 'serving'
+    first = push(tmp_path, model, make_blessing(tmp_path, 7, True, destination=str(dest)), dest,
+                 make_onnx(tmp_path, 7, 'onnx-a'))
+    v1 = current(dest)
+    assert first.get('pushed') == 1 and v1.record.get('baseline') is None
+    # measured against v1's own baseline (none), as the Evaluator does for a candidate already in production
+    second = push(tmp_path, model, make_blessing(tmp_path, 7, True, destination=str(dest)), dest,
+                  make_onnx(tmp_path, 7, 'onnx-b'))
+    v2 = current(dest)
+    assert second.get('pushed') == 1, second.get('reason')
+    assert v2.number != v1.number and (tmp_path / 'serving' / str(v2.number) / 'model.onnx').read_text() == 'onnx-b'
+    # another model measured against nothing is still refused: production changed since
+    other = make_model(tmp_path, 8, 'other weights')
+    third = push(tmp_path, other, make_blessing(tmp_path, 8, True, destination=str(dest)), dest,
+                 make_onnx(tmp_path, 8, 'onnx-c'))
+    assert third.get('pushed') == 0 and 'the model in production changed since' in third.get('reason')

@@ -139,6 +139,9 @@ def test_the_onnx_export_is_a_node_of_its_own_named_after_the_trainer(tmp_path):
     assert pusher.inputs['onnx_model'].producer is exporter and infra.inputs['onnx_model'].producer is exporter
     assert pipeline.upstream_of('Pusher') == {'CsvExampleGen', 'Trainer', 'Trainer.onnx'}
     assert plain.onnx_exporter is None and 'onnx_tolerance' not in trainer.parameters
+    # a partial run that trains also exports (--only, --to)
+    assert pipeline.select(only=['Trainer']) == {'Trainer', 'Trainer.onnx'}
+    assert pipeline.select(to_nodes=['Trainer']) == {'CsvExampleGen', 'Trainer', 'Trainer.onnx'}
     trainer.with_id('train')  # the export's id follows the Trainer's
     assert exporter.id == 'train.onnx' 
 

@@ -5,7 +5,8 @@
 The data is a 15,002-trip sample of the City of Chicago's taxi trips (the sample TFX's taxi example
 uses). It is provided by the City "as is"; this derived copy is not the City's official source. The
 transform fills in missing values and uses z-scores, buckets and vocabularies with out-of-vocabulary
-buckets; the Trainer exports the model as a SavedModel and as ONNX (checked against each other).
+buckets; the Trainer saves the model as a SavedModel, and its node Trainer.onnx exports it to ONNX
+(checked against each other).
 """
 from __future__ import annotations
 

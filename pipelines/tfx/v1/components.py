@@ -321,9 +321,9 @@ def InfraValidator(model: Any = None, serving_spec: Any = None, examples: Any = 
     """Sluice's InfraValidator: ``sluice serve`` (the server that will serve the model in production,
     ONNX Runtime) is started on the candidate on this machine's loopback, must load it within
     ``validation_spec.max_loading_time_seconds`` (TFX's default, 300 s, when unset) and answer the sample
-    request recorded with the model at training, with the answers recorded then. ``serving_spec`` says
+    request recorded with the model's ONNX copy (by ``Trainer.onnx``), with the answers recorded then. ``serving_spec`` says
     that a serving check is wanted: TFX's TF Serving container (``local_docker``) is not started.
-    ``examples`` is not read (the sample rows come from the same eval split, chosen at training);
+    ``examples`` is not read (the sample rows come from the same eval split, chosen by the export);
     ``request_spec.num_examples`` is how many times the request is sent; ``make_warmup`` is accepted
     and writes nothing (the server warms up by itself; the Pusher pushes the Trainer's model)."""
     where = 'tfx.components.InfraValidator'

@@ -12,7 +12,8 @@ def add_parser(sub) -> None:
                        description='Serve the model in production at DEST (TF Serving\'s REST API on '
                        '/v1/models/NAME, KServe v2 on /v2/models/NAME, Prometheus metrics on /metrics), '
                        'swapping to the new version on every push, rollback and promotion. DEST may also be '
-                       'one model directory (a Model artifact or one version), served as it is.')
+                       'one model directory (one version, or a directory holding a SavedModel and model.onnx), served as it '
+                       'is.')
     p.add_argument('destination', metavar='DEST')
     p.add_argument('--name', help='the model name in the URLs (default: the pipeline that pushed the model in '
                    'production, else the directory name)')
