@@ -152,7 +152,8 @@ class EvaluatorDriver(Driver):
             return None  # nothing in production yet
         if holds_model(target, candidate.uri, saved_model_only=True):
             # The candidate is already in production (an unchanged re-run, or a push whose record in the
-            # store was cut off; its SavedModel is the model, its ONNX copy is made beside this): keep the baseline it was measured against when it was pushed, so the
+            # store was cut off; its SavedModel is the model, its ONNX copy is made beside this): keep the
+            # baseline it was measured against when it was pushed, so the
             # evaluation is the same and can be reused.
             base = (target.record or {}).get('baseline')
             if not base:

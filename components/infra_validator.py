@@ -27,6 +27,7 @@ import urllib.request
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.executor import Executor
 from sluice.components.onnx_exporter import WithOnnxDriver, check_onnx_of, onnx_dir, wire_onnx
+from sluice.components.production.destination import SERVING_DIR
 from sluice.metadata.artifact import InfraBlessing, Model, OnnxModel
 
 NAME = 'candidate'
@@ -140,8 +141,6 @@ def _candidate_dir(model: Model, onnx_uri: str | None, tmp_dir: str) -> str:
     SavedModel and the OnnxModel's files side by side (as a push would put them)."""
     if onnx_uri is None:
         return model.uri
-    from sluice.components.production.destination import SERVING_DIR
-
     staged = os.path.join(tmp_dir, 'candidate')
     os.makedirs(staged, exist_ok=True)
     os.symlink(os.path.join(model.uri, SERVING_DIR), os.path.join(staged, SERVING_DIR))

@@ -201,10 +201,9 @@ class OnnxExporter(Component):
 def onnx_channel(model_channel: Any) -> Any:
     """The OnnxModel channel that goes with a Model channel: the output of the OnnxExporter its
     Trainer brought along, or None (a Trainer with ``export_onnx=False``, or another producer)."""
-    exporter = getattr(getattr(model_channel, 'producer', None), 'onnx_exporter', None)
-    if exporter is None or getattr(model_channel, 'key', None) != 'model':
-        return None
-    return exporter.outputs['onnx_model']
+    producer = getattr(model_channel, 'producer', None)
+    return next((c.outputs['onnx_model'] for c in getattr(producer, 'companions', ())
+                 if isinstance(c, OnnxExporter) and c.inputs['model'] is model_channel), None)
 
 
 def onnx_model_of(store: Any, model: Artifact) -> OnnxModel | None:

@@ -104,7 +104,7 @@ class PusherExecutor(Executor):
             onnx_model: OnnxModel | None = None) -> None:
         destination = location(push_destination)
         check_onnx_of(onnx_model, model, 'Pusher')
-        self.onnx_uri = onnx_dir(onnx_model)
+        onnx_uri = onnx_dir(onnx_model)
         pushed_model.set('push_destination', destination)  # the destination; pushed_destination: the version (TFX)
         pushed_model.set('pushed_destination', '')
         if infra_blessing is not None:
@@ -117,7 +117,7 @@ class PusherExecutor(Executor):
                                         'destination is unchanged')
         if blessing is None:  # TFX's Pusher without model_blessing: every model is pushed, and that is said
             pushed_model.set('gated', 0)
-            return self._push(model, pushed_model, destination)
+            return self._push(model, onnx_uri, pushed_model, destination)
         if blessing.get('current_model_id') != model.id:
             raise ValueError(f'{blessing!r} blesses model #{blessing.get("current_model_id")}, not {model!r}; wire '
                              'the same Trainer output into ModelValidator and Pusher.')
@@ -128,9 +128,10 @@ class PusherExecutor(Executor):
         if not blessing.get('blessed'):
             return self._not_pushed(pushed_model, 'the model is NOT_BLESSED (see the blessing\'s reasons.json); '
                                                   'the destination is unchanged')
-        return self._push(model, pushed_model, destination, blessing, measured_at)
+        return self._push(model, onnx_uri, pushed_model, destination, blessing, measured_at)
 
-    def _push(self, model: Model, pushed_model: PushedModel, destination: str, blessing: ModelBlessing | None = None,
+    def _push(self, model: Model, onnx_uri: str | None, pushed_model: PushedModel, destination: str,
+              blessing: ModelBlessing | None = None,
               measured_at: str = '') -> None:
         """Copy the model into a new version under the destination's lock. Gated (a blessing): only if
         production is still the version the blessing was measured against (compare-and-swap)."""
@@ -147,7 +148,7 @@ class PusherExecutor(Executor):
             for note in now.notes():
                 print(f'Pusher: {note}', flush=True)
             current = now.current
-            if current is not None and holds_model(current, model.uri, self.onnx_uri):
+            if current is not None and holds_model(current, model.uri, onnx_uri):
                 # e.g. a push whose record in the store was cut off by a crash
                 return current, f'already in production as version {current.number} (pushed earlier; nothing copied)'
             if blessing is not None and (current.ref() if current else None) != baseline and not (
@@ -162,7 +163,7 @@ class PusherExecutor(Executor):
                         'uri': model.uri}
             record = new_record('push', identity, current, baseline=baseline, blessing=summary, metrics=metrics,
                                 destination=destination)
-            return Write(copy_model(model.uri, self.onnx_uri), record)
+            return Write(copy_model(model.uri, onnx_uri), record)
 
         now, outcome = change(destination, decide)
         if isinstance(outcome, tuple):
