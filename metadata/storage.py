@@ -2,10 +2,12 @@
 ``gs://bucket/key``), behind one set of functions keyed on the URL's scheme.
 
 Local paths keep the operating system's calls (locks, renames, mtimes). Object stores go through
-fsspec (s3fs, gcsfs), which reads the endpoint and credentials the way every AWS and Google tool
-does: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``,
-``AWS_DEFAULT_REGION``; ``GOOGLE_APPLICATION_CREDENTIALS``, ``STORAGE_EMULATOR_HOST``. Sluice never
-reads a key itself, so none can reach a message, a log or the metadata store. Errors from the store
+fsspec file systems: s3fs for S3, Sluice's own for GCS (``sluice.metadata.gcs``, on the
+google-cloud-storage client; no gcsfs release installs beside this stack). Both read the endpoint and
+credentials the way every AWS and Google tool does: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``AWS_DEFAULT_REGION``; ``GOOGLE_APPLICATION_CREDENTIALS``,
+``STORAGE_EMULATOR_HOST``. Sluice never reads a key itself, so none can reach a message, a log or the
+metadata store. Errors from the store
 come back as ``StorageError`` naming the URL, what failed and which variable to set.
 
     >>> join('s3://models/penguin', 'Trainer', 'model', '7')
@@ -21,7 +23,7 @@ import shutil
 import uuid
 from typing import Any, Iterator
 
-PACKAGES = {'s3': 's3fs', 'gs': 'gcsfs', 'gcs': 'gcsfs'}
+PACKAGES = {'s3': 's3fs', 'gs': 'google-cloud-storage', 'gcs': 'google-cloud-storage'}
 EMPTY_MARK = '.sluice-empty'  # the one object of an artifact that holds no files
 
 
@@ -63,12 +65,16 @@ def name(uri: str) -> str:
 # The environment variables that change which store a URL reaches, or as whom: a file system object
 # is made again when one changes (a test, or a notebook that sets them after a first call).
 SETTINGS = ('AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3', 'AWS_ACCESS_KEY_ID', 'AWS_PROFILE', 'AWS_DEFAULT_REGION',
-            'GOOGLE_APPLICATION_CREDENTIALS', 'STORAGE_EMULATOR_HOST')
+            'GOOGLE_APPLICATION_CREDENTIALS', 'STORAGE_EMULATOR_HOST', 'GOOGLE_CLOUD_PROJECT')
 
 
 @functools.lru_cache(maxsize=8)
 def _filesystem(kind: str, settings: tuple) -> Any:
     try:
+        if kind == 'gs':
+            from sluice.metadata.gcs import GcsFileSystem
+            GcsFileSystem.client_module()  # the client library, or ImportError now
+            return GcsFileSystem(settings, skip_instance_cache=True)
         import fsspec
         return fsspec.filesystem(kind, skip_instance_cache=True)
     except ImportError as e:
@@ -76,9 +82,13 @@ def _filesystem(kind: str, settings: tuple) -> Any:
                            f'`pip install {PACKAGES[kind]}`.') from None
 
 
+def _settings() -> tuple:
+    return tuple(os.environ.get(k) for k in SETTINGS)
+
+
 def filesystem(uri: str) -> Any:
     """The fsspec file system for an object store URL."""
-    return _filesystem('gs' if scheme(uri) == 'gcs' else scheme(uri), tuple(os.environ.get(k) for k in SETTINGS))
+    return _filesystem('gs' if scheme(uri) == 'gcs' else scheme(uri), _settings())
 
 
 def _path(uri: str) -> str:
@@ -113,11 +123,29 @@ def explain(error: BaseException, uri: str, doing: str) -> StorageError:
         else:
             fix = f'{type(error).__name__}: {text}'
     elif kind in ('gs', 'gcs'):
-        fix = (f'{type(error).__name__}: {text}; check GOOGLE_APPLICATION_CREDENTIALS, or STORAGE_EMULATOR_HOST '
-               'for an emulator')
+        fix = _explain_gcs(error, names, text)
     else:
         fix = f'{type(error).__name__}: {text}'
     return StorageError(f'Cannot {doing} {uri}: {fix}.')
+
+
+def _explain_gcs(error: BaseException, names: list[str], text: str) -> str:
+    emulator = os.environ.get('STORAGE_EMULATOR_HOST')
+    endpoint = f'the emulator at {emulator}' if emulator else 'Google Cloud Storage'
+    if 'DefaultCredentialsError' in names:
+        return ('no Google credentials were found: set GOOGLE_APPLICATION_CREDENTIALS to a service account key '
+                'file, or run `gcloud auth application-default login` (STORAGE_EMULATOR_HOST for an emulator)')
+    if any(n in names for n in ('ConnectionError', 'ConnectionRefusedError', 'NewConnectionError',
+                                'MaxRetryError', 'ConnectTimeout', 'RetryError')):
+        check = 'STORAGE_EMULATOR_HOST (an emulator) or unset it for Google Cloud Storage itself' if emulator \
+            else 'the network, or STORAGE_EMULATOR_HOST for an emulator'
+        return f'{endpoint} cannot be reached: check {check}'
+    if any(n in names for n in ('Forbidden', 'Unauthorized', 'RefreshError')) or isinstance(error, PermissionError):
+        return (f'{endpoint} refused the credentials ({text}): check GOOGLE_APPLICATION_CREDENTIALS and the '
+                "bucket's permissions")
+    if 'NoSuchBucket' in text or 'NotFound' in names or isinstance(error, FileNotFoundError):
+        return f'it does not exist at {endpoint} ({text}): create the bucket, or fix the URL or STORAGE_EMULATOR_HOST'
+    return f'{type(error).__name__}: {text}'
 
 
 def _chain(error: BaseException | None) -> Iterator[BaseException]:
@@ -143,7 +171,8 @@ def _guarded(doing: str):
                     raise
                 raise explain(e, uri, doing) from None
             except Exception as e:  # botocore / aiohttp errors that are not OSErrors
-                if type(e).__module__.split('.')[0] in ('botocore', 'aiobotocore', 'aiohttp', 'google'):
+                if type(e).__module__.split('.')[0] in ('botocore', 'aiobotocore', 'aiohttp', 'google', 'requests',
+                                                        'urllib3'):
                     raise explain(e, uri, doing) from None
                 raise
         return call
@@ -351,10 +380,10 @@ def local_copy(uri: str) -> str:
     return target
 
 
-# -- S3 objects one at a time: exclusive creates, listings with ETags (push destinations) ------------
+# -- objects one at a time: exclusive creates, listings with ETags (push destinations) ----------------
 def _s3_client() -> Any:
     """A boto3 S3 client configured from the environment only (endpoint, region, credentials)."""
-    return _s3_client_for(tuple(os.environ.get(k) for k in SETTINGS))
+    return _s3_client_for(_settings())
 
 
 @functools.lru_cache(maxsize=4)
@@ -368,10 +397,19 @@ def _s3_client_for(settings: tuple) -> Any:
 
 
 def _bucket_key(uri: str) -> tuple[str, str]:
-    if scheme(uri) != 's3':
-        raise StorageError(f'{uri}: only s3:// URLs are supported here (a push destination on an object store).')
+    if scheme(uri) not in PACKAGES:
+        raise StorageError(f'{uri}: only s3:// and gs:// URLs are supported here (a push destination on an '
+                           'object store).')
     bucket, _, key = _path(uri).partition('/')
     return bucket, key
+
+
+def _gcs(uri: str) -> Any:
+    """The GCS module for a gs:// URL, None for s3://."""
+    if scheme(uri) in ('gs', 'gcs'):
+        from sluice.metadata import gcs
+        return gcs
+    return None
 
 
 def _error_code(error: BaseException) -> str:
@@ -381,9 +419,11 @@ def _error_code(error: BaseException) -> str:
 @_guarded('create')
 def create_exclusive(uri: str, data: bytes) -> bool:
     """Create the object ``uri`` holding ``data`` only if no object is there (S3's conditional
-    ``PutObject`` with ``If-None-Match: *``): True if this call created it, False if one existed (or
-    another writer's conditional create of it was under way)."""
+    ``PutObject`` with ``If-None-Match: *``, GCS's ``ifGenerationMatch=0``): True if this call created
+    it, False if one existed (or another writer's conditional create of it was under way)."""
     bucket, key = _bucket_key(uri)
+    if _gcs(uri):
+        return _gcs(uri).create_exclusive(_settings(), bucket, key, data)
     try:
         _s3_client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch='*')
     except Exception as e:  # noqa: BLE001 - botocore's ClientError; anything else goes to _guarded
@@ -395,9 +435,11 @@ def create_exclusive(uri: str, data: bytes) -> bool:
 
 @_guarded('write')
 def put_object(uri: str, source: str | bytes) -> str:
-    """Write one object in a single ``PutObject`` (so its ETag is the MD5 of its bytes, unless the
-    bucket encrypts with KMS): ``source`` is the bytes or a local file's path. Returns the ETag."""
+    """Write one object in a single request (so its ETag is the MD5 of its bytes, unless an S3 bucket
+    encrypts with KMS): ``source`` is the bytes or a local file's path. Returns the ETag."""
     bucket, key = _bucket_key(uri)
+    if _gcs(uri):
+        return _gcs(uri).put_object(_settings(), bucket, key, source)
     if isinstance(source, bytes):
         answer = _s3_client().put_object(Bucket=bucket, Key=key, Body=source)
     else:
@@ -411,15 +453,23 @@ def copy_object(uri: str, source_uri: str) -> None:
     """Copy the object ``source_uri`` to ``uri`` inside the store (no download)."""
     bucket, key = _bucket_key(uri)
     source_bucket, source_key = _bucket_key(source_uri)
-    _s3_client().copy_object(Bucket=bucket, Key=key, CopySource={'Bucket': source_bucket, 'Key': source_key})
+    if scheme(uri) != scheme(source_uri):
+        put_object(uri, read_bytes(source_uri))
+    elif _gcs(uri):
+        _gcs(uri).copy_object(_settings(), bucket, key, source_bucket, source_key)
+    else:
+        _s3_client().copy_object(Bucket=bucket, Key=key, CopySource={'Bucket': source_bucket, 'Key': source_key})
 
 
 @_guarded('list')
 def list_objects(uri: str) -> dict[str, dict[str, Any]]:
     """Every object under the prefix ``uri/``: its key relative to the prefix -> ``size``, ``etag``
-    (without quotes) and ``modified`` (seconds since the epoch). Empty when there is none."""
+    (the MD5 of a single-request upload, without quotes) and ``modified`` (seconds since the epoch).
+    Empty when there is none."""
     bucket, key = _bucket_key(uri)
     prefix = key.rstrip('/') + '/' if key else ''
+    if _gcs(uri):
+        return _gcs(uri).list_objects(_settings(), bucket, prefix)
     found = {}
     for page in _s3_client().get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get('Contents', []):
@@ -433,6 +483,8 @@ def list_prefixes(uri: str) -> list[str]:
     """The names of the "directories" directly under ``uri`` (common prefixes), sorted."""
     bucket, key = _bucket_key(uri)
     prefix = key.rstrip('/') + '/' if key else ''
+    if _gcs(uri):
+        return _gcs(uri).list_prefixes(_settings(), bucket, prefix)
     names = []
     for page in _s3_client().get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix=prefix, Delimiter='/'):
         names += [p['Prefix'][len(prefix):].rstrip('/') for p in page.get('CommonPrefixes', [])]

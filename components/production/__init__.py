@@ -13,7 +13,7 @@ all read it. Each name is imported from the module that defines it:
   renamed into place, then logged), ``rollback``, ``promote``, ``copy_model`` / ``copy_version``, and
   ``PushError`` / ``ProductionError``;
 - ``identity``: ``holds_model``, whether a version holds a given model (its SavedModel, and its ONNX copy);
-- ``objectstore``: a destination on an object store (``s3://``): its keys, the claim, the commit
+- ``objectstore``: a destination on an object store (``s3://``, ``gs://``): its keys, the claim, the commit
   marker, the compare-and-swap, the history objects and the ETag fingerprint;
 - ``record``: the store's side: ``store_identity``, ``version_artifact``, ``model_origin``,
   ``record_change``.

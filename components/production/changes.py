@@ -12,7 +12,7 @@ way; the Pusher does too. What a destination holds is read with
 
 Every change goes through ``change(destination, decide)``: read production, ``decide`` (a ``Write``,
 or an outcome that writes nothing), write. On a local destination that happens under the lock. On an
-object store (``s3://``), with no lock and no rename, the version number is claimed with an exclusive
+object store (``s3://``, ``gs://``), with no lock and no rename, the version number is claimed with an exclusive
 create, the files uploaded, the change made THE successor of the version it read in production with
 another exclusive create (the compare-and-swap), and the push record written last as the commit
 marker (``sluice.components.production.objectstore``). A writer that loses the compare-and-swap
@@ -232,10 +232,6 @@ ATTEMPTS = 5  # compare-and-swaps lost in a row (each to a change that committed
 
 
 def _change_stored(destination: str, decide: Callable[[Production], Any]) -> tuple[Production, Any]:
-    if storage.scheme(destination) != 's3':
-        raise PushError(f'{destination}: a push destination on an object store must be an s3:// URL (for now); '
-                        'use s3://bucket/prefix or a local directory.')
-
     def complete(number: int) -> bool:
         version = inspect_version(destination, number)
         return version is not None and version.complete

@@ -21,7 +21,7 @@ Every push, rollback and promotion is appended to ``<destination>/.sluice-histor
 (``sluice.components.production.changes`` writes it); ``history`` adds the present versions the log
 misses. Nothing here writes to the destination.
 
-A destination may be an object store URL (``s3://bucket/prefix``): the same rules are read from its
+A destination may be an object store URL (``s3://bucket/prefix``, ``gs://...``): the same rules are read from its
 objects (``sluice.components.production.objectstore`` says how: a version claimed by a push but
 without its record is incomplete; the fingerprint comes from the listing's ETags; the history is one
 object per entry).

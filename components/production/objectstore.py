@@ -1,17 +1,18 @@
-"""A push destination on an object store (``s3://bucket/prefix``): the keys, the claim, the commit
-marker, the compare-and-swap and the history, where a local destination has directories, renames and
-a lock. ``destination`` reads through here and ``changes`` writes through here when
+"""A push destination on an object store (``s3://bucket/prefix``, ``gs://bucket/prefix``): the keys,
+the claim, the commit marker, the compare-and-swap and the history, where a local destination has
+directories, renames and a lock. ``destination`` reads through here and ``changes`` writes through here when
 ``sluice.metadata.storage.is_remote(destination)``; local destinations never come here.
 
-Keys under a destination ``s3://bucket/prefix``:
+Keys under a destination ``s3://bucket/prefix`` (or ``gs://``):
 
-- ``<version>/.sluice-claim``: created FIRST, with an exclusive create (``PutObject`` with
-  ``If-None-Match: *``), by the one writer that takes that version number: who, when, which change.
-  A writer that loses it takes a higher number. A version holding a claim but no valid push record is
-  a write in progress or one cut off (a kill, a network error): it is never complete, and readers
-  skip it. A version without a claim was put there by hand or by another tool (judged as locally).
+- ``<version>/.sluice-claim``: created FIRST, with an exclusive create (S3's ``PutObject`` with
+  ``If-None-Match: *``, GCS's ``ifGenerationMatch=0``), by the one writer that takes that version
+  number: who, when, which change. A writer that loses it takes a higher number. A version holding
+  a claim but no valid push record is a write in progress or one cut off (a kill, a network error):
+  it is never complete, and readers skip it. A version without a claim was put there by hand or by
+  another tool (judged as locally).
 - ``<version>/...``: the version's files, as on a local disk (the SavedModel at its root, ``model.onnx``),
-  each uploaded in one ``PutObject`` (or copied inside the store, for a rollback).
+  each uploaded in one request (or copied inside the store, for a rollback).
 - ``<version>/sluice_push.json``: the push record, written LAST: the commit marker.
 - ``.sluice-successors/<V>.<g>.json``: the compare-and-swap. Before writing its record, a writer
   that read version ``V`` in production (``none`` for an empty destination) creates this object
@@ -23,11 +24,12 @@ Keys under a destination ``s3://bucket/prefix``:
 The content fingerprint of a version on an object store is ``s3etag:`` + sha256 over each file's
 relative path, size and ETag (sorted by path), computed from one listing, without reading the bytes;
 the push record holds the fingerprint computed from the listing after the upload, so a reader's
-always matches. For a file uploaded in one ``PutObject`` the ETag is the MD5 of its bytes, so the
-fingerprint a Model will have once pushed is computed from its local files too (``expected_fingerprint``:
-MD5 instead of ETag). Not so for multipart uploads (made by hand of big files) nor buckets encrypting
-with KMS, whose ETags are not MD5s: there a pushed model is still read correctly, but not recognised
-as the same content as a local Model.
+always matches. For a file uploaded in one ``PutObject`` the ETag is the MD5 of its bytes (on GCS,
+``sluice.metadata.gcs`` gives the object's MD5 as its ETag), so the fingerprint a Model will have
+once pushed is computed from its local files too (``expected_fingerprint``: MD5 instead of ETag).
+Not so for multipart uploads (made by hand of big files) nor buckets encrypting with KMS, whose ETags
+are not MD5s, nor GCS's composite objects, which have no MD5: there a pushed model is still read
+correctly, but not recognised as the same content as a local Model.
 """
 from __future__ import annotations
 

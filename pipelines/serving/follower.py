@@ -17,7 +17,7 @@ so a copy in progress is not loaded half-way.
 A ``Follower`` can also serve one fixed model (a Model artifact or a version directory): the
 InfraValidator serves a candidate that way.
 
-A destination on an object store (``s3://bucket/prefix``) is followed the same way, by listing it on
+A destination on an object store (``s3://`` or ``gs://bucket/prefix``) is followed the same way, by listing it on
 every poll: a version is downloaded (once, into ``sluice.metadata.storage.local_cache_root()``, keyed by its
 content fingerprint) and loaded from the local copy only once it is complete, that is once its push
 record, written last, is there and matches its objects; the copy is checked against the fingerprint

@@ -6,7 +6,7 @@ a warmed-up model), then polls the destination every ``poll`` seconds in a threa
 after the requests in flight are answered; the request log is flushed on the way out (the app's
 lifespan: uvicorn then re-raises the signal, so the process ends as signalled).
 
-``DEST`` may be a destination on an object store (``s3://bucket/prefix``, followed by listing it;
+``DEST`` may be a destination on an object store (``s3://`` or ``gs://bucket/prefix``, followed by listing it;
 each version is loaded from a local copy); the request log then goes to the destination's local
 mirror under ``sluice.metadata.storage.local_cache_root()`` unless ``log_dir`` says where.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 
@@ -88,3 +89,76 @@ def test_a_missing_bucket_names_itself_and_what_to_do(s3):
     text = str(caught.value)
     assert text.startswith('Cannot list s3://no-such-bucket-here/runs: it does not exist at ' + s3.endpoint)
     assert 'create the bucket, or fix the URL or AWS_ENDPOINT_URL' in text
+
+
+# -- gs:// on a Cloud Storage emulator (sluice.metadata.gcs) ------------------------------------------
+def test_gcs_a_tree_goes_up_and_comes_back_with_sizes_and_md5s(gcs, tmp_path):
+    bucket = gcs.bucket()
+    local = tmp_path / 'model'
+    (local / 'variables').mkdir(parents=True)
+    (local / 'saved_model.pb').write_bytes(b'graph')
+    (local / 'variables' / 'variables.index').write_bytes(b'index!')
+    url = f'gs://{bucket}/Trainer/model/3'
+    assert storage.upload_tree(url, str(local)) == 2
+    assert gcs.keys(bucket) == ['Trainer/model/3/saved_model.pb', 'Trainer/model/3/variables/variables.index']
+    assert storage.isdir(url) and storage.exists(url) and not storage.isfile(url)
+    assert storage.isfile(f'{url}/saved_model.pb') and not storage.exists(f'{url}/nothing')
+    assert storage.listdir(url) == ['saved_model.pb', 'variables']
+    assert storage.listdir(f'gs://{bucket}/nothing/here') == []
+    assert storage.glob_files(f'gs://{bucket}/Trainer/*/3/*.pb') == [f'{url}/saved_model.pb']
+    state = storage.tree_state(url)  # the object's MD5 stands for its ETag, as S3's single-part uploads
+    assert state[f'{url}/saved_model.pb'] == (5, hashlib.md5(b'graph').hexdigest())
+    assert storage.stat(f'{url}/saved_model.pb') == {'size': 5, 'version': hashlib.md5(b'graph').hexdigest()}
+    assert storage.read_bytes(f'{url}/variables/variables.index') == b'index!'
+    assert storage.size(f'gs://{bucket}/Trainer') == 11
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes(f'{url}/nothing')
+    with storage.open_file(f'gs://{bucket}/notes/a.json', 'wb') as f:
+        f.write(b'{"a": 1}')
+    assert gcs.read(bucket, 'notes/a.json') == b'{"a": 1}'
+
+    copy = storage.local_copy(url)
+    assert copy == os.path.join(str(tmp_path / 'sluice-cache'), 'gs', bucket, 'Trainer', 'model', '3')
+    assert sorted(os.path.relpath(os.path.join(d, f), copy) for d, _, fs in os.walk(copy) for f in fs) == \
+        ['saved_model.pb', 'variables/variables.index']
+    storage.remove_tree(url)
+    assert gcs.keys(bucket) == ['notes/a.json'] and not os.path.exists(copy)
+
+
+def test_gcs_single_objects_for_push_destinations(gcs):
+    bucket = gcs.bucket()
+    dest = f'gs://{bucket}/serving'
+    assert storage.create_exclusive(f'{dest}/1/.sluice-claim', b'{}') is True
+    assert storage.put_object(f'{dest}/1/saved_model.pb', b'graph') == hashlib.md5(b'graph').hexdigest()
+    storage.copy_object(f'{dest}/2/saved_model.pb', f'{dest}/1/saved_model.pb')
+    listed = storage.list_objects(dest)
+    assert sorted(listed) == ['1/.sluice-claim', '1/saved_model.pb', '2/saved_model.pb']
+    assert listed['2/saved_model.pb']['etag'] == listed['1/saved_model.pb']['etag'] == hashlib.md5(b'graph').hexdigest()
+    assert listed['1/saved_model.pb']['size'] == 5 and listed['1/saved_model.pb']['modified'] > 0
+    assert storage.list_prefixes(dest) == ['1', '2']
+    assert storage.list_objects(f'gs://{bucket}/none') == {}
+
+
+def test_gcs_errors_name_the_url_and_the_setting(gcs, tmp_path, monkeypatch):
+    with pytest.raises(storage.StorageError) as caught:
+        storage.listdir('gs://no-such-bucket-here/runs')
+    assert str(caught.value).startswith('Cannot list gs://no-such-bucket-here/runs: it does not exist at the '
+                                        f'emulator at {gcs.endpoint} (')
+    assert str(caught.value).endswith('create the bucket, or fix the URL or STORAGE_EMULATOR_HOST.')
+
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        closed = s.getsockname()[1]
+    monkeypatch.setenv('STORAGE_EMULATOR_HOST', f'http://127.0.0.1:{closed}')
+    with pytest.raises(storage.StorageError, match=rf'^Cannot list gs://b/runs: the emulator at '
+                                                   rf'http://127.0.0.1:{closed} cannot be reached: check '
+                                                   r'STORAGE_EMULATOR_HOST \(an emulator\) or unset it for Google '
+                                                   r'Cloud Storage itself\.$'):
+        storage.listdir('gs://b/runs')
+
+    monkeypatch.delenv('STORAGE_EMULATOR_HOST')
+    monkeypatch.setenv('GOOGLE_APPLICATION_CREDENTIALS', str(tmp_path / 'no-key.json'))
+    with pytest.raises(storage.StorageError, match=r'^Cannot read gs://b/runs/x: no Google credentials were found: '
+                                                   r'set GOOGLE_APPLICATION_CREDENTIALS to a service account key '
+                                                   r'file, or run `gcloud auth application-default login`'):
+        storage.read_bytes('gs://b/runs/x')

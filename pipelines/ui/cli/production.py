@@ -1,7 +1,7 @@
 """The commands about what is in production at a push destination: ``sluice production`` (the current
 version, where its model came from, and the history), ``rollback`` and ``promote`` (each a change at
 the destination, then recorded in the store). A destination may be a local directory or an object
-store URL (``s3://bucket/prefix``); a store that cannot be reached raises ``StorageError``, which the
+store URL (``s3://`` or ``gs://bucket/prefix``); a store that cannot be reached raises ``StorageError``, which the
 command line prints as its error (the URL and the setting to fix)."""
 from __future__ import annotations
 
