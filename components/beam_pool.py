@@ -436,8 +436,9 @@ def _warm() -> None:
 
 
 def _main() -> None:
-    from sluice.components.libraries import quiet_google_warnings
+    from sluice.components.libraries import beam_reaches_storage_emulator, quiet_google_warnings
     quiet_google_warnings()
+    beam_reaches_storage_emulator()
     import grpc
     from apache_beam.portability.api import beam_fn_api_pb2_grpc
     from concurrent import futures

@@ -16,7 +16,7 @@ import time
 from typing import Any, Sequence
 
 from sluice.components.fingerprint.stale import note_loaded
-from sluice.components.libraries import quiet_google_warnings
+from sluice.components.libraries import beam_reaches_storage_emulator, quiet_google_warnings
 
 
 class Executor:
@@ -52,6 +52,7 @@ class Executor:
         if not any(a.startswith('--temp_location') for a in args):
             args.append(f'--temp_location={os.path.join(self.tmp_dir, "beam")}')
         from sluice.components import beam_pool
+        beam_reaches_storage_emulator()
         return beam_pool.rewrite_options(PipelineOptions(args))
 
     def beam_pipeline(self) -> Any:

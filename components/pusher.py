@@ -160,7 +160,7 @@ class PusherExecutor(Executor):
             summary, metrics = _blessing_summary(blessing) if blessing is not None else (None, None)
             identity = {'store_id': pushed_model.get('store_id'), 'artifact_id': model.id,
                         'pipeline': pushed_model.get('pipeline'), 'run_id': pushed_model.get('run_id'),
-                        'uri': model.uri}
+                        'uri': model.stored_uri}
             record = new_record('push', identity, current, baseline=baseline, blessing=summary, metrics=metrics,
                                 destination=destination)
             return Write(copy_model(model.uri, onnx_uri), record)

@@ -53,6 +53,16 @@ class Artifact:
         for name, value in properties.items():
             self.set(name, value)
 
+    @property
+    def stored_uri(self) -> str:
+        """Where the files are kept: ``uri``, unless ``uri`` is this machine's copy of an object store's
+        files (an executor's input when the pipeline root is remote), then that store's URL."""
+        return getattr(self, '_stored_uri', None) or self.uri
+
+    @stored_uri.setter
+    def stored_uri(self, value: str) -> None:
+        self._stored_uri = value
+
     # -- identity -----------------------------------------------------------------------------
     @classmethod
     def type_name(cls) -> str:

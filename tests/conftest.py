@@ -161,6 +161,9 @@ class S3:
         pages = self.client().get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix=prefix)
         return sorted(o['Key'] for page in pages for o in page.get('Contents', []))
 
+    def upload(self, path: str, bucket: str, key: str) -> None:
+        self.client().upload_file(path, bucket, key)
+
 
 @pytest.fixture(scope='session')
 def s3_server():
@@ -211,6 +214,9 @@ class GCS:
 
     def read(self, bucket: str, key: str) -> bytes:
         return self.client().bucket(bucket).blob(key).download_as_bytes()
+
+    def upload(self, path: str, bucket: str, key: str) -> None:
+        self.client().bucket(bucket).blob(key).upload_from_filename(path)
 
 
 @pytest.fixture(scope='session')

@@ -60,7 +60,7 @@ def staged(inputs: dict[str, Any], outputs: dict[str, Artifact], work_dir: str,
 def _local_input(value: Any) -> Any:
     if isinstance(value, Artifact) and storage.is_remote(value.uri):
         local = copy.copy(value)
-        local.uri = storage.local_copy(value.uri)
+        local.uri, local.stored_uri = storage.local_copy(value.uri), value.uri
         return local
     if isinstance(value, list):
         return [_local_input(v) for v in value]

@@ -6,69 +6,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import time
 
 import pytest
 
-from sluice.metadata import MetadataStore
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DATA = os.path.join(REPO, 'pipelines', 'examples', 'penguin', 'data', 'penguins.csv')
-PIPELINE = '''
-import os
-from sluice.examples.penguin import penguin_pipeline as penguin
-
-
-def create_pipeline():
-    return penguin.create_pipeline(root=os.environ['ROOT'], data=os.environ['DATA'],
-                                   push_destination=os.environ['DEST'],
-                                   train_steps=int(os.environ.get('STEPS', '10')))
-'''
-
-
-class S3Penguin:
-    """The penguin pipeline with its root and data in one bucket, and a store on the local disk."""
-
-    def __init__(self, s3, work):
-        self.s3, self.work = s3, work
-        self.bucket = s3.bucket('penguin')
-        self.root = f's3://{self.bucket}/runs/penguin'
-        self.data_key = 'incoming/penguins.csv'
-        s3.client().upload_file(DATA, self.bucket, self.data_key)
-        self.file = work / 'pipeline.py'
-        self.file.write_text(PIPELINE)
-        self.url = f"sqlite:///{work / 'metadata.db'}"
-        self.env = {**os.environ, **s3.env, 'PYTHONPATH': REPO, 'ROOT': self.root,
-                    'DATA': f's3://{self.bucket}/incoming', 'DEST': f's3://{self.bucket}/serving/penguin',
-                    'SLUICE_CACHE_DIR': str(work / 'cache'), 'AWS_EC2_METADATA_DISABLED': 'true'}
-
-    def sluice(self, *args, kill_at=None, **env):
-        environment = {**self.env, **env, **({'SLUICE_KILL_AT': kill_at} if kill_at else {})}
-        environment = {k: v for k, v in environment.items() if v is not None}
-        return subprocess.run([sys.executable, '-m', 'sluice.ui.cli', *args], cwd=self.work, env=environment,
-                              capture_output=True, text=True, timeout=600)
-
-    def run(self, *args, **env):
-        return self.sluice('run', str(self.file), '--metadata', self.url, *args, **env)
-
-    def store(self):
-        return MetadataStore(self.url)
-
-    def states(self, run_id):
-        return {r.node_id: r.state for r in self.store().executions(run_id)}
-
-    def newest_run(self):
-        return max(self.store().runs('penguin'), key=lambda r: (r.create_time, r.run_id)).run_id
+from store_penguin import DATA, StorePenguin
 
 
 @pytest.fixture(scope='module')
 def penguin_s3(s3_server, tmp_path_factory):
     logging.getLogger('werkzeug').setLevel(logging.WARNING)  # moto's server logs every request
     work = tmp_path_factory.mktemp('s3-penguin')
-    pipeline = S3Penguin(s3_server, work)
+    pipeline = StorePenguin(s3_server, work, 's3')
     first = pipeline.run()
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     return pipeline, first

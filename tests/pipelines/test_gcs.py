@@ -1,0 +1,151 @@
+"""A pipeline root, input files and a push destination on Google Cloud Storage (gcp-storage-emulator on
+loopback), as a user runs it: ``sluice run`` of a pipeline file whose root, data and destination are
+gs:// URLs, a cached re-run, ``sluice serve`` following the destination through a promotion, a push
+cut off before its record and a rollback, and the errors of an unreachable emulator. The emulator
+ignores ``ifGenerationMatch``, so two pushers racing on one destination are tested on S3 only
+(tests/pipelines/test_s3_destination.py). Figures come from the store and the bucket's listing."""
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from store_penguin import StorePenguin
+from sluice.components.production.destination import PUSH_RECORD, history, production
+from sluice.metadata import storage
+
+ROW = {'culmen_length_mm': 0.25, 'culmen_depth_mm': 0.67, 'flipper_length_mm': 0.15, 'body_mass_g': 0.29}
+
+
+@pytest.fixture(scope='module')
+def penguin_gcs(gcs_server, tmp_path_factory):
+    work = tmp_path_factory.mktemp('gcs-penguin')
+    pipeline = StorePenguin(gcs_server, work, 'gs')
+    first = pipeline.run()
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return pipeline, first
+
+
+def test_every_node_runs_on_a_gcs_root_and_a_rerun_is_all_cached(penguin_gcs, gcs):
+    pipeline, first = penguin_gcs
+    store = pipeline.store()
+    [run] = store.runs('penguin')
+    assert set(pipeline.states(run.run_id).values()) == {'COMPLETE'}, pipeline.states(run.run_id)
+    keys = pipeline.server.keys(pipeline.bucket, 'runs/penguin/')
+    for execution in store.executions(run.run_id):
+        for key, artifacts in store.node_outputs(run.run_id, execution.node_id).items():
+            for artifact in artifacts:
+                assert artifact.uri.startswith(pipeline.root + '/'), artifact.uri
+                prefix = pipeline.key(artifact.uri) + '/'
+                assert [k for k in keys if k.startswith(prefix)], f'{execution.node_id}.{key}: no object under {artifact.uri}'
+    model = store.node_outputs(run.run_id, 'Trainer')['model'][0]
+    assert f'{pipeline.key(model.uri)}/Format-Serving/saved_model.pb' in keys
+    examples = store.node_outputs(run.run_id, 'CsvExampleGen')['examples'][0]
+    assert examples.get('input_base') == f'gs://{pipeline.bucket}/incoming'
+    # Beam read the CSV from the emulator without a credential search (about 25 s when it searches).
+    [gen] = [r for r in store.executions(run.run_id) if r.node_id == 'CsvExampleGen']
+    assert gen.update_time - gen.create_time < 20, (gen.create_time, gen.update_time)
+
+    pushed = store.node_outputs(run.run_id, 'Pusher')['pushed_model'][0]
+    version = pushed.get('pushed_version')
+    assert pushed.get('pushed') == 1 and f'Pusher: pushed to {pipeline.dest}/{version}' in first.stdout
+    assert pushed.get('pushed_destination') == f'{pipeline.dest}/{version}'
+    assert {f'serving/penguin/{version}/{name}' for name in ('.sluice-claim', 'saved_model.pb', 'model.onnx',
+                                                             PUSH_RECORD)} <= set(pipeline.server.keys(pipeline.bucket, 'serving/'))
+    now = production(pipeline.dest).current
+    assert str(now.number) == version and now.complete and now.record['model']['artifact_id'] == model.id
+    assert now.record['model']['uri'] == model.uri, 'the record names the model in the bucket, not a local copy'
+
+    again = pipeline.run()
+    assert again.returncode == 0, again.stdout[-3000:]
+    rerun = pipeline.newest_run()
+    assert rerun != run.run_id
+    assert set(pipeline.states(rerun).values()) == {'CACHED'}, pipeline.states(rerun)
+
+
+def _serving_version(server) -> str | None:
+    from serving_helpers import call
+    status, body, _ = call(server.url + '/v1/models/penguin', timeout=5)
+    states = {v['version']: v['state'] for v in (body or {}).get('model_version_status', [])}
+    return next((v for v, state in states.items() if state == 'AVAILABLE'), None)
+
+
+def test_sluice_serve_follows_a_gcs_destination_through_a_promotion_a_cut_push_and_a_rollback(
+        penguin_gcs, gcs, tmp_path, monkeypatch):
+    from serving_helpers import call, promote, serving
+
+    pipeline, _ = penguin_gcs
+    monkeypatch.setenv('SLUICE_CACHE_DIR', str(pipeline.work / 'cache'))
+    store = pipeline.store()
+    run = min(store.runs('penguin'), key=lambda r: (r.create_time, r.run_id))
+    first = production(pipeline.dest).current
+    model = store.node_outputs(run.run_id, 'Trainer')['model'][0]
+    onnx = store.node_outputs(run.run_id, 'Trainer.onnx')['onnx_model'][0]
+    other = tmp_path / 'other-model'  # the same weights with one more file: another content to promote
+    shutil.copytree(storage.local_copy(model.uri), other)
+    shutil.copytree(storage.local_copy(onnx.uri), tmp_path / 'other-onnx')
+    (tmp_path / 'other-onnx' / 'NOTE.txt').write_text('same weights, other files')
+
+    with serving(pipeline.dest) as server:
+        assert _serving_version(server) == str(first.number)
+        status, body, headers = call(server.url + '/v1/models/penguin:predict', {'instances': [ROW]})
+        assert status == 200 and body['model_version'] == str(first.number), body
+        assert len(body['predictions'][0]) == 3
+
+        promoted = promote(pipeline.dest, (str(other), str(tmp_path / 'other-onnx')), 'a test')
+        server.wait_for(lambda: _serving_version(server) == str(promoted), 'the promoted version')
+        assert storage.read_bytes(f'{pipeline.dest}/{promoted}/NOTE.txt') == b'same weights, other files'
+
+        # A push cut off before its record (claim and files, no record): never loaded.
+        cut = promoted + 5
+        client = gcs.client().bucket(pipeline.bucket)
+        client.blob(f'serving/penguin/{cut}/.sluice-claim').upload_from_string(b'{}')
+        for name in ('saved_model.pb', 'model.onnx'):
+            source = client.blob(f'serving/penguin/{first.number}/{name}')
+            client.copy_blob(source, client, f'serving/penguin/{cut}/{name}')
+        time.sleep(1.5)  # several polls
+        assert _serving_version(server) == str(promoted)
+        assert [v.number for v in production(pipeline.dest).skipped] == [cut]
+
+        rolled = pipeline.sluice('rollback', pipeline.dest, '--to', str(first.number), '--metadata', pipeline.url)
+        assert rolled.returncode == 0, rolled.stdout[-3000:] + rolled.stderr[-3000:]
+        back = production(pipeline.dest).current
+        assert back.number > cut and back.record['target']['version'] == first.number
+        assert back.fingerprint == first.fingerprint  # copied inside the store: the same MD5s
+        server.wait_for(lambda: _serving_version(server) == str(back.number), 'the rolled-back version')
+        status, body, _ = call(server.url + '/v1/models/penguin:predict', {'instances': [ROW]})
+        assert status == 200 and body['model_version'] == str(back.number)
+        assert f'Version {cut} ' not in server.log()
+    logged = [(e['version'], e['kind']) for e in history(pipeline.dest)]
+    assert logged == [(first.number, 'push'), (promoted, 'promote'), (cut, 'hand-pushed'), (back.number, 'rollback')]
+    assert history(pipeline.dest)[2]['problem'].startswith('no push record (sluice_push.json): claimed by a push at ')
+
+
+def test_an_unreachable_emulator_fails_the_node_clearly_and_stops_a_run_whose_root_it_holds(penguin_gcs, tmp_path):
+    from serving_helpers import free_port
+
+    pipeline, _ = penguin_gcs
+    local_root = str(tmp_path / 'runs' / 'penguin')  # the store and root reachable, the input on GCS not
+    port = free_port()  # nothing listens there
+    start = time.monotonic()
+    wrong = pipeline.run('--only', 'CsvExampleGen', STORAGE_EMULATOR_HOST=f'http://127.0.0.1:{port}',
+                         ROOT=local_root)
+    took = time.monotonic() - start
+    assert wrong.returncode == 1, wrong.stdout[-3000:] + wrong.stderr[-3000:]
+    [record] = pipeline.store().executions(pipeline.newest_run())
+    assert record.state == 'FAILED' and record.properties.get('attempt') == 1
+    message = (f'Cannot read gs://{pipeline.bucket}/incoming: the emulator at http://127.0.0.1:{port} cannot '
+               'be reached: check STORAGE_EMULATOR_HOST (an emulator) or unset it for Google Cloud Storage itself')
+    assert message in record.error and message in wrong.stdout
+    assert 'Traceback' not in wrong.stdout + wrong.stderr
+    assert took < 90, f'{took:.0f}s to give up on an unreachable endpoint'
+
+    runs_before = len(pipeline.store().runs('penguin'))
+    no_root = pipeline.run(STORAGE_EMULATOR_HOST=f'http://127.0.0.1:{port}')
+    assert no_root.returncode == 2
+    assert f'Cannot list {pipeline.root}: the emulator at http://127.0.0.1:{port} cannot be reached' in \
+        no_root.stdout + no_root.stderr
+    assert 'Traceback' not in no_root.stdout + no_root.stderr
+    assert len(pipeline.store().runs('penguin')) == runs_before
+
