@@ -68,3 +68,18 @@ class StorePenguin:
 
     def newest_run(self):
         return max(self.store().runs('penguin'), key=lambda r: (r.create_time, r.run_id)).run_id
+
+    def first_run_stored(self) -> tuple[str, list[str]]:
+        """(the first run's id, the keys under the root): every node of it COMPLETE, every artifact
+        it recorded under the root with objects there."""
+        store, keys = self.store(), self.server.keys(self.bucket, 'runs/penguin/')
+        run_id = min(store.runs('penguin'), key=lambda r: (r.create_time, r.run_id)).run_id
+        assert set(self.states(run_id).values()) == {'COMPLETE'}, self.states(run_id)
+        for execution in store.executions(run_id):
+            for key, artifacts in store.node_outputs(run_id, execution.node_id).items():
+                for artifact in artifacts:
+                    assert artifact.uri.startswith(self.root + '/'), artifact.uri
+                    prefix = self.key(artifact.uri) + '/'
+                    assert [k for k in keys if k.startswith(prefix)], \
+                        f'{execution.node_id}.{key}: no object under {artifact.uri}'
+        return run_id, keys

@@ -23,29 +23,45 @@ def test_urls_are_kept_and_local_paths_made_absolute(tmp_path, monkeypatch):
         storage.normalize('hdfs://nn/runs')
 
 
-def test_a_tree_goes_up_and_comes_back_with_sizes_and_etags(s3, tmp_path):
-    bucket = s3.bucket()
+@pytest.fixture(params=['s3', 'gs'])
+def bucket_of(request):
+    """(the server, its URL scheme): moto's S3, then the Cloud Storage emulator."""
+    return request.getfixturevalue('s3' if request.param == 's3' else 'gcs'), request.param
+
+
+def test_a_tree_goes_up_and_comes_back_with_sizes_and_etags(bucket_of, tmp_path):
+    server, scheme = bucket_of
+    bucket = server.bucket()
     local = tmp_path / 'model'
     (local / 'variables').mkdir(parents=True)
     (local / 'saved_model.pb').write_bytes(b'graph')
     (local / 'variables' / 'variables.index').write_bytes(b'index!')
-    url = f's3://{bucket}/Trainer/model/3'
+    url = f'{scheme}://{bucket}/Trainer/model/3'
     assert storage.upload_tree(url, str(local)) == 2
-    assert s3.keys(bucket) == ['Trainer/model/3/saved_model.pb', 'Trainer/model/3/variables/variables.index']
+    assert server.keys(bucket) == ['Trainer/model/3/saved_model.pb', 'Trainer/model/3/variables/variables.index']
     assert storage.isdir(url) and storage.exists(url) and not storage.isfile(url)
+    assert storage.isfile(f'{url}/saved_model.pb') and not storage.exists(f'{url}/nothing')
     assert storage.listdir(url) == ['saved_model.pb', 'variables']
-    assert storage.glob_files(f's3://{bucket}/Trainer/*/3/*.pb') == [f'{url}/saved_model.pb']
-    state = storage.tree_state(url)  # the ETag of a single-part upload is the MD5 of its bytes
+    assert storage.listdir(f'{scheme}://{bucket}/nothing/here') == []
+    assert storage.glob_files(f'{scheme}://{bucket}/Trainer/*/3/*.pb') == [f'{url}/saved_model.pb']
+    state = storage.tree_state(url)  # the ETag of a single-part upload is the MD5 of its bytes (GCS: its MD5)
     assert state[f'{url}/saved_model.pb'] == (5, hashlib.md5(b'graph').hexdigest())
     assert storage.stat(f'{url}/saved_model.pb') == {'size': 5, 'version': hashlib.md5(b'graph').hexdigest()}
     assert storage.read_bytes(f'{url}/variables/variables.index') == b'index!'
+    assert storage.size(f'{scheme}://{bucket}/Trainer') == 11
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes(f'{url}/nothing')
+    with storage.open_file(f'{scheme}://{bucket}/notes/a.json', 'wb') as f:
+        f.write(b'{"a": 1}')
+    assert storage.read_bytes(f'{scheme}://{bucket}/notes/a.json') == b'{"a": 1}'
 
     copy = storage.local_copy(url)
-    assert copy == os.path.join(str(tmp_path / 'sluice-cache'), 's3', bucket, 'Trainer', 'model', '3')
+    assert copy == os.path.join(str(tmp_path / 'sluice-cache'), scheme, bucket, 'Trainer', 'model', '3')
     assert sorted(os.path.relpath(os.path.join(d, f), copy) for d, _, fs in os.walk(copy) for f in fs) == \
         ['saved_model.pb', 'variables/variables.index']
     storage.remove_tree(url)
-    assert s3.keys(bucket) == [] and not os.path.exists(copy), 'the objects and this machine\'s copy are gone'
+    assert server.keys(bucket) == ['notes/a.json'] and not os.path.exists(copy), \
+        "the objects and this machine's copy are gone"
 
 
 def test_an_artifact_without_files_still_exists_in_the_store(s3, tmp_path):
@@ -92,39 +108,6 @@ def test_a_missing_bucket_names_itself_and_what_to_do(s3):
 
 
 # -- gs:// on a Cloud Storage emulator (sluice.metadata.gcs) ------------------------------------------
-def test_gcs_a_tree_goes_up_and_comes_back_with_sizes_and_md5s(gcs, tmp_path):
-    bucket = gcs.bucket()
-    local = tmp_path / 'model'
-    (local / 'variables').mkdir(parents=True)
-    (local / 'saved_model.pb').write_bytes(b'graph')
-    (local / 'variables' / 'variables.index').write_bytes(b'index!')
-    url = f'gs://{bucket}/Trainer/model/3'
-    assert storage.upload_tree(url, str(local)) == 2
-    assert gcs.keys(bucket) == ['Trainer/model/3/saved_model.pb', 'Trainer/model/3/variables/variables.index']
-    assert storage.isdir(url) and storage.exists(url) and not storage.isfile(url)
-    assert storage.isfile(f'{url}/saved_model.pb') and not storage.exists(f'{url}/nothing')
-    assert storage.listdir(url) == ['saved_model.pb', 'variables']
-    assert storage.listdir(f'gs://{bucket}/nothing/here') == []
-    assert storage.glob_files(f'gs://{bucket}/Trainer/*/3/*.pb') == [f'{url}/saved_model.pb']
-    state = storage.tree_state(url)  # the object's MD5 stands for its ETag, as S3's single-part uploads
-    assert state[f'{url}/saved_model.pb'] == (5, hashlib.md5(b'graph').hexdigest())
-    assert storage.stat(f'{url}/saved_model.pb') == {'size': 5, 'version': hashlib.md5(b'graph').hexdigest()}
-    assert storage.read_bytes(f'{url}/variables/variables.index') == b'index!'
-    assert storage.size(f'gs://{bucket}/Trainer') == 11
-    with pytest.raises(FileNotFoundError):
-        storage.read_bytes(f'{url}/nothing')
-    with storage.open_file(f'gs://{bucket}/notes/a.json', 'wb') as f:
-        f.write(b'{"a": 1}')
-    assert gcs.read(bucket, 'notes/a.json') == b'{"a": 1}'
-
-    copy = storage.local_copy(url)
-    assert copy == os.path.join(str(tmp_path / 'sluice-cache'), 'gs', bucket, 'Trainer', 'model', '3')
-    assert sorted(os.path.relpath(os.path.join(d, f), copy) for d, _, fs in os.walk(copy) for f in fs) == \
-        ['saved_model.pb', 'variables/variables.index']
-    storage.remove_tree(url)
-    assert gcs.keys(bucket) == ['notes/a.json'] and not os.path.exists(copy)
-
-
 def test_gcs_single_objects_for_push_destinations(gcs):
     bucket = gcs.bucket()
     dest = f'gs://{bucket}/serving'

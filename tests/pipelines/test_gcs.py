@@ -30,24 +30,16 @@ def penguin_gcs(gcs_server, tmp_path_factory):
 def test_every_node_runs_on_a_gcs_root_and_a_rerun_is_all_cached(penguin_gcs, gcs):
     pipeline, first = penguin_gcs
     store = pipeline.store()
-    [run] = store.runs('penguin')
-    assert set(pipeline.states(run.run_id).values()) == {'COMPLETE'}, pipeline.states(run.run_id)
-    keys = pipeline.server.keys(pipeline.bucket, 'runs/penguin/')
-    for execution in store.executions(run.run_id):
-        for key, artifacts in store.node_outputs(run.run_id, execution.node_id).items():
-            for artifact in artifacts:
-                assert artifact.uri.startswith(pipeline.root + '/'), artifact.uri
-                prefix = pipeline.key(artifact.uri) + '/'
-                assert [k for k in keys if k.startswith(prefix)], f'{execution.node_id}.{key}: no object under {artifact.uri}'
-    model = store.node_outputs(run.run_id, 'Trainer')['model'][0]
+    run_id, keys = pipeline.first_run_stored()
+    model = store.node_outputs(run_id, 'Trainer')['model'][0]
     assert f'{pipeline.key(model.uri)}/Format-Serving/saved_model.pb' in keys
-    examples = store.node_outputs(run.run_id, 'CsvExampleGen')['examples'][0]
+    examples = store.node_outputs(run_id, 'CsvExampleGen')['examples'][0]
     assert examples.get('input_base') == f'gs://{pipeline.bucket}/incoming'
     # Beam read the CSV from the emulator without a credential search (about 25 s when it searches).
-    [gen] = [r for r in store.executions(run.run_id) if r.node_id == 'CsvExampleGen']
+    [gen] = [r for r in store.executions(run_id) if r.node_id == 'CsvExampleGen']
     assert gen.update_time - gen.create_time < 20, (gen.create_time, gen.update_time)
 
-    pushed = store.node_outputs(run.run_id, 'Pusher')['pushed_model'][0]
+    pushed = store.node_outputs(run_id, 'Pusher')['pushed_model'][0]
     version = pushed.get('pushed_version')
     assert pushed.get('pushed') == 1 and f'Pusher: pushed to {pipeline.dest}/{version}' in first.stdout
     assert pushed.get('pushed_destination') == f'{pipeline.dest}/{version}'
@@ -60,7 +52,7 @@ def test_every_node_runs_on_a_gcs_root_and_a_rerun_is_all_cached(penguin_gcs, gc
     again = pipeline.run()
     assert again.returncode == 0, again.stdout[-3000:]
     rerun = pipeline.newest_run()
-    assert rerun != run.run_id
+    assert rerun != run_id
     assert set(pipeline.states(rerun).values()) == {'CACHED'}, pipeline.states(rerun)
 
 
@@ -78,10 +70,10 @@ def test_sluice_serve_follows_a_gcs_destination_through_a_promotion_a_cut_push_a
     pipeline, _ = penguin_gcs
     monkeypatch.setenv('SLUICE_CACHE_DIR', str(pipeline.work / 'cache'))
     store = pipeline.store()
-    run = min(store.runs('penguin'), key=lambda r: (r.create_time, r.run_id))
+    run_id = min(store.runs('penguin'), key=lambda r: (r.create_time, r.run_id)).run_id
     first = production(pipeline.dest).current
-    model = store.node_outputs(run.run_id, 'Trainer')['model'][0]
-    onnx = store.node_outputs(run.run_id, 'Trainer.onnx')['onnx_model'][0]
+    model = store.node_outputs(run_id, 'Trainer')['model'][0]
+    onnx = store.node_outputs(run_id, 'Trainer.onnx')['onnx_model'][0]
     other = tmp_path / 'other-model'  # the same weights with one more file: another content to promote
     shutil.copytree(storage.local_copy(model.uri), other)
     shutil.copytree(storage.local_copy(onnx.uri), tmp_path / 'other-onnx')
