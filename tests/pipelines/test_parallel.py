@@ -241,3 +241,50 @@ def test_the_onnx_export_runs_beside_the_evaluator(penguin_cli_run):
     assert together > 0.5, (export.create_time, export.update_time, evaluator.create_time, evaluator.update_time)
     assert pusher.create_time >= max(export.update_time, evaluator.update_time)
     assert export.outputs['onnx_model'][0].get('model_id') == trainer.outputs['model'][0].id
+
+
+def test_the_beam_dag_runner_runs_a_wave_of_nodes_at_once_and_the_next_after_it(tmp_path, text_dir):
+    """BeamDagRunner: the nodes of one depth in the DAG are one Beam stage, spread over the
+    DirectRunner's worker threads (``parallel``); the next depth's stage runs after it."""
+    from sluice import BeamDagRunner
+    from sluice.runners.beam import waves
+
+    path, url = branches_file(tmp_path, text_dir, 2.0, 3.0)
+    pipeline = load_pipeline(str(path))
+    assert waves(pipeline.components) == [['Source'], ['SlowA', 'SlowB'], ['Join']]
+    result = BeamDagRunner(progress=False, parallel=2).run(pipeline)
+    assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items() if n.error}
+    ex = latest(url, result.run_id)
+    a, b, join = ex['SlowA'], ex['SlowB'], ex['Join']
+    assert a.create_time < b.update_time and b.create_time < a.update_time, 'SlowA and SlowB did not overlap'
+    assert join.create_time >= max(a.update_time, b.update_time) >= ex['Source'].update_time
+    assert read_text(result['Join'].outputs['result']) == 'dlrow olleh|dlrow olleh'
+
+    again = load_pipeline(str(path))
+    again.enable_cache = False
+    serial = BeamDagRunner(progress=False, parallel=1).run(again)
+    ex = latest(url, serial.run_id)
+    first, second = sorted([ex['SlowA'], ex['SlowB']], key=lambda e: e.create_time)
+    assert first.update_time <= second.create_time, 'parallel=1: one node at a time'
+
+
+def test_ctrl_c_on_the_beam_dag_runner_with_two_nodes_running_and_resume(tmp_path, text_dir):
+    go = tmp_path / 'go'
+    path, url = branches_file(tmp_path, text_dir, 20, 20, until=go)
+    proc = sluice(['run', str(path), '--runner', 'beam', '--parallel', '2'], tmp_path)
+    run_id = wait_running(url, ['SlowA', 'SlowB'])
+    interrupted = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert time.monotonic() - interrupted < 15
+    assert f'sluice resume {run_id}' in out
+    ex = latest(url, run_id)
+    assert (ex['SlowA'].state, ex['SlowB'].state) == ('CANCELED', 'CANCELED')
+    assert 'Join' not in ex
+    go.touch()
+    resume = sluice(['resume', run_id, '--metadata', url, '--runner', 'beam', '--parallel', '2'], tmp_path)
+    out, err = resume.communicate(timeout=300)
+    assert resume.returncode == 0, out + err
+    ex = latest(url, run_id)
+    assert {n: e.state for n, e in ex.items()} == dict.fromkeys(['Source', 'SlowA', 'SlowB', 'Join'], 'COMPLETE')

@@ -78,7 +78,7 @@ def _runner(name: str, parallel: int | None = None) -> object:
         return LocalDagRunner(parallel=parallel)
     if name == 'beam':
         from sluice.runners.beam import BeamDagRunner
-        return BeamDagRunner()
+        return BeamDagRunner(parallel=parallel)
     raise CliError(f"Unknown runner {name!r}; use --runner local or --runner beam.")
 
 
