@@ -18,7 +18,9 @@ def beam_reaches_storage_emulator() -> None:
     """With ``STORAGE_EMULATOR_HOST`` set (a Cloud Storage emulator, which takes no credentials),
     Beam's gs:// reads and writes connect to it anonymously at once, as google-cloud-storage's own
     client does. Without this, Beam 2.61 first searches for Google credentials, retrying four times
-    with backoff (about 25 s in each process) before it connects anonymously all the same."""
+    with backoff (about 25 s in each process) before it connects anonymously all the same. It holds
+    for the rest of the process (Beam looks its credentials up once per process): an emulator is for
+    tests and development, not a process that also reaches Google Cloud."""
     if not os.environ.get('STORAGE_EMULATOR_HOST'):
         return
     from apache_beam.internal.gcp import auth

@@ -40,8 +40,10 @@ def client_module():
 
 @functools.lru_cache(maxsize=4)
 def client(settings: tuple) -> Any:
-    """One client per setting of the environment (``settings``: the storage layer's SETTINGS values)."""
-    return client_module().Client()
+    """One client per setting of the environment (``settings``: the storage layer's SETTINGS values).
+    No project is looked up: Sluice only reads and writes objects in existing buckets, which needs none
+    (``GOOGLE_CLOUD_PROJECT`` is passed on when set)."""
+    return client_module().Client(project=os.environ.get('GOOGLE_CLOUD_PROJECT') or None)
 
 
 def _retry():
@@ -105,21 +107,27 @@ class GcsFileSystem(AbstractFileSystem):
         blobs, prefixes = self._blobs(path, delimiter='/')
         entries = [_file_info(bucket, b) for b in blobs if b.name != key.rstrip('/') + '/']
         entries += [{'name': f'{bucket}/{p.rstrip("/")}', 'size': 0, 'type': 'directory'} for p in prefixes]
-        if not entries:
-            if key:
-                info = self.info(path)  # an object: itself; nothing: FileNotFoundError
-                entries = [info]
-            elif not self._bucket(bucket).exists(retry=_retry(), timeout=TIMEOUT):
-                raise FileNotFoundError(f'NoSuchBucket: there is no bucket {bucket}')
+        if not entries and key:  # (an empty bucket lists nothing; a missing one raised NotFound)
+            entries = [self.info(path)]  # an object: itself; nothing: FileNotFoundError
         return entries if detail else [e['name'] for e in entries]
+
+    def exists(self, path: str, **kwargs: Any) -> bool:
+        """False only for what is not there: any other error (refused, unreachable) is raised."""
+        try:
+            self.info(path)
+        except FileNotFoundError:
+            return False
+        return True
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         path = self._strip_protocol(path).rstrip('/')
         bucket, key = split(path)
-        if not key:
-            if self._bucket(bucket).exists(retry=_retry(), timeout=TIMEOUT):
-                return {'name': bucket, 'size': 0, 'type': 'directory'}
-            raise FileNotFoundError(f'NoSuchBucket: there is no bucket {bucket}')
+        if not key:  # by listing it: reading a bucket's own metadata takes a permission object roles lack
+            try:
+                next(iter(self.client.list_blobs(bucket, max_results=1, retry=_retry(), timeout=TIMEOUT)), None)
+            except _not_found():
+                raise FileNotFoundError(f'NoSuchBucket: there is no bucket {bucket}') from None
+            return {'name': bucket, 'size': 0, 'type': 'directory'}
         blob = self._bucket(bucket).get_blob(key, retry=_retry(), timeout=TIMEOUT)
         if blob is not None:
             return _file_info(bucket, blob)
@@ -198,10 +206,15 @@ class GcsFileSystem(AbstractFileSystem):
             raise FileNotFoundError(path)
 
     def _open(self, path: str, mode: str = 'rb', **kwargs: Any) -> Any:
-        """Reading: the object's bytes; writing: a buffer uploaded whole when it is closed."""
-        if 'r' in mode:
-            return io.BytesIO(self.cat_file(path))
-        return _Upload(self, path)
+        """Reading: the object in ranged reads of 1 MiB (a CSV's header line reads one); writing: a
+        buffer uploaded whole when it is closed."""
+        if 'r' not in mode:
+            return _Upload(self, path)
+        bucket, key = split(self._strip_protocol(path))
+        try:
+            return self._bucket(bucket).blob(key).open('rb', chunk_size=1 << 20, retry=_retry(), timeout=TIMEOUT)
+        except _not_found():
+            raise FileNotFoundError(path) from None
 
 
 class _Upload(io.BytesIO):

@@ -112,8 +112,8 @@ class BeamDagRunner(LocalDagRunner):
         options = PipelineOptions(list(args))
         direct = options.view_as(DirectOptions)
         local = options.view_as(StandardOptions).runner in (None, 'DirectRunner', 'direct', 'FnApiRunner')
-        if local and direct.direct_running_mode == 'multi_threading':
-            return max(1, direct.direct_num_workers or 1)
+        if local and direct.direct_running_mode == 'multi_threading':  # Beam: 0 workers is one per core
+            return direct.direct_num_workers if direct.direct_num_workers > 0 else available_cores()
         return 1
 
     def _schedule(self, session: Session) -> dict[str, NodeResult]:
@@ -140,8 +140,9 @@ class BeamDagRunner(LocalDagRunner):
                         earlier[0] if len(earlier) == 1 else tuple(earlier) | f'Done[{i}]' >> beam.Flatten()),)
                     earlier.append(p | f'Wave[{i}]' >> beam.Create(ids)
                                      | f'Launch[{",".join(ids)}]' >> beam.ParDo(_LaunchNode.make(token, attach), *done))
-        except KeyboardInterrupt:
-            session.cancel_in_flight('interrupted by the user')
+        except BaseException as e:  # the nodes still running in the DAG pipeline's other threads end CANCELED
+            session.cancel_in_flight('interrupted by the user' if isinstance(e, KeyboardInterrupt) else
+                                     f'the DAG pipeline stopped: {type(e).__name__}: {e}')
             raise
         finally:
             _SESSIONS.pop(token, None)

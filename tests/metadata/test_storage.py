@@ -48,6 +48,8 @@ def test_a_tree_goes_up_and_comes_back_with_sizes_and_etags(bucket_of, tmp_path)
     assert state[f'{url}/saved_model.pb'] == (5, hashlib.md5(b'graph').hexdigest())
     assert storage.stat(f'{url}/saved_model.pb') == {'size': 5, 'version': hashlib.md5(b'graph').hexdigest()}
     assert storage.read_bytes(f'{url}/variables/variables.index') == b'index!'
+    with storage.open_file(f'{url}/variables/variables.index') as f:
+        assert f.read(5) == b'index'
     assert storage.size(f'{scheme}://{bucket}/Trainer') == 11
     with pytest.raises(FileNotFoundError):
         storage.read_bytes(f'{url}/nothing')
@@ -133,6 +135,8 @@ def test_gcs_errors_name_the_url_and_the_setting(gcs, tmp_path, monkeypatch):
         s.bind(('127.0.0.1', 0))
         closed = s.getsockname()[1]
     monkeypatch.setenv('STORAGE_EMULATOR_HOST', f'http://127.0.0.1:{closed}')
+    with pytest.raises(storage.StorageError, match='cannot be reached'):  # not "it does not exist"
+        storage.exists('gs://b/runs/x')
     with pytest.raises(storage.StorageError, match=rf'^Cannot list gs://b/runs: the emulator at '
                                                    rf'http://127.0.0.1:{closed} cannot be reached: check '
                                                    r'STORAGE_EMULATOR_HOST \(an emulator\) or unset it for Google '

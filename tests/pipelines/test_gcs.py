@@ -1,7 +1,8 @@
 """A pipeline root, input files and a push destination on Google Cloud Storage (gcp-storage-emulator on
 loopback), as a user runs it: ``sluice run`` of a pipeline file whose root, data and destination are
 gs:// URLs, a cached re-run, ``sluice serve`` following the destination through a promotion, a push
-cut off before its record and a rollback, and the errors of an unreachable emulator. The emulator
+cut off before its record and a rollback, and a node failing on an unreachable emulator (a root there
+stops the run before it starts as on S3: tests/pipelines/test_object_store.py). The emulator
 ignores ``ifGenerationMatch``, so two pushers racing on one destination are tested on S3 only
 (tests/pipelines/test_s3_destination.py). Figures come from the store and the bucket's listing."""
 from __future__ import annotations
@@ -114,7 +115,7 @@ def test_sluice_serve_follows_a_gcs_destination_through_a_promotion_a_cut_push_a
     assert history(pipeline.dest)[2]['problem'].startswith('no push record (sluice_push.json): claimed by a push at ')
 
 
-def test_an_unreachable_emulator_fails_the_node_clearly_and_stops_a_run_whose_root_it_holds(penguin_gcs, tmp_path):
+def test_an_unreachable_emulator_fails_the_node_that_reads_clearly_and_is_not_retried(penguin_gcs, tmp_path):
     from serving_helpers import free_port
 
     pipeline, _ = penguin_gcs
@@ -132,12 +133,4 @@ def test_an_unreachable_emulator_fails_the_node_clearly_and_stops_a_run_whose_ro
     assert message in record.error and message in wrong.stdout
     assert 'Traceback' not in wrong.stdout + wrong.stderr
     assert took < 90, f'{took:.0f}s to give up on an unreachable endpoint'
-
-    runs_before = len(pipeline.store().runs('penguin'))
-    no_root = pipeline.run(STORAGE_EMULATOR_HOST=f'http://127.0.0.1:{port}')
-    assert no_root.returncode == 2
-    assert f'Cannot list {pipeline.root}: the emulator at http://127.0.0.1:{port} cannot be reached' in \
-        no_root.stdout + no_root.stderr
-    assert 'Traceback' not in no_root.stdout + no_root.stderr
-    assert len(pipeline.store().runs('penguin')) == runs_before
 
