@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +102,13 @@ class LoadedModel:
     output_shapes: dict[str, list[int]] = field(default_factory=dict)  # -1 where unknown
     load_seconds: float = 0.0
     loaded_at: float = field(default_factory=time.time)
+    # What answering takes here, measured at warm-up: per request and per row (see sluice.serving.app)
+    call_seconds: float = math.inf
+    row_seconds: float = math.inf
+
+    def seconds_for(self, rows: int) -> float:
+        """About how long answering ``rows`` rows takes in this process."""
+        return self.call_seconds + rows * self.row_seconds
 
     @property
     def missing(self) -> dict[str, Any]:
@@ -142,7 +150,10 @@ class LoadedModel:
                                    f'{_kind(row)}')
         names = {f.name for f in self.features}
         extra = set().union(*instances) - names
-        columns = {f.name: _column(f, [row.get(f.name) for row in instances], 'instance') for f in self.features}
+        columns = {}
+        for f in self.features:
+            name = f.name
+            columns[name] = _column(f, [row.get(name) for row in instances], 'instance')
         return self._feed(columns), len(instances), sorted(extra)
 
     def columns_feed(self, inputs: Any) -> tuple[dict[str, np.ndarray], int, list[str]]:
@@ -235,10 +246,9 @@ class LoadedModel:
         for dtype, features in self._by_dtype:
             block = None
             if dtype != 'string' and len(features) > 1:
-                try:
-                    with np.errstate(over='ignore'):  # a float32 overflow is found below, and named
-                        block = np.array([columns[f.name] for f in features], dtype=_NP[dtype])
-                except OverflowError:
+                try:  # a float32 overflow becomes inf (found below, and named)
+                    block = np.array([columns[f.name] for f in features], dtype=_NP[dtype])
+                except _OVERFLOW:
                     pass
             if block is None or block.ndim != 2 or (dtype == 'float32' and np.isinf(block).any()):
                 for f in features:
@@ -258,16 +268,24 @@ class LoadedModel:
     @staticmethod
     def _array(f: Feature, values: list) -> np.ndarray:
         try:
-            with np.errstate(over='ignore'):
-                array = np.array(values, dtype=_NP[f.dtype])
+            array = np.array(values, dtype=_NP[f.dtype])
         except OverflowError:
             raise RequestError(f'feature "{f.name}": a value is outside int64\'s range') from None
+        except RuntimeWarning:  # numpy's float32 overflow, where warnings are errors
+            array = np.full(len(values), np.inf, dtype=np.float32)  # the row is found below
+            array[np.abs(np.array(values, dtype=np.float64)) <= _FLOAT32_MAX] = 0
         if f.dtype == 'float32' and np.isinf(array).any():
             i = int(np.argmax(np.isinf(array)))
             raise RequestError(f'feature "{f.name}" of row {i}: {values[i]!r} is outside float32\'s range')
         return array.reshape(f.shape)
 
 
+# A float32 overflow when request values become arrays: numpy makes it inf with a RuntimeWarning (an
+# exception where warnings are errors). The inf is found and named; the warning says nothing more.
+warnings.filterwarnings('ignore', message='overflow encountered in cast', category=RuntimeWarning,
+                        module=__name__.replace('.', r'\.'))
+_OVERFLOW = (OverflowError, RuntimeWarning)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _PLAIN = {'float32': {float, int}, 'int64': {int}, 'string': {str}}
 _NONE = type(None)
 
@@ -430,6 +448,20 @@ def warm_up(model: LoadedModel, samples_file: str) -> None:
         if not worst <= SAMPLE_TOLERANCE:
             raise LoadError(f'the warm-up answers differ from the ones recorded at training by up to {worst:.3g} '
                             f'(tolerance {SAMPLE_TOLERANCE:g}): the model does not run here as it ran there')
+    rows = request['instances'] * (64 // len(request['instances']) or 1)  # a batch of 64 for the slope
+    one, many = _median_seconds(model, rows[:1]), _median_seconds(model, rows)
+    model.row_seconds = max(0.0, (many - one) / max(1, len(rows) - 1))
+    model.call_seconds = max(0.0, one - model.row_seconds)
+
+
+def _median_seconds(model: LoadedModel, rows: list, times: int = 11) -> float:
+    """The median time this process takes to answer ``rows`` with ``model`` (request to answer)."""
+    body, spent = {'instances': rows}, []
+    for _ in range(times):
+        started = time.perf_counter()
+        model.predict(body)
+        spent.append(time.perf_counter() - started)
+    return sorted(spent)[len(spent) // 2]
 
 
 def max_difference(got: Any, expected: Any) -> float:

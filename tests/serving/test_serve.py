@@ -521,3 +521,16 @@ def test_served_drift_as_a_component_runs_again_only_when_new_rows_were_served(p
     assert third['ServedDrift'].state == 'COMPLETE'
     with open(os.path.join(third['ServedDrift'].outputs['anomalies'].uri, 'drift.json')) as f:
         assert json.load(f)['served_rows'] == sent + more
+
+
+def test_the_rows_of_a_request_are_read_cheaply_for_the_inline_rule():
+    """A quick model's small requests for production are answered on the event loop (sluice.serving.app
+    INLINE_*): how many rows a body holds, in each request form, without checking it all."""
+    from sluice.serving.app import _rows
+
+    assert _rows({'instances': [{}, {}]}) == 2
+    assert _rows({'inputs': {'body_mass_g': [1.0, 2.0, 3.0], 'culmen_depth_mm': [1.0]}}) == 3  # the first column
+    assert _rows({'inputs': [{'name': 'body_mass_g', 'shape': [5, 1], 'datatype': 'FP32', 'data': []}]}) == 5
+    for unknown in ([], 'text', {}, {'instances': 'x'}, {'inputs': {'a': 1}}, {'inputs': [{'shape': 'x'}]},
+                    {'inputs': []}):
+        assert _rows(unknown) is None, unknown
