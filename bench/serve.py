@@ -120,6 +120,9 @@ async def _client(spec: dict) -> dict:
     await asyncio.sleep(max(0.0, spec['start'] - time.time()))
     cpu = time.process_time()
     logs = await asyncio.gather(*(_worker(c, requests[k:] + requests[:k], spec, state) for k, c in enumerate(conns)))
+    # From here on a stop must not cut the output short (the driver may send it as this client ends).
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     records = [(round(s + offset, 6), round(r + offset, 6), v, e) for done in logs for s, r, v, e in done]
     return {'records': records, 'cpu': time.process_time() - cpu}
 
