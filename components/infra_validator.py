@@ -124,7 +124,7 @@ class _Check:
 
 
 def _samples(model_dir: str) -> tuple[dict, list | None]:
-    from sluice.components.onnx_export.serving import SAMPLES_FILE
+    from sluice.components.onnx_export.loading import SAMPLES_FILE
     from sluice.components.production.destination import onnx_path
 
     found = onnx_path(model_dir)
@@ -153,7 +153,7 @@ def _candidate_dir(model: Model, onnx_uri: str | None, tmp_dir: str) -> str:
 class InfraValidatorExecutor(Executor):
     def run(self, *, model: Model, blessing: InfraBlessing, time_limit_seconds: float, requests: int,
             onnx_model: OnnxModel | None = None) -> None:
-        from sluice.components.onnx_export.serving import SAMPLE_TOLERANCE, max_difference
+        from sluice.components.onnx_export.loading import SAMPLE_TOLERANCE, max_difference
         from sluice.components.production.destination import onnx_path
 
         check_onnx_of(onnx_model, model, 'InfraValidator')

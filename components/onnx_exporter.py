@@ -121,7 +121,7 @@ class OnnxExporterExecutor(Executor):
         (with the ways out) when the signature cannot be exported, the check cannot run, or the
         difference exceeds the tolerance."""
         from sluice.components import onnx_export
-        from sluice.components.onnx_export.serving import SAMPLE_ROWS, write_samples
+        from sluice.components.onnx_export.loading import SAMPLE_ROWS, write_samples
 
         serving_dir = os.path.join(model.uri, SERVING_DIR)
         if not os.path.isfile(os.path.join(serving_dir, 'saved_model.pb')):

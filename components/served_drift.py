@@ -123,7 +123,7 @@ def training_artifacts(store: MetadataStore, model: dict) -> tuple[Any, Any]:
 
 
 def _model_inputs(version_path: str) -> list[str]:
-    from sluice.components.onnx_export.serving import open_model
+    from sluice.components.onnx_export.loading import open_model
     from sluice.components.production.destination import onnx_path
 
     found = onnx_path(version_path)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from sluice.metadata import storage
 from sluice.components.onnx_export.serving import LoadedModel, LoadError
-from sluice.components.onnx_export.serving import load as load_local
+from sluice.components.onnx_export.loading import load as load_local
 
 logger = logging.getLogger('sluice.serve')
 

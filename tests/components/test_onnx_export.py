@@ -128,7 +128,7 @@ def test_a_dense_signature_is_exported_with_its_own_inputs(tmp_path):
     """A signature taking the features themselves (as a Keras model saved with its default signature
     does) keeps its inputs: same names, dtypes and shapes, a value required; the check feeds the
     SavedModel the same rows as dense tensors, and a server answers rows by the features' names."""
-    from sluice.components.onnx_export.serving import open_model, write_samples
+    from sluice.components.onnx_export.loading import open_model, write_samples
 
     module = _dense_serving()
     directory = _save(str(tmp_path / 'model'), module.serve, module)

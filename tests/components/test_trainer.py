@@ -270,7 +270,7 @@ def test_a_dense_signature_is_exported_with_its_own_inputs_and_checked(dense_run
     import tensorflow as tf
 
     from sluice.components.onnx_export import make_session
-    from sluice.components.onnx_export.serving import load
+    from sluice.components.onnx_export.loading import load
 
     result, models, _ = dense_run
     assert result['dense.onnx'].state == 'COMPLETE', result['dense.onnx'].error

@@ -269,7 +269,7 @@ def test_taxi_pipeline_end_to_end_with_an_onnx_model_that_matches(taxi_cli):
     # sluice serve answers the same rows, given as a user gives them (JSON rows, missing values left out),
     # through the custom ops the taxi model needs (string hashing), from the destination.
     from sluice.components.onnx_export import dense_features
-    from sluice.components.onnx_export.serving import open_model, sample_request
+    from sluice.components.onnx_export.loading import open_model, sample_request
     description = [{'name': f.name, 'dtype': f.dtype, 'missing': f.missing}
                    for f in open_model(os.path.join(version, 'model.onnx')).features]
     request = sample_request(dense_features(records, description), description, rows=len(records))

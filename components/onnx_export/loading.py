@@ -1,0 +1,137 @@
+"""Loading a served model: an ONNX Runtime session on a pushed version or a Model artifact's ONNX copy,
+warmed up on the sample request the export stored beside it (``serving_samples.json``: the request
+and the answers the export got, which the warm-up must reproduce), and timed there for the server's
+choice of where a request runs (``LoadedModel.seconds_for``). Nothing here imports TensorFlow."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from sluice.components.onnx_export.serving import _ORT_TYPES, LoadedModel, LoadError, _features_of, is_missing
+
+SAMPLES_FILE = 'serving_samples.json'  # beside model.onnx: a request and the answers the export got
+SAMPLE_ROWS = 8
+SAMPLE_TOLERANCE = 1e-5  # the warm-up's answers against the Trainer's, same ONNX file and runtime
+
+
+def load(path: str, version: int, fingerprint: str) -> LoadedModel:
+    """An ONNX Runtime session on the ONNX model at ``path`` (a pushed version or a Model artifact),
+    warmed up on the sample rows pushed with it; raises LoadError with the reason."""
+    from sluice.components.production.destination import onnx_path
+
+    started = time.perf_counter()
+    onnx_file = onnx_path(path)
+    if onnx_file is None:
+        raise LoadError(f'{path} has no ONNX model (model.onnx): sluice serve answers with the ONNX copy a '
+                        "Trainer's export (its node <trainer id>.onnx) makes; push a model trained with "
+                        "export_onnx=True (where export_onnx='if_possible' could not export one, its OnnxModel's "
+                        'onnx_skipped says why)')
+    model = open_model(onnx_file, version, fingerprint, path)
+    warm_up(model, os.path.join(os.path.dirname(onnx_file), SAMPLES_FILE))
+    model.load_seconds = time.perf_counter() - started
+    return model
+
+
+def open_model(onnx_file: str, version: int = 0, fingerprint: str = '', path: str = '') -> LoadedModel:
+    from sluice.components.onnx_export.runtime import make_session
+
+    try:
+        session = make_session(onnx_file)
+    except Exception as e:  # onnxruntime's own reason (a truncated or corrupt file, an unknown op)
+        raise LoadError(f'{onnx_file} does not load in ONNX Runtime: {type(e).__name__}: {e}') from None
+    outputs = [(o.name, _ORT_TYPES.get(o.type, 'float32')) for o in session.get_outputs()]
+    shapes = {o.name: [d if isinstance(d, int) else -1 for d in (o.shape or [])] for o in session.get_outputs()}
+    return LoadedModel(version, fingerprint, path or os.path.dirname(onnx_file), session, _features_of(session),
+                       outputs, shapes)
+
+
+def write_samples(onnx_file: str, features: dict[str, np.ndarray], description: list[dict]) -> str:
+    """Writes ``serving_samples.json`` beside ``onnx_file``: a row-form request made of the first rows
+    of ``features`` and the model's answers to it, which a server checks its warm-up against."""
+    request = sample_request(features, description)
+    answer, _ = open_model(onnx_file).predict(request)
+    path = os.path.join(os.path.dirname(onnx_file), SAMPLES_FILE)
+    with open(path, 'w') as f:
+        json.dump({'request': request, 'predictions': answer['predictions']}, f, indent=1)
+    return path
+
+
+def warm_up(model: LoadedModel, samples_file: str) -> None:
+    """Answers the sample request pushed with the model and checks the answers against the ones the
+    Trainer recorded (a model pushed without samples is warmed up on one row of zeros and empty
+    strings)."""
+    if os.path.isfile(samples_file):
+        try:
+            with open(samples_file) as f:
+                samples = json.load(f)
+            request, expected = samples['request'], samples['predictions']
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise LoadError(f'{samples_file} is unreadable: {e}') from None
+    else:
+        zero = {'float32': 0.0, 'int64': 0, 'string': ''}
+        request, expected = {'instances': [{f.name: zero[f.dtype] for f in model.features}]}, None
+    try:
+        got = model.predict(request)[0]['predictions']
+    except Exception as e:
+        raise LoadError(f'the warm-up request ({samples_file}) fails: {type(e).__name__}: {e}') from None
+    if expected is not None:
+        worst = max_difference(got, expected)
+        if not worst <= SAMPLE_TOLERANCE:
+            raise LoadError(f'the warm-up answers differ from the ones recorded at training by up to {worst:.3g} '
+                            f'(tolerance {SAMPLE_TOLERANCE:g}): the model does not run here as it ran there')
+    rows = request['instances'] * (64 // len(request['instances']) or 1)  # a batch of 64 for the slope
+    try:
+        one, many = _median_seconds(model, rows[:1]), _median_seconds(model, rows)
+    except Exception:  # noqa: BLE001 - e.g. a model that takes only batches of its samples' size: left untimed
+        return
+    model.row_seconds = max(0.0, (many - one) / max(1, len(rows) - 1))
+    model.call_seconds = max(0.0, one - model.row_seconds)
+
+
+def _median_seconds(model: LoadedModel, rows: list, times: int = 11) -> float:
+    """The median time this process takes to answer ``rows`` with ``model`` (request to answer)."""
+    body, spent = {'instances': rows}, []
+    for _ in range(times):
+        started = time.perf_counter()
+        model.predict(body)
+        spent.append(time.perf_counter() - started)
+    return sorted(spent)[len(spent) // 2]
+
+
+def max_difference(got: Any, expected: Any) -> float:
+    """The largest absolute difference between two predictions (nested lists, dicts or scalars);
+    inf when their shapes or kinds differ."""
+    if isinstance(got, dict) and isinstance(expected, dict):
+        if set(got) != set(expected):
+            return math.inf
+        return max((max_difference(got[k], expected[k]) for k in got), default=0.0)
+    if isinstance(got, list) and isinstance(expected, list):
+        if len(got) != len(expected):
+            return math.inf
+        return max((max_difference(a, b) for a, b in zip(got, expected)), default=0.0)
+    if isinstance(got, (int, float)) and isinstance(expected, (int, float)):
+        return abs(float(got) - float(expected))
+    return 0.0 if got == expected else math.inf
+
+
+def sample_request(features: dict[str, np.ndarray], description: list[dict], rows: int = SAMPLE_ROWS) -> dict:
+    """The first ``rows`` examples of ``features`` (the ONNX inputs, dense convention) as a row-form
+    request: absent values (``missing``) are left out, as a user would."""
+    instances = []
+    n = min(rows, len(next(iter(features.values()))))
+    for i in range(n):
+        row = {}
+        for d in description:
+            value = np.asarray(features[d['name']]).reshape(-1)[i]
+            value = value.item() if hasattr(value, 'item') else value
+            missing = d.get('missing')
+            if is_missing(value, missing):
+                continue
+            row[d['name']] = value.decode('utf-8') if isinstance(value, bytes) else value
+        instances.append(row)
+    return {'instances': instances}
