@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 from dummies import read_text
 
 from sluice import LocalDagRunner, load_pipeline
@@ -124,15 +125,17 @@ def test_ctrl_c_with_two_nodes_running_cancels_both_and_resume_finishes_the_run(
     assert {n: e.state for n, e in ex.items()} == dict.fromkeys(['Source', 'SlowA', 'SlowB', 'Join'], 'COMPLETE')
 
 
-def test_a_kill_with_two_nodes_running_then_resume_runs_both_again(tmp_path, text_dir):
+@pytest.mark.parametrize('runner', ['local', 'beam'])
+def test_a_kill_with_two_nodes_running_then_resume_runs_both_again(tmp_path, text_dir, runner):
     path, url = branches_file(tmp_path, text_dir, 4, 4)
-    killed = sluice(['run', str(path), '--parallel', '2'], tmp_path, SLUICE_KILL_AT='SlowB:executor:1.5')
+    killed = sluice(['run', str(path), '--parallel', '2', '--runner', runner], tmp_path,
+                    SLUICE_KILL_AT='SlowB:executor:1.5')
     out, err = killed.communicate(timeout=300)
     assert killed.returncode == -9, out + err
     [run] = MetadataStore(url, create=False).runs()
     ex = latest(url, run.run_id)
     assert (ex['SlowA'].state, ex['SlowB'].state) == ('RUNNING', 'RUNNING')  # both in flight when killed
-    resume = sluice(['resume', run.run_id, '--metadata', url], tmp_path)
+    resume = sluice(['resume', run.run_id, '--metadata', url, '--runner', runner], tmp_path)
     out, err = resume.communicate(timeout=300)
     assert resume.returncode == 0, out + err
     runs = [e for e in executions(url, run.run_id)]
