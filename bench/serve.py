@@ -120,9 +120,9 @@ async def _client(spec: dict) -> dict:
     await asyncio.sleep(max(0.0, spec['start'] - time.time()))
     cpu = time.process_time()
     logs = await asyncio.gather(*(_worker(c, requests[k:] + requests[:k], spec, state) for k, c in enumerate(conns)))
-    # From here on a stop must not cut the output short (the driver may send it as this client ends).
-    asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # From here on a stop must not cut the output short (the driver may send it as this client ends):
+    # blocked, it stays pending until the process has written its records and exited.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     records = [(round(s + offset, 6), round(r + offset, 6), v, e) for done in logs for s, r, v, e in done]
     return {'records': records, 'cpu': time.process_time() - cpu}
 
@@ -390,7 +390,7 @@ def wait_swapped(server: Server, number: int, timeout: float) -> float | None:
     return None
 
 
-SWAP_CAP = 5_000_000  # requests per client process during the swaps, at most
+SWAP_CAP = 2_000_000  # requests per client process during the swaps, at most
 
 
 def swap_phase(example: str, models: list[str], args) -> dict:

@@ -17,6 +17,12 @@ from sluice.components.onnx_export.serving import _ORT_TYPES, LoadedModel, LoadE
 SAMPLES_FILE = 'serving_samples.json'  # beside model.onnx: a request and the answers the export got
 SAMPLE_ROWS = 8
 SAMPLE_TOLERANCE = 1e-5  # the warm-up's answers against the Trainer's, same ONNX file and runtime
+# A request a server answers on its event loop, not in a worker thread: one whose rows the model should
+# answer within INLINE_SECONDS (as timed at warm-up, at least MIN_ROW_SECONDS a row: a noisy slope
+# never makes rows free), and at most INLINE_ROWS of them (see sluice.serving.app).
+INLINE_SECONDS = 2.5e-4
+MIN_ROW_SECONDS = 5e-7
+INLINE_ROWS = 256
 
 
 def load(path: str, version: int, fingerprint: str) -> LoadedModel:
@@ -84,12 +90,23 @@ def warm_up(model: LoadedModel, samples_file: str) -> None:
         if not worst <= SAMPLE_TOLERANCE:
             raise LoadError(f'the warm-up answers differ from the ones recorded at training by up to {worst:.3g} '
                             f'(tolerance {SAMPLE_TOLERANCE:g}): the model does not run here as it ran there')
-    rows = request['instances'] * (64 // len(request['instances']) or 1)  # a batch of 64 for the slope
+    time_it(model, request.get('instances'))
+
+
+def time_it(model: LoadedModel, rows: Any) -> None:
+    """``model.call_seconds`` and ``row_seconds`` from answering 1 row and a batch of 64 made of
+    ``rows`` (the sample rows), for a model quick enough to be answered on a server's event loop; a
+    slower one (its first row over 4 x INLINE_SECONDS), or rows that cannot be timed, stay untimed (inf)."""
+    if not isinstance(rows, list) or not rows:
+        return
+    batch = rows * (64 // len(rows) or 1)
     try:
-        one, many = _median_seconds(model, rows[:1]), _median_seconds(model, rows)
+        if _median_seconds(model, batch[:1], times=1) > 4 * INLINE_SECONDS:
+            return
+        one, many = _median_seconds(model, batch[:1]), _median_seconds(model, batch)
     except Exception:  # noqa: BLE001 - e.g. a model that takes only batches of its samples' size: left untimed
         return
-    model.row_seconds = max(0.0, (many - one) / max(1, len(rows) - 1))
+    model.row_seconds = max(MIN_ROW_SECONDS, (many - one) / max(1, len(batch) - 1))
     model.call_seconds = max(0.0, one - model.row_seconds)
 
 

@@ -266,14 +266,14 @@ class LoadedModel:
     def _array(f: Feature, values: list) -> np.ndarray:
         try:
             array = np.array(values, dtype=_NP[f.dtype])
-        except OverflowError:
-            raise RequestError(f'feature "{f.name}": a value is outside int64\'s range') from None
-        except RuntimeWarning:  # numpy's float32 overflow, where warnings are errors
-            array = np.full(len(values), np.inf, dtype=np.float32)  # the row is found below
-            array[np.abs(np.array(values, dtype=np.float64)) <= _FLOAT32_MAX] = 0
-        if f.dtype == 'float32' and np.isinf(array).any():
-            i = int(np.argmax(np.isinf(array)))
-            raise RequestError(f'feature "{f.name}" of row {i}: {values[i]!r} is outside float32\'s range')
+        except _OVERFLOW:  # RuntimeWarning: numpy's float32 overflow, where warnings are errors
+            if f.dtype != 'float32':
+                raise RequestError(f'feature "{f.name}": a value is outside int64\'s range') from None
+            array = None
+        if f.dtype == 'float32' and (array is None or np.isinf(array).any()):
+            i = _outside_float32(values)
+            text = repr(values[i]) if len(repr(values[i])) <= 40 else repr(values[i])[:37] + '...'
+            raise RequestError(f'feature "{f.name}" of row {i}: {text} is outside float32\'s range')
         return array.reshape(f.shape)
 
 
@@ -284,6 +284,17 @@ warnings.filterwarnings('ignore', message='overflow encountered in cast', catego
 _OVERFLOW = (OverflowError, RuntimeWarning)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _PLAIN = {'float32': {float, int}, 'int64': {int}, 'string': {str}}
+
+
+def _outside_float32(values: list) -> int:
+    """The first row whose number float32 cannot hold (a missing value's NaN can be held)."""
+    for i, value in enumerate(values):
+        try:
+            if abs(float(value)) > _FLOAT32_MAX:
+                return i
+        except OverflowError:  # an int too large for a float
+            return i
+    return 0
 _NONE = type(None)
 
 

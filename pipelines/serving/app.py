@@ -29,17 +29,12 @@ from starlette.routing import Route
 
 from sluice.serving.follower import Follower, NotServed
 from sluice.serving.metrics import Metrics
+from sluice.components.onnx_export.loading import INLINE_ROWS, INLINE_SECONDS
 from sluice.components.onnx_export.serving import RequestError
 
 logger = logging.getLogger('sluice.serve')
 
 MAX_BODY_BYTES = 8 << 20
-# A request for the version in production is answered on the event loop, not in a worker thread, when
-# the model answers that many rows within INLINE_SECONDS (as measured at warm-up): handing a request to
-# a thread and back costs about 0.17 ms of CPU here, more than such a run (penguin: 45 us for 1 row,
-# about 0.1 ms for 64). Slower models (taxi: 0.45 ms for 64 rows) run in threads, where onnxruntime
-# releases the GIL and requests overlap.
-INLINE_SECONDS = 2.5e-4
 DRAIN_BYTES = 64 << 20  # an oversized body up to this size is read and dropped, so the client gets its 413
 _V1 = re.compile(r'^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?'
                  r'(?P<rest>/metadata|:[a-z]+)?$')
@@ -81,18 +76,16 @@ def _no_constant(name: str):
 
 
 def _rows(body) -> int | None:
-    """How many rows a request body holds, read cheaply (None: not known without checking it all)."""
+    """How many rows a TF Serving request body holds, read cheaply: the rows, or the longest column
+    (a request whose columns differ is refused before the model runs). None for anything else,
+    KServe v2 included (its shapes are checked only as the model is fed)."""
     if not isinstance(body, dict):
         return None
     rows, given = body.get('instances'), body.get('inputs')
     if isinstance(rows, list):
         return len(rows)
-    if isinstance(given, dict):  # v1 columns: {"feature": [values], ...}
-        first = next(iter(given.values()), None)
-        return len(first) if isinstance(first, list) else None
-    if isinstance(given, list) and given and isinstance(given[0], dict):  # v2: [{"shape": [n, 1], ...}]
-        shape = given[0].get('shape')
-        return shape[0] if isinstance(shape, list) and shape and isinstance(shape[0], int) else None
+    if isinstance(given, dict) and given:  # v1 columns: {"feature": [values], ...}
+        return max(len(v) if isinstance(v, list) else 1 for v in given.values())
     return None
 
 
@@ -121,8 +114,10 @@ class _Routes:
             body = await read_json(request, self.max_body)
             box: list = []  # the model, also when the call fails (its version labels the error)
             try:
-                if self._inline(version, label, body):
-                    answer, feed = self._work(version, label, call, body, box)
+                quick = self._inline(version, label, body)
+                if quick is not None:  # the model checked, not one a swap put in production meanwhile
+                    box.append(quick)
+                    answer, feed = call(quick, body)
                 else:
                     answer, feed = await run_in_threadpool(self._work, version, label, call, body, box)
             finally:
@@ -148,14 +143,20 @@ class _Routes:
         self.metrics.answered(model.version if model else None, api, code, time.perf_counter() - started, rows)
         return response
 
-    def _inline(self, version, label, body) -> bool:
-        """Whether to answer on the event loop: the version in production (never a load), a quick
-        model, a small request."""
+    def _inline(self, version, label, body):
+        """The model to answer with on the event loop, or None (then a worker thread answers). A
+        request for the version in production (no version or label, or the label "production") is
+        answered on the loop when it has at most INLINE_ROWS rows and the model should answer them
+        within INLINE_SECONDS (timed at warm-up): handing a request to a thread and back costs about
+        0.17 ms of CPU here, more than such a run (penguin: 47 us for 1 row, about 0.1 ms for 64).
+        Slower models (taxi: 0.41 ms before the first row) run in threads, where onnxruntime releases
+        the GIL and requests overlap."""
         current = self.follower.current
         if version is not None or label not in (None, 'production') or current is None:
-            return False
+            return None
         rows = _rows(body)
-        return rows is not None and current.seconds_for(rows) <= INLINE_SECONDS
+        quick = rows is not None and rows <= INLINE_ROWS and current.seconds_for(rows) <= INLINE_SECONDS
+        return current if quick else None
 
     def _work(self, version, label, call, body, box: list):
         """In a worker thread: picking a version may load it, and the model runs there."""

@@ -525,12 +525,27 @@ def test_served_drift_as_a_component_runs_again_only_when_new_rows_were_served(p
 
 def test_the_rows_of_a_request_are_read_cheaply_for_the_inline_rule():
     """A quick model's small requests for production are answered on the event loop (sluice.serving.app
-    INLINE_*): how many rows a body holds, in each request form, without checking it all."""
+    ``_inline``): how many rows a TF Serving body holds, without checking it all; KServe v2 bodies are
+    never counted (their shapes are checked only as the model is fed), so they run in a thread."""
     from sluice.serving.app import _rows
 
     assert _rows({'instances': [{}, {}]}) == 2
-    assert _rows({'inputs': {'body_mass_g': [1.0, 2.0, 3.0], 'culmen_depth_mm': [1.0]}}) == 3  # the first column
-    assert _rows({'inputs': [{'name': 'body_mass_g', 'shape': [5, 1], 'datatype': 'FP32', 'data': []}]}) == 5
-    for unknown in ([], 'text', {}, {'instances': 'x'}, {'inputs': {'a': 1}}, {'inputs': [{'shape': 'x'}]},
-                    {'inputs': []}):
+    assert _rows({'inputs': {'body_mass_g': [1.0, 2.0, 3.0], 'culmen_depth_mm': [1.0]}}) == 3  # the longest
+    assert _rows({'inputs': {'body_mass_g': 1.0}}) == 1
+    for unknown in ([], 'text', {}, {'instances': 'x'}, {'inputs': {}}, {'inputs': []},
+                    {'inputs': [{'name': 'body_mass_g', 'shape': [1, 9], 'datatype': 'FP32', 'data': [0.0] * 9}]}):
         assert _rows(unknown) is None, unknown
+
+
+def test_a_float32_overflow_names_its_row_and_a_missing_value_is_not_one():
+    """In this process warnings are errors (pyproject's filterwarnings), as they may be in a user's:
+    numpy's overflow warning is then an exception, and the row is still found and named."""
+    from sluice.components.onnx_export.serving import Feature, LoadedModel, RequestError
+
+    optional = Feature('body_mass_g', 'float32', False, float('nan'))
+    with pytest.raises(RequestError, match=r'^feature "body_mass_g" of row 1: 1e\+39 is outside float32\'s range$'):
+        LoadedModel._array(optional, [float('nan'), 1e39])
+    with pytest.raises(RequestError, match=r'^feature "body_mass_g" of row 1: 1000000000000000000000000000000000000'
+                                           r'\.\.\. is outside float32\'s range$'):
+        LoadedModel._array(optional, [1.0, 10 ** 400])
+    assert LoadedModel._array(optional, [1.0, float('nan')]).shape == (2, 1)
