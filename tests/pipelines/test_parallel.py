@@ -101,10 +101,11 @@ def test_nodes_the_dag_does_not_order_run_at_once_and_their_downstream_waits(tmp
     assert ex['SlowA'].update_time <= ex['SlowB'].create_time
 
 
-def test_ctrl_c_with_two_nodes_running_cancels_both_and_resume_finishes_the_run(tmp_path, text_dir):
+@pytest.mark.parametrize('runner', ['local', 'beam'])
+def test_ctrl_c_with_two_nodes_running_cancels_both_and_resume_finishes_the_run(tmp_path, text_dir, runner):
     go = tmp_path / 'go'
     path, url = branches_file(tmp_path, text_dir, 20, 20, until=go)
-    proc = sluice(['run', str(path), '--parallel', '2'], tmp_path)
+    proc = sluice(['run', str(path), '--parallel', '2', '--runner', runner], tmp_path)
     run_id = wait_running(url, ['SlowA', 'SlowB'])
     interrupted = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -118,7 +119,7 @@ def test_ctrl_c_with_two_nodes_running_cancels_both_and_resume_finishes_the_run(
     assert 'Join' not in ex
     assert not [d for d in os.listdir(tmp_path / 'root' / '.sluice-tmp') if d.startswith('Slow')]
     go.touch()  # the resumed nodes need not take their 20 s
-    resume = sluice(['resume', run_id, '--metadata', url, '--parallel', '2'], tmp_path)
+    resume = sluice(['resume', run_id, '--metadata', url, '--parallel', '2', '--runner', runner], tmp_path)
     out, err = resume.communicate(timeout=300)
     assert resume.returncode == 0, out + err
     ex = latest(url, run_id)
@@ -269,25 +270,3 @@ def test_the_beam_dag_runner_runs_a_wave_of_nodes_at_once_and_the_next_after_it(
     ex = latest(url, serial.run_id)
     first, second = sorted([ex['SlowA'], ex['SlowB']], key=lambda e: e.create_time)
     assert first.update_time <= second.create_time, 'parallel=1: one node at a time'
-
-
-def test_ctrl_c_on_the_beam_dag_runner_with_two_nodes_running_and_resume(tmp_path, text_dir):
-    go = tmp_path / 'go'
-    path, url = branches_file(tmp_path, text_dir, 20, 20, until=go)
-    proc = sluice(['run', str(path), '--runner', 'beam', '--parallel', '2'], tmp_path)
-    run_id = wait_running(url, ['SlowA', 'SlowB'])
-    interrupted = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out + err
-    assert time.monotonic() - interrupted < 15
-    assert f'sluice resume {run_id}' in out
-    ex = latest(url, run_id)
-    assert (ex['SlowA'].state, ex['SlowB'].state) == ('CANCELED', 'CANCELED')
-    assert 'Join' not in ex
-    go.touch()
-    resume = sluice(['resume', run_id, '--metadata', url, '--runner', 'beam', '--parallel', '2'], tmp_path)
-    out, err = resume.communicate(timeout=300)
-    assert resume.returncode == 0, out + err
-    ex = latest(url, run_id)
-    assert {n: e.state for n, e in ex.items()} == dict.fromkeys(['Source', 'SlowA', 'SlowB', 'Join'], 'COMPLETE')
