@@ -72,7 +72,7 @@ def md5_hex(blob: Any) -> str:
 
 def _file_info(bucket: str, blob: Any) -> dict[str, Any]:
     return {'name': f'{bucket}/{blob.name}', 'size': int(blob.size or 0), 'type': 'file', 'ETag': md5_hex(blob),
-            'generation': blob.generation, 'LastModified': blob.updated}
+            'generation': blob.generation}
 
 
 class GcsFileSystem(AbstractFileSystem):
@@ -80,7 +80,6 @@ class GcsFileSystem(AbstractFileSystem):
 
     protocol = ('gs', 'gcs')
     root_marker = ''
-    client_module = staticmethod(client_module)
 
     def __init__(self, settings: tuple = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)

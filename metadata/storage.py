@@ -7,8 +7,8 @@ google-cloud-storage client; no gcsfs release installs beside this stack). Both 
 credentials the way every AWS and Google tool does: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``AWS_DEFAULT_REGION``; ``GOOGLE_APPLICATION_CREDENTIALS``,
 ``STORAGE_EMULATOR_HOST``. Sluice never reads a key itself, so none can reach a message, a log or the
-metadata store. Errors from the store
-come back as ``StorageError`` naming the URL, what failed and which variable to set.
+metadata store. Errors from the store come back as ``StorageError`` naming the URL, what failed and
+which variable to set.
 
     >>> join('s3://models/penguin', 'Trainer', 'model', '7')
     's3://models/penguin/Trainer/model/7'
@@ -72,8 +72,8 @@ SETTINGS = ('AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3', 'AWS_ACCESS_KEY_ID', 'AWS
 def _filesystem(kind: str, settings: tuple) -> Any:
     try:
         if kind == 'gs':
-            from sluice.metadata.gcs import GcsFileSystem
-            GcsFileSystem.client_module()  # the client library, or ImportError now
+            from sluice.metadata.gcs import GcsFileSystem, client_module
+            client_module()  # the client library, or ImportError now
             return GcsFileSystem(settings, skip_instance_cache=True)
         import fsspec
         return fsspec.filesystem(kind, skip_instance_cache=True)
@@ -422,8 +422,8 @@ def create_exclusive(uri: str, data: bytes) -> bool:
     ``PutObject`` with ``If-None-Match: *``, GCS's ``ifGenerationMatch=0``): True if this call created
     it, False if one existed (or another writer's conditional create of it was under way)."""
     bucket, key = _bucket_key(uri)
-    if _gcs(uri):
-        return _gcs(uri).create_exclusive(_settings(), bucket, key, data)
+    if gcs := _gcs(uri):
+        return gcs.create_exclusive(_settings(), bucket, key, data)
     try:
         _s3_client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch='*')
     except Exception as e:  # noqa: BLE001 - botocore's ClientError; anything else goes to _guarded
@@ -438,8 +438,8 @@ def put_object(uri: str, source: str | bytes) -> str:
     """Write one object in a single request (so its ETag is the MD5 of its bytes, unless an S3 bucket
     encrypts with KMS): ``source`` is the bytes or a local file's path. Returns the ETag."""
     bucket, key = _bucket_key(uri)
-    if _gcs(uri):
-        return _gcs(uri).put_object(_settings(), bucket, key, source)
+    if gcs := _gcs(uri):
+        return gcs.put_object(_settings(), bucket, key, source)
     if isinstance(source, bytes):
         answer = _s3_client().put_object(Bucket=bucket, Key=key, Body=source)
     else:
@@ -455,8 +455,8 @@ def copy_object(uri: str, source_uri: str) -> None:
     source_bucket, source_key = _bucket_key(source_uri)
     if scheme(uri) != scheme(source_uri):
         put_object(uri, read_bytes(source_uri))
-    elif _gcs(uri):
-        _gcs(uri).copy_object(_settings(), bucket, key, source_bucket, source_key)
+    elif gcs := _gcs(uri):
+        gcs.copy_object(_settings(), bucket, key, source_bucket, source_key)
     else:
         _s3_client().copy_object(Bucket=bucket, Key=key, CopySource={'Bucket': source_bucket, 'Key': source_key})
 
@@ -468,8 +468,8 @@ def list_objects(uri: str) -> dict[str, dict[str, Any]]:
     Empty when there is none."""
     bucket, key = _bucket_key(uri)
     prefix = key.rstrip('/') + '/' if key else ''
-    if _gcs(uri):
-        return _gcs(uri).list_objects(_settings(), bucket, prefix)
+    if gcs := _gcs(uri):
+        return gcs.list_objects(_settings(), bucket, prefix)
     found = {}
     for page in _s3_client().get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get('Contents', []):
@@ -483,8 +483,8 @@ def list_prefixes(uri: str) -> list[str]:
     """The names of the "directories" directly under ``uri`` (common prefixes), sorted."""
     bucket, key = _bucket_key(uri)
     prefix = key.rstrip('/') + '/' if key else ''
-    if _gcs(uri):
-        return _gcs(uri).list_prefixes(_settings(), bucket, prefix)
+    if gcs := _gcs(uri):
+        return gcs.list_prefixes(_settings(), bucket, prefix)
     names = []
     for page in _s3_client().get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix=prefix, Delimiter='/'):
         names += [p['Prefix'][len(prefix):].rstrip('/') for p in page.get('CommonPrefixes', [])]

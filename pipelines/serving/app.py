@@ -114,7 +114,7 @@ class _Routes:
             body = await read_json(request, self.max_body)
             box: list = []  # the model, also when the call fails (its version labels the error)
             try:
-                quick = self._inline(version, label, body)
+                quick = self._quick_model(version, label, body)
                 if quick is not None:  # the model checked, not one a swap put in production meanwhile
                     box.append(quick)
                     answer, feed = call(quick, body)
@@ -143,7 +143,7 @@ class _Routes:
         self.metrics.answered(model.version if model else None, api, code, time.perf_counter() - started, rows)
         return response
 
-    def _inline(self, version, label, body):
+    def _quick_model(self, version, label, body):
         """The model to answer with on the event loop, or None (then a worker thread answers). A
         request for the version in production (no version or label, or the label "production") is
         answered on the loop when it has at most INLINE_ROWS rows and the model should answer them

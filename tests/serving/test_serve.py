@@ -525,7 +525,7 @@ def test_served_drift_as_a_component_runs_again_only_when_new_rows_were_served(p
 
 def test_the_rows_of_a_request_are_read_cheaply_for_the_inline_rule():
     """A quick model's small requests for production are answered on the event loop (sluice.serving.app
-    ``_inline``): how many rows a TF Serving body holds, without checking it all; KServe v2 bodies are
+    ``_quick_model``): how many rows a TF Serving body holds, without checking it all; KServe v2 bodies are
     never counted (their shapes are checked only as the model is fed), so they run in a thread."""
     from sluice.serving.app import _rows
 
