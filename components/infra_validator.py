@@ -7,8 +7,10 @@ It starts ``sluice serve`` on the candidate's directory in a child process on a 
 (the same code, runtime and custom ops that will serve it in production), waits for it to load and
 warm up, sends the sample request stored with the model's ONNX copy (``serving_samples.json``, written
 by the OnnxExporter; ``onnx_model`` is wired by itself when ``model`` is a Trainer's) ``requests``
-times, and checks the answers against the ones the export recorded. It blesses
-the model only if all of that happens within ``time_limit_seconds``. It always writes an InfraBlessing:
+times, and checks the answers against the ones the export recorded. With ``examples`` (as TFX's
+InfraValidator takes them) it also sends ``num_examples`` of them from ``split_name`` (default: the
+first split, as TFX) as one request of raw rows, which must be answered with one finite prediction
+per row. It blesses the model only if all of that happens within ``time_limit_seconds``. It always writes an InfraBlessing:
 an ``INFRA_BLESSED`` or ``INFRA_NOT_BLESSED`` file (as TFX's), ``infra_validation.json`` (the verdict,
 why, the load time and the answers' latencies) and the server's log (``serve.log``). A Pusher given
 ``infra_blessing`` pushes nothing unless it is blessed.
@@ -28,7 +30,7 @@ from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.executor import Executor
 from sluice.components.onnx_exporter import WithOnnxDriver, check_onnx_of, onnx_dir, wire_onnx
 from sluice.components.production.destination import SERVING_DIR
-from sluice.metadata.artifact import InfraBlessing, Model, OnnxModel
+from sluice.metadata.artifact import Examples, InfraBlessing, Model, OnnxModel
 
 NAME = 'candidate'
 
@@ -150,9 +152,30 @@ def _candidate_dir(model: Model, onnx_uri: str | None, tmp_dir: str) -> str:
     return staged
 
 
+def _example_request(examples: Examples, split: str, rows: int, onnx_file: str) -> tuple[dict, str]:
+    """A row-form request of the first ``rows`` examples of ``split`` (the model's raw inputs, read as
+    the ONNX model describes them), and the split read; raises ValueError naming what is wrong."""
+    from sluice.components.onnx_export import OnnxExportError
+    from sluice.components.onnx_export.loading import open_model, sample_request
+    from sluice.components.onnx_export.runtime import dense_features
+    from sluice.components.onnx_exporter import read_records
+
+    split = split or (examples.split_names[0] if examples.split_names else '')
+    if split not in examples.split_names:
+        raise ValueError(f"{examples!r} has no split {split!r} (its splits: {', '.join(examples.split_names) or 'none'}); "
+                         'give split_name= one of them')
+    description = [{'name': f.name, 'dtype': f.dtype, 'missing': f.missing} for f in open_model(onnx_file).features]
+    try:
+        features = dense_features(read_records(examples, split, rows), description)
+    except (OnnxExportError, FileNotFoundError) as e:
+        raise ValueError(f"the '{split}' examples of {examples!r} do not fit the model's inputs: {e}") from e
+    return sample_request(features, description, rows=rows), split
+
+
 class InfraValidatorExecutor(Executor):
     def run(self, *, model: Model, blessing: InfraBlessing, time_limit_seconds: float, requests: int,
-            onnx_model: OnnxModel | None = None) -> None:
+            num_examples: int, split_name: str, onnx_model: OnnxModel | None = None,
+            examples: Examples | None = None) -> None:
         from sluice.components.onnx_export.loading import SAMPLE_TOLERANCE, max_difference
         from sluice.components.production.destination import onnx_path
 
@@ -171,6 +194,9 @@ class InfraValidatorExecutor(Executor):
                 report['load_seconds'] = round(time.monotonic() - check.started, 3)
                 if not why:
                     why = self._answers(check, *_samples(model_dir), requests, report, max_difference, SAMPLE_TOLERANCE)
+                if not why and examples is not None:
+                    why = self._examples_answered(check, examples, split_name, num_examples,
+                                                  onnx_path(model_dir), report)
         finally:
             check.stop()
         blessed = not why
@@ -214,6 +240,39 @@ class InfraValidatorExecutor(Executor):
                                      'median': sorted(latencies)[len(latencies) // 2]}
         return ''
 
+    @staticmethod
+    def _examples_answered(check: _Check, examples: Examples, split_name: str, rows: int, onnx_file: str,
+                           report: dict) -> str:
+        """Sends ``rows`` of the examples as one request; '' if each got one finite prediction in time."""
+        import math
+
+        try:
+            request, split = _example_request(examples, split_name, rows, onnx_file)
+        except ValueError as e:
+            return str(e)
+        sent = len(request['instances'])
+        if check.left() <= 0:
+            return f'no time left for the request of {sent} examples within time_limit_seconds={check.timeout:g}'
+        try:
+            code, body = _call(f'{check.url}/v1/models/{NAME}:predict', request, timeout=check.left())
+        except OSError as e:
+            return f"the request of {sent} '{split}' examples got no answer: {e}"
+        if code != 200:
+            return f"the request of {sent} '{split}' examples was answered with status {code}: {body.get('error', body)}"
+        predictions = body.get('predictions') or []
+
+        def finite(value) -> bool:
+            if isinstance(value, dict):
+                return all(finite(v) for v in value.values())
+            if isinstance(value, list):
+                return all(finite(v) for v in value)
+            return not isinstance(value, float) or math.isfinite(value)
+        if len(predictions) != sent or not finite(predictions):
+            return (f"the request of {sent} '{split}' examples was answered with {len(predictions)} predictions"
+                    + ('' if len(predictions) != sent else ', not all of them finite numbers'))
+        report['examples'] = {'split': split, 'rows': sent}
+        return ''
+
 
 def _check_timeout(value: float) -> None:
     if not value > 0:
@@ -225,6 +284,11 @@ def _check_requests(value: int) -> None:
         raise ValueError(f'requests must be at least 1 (the sample request is sent that many times), got {value}')
 
 
+def _check_num_examples(value: int) -> None:
+    if value < 1:
+        raise ValueError(f'num_examples must be at least 1 (that many examples make the request), got {value}')
+
+
 class InfraValidator(Component):
     """Blesses a model only if ``sluice serve`` loads it and answers its sample request in time."""
     model = Input(Model)
@@ -232,6 +296,9 @@ class InfraValidator(Component):
     blessing = Output(InfraBlessing)
     time_limit_seconds = Parameter(float, default=60.0, check=_check_timeout)
     requests = Parameter(int, default=10, check=_check_requests)
+    examples = Input(Examples, optional=True)  # raw examples (ExampleGen's): rows of them are sent too
+    num_examples = Parameter(int, default=1, check=_check_num_examples)  # TFX's RequestSpec.num_examples
+    split_name = Parameter(str, default='')  # '': the first split, as TFX
     libraries = ('onnxruntime', 'onnxruntime-extensions', 'fastapi', 'uvicorn')
     executor = InfraValidatorExecutor
     driver = WithOnnxDriver

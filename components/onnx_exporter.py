@@ -139,7 +139,7 @@ class OnnxExporterExecutor(Executor):
             raise onnx_export.OnnxExportError(
                 f'tf2onnx could not convert the serving_default signature of {serving_dir}: {type(e).__name__}: '
                 f'{e}. {_ONNX_WAYS}') from e
-        records = _read_records(raw_examples, eval_split, ONNX_CHECK_ROWS)
+        records = read_records(raw_examples, eval_split, ONNX_CHECK_ROWS)
         try:
             diff = onnx_export.max_abs_diff(serving_dir, onnx_path, inputs, records)
             # A request of the first rows and the answers, for servers to warm up on and check (sluice.serving).
@@ -157,7 +157,7 @@ class OnnxExporterExecutor(Executor):
         return inputs, diff
 
 
-def _read_records(examples: Examples, split: str, limit: int) -> list[bytes]:
+def read_records(examples: Examples, split: str, limit: int) -> list[bytes]:
     import tensorflow as tf
 
     files = sorted(glob.glob(os.path.join(examples.split_uri(split), '*')))

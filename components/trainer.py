@@ -52,9 +52,11 @@ HYPERPARAMETERS_FILE = 'best_hyperparameters.txt'  # a HyperParameters artifact'
 
 @dataclass
 class DataAccessor:
-    """How ``run_fn`` reads examples, as in TFX: ``tf_dataset_factory(file_pattern, options, schema)``."""
+    """How ``run_fn`` reads examples, as in TFX: ``tf_dataset_factory(file_pattern, options, schema)``.
+    ``data_view_decode_fn`` is None, as TFX's is for a Trainer given no DataView (Sluice has none)."""
     tf_dataset_factory: Callable[..., Any]
     record_batch_factory: Callable[..., Any]
+    data_view_decode_fn: Callable[..., Any] | None = None
 
 
 def _patterns(file_pattern: Any) -> list[str]:

@@ -355,7 +355,8 @@ def test_infra_validator_maps_tfx_specs_and_the_pusher_takes_the_model_it_checke
                                            num_examples=3, make_warmup=True),
         validation_spec=tfx.proto.ValidationSpec(max_loading_time_seconds=90))
     assert isinstance(infra, native.InfraValidator)
-    assert infra.parameters['time_limit_seconds'] == 90.0 and infra.parameters['requests'] == 3
+    assert infra.parameters['time_limit_seconds'] == 90.0 and infra.parameters['num_examples'] == 3
+    assert infra.inputs['examples'] is gen.outputs['examples'] and infra.parameters['split_name'] == ''
     assert tfx.components.InfraValidator(model=trainer.outputs['model'], serving_spec=spec).parameters[
         'time_limit_seconds'] == 300.0  # TFX's default loading limit when the spec leaves it unset
     # TFX's make_warmup wiring: the Pusher has no model input of its own; it pushes the one checked.
@@ -476,3 +477,6 @@ def test_module_file_in_tfx_style_imports_through_the_one_line_change():
     assert 'from sluice.tfx import v1 as tfx' in source
     assert not re.search(r'^\s*(from tfx[ .]|import tfx\b)', source, re.M)  # nothing imported from TFX itself
     assert 'def run_fn(fn_args: tfx.components.FnArgs)' in source  # (the module runs in every shape above)
+    # TFX's DataAccessor has a third field, None for a Trainer given no DataView (Sluice has none).
+    accessor = tfx.components.DataAccessor(tf_dataset_factory=len, record_batch_factory=len)
+    assert accessor.data_view_decode_fn is None and accessor.tf_dataset_factory is len

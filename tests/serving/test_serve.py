@@ -21,7 +21,7 @@ import shared_runs
 from serving_helpers import INFRA_PENGUIN, PENGUIN, call, promote, serving, sluice
 
 from sluice.components.infra_validator import InfraValidatorExecutor
-from sluice.metadata.artifact import InfraBlessing, Model, OnnxModel
+from sluice.metadata.artifact import Examples, InfraBlessing, Model, OnnxModel
 
 FEATURES = ['body_mass_g', 'culmen_depth_mm', 'culmen_length_mm', 'flipper_length_mm']
 ROW = {'culmen_length_mm': 0.25, 'culmen_depth_mm': 0.67, 'flipper_length_mm': 0.15, 'body_mass_g': 0.29}
@@ -383,6 +383,7 @@ def test_a_model_that_loads_and_answers_is_infra_blessed_and_pushed(penguin_run)
     with open(os.path.join(blessing, 'infra_validation.json')) as f:
         report = json.load(f)
     assert report['blessed'] is True and report['reason'] == 'loaded and answered 10 requests within 60 s'
+    assert report['examples'] == {'split': 'eval', 'rows': 20}  # the ExampleGen's examples, one request
     assert 0 < report['load_seconds'] < 60 and report['latency_seconds']['max'] < 60
     assert os.path.isfile(os.path.join(blessing, 'INFRA_BLESSED'))
     assert f"InfraValidator: INFRA_BLESSED model #{report['model_id']}: loaded and answered" in output
@@ -417,12 +418,42 @@ def test_a_model_that_does_not_load_in_time_is_not_blessed(models, tmp_path):
     model, onnx_model = Model(uri=models[-1][0]), OnnxModel(uri=models[-1][1], model_id=42)
     model.id = 42
     InfraValidatorExecutor(tmp_dir=str(tmp_path / 'tmp')).run(model=model, blessing=blessing, time_limit_seconds=0.2,
-                                                               requests=3, onnx_model=onnx_model)
+                                                               requests=3, num_examples=1, split_name='',
+                                                               onnx_model=onnx_model)
     with open(tmp_path / 'infra_validation.json') as f:
         report = json.load(f)
     assert blessing.get('blessed') == 0 and report['blessed'] is False
     assert report['reason'].startswith('the model did not load within time_limit_seconds=0.2: ')
     assert os.path.isfile(tmp_path / 'INFRA_NOT_BLESSED') and blessing.get('current_model_id') == 42
+
+
+def test_examples_that_do_not_fit_the_model_or_a_missing_split_are_not_blessed(models, penguin_run, tmp_path):
+    """The InfraValidator's request of examples: a split the Examples lack, and examples without a
+    feature the model needs, each make the check fail naming what is wrong (no server error, no bless)."""
+    import tensorflow as tf
+
+    [examples_dir] = glob.glob(os.path.join(penguin_run, 'runs', 'penguin', 'CsvExampleGen', 'examples', '*'))[:1]
+    model, onnx_model = Model(uri=models[-1][0]), OnnxModel(uri=models[-1][1], model_id=7)
+    model.id = 7
+    broken = tmp_path / 'broken'
+    (broken / 'Split-eval').mkdir(parents=True)
+    with tf.io.TFRecordWriter(str(broken / 'Split-eval' / 'data.gz'), options='GZIP') as writer:
+        writer.write(tf.train.Example(features=tf.train.Features(feature={
+            'bill_length_mm': tf.train.Feature(float_list=tf.train.FloatList(value=[40.0]))})).SerializeToString())
+    cases = [(Examples(uri=examples_dir, split_names='["train", "eval"]'), 'test',
+              "has no split 'test' (its splits: train, eval); give split_name= one of them"),
+             (Examples(uri=str(broken), split_names='["eval"]'), '',
+              "the 'eval' examples of Examples"), ]
+    for i, (examples, split, why) in enumerate(cases):
+        out = tmp_path / f'blessing-{i}'
+        out.mkdir()
+        blessing = InfraBlessing(uri=str(out))
+        InfraValidatorExecutor(tmp_dir=str(tmp_path / f'tmp-{i}')).run(
+            model=model, blessing=blessing, time_limit_seconds=60, requests=1, onnx_model=onnx_model,
+            examples=examples, split_name=split, num_examples=3)
+        reason = json.loads((out / 'infra_validation.json').read_text())['reason']
+        assert blessing.get('blessed') == 0 and why in reason, reason
+    assert "do not fit the model's inputs: example has no value for the required feature" in reason, reason
 
 
 # -- drift of the served data ------------------------------------------------------------------------

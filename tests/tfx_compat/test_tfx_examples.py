@@ -8,6 +8,7 @@ author runs it, ``python FILE.py`` with ``HOME`` set to a directory laid out as 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pathlib
 import re
@@ -35,13 +36,14 @@ def repoint(source: str) -> str:
 
 @pytest.fixture(scope='module')
 def tfx_examples() -> pathlib.Path:
-    """``tfx/examples`` of TFX's wheel, extracted into the user's cache directory (kept between runs)."""
+    """``tfx/examples`` (and ``tfx/proto``) of TFX's wheel, extracted into the user's cache directory (kept
+    between runs)."""
     cache = pathlib.Path(os.environ.get('XDG_CACHE_HOME', pathlib.Path.home() / '.cache')) / 'sluice'
     where = cache / f'tfx-{TFX_VERSION}'
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / f'tfx-{TFX_VERSION}.lock', 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (where / 'tfx' / 'examples').is_dir():
+        if not (where / 'tfx' / 'examples').is_dir() or not (where / 'tfx' / 'proto').is_dir():
             download = where.with_suffix('.download')
             proc = subprocess.run([sys.executable, '-m', 'pip', 'download', '--no-deps', '--python-version', '3.10',
                                    '--only-binary=:all:', f'tfx=={TFX_VERSION}', '-d', str(download), '-q'],
@@ -49,7 +51,7 @@ def tfx_examples() -> pathlib.Path:
             assert proc.returncode == 0, f'downloading TFX {TFX_VERSION} from the package index failed:\n{proc.stderr}'
             [wheel] = download.glob('tfx-*.whl')
             with zipfile.ZipFile(wheel) as z:
-                z.extractall(where, [n for n in z.namelist() if n.startswith('tfx/examples/')])
+                z.extractall(where, [n for n in z.namelist() if n.startswith(('tfx/examples/', 'tfx/proto/'))])
     return where / 'tfx' / 'examples'
 
 
@@ -218,6 +220,8 @@ def test_penguin_pipeline_local_infraval_runs_resumes_and_caches(tfx_examples, t
     [infra] = done['InfraValidator'].outputs['blessing']
     assert done['InfraValidator'].inputs['model'][0].id == model.id
     assert infra.get('blessed') == 1 and os.path.isfile(os.path.join(infra.uri, 'INFRA_BLESSED')), infra.get('reason')
+    with open(os.path.join(infra.uri, 'infra_validation.json')) as f:  # TFX's request: 1 example of the first split
+        assert json.load(f)['examples'] == {'split': 'train', 'rows': 1}
     assert done['Pusher'].inputs['model'][0].id == model.id
     assert done['Pusher'].inputs['infra_blessing'][0].id == infra.id
     [pushed] = done['Pusher'].outputs['pushed_model']
@@ -230,3 +234,74 @@ def test_penguin_pipeline_local_infraval_runs_resumes_and_caches(tfx_examples, t
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     *_, last = node_states(db, name)
     assert set(last) == set(after) and all(states == ['CACHED'] for states in last.values()), last
+
+
+def _tfx_messages(proto_dir: pathlib.Path) -> dict[str, object]:
+    """TFX's own message classes, by their short names, from the wheel's generated ``*_pb2.py`` modules
+    (loaded by path: TFX itself is not installed; its package names never clash with Sluice's)."""
+    import importlib.util
+
+    classes: dict[str, object] = {}
+    for path in sorted(proto_dir.glob('*_pb2.py')):
+        spec = importlib.util.spec_from_file_location(f'tfx_wheel_{path.stem}', path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for name in module.DESCRIPTOR.message_types_by_name:
+            classes[name] = getattr(module, name)
+    return classes
+
+
+def _fields(descriptor) -> dict[str, tuple]:
+    """Each field's number, wire type, label, oneof and (for messages and enums) the type's short name."""
+    def named(t):
+        return t.name if t is not None else None
+    return {f.name: (f.number, f.type, f.label, named(f.containing_oneof), named(f.message_type), named(f.enum_type))
+            for f in descriptor.fields}
+
+
+def test_tfx_proto_messages_have_tfx_shapes_and_read_tfxs_own_bytes_and_text(tfx_examples):
+    """Every ``sluice.tfx.proto`` message has the fields of TFX's message of the same name (numbers,
+    types, labels, oneofs; nested messages too), so bytes and text written by TFX's own classes read
+    back into Sluice's as the same message, and the other way round."""
+    from google.protobuf import text_format
+
+    from sluice.tfx.v1 import proto
+
+    theirs = _tfx_messages(tfx_examples.parent / 'proto')
+    missing_in_sluice = {}
+    for name in proto.__all__:
+        ours = getattr(proto, name)
+        if not hasattr(ours, 'FromString') or name == 'Filesystem':  # the enum; a nested message's alias
+            continue
+        assert name in theirs, f'{name}: no message of that name in TFX {TFX_VERSION}'
+        pairs = [(ours.DESCRIPTOR, theirs[name].DESCRIPTOR)]
+        while pairs:
+            mine, tfx = pairs.pop()
+            mine_fields, tfx_fields = _fields(mine), _fields(tfx)
+            for field, shape in mine_fields.items():
+                assert tfx_fields.get(field) == shape, (mine.full_name, field, shape, tfx_fields.get(field))
+            missing_in_sluice.update({f'{tfx.name}.{f}': shape for f, shape in tfx_fields.items()
+                                      if f not in mine_fields})
+            pairs += [(n, tfx.nested_types_by_name[n.name]) for n in mine.nested_types]
+    # The one field left out: Kubernetes pod settings, which Sluice refuses (it serves on loopback).
+    assert set(missing_in_sluice) == {'KubernetesConfig.serving_pod_overrides'}, missing_in_sluice
+    assert [v.name for v in proto.Versioning.DESCRIPTOR.values] == ['AUTO', 'UNIX_TIMESTAMP']
+
+    examples = [
+        theirs['PushDestination'](filesystem=theirs['PushDestination'].Filesystem(base_directory='/serving',
+                                                                                  versioning=1)),
+        theirs['Output'](split_config=theirs['SplitConfig'](splits=[
+            theirs['SplitConfig'].Split(name='train', hash_buckets=3),
+            theirs['SplitConfig'].Split(name='eval', hash_buckets=1)])),
+        theirs['RangeConfig'](rolling_range=theirs['RollingRange'](num_spans=3)),
+        theirs['ServingSpec'](tensorflow_serving=theirs['TensorFlowServing'](tags=['2.8.2']),
+                              local_docker=theirs['LocalDockerConfig'](), model_name='m'),
+        theirs['ExampleDiffConfig'](paired_example_skew=theirs['PairedExampleSkew'](
+            identifier_features=['trip_id'], confusion_config=[{'feature_name': 'company'}])),
+    ]
+    for message in examples:
+        name = type(message).DESCRIPTOR.name
+        ours = getattr(proto, name).FromString(message.SerializeToString())
+        assert text_format.MessageToString(ours) == text_format.MessageToString(message) != ''
+        assert text_format.Parse(text_format.MessageToString(message), getattr(proto, name)()) == ours
+        assert ours.SerializeToString() == message.SerializeToString()

@@ -26,8 +26,8 @@ def create_pipeline(root: str = 'runs/penguin', data: str = DATA, module_file: s
                     beam_pipeline_args: list[str] | None = None, infra_validation: bool = False,
                     push_destination: str | None = None) -> Pipeline:
     """``schema_file=None`` infers the schema with SchemaGen instead of using the curated one;
-    ``infra_validation=True`` adds an InfraValidator (the model must load and answer in ``sluice serve``
-    before it is pushed). ``root``, ``data`` and ``push_destination`` (default ``<root>/serving``) may
+    ``infra_validation=True`` adds an InfraValidator (the model must load and answer in ``sluice serve``,
+    20 eval examples among its requests, before it is pushed). ``root``, ``data`` and ``push_destination`` (default ``<root>/serving``) may
     be object store URLs (``s3://bucket/prefix``)."""
     gen = CsvExampleGen(input_base=data, split_ratios={'train': 2, 'eval': 1})
     stats = StatisticsGen(examples=gen.outputs['examples'])
@@ -49,7 +49,8 @@ def create_pipeline(root: str = 'runs/penguin', data: str = DATA, module_file: s
                                    'lower_bound': min_accuracy,
                                    'change': {'direction': 'higher', 'absolute': -1e-10}}},
                                no_baseline='bless')
-    infra = InfraValidator(model=trainer.outputs['model']) if infra_validation else None
+    infra = InfraValidator(model=trainer.outputs['model'], examples=gen.outputs['examples'], split_name='eval',
+                           num_examples=20) if infra_validation else None
     pusher = Pusher(model=trainer.outputs['model'], blessing=validator.outputs['blessing'],
                     infra_blessing=infra.outputs['blessing'] if infra else None,
                     push_destination=push_destination or f"{root.rstrip('/')}/serving")

@@ -80,7 +80,7 @@ def _example_gen_args(where: str, input_config: Any, output_config: Any, range_c
         if not isinstance(output_config, _proto.Output):
             raise WiringError(f'{where}(output_config=...) takes a tfx.proto.Output; got {type(output_config).__name__}.')
         split_config = output_config.split_config
-        if split_config is not None:
+        if output_config.HasField('split_config'):
             if split_config.partition_feature_name:
                 raise not_offered(f'{where}(output_config=...partition_feature_name='
                                   f'{split_config.partition_feature_name!r})',
@@ -96,13 +96,13 @@ def _range_args(where: str, range_config: Any) -> dict[str, Any]:
         if not isinstance(range_config, _proto.RangeConfig):
             raise WiringError(f'{where}(range_config=...) takes a tfx.proto.RangeConfig; got '
                               f'{type(range_config).__name__}.')
-        if range_config.rolling_range is not None:
+        if range_config.HasField('rolling_range'):
             raise not_offered(f'{where}(range_config=RangeConfig(rolling_range=...))',
                               'an ExampleGen reads one span or a static range (as in TFX); a rolling window of the '
                               'newest spans is tfx.dsl.Resolver(strategy_class=SpanRangeStrategy, ...), i.e. '
                               'components.LatestSpans(example_gen, n=N)')
         static = range_config.static_range
-        if static is not None:
+        if range_config.HasField('static_range'):
             lo, hi = static.start_span_number, static.end_span_number
             if hi < lo:
                 raise WiringError(f'{where}(range_config=StaticRange(start_span_number={lo}, end_span_number={hi})): '
@@ -321,11 +321,11 @@ def InfraValidator(model: Any = None, serving_spec: Any = None, examples: Any = 
     """Sluice's InfraValidator: ``sluice serve`` (the server that will serve the model in production,
     ONNX Runtime) is started on the candidate on this machine's loopback, must load it within
     ``validation_spec.max_loading_time_seconds`` (TFX's default, 300 s, when unset) and answer the sample
-    request recorded with the model's ONNX copy (by ``Trainer.onnx``), with the answers recorded then. ``serving_spec`` says
-    that a serving check is wanted: TFX's TF Serving container (``local_docker``) is not started.
-    ``examples`` is not read (the sample rows come from the same eval split, chosen by the export);
-    ``request_spec.num_examples`` is how many times the request is sent; ``make_warmup`` is accepted
-    and writes nothing (the server warms up by itself; the Pusher pushes the Trainer's model)."""
+    request recorded with the model's ONNX copy (by ``Trainer.onnx``), with the answers recorded then,
+    and a request of ``request_spec.num_examples`` (default 1) ``examples`` from ``request_spec.split_name``
+    (default: the first split), each to be answered. ``serving_spec`` says that a serving check is wanted:
+    TFX's TF Serving container (``local_docker``) is not started. ``make_warmup`` is accepted and writes
+    nothing (the server warms up by itself; the Pusher pushes the Trainer's model)."""
     where = 'tfx.components.InfraValidator'
     if serving_spec is None:
         raise WiringError(f'{where} needs serving_spec=tfx.proto.ServingSpec(tensorflow_serving=tfx.proto.'
@@ -335,7 +335,7 @@ def InfraValidator(model: Any = None, serving_spec: Any = None, examples: Any = 
                              ('validation_spec', validation_spec, _proto.ValidationSpec)):
         if value is not None and not isinstance(value, kind):
             raise WiringError(f'{where}({key}=...) takes a tfx.proto.{kind.__name__}; got {type(value).__name__}.')
-    if serving_spec.kubernetes is not None:
+    if serving_spec.HasField('kubernetes'):
         raise not_offered(f'{where}(serving_spec=ServingSpec(kubernetes=...))',
                           'Sluice checks the model in sluice serve on the machine running the node; give '
                           'local_docker=tfx.proto.LocalDockerConfig() (or nothing) for that check')
@@ -344,11 +344,13 @@ def InfraValidator(model: Any = None, serving_spec: Any = None, examples: Any = 
         raise not_offered(f'{where}(validation_spec=ValidationSpec(num_tries={validation_spec.num_tries}))',
                           'Sluice checks once; let the node be tried again with .with_retry(Retry(attempts=N))')
     args['time_limit_seconds'] = float((validation_spec.max_loading_time_seconds if validation_spec else 0) or 300)
-    if request_spec is not None and request_spec.num_examples:
-        args['requests'] = int(request_spec.num_examples)
-    if examples is not None:
-        _channel(where, 'examples', examples)  # still refused if it is a TFX-only placeholder
-    return _with(_sluice.InfraValidator, where, model=_channel(where, 'model', model), **args,
+    if request_spec is not None:
+        if request_spec.num_examples:
+            args['num_examples'] = int(request_spec.num_examples)
+        if request_spec.split_name:
+            args['split_name'] = request_spec.split_name
+    return _with(_sluice.InfraValidator, where, model=_channel(where, 'model', model),
+                 examples=_channel(where, 'examples', examples), **args,
                  **_extras(where, _sluice.InfraValidator, sluice, set(args)))
 
 
@@ -357,7 +359,7 @@ def ExampleDiff(examples: Any = None, baseline_examples: Any = None, config: Any
     """Sluice's ExampleDiff: ``config=ExampleDiffConfig(paired_example_skew=PairedExampleSkew(...))``
     maps field by field onto its parameters; ``include_split_pairs`` is ``split_pairs``."""
     where = 'tfx.components.ExampleDiff'
-    if not isinstance(config, _proto.ExampleDiffConfig) or config.paired_example_skew is None:
+    if not isinstance(config, _proto.ExampleDiffConfig) or not config.HasField('paired_example_skew'):
         raise WiringError(f'{where} needs config=tfx.proto.ExampleDiffConfig(paired_example_skew=tfx.proto.'
                           "PairedExampleSkew(identifier_features=[...])); got "
                           f'{type(config).__name__ if config is not None else "none"}.')
@@ -459,7 +461,7 @@ def Pusher(model: Any = None, model_blessing: Any = None, infra_blessing: Any = 
                custom_executor_spec=(custom_executor_spec, 'Sluice pushes to a filesystem destination only'))
     destination = push_destination
     if isinstance(push_destination, _proto.PushDestination):
-        if push_destination.filesystem is None or not push_destination.filesystem.base_directory:
+        if not push_destination.filesystem.base_directory:
             raise WiringError(f'{where}(push_destination=PushDestination(...)) needs filesystem=PushDestination.'
                               "Filesystem(base_directory='...').")
         destination = push_destination.filesystem.base_directory

@@ -1,6 +1,8 @@
-"""``tfx.proto``: the configuration messages TFX's tutorials and examples pass to components, as small
-Python classes taking the same constructor keywords (TFX's are protobuf messages; Sluice does not
-depend on TFX). Unset fields read as protobuf's defaults (0, '', empty lists, None for messages).
+"""``tfx.proto``: the configuration messages TFX's tutorials and examples pass to components, as real
+protocol-buffer messages of the same shapes (field names, numbers, types, oneofs and enums as TFX's
+``.proto`` files declare them), defined here in a package of Sluice's own, ``sluice.tfx.proto`` (Sluice does not
+depend on TFX). So ``text_format``, ``json_format``, ``SerializeToString``, ``HasField``, ``WhichOneof``
+and ``CopyFrom`` behave as with TFX's classes, and unknown keywords are refused as protobuf refuses them.
 
     tfx.proto.TrainArgs(num_steps=100)
     tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(base_directory='serving'))
@@ -9,260 +11,149 @@ depend on TFX). Unset fields read as protobuf's defaults (0, '', empty lists, No
         tfx.proto.SplitConfig.Split(name='train', hash_buckets=2),
         tfx.proto.SplitConfig.Split(name='eval', hash_buckets=1)]))
     tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(start_span_number=1, end_span_number=3))
+
+What Sluice's components make of each field is in ``sluice.tfx.v1.components`` (where a field has no
+meaning here, the component says so when it is set).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory, symbol_database
 
 from sluice.tfx.v1._common import module_getattr
 
-
-class _Message:
-    """A message: declared fields with protobuf-like defaults; unknown keywords are refused, as protobuf does."""
-    FIELDS: ClassVar[dict[str, Any]] = {}  # name -> default: a scalar, list, or a _Message class (None when unset)
-    ONEOF: ClassVar[tuple[str, ...]] = ()   # fields of which at most one may be set
-
-    def __init__(self, **kwargs: Any) -> None:
-        name = type(self).__qualname__
-        for key in kwargs:
-            if key not in self.FIELDS:
-                known = ', '.join(self.FIELDS) or 'none'
-                raise ValueError(f'Protocol message {name} has no "{key}" field (its fields: {known}).')
-        for key, default in self.FIELDS.items():
-            value = kwargs.get(key)
-            if isinstance(default, type) and issubclass(default, _Message):
-                if isinstance(value, dict):
-                    value = default(**value)
-                if value is not None and not isinstance(value, default):
-                    raise TypeError(f'{name}({key}=...) expects a {default.__qualname__}; got {type(value).__name__}.')
-            elif isinstance(default, list):
-                item = default[0] if default else None
-                value = list(value) if value is not None else []
-                if isinstance(item, type) and issubclass(item, _Message):
-                    value = [item(**v) if isinstance(v, dict) else v for v in value]
-                    bad = [v for v in value if not isinstance(v, item)]
-                    if bad:
-                        raise TypeError(f'{name}({key}=[...]) expects {item.__qualname__} items; got '
-                                        f'{type(bad[0]).__name__}.')
-            elif value is None:
-                value = default
-            setattr(self, key, value)
-        chosen = [k for k in self.ONEOF if kwargs.get(k) is not None]
-        if len(chosen) > 1:
-            raise ValueError(f'{name}: {" and ".join(chosen)} are one of a kind (a oneof); set only one.')
-
-    def HasField(self, key: str) -> bool:  # noqa: N802 (protobuf's name)
-        return getattr(self, key, None) not in (None, 0, '', [])
-
-    def WhichOneof(self, _group: str) -> str | None:  # noqa: N802
-        return next((k for k in self.ONEOF if getattr(self, k, None) is not None), None)
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and vars(other) == vars(self)
-
-    def __repr__(self) -> str:
-        set_ = {k: v for k, v in vars(self).items() if self.HasField(k)}
-        return f'{type(self).__qualname__}({", ".join(f"{k}={v!r}" for k, v in set_.items())})'
-
-
-# -- Trainer --------------------------------------------------------------------------------------
-class TrainArgs(_Message):
-    """``num_steps`` -> Trainer's ``train_steps``; ``splits`` (one) -> ``train_split``."""
-    FIELDS = {'splits': [str], 'num_steps': 0}
-
-
-class EvalArgs(_Message):
-    """``num_steps`` -> Trainer's ``eval_steps``; ``splits`` (one) -> ``eval_split``."""
-    FIELDS = {'splits': [str], 'num_steps': 0}
-
-
-# -- Pusher ---------------------------------------------------------------------------------------
-class Versioning:
-    """How pushed versions are named. Sluice names them by increasing integers from the push time (a
-    Unix timestamp, bumped to stay above every earlier version), which is both of these."""
-    AUTO = 0
-    UNIX_TIMESTAMP = 1
-
-
-class _Filesystem(_Message):
-    FIELDS = {'base_directory': '', 'versioning': 0}
-
-
-class PushDestination(_Message):
-    """Only ``filesystem`` (TFX's only destination too): its ``base_directory`` is the Pusher's
-    ``push_destination``."""
-    Filesystem = _Filesystem
-    FIELDS = {'filesystem': _Filesystem}
-    ONEOF = ('filesystem',)
-
-
-_Filesystem.__qualname__ = 'PushDestination.Filesystem'
-Filesystem = _Filesystem
-
-
-# -- ExampleGen -----------------------------------------------------------------------------------
-class _InputSplit(_Message):
-    FIELDS = {'name': '', 'pattern': ''}
-
-
-class Input(_Message):
-    """ExampleGen's input: one split whose ``pattern`` (relative to ``input_base``, ``{SPAN}`` and
-    ``{VERSION}`` allowed) becomes CsvExampleGen's ``pattern``. Several splits (data split by hand
-    into directories) are not offered: Sluice splits by a hash of each row."""
-    Split = _InputSplit
-    FIELDS = {'splits': [_InputSplit]}
-
-
-_InputSplit.__qualname__ = 'Input.Split'
-
-
-class _SplitConfigSplit(_Message):
-    FIELDS = {'name': '', 'hash_buckets': 0}
-
-
-class SplitConfig(_Message):
-    """Output splits by hash: ``Split(name, hash_buckets)`` -> ``split_ratios={name: hash_buckets}``."""
-    Split = _SplitConfigSplit
-    FIELDS = {'splits': [_SplitConfigSplit], 'partition_feature_name': ''}
-
-
-_SplitConfigSplit.__qualname__ = 'SplitConfig.Split'
-
-
-class Output(_Message):
-    FIELDS = {'split_config': SplitConfig}
-
-
-class StaticRange(_Message):
-    FIELDS = {'start_span_number': 0, 'end_span_number': 0}
-
-
-class RollingRange(_Message):
-    FIELDS = {'start_span_number': 0, 'num_spans': 0}
-
-
-class RangeConfig(_Message):
-    """For ExampleGen: ``static_range`` -> ``span=N`` (start == end) or ``span=(start, end)``. For a
-    ``SpanRangeStrategy`` resolver: ``rolling_range(num_spans=n)`` -> ``LatestSpans(..., n=n)``."""
-    FIELDS = {'static_range': StaticRange, 'rolling_range': RollingRange}
-    ONEOF = ('static_range', 'rolling_range')
-
-
-class DataSpec(_Message):
-    """The BulkInferrer's ``data_spec``: ``example_splits`` (none: every split)."""
-    FIELDS = {'example_splits': [str]}
-
-
-class ModelSpec(_Message):
-    """The BulkInferrer's ``model_spec``: ``model_signature_name`` (none: serving_default) and ``tag``."""
-    FIELDS = {'model_signature_name': [str], 'tag': [str]}
-
-
-class TuneArgs(_Message):
-    """The Tuner's ``tune_args``: Sluice runs one trial at a time (``num_parallel_trials`` above 1 is refused)."""
-    FIELDS = {'num_parallel_trials': 0}
-
-
-# -- InfraValidator -------------------------------------------------------------------------------
-class TensorFlowServing(_Message):
-    """The serving binary TFX starts (a TF Serving image of these ``tags``). Sluice checks the model in
-    its own server instead (``sluice serve``, the one that serves it in production), so only its
-    presence is read."""
-    FIELDS = {'tags': [str], 'digests': [str], 'image_name': ''}
-
-
-class LocalDockerConfig(_Message):
-    """Where TFX runs TF Serving: a local Docker engine. Sluice starts ``sluice serve`` as a child
-    process on loopback instead; the fields are accepted and not used."""
-    FIELDS = {'client_timeout_seconds': 0, 'client_base_url': '', 'client_api_version': '', 'host_ip_address': ''}
-
-
-class KubernetesConfig(_Message):
-    """Where TFX runs TF Serving: a Kubernetes pod. As for ``LocalDockerConfig``: accepted, not used."""
-    FIELDS = {'service_account_name': '', 'active_deadline_seconds': 0}
-
-
-class ServingSpec(_Message):
-    """The InfraValidator's ``serving_spec``: ``tensorflow_serving`` (the binary) and ``local_docker``
-    or ``kubernetes`` (where it runs). Sluice's InfraValidator always runs its own server, on this
-    machine's loopback: the spec says that a serving check is wanted, not how it is made here."""
-    FIELDS = {'tensorflow_serving': TensorFlowServing, 'local_docker': LocalDockerConfig,
-              'kubernetes': KubernetesConfig, 'model_name': ''}
-    ONEOF = ('local_docker', 'kubernetes')
-
-
-class ValidationSpec(_Message):
-    """``max_loading_time_seconds`` -> InfraValidator's ``time_limit_seconds`` (TFX's default when unset:
-    300); ``num_tries``: Sluice checks once (a node's retries are ``with_retry``)."""
-    FIELDS = {'max_loading_time_seconds': 0, 'num_tries': 0}
-
-
-class TensorFlowServingRequestSpec(_Message):
-    """Which signatures TFX's requests call (none: serving_default). Sluice's server answers the
-    serving signature, the one the ONNX model was converted from."""
-    FIELDS = {'signature_names': [str], 'tag': '', 'rpc_kind': 0}
-
-
-class RequestSpec(_Message):
-    """The InfraValidator's ``request_spec``. Sluice sends the sample rows recorded with the model at
-    training (from its eval split) and checks the answers against those recorded then; ``num_examples``
-    -> how many times that request is sent. ``make_warmup``: TFX writes TF Serving warmup requests into
-    a copy of the model and pushes that copy; Sluice's server warms up by itself and the Pusher pushes
-    the Trainer's model."""
-    FIELDS = {'tensorflow_serving': TensorFlowServingRequestSpec, 'split_name': '', 'num_examples': 0,
-              'make_warmup': False}
-
-
-# -- ExampleDiff ----------------------------------------------------------------------------------
-class _ConfusionConfig(_Message):
-    FIELDS = {'feature_name': ''}
-
-
-class PairedExampleSkew(_Message):
-    """What ExampleDiff compares: ``identifier_features`` pair the examples; the others map to Sluice's
-    ExampleDiff parameters of the same names (``confusion_config`` -> ``confusion_features``)."""
-    ConfusionConfig = _ConfusionConfig
-    FIELDS = {'identifier_features': [str], 'skew_sample_size': 0, 'ignore_features': [str],
-              'float_round_ndigits': 0, 'allow_duplicate_identifiers': False, 'confusion_config': [_ConfusionConfig]}
-
-
-_ConfusionConfig.__qualname__ = 'PairedExampleSkew.ConfusionConfig'
-
-
-class ExampleDiffConfig(_Message):
-    FIELDS = {'paired_example_skew': PairedExampleSkew}
-
-
-# -- Transform ------------------------------------------------------------------------------------
-class SplitsConfig(_Message):
-    """``analyze`` (one split) -> Transform's ``analyze_split``; Sluice transforms every split."""
-    FIELDS = {'analyze': [str], 'transform': [str]}
-
-
-def _as_dict(message: _Message) -> dict[str, Any]:
-    """The fields set, by their proto names (what protobuf's JSON form holds)."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, _Message):
-            return _as_dict(value)
-        return [plain(v) for v in value] if isinstance(value, list) else value
-    return {k: plain(v) for k, v in vars(message).items() if message.HasField(k) or isinstance(v, _Message)}
-
-
-def to_json(message: _Message) -> str:
-    """A message as JSON, field names as declared and keys sorted (what TFX's
+_PACKAGE = 'sluice.tfx.proto'
+# Each message: its fields as name -> (number, type); a type ending in [] is repeated; a type naming
+# another message or an enum of this table refers to it. ONEOFS groups fields as TFX's files do.
+_MESSAGES: dict[str, dict[str, tuple[int, str]]] = {
+    # Trainer and Tuner
+    'TrainArgs': {'splits': (1, 'string[]'), 'num_steps': (2, 'int32')},
+    'EvalArgs': {'splits': (1, 'string[]'), 'num_steps': (2, 'int32')},
+    'TuneArgs': {'num_parallel_trials': (1, 'int32')},
+    # Pusher
+    'PushDestination': {'filesystem': (3, 'PushDestination.Filesystem')},
+    'PushDestination.Filesystem': {'base_directory': (1, 'string'), 'versioning': (6, 'Versioning')},
+    # ExampleGen
+    'Input': {'splits': (1, 'Input.Split[]')},
+    'Input.Split': {'name': (1, 'string'), 'pattern': (2, 'string')},
+    'Output': {'split_config': (3, 'SplitConfig')},
+    'SplitConfig': {'splits': (1, 'SplitConfig.Split[]'), 'partition_feature_name': (2, 'string')},
+    'SplitConfig.Split': {'name': (1, 'string'), 'hash_buckets': (2, 'uint32')},
+    'StaticRange': {'start_span_number': (1, 'int32'), 'end_span_number': (2, 'int32')},
+    'RollingRange': {'start_span_number': (1, 'int32'), 'num_spans': (2, 'int32')},
+    'RangeConfig': {'static_range': (1, 'StaticRange'), 'rolling_range': (2, 'RollingRange')},
+    # Transform, BulkInferrer
+    'SplitsConfig': {'analyze': (1, 'string[]'), 'transform': (2, 'string[]')},
+    'ModelSpec': {'model_signature_name': (2, 'string[]'), 'tag': (5, 'string[]')},
+    'DataSpec': {'example_splits': (2, 'string[]')},
+    # InfraValidator
+    'ServingSpec': {'tensorflow_serving': (1, 'TensorFlowServing'), 'local_docker': (2, 'LocalDockerConfig'),
+                    'kubernetes': (3, 'KubernetesConfig'), 'model_name': (4, 'string')},
+    'TensorFlowServing': {'tags': (1, 'string[]'), 'digests': (2, 'string[]'), 'image_name': (3, 'string')},
+    'LocalDockerConfig': {'client_base_url': (1, 'string'), 'client_api_version': (2, 'string'),
+                          'client_timeout_seconds': (3, 'int32'), 'host_ip_address': (4, 'string')},
+    'KubernetesConfig': {'service_account_name': (1, 'string'), 'active_deadline_seconds': (2, 'int32')},
+    'ValidationSpec': {'max_loading_time_seconds': (1, 'int32'), 'num_tries': (2, 'int32')},
+    'RequestSpec': {'tensorflow_serving': (1, 'TensorFlowServingRequestSpec'), 'split_name': (2, 'string'),
+                    'num_examples': (3, 'int32'), 'make_warmup': (4, 'bool')},
+    'TensorFlowServingRequestSpec': {'tag_set': (1, 'string[]'), 'signature_names': (2, 'string[]')},
+    # ExampleDiff
+    'PairedExampleSkew': {'identifier_features': (1, 'string[]'), 'skew_sample_size': (2, 'uint32'),
+                          'ignore_features': (3, 'string[]'), 'float_round_ndigits': (4, 'uint32'),
+                          'allow_duplicate_identifiers': (5, 'bool'),
+                          'confusion_config': (6, 'PairedExampleSkew.ConfusionConfig[]')},
+    'PairedExampleSkew.ConfusionConfig': {'feature_name': (1, 'string')},
+    'ExampleDiffConfig': {'paired_example_skew': (1, 'PairedExampleSkew')},
+}
+_ONEOFS = {
+    'PushDestination': {'destination': ('filesystem',)},
+    'SplitConfig': {'splitting_method_config': ('partition_feature_name',)},
+    'RangeConfig': {'range': ('static_range', 'rolling_range')},
+    'ServingSpec': {'serving_binary': ('tensorflow_serving',), 'serving_platform': ('local_docker', 'kubernetes')},
+    'RequestSpec': {'kind': ('tensorflow_serving',)},
+}
+# How pushed versions are named. Sluice names them by increasing integers from the push time (a Unix
+# timestamp, bumped to stay above every earlier version), which is both of these.
+_ENUMS = {'Versioning': {'AUTO': 0, 'UNIX_TIMESTAMP': 1}}
+
+_F = descriptor_pb2.FieldDescriptorProto
+_SCALARS = {'string': _F.TYPE_STRING, 'int32': _F.TYPE_INT32, 'uint32': _F.TYPE_UINT32, 'bool': _F.TYPE_BOOL}
+
+
+def _file() -> descriptor_pb2.FileDescriptorProto:
+    """The tables above as one proto3 file (nested messages under their parents)."""
+    file = descriptor_pb2.FileDescriptorProto(name='sluice/tfx/proto.proto', package=_PACKAGE, syntax='proto3')
+    for enum, values in _ENUMS.items():
+        declared = file.enum_type.add(name=enum)
+        for name, number in values.items():
+            declared.value.add(name=name, number=number)
+    declared_messages: dict[str, descriptor_pb2.DescriptorProto] = {}
+    for path, fields in _MESSAGES.items():  # a parent comes before its nested messages
+        parent, _, name = path.rpartition('.')
+        into = declared_messages[parent].nested_type if parent else file.message_type
+        message = declared_messages[path] = into.add(name=name)
+        groups = _ONEOFS.get(path, {})
+        for group in groups:
+            message.oneof_decl.add(name=group)
+        for field, (number, kind) in fields.items():
+            repeated = kind.endswith('[]')
+            kind = kind.removesuffix('[]')
+            added = message.field.add(name=field, number=number, json_name=field,
+                                      label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL)
+            if kind in _SCALARS:
+                added.type = _SCALARS[kind]
+            else:
+                added.type = _F.TYPE_ENUM if kind in _ENUMS else _F.TYPE_MESSAGE
+                added.type_name = f'.{_PACKAGE}.{kind}'
+            for index, members in enumerate(groups.values()):
+                if field in members:
+                    added.oneof_index = index
+    return file
+
+
+def _classes() -> dict[str, Any]:
+    # The default pool, as generated _pb2 modules use: the package is Sluice's own, so TFX's classes, if
+    # loaded too, never clash with these.
+    pool = descriptor_pool.Default()
+    pool.Add(_file())
+    classes: dict[str, Any] = {}
+    for path in _MESSAGES:
+        cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(f'{_PACKAGE}.{path}'))
+        cls.__module__, cls.__qualname__ = __name__, path
+        classes[path] = symbol_database.Default().RegisterMessage(cls)  # where unpickling looks it up
+        parent, _, name = path.rpartition('.')
+        if parent and not hasattr(classes[parent], name):  # protobuf's pure-Python classes lack them
+            setattr(classes[parent], name, cls)
+    for enum in _ENUMS:
+        from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+        classes[enum] = EnumTypeWrapper(pool.FindEnumTypeByName(f'{_PACKAGE}.{enum}'))
+    return classes
+
+
+_CLASSES = _classes()
+TrainArgs, EvalArgs, TuneArgs = _CLASSES['TrainArgs'], _CLASSES['EvalArgs'], _CLASSES['TuneArgs']
+PushDestination, Versioning = _CLASSES['PushDestination'], _CLASSES['Versioning']
+Filesystem = PushDestination.Filesystem
+Input, Output, SplitConfig = _CLASSES['Input'], _CLASSES['Output'], _CLASSES['SplitConfig']
+RangeConfig, StaticRange, RollingRange = _CLASSES['RangeConfig'], _CLASSES['StaticRange'], _CLASSES['RollingRange']
+SplitsConfig, ModelSpec, DataSpec = _CLASSES['SplitsConfig'], _CLASSES['ModelSpec'], _CLASSES['DataSpec']
+ServingSpec, TensorFlowServing = _CLASSES['ServingSpec'], _CLASSES['TensorFlowServing']
+LocalDockerConfig, KubernetesConfig = _CLASSES['LocalDockerConfig'], _CLASSES['KubernetesConfig']
+ValidationSpec, RequestSpec = _CLASSES['ValidationSpec'], _CLASSES['RequestSpec']
+TensorFlowServingRequestSpec = _CLASSES['TensorFlowServingRequestSpec']
+ExampleDiffConfig, PairedExampleSkew = _CLASSES['ExampleDiffConfig'], _CLASSES['PairedExampleSkew']
+
+
+def to_json(message: Any) -> str:
+    """A message as JSON with its fields' proto names and sorted keys (what TFX's
     ``proto_utils.proto_to_json`` writes for the same message)."""
-    import json
-
-    return json.dumps(_as_dict(message), sort_keys=True, indent=2)
+    return json_format.MessageToJson(message, sort_keys=True, preserving_proto_field_name=True)
 
 
-def from_json(json_text: str, message: _Message) -> _Message:
-    """Set ``message``'s fields from ``to_json``'s form and return it (TFX's ``proto_utils.json_to_proto``)."""
-    import json
-
-    parsed = type(message)(**json.loads(json_text))
-    vars(message).update(vars(parsed))
-    return message
+def from_json(json_text: str, message: Any) -> Any:
+    """Set ``message``'s fields from JSON and return it (TFX's ``proto_utils.json_to_proto``)."""
+    return json_format.Parse(json_text, message)
 
 
 _OFFERED = ['TrainArgs', 'EvalArgs', 'PushDestination', 'Filesystem', 'Versioning', 'Input', 'Output', 'SplitConfig',

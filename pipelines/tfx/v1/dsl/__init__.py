@@ -196,8 +196,9 @@ class Resolver:
 def _span_range(config: dict | None, channels: dict[str, Any]) -> LatestSpans:
     where = 'tfx.dsl.Resolver(strategy_class=SpanRangeStrategy)'
     range_config = (config or {}).get('range_config')
-    rolling = getattr(range_config, 'rolling_range', None)
-    if rolling is None or getattr(range_config, 'static_range', None) is not None:
+    chosen = range_config.WhichOneof('range') if hasattr(range_config, 'WhichOneof') else None
+    rolling = range_config.rolling_range if chosen == 'rolling_range' else None
+    if rolling is None:
         raise not_offered(f'{where} without config={{"range_config": RangeConfig(rolling_range=...)}}',
                           'a static range of spans is read by the ExampleGen itself: '
                           'CsvExampleGen(range_config=RangeConfig(static_range=...)); a rolling window is '
