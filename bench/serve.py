@@ -171,8 +171,10 @@ def start_server(kind: str, source: str, name: str, args) -> Server:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
+    floor = [FLOOR, source] + ['--inline'] * (args.floor == 'inline') + (
+        ['--threads', str(args.floor_threads)] if args.floor_threads is not None else [])
     command = (['-m', 'sluice.ui.cli', 'serve', source, '--poll', str(args.poll)] if kind == 'sluice'
-               else [FLOOR, source] + ['--inline'] * (args.floor == 'inline')) + ['--port', str(port), '--name', name]
+               else floor) + ['--port', str(port), '--name', name]
     log_path = os.path.join(args.work, f'{kind}-{name}-{port}.log')
     with open(log_path, 'w') as out:
         proc = subprocess.Popen([sys.executable, *command], stdout=out, stderr=subprocess.STDOUT, cwd=args.work)
@@ -340,7 +342,9 @@ def cell_ratios(sides: dict) -> dict[str, list[float]]:
 def report_steady(example: str, found: dict, args) -> list[str]:
     print(f'\n1. {example}: model.onnx {found["onnx_bytes"] / 1024:.0f} KB; per cell and side {args.warmup:g} s '
           f'warm-up then {args.seconds:g} s, {args.rounds} round(s); the floor runs its model '
-          + ('in the thread pool' if args.floor == 'threadpool' else 'on the event loop'))
+          + ('in the thread pool' if args.floor == 'threadpool' else 'on the event loop')
+          + (f' with {args.floor_threads} onnxruntime thread(s) a run' if args.floor_threads else
+             " with onnxruntime's default threads"))
     print(f'  {"conc x rows":<12}{"":<7}' + ''.join(f'{h:>{COLUMN}}' for h in (
         'req/s', 'p50 ms', 'p99 ms', 'server CPU ms/request')))
     missed, figures = [], ('rps', 'p50', 'p99', 'server_cpu_ms')
@@ -503,6 +507,8 @@ def parse_args() -> argparse.Namespace:
     add('--clients', type=int, default=1, help='client processes (the connections split between them)')
     add('--cap', type=int, default=100_000, help='requests per client process per cell, at most')
     add('--floor', choices=['threadpool', 'inline'], default='threadpool', help='where the floor runs its model')
+    add('--floor-threads', type=int, default=None, help="the floor's onnxruntime threads for one run (default: "
+        "onnxruntime's, one per core, as a plain script has them; sluice serve uses 1)")
     add('--swaps', type=int, help=f'changes under load per model, default {FULL["swaps"]}')
     add('--swap-steady', type=float, help=f'seconds of load before the first change, default {FULL["swap_steady"]}')
     add('--swap-load', type=int, default=8, help='concurrent requests during the swaps')

@@ -4,8 +4,9 @@ and nothing else.
     .venv/bin/python bench/serve_floor.py VERSION_DIR --port P [--name NAME] [--version V] [--inline]
 
 What a plain script would write to serve the same file the same way: the session is made by
-Sluice's ``make_session`` (the same session options, onnxruntime-extensions' custom ops registered,
-which the taxi model needs) and answers the version's ``serving_samples.json`` before the port opens
+Sluice's ``make_session`` (onnxruntime-extensions' custom ops registered, which the taxi model needs;
+onnxruntime's default threads, as a plain script has them, or ``--threads N``, which ``sluice serve``
+sets to 1) and answers the version's ``serving_samples.json`` before the port opens
 (its answers checked against the recorded ones), as ``sluice serve`` loads a version. Then one
 route, ``POST /v1/models/NAME:predict`` with ``{"instances": [...]}``: the rows become one [n, 1]
 array per input (an absent or null feature as the export's MISSING value), ``session.run``, the
@@ -28,11 +29,11 @@ DTYPES = {'tensor(float)': np.float32, 'tensor(int64)': np.int64, 'tensor(string
 ORT_NAMES = {'tensor(float)': 'float32', 'tensor(int64)': 'int64', 'tensor(string)': 'string'}
 
 
-def load(model_dir: str):
+def load(model_dir: str, threads: int | None = None):
     """(predict(rows) -> predictions, session) for the model.onnx in ``model_dir``."""
     from sluice.components.onnx_export.runtime import MISSING, make_session
 
-    session = make_session(os.path.join(model_dir, 'model.onnx'))
+    session = make_session(os.path.join(model_dir, 'model.onnx'), threads)
     inputs = [(i.name, DTYPES[i.type], MISSING[ORT_NAMES[i.type]]) for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
 
@@ -65,6 +66,8 @@ def main() -> None:
     parser.add_argument('--name', default='model')
     parser.add_argument('--version', default=None, help='the model_version answered (default: the directory name)')
     parser.add_argument('--inline', action='store_true', help='run the model on the event loop, not in the thread pool')
+    parser.add_argument('--threads', type=int, default=None,
+                        help="onnxruntime's threads for one run (default: its own, one per core)")
     args = parser.parse_args()
     version = args.version or os.path.basename(os.path.abspath(args.model_dir))
 
@@ -73,7 +76,7 @@ def main() -> None:
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
 
-    predict = load(args.model_dir)
+    predict = load(args.model_dir, args.threads)
     warm_up(predict, args.model_dir)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 

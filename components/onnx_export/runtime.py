@@ -33,12 +33,15 @@ class OnnxExportError(RuntimeError):
     retryable = False
 
 
-def make_session(onnx_path: str):
+def make_session(onnx_path: str, intra_op_threads: int | None = None):
     """An onnxruntime InferenceSession that can run every model export_onnx writes: it registers
     onnxruntime-extensions' ops and the exact string-hash Python op (when the extensions are
-    installed; models without OOV hashing need neither)."""
+    installed; models without OOV hashing need neither). ``intra_op_threads``: onnxruntime's threads
+    for one run (None: its default, one per core)."""
     import onnxruntime as ort
     options = ort.SessionOptions()
+    if intra_op_threads is not None:
+        options.intra_op_num_threads = intra_op_threads
     try:
         import onnxruntime_extensions
     except ImportError:

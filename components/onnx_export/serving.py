@@ -87,6 +87,15 @@ def _features_of(session) -> list[Feature]:
     return features
 
 
+class _InFlight:
+    """How many requests this process's server is answering (counted on its event loop, from the body's
+    arrival to the response; read in worker threads, where a count a moment old does no harm)."""
+    requests = 0
+
+
+IN_FLIGHT = _InFlight()
+
+
 @dataclass
 class LoadedModel:
     """An ONNX Runtime session on one model, ready to answer."""
@@ -102,6 +111,10 @@ class LoadedModel:
     # What answering takes here, measured at warm-up: per request and per row (see sluice.serving.app)
     call_seconds: float = math.inf
     row_seconds: float = math.inf
+    # A second session with onnxruntime's default threads (one per core), for a request answered while
+    # no other is (see IN_FLIGHT): it may use every core. ``session`` runs with one thread, for requests
+    # answered at once.
+    session_alone: Any = None
 
     def seconds_for(self, rows: int) -> float:
         """About how long answering ``rows`` rows takes in this process."""
@@ -113,7 +126,8 @@ class LoadedModel:
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [name for name, _ in self.outputs]
-        return dict(zip(names, self.session.run(names, feed)))
+        alone = self.session_alone is not None and IN_FLIGHT.requests <= 1
+        return dict(zip(names, (self.session_alone if alone else self.session).run(names, feed)))
 
     # -- TF Serving's REST API -------------------------------------------------------------------
     def predict(self, body: Any) -> tuple[dict, dict[str, np.ndarray]]:

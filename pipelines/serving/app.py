@@ -30,7 +30,7 @@ from starlette.routing import Route
 from sluice.serving.follower import Follower, NotServed
 from sluice.serving.metrics import Metrics
 from sluice.components.onnx_export.loading import INLINE_ROWS, INLINE_SECONDS
-from sluice.components.onnx_export.serving import RequestError
+from sluice.components.onnx_export.serving import IN_FLIGHT, RequestError
 
 logger = logging.getLogger('sluice.serve')
 
@@ -108,6 +108,7 @@ class _Routes:
         """Reads the body, picks the model once (requests in flight keep it across a swap), answers."""
         started = time.perf_counter()
         model, code, rows = None, 200, 0
+        IN_FLIGHT.requests += 1  # on the event loop: no lock needed
         try:
             if asked != self.name:
                 raise self.unknown(asked)
@@ -140,6 +141,8 @@ class _Routes:
         except Exception as e:  # the runtime's own failure: answer, log, keep serving
             logger.exception('A request to version %s failed', model and model.version)
             code, response = 500, _error(500, f'{type(e).__name__}: {e}', model and model.version)
+        finally:
+            IN_FLIGHT.requests -= 1
         self.metrics.answered(model.version if model else None, api, code, time.perf_counter() - started, rows)
         return response
 

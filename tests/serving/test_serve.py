@@ -371,6 +371,28 @@ print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensor
     assert done.stdout.strip() == '[]'
 
 
+def test_both_sessions_of_a_served_model_answer_as_the_saved_model(penguin_run):
+    """A served model has two onnxruntime sessions (every core for a request answered alone, one thread
+    a run while others are answered): each gives the SavedModel's answers on the eval rows."""
+    from sluice.components.onnx_export.loading import load
+    from sluice.components.onnx_export.serving import IN_FLIGHT
+
+    destination = _destination(penguin_run)
+    newer = _versions(destination)[-1]
+    records = _eval_examples(penguin_run)
+    expected = _saved_model_answers(os.path.join(destination, str(newer)), records)
+    model = load(os.path.join(destination, str(newer)), newer, '')
+    assert model.session_alone is not None and model.session_alone is not model.session  # 2 cores here
+    alone = model.predict({'instances': _rows(records)})[0]['predictions']
+    IN_FLIGHT.requests += 2  # as a server answering this request and another: the one-thread session
+    try:
+        busy = model.predict({'instances': _rows(records)})[0]['predictions']
+    finally:
+        IN_FLIGHT.requests -= 2
+    assert model.session.get_session_options().intra_op_num_threads == 1
+    assert np.abs(np.array(alone) - expected).max() <= 1e-5 and np.abs(np.array(busy) - expected).max() <= 1e-5
+
+
 # -- the InfraValidator ------------------------------------------------------------------------------
 def _latest(pattern: str) -> str:
     return max(glob.glob(pattern), key=lambda p: int(os.path.basename(p)))
