@@ -58,7 +58,7 @@ env: $(STAMP)
 # each Beam worker) compiled them again, 0.1-0.2 s of CPU each. Up to date, this takes a fraction of
 # a second; an edited file is compiled again by Python itself (its bytecode records the source's time).
 bytecode: $(STAMP)
-	@PYTHONDONTWRITEBYTECODE= $(VENV)/bin/python -m compileall -q components metadata pipelines tests >/dev/null
+	@PYTHONDONTWRITEBYTECODE= $(VENV)/bin/python -m compileall -q components metadata pipelines tests
 
 $(STAMP):  # its name holds the hash of what it was built from: an edit elsewhere in pyproject.toml does not rebuild
 	@command -v $(PYTHON) >/dev/null 2>&1 || { \

@@ -18,6 +18,7 @@ why, the load time and the answers' latencies) and the server's log (``serve.log
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -163,13 +164,30 @@ def _example_request(examples: Examples, split: str, rows: int, onnx_file: str) 
     split = split or (examples.split_names[0] if examples.split_names else '')
     if split not in examples.split_names:
         raise ValueError(f"{examples!r} has no split {split!r} (its splits: {', '.join(examples.split_names) or 'none'}); "
-                         'give split_name= one of them')
+                         "give split_name= one of them (through tfx.components: RequestSpec(split_name=...))")
     description = [{'name': f.name, 'dtype': f.dtype, 'missing': f.missing} for f in open_model(onnx_file).features]
     try:
-        features = dense_features(read_records(examples, split, rows), description)
-    except (OnnxExportError, FileNotFoundError) as e:
+        records = read_records(examples, split, rows)
+    except FileNotFoundError:
+        raise ValueError(f"{examples!r} holds no '{split}' examples (no files under {examples.split_uri(split)})") \
+            from None
+    except Exception as e:  # noqa: BLE001 - e.g. TensorFlow's DataLossError on a corrupt or wrongly compressed file
+        raise ValueError(f"the '{split}' examples of {examples!r} could not be read: {type(e).__name__}: {e}") from e
+    try:
+        features = dense_features(records, description)
+    except OnnxExportError as e:
         raise ValueError(f"the '{split}' examples of {examples!r} do not fit the model's inputs: {e}") from e
     return sample_request(features, description, rows=rows), split
+
+
+def finite_predictions(predictions) -> bool:
+    """Whether every number in a response's predictions is finite: the server sends a NaN or an infinity
+    as null, which JSON cannot carry, so a null counts as not finite."""
+    if isinstance(predictions, dict):
+        return all(finite_predictions(v) for v in predictions.values())
+    if isinstance(predictions, list):
+        return all(finite_predictions(v) for v in predictions)
+    return predictions is not None and (not isinstance(predictions, float) or math.isfinite(predictions))
 
 
 class InfraValidatorExecutor(Executor):
@@ -189,14 +207,23 @@ class InfraValidatorExecutor(Executor):
                 why = (f'{model!r} has no ONNX copy' + (f' ({onnx_model!r} says why: {skipped})' if skipped else '')
                        + ': there is nothing sluice serve can load')
             else:
-                check.start()
-                why = check.wait_loaded()
+                why, example_request = '', None
+                if examples is not None:  # read before the server starts: the time limit is the server's
+                    from sluice.components.onnx_export.serving import LoadError
+                    try:
+                        example_request = _example_request(examples, split_name, num_examples, onnx_path(model_dir))
+                    except ValueError as e:
+                        why = str(e)
+                    except LoadError:  # the model does not load here: the server's load says so, and why
+                        pass
+                if not why:
+                    check.start()
+                    why = check.wait_loaded()
                 report['load_seconds'] = round(time.monotonic() - check.started, 3)
                 if not why:
                     why = self._answers(check, *_samples(model_dir), requests, report, max_difference, SAMPLE_TOLERANCE)
-                if not why and examples is not None:
-                    why = self._examples_answered(check, examples, split_name, num_examples,
-                                                  onnx_path(model_dir), report)
+                if not why and example_request is not None:
+                    why = self._examples_answered(check, *example_request, report)
         finally:
             check.stop()
         blessed = not why
@@ -241,15 +268,8 @@ class InfraValidatorExecutor(Executor):
         return ''
 
     @staticmethod
-    def _examples_answered(check: _Check, examples: Examples, split_name: str, rows: int, onnx_file: str,
-                           report: dict) -> str:
-        """Sends ``rows`` of the examples as one request; '' if each got one finite prediction in time."""
-        import math
-
-        try:
-            request, split = _example_request(examples, split_name, rows, onnx_file)
-        except ValueError as e:
-            return str(e)
+    def _examples_answered(check: _Check, request: dict, split: str, report: dict) -> str:
+        """Sends the examples' request; '' if each row got one finite prediction in time."""
         sent = len(request['instances'])
         if check.left() <= 0:
             return f'no time left for the request of {sent} examples within time_limit_seconds={check.timeout:g}'
@@ -260,14 +280,7 @@ class InfraValidatorExecutor(Executor):
         if code != 200:
             return f"the request of {sent} '{split}' examples was answered with status {code}: {body.get('error', body)}"
         predictions = body.get('predictions') or []
-
-        def finite(value) -> bool:
-            if isinstance(value, dict):
-                return all(finite(v) for v in value.values())
-            if isinstance(value, list):
-                return all(finite(v) for v in value)
-            return not isinstance(value, float) or math.isfinite(value)
-        if len(predictions) != sent or not finite(predictions):
+        if len(predictions) != sent or not finite_predictions(predictions):
             return (f"the request of {sent} '{split}' examples was answered with {len(predictions)} predictions"
                     + ('' if len(predictions) != sent else ', not all of them finite numbers'))
         report['examples'] = {'split': split, 'rows': sent}
@@ -299,7 +312,7 @@ class InfraValidator(Component):
     examples = Input(Examples, optional=True)  # raw examples (ExampleGen's): rows of them are sent too
     num_examples = Parameter(int, default=1, check=_check_num_examples)  # TFX's RequestSpec.num_examples
     split_name = Parameter(str, default='')  # '': the first split, as TFX
-    libraries = ('onnxruntime', 'onnxruntime-extensions', 'fastapi', 'uvicorn')
+    libraries = ('onnxruntime', 'onnxruntime-extensions', 'fastapi', 'uvicorn', 'tensorflow')  # TF reads examples
     executor = InfraValidatorExecutor
     driver = WithOnnxDriver
 

@@ -49,7 +49,12 @@ def load(path: str, version: int, fingerprint: str) -> LoadedModel:
     if (os.cpu_count() or 1) > 1:  # both sessions answer their first request here, not a client's
         from sluice.components.onnx_export.runtime import make_session
         warm_up(model, samples, timed=False)
-        one_thread, model.session = model.session, make_session(onnx_file)  # it loaded once: it loads
+        try:
+            alone = make_session(onnx_file)
+        except Exception as e:  # it loaded once; onnxruntime's reason if not (memory, ...)
+            raise LoadError(f'{onnx_file} does not load in ONNX Runtime a second time: {type(e).__name__}: {e}') \
+                from None
+        one_thread, model.session = model.session, alone
         warm_up(model, samples)
         model.session, model.session_alone = one_thread, model.session
     else:

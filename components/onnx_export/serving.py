@@ -88,8 +88,8 @@ def _features_of(session) -> list[Feature]:
 
 
 class _InFlight:
-    """How many requests this process's server is answering (counted on its event loop, from the body's
-    arrival to the response; read in worker threads, where a count a moment old does no harm)."""
+    """How many requests this process's server is answering (counted on its event loop, from a request's
+    arrival to its response; read in worker threads, where a count a moment old does no harm)."""
     requests = 0
 
 

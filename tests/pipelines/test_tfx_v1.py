@@ -357,8 +357,10 @@ def test_infra_validator_maps_tfx_specs_and_the_pusher_takes_the_model_it_checke
     assert isinstance(infra, native.InfraValidator)
     assert infra.parameters['time_limit_seconds'] == 90.0 and infra.parameters['num_examples'] == 3
     assert infra.inputs['examples'] is gen.outputs['examples'] and infra.parameters['split_name'] == ''
-    assert tfx.components.InfraValidator(model=trainer.outputs['model'], serving_spec=spec).parameters[
-        'time_limit_seconds'] == 300.0  # TFX's default loading limit when the spec leaves it unset
+    load_only = tfx.components.InfraValidator(model=trainer.outputs['model'], serving_spec=spec,
+                                              examples=gen.outputs['examples'])
+    assert load_only.parameters['time_limit_seconds'] == 300.0  # TFX's default loading limit when unset
+    assert load_only.inputs.get('examples') is None  # no request_spec: TFX only loads the model
     # TFX's make_warmup wiring: the Pusher has no model input of its own; it pushes the one checked.
     pusher = tfx.components.Pusher(model_blessing=None, infra_blessing=infra.outputs['blessing'],
                                    push_destination=tfx.proto.PushDestination(

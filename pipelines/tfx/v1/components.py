@@ -322,8 +322,9 @@ def InfraValidator(model: Any = None, serving_spec: Any = None, examples: Any = 
     ONNX Runtime) is started on the candidate on this machine's loopback, must load it within
     ``validation_spec.max_loading_time_seconds`` (TFX's default, 300 s, when unset) and answer the sample
     request recorded with the model's ONNX copy (by ``Trainer.onnx``), with the answers recorded then,
-    and a request of ``request_spec.num_examples`` (default 1) ``examples`` from ``request_spec.split_name``
-    (default: the first split), each to be answered. ``serving_spec`` says that a serving check is wanted:
+    and, given a ``request_spec`` (as in TFX, where none means the model is only loaded), a request of
+    ``request_spec.num_examples`` (default 1) ``examples`` from ``request_spec.split_name`` (default: the
+    first split), each to be answered. ``serving_spec`` says that a serving check is wanted:
     TFX's TF Serving container (``local_docker``) is not started. ``make_warmup`` is accepted and writes
     nothing (the server warms up by itself; the Pusher pushes the Trainer's model)."""
     where = 'tfx.components.InfraValidator'
@@ -349,8 +350,9 @@ def InfraValidator(model: Any = None, serving_spec: Any = None, examples: Any = 
             args['num_examples'] = int(request_spec.num_examples)
         if request_spec.split_name:
             args['split_name'] = request_spec.split_name
-    return _with(_sluice.InfraValidator, where, model=_channel(where, 'model', model),
-                 examples=_channel(where, 'examples', examples), **args,
+    # As TFX's: without a request_spec the model is only loaded (no request of examples is sent).
+    examples = _channel(where, 'examples', examples) if request_spec is not None else None
+    return _with(_sluice.InfraValidator, where, model=_channel(where, 'model', model), examples=examples, **args,
                  **_extras(where, _sluice.InfraValidator, sluice, set(args)))
 
 
