@@ -4,6 +4,7 @@ and the answers the export got, which the warm-up must reproduce), and timed the
 choice of where a request runs (``LoadedModel.seconds_for``). Nothing here imports TensorFlow."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -47,29 +48,28 @@ def load(path: str, version: int, fingerprint: str) -> LoadedModel:
     model = open_model(onnx_file, version, fingerprint, path)
     samples = os.path.join(os.path.dirname(onnx_file), SAMPLES_FILE)
     if (os.cpu_count() or 1) > 1:  # both sessions answer their first request here, not a client's
-        from sluice.components.onnx_export.runtime import make_session
         warm_up(model, samples, timed=False)
-        try:
-            alone = make_session(onnx_file)
-        except Exception as e:  # it loaded once; onnxruntime's reason if not (memory, ...)
-            raise LoadError(f'{onnx_file} does not load in ONNX Runtime a second time: {type(e).__name__}: {e}') \
-                from None
-        one_thread, model.session = model.session, alone
-        warm_up(model, samples)
-        model.session, model.session_alone = one_thread, model.session
+        alone = dataclasses.replace(model, session=_session(onnx_file, None))
+        warm_up(alone, samples)  # timed on the session a request answered alone runs on (the event-loop rule)
+        model.session_alone = alone.session
+        model.call_seconds, model.row_seconds = alone.call_seconds, alone.row_seconds
     else:
         warm_up(model, samples)
     model.load_seconds = time.perf_counter() - started
     return model
 
 
-def open_model(onnx_file: str, version: int = 0, fingerprint: str = '', path: str = '') -> LoadedModel:
+def _session(onnx_file: str, threads: int | None):
     from sluice.components.onnx_export.runtime import make_session
 
     try:
-        session = make_session(onnx_file, SERVING_THREADS)
+        return make_session(onnx_file, threads)
     except Exception as e:  # onnxruntime's own reason (a truncated or corrupt file, an unknown op)
         raise LoadError(f'{onnx_file} does not load in ONNX Runtime: {type(e).__name__}: {e}') from None
+
+
+def open_model(onnx_file: str, version: int = 0, fingerprint: str = '', path: str = '') -> LoadedModel:
+    session = _session(onnx_file, SERVING_THREADS)
     outputs = [(o.name, _ORT_TYPES.get(o.type, 'float32')) for o in session.get_outputs()]
     shapes = {o.name: [d if isinstance(d, int) else -1 for d in (o.shape or [])] for o in session.get_outputs()}
     return LoadedModel(version, fingerprint, path or os.path.dirname(onnx_file), session, _features_of(session),

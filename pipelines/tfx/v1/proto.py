@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory, symbol_database
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from sluice.tfx.v1._common import module_getattr
 
@@ -126,7 +127,6 @@ def _classes() -> dict[str, Any]:
         if parent and not hasattr(classes[parent], name):  # protobuf's pure-Python classes lack them
             setattr(classes[parent], name, cls)
     for enum in _ENUMS:
-        from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
         classes[enum] = EnumTypeWrapper(pool.FindEnumTypeByName(f'{_PACKAGE}.{enum}'))
     return classes
 
