@@ -26,10 +26,10 @@ MIN_ROW_SECONDS = 5e-7
 INLINE_ROWS = 256
 # onnxruntime's threads for one run of a served model while other requests are answered: each already
 # has a thread of the server's, and a pool per run only adds threads that spin-wait for work. Taxi's
-# model, 64 rows a request, in one process here (2 cores), two requests at a time: 1,145 us of CPU per
-# request and 1,681 requests/s with the default pool (one thread per core), 690 us and 2,400 with one.
-# A request answered alone runs on a second session with the default pool, which may use every core
-# (bench/README.md, "onnxruntime's threads").
+# model, 64 rows a request, in one process here (2 cores), two requests at a time: 1,052-1,123 us of CPU
+# per request and 1,710-1,830 requests/s with the default pool (one thread per core), 714-758 us and
+# 2,170-2,306 with one (bench/onnx_threads.py). A request answered alone runs on a second session with
+# the default pool, which may use every core (bench/README.md, "onnxruntime's threads").
 SERVING_THREADS = 1
 
 
