@@ -24,8 +24,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.executor import Executor
@@ -43,6 +41,9 @@ def _free_port() -> int:
 
 
 def _call(url: str, body: dict | None = None, timeout: float = 10.0) -> tuple[int, dict]:
+    import urllib.error  # here: with http.client and ssl, 7 ms of every `sluice` command's start
+    import urllib.request
+
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, headers={'Content-Type': 'application/json'})
     try:

@@ -37,9 +37,11 @@ class StoreBase(Connection):
         # Contexts whose name fixes them for good (no properties; a context is never deleted): found once.
         self._fixed_contexts: dict[tuple[str, str], pb.Context] = {}
         # The types already in the store, read in two calls: registering each one is a write apiece.
-        known = {t.name: t for t in self.retry(lambda: self._store.get_artifact_types())}
+        self._stored_types: dict[str, dict[str, Any] | None] = {
+            'artifact': {t.name: t for t in self.retry(lambda: self._store.get_artifact_types())},
+            'execution': None}  # read when first needed
         for cls in STANDARD_TYPES:
-            self.artifact_type_id(cls, known.get(cls.type_name()))
+            self.artifact_type_id(cls)
         contexts = {t.name: t.id for t in self.retry(lambda: self._store.get_context_types())}
         for name in (PIPELINE, PIPELINE_RUN, NODE, LEASE, SETTLEMENT):
             if name in contexts:
@@ -47,11 +49,18 @@ class StoreBase(Connection):
             self._context_type_id(name)
 
     # -- types --------------------------------------------------------------------------------
-    def artifact_type_id(self, cls: type[Artifact], stored: pb.ArtifactType | None = None) -> int:
-        """The id of ``cls``'s type, registered (or given the properties it lacks) if needed; ``stored``:
-        the type as the store has it, if read already."""
+    def _stored_type(self, kind: str, name: str) -> Any:
+        """The type of that kind and name as the store had it when first asked, or None: a type
+        already registered costs no write (each is a transaction, a few milliseconds on SQLite)."""
+        if self._stored_types[kind] is None:
+            self._stored_types[kind] = {t.name: t for t in self.retry(lambda: self._store.get_execution_types())}
+        return self._stored_types[kind].get(name)
+
+    def artifact_type_id(self, cls: type[Artifact]) -> int:
+        """The id of ``cls``'s type, registered (or given the properties it lacks) if needed."""
         name = cls.type_name()
         if name not in self._type_ids:
+            stored = self._stored_type('artifact', name)
             t = pb.ArtifactType(name=name, external_id=_type_key('artifact', name))
             for prop, kind in cls.all_properties().items():
                 t.properties[prop] = {int: pb.INT, float: pb.DOUBLE, str: pb.STRING}[kind]
@@ -65,9 +74,13 @@ class StoreBase(Connection):
     def execution_type_id(self, component_type: str) -> int:
         key = f'execution:{component_type}'
         if key not in self._type_ids:
-            t = pb.ExecutionType(name=component_type, external_id=_type_key('execution', component_type))
-            self._type_ids[key] = self.retry(lambda: self._store.put_execution_type(t, can_add_fields=True),
-                                             creating=True)
+            stored = self._stored_type('execution', component_type)
+            if stored is not None:  # an execution type has no properties: the stored one is it
+                self._type_ids[key] = stored.id
+            else:
+                t = pb.ExecutionType(name=component_type, external_id=_type_key('execution', component_type))
+                self._type_ids[key] = self.retry(lambda: self._store.put_execution_type(t, can_add_fields=True),
+                                                 creating=True)
         return self._type_ids[key]
 
     def _context_type_id(self, name: str) -> int:

@@ -21,7 +21,7 @@ import json
 import shlex
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from sluice.components.component import Component
 from sluice.components.driver import PipelineInfo
@@ -219,25 +219,32 @@ class Session:
     def _launch_held(self, component: Component, index: int, total: int) -> NodeResult:
         """Launch a node under its own lease (``RUN_ID/NODE``) as well as the run's: the lease that
         ``sluice run-node`` takes, so whichever ways a run is driven at once (a resume, an orchestrator's
-        tasks), a node executes under one holder at a time."""
+        tasks), a node executes under one holder at a time. It is taken when the launch first records
+        more than a cache hit (``launch``'s ``hold``): a fully cached node costs no lease."""
         if self.lease.name.rpartition('@')[0] != self.run_id:  # run-node: the session's lease is the node's
             return self._launch(component, index, total)
-        command = self.lease.record.owner.get('command') or 'run'
-        scope = f'{self.run_id}/{component.id}'
-        # The process this one took the run over from (--take-over) loses its nodes' leases with it.
-        before, node = getattr(self.lease, 'previous', None), self.store.lease_latest(scope)
-        take_over = before is not None and node is not None and all(
-            node.owner.get(k) == before.owner.get(k) for k in ('pid', 'pid_start', 'host', 'boot_id'))
+        scope, held = f'{self.run_id}/{component.id}', []
+
+        def hold() -> None:
+            if held:
+                return
+            command = self.lease.record.owner.get('command') or 'run'
+            # The process this one took the run over from (--take-over) loses its nodes' leases with it.
+            before, node = getattr(self.lease, 'previous', None), self.store.lease_latest(scope)
+            take_over = before is not None and node is not None and all(
+                node.owner.get(k) == before.owner.get(k) for k in ('pid', 'pid_start', 'host', 'boot_id'))
+            held.append(Lease.acquire(self.store, scope, command, take_over=take_over))
+
         try:
-            held = Lease.acquire(self.store, scope, command, take_over=take_over)
+            return self._launch(component, index, total, hold)
         except LeaseHeld as e:
             return NodeResult(component.id, component.component_type, 'FAILED', error=f'{type(e).__name__}: {e}')
-        try:
-            return self._launch(component, index, total)
         finally:
-            held.release()
+            for lease in held:
+                lease.release()
 
-    def _launch(self, component: Component, index: int, total: int) -> NodeResult:
+    def _launch(self, component: Component, index: int, total: int,
+                hold: Callable[[], None] | None = None) -> NodeResult:
         """Launch a node; while it fails with an error a retry could fix, wait as its retry policy
         says and launch it again (a new execution per attempt)."""
         policy = self.pipeline.retry_for(component) if self.retries else None
@@ -247,7 +254,7 @@ class Session:
             with self._span(component.id, attempt) as span:
                 result = launch(component, self.store, self.info, enable_cache=self.pipeline.cache_for(component),
                                 lease=self.lease, attempt=attempt, in_flight=self.in_flight,
-                                beside_others=self.parallel > 1)
+                                beside_others=self.parallel > 1, hold=hold)
                 span.update(state=result.state, error=result.error)
             result.attempt, result.attempts = attempt, attempts
             if result.state != 'FAILED' or attempt >= attempts:

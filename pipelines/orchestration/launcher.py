@@ -19,7 +19,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from sluice.components.component import Component
 from sluice.components.conditions import NodeSkipped
@@ -97,7 +97,8 @@ WITHDRAWN = 'its outputs were being deleted by sluice gc when this cache hit was
 
 def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
            enable_cache: bool = True, lease: Any = None, attempt: int = 1,
-           in_flight: InFlight | None = None, beside_others: bool = False) -> NodeResult:
+           in_flight: InFlight | None = None, beside_others: bool = False,
+           hold: Callable[[], None] | None = None) -> NodeResult:
     """Run one component through driver, executor and publisher; never raises for executor errors
     (the result says FAILED and why, and whether a retry could help), but re-raises KeyboardInterrupt
     after recording CANCELED. ``attempt`` is recorded on the execution (retries: sluice.orchestration.core). A
@@ -110,8 +111,14 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
     succeeds only while it is still RUNNING and this lease's (``pipeline.lease`` names it).
 
     ``in_flight`` (several nodes at once: sluice.orchestration.schedule) holds the launch while its
-    executor runs, so that another thread can end it (``InFlight.cancel``)."""
+    executor runs, so that another thread can end it (``InFlight.cancel``).
+
+    ``hold`` (the node's own lease, ``sluice.orchestration.core``) is called before the launch records
+    anything but a CACHED execution: registering it to execute, skipping it, or failing its driver. It
+    raises (LeaseHeld) when another process holds the node; nothing is recorded then. A cache hit
+    records a CACHED execution without it, as true whoever records it (those outputs exist)."""
     steps = _Launch(component, store, pipeline, lease, attempt)
+    steps.hold = hold or _nothing
     steps.apart = beside_others and getattr(type(component), 'apart_when_parallel', False)
     ended = steps.drive()
     if ended is None and enable_cache:
@@ -128,6 +135,10 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
         return steps.execute_and_publish()
     finally:
         in_flight.remove(component.id)
+
+
+def _nothing() -> None:
+    pass
 
 
 class InFlight:
@@ -180,6 +191,7 @@ class _Launch:
         self.tmp_dir = ''
         self.child: Any = None  # the executor's own process (timeout_seconds, apart), while it runs
         self.apart = False  # run the executor in a process of its own (see launch)
+        self.hold: Callable[[], None] = _nothing  # the node's lease, taken before recording more than CACHED
 
     def drive(self) -> NodeResult | None:
         """Driver: resolve the inputs and compute the cache key; if it cannot even start, record why
@@ -193,6 +205,7 @@ class _Launch:
         except NodeSkipped as e:
             return self._skip(str(e))
         except Exception as e:  # the driver could not even start: record why on a FAILED execution
+            self.hold()
             c, p = self.component, self.pipeline
             execution_id = self.store.register_execution(
                 c.component_type, p.name, p.run_id, c.id, {},
@@ -210,6 +223,7 @@ class _Launch:
     def _skip(self, reason: str) -> NodeResult:
         """A false condition (or an input from a skipped node): recorded as a COMPLETE execution
         without outputs whose ``skipped`` property says why, so the run completes and resume keeps it."""
+        self.hold()
         c, p = self.component, self.pipeline
         self.result.execution_id = self.store.register_execution(
             c.component_type, p.name, p.run_id, c.id, {},
@@ -250,6 +264,7 @@ class _Launch:
 
     def register(self) -> NodeResult | None:
         """Driver, cache miss: a RUNNING execution with INPUT events, its output and scratch directories."""
+        self.hold()
         self.execution_id, self.outputs = self.driver.register(self.inputs, self.key)
         self.result.execution_id = self.execution_id
         self.tmp_dir = execution_tmp_dir(self.pipeline.root, self.component.id, self.execution_id)

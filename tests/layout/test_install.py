@@ -11,6 +11,8 @@ import sys
 import sysconfig
 import textwrap
 
+import pytest
+
 import sluice
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -135,3 +137,41 @@ def test_importing_sluice_and_its_components_loads_no_tensorflow(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == '[]'
+
+
+GRPC_FIRST_USES = {
+    'attribute': 'import grpc; grpc.insecure_channel',
+    'from-import': 'from grpc import RpcError',
+    'submodule': 'import grpc.aio',
+    'submodule of a submodule': 'from grpc.experimental import aio',
+    "ML-Metadata's own gRPC client": (
+        'from ml_metadata.metadata_store import metadata_store as m\n'
+        'from ml_metadata.proto import metadata_store_pb2 as pb\n'
+        'config = pb.MetadataStoreClientConfig(host="127.0.0.1", port=9, client_timeout_sec=1)\n'
+        'try:\n'
+        '    m.MetadataStore(config).get_artifact_types()\n'
+        'except Exception as e:\n'
+        '    assert type(e).__name__ in ("UnavailableError", "DeadlineExceededError"), repr(e)\n'
+        'assert m.grpc.RpcError is sys.modules["grpc"].RpcError\n'),
+}
+
+
+@pytest.mark.parametrize('use', sorted(GRPC_FIRST_USES))
+def test_grpc_is_imported_on_first_use_only_and_then_once(tmp_path, use):
+    """ML-Metadata imports gRPC for a remote client Sluice never opens; sluice.metadata defers it (a
+    quarter of the CLI's start). Whatever touches it first gets the real package, loaded once."""
+    code = ('import sys\nimport sluice.ui.cli, sluice.metadata\n'
+            'assert "grpc._cython.cygrpc" not in sys.modules, "gRPC was imported with the CLI"\n'
+            f'{GRPC_FIRST_USES[use]}\n'
+            'import grpc\n'
+            'real = sys.modules["grpc"]\n'
+            'assert type(real).__name__ == "module" and grpc is real, type(real)\n'
+            'assert real._cython.cygrpc is sys.modules["grpc._cython.cygrpc"]\n'
+            'assert real.aio is sys.modules["grpc.aio"]\n'
+            'import ml_metadata.proto.metadata_store_service_pb2_grpc as service\n'
+            'assert service.grpc.insecure_channel is real.insecure_channel\n'
+            'print("ok")\n')
+    out = subprocess.run([sys.executable, '-c', code], cwd=str(tmp_path), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == 'ok'

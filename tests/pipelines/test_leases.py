@@ -485,6 +485,26 @@ def test_every_way_of_running_records_the_lease_on_its_executions(tmp_path, text
     assert context.store.lease_latest(context.run_id).released
 
 
+def test_a_node_that_executes_holds_its_own_lease_and_a_cache_hit_takes_none(tmp_path, text_dir):
+    """A node's own lease (RUN_ID/NODE, the one `sluice run-node` takes) is held by whatever records
+    more than a cache hit; a CACHED record takes none (two writes less per node of a cached re-run,
+    bench/fixed_cost.py), and is true whoever writes it: its outputs exist."""
+    def run():
+        src = Source(input_base=str(text_dir))
+        return LocalDagRunner(progress=False).run(
+            Pipeline('node-leases', str(tmp_path / 'root'), [src, Upper(text=src.outputs['text'])]))
+
+    first, second = run(), run()
+    store = MetadataStore(f'sqlite:///{tmp_path}/root/metadata.db')
+    assert [n.state for n in first.nodes.values()] == ['COMPLETE', 'COMPLETE']
+    assert [n.state for n in second.nodes.values()] == ['CACHED', 'CACHED']
+    for node in ('Source', 'Upper'):
+        held = store.lease_latest(f'{first.run_id}/{node}')
+        assert held is not None and held.epoch == 1 and held.released, (node, held)
+        assert store.lease_latest(f'{second.run_id}/{node}') is None, node
+    assert store.lease_latest(second.run_id).released  # the run's own lease as before
+
+
 def test_a_stored_copy_not_signed_with_the_key_is_not_loaded(tmp_path, text_dir):
     """#23.12: with $SLUICE_PIPELINE_KEY set, a resume unpickles the pipeline copy stored with the run only
     when it carries that key's signature: a copy stored under another key, or one changed in the store
