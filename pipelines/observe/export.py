@@ -63,10 +63,10 @@ def publish(figures, pipeline: str, metrics_file: str | None = None, pushgateway
 def _push(figures, pipeline: str, url: str) -> list[str]:
     """push-add (HTTP POST of the text format) to the Pushgateway at ``url``, grouped by ``job`` and
     the pipeline, as the Pushgateway's API defines it; a user and password in the URL are sent as
-    basic auth and never printed (nor is the rest of the URL's path). Written with http.client rather
-    than prometheus_client, whose import alone cost a cached run about 2% (bench/observe_overhead.py)."""
+    basic auth and never printed (nor is the rest of the URL's path). Written without prometheus_client,
+    whose import alone cost a cached run about 2% (bench/observe_overhead.py), and over plain HTTP
+    without http.client (``post``)."""
     import base64
-    import http.client
     import urllib.parse
 
     from sluice.metadata.credentials import scrub
@@ -87,20 +87,69 @@ def _push(figures, pipeline: str, url: str) -> list[str]:
     try:
         if parts.scheme not in ('http', 'https') or not parts.hostname:
             raise ValueError('the URL is not http(s)://HOST[:PORT][/PATH]')
-        kind = http.client.HTTPSConnection if parts.scheme == 'https' else http.client.HTTPConnection
-        connection = kind(parts.hostname, parts.port, timeout=10)
-        try:
-            connection.request('POST', path, body=text.encode('utf-8'), headers=headers)
-            response = connection.getresponse()
-            answer = response.read(500).decode('utf-8', 'replace').strip()
-        finally:
-            connection.close()
-        if not 200 <= response.status < 300:
-            raise OSError(f'HTTP {response.status} {response.reason}' + (f': {answer}' if answer else ''))
+        status, reason, answer = (_post_tls if parts.scheme == 'https' else post)(
+            parts, path, text.encode('utf-8'), headers)
+        if not 200 <= status < 300:
+            raise OSError(f'HTTP {status} {reason}' + (f': {answer}' if answer else ''))
     except Exception as e:  # noqa: BLE001 - an unreachable gateway, a refused push
         return [f'the metrics could not be pushed to the Pushgateway at {where(url)}: '
                 f'{scrub(f"{type(e).__name__}: {e}", url, password)}']
     return []
+
+
+def post(parts, path: str, body: bytes, headers: dict[str, str], timeout: float = 10.0) -> tuple[int, str, str]:
+    """POST ``body`` over plain HTTP/1.1 to the host of ``parts`` (``urllib.parse.urlsplit``); returns
+    (status, reason, the first 500 characters of the answer's body). One request on one connection,
+    closed after it: what a push needs, without http.client, whose import (with the email package it
+    parses headers with) costs a process about 6 ms, most of what a push took (bench/observe_overhead.py)."""
+    import socket
+
+    host = parts.netloc.rpartition('@')[2]  # host[:port] as the URL writes it (an IPv6 host in brackets)
+    if any(c in path + host for c in ' \r\n\t'):
+        raise ValueError('the URL holds a space or a line break')
+    head = [f'POST {path} HTTP/1.1', f'Host: {host}', f'Content-Length: {len(body)}', 'Connection: close',
+            *(f'{k}: {v}' for k, v in headers.items())]
+    with socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout) as connection:
+        connection.sendall('\r\n'.join(head).encode('latin-1') + b'\r\n\r\n' + body)
+        answer = b''
+        while len(answer) < 1 << 16 and not _whole(answer):
+            chunk = connection.recv(1 << 16)
+            if not chunk:
+                break
+            answer += chunk
+    status_line, _, rest = answer.partition(b'\r\n')
+    version, _, status_reason = status_line.decode('latin-1').partition(' ')
+    status, _, reason = status_reason.partition(' ')
+    if not version.startswith('HTTP/') or not status.isdigit():
+        raise OSError(f'not an HTTP answer: {status_line[:80]!r}')
+    content = rest.partition(b'\r\n\r\n')[2]
+    return int(status), reason.strip(), content[:500].decode('utf-8', 'replace').strip()
+
+
+def _whole(answer: bytes) -> bool:
+    """Whether an answer read so far is complete by its Content-Length (else the server closing the
+    connection, as asked, ends it)."""
+    head, found, content = answer.partition(b'\r\n\r\n')
+    if not found:
+        return False
+    for line in head.split(b'\r\n')[1:]:
+        name, _, value = line.partition(b':')
+        if name.strip().lower() == b'content-length' and value.strip().isdigit():
+            return len(content) >= int(value)
+    return False
+
+
+def _post_tls(parts, path: str, body: bytes, headers: dict[str, str], timeout: float = 10.0) -> tuple[int, str, str]:
+    """``post`` over HTTPS, with http.client (TLS costs the import of ssl anyway)."""
+    import http.client
+
+    connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.request('POST', path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.reason, response.read(500).decode('utf-8', 'replace').strip()
+    finally:
+        connection.close()
 
 
 def _grouping(name: str, value: str) -> str:

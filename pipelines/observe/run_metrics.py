@@ -28,7 +28,7 @@ NODE_STATES = ('COMPLETE', 'CACHED', 'FAILED', 'RUNNING', 'CANCELED', 'SKIPPED')
 def run_figures(store: MetadataStore, run_id: str) -> tuple[Gauges, RunSummary]:
     """The run's figures, and the run as the store has it (its ``state``, ``pipeline_name``)."""
     run, latest = read_run(store, run_id)
-    newest = newest_contexts(store, run_id, window=len(run.node_ids) + 4)  # a cached run's: leases, run, one more
+    newest = newest_contexts(store, run_id, window=len(run.node_ids) + 4)  # the run, its leases, one more
     pipeline = run.pipeline_name
     g = Gauges()
     state = run.state
@@ -89,8 +89,8 @@ class Newest:
 def newest_contexts(store: MetadataStore, run_id: str, window: int = 16) -> Newest | None:
     """The contexts created since run ``run_id`` was registered (and one more), read ``window`` at a
     time, then four times as many: a run that just ended is followed only by its own leases (one for
-    the run, one per node) and settlements, so this is usually one short query, which also finds the
-    run's own context. No filter query (ML-Metadata parses those with ZetaSQL, whose first use in a
+    the run, one per node that did more than a cache hit) and settlements, so this is usually one
+    short query, which also finds the run's own context. No filter query (ML-Metadata parses those with ZetaSQL, whose first use in a
     process costs several milliseconds). None past 1024 contexts (a run resumed long after)."""
     from ml_metadata.metadata_store import ListOptions, OrderByField
 

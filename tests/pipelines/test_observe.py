@@ -335,6 +335,44 @@ def test_the_pushgateway_gets_the_text_with_basic_auth_and_a_refusal_is_said_wit
     assert 's3cr' not in problem
 
 
+def test_a_push_answered_but_left_open_returns_at_once_and_a_non_http_answer_is_a_clear_error():
+    """The push's own HTTP client (sluice.observe.export.post, not http.client): an answer is complete at
+    its Content-Length even when the server keeps the connection open; what is not HTTP is said so."""
+    import socket
+    import urllib.parse
+    from sluice.observe.export import post
+
+    def serve(answer, keep_open):
+        listener = socket.create_server(('127.0.0.1', 0))
+        got = []
+
+        def one():
+            connection, _ = listener.accept()
+            with connection:
+                data = b''
+                while b'\r\n\r\n' not in data or len(data.partition(b'\r\n\r\n')[2]) < 4:
+                    data += connection.recv(4096)
+                got.append(data)
+                connection.sendall(answer)
+                time.sleep(keep_open)
+            listener.close()
+
+        threading.Thread(target=one, daemon=True).start()
+        return urllib.parse.urlsplit(f'http://127.0.0.1:{listener.getsockname()[1]}'), got
+
+    parts, got = serve(b'HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok', keep_open=5)
+    started = time.monotonic()
+    assert post(parts, '/metrics/job/x', b'body', {'Content-Type': 'text/plain'}, timeout=8) == (202, 'Accepted', 'ok')
+    assert time.monotonic() - started < 3
+    request = got[0].decode()
+    assert request.startswith('POST /metrics/job/x HTTP/1.1\r\n') and request.endswith('\r\n\r\nbody')
+    assert f'Host: 127.0.0.1:{parts.port}\r\n' in request and 'Content-Length: 4\r\n' in request
+
+    parts, _ = serve(b'SSH-2.0-OpenSSH_9.2\r\n', keep_open=0)
+    with pytest.raises(OSError, match=r"not an HTTP answer: b'SSH-2.0-OpenSSH_9.2'"):
+        post(parts, '/metrics/job/x', b'body', {}, timeout=8)
+
+
 def test_a_webhook_that_never_answers_gives_up_without_raising():
     url = f'http://127.0.0.1:{free_port()}/nobody'
     from sluice.observe.notify import RunNotice
