@@ -16,6 +16,14 @@ _os.environ['TF_USE_LEGACY_KERAS'] = '1'
 # TensorFlow's C++ info and CUDA-probe lines are noise on CPU machines; TF_CPP_MIN_LOG_LEVEL=0 shows them.
 _os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+from sluice import deferred as _deferred  # noqa: E402 (after the environment above)
+# What third-party packages import that Sluice does not use, imported on first use instead (see
+# sluice/deferred.py for what each cost): before anything of ML-Metadata, Beam or TensorFlow is imported.
+_deferred.stdlib_distutils()
+for _name in ('grpc', 'google.cloud.bigquery'):
+    _deferred.defer(_name)
+del _name
+
 _EXPORTS = {
     'Pipeline': 'sluice.dsl.pipeline', 'PipelineError': 'sluice.dsl.pipeline',
     'load_pipeline': 'sluice.dsl.pipeline', 'Retry': 'sluice.components.retry',

@@ -139,12 +139,12 @@ def test_importing_sluice_and_its_components_loads_no_tensorflow(tmp_path):
     assert out.stdout.strip() == '[]'
 
 
-GRPC_FIRST_USES = {
-    'attribute': 'import grpc; grpc.insecure_channel',
-    'from-import': 'from grpc import RpcError',
-    'submodule': 'import grpc.aio',
-    'submodule of a submodule': 'from grpc.experimental import aio',
-    "ML-Metadata's own gRPC client": (
+FIRST_USES = {  # a package Sluice defers (sluice/deferred.py): what a user may do with it first
+    'grpc: an attribute': ('grpc', 'import grpc; grpc.insecure_channel'),
+    'grpc: from-import': ('grpc', 'from grpc import RpcError'),
+    'grpc: a submodule': ('grpc', 'import grpc.aio'),
+    'grpc: a submodule of a submodule': ('grpc', 'from grpc.experimental import aio'),
+    "grpc: ML-Metadata's own gRPC client": ('grpc', (
         'from ml_metadata.metadata_store import metadata_store as m\n'
         'from ml_metadata.proto import metadata_store_pb2 as pb\n'
         'config = pb.MetadataStoreClientConfig(host="127.0.0.1", port=9, client_timeout_sec=1)\n'
@@ -152,26 +152,58 @@ GRPC_FIRST_USES = {
         '    m.MetadataStore(config).get_artifact_types()\n'
         'except Exception as e:\n'
         '    assert type(e).__name__ in ("UnavailableError", "DeadlineExceededError"), repr(e)\n'
-        'assert m.grpc.RpcError is sys.modules["grpc"].RpcError\n'),
+        'assert m.grpc.RpcError is sys.modules["grpc"].RpcError\n')),
+    'bigquery: from-import': ('google.cloud.bigquery', 'from google.cloud import bigquery; bigquery.Client'),
+    'bigquery: dotted import': ('google.cloud.bigquery', 'import google.cloud.bigquery; google.cloud.bigquery.Table'),
+    'bigquery: a submodule': ('google.cloud.bigquery', 'from google.cloud.bigquery.client import Client'),
+    "bigquery: Beam's BigQuery IO": ('google.cloud.bigquery', (
+        'from apache_beam.io.gcp import bigquery_tools\n'
+        'assert bigquery_tools.gcp_bigquery.Client is sys.modules["google.cloud.bigquery"].Client\n')),
 }
 
 
-@pytest.mark.parametrize('use', sorted(GRPC_FIRST_USES))
-def test_grpc_is_imported_on_first_use_only_and_then_once(tmp_path, use):
-    """ML-Metadata imports gRPC for a remote client Sluice never opens; sluice.metadata defers it (a
-    quarter of the CLI's start). Whatever touches it first gets the real package, loaded once."""
-    code = ('import sys\nimport sluice.ui.cli, sluice.metadata\n'
-            'assert "grpc._cython.cygrpc" not in sys.modules, "gRPC was imported with the CLI"\n'
-            f'{GRPC_FIRST_USES[use]}\n'
-            'import grpc\n'
-            'real = sys.modules["grpc"]\n'
-            'assert type(real).__name__ == "module" and grpc is real, type(real)\n'
-            'assert real._cython.cygrpc is sys.modules["grpc._cython.cygrpc"]\n'
-            'assert real.aio is sys.modules["grpc.aio"]\n'
-            'import ml_metadata.proto.metadata_store_service_pb2_grpc as service\n'
-            'assert service.grpc.insecure_channel is real.insecure_channel\n'
+@pytest.mark.parametrize('use', sorted(FIRST_USES))
+def test_a_deferred_package_is_imported_on_first_use_only_and_then_once(tmp_path, use):
+    """What third-party packages import that Sluice never uses is imported on first use (the CLI's
+    start, every Beam process's); whatever touches it first gets the real package, loaded once."""
+    package, first_use = FIRST_USES[use]
+    before = 'sluice.ui.cli, sluice.metadata' if package == 'grpc' else 'sluice, apache_beam'  # Beam uses gRPC
+    code = (f'import sys, collections, importlib.machinery as m\nimport {before}\nname = {package!r}\n'
+            'runs = collections.Counter()\n'
+            'execute = m.SourceFileLoader.exec_module\n'
+            'def counted(self, module):\n'
+            '    runs[module.__name__] += 1\n'
+            '    return execute(self, module)\n'
+            'm.SourceFileLoader.exec_module = counted\n'
+            'assert type(sys.modules[name]).__name__ == "_Deferred", type(sys.modules[name])\n'
+            f'assert not [m for m in sys.modules if m.startswith(name + ".")], "imported with {before}"\n'
+            f'{first_use}\n'
+            'real = sys.modules[name]\n'
+            'assert type(real).__name__ == "module", type(real)\n'
+            'assert runs[name] == 1 and max(runs.values()) == 1, [k for k, n in runs.items() if n > 1]\n'
+            'module = __import__(name, fromlist=["_"])\n'
+            'assert module is real\n'
+            'if name == "grpc":\n'
+            '    assert real._cython.cygrpc is sys.modules["grpc._cython.cygrpc"]\n'
+            '    assert real.aio is sys.modules["grpc.aio"]\n'
+            'else:\n'
+            '    from google.cloud import bigquery\n'
+            '    assert bigquery.client is sys.modules["google.cloud.bigquery.client"]\n'
+            '    assert bigquery.Client is sys.modules["google.cloud.bigquery.client"].Client\n'
             'print("ok")\n')
-    out = subprocess.run([sys.executable, '-c', code], cwd=str(tmp_path), capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr
+    out = subprocess.run([sys.executable, '-W', 'ignore', '-c', code], cwd=str(tmp_path), capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == 'ok'
+
+
+def test_tensorflow_gets_pythons_own_distutils_not_setuptools(tmp_path):
+    """TensorFlow's import of distutils, answered by setuptools' shim, imported setuptools and
+    pkg_resources (0.3-0.45 s of each TensorFlow import); after `import sluice` it is Python's own."""
+    code = ('import sys, sluice, tensorflow, distutils, sysconfig\n'
+            'print(distutils.__file__.startswith(sysconfig.get_paths()["stdlib"]), "setuptools" in sys.modules,'
+            ' "pkg_resources" in sys.modules)')
+    out = subprocess.run([sys.executable, '-W', 'ignore', '-c', code], cwd=str(tmp_path), capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ['True', 'False', 'False'], out.stdout

@@ -1,0 +1,125 @@
+"""What third-party packages make every Sluice process import, and that Sluice does not need:
+imported on first use instead (``defer``), or from the standard library (``stdlib_distutils``).
+
+Measured with ``python -X importtime`` (figures in bench/README.md, "Start-up"):
+
+- ``grpc``: ML-Metadata's package imports it for a remote client Sluice never opens (its stores are a
+  database file or PostgreSQL): a quarter of the time ``sluice`` takes to start.
+- ``google.cloud.bigquery``: ``import apache_beam`` imports Beam's BigQuery IO, which imports the
+  BigQuery client (and, through its progress bars, ipywidgets and IPython): about a quarter of Beam's
+  import, in every process that runs a Beam pipeline and in every Beam worker.
+- distutils: TensorFlow's ``__init__`` imports it for one directory name; setuptools' shim answers
+  with its own copy, which first imports setuptools and pkg_resources: 0.3-0.45 s of each TensorFlow
+  import, where Python 3.11's own distutils gives the same name.
+
+``defer(name)`` puts a stand-in module in ``sys.modules``: ``import name`` and ``from parent import
+name`` then cost nothing, and the first use of the package (an attribute of it, or an import of one
+of its submodules) imports the real package once, under a lock. From then on ``sys.modules`` holds the
+real module, and the stand-in (still bound where it was imported early) holds the same attributes.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import threading
+import types
+
+_LOCK = threading.RLock()
+
+
+class _Deferred(types.ModuleType):
+    """Stands for a package not imported yet; imports it on the first attribute asked of it."""
+
+    def __getattr__(self, attr: str):
+        return getattr(_realize(self.__name__), attr)
+
+
+def _realize(name: str) -> types.ModuleType:
+    """The real package ``name``, imported now if its stand-in is still in ``sys.modules``."""
+    with _LOCK:
+        stand_in = sys.modules.get(name)
+        if not isinstance(stand_in, _Deferred):
+            return stand_in if stand_in is not None else importlib.import_module(name)
+        del sys.modules[name]
+        try:
+            real = importlib.import_module(name)
+        except BaseException:
+            sys.modules[name] = stand_in
+            raise
+        vars(stand_in).update(vars(real))
+        return real
+
+
+class _AlreadyLoaded:
+    """Hands the import system a module that importing its package has just loaded (a loader, as the
+    import system uses one; importlib.abc, 5 ms to import, is not needed for that)."""
+
+    def __init__(self, module: types.ModuleType) -> None:
+        self.module, self.spec = module, getattr(module, '__spec__', None)
+
+    def create_module(self, spec):
+        return self.module
+
+    def exec_module(self, module) -> None:
+        module.__spec__ = self.spec  # its own again (see _SubmoduleFinder)
+
+
+class _SubmoduleFinder:
+    """First on ``sys.meta_path``: ``import grpc.aio`` while grpc's stand-in is in place imports the
+    real package first (as Python does for a parent not yet imported), which may load the submodule
+    itself; the import system is then handed that module instead of executing it a second time. (Its
+    finder loop answers a module found loaded meanwhile with that module's ``__spec__``, and would
+    execute that afresh: so for the moment, the module's spec is the one whose loader hands it over.)"""
+
+    def find_spec(self, fullname, path, target=None):
+        parts = fullname.split('.')
+        for end in range(1, len(parts)):
+            parent = '.'.join(parts[:end])
+            if isinstance(sys.modules.get(parent), _Deferred):
+                _realize(parent)
+                module = sys.modules.get(fullname)
+                if module is None:
+                    return None
+                spec = importlib.util.spec_from_loader(fullname, _AlreadyLoaded(module))
+                module.__spec__ = spec
+                return spec
+        return None
+
+
+_FINDER = _SubmoduleFinder()
+
+
+def defer(name: str) -> None:
+    """Put a stand-in for the installed package ``name`` in ``sys.modules`` unless it is imported
+    already or not installed (then ``import name`` fails as it would have)."""
+    with _LOCK:
+        if name in sys.modules:
+            return
+        try:
+            spec = importlib.util.find_spec(name)  # imports the parents of a dotted name (namespaces here)
+        except (ImportError, ValueError):
+            return
+        if spec is None or name in sys.modules:
+            return
+        stand_in = _Deferred(name, f'{name}, imported on first use (sluice.deferred)')
+        # The spec and search path of the real package, without running it: the import system reads
+        # the parent's path when a submodule is imported, before it asks the finders (_SubmoduleFinder).
+        stand_in.__spec__, stand_in.__loader__ = spec, spec.loader
+        stand_in.__package__ = name if spec.submodule_search_locations is not None else name.rpartition('.')[0]
+        if spec.submodule_search_locations is not None:
+            stand_in.__path__ = list(spec.submodule_search_locations)
+        sys.modules[name] = stand_in
+        parent, _, child = name.rpartition('.')
+        if parent:  # `import google.cloud.bigquery` then reads it as an attribute of its parent
+            setattr(sys.modules[parent], child, stand_in)
+        if _FINDER not in sys.meta_path:
+            sys.meta_path.insert(0, _FINDER)
+
+
+def stdlib_distutils() -> None:
+    """Let ``import distutils`` find Python's own (3.11 has one) rather than setuptools' shim, unless
+    distutils is imported already or ``SETUPTOOLS_USE_DISTUTILS`` chooses."""
+    if sys.version_info < (3, 12) and 'distutils' not in sys.modules and 'SETUPTOOLS_USE_DISTUTILS' not in os.environ:
+        sys.meta_path[:] = [f for f in sys.meta_path if type(f).__module__ != '_distutils_hack']
