@@ -167,7 +167,9 @@ def test_a_deferred_package_is_imported_on_first_use_only_and_then_once(tmp_path
     """What third-party packages import that Sluice never uses is imported on first use (the CLI's
     start, every Beam process's); whatever touches it first gets the real package, loaded once."""
     package, first_use = FIRST_USES[use]
-    before = 'sluice.ui.cli, sluice.metadata' if package == 'grpc' else 'sluice, apache_beam'  # Beam uses gRPC
+    # What a Sluice process imports before it (Beam, which uses gRPC itself, only where it is the first use)
+    before = 'sluice.ui.cli, sluice.metadata' if package == 'grpc' else \
+        'sluice, apache_beam' if 'Beam' in use else 'sluice.ui.cli'
     code = (f'import sys, collections, importlib.machinery as m\nimport {before}\nname = {package!r}\n'
             'runs = collections.Counter()\n'
             'execute = m.SourceFileLoader.exec_module\n'
