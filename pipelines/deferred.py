@@ -16,6 +16,9 @@ Measured with ``python -X importtime`` (figures in bench/README.md, "Start-up"):
 name`` then cost nothing, and the first use of the package (an attribute of it, or an import of one
 of its submodules) imports the real package once, under a lock. From then on ``sys.modules`` holds the
 real module, and the stand-in (still bound where it was imported early) holds the same attributes.
+A stand-in answers ``__file__``, ``__spec__`` and ``__path__`` itself; code that walks ``sys.modules``
+asking each module for other names (pickle's ``whichmodule``) imports it, which costs time, not
+correctness.
 """
 from __future__ import annotations
 
@@ -110,6 +113,8 @@ def defer(name: str) -> None:
         stand_in.__package__ = name if spec.submodule_search_locations is not None else name.rpartition('.')[0]
         if spec.submodule_search_locations is not None:
             stand_in.__path__ = list(spec.submodule_search_locations)
+        if spec.has_location:  # what code walking sys.modules asks every module (Sluice's own does)
+            stand_in.__file__, stand_in.__cached__ = spec.origin, spec.cached
         sys.modules[name] = stand_in
         parent, _, child = name.rpartition('.')
         if parent:  # `import google.cloud.bigquery` then reads it as an attribute of its parent
