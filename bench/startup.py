@@ -6,7 +6,8 @@ distutils for TensorFlow). Every executor process and every Beam worker imports 
 
 Each figure is a fresh ``python -c`` process that imports ``sluice`` first (side "after sluice") or
 not ("alone") and then times, in itself, the import of one library; the sides take turns in every
-repeat. ``import sluice`` itself is timed the same way (it is what the "after sluice" side adds).
+repeat, both with ``TF_USE_LEGACY_KERAS=1`` (which ``import sluice`` sets). ``import sluice`` itself
+is timed the same way (it is what the "after sluice" side adds).
 Median [min-max] over the repeats; the difference is per repeat.
 """
 from __future__ import annotations
@@ -45,7 +46,9 @@ def main() -> None:
         got: dict[str, list[dict]] = {side: [] for side in sides}
         for r in range(args.repeat):
             for side in turns(sides, r):
-                _, proc = run_python(['-W', 'ignore', '-c', CHILD, library, side])
+                # TF_USE_LEGACY_KERAS as `import sluice` sets it, on both sides: TensorFlow then loads
+                # tf-keras rather than Keras 3, whichever side imports it
+                _, proc = run_python(['-W', 'ignore', '-c', CHILD, library, side], env={'TF_USE_LEGACY_KERAS': '1'})
                 got[side].append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f'import {library}:')
         for side in sides:

@@ -201,7 +201,8 @@ def test_a_deferred_package_is_imported_on_first_use_only_and_then_once(tmp_path
 
 def test_tensorflow_gets_pythons_own_distutils_not_setuptools(tmp_path):
     """TensorFlow's import of distutils, answered by setuptools' shim, imported setuptools and
-    pkg_resources (0.3-0.45 s of each TensorFlow import); after `import sluice` it is Python's own."""
+    pkg_resources (0.15 s of each TensorFlow import, bench/startup.py); after `import sluice` it is
+    Python's own."""
     code = ('import sys, sluice, tensorflow, distutils, sysconfig\n'
             'print(distutils.__file__.startswith(sysconfig.get_paths()["stdlib"]), "setuptools" in sys.modules,'
             ' "pkg_resources" in sys.modules)')
