@@ -21,8 +21,10 @@ import logging
 import re
 import time
 
+import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import ORJSONResponse as JSONResponse
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
@@ -65,6 +67,10 @@ async def read_json(request: Request, limit: int):
     raw = b''.join(chunks)
     if not raw.strip():
         raise RequestError('the request body is empty: send a JSON object, e.g. {"instances": [{...}]}')
+    try:
+        return orjson.loads(raw)  # a quarter of json's time: most of a 64-row request's own (bench/README.md)
+    except orjson.JSONDecodeError:
+        pass  # Python's parser then says what is wrong (NaN, Infinity, ...) or reads what orjson does not
     try:
         return json.loads(raw, parse_constant=_no_constant)
     except ValueError as e:
