@@ -89,10 +89,23 @@ def _features_of(session) -> list[Feature]:
 
 class _InFlight:
     """How many requests this process's server is answering (counted on its event loop, from a request's
-    arrival to its response; read in worker threads, where a count a moment old does no harm)."""
+    arrival to its response; read in worker threads, where a count a moment old does no harm), and
+    when one last arrived while another was being answered."""
     requests = 0
+    overlapped = 0.0  # time.monotonic()
+
+    def arrived(self) -> None:
+        self.requests += 1
+        if self.requests > 1:
+            self.overlapped = time.monotonic()
+
+    def alone(self) -> bool:
+        """Whether the request being read is the only one, and none has overlapped another for
+        ALONE_SECONDS: a client that sends one request at a time, whom no other is waiting behind."""
+        return self.requests <= 1 and time.monotonic() - self.overlapped > ALONE_SECONDS
 
 
+ALONE_SECONDS = 1.0
 IN_FLIGHT = _InFlight()
 
 

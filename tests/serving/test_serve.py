@@ -395,6 +395,50 @@ def test_both_sessions_of_a_served_model_answer_as_the_saved_model(penguin_run):
     assert np.abs(np.array(alone) - expected).max() <= 1e-5 and np.abs(np.array(busy) - expected).max() <= 1e-5
 
 
+def test_a_request_answered_alone_runs_on_the_event_loop_and_one_beside_others_in_a_thread(penguin_run):
+    """A model slower than the inline rule (timed at warm-up) answers on the event loop a request
+    answered alone, by a client that sends one at a time (the hand-off to a thread and back is a
+    seventh of a one-row taxi request), and in a worker thread once requests have overlapped."""
+    import warnings
+    with warnings.catch_warnings():  # starlette's: it would rather use httpx2 than the httpx installed
+        warnings.simplefilter('ignore')
+        from starlette.testclient import TestClient
+    from sluice.components.onnx_export.serving import IN_FLIGHT
+    from sluice.serving.app import create_app
+    from sluice.serving.follower import Follower
+    from sluice.serving.metrics import Metrics
+
+    follower = Follower(_destination(penguin_run))
+    follower.poll()
+    model = follower.current
+    model.call_seconds = 1e-3  # as the taxi model: over INLINE_SECONDS, under ALONE_INLINE_SECONDS
+    import asyncio
+
+    def on_loop() -> bool:
+        try:
+            return asyncio.get_running_loop() is not None
+        except RuntimeError:  # a worker thread
+            return False
+
+    where = []
+    run = model.run
+    model.run = lambda feed: (where.append(on_loop()), run(feed))[1]
+    with TestClient(create_app(follower, Metrics('penguin'), 'penguin')) as client:
+        def ask():
+            answer = client.post('/v1/models/penguin:predict', json={'instances': [ROW]})
+            assert answer.status_code == 200, answer.text
+
+        IN_FLIGHT.overlapped = 0.0
+        ask()
+        ask()
+        IN_FLIGHT.overlapped = time.monotonic()  # as when a request arrived while another was answered
+        ask()
+        model.call_seconds = 1.0  # too slow to hold the event loop even when alone
+        IN_FLIGHT.overlapped = 0.0
+        ask()
+    assert where == [True, True, False, False]
+
+
 # -- the InfraValidator ------------------------------------------------------------------------------
 def _latest(pattern: str) -> str:
     return max(glob.glob(pattern), key=lambda p: int(os.path.basename(p)))
