@@ -41,54 +41,64 @@ class _Deferred(types.ModuleType):
 
 
 def _realize(name: str) -> types.ModuleType:
-    """The real package ``name``, imported now if its stand-in is still in ``sys.modules``."""
+    """The real package ``name``, imported now if its stand-in is still in ``sys.modules``. No lock of
+    this module is held while it imports: Python's own lock on the module makes a second importer wait
+    for the first (a lock of ours held across the import could deadlock with them)."""
     with _LOCK:
         stand_in = sys.modules.get(name)
-        if not isinstance(stand_in, _Deferred):
-            return stand_in if stand_in is not None else importlib.import_module(name)
-        del sys.modules[name]
-        try:
-            real = importlib.import_module(name)
-        except BaseException:
-            sys.modules[name] = stand_in
-            raise
+        if isinstance(stand_in, _Deferred):
+            del sys.modules[name]
+    try:
+        real = importlib.import_module(name)
+    except BaseException:
+        with _LOCK:
+            if isinstance(stand_in, _Deferred) and name not in sys.modules:
+                sys.modules[name] = stand_in
+        raise
+    if isinstance(stand_in, _Deferred):
         vars(stand_in).update(vars(real))
-        return real
+    return real
 
 
-class _AlreadyLoaded:
-    """Hands the import system a module that importing its package has just loaded (a loader, as the
-    import system uses one; importlib.abc, 5 ms to import, is not needed for that)."""
+class _Realizing:
+    """The loader of a submodule of a stand-in (``import grpc.aio`` before anything of grpc was used):
+    it imports the real package first, as Python does for a parent not yet imported, which may load
+    the submodule itself; then it hands over that module, or loads the submodule as its finders find it.
+    It runs when the import system loads the submodule, under that module's own lock, not while it
+    asks the finders (under its global lock, where importing a package could deadlock)."""
 
-    def __init__(self, module: types.ModuleType) -> None:
-        self.module, self.spec = module, getattr(module, '__spec__', None)
+    def __init__(self, parent: str) -> None:
+        self.parent, self.real_spec = parent, None
 
     def create_module(self, spec):
-        return self.module
+        _realize(self.parent)
+        loaded = sys.modules.get(spec.name)
+        if loaded is not None:  # the package's import loaded it
+            self.real_spec = getattr(loaded, '__spec__', None)
+            return loaded
+        self.real_spec = importlib.util.find_spec(spec.name)
+        if self.real_spec is None:
+            raise ModuleNotFoundError(f'No module named {spec.name!r}', name=spec.name)
+        module = importlib.util.module_from_spec(self.real_spec)
+        module._sluice_execute = True  # noqa: SLF001 - read and removed in exec_module
+        return module
 
     def exec_module(self, module) -> None:
-        module.__spec__ = self.spec  # its own again (see _SubmoduleFinder)
+        module.__spec__ = self.real_spec  # its own spec, not this loader's
+        if module.__dict__.pop('_sluice_execute', False):
+            module.__loader__ = self.real_spec.loader
+            self.real_spec.loader.exec_module(module)
 
 
 class _SubmoduleFinder:
-    """First on ``sys.meta_path``: ``import grpc.aio`` while grpc's stand-in is in place imports the
-    real package first (as Python does for a parent not yet imported), which may load the submodule
-    itself; the import system is then handed that module instead of executing it a second time. (Its
-    finder loop answers a module found loaded meanwhile with that module's ``__spec__``, and would
-    execute that afresh: so for the moment, the module's spec is the one whose loader hands it over.)"""
+    """First on ``sys.meta_path``: a submodule of a stand-in is loaded by ``_Realizing``."""
 
     def find_spec(self, fullname, path, target=None):
         parts = fullname.split('.')
         for end in range(1, len(parts)):
             parent = '.'.join(parts[:end])
             if isinstance(sys.modules.get(parent), _Deferred):
-                _realize(parent)
-                module = sys.modules.get(fullname)
-                if module is None:
-                    return None
-                spec = importlib.util.spec_from_loader(fullname, _AlreadyLoaded(module))
-                module.__spec__ = spec
-                return spec
+                return importlib.util.spec_from_loader(fullname, _Realizing(parent))
         return None
 
 

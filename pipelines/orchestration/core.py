@@ -225,26 +225,26 @@ class Session:
             return self._launch(component, index, total)
         scope, held = f'{self.run_id}/{component.id}', []
 
-        def hold() -> None:
+        def hold() -> bool:
+            """Take the node's lease unless held already; True when taken now."""
             if held:
-                return
+                return False
             command = self.lease.record.owner.get('command') or 'run'
             # The process this one took the run over from (--take-over) loses its nodes' leases with it.
             before, node = getattr(self.lease, 'previous', None), self.store.lease_latest(scope)
             take_over = before is not None and node is not None and all(
                 node.owner.get(k) == before.owner.get(k) for k in ('pid', 'pid_start', 'host', 'boot_id'))
             held.append(Lease.acquire(self.store, scope, command, take_over=take_over))
+            return True
 
         try:
             return self._launch(component, index, total, hold)
-        except LeaseHeld as e:
-            return NodeResult(component.id, component.component_type, 'FAILED', error=f'{type(e).__name__}: {e}')
         finally:
             for lease in held:
                 lease.release()
 
     def _launch(self, component: Component, index: int, total: int,
-                hold: Callable[[], None] | None = None) -> NodeResult:
+                hold: Callable[[], bool] | None = None) -> NodeResult:
         """Launch a node; while it fails with an error a retry could fix, wait as its retry policy
         says and launch it again (a new execution per attempt)."""
         policy = self.pipeline.retry_for(component) if self.retries else None
@@ -252,12 +252,20 @@ class Session:
         started, attempt = time.time(), 1
         while True:
             with self._span(component.id, attempt) as span:
-                result = launch(component, self.store, self.info, enable_cache=self.pipeline.cache_for(component),
-                                lease=self.lease, attempt=attempt, in_flight=self.in_flight,
-                                beside_others=self.parallel > 1, hold=hold)
+                try:
+                    result = launch(component, self.store, self.info, enable_cache=self.pipeline.cache_for(component),
+                                    lease=self.lease, attempt=attempt, in_flight=self.in_flight,
+                                    beside_others=self.parallel > 1, hold=hold)
+                except LeaseHeld as e:  # another process holds the node: nothing recorded, nothing to retry
+                    result = NodeResult(component.id, component.component_type, 'FAILED',
+                                        error=f'{type(e).__name__}: {e}')
+                    result.retryable = False
+                    held_elsewhere = True
+                else:
+                    held_elsewhere = False
                 span.update(state=result.state, error=result.error)
             result.attempt, result.attempts = attempt, attempts
-            if result.state != 'FAILED' or attempt >= attempts:
+            if result.state != 'FAILED' or attempt >= attempts or held_elsewhere:
                 break
             if not result.retryable:
                 result.error += ' (not retried: with the same input and code it would fail the same way)'

@@ -98,7 +98,7 @@ WITHDRAWN = 'its outputs were being deleted by sluice gc when this cache hit was
 def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
            enable_cache: bool = True, lease: Any = None, attempt: int = 1,
            in_flight: InFlight | None = None, beside_others: bool = False,
-           hold: Callable[[], None] | None = None) -> NodeResult:
+           hold: Callable[[], bool] | None = None) -> NodeResult:
     """Run one component through driver, executor and publisher; never raises for executor errors
     (the result says FAILED and why, and whether a retry could help), but re-raises KeyboardInterrupt
     after recording CANCELED. ``attempt`` is recorded on the execution (retries: sluice.orchestration.core). A
@@ -115,13 +115,19 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
 
     ``hold`` (the node's own lease, ``sluice.orchestration.core``) is called before the launch records
     anything but a CACHED execution: registering it to execute, skipping it, or failing its driver. It
-    raises (LeaseHeld) when another process holds the node; nothing is recorded then. A cache hit
-    records a CACHED execution without it, as true whoever records it (those outputs exist)."""
+    raises (LeaseHeld) when another process holds the node; nothing is recorded then; it returns True
+    when it has just taken the lease, and the cache is then looked up again (the holder before may
+    have completed the node). A cache hit records a CACHED execution without it, as true whoever
+    records it (those outputs exist)."""
     steps = _Launch(component, store, pipeline, lease, attempt)
     steps.hold = hold or _nothing
     steps.apart = beside_others and getattr(type(component), 'apart_when_parallel', False)
     ended = steps.drive()
     if ended is None and enable_cache:
+        ended = steps.reuse_cached()
+    if ended is None and steps.hold() and enable_cache:
+        # The node's lease just taken: whoever held it before may have finished the node meanwhile
+        # (a run-node task of this run), and the cache says so now.
         ended = steps.reuse_cached()
     if ended is None:
         ended = steps.register()
@@ -137,8 +143,8 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
         in_flight.remove(component.id)
 
 
-def _nothing() -> None:
-    pass
+def _nothing() -> bool:
+    return False
 
 
 class InFlight:
@@ -191,7 +197,7 @@ class _Launch:
         self.tmp_dir = ''
         self.child: Any = None  # the executor's own process (timeout_seconds, apart), while it runs
         self.apart = False  # run the executor in a process of its own (see launch)
-        self.hold: Callable[[], None] = _nothing  # the node's lease, taken before recording more than CACHED
+        self.hold: Callable[[], bool] = _nothing  # the node's lease, taken before recording more than CACHED
 
     def drive(self) -> NodeResult | None:
         """Driver: resolve the inputs and compute the cache key; if it cannot even start, record why

@@ -15,6 +15,7 @@ version or label), 413 (a body over the limit) or 503 (nothing loaded, and why).
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -125,6 +126,10 @@ class _Routes:
         started = time.perf_counter()
         model, code, rows = None, 200, 0
         IN_FLIGHT.arrived()  # on the event loop: no lock needed
+        # Let requests already waiting on the loop arrive too: a handler that answers on the loop
+        # never yields otherwise (its body is read without waiting), and the next one would then never
+        # see this one in flight: the alone rule (_quick_model) would hold for clients at once.
+        await asyncio.sleep(0)
         try:
             if asked != self.name:
                 raise self.unknown(asked)

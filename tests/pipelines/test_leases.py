@@ -505,6 +505,36 @@ def test_a_node_that_executes_holds_its_own_lease_and_a_cache_hit_takes_none(tmp
     assert store.lease_latest(second.run_id).released  # the run's own lease as before
 
 
+def test_a_node_completed_by_the_holder_before_is_taken_from_the_cache_once_the_lease_is_held(tmp_path, text_dir):
+    """The node's lease is taken after the first cache lookup; whoever held it may have completed the
+    node meanwhile (a run-node task of the same run): the launch looks the cache up again once it
+    holds the lease, and records CACHED, never a second execution."""
+    from sluice.orchestration.core import Session
+    from sluice.orchestration.launcher import launch
+    from sluice.orchestration.run import Progress
+
+    src = Source(input_base=str(text_dir))
+    up = Upper(text=src.outputs['text'])
+    pipeline = Pipeline('holder-before', str(tmp_path / 'root'), [src, up])
+    store = MetadataStore(f'sqlite:///{tmp_path}/root/metadata.db')
+    with Session.start(pipeline, store, None, 'local', Progress(enabled=False)) as session:
+        assert session.node(src, []).state == 'COMPLETE'
+
+        taken = []
+
+        def hold():  # as the node's lease: the holder before completes Upper, then it is ours
+            if taken:
+                return False
+            assert launch(up, store, session.info).state == 'COMPLETE'
+            taken.append(True)
+            return True
+
+        result = launch(up, store, session.info, hold=hold)
+        session.finish({src.id: session.results[src.id], up.id: result})
+    assert result.state == 'CACHED'
+    assert [r.state for r in store.executions(session.run_id) if r.node_id == 'Upper'] == ['COMPLETE', 'CACHED']
+
+
 def test_a_stored_copy_not_signed_with_the_key_is_not_loaded(tmp_path, text_dir):
     """#23.12: with $SLUICE_PIPELINE_KEY set, a resume unpickles the pipeline copy stored with the run only
     when it carries that key's signature: a copy stored under another key, or one changed in the store

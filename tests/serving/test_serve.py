@@ -436,7 +436,7 @@ def test_a_request_answered_alone_runs_on_the_event_loop_and_one_beside_others_i
         model.call_seconds = 1.0  # too slow to hold the event loop even when alone
         IN_FLIGHT.overlapped = 0.0
         ask()
-    assert where == [True, True, False, False]
+        assert where == [True, True, False, False]
 
 
 # -- the InfraValidator ------------------------------------------------------------------------------
