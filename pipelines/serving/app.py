@@ -47,8 +47,8 @@ _V2 = re.compile(r'^(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<rest>/re
 
 class JSONResponse(_JSONResponse):
     """A JSON answer written by orjson (a tenth of json's time for a 64-row answer): the same text
-    but for a float's shortest form (1e+16 is 1e16) and a NaN, which it writes null (Sluice's answers
-    hold none: a non-finite prediction is null already)."""
+    but for a small exponent's form (1e-7 where json writes 1e-07) and a NaN, which it writes null
+    (Sluice's answers hold none: a non-finite prediction is null already)."""
 
     def render(self, content) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
