@@ -53,7 +53,8 @@ class StoreBase(Connection):
         """The type of that kind and name as the store had it when first asked, or None: a type
         already registered costs no write (each is a transaction, a few milliseconds on SQLite)."""
         if self._stored_types[kind] is None:
-            self._stored_types[kind] = {t.name: t for t in self.retry(lambda: self._store.get_execution_types())}
+            read = {'artifact': self._store.get_artifact_types, 'execution': self._store.get_execution_types}[kind]
+            self._stored_types[kind] = {t.name: t for t in self.retry(read)}
         return self._stored_types[kind].get(name)
 
     def artifact_type_id(self, cls: type[Artifact]) -> int:

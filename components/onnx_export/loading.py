@@ -24,6 +24,7 @@ SAMPLE_TOLERANCE = 1e-5  # the warm-up's answers against the Trainer's, same ONN
 INLINE_SECONDS = 2.5e-4
 MIN_ROW_SECONDS = 5e-7
 INLINE_ROWS = 256
+ALONE_INLINE_SECONDS = 5e-3  # a request answered alone (IN_FLIGHT.alone) runs on the event loop up to this long
 # onnxruntime's threads for one run of a served model while other requests are answered: each already
 # has a thread of the server's, and a pool per run only adds threads that spin-wait for work. Taxi's
 # model, 64 rows a request, in one process here (2 cores), two requests at a time: 1,052-1,123 us of CPU

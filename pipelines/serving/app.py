@@ -32,13 +32,12 @@ from starlette.routing import Route
 
 from sluice.serving.follower import Follower, NotServed
 from sluice.serving.metrics import Metrics
-from sluice.components.onnx_export.loading import INLINE_ROWS, INLINE_SECONDS
+from sluice.components.onnx_export.loading import ALONE_INLINE_SECONDS, INLINE_ROWS, INLINE_SECONDS
 from sluice.components.onnx_export.serving import IN_FLIGHT, RequestError
 
 logger = logging.getLogger('sluice.serve')
 
 MAX_BODY_BYTES = 8 << 20
-ALONE_INLINE_SECONDS = 5e-3  # a request answered alone runs on the event loop up to this long
 DRAIN_BYTES = 64 << 20  # an oversized body up to this size is read and dropped, so the client gets its 413
 _V1 = re.compile(r'^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?'
                  r'(?P<rest>/metadata|:[a-z]+)?$')
