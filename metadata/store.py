@@ -102,10 +102,15 @@ class MetadataStore(LeaseMixin, LineageMixin):
                           properties=props, executions=self._records(protos, with_events=False))
 
     # -- recording executions -----------------------------------------------------------------
-    def _node_contexts(self, pipeline_name: str, run_id: str, node_id: str) -> list[pb.Context]:
+    def _node_contexts(self, pipeline_name: str, run_id: str, node_id: str,
+                       create: bool = True) -> list[pb.Context]:
+        """The pipeline's, the run's and the node's contexts. Without ``create``, a node context the
+        store lacks comes without an id: the transaction that records the execution creates it
+        (``_put_referencing``), one write fewer in a node's first run."""
         pipeline = self.context(PIPELINE, pipeline_name)
         run = self._require_run(run_id)
-        node = self.context(NODE, f'{pipeline_name}.{node_id}')
+        name = f'{pipeline_name}.{node_id}'
+        node = self.context(NODE, name, create=create) or pb.Context(type_id=self._context_type_id(NODE), name=name)
         return [pipeline, run, node]
 
     def _new_execution(self, component_type: str, state: str, run_id: str, node_id: str,
@@ -141,7 +146,7 @@ class MetadataStore(LeaseMixin, LineageMixin):
     def register_execution(self, component_type: str, pipeline_name: str, run_id: str, node_id: str,
                            inputs: dict[str, Sequence[Artifact]], properties: dict[str, Any]) -> int:
         """Record a RUNNING execution with its INPUT events; returns the execution id."""
-        contexts = self._node_contexts(pipeline_name, run_id, node_id)
+        contexts = self._node_contexts(pipeline_name, run_id, node_id, create=False)
         ex = self._new_execution(component_type, 'RUNNING', run_id, node_id, properties)
         return self._put_referencing(ex, self._events(inputs, pb.Event.INPUT), contexts)
 
@@ -149,14 +154,16 @@ class MetadataStore(LeaseMixin, LineageMixin):
                          contexts: list[pb.Context]) -> int:
         """Record a new execution with its events, in one transaction, to artifacts already in the store
         without writing them again: a copy read earlier would undo what another process changed since
-        (``sluice gc`` marking one DELETED)."""
+        (``sluice gc`` marking one DELETED). A context without an id is created, or taken as it is
+        when another process created it meanwhile."""
         edges = []
         for artifact, event in events:
             if not artifact.id:
                 raise ValueError(f'{artifact.uri}: an execution can only refer to artifacts already in the store.')
             event.artifact_id = artifact.id
             edges.append((0, None, event))
-        [ex_id], _, _ = self.retry(lambda: self._store.put_lineage_subgraph([ex], [], contexts, edges))
+        put = self._store.put_lineage_subgraph
+        [ex_id], _, _ = self.retry(lambda: put([ex], [], contexts, edges, reuse_context_if_already_exist=True))
         return ex_id
 
     def publish_execution(self, execution_id: int, pipeline_name: str, run_id: str, node_id: str,
@@ -183,7 +190,7 @@ class MetadataStore(LeaseMixin, LineageMixin):
                                 inputs: dict[str, Sequence[Artifact]], outputs: dict[str, Sequence[Artifact]],
                                 properties: dict[str, Any]) -> int:
         """Record a CACHED execution whose OUTPUT events point at reused LIVE artifacts."""
-        contexts = self._node_contexts(pipeline_name, run_id, node_id)
+        contexts = self._node_contexts(pipeline_name, run_id, node_id, create=False)
         ex = self._new_execution(component_type, 'CACHED', run_id, node_id, properties)
         events = self._events(inputs, pb.Event.INPUT) + self._events(outputs, pb.Event.OUTPUT)
         return self._put_referencing(ex, events, contexts)

@@ -202,19 +202,20 @@ import sys, time
 from sluice.metadata import MetadataStore, base
 at = float(sys.argv[2])
 
-def at_once(register):  # the first type each kind registers, by every process at one instant (+2 s)
+def at_once(register, later):  # its first call, by every process at one instant (at + later)
     waited = []
     def call(self, *args, **kwargs):
         if not waited:
-            waited.append(time.sleep(max(0.0, at + 2 - time.time())))
+            waited.append(time.sleep(max(0.0, at + later - time.time())))
         return register(self, *args, **kwargs)
     return call
 
-base.StoreBase.artifact_type_id = at_once(base.StoreBase.artifact_type_id)
-base.StoreBase._context_type_id = at_once(base.StoreBase._context_type_id)
+base.StoreBase._put_missing_types = at_once(base.StoreBase._put_missing_types, 2)  # a new store's types
+base.StoreBase.execution_type_id = at_once(base.StoreBase.execution_type_id, 4)  # a new node's first execution
 time.sleep(max(0.0, at - time.time()))  # every process connects at the same moment
 store = MetadataStore(sys.argv[1])
 store.register_run('p', sys.argv[3], {})
+store.register_execution('Gen', 'p', sys.argv[3], 'Gen', {}, {})
 print('opened')
 '''
 
@@ -239,7 +240,9 @@ def test_processes_opening_a_new_store_at_once_all_succeed(kind, tmp_path, reque
         assert [p.returncode for p in procs] == [0] * 4, '\n'.join(outs)
         store = MetadataStore(url)
         assert sorted(r.run_id for r in store.runs()) == ['r0', 'r1', 'r2', 'r3']
-        for kind in ('artifact', 'context'):
+        [node] = store.mlmd.get_contexts_by_type('node')  # one, though each execution's write could create it
+        assert len(store.mlmd.get_executions_by_context(node.id)) == 4
+        for kind in ('artifact', 'execution', 'context'):
             names = collections.Counter(t.name for t in getattr(store.mlmd, f'get_{kind}_types')())
             assert not [name for name, n in names.items() if n > 1], (kind, names)
 
@@ -270,3 +273,44 @@ def test_long_values_are_recorded_on_every_backend(kind, tmp_path, request):
     store.publish_execution(gen, 'p', 'r1', 'Gen', {'examples': [examples]})
     [back] = store.node_outputs('r1', 'Gen')['examples']
     assert json.loads(back.get('row_counts')) == {f'split_{i}': i for i in range(300)}
+
+
+def test_a_new_sqlite_store_writes_ahead_and_gets_its_types_in_one_write(tmp_path, monkeypatch):
+    """A new store's file is in write-ahead-log mode and its types come in one transaction; a second
+    connection writes nothing; a store made before, by ML-Metadata alone (rollback journal, a type
+    lacking a property Sluice declares), keeps its mode and has the type completed, same id."""
+    import sqlite3
+    from contextlib import closing
+
+    from ml_metadata.metadata_store import metadata_store as mlmd
+
+    calls = []
+    real = mlmd.MetadataStore._pywrap_cc_call
+
+    def counted(self, method, request, response):
+        calls.append(method.__name__)
+        return real(self, method, request, response)
+
+    monkeypatch.setattr(mlmd.MetadataStore, '_pywrap_cc_call', counted)
+
+    def journal(path):
+        with closing(sqlite3.connect(path)) as db:
+            return db.execute('PRAGMA journal_mode').fetchone()[0]
+
+    MetadataStore(f'sqlite:///{tmp_path}/new.db')
+    assert [c for c in calls if c.startswith('Put')] == ['PutTypes']
+    calls.clear()
+    MetadataStore(f'sqlite:///{tmp_path}/new.db').register_run('p', 'r1', {})
+    assert [c for c in calls if c.startswith('Put') and c != 'PutParentContexts'] == ['PutContexts'] * 2  # p, r1
+    assert journal(tmp_path / 'new.db') == 'wal'
+
+    config = pb.ConnectionConfig()
+    config.sqlite.filename_uri = str(tmp_path / 'old.db')
+    old = mlmd.MetadataStore(config)
+    examples = old.put_artifact_type(pb.ArtifactType(name='Examples', properties={'split_names': pb.STRING}))
+    del old
+    store = MetadataStore(f'sqlite:///{tmp_path}/old.db')
+    store.register_run('p', 'r1', {})
+    assert journal(tmp_path / 'old.db') == 'delete'
+    stored = store.mlmd.get_artifact_type('Examples')
+    assert stored.id == examples and stored.properties['span'] == pb.INT
