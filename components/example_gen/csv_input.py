@@ -164,11 +164,13 @@ class CsvExampleGenExecutor(Executor):
                                 f'{files[0]} ({",".join(header)}); all CSV files in {input_base} must have the '
                                 'same columns in the same order.')
         summary_path = os.path.join(self.tmp_dir, 'csv_summary.json')
+        bundle = read_bundle_bytes(files)
 
         def read(p: Any) -> Any:
             return (p | 'Files' >> beam.Create(files)
                       | 'Read' >> beam.io.ReadAllFromText(skip_header_lines=1, with_filename=True,
-                                                          coder=beam.coders.BytesCoder())
+                                                          coder=beam.coders.BytesCoder(),
+                                                          desired_bundle_size=bundle)
                       | 'Parse' >> beam.Map(parse_line, len(header)))
 
         # Pass 1: column kinds, rows per split, bad rows.
@@ -211,6 +213,19 @@ class CsvExampleGenExecutor(Executor):
         if empty:
             fix = 'add rows to their files' if by_split else 'add rows or change split_ratios'
             raise DataError(f'CsvExampleGen: {total} rows left split(s) {", ".join(empty)} empty; {fix}.')
+
+
+# Ranges of the input read apart: Beam's default (64 MiB) reads a file of less in one piece, so with
+# several worker processes one of them parsed and wrote all of it (and a single output file per split
+# left the readers downstream one file each). At least RANGES pieces of the input, none under 1 MiB.
+RANGES, MIN_RANGE, MAX_RANGE = 16, 1 << 20, 64 << 20
+
+
+def read_bundle_bytes(files: list[str]) -> int:
+    """The size of the ranges the CSV files are read in: the input over RANGES, within MIN_RANGE and
+    MAX_RANGE. A range starts at the line after its first byte: no row is read twice or lost."""
+    total = sum(storage.size(f) if storage.is_remote(f) else os.path.getsize(f) for f in files)
+    return max(MIN_RANGE, min(MAX_RANGE, total // RANGES))
 
 
 class CsvExampleGen(FileBasedExampleGen):

@@ -94,6 +94,24 @@ def test_several_files_and_blank_lines(tmp_path):
     assert sorted((r['k'][1], r['v'][1]) for r in read_examples(examples, 'all')) == [(1, b'a'), (2, b'b'), (3, b'c')]
 
 
+def test_a_file_read_in_many_ranges_gives_every_row_once(tmp_path, monkeypatch):
+    """A large CSV is read in ranges (several Beam workers parse it at once), cut at arbitrary
+    bytes: each row is read exactly once, the header never as a row, and a bad row far into the file
+    is still reported at its own line."""
+    from sluice.components.example_gen import csv_input
+
+    monkeypatch.setattr(csv_input, 'MIN_RANGE', 1)
+    rows = [f'{i},{"x" * (i % 13)},{i % 5}' for i in range(2000)]
+    text = 'id,pad,k\r\n' + '\r\n'.join(rows) + '\r\n'
+    assert csv_input.read_bundle_bytes([]) == 1 and len(text) // csv_input.RANGES > 1000  # ranges of ~2.5 KB
+    examples = gen_csv(tmp_path, text, ratios={'all': 1})
+    assert sorted(r['id'][1] for r in read_examples(examples, 'all')) == list(range(2000))
+    assert examples.get('row_counts') == '{"all": 2000}'
+    rows[1700] = '1700,bad'
+    with pytest.raises(DataError, match=r"data\.csv line 1702 has 2 fields but the header has 3: '1700,bad'"):
+        gen_csv(tmp_path, 'id,pad,k\n' + '\n'.join(rows) + '\n', subdir='bad')
+
+
 BAD_INPUTS = [
     # (files in the input directory, the message that must explain it)
     ({}, r'no \*\.csv files in .*/in; put the data there or pass another input_base'),
