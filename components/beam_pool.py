@@ -127,13 +127,17 @@ class WorkerPool:
         self.url = f'127.0.0.1:{port}'
 
     def grow(self, n: int) -> None:
+        """At least ``n`` worker processes, the missing ones started at once (each takes about a
+        second to import Beam and listen)."""
         with self._lock:
-            while len(self.workers) < n:
-                self.workers.append(self._spawn())
+            missing = n - len(self.workers)
+            if missing > 0:
+                self.started += missing
+                self.workers += _Worker.spawn_many(missing)
 
     def _spawn(self) -> _Worker:
         self.started += 1
-        return _Worker.spawn()
+        return _Worker.spawn_many(1)[0]
 
     def start_worker(self, request: Any) -> Any:
         from apache_beam.portability.api import beam_fn_api_pb2
@@ -203,12 +207,37 @@ class _Worker:
         self._lock = threading.Lock()
         self._forwarder: threading.Thread | None = None
 
-    @classmethod
-    def spawn(cls) -> _Worker:
+    @staticmethod
+    def popen() -> subprocess.Popen:
+        """A worker process, started: it listens about a second later (``_listening``)."""
         env = dict(os.environ)
         env[_SYS_PATH_ENV] = os.pathsep.join(p for p in sys.path if p)
-        process = subprocess.Popen([sys.executable, '-m', __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen([sys.executable, '-m', __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=env)
+
+    @classmethod
+    def spawn_many(cls, n: int) -> list[_Worker]:
+        """``n`` worker processes (those ``prestart`` started first), each once it listens; if one
+        fails, the others are stopped and the error raised."""
+        with _POOL_LOCK:
+            processes = [_PRESTARTED.pop(0) for _ in range(min(n, len(_PRESTARTED)))]
+        processes += [cls.popen() for _ in range(n - len(processes))]
+        workers: list[_Worker] = []
+        try:
+            for process in processes:
+                workers.append(cls._listening(process))
+        except BaseException:
+            for worker in workers:
+                worker.stop()
+            for process in processes[len(workers):]:
+                process.kill()
+                process.wait()
+            raise
+        return workers
+
+    @classmethod
+    def _listening(cls, process: subprocess.Popen) -> _Worker:
+        """The worker of a process just started, once it prints the port it listens on."""
         assert process.stdout is not None
         port = ''
         for line in iter(process.stdout.readline, b''):  # what it prints before listening: to the log
@@ -277,6 +306,39 @@ def _write_err(data: bytes) -> None:
 
 _POOL: WorkerPool | None = None
 _POOL_LOCK = threading.Lock()
+_PRESTARTED: list[subprocess.Popen] = []  # worker processes started before the pool (prestart)
+
+
+def prestart(beam_args: Any) -> None:
+    """Start the pool's worker processes now if a node with these Beam arguments will run its
+    pipelines on the pool (``rewrite_options``' rule) and none runs yet: they start Python and import
+    Beam while the node imports its own libraries, instead of after. Read without importing Beam."""
+    workers = pool_workers(beam_args)
+    if workers is None:
+        return
+    with _POOL_LOCK:
+        if _POOL is None and not _PRESTARTED:
+            _PRESTARTED.extend(_Worker.popen() for _ in range(workers))
+
+
+def pool_workers(beam_args: Any) -> int | None:
+    """How many workers Beam arguments (a list of strings) ask the pool for, or None when their
+    pipelines do not run on it (another runner, one process, the pool turned off)."""
+    if os.environ.get(OFF_ENV, '1') == '0':
+        return None
+    wanted = {'runner': None, 'direct_running_mode': None, 'direct_num_workers': None}
+    args = list(beam_args)
+    for i, arg in enumerate(args):
+        name, eq, value = arg[2:].partition('=') if arg.startswith('--') else ('', '', '')
+        if name in wanted:
+            wanted[name] = value if eq else (args[i + 1] if i + 1 < len(args) else '')
+    if wanted['direct_running_mode'] != 'multi_processing' or \
+            wanted['runner'] not in (None, 'DirectRunner', 'direct', 'Direct'):
+        return None
+    try:
+        return int(wanted['direct_num_workers'] or 0) or os.cpu_count() or 1
+    except ValueError:
+        return None  # Beam says what is wrong with it when the pipeline is built
 
 
 def worker_pool(workers: int) -> WorkerPool:
@@ -286,6 +348,9 @@ def worker_pool(workers: int) -> WorkerPool:
         if _POOL is None:
             _POOL = WorkerPool()
             atexit.register(shutdown)
+            # While the workers run a pipeline this process waits: it imports meanwhile what it will
+            # build the later nodes' pipelines with (StatisticsGen's, Transform's), as they do.
+            threading.Thread(target=_warm, daemon=True, name='sluice-driver-warm').start()
         pool = _POOL
     pool.grow(workers)
     return pool
