@@ -126,14 +126,26 @@ def _new_sqlite_file(path: str) -> None:
     against 1.1 ms here), and readers no longer wait for a writer. WAL needs every process of the
     store on one machine (a shared-memory index beside the file), which SQLite on a network
     filesystem never was safe for anyway (README: a store shared by machines is PostgreSQL or
-    MySQL). A store created before stays in the mode it has."""
+    MySQL). A store created before stays in the mode it has.
+
+    Python's own SQLite never opens the store's path: it makes the file under another name, linked
+    into place only if no store is there yet. (A second SQLite library on a file that ML-Metadata's
+    has open in the same process would release ML-Metadata's locks when it closes: POSIX locks
+    belong to the process: the likely cause of the "disk I/O error" and "database disk image is
+    malformed" that an earlier attempt, setting the mode through Python's SQLite on open stores, met.)"""
     import sqlite3
 
+    made = f'{path}.{os.getpid()}.{threading.get_ident()}.new'
     try:
-        with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
+        with contextlib.closing(sqlite3.connect(made)) as db:
             db.execute('PRAGMA journal_mode=WAL')
-    except sqlite3.Error:  # another process is creating it too: its mode, or the default, is as good
+        os.link(made, path)
+    except (sqlite3.Error, OSError):  # another process made it first, or links are refused: the default
         pass
+    finally:
+        for leftover in (made, f'{made}-wal', f'{made}-shm'):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
 
 
 class Connection:
