@@ -18,7 +18,9 @@ part of Python or an installed library: if one's file changed since it could hav
 is gone, the worker is replaced by a fresh process (which costs the start-up this pool saves, once).
 
 The workers end with this process: when it exits, and, if it is killed, as soon as they see their
-standard input closed. ``SLUICE_BEAM_WORKER_POOL=0`` turns the pool off (Beam's own worker processes
+standard input closed (their side: ``sluice.components.beam_pool_worker``). While they run the first
+pipeline, this process imports the same libraries in a thread: it builds the later nodes' pipelines
+(StatisticsGen's, Transform's) with them, and would otherwise import them then, with the workers idle. ``SLUICE_BEAM_WORKER_POOL=0`` turns the pool off (Beam's own worker processes
 per pipeline), for comparison.
 """
 from __future__ import annotations
@@ -29,7 +31,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -212,18 +213,18 @@ class _Worker:
         """A worker process, started: it listens about a second later (``_listening``)."""
         env = dict(os.environ)
         env[_SYS_PATH_ENV] = os.pathsep.join(p for p in sys.path if p)
-        return subprocess.Popen([sys.executable, '-m', __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen([sys.executable, '-m', 'sluice.components.beam_pool_worker'], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
 
     @classmethod
     def spawn_many(cls, n: int) -> list[_Worker]:
-        """``n`` worker processes (those ``prestart`` started first), each once it listens; if one
-        fails, the others are stopped and the error raised."""
-        with _POOL_LOCK:
-            processes = [_PRESTARTED.pop(0) for _ in range(min(n, len(_PRESTARTED)))]
-        processes += [cls.popen() for _ in range(n - len(processes))]
+        """``n`` worker processes started together, each once it listens; if one fails, the others
+        are stopped and the error raised."""
+        processes: list[subprocess.Popen] = []
         workers: list[_Worker] = []
         try:
+            for _ in range(n):
+                processes.append(cls.popen())
             for process in processes:
                 workers.append(cls._listening(process))
         except BaseException:
@@ -232,6 +233,8 @@ class _Worker:
             for process in processes[len(workers):]:
                 process.kill()
                 process.wait()
+                assert process.stdout is not None
+                process.stdout.close()
             raise
         return workers
 
@@ -306,39 +309,7 @@ def _write_err(data: bytes) -> None:
 
 _POOL: WorkerPool | None = None
 _POOL_LOCK = threading.Lock()
-_PRESTARTED: list[subprocess.Popen] = []  # worker processes started before the pool (prestart)
-
-
-def prestart(beam_args: Any) -> None:
-    """Start the pool's worker processes now if a node with these Beam arguments will run its
-    pipelines on the pool (``rewrite_options``' rule) and none runs yet: they start Python and import
-    Beam while the node imports its own libraries, instead of after. Read without importing Beam."""
-    workers = pool_workers(beam_args)
-    if workers is None:
-        return
-    with _POOL_LOCK:
-        if _POOL is None and not _PRESTARTED:
-            _PRESTARTED.extend(_Worker.popen() for _ in range(workers))
-
-
-def pool_workers(beam_args: Any) -> int | None:
-    """How many workers Beam arguments (a list of strings) ask the pool for, or None when their
-    pipelines do not run on it (another runner, one process, the pool turned off)."""
-    if os.environ.get(OFF_ENV, '1') == '0':
-        return None
-    wanted = {'runner': None, 'direct_running_mode': None, 'direct_num_workers': None}
-    args = list(beam_args)
-    for i, arg in enumerate(args):
-        name, eq, value = arg[2:].partition('=') if arg.startswith('--') else ('', '', '')
-        if name in wanted:
-            wanted[name] = value if eq else (args[i + 1] if i + 1 < len(args) else '')
-    if wanted['direct_running_mode'] != 'multi_processing' or \
-            wanted['runner'] not in (None, 'DirectRunner', 'direct', 'Direct'):
-        return None
-    try:
-        return int(wanted['direct_num_workers'] or 0) or os.cpu_count() or 1
-    except ValueError:
-        return None  # Beam says what is wrong with it when the pipeline is built
+_DRIVER_WARM: list[threading.Thread] = []  # this process importing what the workers warm (once)
 
 
 def worker_pool(workers: int) -> WorkerPool:
@@ -350,7 +321,8 @@ def worker_pool(workers: int) -> WorkerPool:
             atexit.register(shutdown)
             # While the workers run a pipeline this process waits: it imports meanwhile what it will
             # build the later nodes' pipelines with (StatisticsGen's, Transform's), as they do.
-            threading.Thread(target=_warm, daemon=True, name='sluice-driver-warm').start()
+            _DRIVER_WARM.append(threading.Thread(target=_warm, daemon=True, name='sluice-driver-warm'))
+            _DRIVER_WARM[-1].start()
         pool = _POOL
     pool.grow(workers)
     return pool
@@ -367,127 +339,11 @@ def shutdown() -> None:
         pool, _POOL = _POOL, None
     if pool is not None:
         pool.close()
+    for thread in _DRIVER_WARM:  # never leave the interpreter with a thread inside TensorFlow's import
+        thread.join(timeout=120)
 
 
 # -- a worker process -----------------------------------------------------------------------------
-class _Staleness:
-    """Which module this process holds from a file that changed since it could have been imported:
-    its (mtime, size, inode) differ from when this process first saw it, or its mtime is not before
-    the check that preceded its import, less the file clock's coarseness (an edit just before an import
-    may carry an mtime a tick behind the clock)."""
-
-    SLACK_NS = 50_000_000  # file times come from a clock that can lag time_ns by a tick or more
-
-    def __init__(self) -> None:
-        self.checked_ns = time.time_ns()  # modules seen for the first time were imported after this
-        self.seen: dict[str, tuple[int, tuple[int, int, int]]] = {}  # name -> (check before its import, stat)
-        self.files: dict[str, str] = {}  # module name -> its file, '' for Python's and libraries' own
-
-    def check(self) -> str:
-        from sluice.components.fingerprint.imports import is_library_file
-
-        now = time.time_ns()
-        for name, module in sys.modules.copy().items():
-            path = self.files.get(name)
-            if path is None:
-                path = getattr(module, '__file__', None) or ''
-                if path and is_library_file(path):
-                    path = ''
-                self.files[name] = path
-            if not path or name.startswith(_GENERATED):
-                continue
-            try:
-                st = os.stat(path)
-            except OSError:
-                return f'module {name} ({path}) was deleted since this worker imported it'
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            since, first = self.seen.setdefault(name, (self.checked_ns, stamp))
-            if stamp != first or st.st_mtime_ns >= since - self.SLACK_NS:
-                return f'module {name} ({path}) changed since this worker imported it'
-        self.checked_ns = now
-        return ''
-
-
-class _WorkerServicer:
-    """Starts SDK harnesses in this process, one thread each, with the pipeline's pickler and logs
-    sent to the runner (as Beam's sdk_worker_main sets them up in a process of its own)."""
-
-    def __init__(self) -> None:
-        self.staleness = _Staleness()
-        self._lock = threading.Lock()
-        self._log_handlers: list[logging.Handler] = []  # one per running harness; the newest is attached
-        self.active = 0  # harnesses running
-        self.retiring = threading.Event()
-
-    def wait_idle(self) -> None:
-        while self.active:
-            time.sleep(0.1)
-
-    def StartWorker(self, request: Any, context: Any) -> Any:  # noqa: N802
-        from apache_beam.internal import pickler
-        from apache_beam.portability.api import beam_fn_api_pb2
-        from apache_beam.runners.worker import sdk_worker
-
-        with self._lock:
-            stale = 'this worker is being replaced' if self.retiring.is_set() else self.staleness.check()
-            if stale:
-                return beam_fn_api_pb2.StartWorkerResponse(error=STALE + stale)
-            params = request.params
-            pickler.set_library(params.get('pickle_library', 'default'))
-            handler = _pipeline_log_handler(request.logging_endpoint)
-            harness = sdk_worker.SdkHarness(request.control_endpoint.url, worker_id=request.worker_id,
-                                            state_cache_size=int(params.get('state_cache_bytes', '0')),
-                                            data_buffer_time_limit_ms=int(params.get('data_buffer_time_limit_ms', '0')))
-            self.active += 1
-            self._attach(handler)
-
-        def run() -> None:
-            try:
-                harness.run()
-            finally:  # the pipeline ended: its logs stop here
-                with self._lock:
-                    self.active -= 1
-                    self._detach(handler)
-
-        threading.Thread(target=run, name=f'harness-{request.worker_id}', daemon=True).start()
-        return beam_fn_api_pb2.StartWorkerResponse()
-
-    def _attach(self, handler: logging.Handler) -> None:
-        """Log records go to the newest running pipeline's runner (all of them are this driver's)."""
-        root = logging.getLogger()
-        if self._log_handlers:
-            root.removeHandler(self._log_handlers[-1])
-        self._log_handlers.append(handler)
-        root.addHandler(handler)
-
-    def _detach(self, handler: logging.Handler) -> None:
-        root = logging.getLogger()
-        if self._log_handlers[-1] is handler:
-            root.removeHandler(handler)
-            if len(self._log_handlers) > 1:
-                root.addHandler(self._log_handlers[-2])
-        self._log_handlers.remove(handler)
-        handler.close()
-
-    def StopWorker(self, request: Any, context: Any) -> Any:  # noqa: N802
-        from apache_beam.portability.api import beam_fn_api_pb2
-        return beam_fn_api_pb2.StopWorkerResponse()
-
-
-def _pipeline_log_handler(endpoint: Any) -> logging.Handler:
-    """Beam's handler that sends log records to the runner, connected once: the runner's logging
-    service ends with its pipeline, and this process outlives it (Beam's own reconnects and complains)."""
-    from apache_beam.runners.worker.log_handler import FnApiLogRecordHandler
-
-    class PipelineLogHandler(FnApiLogRecordHandler):
-        def _read_log_control_messages(self) -> None:
-            try:
-                for _ in self.connect():
-                    pass
-            except Exception:  # noqa: BLE001 - the pipeline ended: its runner's logging service is gone
-                pass
-
-    return PipelineLogHandler(endpoint)
 
 
 def _warm() -> None:
@@ -498,44 +354,3 @@ def _warm() -> None:
             importlib.import_module(name)
         except Exception as e:  # noqa: BLE001 - a library not installed: its pipelines import it as they need
             log.debug('warm pool: %s not imported: %s', name, e)
-
-
-def _main() -> None:
-    from sluice.components.libraries import beam_reaches_storage_emulator, quiet_google_warnings
-    quiet_google_warnings()
-    beam_reaches_storage_emulator()
-    import grpc
-    from apache_beam.portability.api import beam_fn_api_pb2_grpc
-    from concurrent import futures
-
-    for entry in reversed(os.environ.get(_SYS_PATH_ENV, '').split(os.pathsep)):
-        if entry and entry not in sys.path:
-            sys.path.insert(0, entry)
-    logging.getLogger().setLevel(logging.INFO)  # as Beam's own workers: their records go to the runner
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    port = server.add_insecure_port('127.0.0.1:0')
-    servicer = _WorkerServicer()
-    beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(servicer, server)
-    server.start()
-    out = sys.stdout
-    sys.stdout = sys.stderr  # from here on, anything printed is forwarded to the driver's log
-    out.write(f'{_PORT_LINE.decode()}{port}\n')
-    out.flush()
-    threading.Thread(target=_warm, daemon=True, name='warm-imports').start()
-    threading.Thread(target=_read_driver, args=(servicer,), daemon=True, name='driver').start()
-    servicer.retiring.wait()  # replaced: end once the harnesses running have ended
-    servicer.wait_idle()
-    os._exit(0)
-
-
-def _read_driver(servicer: _WorkerServicer) -> None:
-    """The driver's word on standard input: 'retire' (see _Worker.retire); its end (the driver closed
-    it, exited or was killed) ends this process at once."""
-    for line in sys.stdin.buffer:
-        if line.strip() == b'retire':
-            servicer.retiring.set()
-    os._exit(0)
-
-
-if __name__ == '__main__':
-    _main()

@@ -37,8 +37,6 @@ class Executor:
         self.tmp_dir = tmp_dir or tempfile.mkdtemp(prefix='sluice-')
         self.node_id = node_id
         quiet_google_warnings()
-        from sluice.components import beam_pool
-        beam_pool.prestart(self.beam_pipeline_args)  # workers start while the node imports its libraries
 
     def beam_options(self) -> Any:
         """Beam PipelineOptions from the pipeline's ``beam_pipeline_args``, plus Sluice's defaults:

@@ -135,6 +135,8 @@ def _new_sqlite_file(path: str) -> None:
     malformed" that an earlier attempt, setting the mode through Python's SQLite on open stores, met.)"""
     import sqlite3
 
+    if any(os.path.exists(path + side) for side in ('-wal', '-shm', '-journal')):
+        return  # what a store deleted by hand left: SQLite drops it when it creates the file itself
     made = f'{path}.{os.getpid()}.{threading.get_ident()}.new'
     try:
         with contextlib.closing(sqlite3.connect(made)) as db:

@@ -78,7 +78,8 @@ def parse_line(element: tuple[str, bytes], n_columns: int) -> dict[str, Any]:
 
 class InferColumns:
     """A CombineFn (built lazily so Beam is imported only inside executors): column kinds, row
-    counts per split, and the first few bad rows."""
+    counts per split, and up to MAX_REPORTED_PROBLEMS bad rows (reported in file and line order;
+    which ones, among more, depends on how the input was split between workers)."""
 
     @staticmethod
     def make(n_columns: int, plan: SplitPlan) -> Any:
@@ -182,12 +183,12 @@ class CsvExampleGenExecutor(Executor):
         with open(summary_path) as f:
             summary = json.load(f)
         if summary['problems']:
-            lines = []
+            found = []
             for path, raw, problem in summary['problems']:
                 raw_bytes = raw.encode('latin-1')  # the line's bytes, carried losslessly through JSON
-                number = line_number(path, raw_bytes)
-                where = f'{path} line {number}' if number else path
-                lines.append(f"  {where} {problem}: {raw_bytes.decode('utf-8', 'replace')[:120]!r}")
+                found.append((path, line_number(path, raw_bytes) or 0, problem, raw_bytes))
+            lines = [f"  {f'{path} line {number}' if number else path} {problem}: "
+                     f"{raw_bytes.decode('utf-8', 'replace')[:120]!r}" for path, number, problem, raw_bytes in sorted(found)]
             raise DataError('CsvExampleGen: bad rows in the input (fix them, or remove them from the file):\n'
                             + '\n'.join(lines))
         total = sum(summary['splits'])
@@ -224,7 +225,7 @@ RANGES, MIN_RANGE, MAX_RANGE = 16, 1 << 20, 64 << 20
 def read_bundle_bytes(files: list[str]) -> int:
     """The size of the ranges the CSV files are read in: the input over RANGES, within MIN_RANGE and
     MAX_RANGE. A range starts at the line after its first byte: no row is read twice or lost."""
-    total = sum(storage.size(f) if storage.is_remote(f) else os.path.getsize(f) for f in files)
+    total = sum(storage.stat(f)['size'] for f in files)
     return max(MIN_RANGE, min(MAX_RANGE, total // RANGES))
 
 

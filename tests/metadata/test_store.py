@@ -311,6 +311,17 @@ def test_a_new_sqlite_store_writes_ahead_and_gets_its_types_in_one_write(tmp_pat
     del old
     store = MetadataStore(f'sqlite:///{tmp_path}/old.db')
     store.register_run('p', 'r1', {})
-    assert journal(tmp_path / 'old.db') == 'delete'
     stored = store.mlmd.get_artifact_type('Examples')
     assert stored.id == examples and stored.properties['span'] == pb.INT
+    del store  # Python's SQLite must not open a file ML-Metadata's has open in this process
+    assert journal(tmp_path / 'old.db') == 'delete'
+
+    # A store deleted by hand after a kill, its write-ahead log left beside it: a new store, empty.
+    import shutil
+    killed = MetadataStore(f'sqlite:///{tmp_path}/killed.db')
+    killed.register_run('p', 'r2', {})
+    shutil.copy(tmp_path / 'killed.db-wal', tmp_path / 'left-wal')  # every page of it, as a kill leaves it
+    del killed
+    (tmp_path / 'killed.db').unlink()
+    shutil.move(tmp_path / 'left-wal', tmp_path / 'killed.db-wal')
+    assert MetadataStore(f'sqlite:///{tmp_path}/killed.db').runs() == []  # not r2 again
