@@ -20,8 +20,9 @@ is gone, the worker is replaced by a fresh process (which costs the start-up thi
 The workers end with this process: when it exits, and, if it is killed, as soon as they see their
 standard input closed (their side: ``sluice.components.beam_pool_worker``). While they run the first
 pipeline, this process imports the same libraries in a thread: it builds the later nodes' pipelines
-(StatisticsGen's, Transform's) with them, and would otherwise import them then, with the workers idle. ``SLUICE_BEAM_WORKER_POOL=0`` turns the pool off (Beam's own worker processes
-per pipeline), for comparison.
+(StatisticsGen's, Transform's) with them, and would otherwise import them then, with the workers idle.
+``SLUICE_BEAM_WORKER_POOL=0`` turns the pool off (Beam's own worker processes per pipeline), for
+comparison.
 """
 from __future__ import annotations
 

@@ -188,7 +188,7 @@ class CsvExampleGenExecutor(Executor):
                 raw_bytes = raw.encode('latin-1')  # the line's bytes, carried losslessly through JSON
                 found.append((path, line_number(path, raw_bytes) or 0, problem, raw_bytes))
             lines = [f"  {f'{path} line {number}' if number else path} {problem}: "
-                     f"{raw_bytes.decode('utf-8', 'replace')[:120]!r}" for path, number, problem, raw_bytes in sorted(found)]
+                     f"{raw.decode('utf-8', 'replace')[:120]!r}" for path, number, problem, raw in sorted(found)]
             raise DataError('CsvExampleGen: bad rows in the input (fix them, or remove them from the file):\n'
                             + '\n'.join(lines))
         total = sum(summary['splits'])
