@@ -234,8 +234,9 @@ class _Worker:
             for process in processes[len(workers):]:
                 process.kill()
                 process.wait()
-                assert process.stdout is not None
-                process.stdout.close()
+                for pipe in (process.stdin, process.stdout):
+                    if pipe is not None:
+                        pipe.close()
             raise
         return workers
 

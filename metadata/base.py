@@ -71,6 +71,8 @@ class StoreBase(Connection):
             return
         from ml_metadata.proto import metadata_store_service_pb2 as service
 
+        if not hasattr(self._store, '_call'):  # PutTypes is no public call of ml-metadata's Python API
+            return  # each type is put on its own below
         request = service.PutTypesRequest(artifact_types=artifacts, context_types=contexts, can_add_fields=True)
         response = service.PutTypesResponse()
         self.retry(lambda: self._store._call('PutTypes', request, response), creating=True)

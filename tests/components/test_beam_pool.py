@@ -249,3 +249,30 @@ def test_a_worker_replaced_while_it_runs_another_nodes_pipeline_finishes_that_pi
     assert editing.startswith('x-A@') and after.startswith('x-B@')
     assert editing.split('@')[1] != after.split('@')[1]  # the edited helper ran in a new worker
     assert got['started'] == 2 and len(got['replaced']) == 1 and 'pool_helper' in got['replaced'][0]
+
+
+def test_workers_start_together_and_one_that_fails_to_start_stops_the_others(monkeypatch):
+    """The pool's workers are started at once; when one exits before listening, the error says so
+    with its status, and the ones that did start are stopped, not left running."""
+    import pytest
+
+    from sluice.components import beam_pool
+
+    started = []
+    real = beam_pool._Worker.popen
+
+    def popen():
+        if len(started) == 1:  # the second worker dies at once
+            process = subprocess.Popen([sys.executable, '-c', 'import sys; print("no Beam here"); sys.exit(3)'],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        else:
+            process = real()
+        started.append((time.monotonic(), process))
+        return process
+
+    monkeypatch.setattr(beam_pool._Worker, 'popen', staticmethod(popen))
+    with pytest.raises(RuntimeError, match='A Beam worker process of the warm pool exited with status 3 before '
+                                           'listening'):
+        beam_pool._Worker.spawn_many(3)
+    assert len(started) == 3 and started[2][0] - started[0][0] < 1.0  # all started before any listened
+    assert [p.poll() is not None for _, p in started] == [True, True, True]  # none left running
