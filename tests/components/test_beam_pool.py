@@ -5,7 +5,6 @@ the work done in a worker reports that worker's pid."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
