@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from sluice.metadata import storage
 from sluice.components.example_gen.base import (MAX_REPORTED_PROBLEMS, FileBasedExampleGen, SplitPlan,
                                                 record_selection, write_splits)
+from sluice.components.example_gen import example_wire
 from sluice.components.example_gen.spans import DataError, select_inputs
 from sluice.components.executor import Executor
 from sluice.metadata.artifact import Examples
@@ -122,20 +123,10 @@ class InferColumns:
 
 
 def to_example(values: list[str], header: list[str], kinds: list[str | None]) -> bytes:
-    from tensorflow.core.example import example_pb2
-
-    example = example_pb2.Example()
-    for name, kind, value in zip(header, kinds, values):
-        if value == '':
-            continue  # missing: the feature is absent, not zero
-        feature = example.features.feature[name]
-        if kind == 'int':
-            feature.int64_list.value.append(int(value))
-        elif kind == 'float':
-            feature.float_list.value.append(float(value))
-        else:
-            feature.bytes_list.value.append(value.encode('utf-8'))
-    return example.SerializeToString(deterministic=True)  # map keys sorted: the same bytes in every process
+    """A row as a serialized tf.Example (without TensorFlow: ``example_wire``); an empty cell is a
+    missing value: the feature is absent, not zero."""
+    return example_wire.example({name: example_wire.feature(kind or 'string', value)
+                                 for name, kind, value in zip(header, kinds, values) if value != ''})
 
 
 def line_number(path: str, raw: bytes) -> int | None:

@@ -112,6 +112,59 @@ def test_a_file_read_in_many_ranges_gives_every_row_once(tmp_path, monkeypatch):
         gen_csv(tmp_path, 'id,pad,k\n' + '\n'.join(rows) + '\n', subdir='bad')
 
 
+def test_examples_are_written_byte_for_byte_as_tensorflows_proto_writes_them():
+    """CsvExampleGen writes tf.Examples without TensorFlow (``example_wire``): the bytes must be the
+    ones TensorFlow's own proto serializes deterministically, for every kind of value a CSV cell can
+    hold (int64 limits, negatives, floats beyond float32, NaN, infinities, unicode, names out of
+    byte order, missing cells)."""
+    import tensorflow as tf
+
+    from sluice.components.example_gen.csv_input import to_example
+
+    rng = random.Random(7)
+    header = ['b', 'a', 'Z', 'é', 'a_long_name', '数', 'x1', 'x10', 'x2']
+    cells = {'int': ['0', '-1', '1', str(2 ** 63 - 1), str(-2 ** 63), '127', '128', '-300', '16384'],
+             'float': ['0.0', '-0.0', '1.5', '1e40', '-1e40', 'nan', 'inf', '-inf', '3.4028235e38', '1e-46',
+                       '0.1', '123456789.123'],
+             'string': ['x', 'é', '数据', ' ', 'a,b', '"q"', 'x' * 300]}
+    for _ in range(300):
+        kinds = [rng.choice(['int', 'float', 'string', None]) for _ in header]
+        values = [rng.choice(cells[k] + ['']) if k else '' for k in kinds]
+        expected = tf.train.Example()
+        for name, kind, value in zip(header, kinds, values):
+            if value == '':
+                continue
+            feature = expected.features.feature[name]
+            if kind == 'int':
+                feature.int64_list.value.append(int(value))
+            elif kind == 'float':
+                feature.float_list.value.append(float(value))
+            else:
+                feature.bytes_list.value.append(value.encode('utf-8'))
+        assert to_example(values, header, kinds) == expected.SerializeToString(deterministic=True), (kinds, values)
+
+
+def test_csv_example_gen_imports_no_tensorflow(tmp_path):
+    """The first node of most runs, and every Beam worker running it, never waits for TensorFlow's
+    import (seconds): checked in a fresh process, from its sys.modules."""
+    import subprocess
+    import sys
+
+    (tmp_path / 'in').mkdir()
+    (tmp_path / 'in' / 'd.csv').write_text('a,b,c\n1,x,0.5\n2,y,\n')
+    (tmp_path / 'out').mkdir()
+    script = ('import sys\n'
+              'from sluice.components.example_gen.csv_input import CsvExampleGenExecutor\n'
+              'from sluice.metadata import Examples\n'
+              f'examples = Examples(uri={str(tmp_path / "out")!r})\n'
+              f'CsvExampleGenExecutor().run(input_base={str(tmp_path / "in")!r}, split_ratios={{"all": 1}}, '
+              'examples=examples)\n'
+              'print(examples.get("row_counts"), sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow"))\n')
+    out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split('\n')[-2] == '{"all": 2} []'
+
+
 BAD_INPUTS = [
     # (files in the input directory, the message that must explain it)
     ({}, r'no \*\.csv files in .*/in; put the data there or pass another input_base'),
