@@ -161,22 +161,11 @@ def _main() -> None:
     sys.stdout = sys.stderr  # from here on, anything printed is forwarded to the driver's log
     out.write(f'{_PORT_LINE.decode()}{port}\n')
     out.flush()
-    threading.Thread(target=_warm_when_idle, args=(servicer,), daemon=True, name='warm-imports').start()
+    threading.Thread(target=_warm, daemon=True, name='warm-imports').start()
     threading.Thread(target=_read_driver, args=(servicer,), daemon=True, name='driver').start()
     servicer.retiring.wait()  # replaced: end once the harnesses running have ended
     servicer.wait_idle()
     os._exit(0)
-
-
-def _warm_when_idle(servicer: _WorkerServicer, quiet: float = 0.5) -> None:
-    """Import the heavy libraries once no pipeline has run here for ``quiet`` seconds (the driver
-    building the next node's pipelines), not while one runs: CsvExampleGen's need none of them, and
-    the import would only take their CPU. A pipeline that needs them first imports them itself."""
-    still = 0.0
-    while still < quiet:
-        time.sleep(0.05)
-        still = still + 0.05 if servicer.active == 0 else 0.0
-    _warm()
 
 
 def _read_driver(servicer: _WorkerServicer) -> None:
