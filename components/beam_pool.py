@@ -18,9 +18,11 @@ part of Python or an installed library: if one's file changed since it could hav
 is gone, the worker is replaced by a fresh process (which costs the start-up this pool saves, once).
 
 The workers end with this process: when it exits, and, if it is killed, as soon as they see their
-standard input closed (their side: ``sluice.components.beam_pool_worker``). While they run the first
-pipeline, this process imports the same libraries in a thread: it builds the later nodes' pipelines
-(StatisticsGen's, Transform's) with them, and would otherwise import them then, with the workers idle.
+standard input closed (their side: ``sluice.components.beam_pool_worker``). This process does not
+import those libraries in a thread of its own while they work (it would save seconds): a node's
+executor importing tf.Transform at the same moment met the other thread's half-imported module
+(Python hands a concurrent circular import the partial module: "cannot import name
+'AnalyzeAndTransformDataset' from partially initialized module", TFX's own penguin example in CI).
 ``SLUICE_BEAM_WORKER_POOL=0`` turns the pool off (Beam's own worker processes per pipeline), for
 comparison.
 """
@@ -311,7 +313,6 @@ def _write_err(data: bytes) -> None:
 
 _POOL: WorkerPool | None = None
 _POOL_LOCK = threading.Lock()
-_DRIVER_WARM: list[threading.Thread] = []  # this process importing what the workers warm (once)
 
 
 def worker_pool(workers: int) -> WorkerPool:
@@ -321,10 +322,6 @@ def worker_pool(workers: int) -> WorkerPool:
         if _POOL is None:
             _POOL = WorkerPool()
             atexit.register(shutdown)
-            # While the workers run a pipeline this process waits: it imports meanwhile what it will
-            # build the later nodes' pipelines with (StatisticsGen's, Transform's), as they do.
-            _DRIVER_WARM.append(threading.Thread(target=_warm, daemon=True, name='sluice-driver-warm'))
-            _DRIVER_WARM[-1].start()
         pool = _POOL
     pool.grow(workers)
     return pool
@@ -341,8 +338,6 @@ def shutdown() -> None:
         pool, _POOL = _POOL, None
     if pool is not None:
         pool.close()
-    for thread in _DRIVER_WARM:  # never leave the interpreter with a thread inside TensorFlow's import
-        thread.join(timeout=120)
 
 
 # -- a worker process -----------------------------------------------------------------------------
