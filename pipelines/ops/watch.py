@@ -114,7 +114,7 @@ class Watcher:
         self.code: list[str] = list(self.loader)  # and the module files with theirs
         self.due = False  # a run could not start: try again at the next tick
         self.to_resume: str | None = None  # a run that failed transiently, resumed on the next tick
-        self.runs: list[Any] = []
+        self.runs: list[Any] = []  # each run started (its result once it returned)
         self.interrupted = False  # Ctrl-C came during a run or resume (not between two ticks)
 
     def _load(self) -> bool:
@@ -149,17 +149,23 @@ class Watcher:
         return {path: seen.get(path, now) for path, now in self._state().items()}
 
     def _start(self, what: str, start: Callable[[], Any]) -> tuple[Any, bool]:
-        """(start()'s result, False), or, if it raised, (None, whether to try again at the next tick)."""
+        """(start()'s result, False), or, if it raised, (None, whether to try again at the next tick).
+        The run has its place in ``runs`` from before it starts, its result stored there when it
+        returns: a stop (Ctrl-C, SIGTERM) at any moment in between counts it once."""
+        self.runs.append(None)
         try:
-            return start(), False
+            result = start()
         except KeyboardInterrupt:  # in the middle of it, or just after it ended: it still counts
             self.interrupted = True
             raise
         except Exception as e:  # a held lease, the store down or locked, a bug: watching goes on
+            self.runs.pop()  # it did not start: not a run
             again = getattr(e, 'retryable', True) is not False
             when = f'at the next tick, in {self.every:g}s' if again else 'when the inputs change'
             self.say(f'Could not {what}: {type(e).__name__}: {_one_line(str(e))}; will try again {when}.')
             return None, again
+        self.runs[-1] = result
+        return result, False
 
     def tick(self) -> Any:
         """One look at the inputs: run, resume, or (nothing new) do nothing. Returns the run's result
@@ -194,7 +200,6 @@ class Watcher:
         return bool(changed - set(self.loader))
 
     def _report(self, result: Any) -> None:
-        self.runs.append(result)
         if result.state != 'COMPLETE':
             failed = [n for n in result.nodes.values() if n.state == 'FAILED']
             if failed and all(n.retryable for n in failed):
@@ -220,4 +225,4 @@ class Watcher:
                 self.tick()
                 time.sleep(self.every)
         except KeyboardInterrupt:
-            self.say(f'Stopped watching after {len(self.runs) + self.interrupted} run(s).')
+            self.say(f'Stopped watching after {len(self.runs)} run(s).')
