@@ -17,14 +17,18 @@ in that process. So before taking a pipeline, a worker checks every module it ho
 part of Python or an installed library: if one's file changed since it could have been imported, or
 is gone, the worker is replaced by a fresh process (which costs the start-up this pool saves, once).
 
+A pipeline that reads fewer than MIN_ROWS rows runs in this process instead: for it, the pool's
+start and the trips between processes cost more than sharing the work saves.
+
 The workers end with this process: when it exits, and, if it is killed, as soon as they see their
-standard input closed (their side: ``sluice.components.beam_pool_worker``). This process does not
-import those libraries in a thread of its own while they work (it would save seconds): a node's
-executor importing tf.Transform at the same moment met the other thread's half-imported module
-(Python hands a concurrent circular import the partial module: "cannot import name
-'AnalyzeAndTransformDataset' from partially initialized module", TFX's own penguin example in CI).
-``SLUICE_BEAM_WORKER_POOL=0`` turns the pool off (Beam's own worker processes per pipeline), for
-comparison.
+standard input closed (their side: ``sluice.components.beam_pool_worker``). A worker imports the
+heavy libraries only while it has no pipeline to run, and a pipeline that arrives meanwhile waits
+for the import to end: Python hands a thread that meets another's import of a package with circular
+imports the half-initialized module ("cannot import name 'AnalyzeAndTransformDataset' from
+partially initialized module", seen in CI when this process imported tf.Transform in a thread while
+a node's executor did). In this process, executors import them one node at a time
+(``Executor.imports``). ``SLUICE_BEAM_WORKER_POOL=0`` turns the pool off (Beam's own worker
+processes per pipeline), for comparison.
 """
 from __future__ import annotations
 
@@ -41,23 +45,33 @@ log = logging.getLogger(__name__)
 RUNNER = f'{__name__}.WarmPoolRunner'
 OFF_ENV = 'SLUICE_BEAM_WORKER_POOL'
 STALE = 'sluice-stale-worker: '
-# What the data components' Beam stages import in a worker, imported by each worker while it waits.
-WARM_IMPORTS = ('tensorflow', 'tfx_bsl.public.tfxio', 'tensorflow_data_validation', 'tensorflow_transform.beam')
 _SYS_PATH_ENV = 'SLUICE_POOL_SYS_PATH'
 _PORT_LINE = b'sluice-pool-port '
 # Modules that libraries write and import as they run (TensorFlow's AutoGraph): new files, not edits.
 _GENERATED = ('__autograph_generated_file',)
 
 
-def rewrite_options(options: Any) -> Any:
+# Fewer rows than this in a Beam pipeline's input, and it runs in this process even when several
+# worker processes are asked for: starting the pool (each worker importing TensorFlow) and moving
+# the rows between processes cost more than sharing the work saves. On the 2-core machine, taxi
+# data components with two workers took 1.14x one worker's time at 15,000 rows, 1.24x at 45,000 and
+# 0.88x at 150,000 (bench/beam_workers.py, bench/README.md). SLUICE_POOL_MIN_ROWS sets it (0: always).
+MIN_ROWS_ENV, MIN_ROWS = 'SLUICE_POOL_MIN_ROWS', 100_000
+
+
+def rewrite_options(options: Any, rows: int | None = None) -> Any:
     """``options`` (Beam PipelineOptions) to run on the warm pool when they ask DirectRunner for
-    several worker processes and the pool is not turned off; otherwise unchanged."""
+    several worker processes and the pool is not turned off; in this process instead when the
+    pipeline reads fewer than MIN_ROWS ``rows`` (None: not known, the pool); otherwise unchanged."""
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
     standard, direct = options.view_as(StandardOptions), options.view_as(DirectOptions)
     if os.environ.get(OFF_ENV, '1') == '0' or direct.direct_running_mode != 'multi_processing':
         return options
     if standard.runner not in (None, 'DirectRunner', 'direct', 'Direct'):
+        return options
+    if rows is not None and rows < int(os.environ.get(MIN_ROWS_ENV) or MIN_ROWS):
+        direct.direct_running_mode, direct.direct_num_workers = 'in_memory', 1
         return options
     standard.runner = RUNNER
     return options
@@ -339,15 +353,3 @@ def shutdown() -> None:
     if pool is not None:
         pool.close()
 
-
-# -- a worker process -----------------------------------------------------------------------------
-
-
-def _warm() -> None:
-    import importlib
-
-    for name in WARM_IMPORTS:
-        try:
-            importlib.import_module(name)
-        except Exception as e:  # noqa: BLE001 - a library not installed: its pipelines import it as they need
-            log.debug('warm pool: %s not imported: %s', name, e)

@@ -1,6 +1,6 @@
 """The worker processes of the warm Beam pool (``sluice.components.beam_pool``, the driver's side):
 each listens for Beam's worker-pool protocol on loopback, hosts one SDK harness per pipeline (a
-thread), imports the heavy libraries while it waits, refuses a pipeline while it holds a module whose
+thread), imports the heavy libraries while it has no pipeline to run, refuses a pipeline while it holds a module whose
 file changed since it could have been imported (the driver then replaces it), and ends when the
 driver closes its standard input.
 
@@ -15,9 +15,12 @@ import threading
 import time
 from typing import Any
 
-from sluice.components.beam_pool import _GENERATED, _PORT_LINE, _SYS_PATH_ENV, STALE, _warm
+from sluice.components.beam_pool import _GENERATED, _PORT_LINE, _SYS_PATH_ENV, STALE
+from sluice.components.libraries import TF, TFDV, TFT, TFXIO, import_first
 
 log = logging.getLogger(__name__)
+# What the data components' Beam stages import in a worker, imported while it has nothing to run.
+WARM_IMPORTS = (TF, TFXIO, TFDV, TFT)
 
 
 class _Staleness:
@@ -62,12 +65,34 @@ class _WorkerServicer:
     """Starts SDK harnesses in this process, one thread each, with the pipeline's pickler and logs
     sent to the runner (as Beam's sdk_worker_main sets them up in a process of its own)."""
 
+    IDLE_BEFORE_WARMING = 0.5  # seconds without a harness before the heavy libraries are imported
+
     def __init__(self) -> None:
         self.staleness = _Staleness()
         self._lock = threading.Lock()
         self._log_handlers: list[logging.Handler] = []  # one per running harness; the newest is attached
         self.active = 0  # harnesses running
+        self.busy_at = time.monotonic()  # when a harness last started or ended
+        self.warming = False  # the heavy libraries' import has begun
+        self.warm = threading.Event()  # ... and ended
         self.retiring = threading.Event()
+
+    def warm_when_idle(self) -> None:
+        """Import the heavy libraries (WARM_IMPORTS) once no harness has run for a while: not while one
+        runs (the first pipeline, often CsvExampleGen's, needs none of them and would share the CPU with
+        the import), and never at the same time as one (a harness that starts meanwhile waits for the
+        import to end: a concurrent import of the same package can get it half-initialized)."""
+        while True:
+            time.sleep(0.1)
+            with self._lock:
+                if self.active or time.monotonic() - self.busy_at < self.IDLE_BEFORE_WARMING:
+                    continue
+                self.warming = True
+            break
+        try:
+            import_first(WARM_IMPORTS)
+        finally:
+            self.warm.set()
 
     def wait_idle(self) -> None:
         while self.active:
@@ -89,14 +114,19 @@ class _WorkerServicer:
                                             state_cache_size=int(params.get('state_cache_bytes', '0')),
                                             data_buffer_time_limit_ms=int(params.get('data_buffer_time_limit_ms', '0')))
             self.active += 1
+            self.busy_at = time.monotonic()
             self._attach(handler)
+            wait_for_warm = self.warming
 
         def run() -> None:
             try:
+                if wait_for_warm:
+                    self.warm.wait()
                 harness.run()
             finally:  # the pipeline ended: its logs stop here
                 with self._lock:
                     self.active -= 1
+                    self.busy_at = time.monotonic()
                     self._detach(handler)
 
         threading.Thread(target=run, name=f'harness-{request.worker_id}', daemon=True).start()
@@ -161,7 +191,7 @@ def _main() -> None:
     sys.stdout = sys.stderr  # from here on, anything printed is forwarded to the driver's log
     out.write(f'{_PORT_LINE.decode()}{port}\n')
     out.flush()
-    threading.Thread(target=_warm, daemon=True, name='warm-imports').start()
+    threading.Thread(target=servicer.warm_when_idle, daemon=True, name='warm-imports').start()
     threading.Thread(target=_read_driver, args=(servicer,), daemon=True, name='driver').start()
     servicer.retiring.wait()  # replaced: end once the harnesses running have ended
     servicer.wait_idle()

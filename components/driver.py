@@ -5,7 +5,6 @@ special inputs (Evaluator: the baseline model).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Protocol
 

@@ -24,7 +24,16 @@ class Executor:
 
     ``tmp_dir`` is scratch space for this execution only: under a launch it is a directory under the
     pipeline root, removed when the execution ends (success or failure).
+
+    ``imports`` lists the heavy libraries' modules ``run`` imports (TensorFlow, TFDV, tf.Transform,
+    TFMA: ``sluice.components.libraries``). The launcher imports them before ``run``, one node at a
+    time, so that two nodes running at once never meet each other's half-done import.
     """
+
+    imports: tuple[str, ...] = ()
+    # The rows its Beam pipelines read, when known (``rows_in``): a small input runs in this process
+    # rather than on the warm pool (``sluice.components.beam_pool.MIN_ROWS``).
+    input_rows: int | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -43,7 +52,7 @@ class Executor:
         cloudpickle (ships user module code by value to worker processes) and a temp location in
         this execution's temporary directory (removed when the execution ends), unless given. Several
         DirectRunner worker processes (``--direct_running_mode=multi_processing``) are this process's
-        warm pool's (sluice.components.beam_pool)."""
+        warm pool's (sluice.components.beam_pool), unless ``input_rows`` is too few to share."""
         from apache_beam.options.pipeline_options import PipelineOptions
 
         args = list(self.beam_pipeline_args)
@@ -53,7 +62,7 @@ class Executor:
             args.append(f'--temp_location={os.path.join(self.tmp_dir, "beam")}')
         from sluice.components import beam_pool
         beam_reaches_storage_emulator()
-        return beam_pool.rewrite_options(PipelineOptions(args))
+        return beam_pool.rewrite_options(PipelineOptions(args), self.input_rows)
 
     def beam_pipeline(self) -> Any:
         """A Beam pipeline built from ``beam_options()`` (DirectRunner by default).
@@ -63,3 +72,13 @@ class Executor:
         import apache_beam as beam
 
         return beam.Pipeline(options=self.beam_options())
+
+
+def rows_in(arguments: dict[str, Any]) -> int | None:
+    """The rows of the Examples among an executor's ``arguments`` (their ``row_counts``, every split),
+    or None when none records them."""
+    import json
+
+    counts = [a.get('row_counts') for a in arguments.values() if hasattr(a, 'custom_properties')]
+    counts = [json.loads(c) if isinstance(c, str) else c for c in counts if c]
+    return sum(sum(c.values()) for c in counts) if counts else None

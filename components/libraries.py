@@ -1,9 +1,12 @@
 """How Sluice quiets the libraries it runs: in the driver and in Beam's worker processes alike."""
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import threading
 import warnings
+from typing import Iterable
 
 
 def quiet_google_warnings() -> None:
@@ -31,3 +34,31 @@ def beam_reaches_storage_emulator() -> None:
     with cache._credentials_lock:
         if not cache._credentials_init:
             cache._credentials, cache._credentials_init = None, True
+
+
+# The heavy libraries' modules an executor may list in ``imports`` (``Executor.imports``), which two
+# nodes running at once (or a node and a warm-up) could otherwise import together. Python hands a
+# thread that meets another's import of a package with circular imports the half-initialized module
+# ("cannot import name 'AnalyzeAndTransformDataset' from partially initialized module
+# 'tensorflow_transform.beam.impl'"): imported through ``import_first`` before the executor runs, one
+# thread at a time, they are whole before any node uses them.
+TF, TFXIO, TFDV, TFT, TFMA = ('tensorflow', 'tfx_bsl.public.tfxio', 'tensorflow_data_validation',
+                              'tensorflow_transform.beam', 'tensorflow_model_analysis')
+_IMPORTING = threading.Lock()
+_IMPORTED: set[str] = set()  # imported whole under the lock (sys.modules also lists half-imported ones)
+
+
+def import_first(modules: Iterable[str]) -> None:
+    """Import ``modules`` (in order) one thread of this process at a time. One that fails to import is
+    left to the code that uses it, which says what is missing as it always did."""
+    for name in modules:
+        if name in _IMPORTED:
+            continue
+        with _IMPORTING:
+            if name in _IMPORTED:
+                continue
+            try:
+                importlib.import_module(name)
+            except Exception as e:  # noqa: BLE001 - reported where the module is used
+                logging.getLogger(__name__).debug('%s not imported ahead: %s', name, e)
+            _IMPORTED.add(name)

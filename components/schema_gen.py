@@ -26,6 +26,7 @@ import math
 import os
 from typing import Any
 
+from sluice.components.libraries import TF, TFDV
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
@@ -61,6 +62,8 @@ def write_schema(schema_proto: object, schema: Schema) -> None:
 
 
 class SchemaGenExecutor(Executor):
+    imports = (TF, TFDV)
+
     def run(self, *, statistics: ExampleStatistics, schema: Schema, infer_feature_shape: bool,
             split: str) -> None:
         import tensorflow_data_validation as tfdv

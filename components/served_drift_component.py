@@ -17,6 +17,7 @@ import json
 import os
 from typing import Any
 
+from sluice.components.libraries import TF, TFDV
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver, InputError
 from sluice.components.executor import Executor
@@ -61,6 +62,8 @@ class ServedDriftDriver(Driver):
 
 
 class ServedDriftExecutor(Executor):
+    imports = (TF, TFDV)
+
     def run(self, *, statistics: ExampleStatistics, schema: Schema, served_statistics: ExampleStatistics,
             anomalies: ExampleAnomalies, push_destination: str, threshold: float, min_rows: int, log_dir: str,
             fail_on_drift: bool, **resolved: Any) -> None:

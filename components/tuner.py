@@ -35,6 +35,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from sluice.components.libraries import TF, TFXIO, TFT
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.executor import Executor
 from sluice.components.module_file import load_module_file
@@ -63,6 +64,8 @@ class TunerError(RuntimeError):
 
 
 class TunerExecutor(Executor):
+    imports = (TF, TFXIO, TFT)
+
     def run(self, *, examples: Examples, schema: Schema | None, transform_graph: TransformGraph | None,
             base_model: Model | None, best_hyperparameters: HyperParameters, tuner_results: TunerResults,
             module_file: str, train_steps: int | None, eval_steps: int | None, custom_config: dict,

@@ -156,6 +156,7 @@ class CsvExampleGenExecutor(Executor):
                                 'same columns in the same order.')
         summary_path = os.path.join(self.tmp_dir, 'csv_summary.json')
         bundle = read_bundle_bytes(files)
+        self.input_rows = estimated_rows(files)  # a small input is parsed in this process (Executor.input_rows)
 
         def read(p: Any) -> Any:
             return (p | 'Files' >> beam.Create(files)
@@ -219,6 +220,14 @@ def read_bundle_bytes(files: list[str]) -> int:
     MAX_RANGE. A range starts at the line after its first byte: no row is read twice or lost."""
     total = sum(storage.stat(f)['size'] for f in files)
     return max(MIN_RANGE, min(MAX_RANGE, total // RANGES))
+
+
+def estimated_rows(files: list[str], sample_bytes: int = 1 << 18) -> int:
+    """The lines of ``files``, estimated from those of the first file's first ``sample_bytes``."""
+    with storage.open_file(files[0], 'rb') as f:
+        sample = f.read(sample_bytes)
+    total = sum(storage.stat(f)['size'] for f in files)
+    return round(total * sample.count(b'\n') / max(len(sample), 1))
 
 
 class CsvExampleGen(FileBasedExampleGen):

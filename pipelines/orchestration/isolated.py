@@ -119,12 +119,14 @@ def _child(payload_path: str, result_path: str) -> int:
         os.chdir(where['cwd'])
         import sluice  # noqa: F401  (its environment settings come before TensorFlow)
         payload = pickle.load(f)
+    from sluice.components.executor import rows_in
     from sluice.components.retry import retryable
 
     arguments = payload['arguments']
     try:
         executor = payload['executor'](beam_pipeline_args=payload['beam'], tmp_dir=payload['tmp_dir'],
                                        node_id=payload['node_id'])
+        executor.input_rows = rows_in(arguments)
         executor.run(**arguments)
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which records it
         try:

@@ -24,6 +24,8 @@ from typing import Any, Callable
 from sluice.components.component import Component
 from sluice.components.conditions import NodeSkipped
 from sluice.components.driver import InputError, PipelineInfo, StaleCodeError
+from sluice.components.executor import rows_in
+from sluice.components.libraries import import_first
 from sluice.components.publisher import Publisher, remove_outputs
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.records import FencingError
@@ -347,6 +349,8 @@ class _Launch:
             else:
                 executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args,
                                                     tmp_dir=self.tmp_dir, node_id=component.id)
+                executor.input_rows = rows_in(inputs)
+                import_first(executor.imports)
                 executor.run(**inputs, **outputs, **self.driver.parameters())
 
     def _failed(self, e: BaseException) -> NodeResult:

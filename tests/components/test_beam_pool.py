@@ -275,3 +275,58 @@ def test_workers_start_together_and_one_that_fails_to_start_stops_the_others(mon
         beam_pool._Worker.spawn_many(3)
     assert len(started) == 3 and started[2][0] - started[0][0] < 1.0  # all started before any listened
     assert [p.poll() is not None for _, p in started] == [True, True, True]  # none left running
+
+
+def test_an_input_of_few_rows_runs_in_this_process_and_a_large_one_on_the_pool(tmp_path, monkeypatch):
+    """Asked for worker processes, a Beam pipeline that reads fewer than beam_pool.MIN_ROWS rows runs in
+    the driver's process (the pool would cost more than it saves); the rows are CsvExampleGen's
+    estimate from its files, and for a node fed Examples the row counts recorded on them. With
+    SLUICE_POOL_MIN_ROWS below those rows, the same run uses the pool."""
+    import os
+
+    from sluice import LocalDagRunner, Pipeline
+    from sluice.components import Artifact, Component, CsvExampleGen, Executor, Input, Output, beam_pool
+    from sluice.components.example_gen.csv_input import estimated_rows
+    from sluice.metadata.artifact import Examples
+
+    class Mode(Artifact):
+        """How a Beam pipeline of this node would run."""
+
+    class ModeExecutor(Executor):
+        def run(self, *, examples: Examples, mode: Mode) -> None:
+            from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+            options = self.beam_options()
+            with open(os.path.join(mode.uri, 'mode.json'), 'w') as f:
+                json.dump({'rows': self.input_rows, 'runner': options.view_as(StandardOptions).runner,
+                           'mode': options.view_as(DirectOptions).direct_running_mode}, f)
+
+    class ReportMode(Component):
+        examples = Input(Examples)
+        mode = Output(Mode)
+        executor = ModeExecutor
+
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / 'rows.csv').write_text('k,v\n' + ''.join(f'{i},{i % 7}\n' for i in range(300)))
+    assert estimated_rows([str(data / 'rows.csv')]) == 301  # header included
+
+    def run(name):
+        gen = CsvExampleGen(input_base=str(data), split_ratios={'train': 2, 'eval': 1})
+        node = ReportMode(examples=gen.outputs['examples'])
+        beam_pool.shutdown()
+        result = LocalDagRunner(progress=False).run(Pipeline(name, str(tmp_path / name), [gen, node],
+            beam_pipeline_args=['--direct_running_mode=multi_processing', '--direct_num_workers=1']))
+        assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items() if n.error}
+        pool = beam_pool.current_pool()
+        with open(os.path.join(result['ReportMode'].outputs['mode'].uri, 'mode.json')) as f:
+            return json.load(f), pool and pool.served
+
+    monkeypatch.delenv(beam_pool.MIN_ROWS_ENV, raising=False)
+    try:
+        assert run('small') == ({'rows': 300, 'runner': None, 'mode': 'in_memory'}, None)  # no pool started
+        monkeypatch.setenv(beam_pool.MIN_ROWS_ENV, '250')
+        mode, served = run('large')
+        assert mode == {'rows': 300, 'runner': beam_pool.RUNNER, 'mode': 'multi_processing'}
+        assert served == 2  # CsvExampleGen's two Beam pipelines ran on the pool's one worker
+    finally:
+        beam_pool.shutdown()

@@ -76,9 +76,10 @@ def assert_same_results(result, reference):
                             transformed_columns(ref['Transform']['transformed_examples'], split))
 
 
-def test_multi_process_direct_runner_gives_the_same_results(tmp_path, reference):
+def test_multi_process_direct_runner_gives_the_same_results(tmp_path, reference, monkeypatch):
     from sluice.components import beam_pool
 
+    monkeypatch.setenv(beam_pool.MIN_ROWS_ENV, '0')  # the penguins' 344 rows would run in this process
     beam_pool.shutdown()  # this process's pool, as a `sluice run` starts it
     try:
         result, seconds = run_data_components(tmp_path / 'root', ['--direct_running_mode=multi_processing',
