@@ -31,7 +31,6 @@ import os
 import re
 from typing import Any
 
-from sluice.components.libraries import TF, TFXIO
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
@@ -72,7 +71,7 @@ class BulkInferrerDriver(Driver):
 
 
 class BulkInferrerExecutor(Executor):
-    imports = (TF, TFXIO)
+    imports = ('tensorflow', 'tfx_bsl.public.tfxio')
 
     def run(self, *, examples: Examples, model: Model, model_blessing: ModelBlessing | None,
             inference_result: InferenceResult, example_splits: list, signature_names: list, tags: list) -> None:

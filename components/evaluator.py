@@ -33,7 +33,6 @@ from typing import Any
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
-from sluice.components.libraries import TF, TFXIO, TFMA
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
@@ -193,7 +192,7 @@ def set_baseline_identity(evaluation: ModelEvaluation, identity: dict[str, Any])
 
 
 class EvaluatorExecutor(Executor):
-    imports = (TF, TFXIO, TFMA)
+    imports = ('tensorflow', 'tfx_bsl.public.tfxio', 'tensorflow_model_analysis')
 
     def run(self, *, examples: Examples, model: Model, baseline_model: Model | None,
             evaluation: ModelEvaluation, eval_config: Any, eval_split: str, push_destination: str | None) -> None:

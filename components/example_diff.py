@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 
-from sluice.components.libraries import TF, TFDV
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.executor import Executor
 from sluice.metadata.artifact import Examples, ExamplesDiff
@@ -47,7 +46,7 @@ def _pairs(examples: Examples, baseline: Examples, wanted: list) -> list[tuple[s
 
 
 class ExampleDiffExecutor(Executor):
-    imports = (TF, TFDV)
+    imports = ('tensorflow', 'tensorflow_data_validation')
 
     def run(self, *, examples: Examples, baseline_examples: Examples, example_diff: ExamplesDiff,
             identifier_features: list, ignore_features: list, skew_sample_size: int, float_round_ndigits: int,

@@ -27,7 +27,6 @@ import json
 import os
 from typing import Any
 
-from sluice.components.libraries import TF, TFDV
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
@@ -120,7 +119,7 @@ def _set_drift_thresholds(tfdv: Any, schema_proto: Any, thresholds: dict, gone: 
 
 
 class ExampleValidatorExecutor(Executor):
-    imports = (TF, TFDV)
+    imports = ('tensorflow', 'tensorflow_data_validation')
 
     def run(self, *, statistics: ExampleStatistics, schema: Schema, baseline_statistics: ExampleStatistics | None,
             anomalies: ExampleAnomalies, fail_on_anomalies: bool, drift_thresholds: dict,

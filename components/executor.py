@@ -11,8 +11,10 @@ touches the metadata store, so it can be tested on hand-made artifacts:
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
+import weakref
 from typing import Any, Sequence
 
 from sluice.components.fingerprint.stale import note_loaded
@@ -23,7 +25,8 @@ class Executor:
     """Base class of executors. Data work should run as a Beam pipeline from ``beam_pipeline()``.
 
     ``tmp_dir`` is scratch space for this execution only: under a launch it is a directory under the
-    pipeline root, removed when the execution ends (success or failure).
+    pipeline root, removed when the execution ends (success or failure); without one, a new temporary
+    directory, removed when the executor is.
 
     ``imports`` lists the heavy libraries' modules ``run`` imports (TensorFlow, TFDV, tf.Transform,
     TFMA: ``sluice.components.libraries``). The launcher imports them before ``run``, one node at a
@@ -44,6 +47,8 @@ class Executor:
                  node_id: str = '') -> None:
         self.beam_pipeline_args = list(beam_pipeline_args)
         self.tmp_dir = tmp_dir or tempfile.mkdtemp(prefix='sluice-')
+        if not tmp_dir:  # made here (an executor run by hand): removed with this object, or at exit
+            weakref.finalize(self, shutil.rmtree, self.tmp_dir, ignore_errors=True)
         self.node_id = node_id
         quiet_google_warnings()
 

@@ -36,14 +36,13 @@ def beam_reaches_storage_emulator() -> None:
             cache._credentials, cache._credentials_init = None, True
 
 
-# The heavy libraries' modules an executor may list in ``imports`` (``Executor.imports``), which two
-# nodes running at once (or a node and a warm-up) could otherwise import together. Python hands a
-# thread that meets another's import of a package with circular imports the half-initialized module
-# ("cannot import name 'AnalyzeAndTransformDataset' from partially initialized module
-# 'tensorflow_transform.beam.impl'"): imported through ``import_first`` before the executor runs, one
-# thread at a time, they are whole before any node uses them.
-TF, TFXIO, TFDV, TFT, TFMA = ('tensorflow', 'tfx_bsl.public.tfxio', 'tensorflow_data_validation',
-                              'tensorflow_transform.beam', 'tensorflow_model_analysis')
+# The heavy libraries' modules: the data components' executors list them in ``imports``
+# (``Executor.imports``), and the warm pool's workers import them while idle. Two threads importing
+# one package with circular imports at once can get it half-initialized: Python hands a concurrent
+# circular import the partial module ("cannot import name 'AnalyzeAndTransformDataset' from partially
+# initialized module 'tensorflow_transform.beam.impl'", seen in CI). Imported through
+# ``import_first``, one thread at a time, they are whole before any node uses them.
+TF, TFXIO, TFDV, TFT = 'tensorflow', 'tfx_bsl.public.tfxio', 'tensorflow_data_validation', 'tensorflow_transform.beam'
 _IMPORTING = threading.Lock()
 _IMPORTED: set[str] = set()  # imported whole under the lock (sys.modules also lists half-imported ones)
 

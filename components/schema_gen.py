@@ -26,7 +26,6 @@ import math
 import os
 from typing import Any
 
-from sluice.components.libraries import TF, TFDV
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
@@ -62,7 +61,7 @@ def write_schema(schema_proto: object, schema: Schema) -> None:
 
 
 class SchemaGenExecutor(Executor):
-    imports = (TF, TFDV)
+    imports = ('tensorflow', 'tensorflow_data_validation')
 
     def run(self, *, statistics: ExampleStatistics, schema: Schema, infer_feature_shape: bool,
             split: str) -> None:

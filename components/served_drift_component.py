@@ -17,7 +17,6 @@ import json
 import os
 from typing import Any
 
-from sluice.components.libraries import TF, TFDV
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver, InputError
 from sluice.components.executor import Executor
@@ -62,7 +61,7 @@ class ServedDriftDriver(Driver):
 
 
 class ServedDriftExecutor(Executor):
-    imports = (TF, TFDV)
+    imports = ('tensorflow', 'tensorflow_data_validation')
 
     def run(self, *, statistics: ExampleStatistics, schema: Schema, served_statistics: ExampleStatistics,
             anomalies: ExampleAnomalies, push_destination: str, threshold: float, min_rows: int, log_dir: str,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-from sluice.components.libraries import TF, TFXIO, TFDV
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.executor import Executor
 from sluice.metadata.artifact import Examples, ExampleStatistics
@@ -35,7 +34,7 @@ def load_statistics(statistics: ExampleStatistics, split: str) -> object:
 
 
 class StatisticsGenExecutor(Executor):
-    imports = (TF, TFXIO, TFDV)
+    imports = ('tensorflow', 'tfx_bsl.public.tfxio', 'tensorflow_data_validation')
 
     def run(self, *, examples: Examples, statistics: ExampleStatistics, num_top_values: int,
             num_histogram_buckets: int, exclude_splits: list | None = None) -> None:

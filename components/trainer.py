@@ -37,7 +37,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from sluice.components.libraries import TF, TFXIO, TFT
 from sluice.components.component import Channel, Component, Input, Output, Parameter, WiringError
 from sluice.components.driver import Driver
 from sluice.components.executor import Executor
@@ -192,7 +191,7 @@ def hyperparameters_for_run_fn(tuned: dict | None, given: dict) -> dict:
 
 
 class TrainerExecutor(Executor):
-    imports = (TF, TFXIO, TFT)
+    imports = ('tensorflow', 'tfx_bsl.public.tfxio', 'tensorflow_transform.beam')
 
     def run(self, *, examples: Examples, transform_graph: TransformGraph | None, schema: Schema | None,
             base_model: Model | None, model: Model, model_run: ModelRun,

@@ -25,7 +25,6 @@ import re
 import shutil
 from typing import Any, Callable
 
-from sluice.components.libraries import TF, TFXIO, TFT
 from sluice.components.tf_setup import libraries_without_autograph
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.driver import Driver
@@ -36,7 +35,7 @@ from sluice.metadata.artifact import Artifact, Examples, Schema, TransformCache,
 
 
 class TransformExecutor(Executor):
-    imports = (TF, TFXIO, TFT)
+    imports = ('tensorflow', 'tfx_bsl.public.tfxio', 'tensorflow_transform.beam')
 
     def run(self, *, examples: Examples, schema: Schema, module_file: str, analyze_split: str,
             transform_graph: TransformGraph, transformed_examples: Examples,

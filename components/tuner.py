@@ -35,7 +35,6 @@ import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from sluice.components.libraries import TF, TFXIO, TFT
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.executor import Executor
 from sluice.components.module_file import load_module_file
@@ -64,7 +63,7 @@ class TunerError(RuntimeError):
 
 
 class TunerExecutor(Executor):
-    imports = (TF, TFXIO, TFT)
+    imports = ('tensorflow', 'tfx_bsl.public.tfxio', 'tensorflow_transform.beam')
 
     def run(self, *, examples: Examples, schema: Schema | None, transform_graph: TransformGraph | None,
             base_model: Model | None, best_hyperparameters: HyperParameters, tuner_results: TunerResults,

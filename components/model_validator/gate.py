@@ -9,7 +9,6 @@ import json
 import os
 from typing import Any
 
-from sluice.components.libraries import TF, TFMA
 from sluice.components.component import Component, Input, Output, Parameter
 from sluice.components.evaluator import OVERALL, json_safe, load_metrics_summary
 from sluice.components.executor import Executor
@@ -45,7 +44,7 @@ def set_blessing_identity(blessing: ModelBlessing, identity: dict[str, Any]) -> 
 
 
 class ModelValidatorExecutor(Executor):
-    imports = (TF, TFMA)
+    imports = ('tensorflow', 'tensorflow_model_analysis')
 
     def run(self, *, model: Model, evaluation: ModelEvaluation, blessing: ModelBlessing, thresholds: dict | None,
             no_baseline: str) -> None:
