@@ -70,21 +70,11 @@ def rewrite_options(options: Any, rows: int | None = None) -> Any:
         return options
     if standard.runner not in (None, 'DirectRunner', 'direct', 'Direct'):
         return options
-    least = int(os.environ.get(MIN_ROWS_ENV) or MIN_ROWS)
-    if rows is not None and rows < least:
-        log.info('A Beam pipeline of %d rows runs in this process, not on %s worker processes (fewer than '
-                 '%d rows: %s)', rows, direct.direct_num_workers or 'the', least, MIN_ROWS_ENV)
+    if rows is not None and rows < int(os.environ.get(MIN_ROWS_ENV) or MIN_ROWS):
         direct.direct_running_mode, direct.direct_num_workers = 'in_memory', 1
         return options
     standard.runner = RUNNER
     return options
-
-
-def runs_on_pool(options: Any) -> bool:
-    """Whether Beam pipelines with ``options`` (from ``rewrite_options``) run on the warm pool."""
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    return options.view_as(StandardOptions).runner == RUNNER
 
 
 class _QuietModeWarning(logging.Filter):

@@ -16,9 +16,11 @@ import time
 from typing import Any
 
 from sluice.components.beam_pool import _GENERATED, _PORT_LINE, _SYS_PATH_ENV, STALE
-from sluice.components.libraries import WARM_IMPORTS, import_first
+from sluice.components.libraries import TF, TFDV, TFT, TFXIO, import_first
 
 log = logging.getLogger(__name__)
+# What the data components' Beam stages import in a worker, imported while it has nothing to run.
+WARM_IMPORTS = (TF, TFXIO, TFDV, TFT)
 
 
 class _Staleness:

@@ -1,14 +1,12 @@
 """How Sluice quiets the libraries it runs: in the driver and in Beam's worker processes alike."""
 from __future__ import annotations
 
-import atexit
-import contextlib
 import importlib
 import logging
 import os
 import threading
 import warnings
-from typing import Iterable, Iterator
+from typing import Iterable
 
 
 def quiet_google_warnings() -> None:
@@ -45,7 +43,6 @@ def beam_reaches_storage_emulator() -> None:
 # initialized module 'tensorflow_transform.beam.impl'", seen in CI). Imported through
 # ``import_first``, one thread at a time, they are whole before any node uses them.
 TF, TFXIO, TFDV, TFT = 'tensorflow', 'tfx_bsl.public.tfxio', 'tensorflow_data_validation', 'tensorflow_transform.beam'
-WARM_IMPORTS = (TF, TFXIO, TFDV, TFT)  # what the data components after an ExampleGen import
 _IMPORTING = threading.Lock()
 _IMPORTED: set[str] = set()  # imported whole under the lock (sys.modules also lists half-imported ones)
 
@@ -64,47 +61,3 @@ def import_first(modules: Iterable[str]) -> None:
             except Exception as e:  # noqa: BLE001 - reported where the module is used
                 logging.getLogger(__name__).debug('%s not imported ahead: %s', name, e)
             _IMPORTED.add(name)
-
-
-# -- importing ahead, while nothing else runs ------------------------------------------------------
-# A node whose Beam pipelines run on the warm pool leaves this process waiting on its workers: the
-# time to import what the next nodes need (seconds of TensorFlow). Safe only while no other node's
-# code runs here: ``importing_ahead`` starts it only when the asking node is the one running, and
-# ``node_running`` makes every node that starts meanwhile wait for it to end.
-_NODES = threading.Condition()
-_running = 0
-_ahead: threading.Thread | None = None
-
-
-@contextlib.contextmanager
-def node_running() -> Iterator[None]:
-    """Around a node's executor in this process: waits for an import ahead to end, and counts it."""
-    global _running
-    wait_for_imports_ahead()
-    with _NODES:
-        _running += 1
-    try:
-        yield
-    finally:
-        with _NODES:
-            _running -= 1
-
-
-def import_ahead(modules: Iterable[str]) -> bool:
-    """Import ``modules`` in a thread of their own, if the caller's node is the one running here (an
-    executor under a launch, ``node_running``) and none has begun this before. For a node that
-    imports none of them, while it waits on other processes; whether it began."""
-    global _ahead
-    with _NODES:
-        if _running != 1 or _ahead is not None:
-            return False
-        _ahead = threading.Thread(target=import_first, args=(list(modules),), daemon=True, name='sluice-import-ahead')
-        _ahead.start()
-    atexit.register(wait_for_imports_ahead)  # a process does not exit in the middle of an import
-    return True
-
-
-def wait_for_imports_ahead() -> None:
-    thread = _ahead
-    if thread is not None:
-        thread.join()

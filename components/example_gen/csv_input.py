@@ -11,7 +11,6 @@ import os
 from typing import Any, Iterable
 
 from sluice.metadata import storage
-from sluice.components import beam_pool, libraries
 from sluice.components.example_gen.base import (MAX_REPORTED_PROBLEMS, FileBasedExampleGen, SplitPlan,
                                                 record_selection, write_splits)
 from sluice.components.example_gen import example_wire
@@ -158,8 +157,6 @@ class CsvExampleGenExecutor(Executor):
         summary_path = os.path.join(self.tmp_dir, 'csv_summary.json')
         bundle = read_bundle_bytes(files)
         self.input_rows = estimated_rows(files)  # a small input is parsed in this process (Executor.input_rows)
-        if beam_pool.runs_on_pool(self.beam_options()):  # this process waits on the workers meanwhile
-            libraries.import_ahead(libraries.WARM_IMPORTS)
 
         def read(p: Any) -> Any:
             return (p | 'Files' >> beam.Create(files)

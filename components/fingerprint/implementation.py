@@ -30,11 +30,9 @@ from sluice.components.fingerprint.source import source_digest
 #   publisher.py    records the outcome in the store;
 #   fingerprint/    computes the key itself;
 #   executor.py     the Executor base class: a scratch directory and Beam pipeline options;
-#   module_file.py  loads user module files, whose content the ``code`` part covers;
-#   beam_pool.py, beam_pool_worker.py  where Beam pipelines run (worker processes or this one);
-#   libraries.py    quiets the libraries, and when they are imported.
+#   module_file.py  loads user module files, whose content the ``code`` part covers.
 PLUMBING = frozenset({'__init__.py', 'component.py', 'driver.py', 'publisher.py', 'fingerprint/',
-                      'executor.py', 'module_file.py', 'beam_pool.py', 'beam_pool_worker.py', 'libraries.py'})
+                      'executor.py', 'module_file.py'})
 _COMPONENTS_REAL = os.path.realpath(SLUICE_COMPONENTS_DIR)
 _versions: dict[str, str] = {}
 

@@ -25,7 +25,7 @@ from sluice.components.component import Component
 from sluice.components.conditions import NodeSkipped
 from sluice.components.driver import InputError, PipelineInfo, StaleCodeError
 from sluice.components.executor import rows_in
-from sluice.components.libraries import import_first, node_running
+from sluice.components.libraries import import_first
 from sluice.components.publisher import Publisher, remove_outputs
 from sluice.metadata.artifact import Artifact
 from sluice.metadata.records import FencingError
@@ -350,9 +350,8 @@ class _Launch:
                 executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args,
                                                     tmp_dir=self.tmp_dir, node_id=component.id)
                 executor.input_rows = rows_in(inputs)
-                with node_running():
-                    import_first(executor.imports)
-                    executor.run(**inputs, **outputs, **self.driver.parameters())
+                import_first(executor.imports)
+                executor.run(**inputs, **outputs, **self.driver.parameters())
 
     def _failed(self, e: BaseException) -> NodeResult:
         """The executor (or the publish) raised: the execution FAILED with the error recorded."""

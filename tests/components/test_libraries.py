@@ -54,28 +54,3 @@ def test_the_built_in_executors_that_run_at_once_declare_what_they_import():
     from sluice.components.transform import TransformExecutor
 
     assert libraries.TFDV in StatisticsGenExecutor.imports and libraries.TFT in TransformExecutor.imports
-
-
-def test_an_import_ahead_runs_only_beside_the_node_that_asked_and_later_nodes_wait_for_it(tmp_path, monkeypatch):
-    """``import_ahead`` (CsvExampleGen's, while its Beam pipelines run on the warm pool) imports in a
-    thread only when the asking node is the only one running here, and a node that starts meanwhile
-    begins only once that import has ended."""
-    (tmp_path / 'slow_ahead.py').write_text(SLOW)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(libraries, '_ahead', None)
-    assert not libraries.import_ahead(['slow_ahead'])  # no node running here: an executor run by hand
-    with libraries.node_running(), libraries.node_running():
-        assert not libraries.import_ahead(['slow_ahead'])  # another node's code could import beside it
-    assert 'slow_ahead' not in sys.modules
-    began = []
-
-    def other_node():
-        with libraries.node_running():
-            began.append(time.monotonic())
-
-    with libraries.node_running():
-        assert libraries.import_ahead(['slow_ahead'])
-        other = threading.Thread(target=other_node)
-        other.start()
-        other.join(10)
-    assert began and began[0] >= sys.modules['slow_ahead'].end
