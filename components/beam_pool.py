@@ -5,7 +5,7 @@ new worker processes for every Beam pipeline, and each imports TensorFlow, tfx_b
 tf.Transform again: about 3 s to start and 2.6 s to import per pipeline on a small machine, several
 times per node (``bench/README.md``). Sluice runs those pipelines on the same runner (Beam's
 FnApiRunner, which DirectRunner uses) with an EXTERNAL environment instead: N worker processes
-started once, the first time a pipeline asks for them, with those libraries imported while they wait,
+started once, the first time a pipeline asks for them, importing those libraries while idle,
 and kept for every later pipeline of the process: every node of a run, every run of a
 ``sluice watch``. Each process hosts one SDK harness per pipeline (a thread, as Beam's own worker
 pool does in its thread mode); the pipeline, its options and its functions reach the worker as they
