@@ -55,7 +55,7 @@ _GENERATED = ('__autograph_generated_file',)
 # worker processes are asked for: starting the pool (each worker importing TensorFlow) and moving
 # the rows between processes cost more than sharing the work saves. On the 2-core machine, taxi
 # data components with two workers took 1.14x one worker's time at 15,000 rows, 1.24x at 45,000 and
-# 0.88x at 150,000 (bench/beam_workers.py, bench/README.md). SLUICE_POOL_MIN_ROWS sets it (0: always).
+# 0.86x at 150,000 (bench/beam_workers.py, bench/README.md). SLUICE_POOL_MIN_ROWS sets it (0: always).
 MIN_ROWS_ENV, MIN_ROWS = 'SLUICE_POOL_MIN_ROWS', 100_000
 
 
@@ -70,7 +70,10 @@ def rewrite_options(options: Any, rows: int | None = None) -> Any:
         return options
     if standard.runner not in (None, 'DirectRunner', 'direct', 'Direct'):
         return options
-    if rows is not None and rows < int(os.environ.get(MIN_ROWS_ENV) or MIN_ROWS):
+    least = int(os.environ.get(MIN_ROWS_ENV) or MIN_ROWS)
+    if rows is not None and rows < least:
+        log.info('A Beam pipeline of %d rows runs in this process rather than on the worker processes asked '
+                 'for (it has fewer than %d rows: %s)', rows, least, MIN_ROWS_ENV)
         direct.direct_running_mode, direct.direct_num_workers = 'in_memory', 1
         return options
     standard.runner = RUNNER

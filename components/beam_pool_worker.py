@@ -1,8 +1,8 @@
 """The worker processes of the warm Beam pool (``sluice.components.beam_pool``, the driver's side):
 each listens for Beam's worker-pool protocol on loopback, hosts one SDK harness per pipeline (a
-thread), imports the heavy libraries while it has no pipeline to run, refuses a pipeline while it holds a module whose
-file changed since it could have been imported (the driver then replaces it), and ends when the
-driver closes its standard input.
+thread), imports the heavy libraries while it has no pipeline to run, refuses a pipeline while it
+holds a module whose file changed since it could have been imported (the driver then replaces it),
+and ends when the driver closes its standard input.
 
     python -m sluice.components.beam_pool_worker    # started by the pool, never by hand
 """

@@ -277,7 +277,7 @@ def test_workers_start_together_and_one_that_fails_to_start_stops_the_others(mon
     assert [p.poll() is not None for _, p in started] == [True, True, True]  # none left running
 
 
-def test_an_input_of_few_rows_runs_in_this_process_and_a_large_one_on_the_pool(tmp_path, monkeypatch):
+def test_an_input_of_few_rows_runs_in_this_process_and_a_large_one_on_the_pool(tmp_path, monkeypatch, caplog):
     """Asked for worker processes, a Beam pipeline that reads fewer than beam_pool.MIN_ROWS rows runs in
     the driver's process (the pool would cost more than it saves); the rows are CsvExampleGen's
     estimate from its files, and for a node fed Examples the row counts recorded on them. With
@@ -323,7 +323,12 @@ def test_an_input_of_few_rows_runs_in_this_process_and_a_large_one_on_the_pool(t
 
     monkeypatch.delenv(beam_pool.MIN_ROWS_ENV, raising=False)
     try:
+        caplog.set_level('INFO', logger=beam_pool.__name__)
         assert run('small') == ({'rows': 300, 'runner': None, 'mode': 'in_memory'}, None)  # no pool started
+        said = [r.getMessage() for r in caplog.records if r.name == beam_pool.__name__]
+        assert 'A Beam pipeline of 301 rows runs in this process rather than on the worker processes asked for ' \
+               '(it has fewer than 100000 rows: SLUICE_POOL_MIN_ROWS)' in said  # CsvExampleGen's estimate, its header line included
+        assert any(m.startswith('A Beam pipeline of 300 rows runs in this process') for m in said)
         monkeypatch.setenv(beam_pool.MIN_ROWS_ENV, '250')
         mode, served = run('large')
         assert mode == {'rows': 300, 'runner': beam_pool.RUNNER, 'mode': 'multi_processing'}
