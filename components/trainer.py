@@ -191,7 +191,7 @@ def hyperparameters_for_run_fn(tuned: dict | None, given: dict) -> dict:
 
 
 class TrainerExecutor(Executor):
-    imports = ('tensorflow', 'tfx_bsl.public.tfxio', 'tensorflow_transform.beam')
+    imports = ('tensorflow', 'tfx_bsl.public.tfxio')
 
     def run(self, *, examples: Examples, transform_graph: TransformGraph | None, schema: Schema | None,
             base_model: Model | None, model: Model, model_run: ModelRun,

@@ -63,7 +63,7 @@ class TunerError(RuntimeError):
 
 
 class TunerExecutor(Executor):
-    imports = ('tensorflow', 'tfx_bsl.public.tfxio', 'tensorflow_transform.beam')
+    imports = ('tensorflow', 'tfx_bsl.public.tfxio')
 
     def run(self, *, examples: Examples, schema: Schema | None, transform_graph: TransformGraph | None,
             base_model: Model | None, best_hyperparameters: HyperParameters, tuner_results: TunerResults,
