@@ -9,7 +9,6 @@ the same comparisons; bench/beam_workers.py runs the pool on the taxi data, at 1
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import sys
