@@ -335,3 +335,42 @@ def test_an_input_of_few_rows_runs_in_this_process_and_a_large_one_on_the_pool(t
         assert served == 2  # CsvExampleGen's two Beam pipelines ran on the pool's one worker
     finally:
         beam_pool.shutdown()
+
+
+def probe_libraries(_):
+    """In a worker: whether tf.Transform's Beam module is there and whole, and this process's pid."""
+    import os
+    import sys
+    module = sys.modules.get('tensorflow_transform.beam')
+    return f'{module is not None and hasattr(module, "AnalyzeAndTransformDataset")}@{os.getpid()}'
+
+
+def test_a_worker_imports_the_libraries_only_when_idle_and_a_pipeline_arriving_meanwhile_waits(tmp_path):
+    """A worker imports TensorFlow and the data libraries once it has had nothing to run for a moment,
+    not while a pipeline runs; a pipeline that arrives during that import starts once it has ended,
+    so no thread of the worker ever meets a half-imported library."""
+    import os
+
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from sluice.components import beam_pool
+    from sluice.components.beam_pool_worker import _WorkerServicer
+
+    def run(name):
+        options = beam_pool.rewrite_options(PipelineOptions([
+            '--direct_running_mode=multi_processing', '--direct_num_workers=1', '--pickle_library=cloudpickle']))
+        with beam.Pipeline(options=options) as p:
+            _ = (p | beam.Create([0]) | beam.Map(probe_libraries)
+                 | beam.io.WriteToText(str(tmp_path / name), shard_name_template=''))
+        return (tmp_path / name).read_text().strip().split('@')
+
+    beam_pool.shutdown()
+    try:
+        first = run('first')  # the pipeline that starts the worker: it runs before any import
+        time.sleep(_WorkerServicer.IDLE_BEFORE_WARMING + 1.0)  # idle: the worker's import has begun
+        second = run('second')  # arrives during the import: it saw the libraries whole
+        assert beam_pool.current_pool().started == 1
+    finally:
+        beam_pool.shutdown()
+    assert first[0] == 'False' and second == ['True', first[1]] and int(first[1]) != os.getpid()
