@@ -337,14 +337,6 @@ def test_an_input_of_few_rows_runs_in_this_process_and_a_large_one_on_the_pool(t
         beam_pool.shutdown()
 
 
-def probe_libraries(_):
-    """In a worker: whether tf.Transform's Beam module is there and whole, and this process's pid."""
-    import os
-    import sys
-    module = sys.modules.get('tensorflow_transform.beam')
-    return f'{module is not None and hasattr(module, "AnalyzeAndTransformDataset")}@{os.getpid()}'
-
-
 def test_a_worker_imports_the_libraries_only_when_idle_and_a_pipeline_arriving_meanwhile_waits(tmp_path):
     """A worker imports TensorFlow and the data libraries once it has had nothing to run for a moment,
     not while a pipeline runs; a pipeline that arrives during that import starts once it has ended,
@@ -356,6 +348,13 @@ def test_a_worker_imports_the_libraries_only_when_idle_and_a_pipeline_arriving_m
 
     from sluice.components import beam_pool
     from sluice.components.beam_pool_worker import _WorkerServicer
+
+    def probe_libraries(_):  # defined here, so shipped by value: the worker imports no test module
+        """In a worker: whether tf.Transform's Beam module is there and whole, and this process's pid."""
+        import os
+        import sys
+        module = sys.modules.get('tensorflow_transform.beam')
+        return f'{module is not None and hasattr(module, "AnalyzeAndTransformDataset")}@{os.getpid()}'
 
     def run(name):
         options = beam_pool.rewrite_options(PipelineOptions([
