@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from sluice.components.fingerprint.stale import note_loaded
 from sluice.components.libraries import beam_reaches_storage_emulator, quiet_google_warnings
+from sluice.metadata.artifact import Artifact, row_counts
 
 
 class Executor:
@@ -82,8 +83,6 @@ class Executor:
 def rows_in(arguments: dict[str, Any]) -> int | None:
     """The rows of the Examples among an executor's ``arguments`` (their ``row_counts``, every split),
     or None when none records them."""
-    import json
-
-    counts = [a.get('row_counts') for a in arguments.values() if hasattr(a, 'custom_properties')]
-    counts = [json.loads(c) if isinstance(c, str) else c for c in counts if c]
+    counts = [row_counts(a) for a in arguments.values() if isinstance(a, Artifact)]
+    counts = [c for c in counts if c]
     return sum(sum(c.values()) for c in counts) if counts else None

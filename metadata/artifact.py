@@ -143,6 +143,12 @@ class Examples(_SplitsMixin, Artifact):
     PROPERTIES = {'split_names': str, 'span': int, 'version': int}
 
 
+def row_counts(artifact: Artifact) -> dict[str, int]:
+    """The rows per split an ExampleGen recorded on Examples (``row_counts``, a JSON object); {} if none."""
+    counts = artifact.get('row_counts')
+    return json.loads(counts) if isinstance(counts, str) and counts else dict(counts or {})
+
+
 class ExampleStatistics(_SplitsMixin, Artifact):
     """TFDV statistics, ``Split-<split>/FeatureStats.pb``."""
     PROPERTIES = {'split_names': str}

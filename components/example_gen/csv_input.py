@@ -155,8 +155,9 @@ class CsvExampleGenExecutor(Executor):
                                 f'{files[0]} ({",".join(header)}); all CSV files in {input_base} must have the '
                                 'same columns in the same order.')
         summary_path = os.path.join(self.tmp_dir, 'csv_summary.json')
-        bundle = read_bundle_bytes(files)
-        self.input_rows = estimated_rows(files)  # a small input is parsed in this process (Executor.input_rows)
+        total = sum(storage.stat(f)['size'] for f in files)
+        bundle = read_bundle_bytes(files, total)
+        self.input_rows = estimated_rows(files, total)  # a small input is parsed in this process (Executor.input_rows)
 
         def read(p: Any) -> Any:
             return (p | 'Files' >> beam.Create(files)
@@ -215,19 +216,23 @@ class CsvExampleGenExecutor(Executor):
 RANGES, MIN_RANGE, MAX_RANGE = 16, 1 << 20, 64 << 20
 
 
-def read_bundle_bytes(files: list[str]) -> int:
-    """The size of the ranges the CSV files are read in: the input over RANGES, within MIN_RANGE and
-    MAX_RANGE. A range starts at the line after its first byte: no row is read twice or lost."""
-    total = sum(storage.stat(f)['size'] for f in files)
-    return max(MIN_RANGE, min(MAX_RANGE, total // RANGES))
+def _total_bytes(files: list[str], total: int | None) -> int:
+    return sum(storage.stat(f)['size'] for f in files) if total is None else total
 
 
-def estimated_rows(files: list[str], sample_bytes: int = 1 << 18) -> int:
-    """The lines of ``files``, estimated from those of the first file's first ``sample_bytes``."""
+def read_bundle_bytes(files: list[str], total: int | None = None) -> int:
+    """The size of the ranges the CSV files (``total`` bytes, if known) are read in: the input over
+    RANGES, within MIN_RANGE and MAX_RANGE. A range starts at the line after its first byte: no row
+    is read twice or lost."""
+    return max(MIN_RANGE, min(MAX_RANGE, _total_bytes(files, total) // RANGES))
+
+
+def estimated_rows(files: list[str], total: int | None = None, sample_bytes: int = 1 << 18) -> int:
+    """The lines of ``files`` (``total`` bytes, if known), estimated from those of the first file's
+    first ``sample_bytes``."""
     with storage.open_file(files[0], 'rb') as f:
         sample = f.read(sample_bytes)
-    total = sum(storage.stat(f)['size'] for f in files)
-    return round(total * sample.count(b'\n') / max(len(sample), 1))
+    return round(_total_bytes(files, total) * sample.count(b'\n') / max(len(sample), 1))
 
 
 class CsvExampleGen(FileBasedExampleGen):

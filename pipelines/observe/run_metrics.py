@@ -18,6 +18,7 @@ import os
 from typing import Any, Iterator
 
 from sluice.metadata import storage
+from sluice.metadata.artifact import row_counts
 from sluice.metadata.records import PIPELINE_RUN, ExecutionRecord, RunSummary, latest_per_node, value_of
 from sluice.metadata.store import MetadataStore
 from sluice.observe.exposition import Gauges
@@ -125,8 +126,7 @@ def _node(g: Gauges, pipeline: str, node_id: str, ex: ExecutionRecord, attempts:
 def _artifact(g: Gauges, pipeline: str, node_id: str, artifact: Any) -> None:
     kind = artifact.type_name()
     if kind == 'Examples':
-        counts = artifact.get('row_counts')
-        for split, rows in (json.loads(counts) if isinstance(counts, str) and counts else {}).items():
+        for split, rows in row_counts(artifact).items():
             g.set('sluice_examples_rows', 'Examples written per split.', rows, pipeline=pipeline, node=node_id,
                   split=split)
             g.set('sluice_examples_bytes', "Bytes of a split's files.", _bytes(artifact.split_uri(split)),

@@ -10,7 +10,7 @@ import os
 from typing import Any, Sequence
 
 from sluice.metadata import storage
-from sluice.metadata.artifact import Artifact
+from sluice.metadata.artifact import Artifact, row_counts
 from sluice.ui.visuals.page import (LEGEND, RED, SPLIT_COLORS, View, artifact_heading, esc, figure_html,
                                     split_names, table)
 
@@ -266,7 +266,7 @@ def anomalies_view(artifact: Artifact) -> View:
 
 def examples_view(artifact: Artifact) -> View:
     head_html, head_text = artifact_heading(artifact)
-    counts = json.loads(artifact.get('row_counts') or '{}')
+    counts = row_counts(artifact)
     types = json.loads(artifact.get('column_types') or '{}')
     if counts:
         t_html, t_text = table(['split', 'rows'], [[s, counts.get(s, '')] for s in split_names(artifact)], numeric=(1,))
