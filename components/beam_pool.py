@@ -11,6 +11,14 @@ and kept for every later pipeline of the process: every node of a run, every run
 pool does in its thread mode); the pipeline, its options and its functions reach the worker as they
 would reach a fresh one.
 
+The workers are forked from one process, the zygote, which has imported Beam and, once the first
+workers run, the heavy libraries: a worker starts in milliseconds, and a run pays for one import of
+TensorFlow and its libraries instead of one per worker (on a machine of few cores, those imports
+were most of what several workers cost over one). The first workers are forked before that import
+(CsvExampleGen's pipelines need none of it); a pipeline whose node's executor lists those
+libraries (``Executor.imports``) is given workers forked after it, and a worker forked before is
+retired.
+
 What must never happen is a worker running a user's code as it was before an edit. Code shipped
 with the pipeline (pickled by value) is always the new one; a module a worker imported by name stays
 in that process. So before taking a pipeline, a worker checks every module it holds that is not
@@ -20,25 +28,27 @@ is gone, the worker is replaced by a fresh process (which costs the start-up thi
 A pipeline that reads fewer than MIN_ROWS rows runs in this process instead: for it, the pool's
 start and the trips between processes cost more than sharing the work saves.
 
-The workers end with this process: when it exits, and, if it is killed, as soon as they see their
-standard input closed (their side: ``sluice.components.beam_pool_worker``). A worker imports the
-heavy libraries only while it has no pipeline to run, and a pipeline that arrives meanwhile waits
-for the import to end: Python hands a thread that meets another's import of a package with circular
-imports the half-initialized module ("cannot import name 'AnalyzeAndTransformDataset' from
-partially initialized module", seen in CI when this process imported tf.Transform in a thread while
-a node's executor did). In this process, executors import them one node at a time
-(``Executor.imports``). ``SLUICE_BEAM_WORKER_POOL=0`` turns the pool off (Beam's own worker
-processes per pipeline), for comparison.
+The workers and the zygote end with this process: when it exits, and, if it is killed, as soon as
+they see their standard input closed (their side: ``sluice.components.beam_pool_worker``). In a
+worker, as in this process, the libraries a node lists are imported one thread at a time before its
+pipeline runs: Python hands a thread that meets another's import of a package with circular imports
+the half-initialized module ("cannot import name 'AnalyzeAndTransformDataset' from partially
+initialized module", seen in CI when two nodes imported tf.Transform at once). Should the zygote
+fail, workers are started as processes of their own. ``SLUICE_BEAM_WORKER_POOL=0`` turns the pool
+off (Beam's own worker processes per pipeline), for comparison.
 """
 from __future__ import annotations
 
 import atexit
 import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
-from typing import Any
+import time
+from typing import Any, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +57,9 @@ OFF_ENV = 'SLUICE_BEAM_WORKER_POOL'
 STALE = 'sluice-stale-worker: '
 _SYS_PATH_ENV = 'SLUICE_POOL_SYS_PATH'
 _PORT_LINE = b'sluice-pool-port '
+# The heavy libraries a pipeline's node imports (``Executor.imports``): an experiment in its options
+# (``rewrite_options``), then a parameter of the EXTERNAL environment its workers read.
+IMPORTS_PARAM = 'sluice_imports'
 # Modules that libraries write and import as they run (TensorFlow's AutoGraph): new files, not edits.
 _GENERATED = ('__autograph_generated_file',)
 
@@ -59,11 +72,12 @@ _GENERATED = ('__autograph_generated_file',)
 MIN_ROWS_ENV, MIN_ROWS = 'SLUICE_POOL_MIN_ROWS', 100_000
 
 
-def rewrite_options(options: Any, rows: int | None = None) -> Any:
+def rewrite_options(options: Any, rows: int | None = None, imports: Sequence[str] = ()) -> Any:
     """``options`` (Beam PipelineOptions) to run on the warm pool when they ask DirectRunner for
     several worker processes and the pool is not turned off; in this process instead when the
-    pipeline reads fewer than MIN_ROWS ``rows`` (None: not known, the pool); otherwise unchanged."""
-    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+    pipeline reads fewer than MIN_ROWS ``rows`` (None: not known, the pool); otherwise unchanged.
+    ``imports``: the heavy libraries the node's executor lists, which its workers import first."""
+    from apache_beam.options.pipeline_options import DebugOptions, DirectOptions, StandardOptions
 
     standard, direct = options.view_as(StandardOptions), options.view_as(DirectOptions)
     if os.environ.get(OFF_ENV, '1') == '0' or direct.direct_running_mode != 'multi_processing':
@@ -77,6 +91,8 @@ def rewrite_options(options: Any, rows: int | None = None) -> Any:
         direct.direct_running_mode, direct.direct_num_workers = 'in_memory', 1
         return options
     standard.runner = RUNNER
+    if imports:
+        options.view_as(DebugOptions).add_experiment(f'{IMPORTS_PARAM}={",".join(imports)}')
     return options
 
 
@@ -97,14 +113,18 @@ def _runner_class() -> type:
 
             direct = options.view_as(DirectOptions)
             workers = direct.direct_num_workers or os.cpu_count() or 1
-            pool = worker_pool(workers)
             experiments = options.view_as(DebugOptions).experiments or []
-            buffer_ms = next((e.split('=', 1)[1] for e in experiments if e.startswith('data_buffer_time_limit_ms=')),
-                             '0')
+
+            def experiment(name: str, default: str) -> str:
+                return next((e.split('=', 1)[1] for e in experiments if e.startswith(name + '=')), default)
+
+            imports = experiment(IMPORTS_PARAM, '')
+            pool = worker_pool(workers, warm=bool(imports))
             self._default_environment = environments.ExternalEnvironment(pool.url, params={
                 'pickle_library': options.view_as(SetupOptions).pickle_library or 'default',
                 'state_cache_bytes': str((options.view_as(WorkerOptions).max_cache_memory_usage_mb or 0) << 20),
-                'data_buffer_time_limit_ms': buffer_ms})
+                'data_buffer_time_limit_ms': experiment('data_buffer_time_limit_ms', '0'),
+                IMPORTS_PARAM: imports})
             direct.direct_running_mode = 'in_memory'  # keeps the environment above (see _QuietModeWarning)
             try:
                 return super().run_pipeline(pipeline, options)
@@ -135,8 +155,10 @@ class WorkerPool:
         from concurrent import futures
 
         self._lock = threading.Lock()
+        self._swapping = threading.Lock()  # one worker replaced at a time (a warm fork can wait for the import)
         self.workers: list[_Worker] = []
         self._retired: list[_Worker] = []  # replaced, ending once idle
+        self.zygote: _Zygote | None = None
         self.started = 0  # worker processes started, replacements included
         self.replaced: list[str] = []  # why each replaced worker was replaced
         self.served = 0  # SDK harnesses started (one per worker per Beam pipeline)
@@ -147,18 +169,32 @@ class WorkerPool:
         self._server.start()
         self.url = f'127.0.0.1:{port}'
 
-    def grow(self, n: int) -> None:
-        """At least ``n`` worker processes, the missing ones started at once (each takes about a
-        second to import Beam and listen)."""
-        with self._lock:
+    def grow(self, n: int, warm: bool = False) -> None:
+        """At least ``n`` worker processes, the missing ones started at once; ``warm``: with the heavy
+        libraries imported (forked after the zygote's import)."""
+        with self._swapping:
             missing = n - len(self.workers)
             if missing > 0:
-                self.started += missing
-                self.workers += _Worker.spawn_many(missing)
+                new = self._start(missing, warm)
+                with self._lock:
+                    self.workers += new
 
-    def _spawn(self) -> _Worker:
-        self.started += 1
-        return _Worker.spawn_many(1)[0]
+    def _start(self, n: int, warm: bool) -> list[_Worker]:
+        """``n`` workers forked by the zygote (started first, or again when it refused as stale or
+        died), else, should it fail twice, started as processes of their own."""
+        self.started += n
+        for attempt in range(2):
+            try:
+                if self.zygote is None:
+                    self.zygote = _Zygote()
+                return _Worker.fork_many(self.zygote, n, warm)
+            except (OSError, RuntimeError) as e:
+                log.info('Beam worker pool: the zygote could not fork a worker (%s)%s', e,
+                         '; starting another' if attempt == 0 else '; workers start as processes of their own')
+                if self.zygote is not None:
+                    self.zygote.stop()
+                    self.zygote = None
+        return _Worker.spawn_many(n)
 
     def start_worker(self, request: Any) -> Any:
         from apache_beam.portability.api import beam_fn_api_pb2
@@ -167,6 +203,9 @@ class WorkerPool:
             index = self._next % len(self.workers)
             self._next += 1
             worker = self.workers[index]
+        if request.params.get(IMPORTS_PARAM) and worker.cold:
+            worker = self._replace(index, worker, 'forked before the heavy imports, which this pipeline needs',
+                                   quiet=True)
         for tries in range(3):
             try:
                 response = worker.start(request)
@@ -174,20 +213,27 @@ class WorkerPool:
                 response = beam_fn_api_pb2.StartWorkerResponse(error=f'{STALE}worker process gone ({e})')
             if not response.error.startswith(STALE) or tries == 2:
                 break
-            with self._lock:  # a stale or dead worker: a fresh process takes its place
-                if self.workers[index] is worker:  # (unless another pipeline replaced it meanwhile)
-                    self.replaced.append(response.error[len(STALE):])
-                    log.info('Beam worker pool: replacing worker pid %s: %s', worker.process.pid,
-                             response.error[len(STALE):])
-                    worker.retire()  # it ends once the pipelines it is running (another node's) have ended
-                    self._retired.append(worker)
-                    self.workers[index] = self._spawn()
-                worker = self.workers[index]
-                self._reap()
+            worker = self._replace(index, worker, response.error[len(STALE):])
         if not response.error:
             with self._lock:
                 self.served += 1
         return response
+
+    def _replace(self, index: int, worker: _Worker, why: str, quiet: bool = False) -> _Worker:
+        """A fresh worker in ``worker``'s place (unless another pipeline replaced it meanwhile); the old
+        one ends once the pipelines it is running (another node's) have ended."""
+        with self._swapping:
+            if self.workers[index] is worker:
+                if not quiet:
+                    self.replaced.append(why)
+                    log.info('Beam worker pool: replacing worker pid %s: %s', worker.process.pid, why)
+                new = self._start(1, warm=quiet or not worker.cold)[0]
+                worker.retire()
+                with self._lock:
+                    self._retired.append(worker)
+                    self.workers[index] = new
+                    self._reap()
+            return self.workers[index]
 
     def _reap(self) -> None:
         """Let go of retired workers that have ended."""
@@ -200,6 +246,8 @@ class WorkerPool:
             workers, self.workers, self._retired = self.workers + self._retired, [], []
         for worker in workers:
             worker.stop()
+        if self.zygote is not None:
+            self.zygote.stop()
         self._server.stop(grace=None)
 
 
@@ -219,10 +267,12 @@ class _Front:
 
 class _Worker:
     """One worker process: its port, its standard input (closing it ends the process), its output
-    forwarded to this process's standard error as it comes (wherever that points now: a run's log)."""
+    forwarded to this process's standard error as it comes (wherever that points now: a run's log).
+    ``cold``: forked before the zygote imported the heavy libraries (a process of its own imports
+    what its pipelines need)."""
 
-    def __init__(self, process: subprocess.Popen, url: str) -> None:
-        self.process, self.url = process, url
+    def __init__(self, process: Any, url: str, cold: bool = False) -> None:
+        self.process, self.url, self.cold = process, url, cold
         self._stub: Any = None
         self._channel: Any = None
         self._lock = threading.Lock()
@@ -237,14 +287,20 @@ class _Worker:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
 
     @classmethod
-    def spawn_many(cls, n: int) -> list[_Worker]:
-        """``n`` worker processes started together, each once it listens; if one fails, the others
-        are stopped and the error raised."""
-        processes: list[subprocess.Popen] = []
+    def fork_many(cls, zygote: _Zygote, n: int, warm: bool) -> list[_Worker]:
+        """``n`` workers forked by ``zygote`` (``warm``: after its heavy imports), each once it listens."""
+        return cls.spawn_many(n, lambda: zygote.fork(warm))
+
+    @classmethod
+    def spawn_many(cls, n: int, start: Any = None) -> list[_Worker]:
+        """``n`` worker processes started together (``start``: one forked by the zygote; by default a
+        process of its own, ``popen``), each once it listens; if one fails, the others are stopped
+        and the error raised."""
+        processes: list[Any] = []
         workers: list[_Worker] = []
         try:
             for _ in range(n):
-                processes.append(cls.popen())
+                processes.append(start() if start else cls.popen())
             for process in processes:
                 workers.append(cls._listening(process))
         except BaseException:
@@ -260,7 +316,7 @@ class _Worker:
         return workers
 
     @classmethod
-    def _listening(cls, process: subprocess.Popen) -> _Worker:
+    def _listening(cls, process: Any) -> _Worker:
         """The worker of a process just started, once it prints the port it listens on."""
         assert process.stdout is not None
         port = ''
@@ -274,7 +330,7 @@ class _Worker:
             process.wait()
             raise RuntimeError(f'A Beam worker process of the warm pool exited with status {process.returncode} '
                                'before listening (its messages are above, in the log).')
-        worker = cls(process, f'127.0.0.1:{port}')
+        worker = cls(process, f'127.0.0.1:{port}', cold=getattr(process, 'cold', False))
         worker._forwarder = threading.Thread(target=_forward, args=(process.stdout,), daemon=True,
                                              name=f'sluice-pool-{process.pid}')
         worker._forwarder.start()
@@ -316,6 +372,93 @@ class _Worker:
             self.process.stdout.close()
 
 
+class _Zygote:
+    """The process that forks the workers (its side: ``beam_pool_worker._zygote``): asked on a Unix
+    socket, with the new worker's standard input and output passed along, it answers with its pid."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        env[_SYS_PATH_ENV] = os.pathsep.join(p for p in sys.path if p)
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, '-m', 'sluice.components.beam_pool_worker', '--zygote', str(theirs.fileno())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                pass_fds=(theirs.fileno(),))
+        self.control = ours
+        self._lock = threading.Lock()
+        self._forwarder = threading.Thread(target=_forward, args=(self.process.stdout,), daemon=True,
+                                           name=f'sluice-zygote-{self.process.pid}')
+        self._forwarder.start()
+
+    def fork(self, warm: bool) -> _Forked:
+        """A worker process, forked (it listens moments later: ``_Worker._listening``)."""
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        try:
+            with self._lock:
+                socket.send_fds(self.control, [b'warm' if warm else b'cold'], [stdin_r, stdout_w])
+                answer = self.control.recv(4096).decode(errors='replace')
+        except BaseException:
+            os.close(stdin_w)
+            os.close(stdout_r)
+            raise
+        finally:
+            os.close(stdin_r)
+            os.close(stdout_w)
+        if not answer.startswith('pid '):
+            os.close(stdin_w)
+            os.close(stdout_r)
+            self.process.wait(timeout=10)
+            raise RuntimeError(answer or f'the zygote exited with status {self.process.returncode}')
+        _, pid, state = answer.split()
+        return _Forked(int(pid), os.fdopen(stdin_w, 'wb'), os.fdopen(stdout_r, 'rb'), cold=state == 'cold')
+
+    def stop(self) -> None:
+        self.control.close()
+        try:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+            self.process.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+        self._forwarder.join(timeout=5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+class _Forked:
+    """What the pool uses of a ``subprocess.Popen``, for a worker the zygote forked (its child, not
+    this process's: the system reaps it, so its exit status is not known here)."""
+
+    def __init__(self, pid: int, stdin: Any, stdout: Any, cold: bool) -> None:
+        self.pid, self.stdin, self.stdout, self.cold = pid, stdin, stdout, cold
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                self.returncode = -1  # ended; how is the zygote's to know
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f'worker pid {self.pid}', timeout or 0)
+            time.sleep(0.01)
+        return self.returncode
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def _forward(stream: Any) -> None:
     for chunk in iter(lambda: stream.read1(65536), b''):
         _write_err(chunk)
@@ -332,15 +475,16 @@ _POOL: WorkerPool | None = None
 _POOL_LOCK = threading.Lock()
 
 
-def worker_pool(workers: int) -> WorkerPool:
-    """This process's pool, started on first use, with at least ``workers`` processes."""
+def worker_pool(workers: int, warm: bool = False) -> WorkerPool:
+    """This process's pool, started on first use, with at least ``workers`` processes (``warm``: the
+    missing ones forked with the heavy libraries imported)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = WorkerPool()
             atexit.register(shutdown)
         pool = _POOL
-    pool.grow(workers)
+    pool.grow(workers, warm)
     return pool
 
 

@@ -1,25 +1,30 @@
-"""The worker processes of the warm Beam pool (``sluice.components.beam_pool``, the driver's side):
-each listens for Beam's worker-pool protocol on loopback, hosts one SDK harness per pipeline (a
-thread), imports the heavy libraries while it has no pipeline to run, refuses a pipeline while it
-holds a module whose file changed since it could have been imported (the driver then replaces it),
-and ends when the driver closes its standard input.
+"""The processes of the warm Beam pool (``sluice.components.beam_pool``, the driver's side).
 
-    python -m sluice.components.beam_pool_worker    # started by the pool, never by hand
+The zygote imports what a worker needs, forks the workers, and imports the heavy libraries once the
+first workers run, so that the workers forked after that start with them. Each worker listens for
+Beam's worker-pool protocol on loopback, hosts one SDK harness per pipeline (a thread), refuses a
+pipeline while it holds a module whose file changed since it could have been imported (the driver
+then replaces it), and ends when the driver closes its standard input.
+
+    python -m sluice.components.beam_pool_worker [--zygote FD]   # started by the pool, never by hand
 """
 from __future__ import annotations
 
 import logging
 import os
+import select
+import signal
+import socket
 import sys
 import threading
 import time
 from typing import Any
 
-from sluice.components.beam_pool import _GENERATED, _PORT_LINE, _SYS_PATH_ENV, STALE
+from sluice.components.beam_pool import _GENERATED, _PORT_LINE, _SYS_PATH_ENV, IMPORTS_PARAM, STALE
 from sluice.components.libraries import TF, TFDV, TFT, TFXIO, import_first
 
 log = logging.getLogger(__name__)
-# What the data components' Beam stages import in a worker, imported while it has nothing to run.
+# What the data components' Beam stages import in a worker: the zygote imports them once for all.
 WARM_IMPORTS = (TF, TFXIO, TFDV, TFT)
 
 
@@ -63,36 +68,18 @@ class _Staleness:
 
 class _WorkerServicer:
     """Starts SDK harnesses in this process, one thread each, with the pipeline's pickler and logs
-    sent to the runner (as Beam's sdk_worker_main sets them up in a process of its own)."""
+    sent to the runner (as Beam's sdk_worker_main sets them up in a process of its own). A harness
+    first imports the heavy libraries its node's executor lists (``Executor.imports``, sent as the
+    environment's ``sluice_imports``) one thread at a time (``import_first``): two pipelines that
+    start at once never meet each other's half-done import, and in a worker forked warm from the
+    zygote there is nothing left to import."""
 
-    IDLE_BEFORE_WARMING = 0.5  # seconds without a harness before the heavy libraries are imported
-
-    def __init__(self) -> None:
-        self.staleness = _Staleness()
+    def __init__(self, staleness: _Staleness | None = None) -> None:
+        self.staleness = staleness or _Staleness()
         self._lock = threading.Lock()
         self._log_handlers: list[logging.Handler] = []  # one per running harness; the newest is attached
         self.active = 0  # harnesses running
-        self.busy_at = time.monotonic()  # when a harness last started or ended
-        self.warming = False  # the heavy libraries' import has begun
-        self.warm = threading.Event()  # ... and ended
         self.retiring = threading.Event()
-
-    def warm_when_idle(self) -> None:
-        """Import the heavy libraries (WARM_IMPORTS) once no harness has run for a while: not while one
-        runs (the first pipeline, often CsvExampleGen's, needs none of them and would share the CPU with
-        the import), and never at the same time as one (a harness that starts meanwhile waits for the
-        import to end: a concurrent import of the same package can get it half-initialized)."""
-        while True:
-            time.sleep(0.1)
-            with self._lock:
-                if self.active or time.monotonic() - self.busy_at < self.IDLE_BEFORE_WARMING:
-                    continue
-                self.warming = True
-            break
-        try:
-            import_first(WARM_IMPORTS)
-        finally:
-            self.warm.set()
 
     def wait_idle(self) -> None:
         while self.active:
@@ -114,19 +101,16 @@ class _WorkerServicer:
                                             state_cache_size=int(params.get('state_cache_bytes', '0')),
                                             data_buffer_time_limit_ms=int(params.get('data_buffer_time_limit_ms', '0')))
             self.active += 1
-            self.busy_at = time.monotonic()
             self._attach(handler)
-            wait_for_warm = self.warming
+        needs = [m for m in params.get(IMPORTS_PARAM, '').split(',') if m]
 
         def run() -> None:
             try:
-                if wait_for_warm:
-                    self.warm.wait()
+                import_first(needs)
                 harness.run()
             finally:  # the pipeline ended: its logs stop here
                 with self._lock:
                     self.active -= 1
-                    self.busy_at = time.monotonic()
                     self._detach(handler)
 
         threading.Thread(target=run, name=f'harness-{request.worker_id}', daemon=True).start()
@@ -170,32 +154,105 @@ def _pipeline_log_handler(endpoint: Any) -> logging.Handler:
     return PipelineLogHandler(endpoint)
 
 
-def _main() -> None:
+def _prepare() -> None:
+    """What a worker sets up before it serves: quiet library warnings, the driver's sys.path, and the
+    imports every harness needs (Beam's SDK worker, gRPC)."""
     from sluice.components.libraries import beam_reaches_storage_emulator, quiet_google_warnings
     quiet_google_warnings()
     beam_reaches_storage_emulator()
-    import grpc
-    from apache_beam.portability.api import beam_fn_api_pb2_grpc
-    from concurrent import futures
-
     for entry in reversed(os.environ.get(_SYS_PATH_ENV, '').split(os.pathsep)):
         if entry and entry not in sys.path:
             sys.path.insert(0, entry)
     logging.getLogger().setLevel(logging.INFO)  # as Beam's own workers: their records go to the runner
+    import_first(('grpc', 'apache_beam.runners.worker.sdk_worker', 'apache_beam.runners.worker.log_handler',
+                  'apache_beam.portability.api.beam_fn_api_pb2_grpc', 'concurrent.futures'))
+
+
+def _serve(staleness: _Staleness | None = None) -> None:
+    """Listen on loopback, print the port on standard output (the driver reads it there), then serve
+    until retired or until standard input closes; never returns."""
+    import grpc
+    from apache_beam.portability.api import beam_fn_api_pb2_grpc
+    from concurrent import futures
+
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     port = server.add_insecure_port('127.0.0.1:0')
-    servicer = _WorkerServicer()
+    servicer = _WorkerServicer(staleness)
     beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(servicer, server)
     server.start()
     out = sys.stdout
     sys.stdout = sys.stderr  # from here on, anything printed is forwarded to the driver's log
     out.write(f'{_PORT_LINE.decode()}{port}\n')
     out.flush()
-    threading.Thread(target=servicer.warm_when_idle, daemon=True, name='warm-imports').start()
     threading.Thread(target=_read_driver, args=(servicer,), daemon=True, name='driver').start()
     servicer.retiring.wait()  # replaced: end once the harnesses running have ended
     servicer.wait_idle()
     os._exit(0)
+
+
+def _zygote(fd: int) -> None:
+    """The zygote (``beam_pool._Zygote``, the driver's side): imports what a worker needs, then forks a
+    worker for each request on the socket ``fd`` (the request carries the new worker's standard input
+    and output), answering ``pid N``. Once the first workers are forked and no request waits, it
+    imports the heavy libraries (WARM_IMPORTS): workers forked after that start with them imported,
+    and a request for a warm worker that arrives before waits for that import. It forks only while
+    single-threaded, and refuses (``stale ...``, then exits) when a module it holds changed on disk.
+    It ends when its standard input closes."""
+    control = socket.socket(fileno=fd)
+    _prepare()
+    staleness = _Staleness()
+    staleness.check()  # the stamps of the files it holds, which its workers inherit
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # its workers are reaped by the system
+    warm = forked = False
+    while True:
+        ready, _, _ = select.select([control, 0], [], [], 0.05 if forked and not warm else None)
+        if not ready:  # the first workers are running and nothing waits: the heavy imports now
+            import_first(WARM_IMPORTS)
+            warm = True
+            continue
+        if 0 in ready and not os.read(0, 4096):
+            os._exit(0)  # the driver closed it, exited or was killed
+        if control not in ready:
+            continue
+        message, fds, _, _ = socket.recv_fds(control, 64, 2)
+        if not message:
+            os._exit(0)
+        if message == b'warm' and not warm:
+            import_first(WARM_IMPORTS)
+            warm = True
+        stale = staleness.check()
+        if stale:
+            control.sendall(f'stale {stale}'.encode())
+            os._exit(0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _become_worker(control, fds, staleness)
+        for f in fds:
+            os.close(f)
+        control.sendall(f'pid {pid} {"warm" if warm else "cold"}'.encode())
+        forked = True
+
+
+def _become_worker(control: socket.socket, fds: list[int], staleness: _Staleness) -> None:
+    """In a process just forked by the zygote: its standard input and output are the driver's pipes."""
+    try:
+        control.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.dup2(fds[0], 0)
+        os.dup2(fds[1], 1)
+        os.dup2(fds[1], 2)
+        for f in fds:
+            os.close(f)
+        _serve(staleness)
+    finally:
+        os._exit(1)  # never back into the zygote's loop
+
+
+def _main() -> None:
+    _prepare()
+    _serve()
 
 
 def _read_driver(servicer: _WorkerServicer) -> None:
@@ -208,4 +265,7 @@ def _read_driver(servicer: _WorkerServicer) -> None:
 
 
 if __name__ == '__main__':
-    _main()
+    if sys.argv[1:2] == ['--zygote']:
+        _zygote(int(sys.argv[2]))
+    else:
+        _main()

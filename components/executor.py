@@ -68,7 +68,7 @@ class Executor:
             args.append(f'--temp_location={os.path.join(self.tmp_dir, "beam")}')
         from sluice.components import beam_pool
         beam_reaches_storage_emulator()
-        return beam_pool.rewrite_options(PipelineOptions(args), self.input_rows)
+        return beam_pool.rewrite_options(PipelineOptions(args), self.input_rows, self.imports)
 
     def beam_pipeline(self) -> Any:
         """A Beam pipeline built from ``beam_options()`` (DirectRunner by default).

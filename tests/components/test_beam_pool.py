@@ -64,7 +64,8 @@ for version in versions:  # as `sluice watch` does: edit, load the pipeline file
     out.append(open(part).read().strip())
 pool = beam_pool.current_pool()
 print(json.dumps({{'out': out, 'driver': os.getpid(), 'started': pool.started, 'served': pool.served,
-                  'replaced': pool.replaced, 'pids': [w.process.pid for w in pool.workers]}}), flush=True)
+                  'replaced': pool.replaced, 'pids': [w.process.pid for w in pool.workers],
+                  'zygote': pool.zygote.process.pid}}), flush=True)
 if hold:
     time.sleep(600)
 '''
@@ -113,14 +114,15 @@ def test_the_workers_end_when_their_process_is_killed(tmp_path):
     process = start(tmp_path, 'A', hold=True)
     try:
         got = report(process)
-        assert got['pids'] and all(alive(pid) for pid in got['pids'])
+        pids = got['pids'] + [got['zygote']]
+        assert got['pids'] and all(alive(pid) for pid in pids)
     finally:
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=30)
     deadline = time.monotonic() + 20
-    while any(alive(pid) for pid in got['pids']) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(alive(pid) for pid in got['pids'])
+    assert not any(alive(pid) for pid in pids)  # the workers and the zygote that forked them
 
 
 CONCURRENT = '''\
@@ -337,39 +339,98 @@ def test_an_input_of_few_rows_runs_in_this_process_and_a_large_one_on_the_pool(t
         beam_pool.shutdown()
 
 
-def test_a_worker_imports_the_libraries_only_when_idle_and_a_pipeline_arriving_meanwhile_waits(tmp_path):
-    """A worker imports TensorFlow and the data libraries once it has had nothing to run for a moment,
-    not while a pipeline runs; a pipeline that arrives during that import starts once it has ended,
-    so no thread of the worker ever meets a half-imported library."""
-    import os
+def parent_of(pid):
+    with open(f'/proc/{pid}/stat') as f:
+        return int(f.read().split(')')[-1].split()[1])
 
+
+def maps_hold(pid, name):
+    with open(f'/proc/{pid}/maps') as f:
+        return name in f.read()
+
+
+def probe_libraries(_):  # shipped by value (cloudpickle): the worker imports no test module
+    """In a worker: whether tf.Transform's Beam module is there and whole, and this process's pid."""
+    import os
+    import sys
+    module = sys.modules.get('tensorflow_transform.beam')
+    return f'{module is not None and hasattr(module, "AnalyzeAndTransformDataset")}@{os.getpid()}'
+
+
+def run_probe(tmp_path, name, imports=()):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from sluice.components import beam_pool
-    from sluice.components.beam_pool_worker import _WorkerServicer
 
-    def probe_libraries(_):  # defined here, so shipped by value: the worker imports no test module
-        """In a worker: whether tf.Transform's Beam module is there and whole, and this process's pid."""
-        import os
-        import sys
-        module = sys.modules.get('tensorflow_transform.beam')
-        return f'{module is not None and hasattr(module, "AnalyzeAndTransformDataset")}@{os.getpid()}'
+    options = beam_pool.rewrite_options(PipelineOptions([
+        '--direct_running_mode=multi_processing', '--direct_num_workers=1', '--pickle_library=cloudpickle']),
+        None, imports)
+    with beam.Pipeline(options=options) as p:
+        _ = (p | beam.Create([0]) | beam.Map(probe_libraries)
+             | beam.io.WriteToText(str(tmp_path / name), shard_name_template=''))
+    verdict, pid = (tmp_path / name).read_text().strip().split('@')
+    return verdict == 'True', int(pid)
 
-    def run(name):
-        options = beam_pool.rewrite_options(PipelineOptions([
-            '--direct_running_mode=multi_processing', '--direct_num_workers=1', '--pickle_library=cloudpickle']))
-        with beam.Pipeline(options=options) as p:
-            _ = (p | beam.Create([0]) | beam.Map(probe_libraries)
-                 | beam.io.WriteToText(str(tmp_path / name), shard_name_template=''))
-        return (tmp_path / name).read_text().strip().split('@')
+
+def test_workers_are_forked_by_a_zygote_that_imports_the_libraries_once_and_a_pipeline_needing_them_gets_a_warm_one(
+        tmp_path):
+    """The pool's workers are forked by one process, the zygote. The first worker is forked before the
+    zygote imports TensorFlow and the data libraries (the first pipeline, often CsvExampleGen's, needs
+    none of them); the zygote imports them next, and a pipeline whose node lists them runs on a worker
+    forked after that import, with tf.Transform whole on arrival; the worker forked before is retired."""
+    import os
+
+    from sluice.components import beam_pool
+    from sluice.components.libraries import TF, TFT
 
     beam_pool.shutdown()
     try:
-        first = run('first')  # the pipeline that starts the worker: it runs before any import
-        time.sleep(_WorkerServicer.IDLE_BEFORE_WARMING + 1.0)  # idle: the worker's import has begun
-        second = run('second')  # arrives during the import: it saw the libraries whole
-        assert beam_pool.current_pool().started == 1
+        first = run_probe(tmp_path, 'first')  # no imports listed: the cold worker forked at once
+        pool = beam_pool.current_pool()
+        zygote = pool.zygote.process.pid
+        cold = pool.workers[0]
+        assert cold.cold and parent_of(first[1]) == zygote and first[1] != os.getpid()
+        second = run_probe(tmp_path, 'second', imports=(TF, TFT))
+        assert parent_of(second[1]) == zygote
+        third = run_probe(tmp_path, 'third')
+        assert pool.started == 2 and pool.replaced == [] and pool.served == 3 and not pool.workers[0].cold
+        assert maps_hold(zygote, 'libtensorflow')  # the zygote imported TensorFlow, once for its workers
+        cold.process.wait(timeout=20)  # the cold worker retired and ended
     finally:
         beam_pool.shutdown()
-    assert first[0] == 'False' and second == ['True', first[1]] and int(first[1]) != os.getpid()
+    assert first[0] is False
+    assert second[0] is True and second[1] != first[1]
+    assert third == second  # the warm worker serves every later pipeline
+
+
+
+
+def test_when_the_zygote_cannot_fork_workers_start_as_processes_of_their_own(tmp_path, monkeypatch, caplog):
+    """A zygote that fails (here: every fork refused) is started once more, then the pool starts its
+    workers as processes of its own, which import what a pipeline's node lists before running it."""
+    import os
+    import subprocess
+
+    from sluice.components import beam_pool
+    from sluice.components.libraries import TF, TFT
+
+    def refuse(self, warm):
+        raise RuntimeError('stale module sluice.x (/x.py) changed since this process imported it')
+
+    monkeypatch.setattr(beam_pool._Zygote, 'fork', refuse)
+    caplog.set_level('INFO', logger=beam_pool.__name__)
+    beam_pool.shutdown()
+    try:
+        verdict, pid = run_probe(tmp_path, 'spawned', imports=(TF, TFT))
+        pool = beam_pool.current_pool()
+        assert isinstance(pool.workers[0].process, subprocess.Popen) and pool.zygote is None
+        assert parent_of(pid) == os.getpid() and verdict is True
+    finally:
+        beam_pool.shutdown()
+    said = [r.getMessage() for r in caplog.records if r.name == beam_pool.__name__]
+    assert said == [
+        'Beam worker pool: the zygote could not fork a worker (stale module sluice.x (/x.py) changed since this '
+        'process imported it); starting another',
+        'Beam worker pool: the zygote could not fork a worker (stale module sluice.x (/x.py) changed since this '
+        'process imported it); workers start as processes of their own']
