@@ -15,9 +15,9 @@ The workers are forked from one process, the zygote, which has imported Beam and
 workers run, the heavy libraries: a worker starts in milliseconds, and a run pays for one import of
 TensorFlow and its libraries instead of one per worker (on a machine of few cores, those imports
 were most of what several workers cost over one). The first workers are forked before that import
-(CsvExampleGen's pipelines need none of it); a pipeline whose node's executor lists those
-libraries (``Executor.imports``) is given workers forked after it, and a worker forked before is
-retired.
+(CsvExampleGen's pipelines need none of it). The zygote imports them when the first node that lists
+them (``Executor.imports``) imports them in this process, on another core; that node's pipelines
+are given workers forked after the import, and a worker forked before is retired.
 
 What must never happen is a worker running a user's code as it was before an edit. Code shipped
 with the pipeline (pickled by value) is always the new one; a module a worker imported by name stays
@@ -387,6 +387,7 @@ class _Zygote:
                 pass_fds=(theirs.fileno(),))
         self.control = ours
         self._lock = threading.Lock()
+        self.importing = False  # asked to import the heavy libraries
         self._forwarder = threading.Thread(target=_forward, args=(self.process.stdout,), daemon=True,
                                            name=f'sluice-zygote-{self.process.pid}')
         self._forwarder.start()
@@ -413,6 +414,13 @@ class _Zygote:
             raise RuntimeError(answer or f'the zygote exited with status {self.process.returncode}')
         _, pid, state = answer.split()
         return _Forked(int(pid), os.fdopen(stdin_w, 'wb'), os.fdopen(stdout_r, 'rb'), cold=state == 'cold')
+
+    def import_libraries(self) -> None:
+        """Have the zygote import the heavy libraries now (no answer), so that the next workers are warm."""
+        with self._lock:
+            if not self.importing:
+                self.importing = True
+                self.control.sendall(b'import')
 
     def stop(self) -> None:
         self.control.close()
@@ -486,6 +494,19 @@ def worker_pool(workers: int, warm: bool = False) -> WorkerPool:
         pool = _POOL
     pool.grow(workers, warm)
     return pool
+
+
+def warm_up() -> None:
+    """A node about to import the heavy libraries in this process: this process's zygote, if it has
+    one, imports them meanwhile (on another core), for the workers of that node's pipelines. Not
+    earlier: during the pool's first pipelines (CsvExampleGen's) the cores are busy already."""
+    pool = _POOL
+    zygote = pool.zygote if pool is not None else None
+    if zygote is not None:
+        try:
+            zygote.import_libraries()
+        except OSError:  # gone: the next fork says so and starts another
+            pass
 
 
 def current_pool() -> WorkerPool | None:

@@ -193,9 +193,9 @@ def _serve(staleness: _Staleness | None = None) -> None:
 def _zygote(fd: int) -> None:
     """The zygote (``beam_pool._Zygote``, the driver's side): imports what a worker needs, then forks a
     worker for each request on the socket ``fd`` (the request carries the new worker's standard input
-    and output), answering ``pid N``. Once the first workers are forked and no request waits, it
-    imports the heavy libraries (WARM_IMPORTS): workers forked after that start with them imported,
-    and a request for a warm worker that arrives before waits for that import. It forks only while
+    and output), answering ``pid N warm|cold``. It imports the heavy libraries (WARM_IMPORTS) when
+    asked (``import``: the driver's first node that lists them is about to import them too) or when a
+    warm worker is asked for: workers forked after that start with them imported. It forks only while
     single-threaded, and refuses (``stale ...``, then exits) when a module it holds changed on disk.
     It ends when its standard input closes."""
     control = socket.socket(fileno=fd)
@@ -203,13 +203,9 @@ def _zygote(fd: int) -> None:
     staleness = _Staleness()
     staleness.check()  # the stamps of the files it holds, which its workers inherit
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # its workers are reaped by the system
-    warm = forked = False
+    warm = False
     while True:
-        ready, _, _ = select.select([control, 0], [], [], 0.05 if forked and not warm else None)
-        if not ready:  # the first workers are running and nothing waits: the heavy imports now
-            import_first(WARM_IMPORTS)
-            warm = True
-            continue
+        ready, _, _ = select.select([control, 0], [], [])
         if 0 in ready and not os.read(0, 4096):
             os._exit(0)  # the driver closed it, exited or was killed
         if control not in ready:
@@ -217,9 +213,11 @@ def _zygote(fd: int) -> None:
         message, fds, _, _ = socket.recv_fds(control, 64, 2)
         if not message:
             os._exit(0)
-        if message == b'warm' and not warm:
+        if message == b'import' or message == b'warm' and not warm:
             import_first(WARM_IMPORTS)
             warm = True
+        if message == b'import':
+            continue
         stale = staleness.check()
         if stale:
             control.sendall(f'stale {stale}'.encode())
@@ -232,7 +230,6 @@ def _zygote(fd: int) -> None:
         for f in fds:
             os.close(f)
         control.sendall(f'pid {pid} {"warm" if warm else "cold"}'.encode())
-        forked = True
 
 
 def _become_worker(control: socket.socket, fds: list[int], staleness: _Staleness) -> None:

@@ -21,6 +21,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from sluice.components import beam_pool
 from sluice.components.component import Component
 from sluice.components.conditions import NodeSkipped
 from sluice.components.driver import InputError, PipelineInfo, StaleCodeError
@@ -350,6 +351,8 @@ class _Launch:
                 executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args,
                                                     tmp_dir=self.tmp_dir, node_id=component.id)
                 executor.input_rows = rows_in(inputs)
+                if executor.imports:  # the warm pool's zygote, if this process has one, imports them meanwhile
+                    beam_pool.warm_up()
                 import_first(executor.imports)
                 executor.run(**inputs, **outputs, **self.driver.parameters())
 

@@ -377,8 +377,9 @@ def test_workers_are_forked_by_a_zygote_that_imports_the_libraries_once_and_a_pi
         tmp_path):
     """The pool's workers are forked by one process, the zygote. The first worker is forked before the
     zygote imports TensorFlow and the data libraries (the first pipeline, often CsvExampleGen's, needs
-    none of them); the zygote imports them next, and a pipeline whose node lists them runs on a worker
-    forked after that import, with tf.Transform whole on arrival; the worker forked before is retired."""
+    none of them); it imports them when asked (as a node listing them starts in this process), and a
+    pipeline whose node lists them runs on a worker forked after that import, with tf.Transform whole
+    on arrival; the worker forked before is retired."""
     import os
 
     from sluice.components import beam_pool
@@ -391,6 +392,11 @@ def test_workers_are_forked_by_a_zygote_that_imports_the_libraries_once_and_a_pi
         zygote = pool.zygote.process.pid
         cold = pool.workers[0]
         assert cold.cold and parent_of(first[1]) == zygote and first[1] != os.getpid()
+        assert not maps_hold(zygote, 'libtensorflow')  # not while the first pipelines run
+        beam_pool.warm_up()  # what the launcher calls as a node listing them starts: the zygote imports
+        deadline = time.monotonic() + 120
+        while not maps_hold(zygote, 'libtensorflow') and time.monotonic() < deadline:
+            time.sleep(0.2)
         second = run_probe(tmp_path, 'second', imports=(TF, TFT))
         assert parent_of(second[1]) == zygote
         third = run_probe(tmp_path, 'third')
