@@ -90,8 +90,9 @@ class MetadataStore(LeaseMixin, LineageMixin):
         """The run's own properties, without reading its executions."""
         return {k: value_of(v) for k, v in self._require_run(run_id).custom_properties.items()}
 
-    def run(self, run_id: str) -> RunSummary:
-        ctx = self._require_run(run_id)
+    def run(self, run_id: str, context: pb.Context | None = None) -> RunSummary:
+        """The run and its executions; ``context``: the run's context, already read."""
+        ctx = context if context is not None else self._require_run(run_id)
         return self._summary(ctx, {k: value_of(v) for k, v in ctx.custom_properties.items()})
 
     def _summary(self, ctx: pb.Context, props: dict[str, Any]) -> RunSummary:

@@ -1,15 +1,16 @@
 """Watching runs without reading logs: each run's figures in Prometheus' format (``run_metrics``),
 written as a textfile or pushed to a Pushgateway when it ends (``export``), and callbacks with a
-notice of how it ended, such as a webhook (``notify``). ``after_run`` is what the orchestration core
-calls when a run (or a ``run-node`` task) ends. ``RunNotice`` and ``Webhook`` are imported from
-``notify`` when first named (every run imports this package; few have callbacks)."""
+notice of how it ended, such as a webhook (``notify``). ``before_run`` and ``after_run`` are what the
+orchestration core calls when a run (or a ``run-node`` task) starts and ends. ``RunNotice`` and
+``Webhook`` are imported from ``notify`` when first named (every run imports this package; few have
+callbacks)."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from sluice.observe.export import export_run
+from sluice.observe.export import export_run, resolve_ahead
 
-__all__ = ['RunNotice', 'Webhook', 'after_run', 'export_run']
+__all__ = ['RunNotice', 'Webhook', 'after_run', 'before_run', 'export_run']
 
 
 def __getattr__(name: str) -> Any:
@@ -17,6 +18,15 @@ def __getattr__(name: str) -> Any:
         from sluice.observe import notify
         return getattr(notify, name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def before_run() -> None:
+    """What the end of the run's report can do ahead, while the run works: the Pushgateway's host
+    name looked up (``export.resolve_ahead``). Never raises."""
+    try:
+        resolve_ahead()
+    except Exception:  # noqa: BLE001 - the push looks it up again, and says what is wrong
+        pass
 
 
 def after_run(pipeline: Any, store: Any, result: Any, say: Callable[[str], None], ended: bool = True,

@@ -1,16 +1,25 @@
 """Where a run's figures go when it ends: a textfile for the node exporter's textfile collector
 (``--metrics-file`` / ``$SLUICE_METRICS_FILE``) and a Prometheus Pushgateway (``--pushgateway URL`` /
 ``$SLUICE_PUSHGATEWAY``: push-add, grouped by ``job="sluice"`` and the pipeline). Neither can fail
-the run: a problem is said in one line and the run's outcome stands."""
+the run: a problem is said in one line and the run's outcome stands.
+
+The Pushgateway's address is found ahead, while the run works (``resolve_ahead``, when the run
+starts): a host name's first lookup in a process loads the C library's name services, a millisecond
+and more that the end of a short run would wait for; an IP address is not looked up at all."""
 from __future__ import annotations
 
 import os
+import socket
+import time
+from typing import Any
 
 from sluice.metadata.store import MetadataStore
 
 METRICS_FILE_ENV = 'SLUICE_METRICS_FILE'
 PUSHGATEWAY_ENV = 'SLUICE_PUSHGATEWAY'
 JOB = 'sluice'
+RESOLVED_FOR = 30.0  # seconds an address found ahead is used for; a longer run looks the host up again
+_ahead: dict[tuple[str, int], Any] = {}  # (host, port) -> its lookup's thread, then (when, addresses)
 
 
 def export_run(store: MetadataStore, run_id: str, metrics_file: str | None = None,
@@ -71,7 +80,6 @@ def _push(figures, pipeline: str, url: str) -> list[str]:
 
     from sluice.metadata.credentials import scrub
     from sluice.observe.exposition import Gauges
-    from sluice.observe.notify import where
 
     if isinstance(figures, Gauges):
         text = figures.text()
@@ -102,14 +110,12 @@ def post(parts, path: str, body: bytes, headers: dict[str, str], timeout: float 
     (status, reason, the first 500 characters of the answer's body). One request on one connection,
     closed after it: what a push needs, without http.client, whose import (with the email package it
     parses headers with) costs a process about 6 ms, most of what a push took (bench/observe_overhead.py)."""
-    import socket
-
     host = parts.netloc.rpartition('@')[2]  # host[:port] as the URL writes it (an IPv6 host in brackets)
     if any(c in path + host for c in ' \r\n\t'):
         raise ValueError('the URL holds a space or a line break')
     head = [f'POST {path} HTTP/1.1', f'Host: {host}', f'Content-Length: {len(body)}', 'Connection: close',
             *(f'{k}: {v}' for k, v in headers.items())]
-    with socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout) as connection:
+    with _connect(parts.hostname, parts.port or 80, timeout) as connection:
         connection.sendall('\r\n'.join(head).encode('latin-1') + b'\r\n\r\n' + body)
         answer = b''
         while len(answer) < 1 << 16 and not _whole(answer):
@@ -124,6 +130,87 @@ def post(parts, path: str, body: bytes, headers: dict[str, str], timeout: float 
         raise OSError(f'not an HTTP answer: {status_line[:80]!r}')
     content = rest.partition(b'\r\n\r\n')[2]
     return int(status), reason.strip(), content[:500].decode('utf-8', 'replace').strip()
+
+
+def where(url: str) -> str:
+    """Only the scheme, host and port of ``url``: for many webhooks (Slack's, Teams') the path or the
+    query is the secret, so a URL is never printed whole."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    port = f':{parts.port}' if parts.port else ''
+    return f'{parts.scheme}://{parts.hostname or ""}{port}/...' if parts.path not in ('', '/') or parts.query \
+        else f'{parts.scheme}://{parts.hostname or ""}{port}'
+
+
+def _literal(host: str) -> int | None:
+    """The address family of an IP address written as one (``socket.connect`` takes it as it is),
+    None for a host name."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return family
+        except (OSError, ValueError):
+            pass
+    return None
+
+
+def resolve_ahead(url: str | None = None) -> None:
+    """Looks up the host of the Pushgateway at ``url`` (else ``$SLUICE_PUSHGATEWAY``) in a daemon
+    thread (``getaddrinfo`` lets the run's own thread go on meanwhile), for the push at the run's end
+    (``_connect``). Nothing for an IP address or an https URL (TLS connects by name), nothing said:
+    a lookup that fails here is made again by the push, which says why."""
+    import urllib.parse
+
+    url = url or os.environ.get(PUSHGATEWAY_ENV)
+    if not url:
+        return
+    try:
+        parts = urllib.parse.urlsplit(url if '://' in url else 'http://' + url)
+        host, port = parts.hostname, parts.port or 80
+    except ValueError:  # a port that is no number: the push says so
+        return
+    if parts.scheme != 'http' or not host or _literal(host) is not None or (host, port) in _ahead:
+        return
+    import threading
+
+    def look_up() -> None:
+        try:
+            _ahead[host, port] = (time.monotonic(), socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except OSError:
+            _ahead.pop((host, port), None)
+
+    thread = _ahead[host, port] = threading.Thread(target=look_up, name='sluice-pushgateway-lookup', daemon=True)
+    thread.start()
+
+
+def _connect(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to ``host``: an IP address as it is, a host name at the addresses found ahead
+    (``resolve_ahead``, waited for if still looking, used for ``RESOLVED_FOR`` seconds), else looked
+    up now; each address tried in turn, as ``socket.create_connection`` does."""
+    family = _literal(host)
+    if family is not None:
+        addresses = [(family, socket.SOCK_STREAM, 0, '', (host, port))]
+    else:
+        found = _ahead.get((host, port))
+        if found is not None and not isinstance(found, tuple):  # still looking it up
+            found.join(timeout)
+            found = _ahead.get((host, port))
+        if isinstance(found, tuple) and time.monotonic() - found[0] < RESOLVED_FOR:
+            addresses = found[1]
+        else:
+            addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    error: OSError | None = None
+    for family, kind, proto, _, address in addresses:
+        connection = socket.socket(family, kind, proto)
+        try:
+            connection.settimeout(timeout)
+            connection.connect(address)
+            return connection
+        except OSError as e:
+            error = e
+            connection.close()
+    raise error or OSError(f'no address found for {host}')
 
 
 def _whole(answer: bytes) -> bool:

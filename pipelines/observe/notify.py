@@ -12,8 +12,9 @@ import json
 import logging
 import shlex
 import time
-import urllib.parse
 from typing import Any, Callable
+
+from sluice.observe.export import where
 
 logger = logging.getLogger('sluice.observe')
 
@@ -51,15 +52,6 @@ def call_back(callbacks: list[Callable[[RunNotice], Any]], notice: RunNotice) ->
         except Exception as e:  # noqa: BLE001 - a notifier cannot change how the run ended
             problems.append(f'the callback {getattr(callback, "__name__", callback)!r} raised {type(e).__name__}: {e}')
     return problems
-
-
-def where(url: str) -> str:
-    """Only the scheme, host and port of ``url``: for many webhooks (Slack's, Teams') the path or the
-    query is the secret, so a URL is never printed whole."""
-    parts = urllib.parse.urlsplit(url)
-    port = f':{parts.port}' if parts.port else ''
-    return f'{parts.scheme}://{parts.hostname or ""}{port}/...' if parts.path not in ('', '/') or parts.query \
-        else f'{parts.scheme}://{parts.hostname or ""}{port}'
 
 
 def _opener() -> Any:

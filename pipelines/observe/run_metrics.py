@@ -5,11 +5,11 @@ writing them again after a resume or after each ``run-node`` task replaces the r
 is counted twice. Labels are the pipeline and, where it applies, the node, the split, the metric;
 the run id is on ``sluice_run_info`` only, so a Pushgateway group keeps one series per name.
 
-The store is read once for the run, in five queries: the run and its executions
-(``MetadataStore.run``), the latest executions' OUTPUT events and those artifacts, then the contexts
-created since the run started (any run started after it is among them); the pipeline's older runs
-only when no run started since is COMPLETE (newest first, as far as the latest COMPLETE one). Neither prometheus_client nor a registry is involved: the
-gauges are written by ``exposition``.
+The store is read once for the run, in four queries: the contexts created since the run started
+(the run's own among them, and any run started after it), the run's executions, the latest
+executions' OUTPUT events and those artifacts; the pipeline's older runs only when no run started
+since is COMPLETE (newest first, as far as the latest COMPLETE one). Neither prometheus_client nor a
+registry is involved: the gauges are written by ``exposition``.
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ NODE_STATES = ('COMPLETE', 'CACHED', 'FAILED', 'RUNNING', 'CANCELED', 'SKIPPED')
 
 def run_figures(store: MetadataStore, run_id: str) -> tuple[Gauges, RunSummary]:
     """The run's figures, and the run as the store has it (its ``state``, ``pipeline_name``)."""
-    run, latest = read_run(store, run_id)
-    newest = newest_contexts(store, run_id, window=len(run.node_ids) + 4)  # the run, its leases, one more
+    newest = newest_contexts(store, run_id)
+    run, latest = read_run(store, run_id, newest.run if newest is not None else None)
     pipeline = run.pipeline_name
     g = Gauges()
     state = run.state
@@ -58,13 +58,13 @@ def run_figures(store: MetadataStore, run_id: str) -> tuple[Gauges, RunSummary]:
     return g, run
 
 
-def read_run(store: MetadataStore, run_id: str) -> tuple[RunSummary, dict[str, ExecutionRecord]]:
-    """The run (``MetadataStore.run``: its context and executions) and the latest execution of each
-    node with its outputs, read as ``MetadataStore.executions`` reads them (keys and order from the
-    OUTPUT events): four queries, the events and artifacts of the latest executions' outputs only."""
+def read_run(store: MetadataStore, run_id: str, context: Any = None) -> tuple[RunSummary, dict[str, ExecutionRecord]]:
+    """The run (``MetadataStore.run``: its context, unless already read, and executions) and the latest
+    execution of each node with its outputs, read as ``MetadataStore.executions`` reads them (keys and
+    order from the OUTPUT events): the events and artifacts of the latest executions' outputs only."""
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    run = store.run(run_id)
+    run = store.run(run_id, context)
     latest = latest_per_node(run.executions)
     by_id = {ex.id: ex for ex in latest.values()}
     events = [e for e in store.retry(lambda: store.mlmd.get_events_by_execution_ids(list(by_id)))
@@ -87,12 +87,14 @@ class Newest:
         self.contexts, self.run, self.whole = contexts, run, whole
 
 
-def newest_contexts(store: MetadataStore, run_id: str, window: int = 16) -> Newest | None:
+def newest_contexts(store: MetadataStore, run_id: str, window: int = 4) -> Newest | None:
     """The contexts created since run ``run_id`` was registered (and one more), read ``window`` at a
     time, then four times as many: a run that just ended is followed only by its own leases (one for
-    the run, one per node that did more than a cache hit) and settlements, so this is usually one
-    short query, which also finds the run's own context. No filter query (ML-Metadata parses those with ZetaSQL, whose first use in a
-    process costs several milliseconds). None past 1024 contexts (a run resumed long after)."""
+    the run, one per node that did more than a cache hit) and settlements, so after a cached re-run
+    this is one short query (the run, its lease, the run and lease before; contexts of runs are large:
+    each one more read costs), which also finds the run's own context. No filter query (ML-Metadata
+    parses those with ZetaSQL, whose first use in a process costs several milliseconds). None past
+    1024 contexts (a run resumed long after)."""
     from ml_metadata.metadata_store import ListOptions, OrderByField
 
     while window <= 1024:

@@ -30,6 +30,7 @@ from typing import Any, Iterator
 from sluice.metadata import storage
 
 TRACE_PROPERTY = 'trace_context'
+_dumps = json.dumps
 EXPORTER_ENV = 'OTEL_TRACES_EXPORTER'
 
 
@@ -65,9 +66,10 @@ def _disabled() -> bool:
 
 
 class _FileSpan:
-    """A span written as one JSON line to the run's trace file when it ends."""
+    """A span written as one JSON line to the run's trace file when it ends (``resource``: the
+    tracer's resource attributes, already JSON)."""
 
-    def __init__(self, out: Any, resource: dict, name: str, trace_id: str, parent_id: str | None, attributes: dict,
+    def __init__(self, out: Any, resource: str, name: str, trace_id: str, parent_id: str | None, attributes: dict,
                  span_id: str | None = None):
         self.out, self.resource, self.name = out, resource, name
         self.trace_id, self.span_id, self.parent_id = trace_id, span_id or os.urandom(8).hex(), parent_id
@@ -88,11 +90,16 @@ class _FileSpan:
     def end(self) -> None:
         if self.out is None:  # OTEL_TRACES_EXPORTER=none
             return
-        self.out.write(json.dumps({
-            'name': self.name, 'context': {'trace_id': f'0x{self.trace_id}', 'span_id': f'0x{self.span_id}'},
-            'kind': 'SpanKind.INTERNAL', 'parent_id': f'0x{self.parent_id}' if self.parent_id else None,
-            'start_time': _iso(self.start), 'end_time': _iso(time.time()), 'status': self.status,
-            'attributes': self.attributes, 'resource': {'attributes': self.resource}}) + '\n')
+        # json.dumps of the whole span, byte for byte, with only its free parts encoded (the tracer's
+        # resource once): one write(2) of the line, in the kernel's hands when end() returns
+        parent = f'"0x{self.parent_id}"' if self.parent_id else 'null'
+        line = (
+            f'{{"name": {_dumps(self.name)}, "context": {{"trace_id": "0x{self.trace_id}", "span_id": '
+            f'"0x{self.span_id}"}}, "kind": "SpanKind.INTERNAL", "parent_id": {parent}, "start_time": '
+            f'"{_iso(self.start)}", "end_time": "{_iso(time.time())}", "status": {_dumps(self.status)}, '
+            f'"attributes": {_dumps(self.attributes)}, "resource": {self.resource}}}\n').encode()
+        while line:  # a regular file takes it whole; were it cut short, the rest follows
+            line = line[self.out.write(line):]
 
 
 class _FileTracer:
@@ -103,8 +110,9 @@ class _FileTracer:
         self.out = None
         if path is not None:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            self.out = open(path, 'a', buffering=1)  # one line per span, appended by every process of the run
-        self.resource = resource
+            # unbuffered: each span's line is one write, appended by every process of the run
+            self.out = open(path, 'ab', buffering=0)
+        self.resource = _dumps({'attributes': resource})  # every span's resource, as JSON
 
     def start(self, name: str, parent: str | None, attributes: dict, own: str | None = None) -> _FileSpan:
         if own:  # the span whose context was stored with the run when it was registered
@@ -209,25 +217,27 @@ class RunTrace:
 
     @classmethod
     def begin(cls, store: Any, run_id: str, pipeline_root: str, pipeline: str, name: str | None,
-              registered: bool = False) -> RunTrace | None:
+              registered: bool = False, context: str | None = None) -> RunTrace | None:
         """Opens the span of ``name`` (this process's part of the run): the span whose context the run
-        was registered with when this process registered it (``registered``), a new trace stored with
-        the run when the run has none, else a child of the stored context; ``name=None``: no span of
-        this process, node spans are children of the stored context (a Beam worker). None when tracing
-        is unavailable (a trace is never a reason to fail a run)."""
+        was registered with when this process registered it (``registered``; ``context``, that
+        context as ``new_context`` made it, saves reading it back), a new trace stored with the run
+        when the run has none, else a child of the stored context; ``name=None``: no span of this
+        process, node spans are children of the stored context (a Beam worker). None when tracing is
+        unavailable (a trace is never a reason to fail a run)."""
         if _disabled():
             return None
         try:
             trace = cls(store, run_id, pipeline_root, pipeline)
-            trace._open(name, registered)
+            trace._open(name, registered, context if registered else None)
             return trace
         except Exception as e:  # noqa: BLE001 - no exporter, a store hiccup: run untraced
             import logging
             logging.getLogger('sluice.observe').warning('Run %s is not traced: %s', run_id, e)
             return None
 
-    def _open(self, name: str | None, registered: bool) -> None:
-        stored = str(self.store.run_properties(self.run_id).get(TRACE_PROPERTY) or '')
+    def _open(self, name: str | None, registered: bool, context: str | None = None) -> None:
+        stored = context if context is not None else \
+            str(self.store.run_properties(self.run_id).get(TRACE_PROPERTY) or '')
         parent = stored if _parse(stored) else None
         if name is None and parent is not None:
             self.parent = parent

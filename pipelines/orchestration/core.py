@@ -28,8 +28,8 @@ from sluice.components.driver import PipelineInfo
 from sluice.metadata.records import DONE_STATES, MetadataStoreError, latest_per_node
 from sluice.metadata.store import MetadataStore
 from sluice.orchestration import partial
-from sluice.observe import after_run
-from sluice.observe.trace import RunTrace
+from sluice.observe import after_run, before_run
+from sluice.observe.trace import TRACE_PROPERTY, RunTrace
 from sluice.orchestration.launcher import InFlight, NodeResult, launch
 from sluice.orchestration.lease import Lease, LeaseHeld
 from sluice.dsl.pipeline import Pipeline, PipelineError
@@ -73,8 +73,10 @@ class Session:
         pipeline where it succeeded (a CACHED execution pointing at those LIVE outputs); the other
         nodes are left alone (the run stays INCOMPLETE; ``sluice resume`` would not run them)."""
         started = time.time()
+        before_run()
         providers, notes = partial.providers(pipeline, store, selected) if selected is not None else ({}, {})
-        info = start_run(pipeline, store, run_id, runner)
+        trace = RunTrace.new_context()  # stored with the run, then this process's span (handed over, not read back)
+        info = start_run(pipeline, store, run_id, runner, trace)
         lease = Lease.acquire(store, info.run_id, 'run')
         steps: dict[str, Step] = {}
         try:
@@ -91,7 +93,7 @@ class Session:
         for line in partial.describe(steps):
             progress.say(line)
         return cls(pipeline, store, info.run_id, lease, progress, steps, started=started).traced(
-            f'sluice run {pipeline.name}', registered=True)
+            f'sluice run {pipeline.name}', registered=True, context=trace.get(TRACE_PROPERTY))
 
     @classmethod
     def for_node(cls, pipeline: Pipeline, store: MetadataStore, run_id: str, node_id: str,
@@ -100,6 +102,7 @@ class Session:
         use (by whichever node comes first), the node holds a lease of its own (``RUN_ID/NODE``), its
         upstream nodes must have succeeded in this run, and a node already done is reused."""
         component = pipeline.node(node_id)  # a clear error for an unknown node
+        before_run()
         try:
             store.run(run_id)
         except MetadataStoreError:
@@ -138,6 +141,7 @@ class Session:
         """An existing run, continued: the run's own settings, its lease (taken over if its holder is
         gone or silent), and the plan, printed before anything runs."""
         started = time.time()
+        before_run()
         store.run(run_id)  # a clear error for an unknown run id
         pipeline = stored_pipeline(store, run_id, pipeline, say=progress.say)
         lease = Lease.acquire(store, run_id, 'resume', take_over=take_over)
@@ -174,11 +178,11 @@ class Session:
         return cls(pipeline, store, run_id, Lease.attach(store, lease_name), Progress(enabled=False), steps).traced(
             None)
 
-    def traced(self, name: str | None, registered: bool = False) -> Session:
+    def traced(self, name: str | None, registered: bool = False, context: str | None = None) -> Session:
         """Opens this process's span of the run, ``name`` (see sluice.observe.trace); ``registered``:
-        this process registered the run (with the span's context, ``RunTrace.new_context``)."""
+        this process registered the run (with the span's context, ``RunTrace.new_context``: ``context``)."""
         self.trace = RunTrace.begin(self.store, self.run_id, self.pipeline.pipeline_root, self.pipeline.name, name,
-                                    registered)
+                                    registered, context)
         return self
 
     @property

@@ -166,8 +166,10 @@ class Progress:
             return ''
 
 
-def start_run(pipeline: Pipeline, store: MetadataStore, run_id: str | None, runner: str) -> PipelineInfo:
-    """Register a new run (pipeline and pipeline_run contexts) and return what launches need."""
+def start_run(pipeline: Pipeline, store: MetadataStore, run_id: str | None, runner: str,
+              trace: dict[str, str] | None = None) -> PipelineInfo:
+    """Register a new run (pipeline and pipeline_run contexts) and return what launches need. ``trace``:
+    the run's trace context (``RunTrace.new_context()``, made here when not given)."""
     from sluice.observe.trace import RunTrace
     from sluice.orchestration.resume import definition_properties
     from sluice.dsl.pipeline import PipelineError
@@ -186,7 +188,7 @@ def start_run(pipeline: Pipeline, store: MetadataStore, run_id: str | None, runn
         'pipeline_root': pipeline.pipeline_root,
         'runner': runner,
         **definition_properties(pipeline),
-        **RunTrace.new_context(),  # this process's span of the run (Session.traced), in the same write
+        **(RunTrace.new_context() if trace is None else trace),  # this process's span (Session.traced), same write
     })
     return PipelineInfo(name=pipeline.name, root=pipeline.pipeline_root, run_id=run_id,
                         beam_pipeline_args=tuple(pipeline.beam_pipeline_args))

@@ -373,6 +373,97 @@ def test_a_push_answered_but_left_open_returns_at_once_and_a_non_http_answer_is_
         post(parts, '/metrics/job/x', b'body', {}, timeout=8)
 
 
+def test_the_push_connects_to_an_ip_address_as_written_and_to_a_host_name_looked_up_when_the_run_started(
+        monkeypatch):
+    """An IP address is connected to without a lookup (getaddrinfo's first call in a process costs a
+    millisecond and more); a host name is looked up in a thread by before_run, and the push connects to
+    what it found, looking the name up again only when that is older than RESOLVED_FOR; both push the
+    same text, and a refused connection is said, not raised."""
+    import socket
+    from sluice.observe import before_run, export
+    seen, looked_up = [], []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            seen.append((self.path, self.rfile.read(int(self.headers['Content-Length']))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    real = socket.getaddrinfo
+
+    def counting(host, *args, **kwargs):
+        looked_up.append((host, threading.current_thread().name))
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, 'getaddrinfo', counting)
+    monkeypatch.setattr(export, '_ahead', {})
+    assert export._literal('127.0.0.1') == socket.AF_INET and export._literal('::1') == socket.AF_INET6
+    assert export._literal('localhost') is None and export._literal('fe80::1%eth0') is None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    figures = Gauges()
+    figures.set('sluice_run_success', 'Whether the run succeeded.', 1, pipeline='penguin')
+    try:
+        monkeypatch.setenv('SLUICE_PUSHGATEWAY', f'http://127.0.0.1:{port}')
+        before_run()  # nothing to look up
+        assert publish(figures, 'penguin') == [] and looked_up == [] and export._ahead == {}
+
+        monkeypatch.setenv('SLUICE_PUSHGATEWAY', f'http://localhost:{port}/gateway')
+        before_run()
+        ahead = export._ahead[('localhost', port)]
+        if isinstance(ahead, threading.Thread):
+            ahead.join(10)
+        assert looked_up == [('localhost', 'sluice-pushgateway-lookup')]
+        assert publish(figures, 'penguin') == [] and len(looked_up) == 1  # connected to what was found ahead
+
+        monkeypatch.setattr(export, 'RESOLVED_FOR', 0.0)  # found too long ago: looked up again
+        assert publish(figures, 'penguin') == [] and looked_up[1] == ('localhost', threading.current_thread().name)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [path for path, _ in seen] == ['/metrics/job/sluice/pipeline/penguin'] + \
+        ['/gateway/metrics/job/sluice/pipeline/penguin'] * 2
+    assert {body.decode() for _, body in seen} == {figures.text()}
+
+    closed = free_port()
+    [problem] = publish(figures, 'penguin', pushgateway=f'http://127.0.0.1:{closed}/secret-path')
+    assert problem.startswith(f'the metrics could not be pushed to the Pushgateway at http://127.0.0.1:{closed}/...: '
+                              'ConnectionRefusedError') and 'secret-path' not in problem
+
+
+def test_the_run_span_is_the_one_registered_with_the_run_and_its_context_is_not_read_back(tmp_path, monkeypatch):
+    """The process that registers a run hands the trace context it registered the run with to its own
+    span (not read back from the store); a resume reads it from the store, and its span is a child of
+    that span, in the same trace."""
+    reads = []
+    real = MetadataStore.run_properties
+    monkeypatch.setattr(MetadataStore, 'run_properties',
+                        lambda self, run_id: reads.append(run_id) or real(self, run_id))
+    for name in ('OTEL_TRACES_EXPORTER', 'OTEL_SDK_DISABLED'):
+        monkeypatch.delenv(name, raising=False)
+    pipeline = flaky_pipeline(tmp_path, fail_times=2)
+    failed = LocalDagRunner(progress=False).run(pipeline)
+    assert failed.state == 'FAILED' and reads == []
+    stored = MetadataStore(pipeline.metadata).run(failed.run_id).properties['trace_context']
+    _, trace_id, span_id, _ = stored.split('-')
+    trace = tmp_path / 'root' / '.sluice-logs' / f'{failed.run_id}.trace.jsonl'
+    [run_span] = [json.loads(x) for x in trace.read_text().splitlines() if '"sluice run flaky"' in x]
+    assert run_span['context'] == {'trace_id': f'0x{trace_id}', 'span_id': f'0x{span_id}'}
+    assert run_span['parent_id'] is None
+
+    assert LocalDagRunner(progress=False).resume(pipeline, failed.run_id).state == 'COMPLETE'
+    assert reads == [failed.run_id]
+    lines = trace.read_text().splitlines()
+    spans = [json.loads(x) for x in lines]
+    [resumed] = [s for s in spans if s['name'] == 'sluice resume']
+    assert resumed['parent_id'] == f'0x{span_id}' and {s['context']['trace_id'] for s in spans} == {f'0x{trace_id}'}
+    assert lines == [json.dumps(s) for s in spans]  # each line as json.dumps writes the span
+
+
 def test_a_webhook_that_never_answers_gives_up_without_raising():
     url = f'http://127.0.0.1:{free_port()}/nobody'
     from sluice.observe.notify import RunNotice
