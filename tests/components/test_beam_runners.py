@@ -84,10 +84,12 @@ def test_multi_process_direct_runner_gives_the_same_results(tmp_path, reference,
         result, seconds = run_data_components(tmp_path / 'root', ['--direct_running_mode=multi_processing',
                                                                    '--direct_num_workers=2'])
         pool = beam_pool.current_pool()
-        # Two worker processes, started once, ran the Beam pipelines of all three data nodes (two
-        # harnesses per pipeline: one on each).
-        assert pool is not None and pool.started == 2 and pool.served >= 2 * 3 and pool.served % 2 == 0, \
+        # Two worker processes at a time ran the Beam pipelines of all three data nodes (two harnesses
+        # per pipeline: one on each): the two forked first for CsvExampleGen, then two forked after the
+        # zygote imported the libraries StatisticsGen and Transform list, forked once for both.
+        assert pool is not None and pool.started == 4 and pool.served >= 2 * 3 and pool.served % 2 == 0, \
             (pool and (pool.started, pool.served))
+        assert len(pool.workers) == 2 and not any(w.cold for w in pool.workers) and pool.replaced == []
         assert all(w.process.poll() is None for w in pool.workers)
     finally:
         beam_pool.shutdown()
