@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from sluice.observe.export import export_run, resolve_ahead
+import os
+
+from sluice.observe.export import PUSHGATEWAY_ENV, export_run
 
 __all__ = ['RunNotice', 'Webhook', 'after_run', 'before_run', 'export_run']
 
@@ -22,9 +24,13 @@ def __getattr__(name: str) -> Any:
 
 def before_run() -> None:
     """What the end of the run's report can do ahead, while the run works: the Pushgateway's host
-    name looked up (``export.resolve_ahead``). Never raises."""
+    name looked up (``push.resolve_ahead``). Never raises."""
+    url = os.environ.get(PUSHGATEWAY_ENV)
+    if not url:
+        return
     try:
-        resolve_ahead()
+        from sluice.observe.push import resolve_ahead
+        resolve_ahead(url)
     except Exception:  # noqa: BLE001 - the push looks it up again, and says what is wrong
         pass
 

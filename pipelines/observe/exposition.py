@@ -56,7 +56,9 @@ class _Gauge:
 
     def __init__(self, name: str, doc: str, labelnames: tuple[str, ...]):
         self.name, self.doc, self.labelnames = name, doc, labelnames
-        self.samples: dict[tuple[str, ...], float] = {}  # label values -> value, in the order first set
+        # a label set as written ('{node="Trainer",pipeline="penguin"}', '' without labels) -> its value, in
+        # the order first set: written once, when set (escaped values are unambiguous, so it is the key)
+        self.samples: dict[str, float] = {}
 
 
 class Gauges:
@@ -76,24 +78,28 @@ class Gauges:
                 if not _valid_name(label, colons=False) or label.startswith('__'):
                     raise ValueError(f'Invalid label metric name: {label}')
             gauge = self.gauges[name] = _Gauge(name, doc, tuple(sorted(labels)))
+        parts = []
         try:
             if len(labels) != len(gauge.labelnames):
                 raise KeyError
-            key = tuple([str(labels[k]) for k in gauge.labelnames])
+            for k in gauge.labelnames:
+                v = labels[k]
+                if v.__class__ is not str:
+                    v = str(v)
+                if '\\' in v or '\n' in v or '"' in v:
+                    v = escape_label_value(v)
+                parts.append(f'{k}="{v}"')
         except KeyError:
             raise ValueError(f'Incorrect label names for {name}: {sorted(labels)}, not {list(gauge.labelnames)}') \
                 from None
-        gauge.samples[key] = float(value)
+        gauge.samples['{' + ','.join(parts) + '}' if parts else ''] = float(value)
 
     def text(self) -> str:
         """The text exposition format, version 0.0.4 (what ``generate_latest`` writes)."""
         lines = []
         for g in self.gauges.values():
             lines.append(f'# HELP {g.name} {escape_help(g.doc)}\n# TYPE {g.name} gauge\n')
-            for values, value in g.samples.items():
-                labels = ','.join(f'{k}="{escape_label_value(v)}"' for k, v in zip(g.labelnames, values))
-                lines.append(f'{g.name}{{{labels}}} {go_float(value)}\n' if labels else
-                             f'{g.name} {go_float(value)}\n')
+            lines += [f'{g.name}{labels} {go_float(value)}\n' for labels, value in g.samples.items()]
         return ''.join(lines)
 
 

@@ -14,7 +14,7 @@ import shlex
 import time
 from typing import Any, Callable
 
-from sluice.observe.export import where
+from sluice.observe.push import where
 
 logger = logging.getLogger('sluice.observe')
 

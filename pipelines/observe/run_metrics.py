@@ -87,11 +87,11 @@ class Newest:
         self.contexts, self.run, self.whole = contexts, run, whole
 
 
-def newest_contexts(store: MetadataStore, run_id: str, window: int = 4) -> Newest | None:
+def newest_contexts(store: MetadataStore, run_id: str, window: int = 3) -> Newest | None:
     """The contexts created since run ``run_id`` was registered (and one more), read ``window`` at a
     time, then four times as many: a run that just ended is followed only by its own leases (one for
     the run, one per node that did more than a cache hit) and settlements, so after a cached re-run
-    this is one short query (the run, its lease, the run and lease before; contexts of runs are large:
+    this is one short query (the run's lease, the run, the context before: contexts of runs are large,
     each one more read costs), which also finds the run's own context. No filter query (ML-Metadata
     parses those with ZetaSQL, whose first use in a process costs several milliseconds). None past
     1024 contexts (a run resumed long after)."""

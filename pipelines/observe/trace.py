@@ -51,14 +51,22 @@ def _parse(traceparent: str | None) -> tuple[str, str] | None:
     return (parts[1], parts[2]) if int(parts[1], 16) and int(parts[2], 16) else None
 
 
+_day: list = [None, '']  # the day of the last time written (days since 1970), and its date as written
+
+
 def _iso(seconds: float) -> str:
-    """``datetime.fromtimestamp(seconds, timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')``, at less than
-    half its cost (twice per span): microseconds rounded half to even, as datetime rounds them."""
+    """``datetime.fromtimestamp(seconds, timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')`` at a fraction
+    of its cost (twice per span): microseconds rounded half to even, as datetime rounds them; the
+    date formatted once a day, the time of day by arithmetic."""
     fraction, whole = math.modf(seconds)
     micros = round(fraction * 1e6)
     if micros >= 1000000:
         whole, micros = whole + 1, micros - 1000000
-    return f'{time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))}.{micros:06d}Z'
+    day, second = divmod(int(whole), 86400)
+    if day != _day[0]:
+        _day[:] = day, time.strftime('%Y-%m-%dT', time.gmtime(day * 86400))
+    hour, second = divmod(second, 3600)
+    return f'{_day[1]}{hour:02d}:{second // 60:02d}:{second % 60:02d}.{micros:06d}Z'
 
 
 def _disabled() -> bool:
@@ -113,81 +121,18 @@ class _FileTracer:
             # unbuffered: each span's line is one write, appended by every process of the run
             self.out = open(path, 'ab', buffering=0)
         self.resource = _dumps({'attributes': resource})  # every span's resource, as JSON
+        self.parsed: tuple[str | None, tuple[str, str] | None] = (None, None)  # the last parent, parsed
 
-    def start(self, name: str, parent: str | None, attributes: dict, own: str | None = None) -> _FileSpan:
-        if own:  # the span whose context was stored with the run when it was registered
-            trace_id, span_id = _parse(own)
-            return _FileSpan(self.out, self.resource, name, trace_id, None, attributes, span_id)
-        return _FileSpan(self.out, self.resource, name, *(_parse(parent) or (os.urandom(16).hex(), None)), attributes)
+    def start(self, name: str, parent: str | None, attributes: dict, own: tuple[str, str] | None = None) -> _FileSpan:
+        if own:  # the ids of the span whose context was stored with the run when it was registered
+            return _FileSpan(self.out, self.resource, name, own[0], None, attributes, own[1])
+        if parent != self.parsed[0]:  # every node span of a run has the same parent
+            self.parsed = (parent, _parse(parent))
+        return _FileSpan(self.out, self.resource, name, *(self.parsed[1] or (os.urandom(16).hex(), None)), attributes)
 
     def shutdown(self) -> None:
         if self.out is not None:
             self.out.close()
-
-
-class _SdkSpan:
-    def __init__(self, span: Any):
-        self.span = span
-
-    @property
-    def traceparent(self) -> str:
-        context = self.span.get_span_context()
-        return _traceparent(f'{context.trace_id:032x}', f'{context.span_id:016x}')
-
-    def set_attribute(self, key: str, value: Any) -> None:
-        self.span.set_attribute(key, value)
-
-    def fail(self, description: str) -> None:
-        from opentelemetry.trace import Status, StatusCode
-        self.span.set_status(Status(StatusCode.ERROR, description))
-
-    def end(self) -> None:
-        self.span.end()
-
-
-class _SdkTracer:
-    """Spans handed to the OpenTelemetry SDK's exporters named in ``OTEL_TRACES_EXPORTER``, in
-    batches from a thread, so an unreachable collector never holds up a node."""
-
-    def __init__(self, names: list[str], resource: dict):
-        from importlib.metadata import entry_points
-
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-
-        class Ids(RandomIdGenerator):  # the ids of the span stored with the run, for that span
-            own: tuple[str, str] | None = None
-
-            def generate_span_id(self) -> int:
-                return int(self.own[1], 16) if self.own else super().generate_span_id()
-
-            def generate_trace_id(self) -> int:
-                return int(self.own[0], 16) if self.own else super().generate_trace_id()
-
-        self.ids = Ids()
-        self.provider = TracerProvider(resource=Resource.create(resource), id_generator=self.ids)
-        for name in names:
-            points = entry_points(group='opentelemetry_traces_exporter', name=name)
-            if not points:
-                raise ValueError(f'{EXPORTER_ENV}={name!r}: no OpenTelemetry span exporter of that name is '
-                                 'installed (install its package, e.g. opentelemetry-exporter-otlp for "otlp")')
-            self.provider.add_span_processor(BatchSpanProcessor(next(iter(points)).load()()))
-        self.tracer = self.provider.get_tracer('sluice')
-
-    def start(self, name: str, parent: str | None, attributes: dict, own: str | None = None) -> _SdkSpan:
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-        context = TraceContextTextMapPropagator().extract({'traceparent': parent}) if parent else None
-        self.ids.own = _parse(own) if own else None
-        try:
-            return _SdkSpan(self.tracer.start_span(name, context=context, attributes=attributes))
-        finally:
-            self.ids.own = None
-
-    def shutdown(self) -> None:
-        self.provider.shutdown()
 
 
 class RunTrace:
@@ -203,7 +148,8 @@ class RunTrace:
         elif set(names) == {'none'}:
             self.tracer = _FileTracer(None, resource)
         else:
-            self.tracer = _SdkTracer([n for n in names if n != 'none'], resource)
+            from sluice.observe.otel import SdkTracer
+            self.tracer = SdkTracer([n for n in names if n != 'none'], resource)
         self.span: Any = None
         self.parent: str | None = None  # the traceparent node spans are children of
 
@@ -244,7 +190,7 @@ class RunTrace:
             return
         attributes = {'sluice.run_id': self.run_id}
         if registered and parent is not None:
-            self.span = self.tracer.start(name or 'sluice run', None, attributes, own=parent)
+            self.span = self.tracer.start(name or 'sluice run', None, attributes, own=_parse(parent))
             self.parent = parent
             return
         self.span = self.tracer.start(name or 'sluice run', parent, attributes)

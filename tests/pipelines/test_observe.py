@@ -336,11 +336,11 @@ def test_the_pushgateway_gets_the_text_with_basic_auth_and_a_refusal_is_said_wit
 
 
 def test_a_push_answered_but_left_open_returns_at_once_and_a_non_http_answer_is_a_clear_error():
-    """The push's own HTTP client (sluice.observe.export.post, not http.client): an answer is complete at
+    """The push's own HTTP client (sluice.observe.push.post, not http.client): an answer is complete at
     its Content-Length even when the server keeps the connection open; what is not HTTP is said so."""
     import socket
     import urllib.parse
-    from sluice.observe.export import post
+    from sluice.observe.push import post
 
     def serve(answer, keep_open):
         listener = socket.create_server(('127.0.0.1', 0))
@@ -380,7 +380,7 @@ def test_the_push_connects_to_an_ip_address_as_written_and_to_a_host_name_looked
     what it found, looking the name up again only when that is older than RESOLVED_FOR; both push the
     same text, and a refused connection is said, not raised."""
     import socket
-    from sluice.observe import before_run, export
+    from sluice.observe import before_run, push
     seen, looked_up = [], []
 
     class Recorder(http.server.BaseHTTPRequestHandler):
@@ -399,9 +399,9 @@ def test_the_push_connects_to_an_ip_address_as_written_and_to_a_host_name_looked
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, 'getaddrinfo', counting)
-    monkeypatch.setattr(export, '_ahead', {})
-    assert export._literal('127.0.0.1') == socket.AF_INET and export._literal('::1') == socket.AF_INET6
-    assert export._literal('localhost') is None and export._literal('fe80::1%eth0') is None
+    monkeypatch.setattr(push, '_ahead', {})
+    assert push._literal('127.0.0.1') == socket.AF_INET and push._literal('::1') == socket.AF_INET6
+    assert push._literal('localhost') is None and push._literal('fe80::1%eth0') is None
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
@@ -410,17 +410,17 @@ def test_the_push_connects_to_an_ip_address_as_written_and_to_a_host_name_looked
     try:
         monkeypatch.setenv('SLUICE_PUSHGATEWAY', f'http://127.0.0.1:{port}')
         before_run()  # nothing to look up
-        assert publish(figures, 'penguin') == [] and looked_up == [] and export._ahead == {}
+        assert publish(figures, 'penguin') == [] and looked_up == [] and push._ahead == {}
 
         monkeypatch.setenv('SLUICE_PUSHGATEWAY', f'http://localhost:{port}/gateway')
         before_run()
-        ahead = export._ahead[('localhost', port)]
+        ahead = push._ahead[('localhost', port)]
         if isinstance(ahead, threading.Thread):
             ahead.join(10)
         assert looked_up == [('localhost', 'sluice-pushgateway-lookup')]
         assert publish(figures, 'penguin') == [] and len(looked_up) == 1  # connected to what was found ahead
 
-        monkeypatch.setattr(export, 'RESOLVED_FOR', 0.0)  # found too long ago: looked up again
+        monkeypatch.setattr(push, 'RESOLVED_FOR', 0.0)  # found too long ago: looked up again
         assert publish(figures, 'penguin') == [] and looked_up[1] == ('localhost', threading.current_thread().name)
     finally:
         server.shutdown()
