@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any
 
-from sluice.components.beam_pool import _GENERATED, _PORT_LINE, _SYS_PATH_ENV, IMPORTS_PARAM, STALE
+from sluice.components.beam_pool_processes import _GENERATED, _PORT_LINE, _SYS_PATH_ENV, IMPORTS_PARAM, STALE
 from sluice.components.libraries import TF, TFDV, TFT, TFXIO, import_first
 
 log = logging.getLogger(__name__)
