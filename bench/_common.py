@@ -121,16 +121,18 @@ def _proc_stats() -> dict[int, list[bytes]]:
     return found
 
 
-def tree_sample(pid: int) -> tuple[int, dict[tuple[int, int], float]]:
+def tree_sample(pid: int, pss: bool = False) -> tuple[int, dict[tuple[int, int], float], int]:
     """The process tree under ``pid`` now, from /proc: its resident memory in bytes (pages shared
-    between processes counted once per process), and each live process's own CPU seconds so far
-    (user + system, keyed by (pid, start time) so that a reused pid is another process)."""
+    between processes counted once per process), each live process's own CPU seconds so far
+    (user + system, keyed by (pid, start time) so that a reused pid is another process), and with
+    ``pss`` its proportional memory in bytes (each shared page split among the processes sharing it,
+    from smaps_rollup: what processes forked from one that loaded a library use together), else 0."""
     stats = _proc_stats()
     children: dict[int, list[int]] = {}
     for p, fields in stats.items():
         children.setdefault(int(fields[1]), []).append(p)
     page, tick = os.sysconf('SC_PAGE_SIZE'), os.sysconf('SC_CLK_TCK')
-    rss, cpu, todo = 0, {}, [pid]
+    rss, proportional, cpu, todo = 0, 0, {}, [pid]
     while todo:
         p = todo.pop()
         todo.extend(children.get(p, []))
@@ -142,7 +144,20 @@ def tree_sample(pid: int) -> tuple[int, dict[tuple[int, int], float]]:
             rss += int(fields[21]) * page
         except (ValueError, IndexError):
             pass
-    return rss, cpu
+        if pss:
+            proportional += _pss(p)
+    return rss, cpu, proportional
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f'/proc/{pid}/smaps_rollup', 'rb') as f:
+            for line in f:
+                if line.startswith(b'Pss:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass  # gone meanwhile
+    return 0
 
 
 @dataclass
@@ -154,6 +169,7 @@ class Measured:
     cpu: float  # user + system seconds of the process and every descendant reaped below it (getrusage delta)
     cpu_seen: float  # the same summed over every process the /proc samples saw in the tree (a lower bound:
     #                  what a process spent after its last sample is missed)
+    peak_pss: int = 0  # bytes: the largest proportional memory (PSS) of the tree among the samples
 
 
 def run_measured(args: Sequence[str], cwd: str | None = None, env: dict | None = None,
@@ -172,14 +188,14 @@ def run_measured(args: Sequence[str], cwd: str | None = None, env: dict | None =
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         child = subprocess.Popen([sys.executable, *args], cwd=cwd, env=full_env, stdout=out, stderr=err, text=True)
-        peak, seen = 0, {}
+        peak, peak_pss, seen = 0, 0, {}
         done = threading.Event()
 
         def sample() -> None:
-            nonlocal peak
+            nonlocal peak, peak_pss
             while not done.is_set():
-                rss, cpu = tree_sample(child.pid)
-                peak = max(peak, rss)
+                rss, cpu, pss = tree_sample(child.pid, pss=True)
+                peak, peak_pss = max(peak, rss), max(peak_pss, pss)
                 seen.update(cpu)
                 done.wait(interval)
 
@@ -197,7 +213,7 @@ def run_measured(args: Sequence[str], cwd: str | None = None, env: dict | None =
         sys.exit(f'python {" ".join(args)[:200]} failed with status {proc.returncode}:\n'
                  f'{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Measured(elapsed, proc, peak, cpu, sum(seen.values()))
+    return Measured(elapsed, proc, peak, cpu, sum(seen.values()), peak_pss)
 
 
 def run_python_sampled(args: Sequence[str], cwd: str | None = None, env: dict | None = None,

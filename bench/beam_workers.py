@@ -105,6 +105,7 @@ def run_side(data: str, beam_args: list[str], env: dict | None = None) -> dict:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {'seconds': m.seconds, 'cpu': m.cpu, 'cpu_seen': m.cpu_seen, 'peak': m.peak / 2**20,
+            'peak_pss': m.peak_pss / 2**20,
             **json.loads(m.proc.stdout.strip().splitlines()[-1])}
 
 
@@ -138,6 +139,9 @@ def report(reps: list[dict[str, dict]], workers: int, indent: str = '  ') -> lis
     print(f'{indent}{"  CPU s (/proc samples)":<26}{spread(seen_one, ".1f"):>28}{spread(seen_multi, ".1f"):>28}')
     pa, pb = both('peak')
     print(f'{indent}{"  peak RSS MB":<26}{spread(pa, ",.0f"):>28}{spread(pb, ",.0f"):>28}'
+          f'{spread(ratios(pb, pa), ".3f"):>28}')
+    pa, pb = both('peak_pss')  # forked workers share the zygote's pages: RSS counts them in each
+    print(f'{indent}{"  peak PSS MB":<26}{spread(pa, ",.0f"):>28}{spread(pb, ",.0f"):>28}'
           f'{spread(ratios(pb, pa), ".3f"):>28}')
     for node in one[0]['nodes']:
         na, nb = [r['nodes'][node] for r in one], [r['nodes'][node] for r in multi]

@@ -195,7 +195,7 @@ class _Zygote:
 
 class _Forked:
     """What the pool uses of a ``subprocess.Popen``, for a worker the zygote forked (its child, not
-    this process's: the system reaps it, so its exit status is not known here)."""
+    this process's: the zygote reaps it, so its exit status is not known here)."""
 
     def __init__(self, pid: int, stdin: Any, stdout: Any, cold: bool) -> None:
         self.pid, self.stdin, self.stdout, self.cold = pid, stdin, stdout, cold

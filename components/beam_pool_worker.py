@@ -202,7 +202,7 @@ def _zygote(fd: int) -> None:
     _prepare()
     staleness = _Staleness()
     staleness.check()  # the stamps of the files it holds, which its workers inherit
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # its workers are reaped by the system
+    signal.signal(signal.SIGCHLD, _reap)  # its workers, reaped as they end (their CPU time is counted up the tree)
     warm = False
     while True:
         ready, _, _ = select.select([control, 0], [], [])
@@ -230,6 +230,16 @@ def _zygote(fd: int) -> None:
         for f in fds:
             os.close(f)
         control.sendall(f'pid {pid} {"warm" if warm else "cold"}'.encode())
+
+
+def _reap(*_: Any) -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _become_worker(control: socket.socket, fds: list[int], staleness: _Staleness) -> None:
