@@ -2,10 +2,10 @@
 (see observe_overhead.py): the observe package's own import (after the parts of
 Sluice it uses, which the run needs anyway), each trace call (a run's span opened, each
 node attempt's span opened and closed, the trace ended with its exporters shut down) and the end of
-run report (metrics exported, callbacks called; with what it starts ahead when the run starts,
-``before_run``). Prints one JSON line: the run's wall seconds, from
-before the CLI is imported to after it returns, the seconds spent in those calls, and how many of the
-run's nodes ended in each state (a "cached re-run" whose nodes executed is not one).
+run report (metrics exported, callbacks called; with what it starts ahead: ``before_run`` when the run
+starts, ``start_report`` before the run's lease is released). Prints one JSON line: the run's wall
+seconds, from before the CLI is imported to after it returns, the seconds spent in those calls, and
+how many of the run's nodes ended in each state (a "cached re-run" whose nodes executed is not one).
 
     python bench/_observe_clock.py sluice-run-args...
 """
@@ -66,7 +66,8 @@ def main() -> int:
     RunTrace.end = clocked('trace', RunTrace.end)
     import sluice.orchestration.core as core
     report = clocked('after_run', core.after_run)
-    core.before_run = clocked('after_run', core.before_run)  # the report's part started ahead
+    core.before_run = clocked('after_run', core.before_run)  # the report's parts started ahead
+    core.start_report = clocked('after_run', core.start_report)
 
     def after_run(pipeline, store, result, *args, **kwargs):
         for node in result.nodes.values():

@@ -10,9 +10,9 @@ from typing import Any, Callable
 
 import os
 
-from sluice.observe.export import PUSHGATEWAY_ENV, export_run
+from sluice.observe.export import PUSHGATEWAY_ENV, export_run, start_export
 
-__all__ = ['RunNotice', 'Webhook', 'after_run', 'before_run', 'export_run']
+__all__ = ['RunNotice', 'Webhook', 'after_run', 'before_run', 'export_run', 'start_report']
 
 
 def __getattr__(name: str) -> Any:
@@ -35,14 +35,26 @@ def before_run() -> None:
         pass
 
 
-def after_run(pipeline: Any, store: Any, result: Any, say: Callable[[str], None], ended: bool = True,
-              failed: bool | None = None) -> None:
-    """The figures of ``result``'s run exported, and the pipeline's callbacks for its outcome called
-    (``on_success`` when it ended COMPLETE, ``on_failure`` when a node FAILED); problems are said,
-    never raised. A run-node task: ``ended`` (whether it ended the run) and ``failed`` (whether its own
-    node failed: the notice is sent once, by that task)."""
+def start_report(store: Any, run_id: str) -> Callable[[], list[str]]:
+    """The run's figures exported up to the Pushgateway's answer (``export.start_export``), for the
+    caller to end with ``after_run(..., report=)`` after work of its own: the runner releases the run's
+    lease (a store write) while the Pushgateway takes the push in. Never raises."""
     try:
-        problems = export_run(store, result.run_id)
+        return start_export(store, run_id)
+    except Exception as e:  # noqa: BLE001 - watching a run is never a reason to fail it
+        said = [f'the metrics of run {run_id} could not be exported: {type(e).__name__}: {e}']
+        return lambda: said
+
+
+def after_run(pipeline: Any, store: Any, result: Any, say: Callable[[str], None], ended: bool = True,
+              failed: bool | None = None, report: Callable[[], list[str]] | None = None) -> None:
+    """The figures of ``result``'s run exported (``report``: what ``start_report`` started, ended
+    here), and the pipeline's callbacks for its outcome called (``on_success`` when it ended COMPLETE,
+    ``on_failure`` when a node FAILED); problems are said, never raised. A run-node task: ``ended``
+    (whether it ended the run) and ``failed`` (whether its own node failed: the notice is sent once,
+    by that task)."""
+    try:
+        problems = report() if report is not None else export_run(store, result.run_id)
         if failed is None:
             failed = any(n.state == 'FAILED' for n in result.nodes.values())
         # getattr: a pipeline stored with its run before callbacks existed has neither list

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
+from typing import Any, Callable
 
 JOB = 'sluice'
 RESOLVED_FOR = 30.0  # seconds an address found ahead is used for; a longer run looks the host up again
@@ -17,15 +17,20 @@ _ahead: dict[tuple[str, int], Any] = {}  # (host, port) -> its lookup's thread, 
 
 
 def push(text: str, pipeline: str, url: str) -> list[str]:
-    """push-add (HTTP POST of ``text``, the text format) to the Pushgateway at ``url``, grouped by ``job`` and
-    the pipeline, as the Pushgateway's API defines it; a user and password in the URL are sent as
-    basic auth and never printed (nor is the rest of the URL's path). Written without prometheus_client,
-    whose import alone cost a cached run about 2% (bench/observe_overhead.py), and over plain HTTP
-    without http.client (``post``)."""
+    """push-add (HTTP POST of ``text``, the text format) to the Pushgateway at ``url``, grouped by ``job``
+    and the pipeline, as the Pushgateway's API defines it; returns what went wrong, in words (``send``
+    and the answer it returns)."""
+    return send(text, pipeline, url)()
+
+
+def send(text: str, pipeline: str, url: str) -> Callable[[], list[str]]:
+    """The push (see ``push``) sent: returns the call that waits for the Pushgateway's answer and says
+    what went wrong, in words, so the caller can do other work while the Pushgateway takes the push in
+    (a millisecond and more). A user and password in the URL are sent as basic auth and never printed
+    (nor is the rest of the URL's path). Written without prometheus_client, whose import alone cost a
+    cached run about 2% (bench/observe_overhead.py), and over plain HTTP without http.client (``post``)."""
     import base64
     import urllib.parse
-
-    from sluice.metadata.credentials import scrub
 
     parts = urllib.parse.urlsplit(url if '://' in url else 'http://' + url)
     user, password = urllib.parse.unquote(parts.username or ''), urllib.parse.unquote(parts.password or '')
@@ -33,17 +38,34 @@ def push(text: str, pipeline: str, url: str) -> list[str]:
     headers = {'Content-Type': 'text/plain; version=0.0.4; charset=utf-8'}
     if user or password:
         headers['Authorization'] = 'Basic ' + base64.b64encode(f'{user}:{password}'.encode()).decode()
+
+    def problem(e: Exception) -> list[str]:
+        from sluice.metadata.credentials import scrub
+        return [f'the metrics could not be pushed to the Pushgateway at {where(url)}: '
+                f'{scrub(f"{type(e).__name__}: {e}", url, password)}']
+
+    def answered(status: int, reason: str, answer: str) -> list[str]:
+        if 200 <= status < 300:
+            return []
+        return problem(OSError(f'HTTP {status} {reason}' + (f': {answer}' if answer else '')))
+
     try:
         if parts.scheme not in ('http', 'https') or not parts.hostname:
             raise ValueError('the URL is not http(s)://HOST[:PORT][/PATH]')
-        status, reason, answer = (_post_tls if parts.scheme == 'https' else post)(
-            parts, path, text.encode('utf-8'), headers)
-        if not 200 <= status < 300:
-            raise OSError(f'HTTP {status} {reason}' + (f': {answer}' if answer else ''))
-    except Exception as e:  # noqa: BLE001 - an unreachable gateway, a refused push
-        return [f'the metrics could not be pushed to the Pushgateway at {where(url)}: '
-                f'{scrub(f"{type(e).__name__}: {e}", url, password)}']
-    return []
+        if parts.scheme == 'https':
+            said = answered(*_post_tls(parts, path, text.encode('utf-8'), headers))
+            return lambda: said
+        connection = _request(parts, path, text.encode('utf-8'), headers)
+    except Exception as e:  # noqa: BLE001 - an unreachable gateway, a bad URL
+        said = problem(e)
+        return lambda: said
+
+    def wait() -> list[str]:
+        try:
+            return answered(*_answer(connection))
+        except Exception as e:  # noqa: BLE001 - no answer, not HTTP
+            return problem(e)
+    return wait
 
 
 def post(parts, path: str, body: bytes, headers: dict[str, str], timeout: float = 10.0) -> tuple[int, str, str]:
@@ -51,13 +73,28 @@ def post(parts, path: str, body: bytes, headers: dict[str, str], timeout: float 
     (status, reason, the first 500 characters of the answer's body). One request on one connection,
     closed after it: what a push needs, without http.client, whose import (with the email package it
     parses headers with) costs a process about 6 ms, most of what a push took (bench/observe_overhead.py)."""
+    return _answer(_request(parts, path, body, headers, timeout))
+
+
+def _request(parts, path: str, body: bytes, headers: dict[str, str], timeout: float = 10.0) -> socket.socket:
+    """``post``'s request, sent: the connection its answer will come on."""
     host = parts.netloc.rpartition('@')[2]  # host[:port] as the URL writes it (an IPv6 host in brackets)
     if any(c in path + host for c in ' \r\n\t'):
         raise ValueError('the URL holds a space or a line break')
     head = [f'POST {path} HTTP/1.1', f'Host: {host}', f'Content-Length: {len(body)}', 'Connection: close',
             *(f'{k}: {v}' for k, v in headers.items())]
-    with _connect(parts.hostname, parts.port or 80, timeout) as connection:
+    connection = _connect(parts.hostname, parts.port or 80, timeout)
+    try:
         connection.sendall('\r\n'.join(head).encode('latin-1') + b'\r\n\r\n' + body)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _answer(connection: socket.socket) -> tuple[int, str, str]:
+    """``post``'s answer, read from ``connection`` (then closed)."""
+    with connection:
         answer = b''
         while len(answer) < 1 << 16 and not _whole(answer):
             chunk = connection.recv(1 << 16)

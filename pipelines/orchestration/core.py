@@ -28,7 +28,7 @@ from sluice.components.driver import PipelineInfo
 from sluice.metadata.records import DONE_STATES, MetadataStoreError, latest_per_node
 from sluice.metadata.store import MetadataStore
 from sluice.orchestration import partial
-from sluice.observe import after_run, before_run
+from sluice.observe import after_run, before_run, start_report
 from sluice.observe.trace import TRACE_PROPERTY, RunTrace
 from sluice.orchestration.launcher import InFlight, NodeResult, launch
 from sluice.orchestration.lease import Lease, LeaseHeld
@@ -323,13 +323,17 @@ class Session:
                 result.nodes[component.id] = reused(component, self.steps[component.id])
         result.lost_to = self.lease.lost_to
         self.outcome = self.ended = result.state
+        # The run's figures read and sent (sluice.observe) while this process still holds the lease: the
+        # Pushgateway takes the push in while the lease is released. Taken over: the process that took
+        # it reports the run's end.
+        report = None if self.complete_already or result.lost_to else start_report(self.store, self.run_id)
         self.lease.release()
         if self.complete_already:
             self.progress.say(f'Run {self.run_id} is already COMPLETE; nothing to resume.')
         else:
             self.progress.run_finished(result, time.time() - self.started, self.store)
-            if not result.lost_to:  # taken over: the process that took it reports its end
-                after_run(self.pipeline, self.store, result, self.progress.say)
+            if report is not None:
+                after_run(self.pipeline, self.store, result, self.progress.say, report=report)
         return result
 
     def node_task_ended(self, node: NodeResult) -> None:

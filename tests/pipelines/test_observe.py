@@ -435,6 +435,53 @@ def test_the_push_connects_to_an_ip_address_as_written_and_to_a_host_name_looked
                               'ConnectionRefusedError') and 'secret-path' not in problem
 
 
+def test_a_runs_push_is_sent_while_its_lease_is_held_and_its_answer_read_after_the_release(tmp_path, monkeypatch):
+    """The end of a run sends its push before the run's lease is released (the Pushgateway takes it in
+    meanwhile) and reads the answer after: the push arrives while the lease is held, with the text the
+    metrics file holds; a refusal is said after the run's outcome line, and the run's outcome stands."""
+    from sluice.orchestration.run import Progress
+    arrived = []
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers['Content-Length']))
+            lease = MetadataStore(pipeline.metadata).lease_latest(runs[-1]) if runs else None
+            arrived.append((body.decode(), lease is not None and not lease.released))
+            time.sleep(0.2)
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b'full')
+
+        def log_message(self, *args):
+            pass
+
+    class Said(Progress):
+        def say(self, text, outcome=False):
+            said.append(text)
+
+        def run_started(self, pipeline, run_id, store):
+            runs.append(run_id)
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    said, runs = [], []
+    monkeypatch.setenv('SLUICE_PUSHGATEWAY', f'http://127.0.0.1:{server.server_address[1]}')
+    monkeypatch.setenv('SLUICE_METRICS_FILE', str(tmp_path / 'metrics' / '{pipeline}.prom'))
+    pipeline = flaky_pipeline(tmp_path, fail_times=0)
+    try:
+        result = LocalDagRunner(progress=Said(enabled=False)).run(pipeline)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.state == 'COMPLETE' and runs == [result.run_id]
+    assert arrived == [((tmp_path / 'metrics' / 'flaky.prom').read_text(), True)]  # sent while the lease was held
+    assert MetadataStore(pipeline.metadata).lease_latest(result.run_id).released
+    assert said[-2].startswith(f'Run {result.run_id} COMPLETE in ')
+    assert said[-1] == (f'Note: the metrics could not be pushed to the Pushgateway at http://127.0.0.1:'
+                        f'{server.server_address[1]}: OSError: HTTP 500 Internal Server Error: full (the run is not '
+                        'affected).')
+
+
 def test_the_run_span_is_the_one_registered_with_the_run_and_its_context_is_not_read_back(tmp_path, monkeypatch):
     """The process that registers a run hands the trace context it registered the run with to its own
     span (not read back from the store); a resume reads it from the store, and its span is a child of
