@@ -31,6 +31,8 @@ from sluice.metadata import storage
 
 TRACE_PROPERTY = 'trace_context'
 _dumps = json.dumps
+_UNSET_STATUS = {'status_code': 'UNSET'}
+_UNSET = _dumps(_UNSET_STATUS)
 EXPORTER_ENV = 'OTEL_TRACES_EXPORTER'
 
 
@@ -82,7 +84,7 @@ class _FileSpan:
         self.out, self.resource, self.name = out, resource, name
         self.trace_id, self.span_id, self.parent_id = trace_id, span_id or os.urandom(8).hex(), parent_id
         self.attributes = dict(attributes)
-        self.status: dict = {'status_code': 'UNSET'}
+        self.status: dict = _UNSET_STATUS  # replaced, never changed (fail)
         self.start = time.time()
 
     @property
@@ -101,10 +103,14 @@ class _FileSpan:
         # json.dumps of the whole span, byte for byte, with only its free parts encoded (the tracer's
         # resource once): one write(2) of the line, in the kernel's hands when end() returns
         parent = f'"0x{self.parent_id}"' if self.parent_id else 'null'
+        name = self.name  # a node id or a command: printable ASCII, written as is, as json.dumps writes it
+        name = f'"{name}"' if name.isascii() and name.isprintable() and '"' not in name and '\\' not in name \
+            else _dumps(name)
+        status = _UNSET if self.status is _UNSET_STATUS else _dumps(self.status)
         line = (
-            f'{{"name": {_dumps(self.name)}, "context": {{"trace_id": "0x{self.trace_id}", "span_id": '
+            f'{{"name": {name}, "context": {{"trace_id": "0x{self.trace_id}", "span_id": '
             f'"0x{self.span_id}"}}, "kind": "SpanKind.INTERNAL", "parent_id": {parent}, "start_time": '
-            f'"{_iso(self.start)}", "end_time": "{_iso(time.time())}", "status": {_dumps(self.status)}, '
+            f'"{_iso(self.start)}", "end_time": "{_iso(time.time())}", "status": {status}, '
             f'"attributes": {_dumps(self.attributes)}, "resource": {self.resource}}}\n').encode()
         while line:  # a regular file takes it whole; were it cut short, the rest follows
             line = line[self.out.write(line):]
