@@ -145,9 +145,13 @@ def resolve_ahead(url: str) -> None:
         host, port = parts.hostname, parts.port or 80
     except ValueError:  # a port that is no number: the push says so
         return
-    if parts.scheme != 'http' or not host or _literal(host) is not None or (host, port) in _ahead:
+    if parts.scheme != 'http' or not host or _literal(host) is not None:
         return
     import threading
+
+    found = _ahead.get((host, port))  # a process running one run after another (sluice watch) looks again
+    if isinstance(found, threading.Thread) or (found is not None and time.monotonic() - found[0] < RESOLVED_FOR):
+        return
 
     def look_up() -> None:
         try:

@@ -420,8 +420,15 @@ def test_the_push_connects_to_an_ip_address_as_written_and_to_a_host_name_looked
         assert looked_up == [('localhost', 'sluice-pushgateway-lookup')]
         assert publish(figures, 'penguin') == [] and len(looked_up) == 1  # connected to what was found ahead
 
+        before_run()  # found a moment ago: not looked up again
+        assert len(looked_up) == 1
         monkeypatch.setattr(push, 'RESOLVED_FOR', 0.0)  # found too long ago: looked up again
         assert publish(figures, 'penguin') == [] and looked_up[1] == ('localhost', threading.current_thread().name)
+        before_run()  # and ahead again for the next run of a process (sluice watch)
+        ahead = push._ahead[('localhost', port)]
+        if isinstance(ahead, threading.Thread):
+            ahead.join(10)
+        assert looked_up[2] == ('localhost', 'sluice-pushgateway-lookup')
     finally:
         server.shutdown()
         server.server_close()
