@@ -173,7 +173,7 @@ class WorkerPool:
         for attempt in range(2):
             try:
                 if self.zygote is None:
-                    self.zygote = _Zygote()
+                    self.zygote = _Zygote(max(n, len(self.workers)))
                 return _Worker.fork_many(self.zygote, n, warm)
             except (OSError, RuntimeError) as e:
                 log.info('Beam worker pool: the zygote could not fork a worker (%s)%s', e,

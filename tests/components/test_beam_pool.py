@@ -399,6 +399,10 @@ def test_workers_are_forked_by_a_zygote_that_imports_the_libraries_once_and_a_pi
             time.sleep(0.2)
         second = run_probe(tmp_path, 'second', imports=(TF, TFT))
         assert parent_of(second[1]) == zygote
+        with open(f'/proc/{second[1]}/environ', 'rb') as f:  # TensorFlow's pools: the cores shared among the workers
+            environ = dict(v.split(b'=', 1) for v in f.read().split(b'\0') if b'=' in v)
+        if 'TF_NUM_INTRAOP_THREADS' not in os.environ:
+            assert environ[b'TF_NUM_INTRAOP_THREADS'] == str(len(os.sched_getaffinity(0))).encode()  # one worker
         third = run_probe(tmp_path, 'third')
         assert pool.started == 2 and pool.replaced == [] and pool.served == 3 and not pool.workers[0].cold
         assert maps_hold(zygote, 'libtensorflow')  # the zygote imported TensorFlow, once for its workers

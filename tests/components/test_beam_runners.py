@@ -91,6 +91,9 @@ def test_multi_process_direct_runner_gives_the_same_results(tmp_path, reference,
             (pool and (pool.started, pool.served))
         assert len(pool.workers) == 2 and not any(w.cold for w in pool.workers) and pool.replaced == []
         assert all(w.process.poll() is None for w in pool.workers)
+        with open(f'/proc/{pool.workers[0].process.pid}/environ', 'rb') as f:  # the cores shared by 2 workers
+            assert b'TF_NUM_INTRAOP_THREADS=' + str(max(1, len(os.sched_getaffinity(0)) // 2)).encode() in \
+                f.read().split(b'\0') or 'TF_NUM_INTRAOP_THREADS' in os.environ
     finally:
         beam_pool.shutdown()
     assert_same_results(result, reference)
