@@ -173,7 +173,7 @@ class WorkerPool:
         for attempt in range(2):
             try:
                 if self.zygote is None:
-                    self.zygote = _Zygote(max(n, len(self.workers)))
+                    self.zygote = _early_zygote() or _Zygote(max(n, len(self.workers)))
                 return _Worker.fork_many(self.zygote, n, warm)
             except (OSError, RuntimeError) as e:
                 log.info('Beam worker pool: the zygote could not fork a worker (%s)%s', e,
@@ -254,6 +254,51 @@ class _Front:
 
 _POOL: WorkerPool | None = None
 _POOL_LOCK = threading.Lock()
+_EARLY: _Zygote | None = None  # started by ``prestart``, before the pool
+
+
+def prestart(beam_pipeline_args: Sequence[str], rows: int | None = None) -> None:
+    """A node is about to run its executor with these Beam arguments: when they ask DirectRunner for
+    several worker processes (and its input is not known to be under MIN_ROWS ``rows``), the zygote
+    starts now, so that it has imported Beam by the time the first pipeline asks for workers (about
+    a second on a small machine, spent on another core while the executor imports Beam itself)."""
+    global _EARLY
+    workers = _asked_workers(beam_pipeline_args)
+    if workers is None or rows is not None and rows < int(os.environ.get(MIN_ROWS_ENV) or MIN_ROWS):
+        return
+    with _POOL_LOCK:
+        if _POOL is None and _EARLY is None:
+            _EARLY = _Zygote(workers)
+            atexit.register(shutdown)
+
+
+def _early_zygote() -> _Zygote | None:
+    global _EARLY
+    with _POOL_LOCK:
+        zygote, _EARLY = _EARLY, None
+    return zygote
+
+
+def _asked_workers(args: Sequence[str]) -> int | None:
+    """The worker processes ``args`` ask DirectRunner for (``--direct_running_mode=multi_processing``,
+    ``--direct_num_workers``), read without Beam; None when they ask for none or the pool is off."""
+    if os.environ.get(OFF_ENV, '1') == '0':
+        return None
+    given: dict[str, str] = {}
+    args = list(args)
+    for i, arg in enumerate(args):
+        if arg.startswith('--'):
+            name, eq, value = arg[2:].partition('=')
+            if not eq and i + 1 < len(args) and not args[i + 1].startswith('--'):
+                value = args[i + 1]
+            given[name] = value
+    if given.get('direct_running_mode') != 'multi_processing' or \
+            given.get('runner') not in (None, 'DirectRunner', 'direct', 'Direct'):
+        return None
+    try:
+        return int(given.get('direct_num_workers') or 0) or os.cpu_count() or 1
+    except ValueError:
+        return None
 
 
 def worker_pool(workers: int, warm: bool = False) -> WorkerPool:
@@ -274,7 +319,7 @@ def warm_up() -> None:
     one, imports them meanwhile (on another core), for the workers of that node's pipelines. Not
     earlier: during the pool's first pipelines (CsvExampleGen's) the cores are busy already."""
     pool = _POOL
-    zygote = pool.zygote if pool is not None else None
+    zygote = pool.zygote if pool is not None else _EARLY
     if zygote is not None:
         try:
             zygote.import_libraries()
@@ -293,4 +338,7 @@ def shutdown() -> None:
         pool, _POOL = _POOL, None
     if pool is not None:
         pool.close()
+    early = _early_zygote()
+    if early is not None:
+        early.stop()
 

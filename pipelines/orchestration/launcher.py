@@ -348,9 +348,11 @@ class _Launch:
                              pipeline.beam_pipeline_args, self.tmp_dir, component.id,
                              getattr(component, 'timeout_seconds', None), started=self._child_started)
             else:
+                rows = rows_in(inputs)
+                beam_pool.prestart(pipeline.beam_pipeline_args, rows)  # worker processes asked for: start them now
                 executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args,
                                                     tmp_dir=self.tmp_dir, node_id=component.id)
-                executor.input_rows = rows_in(inputs)
+                executor.input_rows = rows
                 if executor.imports:  # the warm pool's zygote, if this process has one, imports them meanwhile
                     beam_pool.warm_up()
                 import_first(executor.imports)

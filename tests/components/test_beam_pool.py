@@ -444,3 +444,42 @@ def test_when_the_zygote_cannot_fork_workers_start_as_processes_of_their_own(tmp
         'process imported it); starting another',
         'Beam worker pool: the zygote could not fork a worker (stale module sluice.x (/x.py) changed since this '
         'process imported it); workers start as processes of their own']
+
+
+def test_the_zygote_starts_as_a_node_that_asks_for_worker_processes_starts_and_the_pool_takes_it(tmp_path,
+                                                                                                   monkeypatch):
+    """``prestart`` (the launcher calls it before an executor runs) starts the zygote when the Beam
+    arguments ask DirectRunner for worker processes, so that it has imported Beam when the first
+    pipeline asks for workers; not for other arguments, nor for an input known to be small."""
+    from sluice.components import beam_pool
+
+    assert beam_pool._asked_workers(['--direct_running_mode=multi_processing', '--direct_num_workers=3']) == 3
+    assert beam_pool._asked_workers(['--save_main_session', '--direct_running_mode', 'multi_processing',
+                                     '--direct_num_workers', '2']) == 2
+    assert beam_pool._asked_workers(['--direct_num_workers=2']) is None  # in_memory: no processes
+    assert beam_pool._asked_workers(['--runner=FlinkRunner', '--direct_running_mode=multi_processing']) is None
+    monkeypatch.setenv(beam_pool.OFF_ENV, '0')
+    assert beam_pool._asked_workers(['--direct_running_mode=multi_processing']) is None
+    monkeypatch.delenv(beam_pool.OFF_ENV)
+    monkeypatch.delenv(beam_pool.MIN_ROWS_ENV, raising=False)
+
+    args = ['--direct_running_mode=multi_processing', '--direct_num_workers=1']
+    beam_pool.shutdown()
+    try:
+        beam_pool.prestart(args, rows=500)  # known to be small: it will run in this process
+        assert beam_pool._EARLY is None
+        beam_pool.prestart(args)
+        early = beam_pool._EARLY
+        assert early is not None and early.process.poll() is None
+        beam_pool.prestart(args)  # once
+        assert beam_pool._EARLY is early
+        verdict, pid = run_probe(tmp_path, 'after-prestart')
+        pool = beam_pool.current_pool()
+        assert pool.zygote is early and beam_pool._EARLY is None and parent_of(pid) == early.process.pid
+    finally:
+        beam_pool.shutdown()
+    assert early.process.poll() is not None  # stopped with the pool
+    beam_pool.prestart(args)
+    early = beam_pool._EARLY
+    beam_pool.shutdown()  # never used: stopped all the same
+    assert early.process.poll() is not None and beam_pool._EARLY is None
