@@ -11,8 +11,8 @@ and kept for every later pipeline of the process: every node of a run, every run
 pool does in its thread mode); the pipeline, its options and its functions reach the worker as they
 would reach a fresh one.
 
-The workers are forked from one process, the zygote, which has imported Beam and, once the first
-workers run, the heavy libraries: a worker starts in milliseconds, and a run pays for one import of
+The workers are forked from one process, the zygote, which has imported Beam and, once asked, the
+heavy libraries: a worker starts in milliseconds, and a run pays for one import of
 TensorFlow and its libraries instead of one per worker (on a machine of few cores, those imports
 were most of what several workers cost over one). The first workers are forked before that import
 (CsvExampleGen's pipelines need none of it). The zygote imports them when the first node that lists
@@ -318,8 +318,8 @@ def warm_up() -> None:
     """A node about to import the heavy libraries in this process: this process's zygote, if it has
     one, imports them meanwhile (on another core), for the workers of that node's pipelines. Not
     earlier: during the pool's first pipelines (CsvExampleGen's) the cores are busy already."""
-    pool = _POOL
-    zygote = pool.zygote if pool is not None else _EARLY
+    pool = _POOL  # not a zygote started early whose pool never came (an input small enough for this process)
+    zygote = pool.zygote if pool is not None else None
     if zygote is not None:
         try:
             zygote.import_libraries()

@@ -134,7 +134,7 @@ class _Zygote:
     socket, with the new worker's standard input and output passed along, it answers with its pid."""
 
     def __init__(self, workers: int) -> None:
-        ours, theirs = socket.socketpair()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # one message per send
         env = dict(os.environ)
         env[_SYS_PATH_ENV] = os.pathsep.join(p for p in sys.path if p)
         # The workers share the cores: TensorFlow's thread pools, sized to every core in each worker by
@@ -149,7 +149,8 @@ class _Zygote:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                 pass_fds=(theirs.fileno(),))
         self.control = ours
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one fork request (and its answer) at a time
+        self._sending = threading.Lock()
         self.importing = False  # asked to import the heavy libraries
         self._forwarder = threading.Thread(target=_forward, args=(self.process.stdout,), daemon=True,
                                            name=f'sluice-zygote-{self.process.pid}')
@@ -161,7 +162,8 @@ class _Zygote:
         stdout_r, stdout_w = os.pipe()
         try:
             with self._lock:
-                socket.send_fds(self.control, [b'warm' if warm else b'cold'], [stdin_r, stdout_w])
+                with self._sending:
+                    socket.send_fds(self.control, [b'warm' if warm else b'cold'], [stdin_r, stdout_w])
                 answer = self.control.recv(4096).decode(errors='replace')
         except BaseException:
             os.close(stdin_w)
@@ -179,8 +181,9 @@ class _Zygote:
         return _Forked(int(pid), os.fdopen(stdin_w, 'wb'), os.fdopen(stdout_r, 'rb'), cold=state == 'cold')
 
     def import_libraries(self) -> None:
-        """Have the zygote import the heavy libraries now (no answer), so that the next workers are warm."""
-        with self._lock:
+        """Have the zygote import the heavy libraries now (no answer), so that the next workers are warm;
+        never waits for a fork under way (which may itself wait for that import)."""
+        with self._sending:
             if not self.importing:
                 self.importing = True
                 self.control.sendall(b'import')
