@@ -116,17 +116,7 @@ class _Worker:
         """End the process now (closing its standard input), whatever it runs."""
         if self._channel is not None:
             self._channel.close()
-        try:
-            if self.process.stdin is not None:
-                self.process.stdin.close()
-            self.process.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            self.process.kill()
-            self.process.wait()
-        if self._forwarder is not None:
-            self._forwarder.join(timeout=5)  # what it printed last reaches the log
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        _end(self.process, self._forwarder)
 
 
 class _Zygote:
@@ -190,16 +180,7 @@ class _Zygote:
 
     def stop(self) -> None:
         self.control.close()
-        try:
-            if self.process.stdin is not None:
-                self.process.stdin.close()
-            self.process.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            self.process.kill()
-            self.process.wait()
-        self._forwarder.join(timeout=5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        _end(self.process, self._forwarder)
 
 
 class _Forked:
@@ -231,6 +212,22 @@ class _Forked:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _end(process: Any, forwarder: threading.Thread | None) -> None:
+    """End a pool process by closing its standard input (killed if it lingers); what it printed last
+    reaches the log."""
+    try:
+        if process.stdin is not None:
+            process.stdin.close()
+        process.wait(timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        process.kill()
+        process.wait()
+    if forwarder is not None:
+        forwarder.join(timeout=5)
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def _forward(stream: Any) -> None:
