@@ -20,12 +20,11 @@ its standard variables, loaded by their entry points) go through the SDK instead
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import time
-from typing import Any, Iterator
+from typing import Any
 
 from sluice.metadata import storage
 
@@ -53,22 +52,20 @@ def _parse(traceparent: str | None) -> tuple[str, str] | None:
     return (parts[1], parts[2]) if int(parts[1], 16) and int(parts[2], 16) else None
 
 
-_day: list = [None, '']  # the day of the last time written (days since 1970), and its date as written
+_second: list = [None, '']  # the last whole second written, and its date and time as written
 
 
 def _iso(seconds: float) -> str:
     """``datetime.fromtimestamp(seconds, timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')`` at a fraction
-    of its cost (twice per span): microseconds rounded half to even, as datetime rounds them; the
-    date formatted once a day, the time of day by arithmetic."""
+    of its cost (twice per span): microseconds rounded half to even, as datetime rounds them; the date
+    and time formatted once a second (a run's spans end many to a second)."""
     fraction, whole = math.modf(seconds)
     micros = round(fraction * 1e6)
     if micros >= 1000000:
         whole, micros = whole + 1, micros - 1000000
-    day, second = divmod(int(whole), 86400)
-    if day != _day[0]:
-        _day[:] = day, time.strftime('%Y-%m-%dT', time.gmtime(day * 86400))
-    hour, second = divmod(second, 3600)
-    return f'{_day[1]}{hour:02d}:{second // 60:02d}:{second % 60:02d}.{micros:06d}Z'
+    if whole != _second[0]:
+        _second[:] = whole, time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))
+    return f'{_second[1]}.{micros:06d}Z'
 
 
 def _disabled() -> bool:
@@ -141,6 +138,27 @@ class _FileTracer:
             self.out.close()
 
 
+class _NodeSpan:
+    """``RunTrace.node``'s span as a context manager (a plain class: a generator's is slower, twice
+    per node)."""
+    __slots__ = ('span', 'facts')
+
+    def __init__(self, span: Any):
+        self.span, self.facts = span, {}
+
+    def __enter__(self) -> dict:
+        return self.facts
+
+    def __exit__(self, *exc: Any) -> None:
+        facts, span = self.facts, self.span
+        state = facts.get('state', 'CANCELED')
+        span.set_attribute('sluice.state', state)
+        span.set_attribute('sluice.cache_hit', state == 'CACHED')
+        if state in ('FAILED', 'CANCELED'):
+            span.fail(str(facts.get('error', ''))[:500])
+        span.end()
+
+
 class RunTrace:
     """The spans this process adds to one run's trace."""
 
@@ -204,21 +222,11 @@ class RunTrace:
         if parent is None:
             self.store.update_run(self.run_id, {TRACE_PROPERTY: self.parent})
 
-    @contextlib.contextmanager
-    def node(self, node_id: str, attempt: int) -> Iterator[dict]:
-        """A span for one attempt of a node; put ``state`` (and ``cache_hit``) in the dict it yields."""
-        facts: dict = {}
-        span = self.tracer.start(node_id, self.parent, {
-            'sluice.node': node_id, 'sluice.run_id': self.run_id, 'sluice.attempt': attempt})
-        try:
-            yield facts
-        finally:
-            state = facts.get('state', 'CANCELED')
-            span.set_attribute('sluice.state', state)
-            span.set_attribute('sluice.cache_hit', state == 'CACHED')
-            if state in ('FAILED', 'CANCELED'):
-                span.fail(str(facts.get('error', ''))[:500])
-            span.end()
+    def node(self, node_id: str, attempt: int) -> _NodeSpan:
+        """A span for one attempt of a node, ended when its ``with`` block ends; put ``state`` (and
+        ``error``) in the dict the block gets."""
+        return _NodeSpan(self.tracer.start(node_id, self.parent, {
+            'sluice.node': node_id, 'sluice.run_id': self.run_id, 'sluice.attempt': attempt}))
 
     def end(self, state: str) -> None:
         if self.span is not None:
