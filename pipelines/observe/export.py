@@ -76,8 +76,11 @@ def _publish(figures, pipeline: str, metrics_file: str | None = None, pushgatewa
             root, ext = os.path.splitext(path)
             path = root + suffix + ext
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            write_textfile(path, text)  # a temporary file renamed into place
+            try:
+                write_textfile(path, text)  # a temporary file renamed into place
+            except FileNotFoundError:  # no directory yet: made on first use
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+                write_textfile(path, text)
         except OSError as e:
             problems.append(f'the metrics file {path} could not be written: {e}')
     return lambda: problems + answer()

@@ -61,6 +61,26 @@ class _Gauge:
         self.samples: dict[str, float] = {}
 
 
+def _label_parts(gauge: _Gauge, labels: dict[str, Any]) -> list[str]:
+    """``name="value"`` of each label, in the gauge's order (its label names sorted), values escaped;
+    a ValueError when the labels are not the gauge's."""
+    parts = []
+    try:
+        if len(labels) != len(gauge.labelnames):
+            raise KeyError
+        for k in gauge.labelnames:
+            v = labels[k]
+            if v.__class__ is not str:
+                v = str(v)
+            if '\\' in v or '\n' in v or '"' in v:
+                v = escape_label_value(v)
+            parts.append(f'{k}="{v}"')
+    except KeyError:
+        raise ValueError(f'Incorrect label names for {gauge.name}: {sorted(labels)}, not {list(gauge.labelnames)}') \
+            from None
+    return parts
+
+
 class Gauges:
     """Gauges set by name and labels, as prometheus_client's ``Gauge(name, doc, labelnames)`` would
     hold them: each name keeps the label names it was first set with (setting it with others is a
@@ -70,29 +90,32 @@ class Gauges:
         self.gauges: dict[str, _Gauge] = {}
 
     def set(self, name: str, doc: str, value: float, **labels: Any) -> None:
-        gauge = self.gauges.get(name)
-        if gauge is None:
-            if not _valid_name(name, colons=True):
-                raise ValueError(f'Invalid metric name: {name}')
-            for label in labels:
-                if not _valid_name(label, colons=False) or label.startswith('__'):
-                    raise ValueError(f'Invalid label metric name: {label}')
-            gauge = self.gauges[name] = _Gauge(name, doc, tuple(sorted(labels)))
-        parts = []
-        try:
-            if len(labels) != len(gauge.labelnames):
-                raise KeyError
-            for k in gauge.labelnames:
-                v = labels[k]
-                if v.__class__ is not str:
-                    v = str(v)
-                if '\\' in v or '\n' in v or '"' in v:
-                    v = escape_label_value(v)
-                parts.append(f'{k}="{v}"')
-        except KeyError:
-            raise ValueError(f'Incorrect label names for {name}: {sorted(labels)}, not {list(gauge.labelnames)}') \
-                from None
+        gauge = self.gauges.get(name) or self._new(name, doc, labels)
+        parts = _label_parts(gauge, labels)
         gauge.samples['{' + ','.join(parts) + '}' if parts else ''] = float(value)
+
+    def set_each(self, name: str, doc: str, label: str, values: dict[str, float], **labels: Any) -> None:
+        """``set(name, doc, value, **labels, <label>=key)`` for each ``key: value`` of ``values``, in
+        their order: the labels they share written once."""
+        labels[label] = ''
+        gauge = self.gauges.get(name) or self._new(name, doc, labels)
+        parts = _label_parts(gauge, labels)
+        i = gauge.labelnames.index(label)
+        head = '{' + ''.join(f'{part},' for part in parts[:i]) + f'{label}="'
+        tail = '"' + ''.join(f',{part}' for part in parts[i + 1:]) + '}'
+        for key, value in values.items():
+            if '\\' in key or '\n' in key or '"' in key:
+                key = escape_label_value(key)
+            gauge.samples[head + key + tail] = float(value)
+
+    def _new(self, name: str, doc: str, labels: dict[str, Any]) -> _Gauge:
+        if not _valid_name(name, colons=True):
+            raise ValueError(f'Invalid metric name: {name}')
+        for label in labels:
+            if not _valid_name(label, colons=False) or label.startswith('__'):
+                raise ValueError(f'Invalid label metric name: {label}')
+        gauge = self.gauges[name] = _Gauge(name, doc, tuple(sorted(labels)))
+        return gauge
 
     def text(self) -> str:
         """The text exposition format, version 0.0.4 (what ``generate_latest`` writes)."""

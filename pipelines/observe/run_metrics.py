@@ -42,10 +42,9 @@ def run_figures(store: MetadataStore, run_id: str) -> tuple[Gauges, RunSummary]:
           pipeline=pipeline)
     g.set('sluice_run_duration_seconds', 'From the start of the run to its last recorded change.',
           max(ends) - run.create_time, pipeline=pipeline)
-    for node_state in NODE_STATES:
-        g.set('sluice_run_nodes', "The run's nodes by state.", sum(1 for ex in latest.values()
-                                                                   if ex.state == node_state),
-              pipeline=pipeline, state=node_state)
+    g.set_each('sluice_run_nodes', "The run's nodes by state.", 'state',
+               {node_state: sum(1 for ex in latest.values() if ex.state == node_state) for node_state in NODE_STATES},
+               pipeline=pipeline)
     attempts: dict[str, int] = {}
     for ex in run.executions:
         attempts[ex.node_id] = attempts.get(ex.node_id, 0) + 1
@@ -113,9 +112,9 @@ def newest_contexts(store: MetadataStore, run_id: str, window: int = 3) -> Newes
 def _node(g: Gauges, pipeline: str, node_id: str, ex: ExecutionRecord, attempts: int) -> None:
     g.set('sluice_node_duration_seconds', "The node's latest execution, start to end.",
           max(0.0, ex.update_time - ex.create_time), pipeline=pipeline, node=node_id)
-    for node_state in NODE_STATES:
-        g.set('sluice_node_state', "The state of the node's latest execution (1 for its state).",
-              int(ex.state == node_state), pipeline=pipeline, node=node_id, state=node_state)
+    g.set_each('sluice_node_state', "The state of the node's latest execution (1 for its state).", 'state',
+               {node_state: int(ex.state == node_state) for node_state in NODE_STATES}, pipeline=pipeline,
+               node=node_id)
     g.set('sluice_node_attempts', 'Executions of the node in the run (retries and resumes included).',
           attempts, pipeline=pipeline, node=node_id)
     g.set('sluice_node_cache_hit', 'Whether the node was taken from the cache (1) or executed (0).',

@@ -80,7 +80,7 @@ class _FileSpan:
                  span_id: str | None = None):
         self.out, self.resource, self.name = out, resource, name
         self.trace_id, self.span_id, self.parent_id = trace_id, span_id or os.urandom(8).hex(), parent_id
-        self.attributes = dict(attributes)
+        self.attributes = attributes  # a dict made for this span
         self.status: dict = _UNSET_STATUS  # replaced, never changed (fail)
         self.start = time.time()
 

@@ -216,6 +216,19 @@ def test_the_textfile_is_what_prometheus_clients_generate_latest_writes_for_the_
     with pytest.raises(ValueError):
         Gauges().set('sluice-bad', 'Bad name.', 1)
 
+    each, one_by_one = Gauges(), Gauges()  # set_each: one label varying, the others written once
+    for varying, shared in (('state', {'pipeline': 'p', 'node': tricky}), ('a', {'pipeline': 'p'}),
+                            ('m', {'z': 'x', 'b': 'y'}), ('only', {})):
+        values = {'COMPLETE': 1, tricky: 0.5, 'x': 3}
+        each.set_each(f'sluice_e_{varying}', 'Each.', varying, values, **shared)
+        for key, value in values.items():
+            one_by_one.set(f'sluice_e_{varying}', 'Each.', value, **shared, **{varying: key})
+    each.set_each('sluice_e_a', 'Each.', 'a', {'COMPLETE': 9}, pipeline='p')  # set again: keeps its place
+    one_by_one.set('sluice_e_a', 'Each.', 9, pipeline='p', a='COMPLETE')
+    assert each.text() == one_by_one.text() and 'sluice_e_a{a="COMPLETE",pipeline="p"} 9.0' in each.text()
+    with pytest.raises(ValueError):
+        each.set_each('sluice_e_state', 'Each.', 'state', {'x': 1}, pipeline='p')
+
 
 @contextlib.contextmanager
 def receiver(failures: int):
