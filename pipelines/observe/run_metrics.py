@@ -173,20 +173,30 @@ def _drift(g: Gauges, pipeline: str, artifact: Any) -> None:
 
 
 def _bytes(path: str) -> int:
+    """The bytes of the files under ``path`` (as ``os.walk`` finds them: symbolic links to files
+    counted, to directories not followed)."""
     if storage.is_remote(path):
         return storage.size(path)
+    try:
+        entries = os.scandir(path)
+    except OSError:  # as os.walk: a directory that cannot be listed adds nothing
+        return 0
     total = 0
-    for dirpath, _, names in os.walk(path):
-        total += sum(os.path.getsize(os.path.join(dirpath, n)) for n in names)
+    with entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                total += _bytes(entry.path)
+            elif entry.is_file():
+                total += entry.stat().st_size
     return total
 
 
 def _overall_metrics(blessing: Any) -> dict[str, dict]:
-    path = os.path.join(storage.local_copy(blessing.uri), 'reasons.json')
-    if not os.path.isfile(path):
+    try:
+        with open(os.path.join(storage.local_copy(blessing.uri), 'reasons.json')) as f:
+            return json.load(f).get('overall_metrics') or {}
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return {}
-    with open(path) as f:
-        return json.load(f).get('overall_metrics') or {}
 
 
 def last_success(store: MetadataStore, pipeline: str, run: RunSummary | None = None,
@@ -195,8 +205,8 @@ def last_success(store: MetadataStore, pipeline: str, run: RunSummary | None = N
     ``run``, one of its runs already read, is not read again. The store's runs are read newest first
     and only until a COMPLETE one: after a run that just ended COMPLETE, not at all beyond the
     ``newest`` contexts already read."""
-    for found_context, props in _runs_newest_first(store, newest):
-        if props.get('pipeline_name') != pipeline:
+    for found_context, found_pipeline in _runs_newest_first(store, newest):
+        if found_pipeline != pipeline:
             continue
         found = run if run is not None and found_context.name == run.run_id else store.run(found_context.name)
         if found.state == 'COMPLETE':
@@ -205,8 +215,8 @@ def last_success(store: MetadataStore, pipeline: str, run: RunSummary | None = N
 
 
 def _runs_newest_first(store: MetadataStore, newest: Newest | None = None,
-                       first_page: int = 2) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """Every run context in the store (all pipelines) with its properties, newest first, as
+                       first_page: int = 2) -> Iterator[tuple[Any, Any]]:
+    """Every run context in the store (all pipelines) with its pipeline's name, newest first, as
     ``MetadataStore.runs_newest_first`` orders them (creation time, then name), read only as far as
     the caller takes them, however long the store's history: first the runs among the ``newest``
     contexts, then the older ones with filter queries, a page at a time (the first of ``first_page``
@@ -214,9 +224,10 @@ def _runs_newest_first(store: MetadataStore, newest: Newest | None = None,
     page, so runs created in the same millisecond keep their order."""
     from ml_metadata.metadata_store import ListOptions, OrderByField
 
-    def ordered(contexts: list) -> Iterator[tuple[Any, dict[str, Any]]]:
+    def ordered(contexts: list) -> Iterator[tuple[Any, Any]]:
         for context in sorted(contexts, key=lambda c: (c.create_time_since_epoch, c.name), reverse=True):
-            yield context, {k: value_of(v) for k, v in context.custom_properties.items()}
+            name = context.custom_properties.get('pipeline_name')
+            yield context, value_of(name) if name is not None else None
 
     bound = None
     if newest is not None and newest.run is not None:

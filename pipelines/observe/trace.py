@@ -119,10 +119,12 @@ class _FileTracer:
 
     def __init__(self, path: str | None, resource: dict):
         self.out = None
-        if path is not None:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            # unbuffered: each span's line is one write, appended by every process of the run
-            self.out = open(path, 'ab', buffering=0)
+        if path is not None:  # unbuffered: each span's line is one write, appended by every process of the run
+            try:
+                self.out = open(path, 'ab', buffering=0)
+            except FileNotFoundError:  # the run's first process on this host: no .sluice-logs yet
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                self.out = open(path, 'ab', buffering=0)
         self.resource = _dumps({'attributes': resource})  # every span's resource, as JSON
         self.parsed: tuple[str | None, tuple[str, str] | None] = (None, None)  # the last parent, parsed
 

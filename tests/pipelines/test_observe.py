@@ -149,7 +149,7 @@ def test_the_runs_are_read_newest_first_a_page_at_a_time_as_the_store_orders_the
             newest = newest_contexts(store, since, window=window)
             assert newest.run.name == since
             assert [c.name for c, _ in _runs_newest_first(store, newest, first_page=2)] == want
-    assert [c.name for c, p in _runs_newest_first(store) if p['pipeline_name'] == 'b'] == [
+    assert [c.name for c, p in _runs_newest_first(store) if p == 'b'] == [
         r.run_id for r in store.runs_newest_first('b')]
     assert last_success(store, 'a') is None  # no run has executions: none is COMPLETE
 
