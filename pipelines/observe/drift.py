@@ -1,4 +1,4 @@
-"""``sluice drift``'s figures in Prometheus' format, published like a run's (``export.publish``), so the
+"""``sluice drift``'s figures in Prometheus' format, published like a run's (``sluice.observe.publish``), so the
 shipped alert rule ``SluiceServedDataDrift`` can fire on them."""
 from __future__ import annotations
 

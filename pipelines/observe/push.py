@@ -1,4 +1,4 @@
-"""The push of a run's figures to a Prometheus Pushgateway (``export.publish``): push-add, grouped by
+"""The push of a run's figures to a Prometheus Pushgateway (``sluice.observe.publish``): push-add, grouped by
 ``job="sluice"`` and the pipeline, over plain HTTP without http.client (``post``).
 
 The Pushgateway's address is found ahead, while the run works (``resolve_ahead``, from

@@ -21,8 +21,8 @@ from sluice import LocalDagRunner, Pipeline, Retry
 from sluice.metadata import MetadataStore
 from sluice.metadata.records import latest_per_node
 from sluice.observe import Webhook
-from sluice.observe.export import publish
-from sluice.observe.exposition import Gauges
+from sluice.observe import publish
+from sluice.observe.run_metrics import Gauges
 from sluice.observe.run_metrics import _runs_newest_first, last_success, newest_contexts
 from dummies import Flaky, Upper
 from serving_helpers import free_port

@@ -60,7 +60,7 @@ def with_monitoring(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def apply_monitoring(args: argparse.Namespace) -> None:
     """--metrics-file and --pushgateway, as the environment variables every part of a run reads."""
-    from sluice.observe.export import METRICS_FILE_ENV, PUSHGATEWAY_ENV
+    from sluice.observe import METRICS_FILE_ENV, PUSHGATEWAY_ENV
     for flag, env in (('metrics_file', METRICS_FILE_ENV), ('pushgateway', PUSHGATEWAY_ENV)):
         if getattr(args, flag, None):
             os.environ[env] = getattr(args, flag)

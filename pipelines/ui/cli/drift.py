@@ -43,7 +43,7 @@ def _thresholds(pairs: list[str]) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     from sluice.components.served_drift import DriftError, append_history, check, parse_since, write_report
     from sluice.observe.drift import drift_registry
-    from sluice.observe.export import publish
+    from sluice.observe import publish
 
     try:
         report = check(args.destination, open_store(args), log_dir=args.log_dir, since=parse_since(args.since),
