@@ -4,7 +4,7 @@ name, and the conversions between ML-Metadata's protos and Sluice's artifacts an
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.proto import metadata_store_pb2 as pb
@@ -181,8 +181,12 @@ class StoreBase(Connection):
         a.custom_properties = {k: value_of(v) for k, v in proto.custom_properties.items()}
         return a
 
-    def artifacts(self, ids: Sequence[int]) -> list[Artifact]:
+    def artifacts(self, ids: Sequence[int], types: Collection[str] | None = None) -> list[Artifact]:
+        """The artifacts of ``ids`` the store has (of the type names ``types`` only, when given: the
+        others are not converted), in the order of ``ids``."""
         protos = self.retry(lambda: self._store.get_artifacts_by_id(list(ids)))
+        if types is not None:
+            protos = [p for p in protos if self._artifact_type_name(p.type_id) in types]
         by_id = {p.id: self._to_artifact(p) for p in protos}
         return [by_id[i] for i in ids if i in by_id]
 

@@ -35,6 +35,7 @@ from sluice.metadata.records import PIPELINE_RUN, ExecutionRecord, RunSummary, l
 from sluice.metadata.store import MetadataStore
 
 NODE_STATES = ('COMPLETE', 'CACHED', 'FAILED', 'RUNNING', 'CANCELED', 'SKIPPED')
+FIGURED = frozenset({'Examples', 'ModelBlessing', 'ExampleAnomalies', 'InfraBlessing', 'PushedModel'})  # _artifact
 
 
 def _valid_name(name: str, colons: bool) -> bool:
@@ -200,20 +201,27 @@ def run_figures(store: MetadataStore, run_id: str) -> tuple[Gauges, RunSummary]:
 
 def read_run(store: MetadataStore, run_id: str, context: Any = None) -> tuple[RunSummary, dict[str, ExecutionRecord]]:
     """The run (``MetadataStore.run``: its context, unless already read, and executions) and the latest
-    execution of each node with its outputs, read as ``MetadataStore.executions`` reads them (keys and
-    order from the OUTPUT events): the events and artifacts of the latest executions' outputs only."""
+    execution of each node with those of its outputs the figures read (``FIGURED``), keys and order
+    from the OUTPUT events, as ``MetadataStore.executions`` reads them: the events and artifacts of
+    the latest executions' outputs only."""
     from ml_metadata.proto import metadata_store_pb2 as pb
 
     run = store.run(run_id, context)
     latest = latest_per_node(run.executions)
     by_id = {ex.id: ex for ex in latest.values()}
+    output = pb.Event.OUTPUT
     events = [e for e in store.retry(lambda: store.mlmd.get_events_by_execution_ids(list(by_id)))
-              if e.type == pb.Event.OUTPUT] if by_id else []
-    artifacts = {a.id: a for a in store.artifacts(sorted({e.artifact_id for e in events}))} if events else {}
-    for e in sorted(events, key=lambda e: [s.index for s in e.path.steps if s.HasField('index')]):
+              if e.type == output] if by_id else []
+    artifacts = {a.id: a for a in store.artifacts(sorted({e.artifact_id for e in events}), FIGURED)} if events else {}
+    placed = []
+    for e in events:
         if e.artifact_id in artifacts:
-            key = next((s.key for s in e.path.steps if s.HasField('key')), '')
-            by_id[e.execution_id].outputs.setdefault(key, []).append(artifacts[e.artifact_id])
+            steps = e.path.steps
+            placed.append(([s.index for s in steps if s.HasField('index')],
+                           next((s.key for s in steps if s.HasField('key')), ''), e))
+    placed.sort(key=lambda p: p[0])
+    for _, key, e in placed:
+        by_id[e.execution_id].outputs.setdefault(key, []).append(artifacts[e.artifact_id])
     return run, latest
 
 
