@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 JOB = 'sluice'
 RESOLVED_FOR = 30.0  # seconds an address found ahead is used for; a longer run looks the host up again
-_ahead: dict[tuple[str, int], Any] = {}  # (host, port) -> its lookup's thread, then (when, addresses)
+_ahead: dict[tuple[str, int], Any] = {}  # (host, port) -> a lock held while it is looked up, then (when, addresses)
 
 
 def push(text: str, pipeline: str, url: str) -> list[str]:
@@ -147,20 +147,26 @@ def resolve_ahead(url: str) -> None:
         return
     if parts.scheme != 'http' or not host or _literal(host) is not None:
         return
-    import threading
-
     found = _ahead.get((host, port))  # a process running one run after another (sluice watch) looks again
-    if isinstance(found, threading.Thread) or (found is not None and time.monotonic() - found[0] < RESOLVED_FOR):
+    if found is not None and (not isinstance(found, tuple) or time.monotonic() - found[0] < RESOLVED_FOR):
         return
+    import _thread
+
+    done = _thread.allocate_lock()  # held while looking: what the push waits on
 
     def look_up() -> None:
         try:
             _ahead[host, port] = (time.monotonic(), socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
         except OSError:
             _ahead.pop((host, port), None)
+        finally:
+            done.release()
 
-    thread = _ahead[host, port] = threading.Thread(target=look_up, name='sluice-pushgateway-lookup', daemon=True)
-    thread.start()
+    done.acquire()
+    _ahead[host, port] = done
+    # _thread, not threading: Thread.start waits until the thread runs, a third of a millisecond of the run's
+    # own; this thread is a daemon's kind, and the push waits for it on ``done``
+    _thread.start_new_thread(look_up, ())
 
 
 def _connect(host: str, port: int, timeout: float) -> socket.socket:
@@ -173,7 +179,8 @@ def _connect(host: str, port: int, timeout: float) -> socket.socket:
     else:
         found = _ahead.get((host, port))
         if found is not None and not isinstance(found, tuple):  # still looking it up
-            found.join(timeout)
+            if found.acquire(timeout=timeout):
+                found.release()
             found = _ahead.get((host, port))
         if isinstance(found, tuple) and time.monotonic() - found[0] < RESOLVED_FOR:
             addresses = found[1]

@@ -408,8 +408,13 @@ def test_the_push_connects_to_an_ip_address_as_written_and_to_a_host_name_looked
     real = socket.getaddrinfo
 
     def counting(host, *args, **kwargs):
-        looked_up.append((host, threading.current_thread().name))
+        looked_up.append((host, 'ahead' if threading.current_thread() is not threading.main_thread() else 'push'))
         return real(host, *args, **kwargs)
+
+    def wait_for_lookup(ahead):
+        if not isinstance(ahead, tuple):  # the lock held while looking
+            assert ahead.acquire(timeout=10)
+            ahead.release()
 
     monkeypatch.setattr(socket, 'getaddrinfo', counting)
     monkeypatch.setattr(push, '_ahead', {})
@@ -427,21 +432,17 @@ def test_the_push_connects_to_an_ip_address_as_written_and_to_a_host_name_looked
 
         monkeypatch.setenv('SLUICE_PUSHGATEWAY', f'http://localhost:{port}/gateway')
         before_run()
-        ahead = push._ahead[('localhost', port)]
-        if isinstance(ahead, threading.Thread):
-            ahead.join(10)
-        assert looked_up == [('localhost', 'sluice-pushgateway-lookup')]
+        wait_for_lookup(push._ahead[('localhost', port)])
+        assert looked_up == [('localhost', 'ahead')]
         assert publish(figures, 'penguin') == [] and len(looked_up) == 1  # connected to what was found ahead
 
         before_run()  # found a moment ago: not looked up again
         assert len(looked_up) == 1
         monkeypatch.setattr(push, 'RESOLVED_FOR', 0.0)  # found too long ago: looked up again
-        assert publish(figures, 'penguin') == [] and looked_up[1] == ('localhost', threading.current_thread().name)
+        assert publish(figures, 'penguin') == [] and looked_up[1] == ('localhost', 'push')
         before_run()  # and ahead again for the next run of a process (sluice watch)
-        ahead = push._ahead[('localhost', port)]
-        if isinstance(ahead, threading.Thread):
-            ahead.join(10)
-        assert looked_up[2] == ('localhost', 'sluice-pushgateway-lookup')
+        wait_for_lookup(push._ahead[('localhost', port)])
+        assert looked_up[2] == ('localhost', 'ahead')
     finally:
         server.shutdown()
         server.server_close()
