@@ -196,14 +196,20 @@ class StoreBase(Connection):
             raise MetadataStoreError(f'No execution {execution_id} in {self.url}.')
         return found[0]
 
-    def _records(self, protos: Sequence[pb.Execution], with_events: bool = True) -> list[ExecutionRecord]:
+    def _records(self, protos: Sequence[pb.Execution], with_events: bool = True,
+                 properties: Collection[str] | None = None) -> list[ExecutionRecord]:
+        """Records of ``protos``; ``properties``: only these of their properties are decoded (with those
+        every record has: ``node_id``, ``run_id``, ``cache_key``), else all."""
         type_names = self._execution_type_names
+        keys = None if properties is None else {'node_id', 'run_id', 'cache_key', *properties}
         records = []
         for p in protos:
             if p.type_id not in type_names:
                 [t] = self.retry(lambda: self._store.get_execution_types_by_id([p.type_id]))
                 type_names[p.type_id] = t.name
-            props = {k: value_of(v) for k, v in p.custom_properties.items()}
+            cp = p.custom_properties
+            props = {k: value_of(v) for k, v in cp.items()} if keys is None else \
+                {k: value_of(cp[k]) for k in keys if k in cp}
             records.append(ExecutionRecord(
                 id=p.id, component_type=type_names[p.type_id], node_id=props.get('node_id', ''),
                 run_id=props.get('run_id', ''), state=pb.Execution.State.Name(p.last_known_state),

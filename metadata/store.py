@@ -90,17 +90,20 @@ class MetadataStore(LeaseMixin, LineageMixin):
         """The run's own properties, without reading its executions."""
         return {k: value_of(v) for k, v in self._require_run(run_id).custom_properties.items()}
 
-    def run(self, run_id: str, context: pb.Context | None = None) -> RunSummary:
-        """The run and its executions; ``context``: the run's context, already read."""
+    def run(self, run_id: str, context: pb.Context | None = None,
+            properties: Collection[str] | None = None) -> RunSummary:
+        """The run and its executions; ``context``: the run's context, already read; ``properties``:
+        only these of the executions' properties are decoded (``_records``)."""
         ctx = context if context is not None else self._require_run(run_id)
-        return self._summary(ctx, {k: value_of(v) for k, v in ctx.custom_properties.items()})
+        return self._summary(ctx, {k: value_of(v) for k, v in ctx.custom_properties.items()}, properties)
 
-    def _summary(self, ctx: pb.Context, props: dict[str, Any]) -> RunSummary:
+    def _summary(self, ctx: pb.Context, props: dict[str, Any],
+                 properties: Collection[str] | None = None) -> RunSummary:
         protos = self.retry(lambda: self._store.get_executions_by_context(ctx.id))
         node_ids = json.loads(props.get('node_ids', '[]'))
         return RunSummary(run_id=ctx.name, pipeline_name=props.get('pipeline_name', ''),
                           create_time=ctx.create_time_since_epoch / 1000, node_ids=node_ids,
-                          properties=props, executions=self._records(protos, with_events=False))
+                          properties=props, executions=self._records(protos, with_events=False, properties=properties))
 
     # -- recording executions -----------------------------------------------------------------
     def _node_contexts(self, pipeline_name: str, run_id: str, node_id: str,

@@ -206,7 +206,7 @@ def read_run(store: MetadataStore, run_id: str, context: Any = None) -> tuple[Ru
     the latest executions' outputs only."""
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    run = store.run(run_id, context)
+    run = store.run(run_id, context, properties=())  # the figures read no execution's own properties
     latest = latest_per_node(run.executions)
     by_id = {ex.id: ex for ex in latest.values()}
     output = pb.Event.OUTPUT
