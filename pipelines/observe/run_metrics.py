@@ -357,7 +357,8 @@ def last_success(store: MetadataStore, pipeline: str, run: RunSummary | None = N
     for found_context, found_pipeline in _runs_newest_first(store, newest):
         if found_pipeline != pipeline:
             continue
-        found = run if run is not None and found_context.name == run.run_id else store.run(found_context.name)
+        found = run if run is not None and found_context.name == run.run_id else \
+            store.run(found_context.name, properties=())
         if found.state == 'COMPLETE':
             return max([ex.update_time for ex in found.executions] or [found.create_time])
     return None
