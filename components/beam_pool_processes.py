@@ -38,10 +38,8 @@ class _Worker:
     @staticmethod
     def popen() -> subprocess.Popen:
         """A worker process, started: it listens about a second later (``_listening``)."""
-        env = dict(os.environ)
-        env[_SYS_PATH_ENV] = os.pathsep.join(p for p in sys.path if p)
         return subprocess.Popen([sys.executable, '-m', 'sluice.components.beam_pool_worker'], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_pool_env())
 
     @classmethod
     def fork_many(cls, zygote: _Zygote, n: int, warm: bool) -> list[_Worker]:
@@ -125,8 +123,7 @@ class _Zygote:
 
     def __init__(self, workers: int) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # one message per send
-        env = dict(os.environ)
-        env[_SYS_PATH_ENV] = os.pathsep.join(p for p in sys.path if p)
+        env = _pool_env()
         # The workers share the cores: TensorFlow's thread pools, sized to every core in each worker by
         # default, would oversubscribe them (at 10x taxi rows on 2 cores, Transform's Beam pipeline took
         # ~1 s of 13 less with one thread each). The user's own setting stands.
@@ -212,6 +209,11 @@ class _Forked:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _pool_env() -> dict[str, str]:
+    """The environment of a pool process: this one's, with its sys.path (``beam_pool_worker._prepare``)."""
+    return {**os.environ, _SYS_PATH_ENV: os.pathsep.join(p for p in sys.path if p)}
 
 
 def _end(process: Any, forwarder: threading.Thread | None) -> None:

@@ -1,7 +1,8 @@
 """The processes of the warm Beam pool (``sluice.components.beam_pool``, the driver's side).
 
-The zygote imports what a worker needs, forks the workers, and imports the heavy libraries once the
-first workers run, so that the workers forked after that start with them. Each worker listens for
+The zygote imports what a worker needs, forks the workers, and imports the heavy libraries when the
+driver asks (as its first node that lists them starts), so that the workers forked after that start
+with them. Each worker listens for
 Beam's worker-pool protocol on loopback, hosts one SDK harness per pipeline (a thread), refuses a
 pipeline while it holds a module whose file changed since it could have been imported (the driver
 then replaces it), and ends when the driver closes its standard input.
