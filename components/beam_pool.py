@@ -120,7 +120,39 @@ def _runner_class() -> type:
 
     Runner.__name__ = Runner.__qualname__ = 'WarmPoolRunner'
     logging.getLogger(base.__module__).addFilter(_QuietModeWarning())
+    _balance_partitions()
     return Runner
+
+
+def _balance_partitions() -> None:
+    """The runner hands a stage's input to the workers in the chunks the earlier stage's workers sent
+    it (up to 10 MB each): Beam deals them out in turn, whatever their sizes, so that one worker could
+    get most of the bytes while the other waited. At 10x taxi rows, Transform's last stage got 21.2 MB
+    and 6.2 MB in about one run of two, 2.5 s instead of 1.7-1.9 s. Here each chunk, largest first, goes
+    to the worker with the fewest bytes so far (the order of a PCollection's elements is no promise).
+    Beam's partition stands where its buffer is not as expected, and where it splits the elements
+    themselves (fewer chunks than workers)."""
+    from apache_beam.runners.portability.fn_api_runner import execution
+
+    buffer = execution.ListBuffer
+    original = buffer.partition
+    if getattr(original, 'by_bytes', False):
+        return
+
+    def partition(self: Any, n: int) -> list[list[bytes]]:
+        chunks = getattr(self, '_inputs', None)
+        if n < 2 or not isinstance(chunks, list) or len(chunks) < n or self.cleared:
+            return original(self, n)
+        parts: list[list[bytes]] = [[] for _ in range(n)]
+        sizes = [0] * n
+        for chunk in sorted(chunks, key=len, reverse=True):
+            fewest = sizes.index(min(sizes))
+            parts[fewest].append(chunk)
+            sizes[fewest] += len(chunk)
+        return parts
+
+    partition.by_bytes = True  # type: ignore[attr-defined]
+    buffer.partition = partition
 
 
 def __getattr__(name: str) -> Any:  # Beam's --runner=sluice.components.beam_pool.WarmPoolRunner

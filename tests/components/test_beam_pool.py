@@ -279,6 +279,38 @@ def test_workers_start_together_and_one_that_fails_to_start_stops_the_others(mon
     assert [p.poll() is not None for _, p in started] == [True, True, True]  # none left running
 
 
+def test_the_workers_share_a_stages_input_by_bytes_not_by_turns():
+    """The runner deals a stage's input out in the chunks the workers of the stage before sent: Beam
+    gave them out in turn, so chunks of 10, 3, 10 and 3 kB left one worker 20 and the other 6. With the
+    pool's runner each worker gets 13, every chunk once; fewer chunks than workers are still split
+    element by element, as Beam does."""
+    from apache_beam.coders import BytesCoder
+    from apache_beam.coders.coder_impl import create_OutputStream
+    from apache_beam.runners.portability.fn_api_runner import execution
+
+    from sluice.components import beam_pool
+
+    beam_pool.WarmPoolRunner  # noqa: B018 - building the runner's class sets the partition
+    chunks = [b'a' * 10_000, b'b' * 3_000, b'c' * 10_000, b'd' * 3_000]
+    buffer = execution.ListBuffer(None)
+    for chunk in chunks:
+        buffer.append(chunk)
+    assert [sum(map(len, chunks[k::2])) for k in range(2)] == [20_000, 6_000]  # Beam's turns
+    parts = buffer.partition(2)
+    assert [sum(map(len, part)) for part in parts] == [13_000, 13_000]
+    assert sorted(chunk for part in parts for chunk in part) == sorted(chunks)
+    assert buffer.partition(1) == [chunks]
+
+    coder = BytesCoder().get_impl()
+    stream = create_OutputStream()
+    for element in (b'w', b'x', b'y', b'z'):
+        coder.encode_to_stream(element, stream, True)
+    one = execution.ListBuffer(coder)
+    one.append(stream.get())
+    halves = one.partition(2)
+    assert len(halves) == 2 and all(len(part) == 1 and len(part[0]) == 4 for part in halves)  # two elements each
+
+
 def test_an_input_of_few_rows_runs_in_this_process_and_a_large_one_on_the_pool(tmp_path, monkeypatch, caplog):
     """Asked for worker processes, a Beam pipeline that reads fewer than beam_pool.MIN_ROWS rows runs in
     the driver's process (the pool would cost more than it saves); the rows are CsvExampleGen's
