@@ -36,19 +36,26 @@ def mark(what: str, thread: str | None = None) -> None:
 
 
 def hook() -> None:
-    """Events from Beam's ``Pipeline.run`` and the launcher's heavy imports, in each node's thread."""
-    import apache_beam as beam
-
+    """Events from each Beam pipeline's run and the launcher's heavy imports, in each node's thread
+    (Beam itself is imported where the run imports it)."""
     import sluice.orchestration.launcher as launcher
+    from sluice.components.executor import Executor
 
-    run, import_first = beam.Pipeline.run, launcher.import_first
+    build, import_first = Executor.beam_pipeline, launcher.import_first
 
-    def pipeline_run(self, *args, **kwargs):
-        mark('beam pipeline >')
-        try:
-            return run(self, *args, **kwargs)
-        finally:
-            mark('beam pipeline <')
+    def beam_pipeline(self):
+        pipeline = build(self)
+        run = pipeline.run
+
+        def timed_run(*args, **kwargs):  # leaving the pipeline's block runs it and waits
+            mark('beam pipeline >')
+            try:
+                return run(*args, **kwargs)
+            finally:
+                mark('beam pipeline <')
+
+        pipeline.run = timed_run
+        return pipeline
 
     def imports(modules):
         modules = list(modules)
@@ -58,7 +65,7 @@ def hook() -> None:
         if modules:
             mark('imports <')
 
-    beam.Pipeline.run, launcher.import_first = pipeline_run, imports
+    Executor.beam_pipeline, launcher.import_first = beam_pipeline, imports
 
 
 def sample(interval: float, samples: list, stop: threading.Event) -> None:
@@ -69,12 +76,16 @@ def sample(interval: float, samples: list, stop: threading.Event) -> None:
 
 
 def role(pid: int) -> str:
+    """The driver (this process), the zygote (its child; the workers it forks inherit its command
+    line) or a worker."""
     if pid == os.getpid():
         return 'driver'
     try:
+        with open(f'/proc/{pid}/stat', 'rb') as f:
+            parent = int(f.read().rsplit(b')', 1)[1].split()[1])
         with open(f'/proc/{pid}/cmdline', 'rb') as f:
-            return 'zygote' if b'--zygote' in f.read() else 'worker'
-    except OSError:
+            return 'zygote' if parent == os.getpid() and b'--zygote' in f.read() else 'worker'
+    except (OSError, ValueError, IndexError):
         return 'worker'  # ended: the zygote outlives the run's workers
 
 
