@@ -26,6 +26,12 @@ memory is sampled every 0.2 s (the process and its descendants, from /proc).
 Inside, each side times its nodes with perf_counter around the same span (Sluice: the launcher's
 duration, which includes driver, cache lookup and publish).
 
+Each side also times its first imports of TensorFlow and its libraries (TFDV, tf.Transform, TFMA)
+within each node, printed as "heavy imports": a process pays them once, in the first node that uses
+them, and the two sides do not use them in the same node (Sluice's CsvExampleGen writes tf.Examples
+without TensorFlow; the plain script builds them with TensorFlow's protos). A node that misses its
+target with such imports in it says how much of its time they were.
+
 ONNX is not the same work on both sides: Sluice exports the whole serving signature (tf.Example
 parsing cut off, the tf.Transform graph and the Keras model) and checks it against the SavedModel
 on up to 2,000 raw eval examples; the plain script converts the Keras model alone (tf2onnx
@@ -82,11 +88,22 @@ def timed(name, fn):
     return wrapper
 onnx_export.export_onnx = timed('onnx_export', onnx_export.export_onnx)
 onnx_export.max_abs_diff = timed('onnx_check', onnx_export.max_abs_diff)
+import threading
+from sluice.orchestration import launcher
+imports = {}
+def node_imports(modules, first=launcher.import_first):
+    start = time.perf_counter()
+    try:
+        return first(modules)
+    finally:  # each node runs in a thread named after it (sluice.orchestration.schedule)
+        node = threading.current_thread().name.removeprefix('sluice-node-')
+        imports[node] = imports.get(node, 0.0) + time.perf_counter() - start
+launcher.import_first = node_imports
 from sluice import LocalDagRunner, load_pipeline
 pipeline = load_pipeline(P['taxi'], root=P['root'], data=P['data'], train_steps=P['steps'])
 result = LocalDagRunner(progress=False).run(pipeline)
 assert result.state == 'COMPLETE', {k: n.error for k, n in result.nodes.items() if n.error}
-print(json.dumps({'nodes': {k: n.duration for k, n in result.nodes.items()}, **spent,
+print(json.dumps({'nodes': {k: n.duration for k, n in result.nodes.items()}, **spent, 'imports': imports,
                   'onnx_diff': result['Trainer.onnx'].outputs['onnx_model'].get('onnx_max_abs_diff'),
                   'imported': [m for m in P['libraries'] if m in sys.modules]}))
 '''
@@ -95,7 +112,7 @@ PLAIN = r'''
 import json, os, sys, time
 P = json.loads(sys.argv[1])
 os.environ['TF_USE_LEGACY_KERAS'] = '1'  # the module file saves with Keras 2 (save_format='tf')
-took, spent = {}, {}
+took, spent, imports = {}, {}, {}
 
 
 def graph_libraries_unconverted():
@@ -155,7 +172,8 @@ def kind_of(text):
 with step('CsvExampleGen'):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
-    from tensorflow.core.example import example_pb2
+    with step('CsvExampleGen', imports):  # imports TensorFlow whole
+        from tensorflow.core.example import example_pb2
 
     [csv_path] = glob.glob(os.path.join(P['data'], '*.csv'))
     with open(csv_path, newline='') as f:
@@ -211,8 +229,9 @@ with step('CsvExampleGen'):
                      compression_type=beam.io.filesystem.CompressionTypes.GZIP))
 
 with step('StatisticsGen'):
-    import tensorflow_data_validation as tfdv
-    from tfx_bsl.public import tfxio
+    with step('StatisticsGen', imports):
+        import tensorflow_data_validation as tfdv
+        from tfx_bsl.public import tfxio
 
     with beam.Pipeline(options=PipelineOptions(BEAM_ARGS)) as p:
         for split in SPLITS:
@@ -236,8 +255,9 @@ with step('ExampleValidator'):
 
 with step('Transform'):
     graph_libraries_unconverted()  # where Sluice's Transform executor does the same
-    import tensorflow_transform as tft
-    import tensorflow_transform.beam as tft_beam
+    with step('Transform', imports):
+        import tensorflow_transform as tft
+        import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 
     module = load_module(P['module'])
@@ -300,7 +320,8 @@ with step('Trainer.onnx'):
         onnx_diff = float(np.max(np.abs(got.reshape(expected.shape) - expected)))
 
 with step('Evaluator'):
-    import tensorflow_model_analysis as tfma
+    with step('Evaluator', imports):
+        import tensorflow_model_analysis as tfma
 
     config = tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(name='candidate', signature_name='serving_default', label_key='tips')],
@@ -326,7 +347,7 @@ with step('Pusher'):
     if blessed:
         shutil.copytree(serving_dir, os.path.join(root, 'serving', '.staging'))
         os.rename(os.path.join(root, 'serving', '.staging'), os.path.join(root, 'serving', '1'))
-print(json.dumps({'nodes': took, **spent, 'onnx_diff': onnx_diff, 'mae': mae,
+print(json.dumps({'nodes': took, **spent, 'imports': imports, 'onnx_diff': onnx_diff, 'mae': mae,
                   'imported': [m for m in P['libraries'] if m in sys.modules]}))
 '''
 
@@ -409,6 +430,10 @@ def report_scale(times: int, rows: int, reps: list[dict], steps: int) -> list[st
             continue
         print(f'  {label:<22}{spread(b, ".2f"):>28}{spread(a, ".2f"):>28}{"(not the same work)":>28}'
               f'{spread([x - y for x, y in zip(a, b)], "+.2f"):>28}')
+    for side, group in (('plain', pl), ('sluice', sl)):  # where each side first imports TensorFlow and its libraries
+        by_node = {k: median([r['imports'].get(k, 0.0) for r in group]) for k in sl[0]['nodes']}
+        shown = ', '.join(f'{k} {v:.2f} s' for k, v in by_node.items() if v >= 0.05)
+        print(f'  heavy imports, {side}: {shown or "(none timed)"}')
     outside = {side: [r['seconds'] - sum(r['nodes'].values()) for r in group]
                for side, group in (('sluice', sl), ('plain', pl))}
     # wall minus the nodes' sum: Sluice's is lower by the time nodes ran at once (Trainer.onnx beside the Evaluator)
@@ -436,6 +461,12 @@ def report_scale(times: int, rows: int, reps: list[dict], steps: int) -> list[st
             where = (f' (Sluice exports the whole serving signature and checks it on raw rows, {sluice_side}; '
                      f'the plain script converts the Keras model only, {median([p["onnx_export"] + p["onnx_check"] for p in pl]):.1f} s: '
                      'not the same work)')
+        elif node in sl[0]['nodes'] and abs(moved := median(
+                [s['imports'].get(node, 0.0) - p['imports'].get(node, 0.0) for s, p in zip(sl, pl)])) >= 0.1:
+            rest = median(ratios([s['nodes'][node] - s['imports'].get(node, 0.0) for s in sl],
+                                 [p['nodes'][node] - p['imports'].get(node, 0.0) for p in pl]))
+            where = (f' (of which {moved:+.1f} s the first imports of TensorFlow and its libraries, which the plain '
+                     f'script makes in another node; without them {rest:.3f}x)')
         elif node == 'whole process':
             per_node = sorted(((median([s['nodes'][k] - p['nodes'][k] for s, p in zip(sl, pl)]), k)
                                for k in sl[0]['nodes']), reverse=True)
