@@ -56,8 +56,7 @@ def import_first(modules: Iterable[str]) -> None:
     leave alone for good what the process holds by then (``gc.freeze``), as the command line does after
     its own imports. These libraries make hundreds of thousands of objects that live as long as the
     process, and every full collection walked them all again: the taxi example's `sluice run` spent
-    4.3 s of its run in the collector, 2.0-2.1 s with this (``bench/README.md``, "The cyclic garbage
-    collector"). The price: cyclic garbage that exists at that moment is never collected (memory freed
+    4.4 s in the collector, 2.2 s with this (``bench/README.md``, "The cyclic garbage collector"). The price: cyclic garbage that exists at that moment is never collected (memory freed
     by reference counting is freed as before), once per library per process.
     """
     for name in modules:

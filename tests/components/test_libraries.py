@@ -49,6 +49,29 @@ def test_a_module_that_fails_to_import_is_left_to_its_user(tmp_path, monkeypatch
         importlib.import_module('broken_heavy')
 
 
+def test_the_collector_is_paused_while_they_import_and_then_leaves_what_the_process_holds(tmp_path, monkeypatch):
+    """The heavy libraries' objects live as long as the process: no collection runs during their
+    import, and what the process holds after it is frozen, out of every later collection; the
+    collector is left on or off as it was, a failed import included."""
+    import gc
+
+    (tmp_path / 'heavy_made.py').write_text('import gc\nCOLLECTING = gc.isenabled()\nOBJECTS = [[i] for i in range(1000)]\n')
+    (tmp_path / 'heavy_broken.py').write_text('raise ImportError("not here")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    libraries.import_first(['heavy_made'])
+    assert sys.modules['heavy_made'].COLLECTING is False
+    assert gc.isenabled()
+    assert gc.get_freeze_count() >= frozen + 1000  # the module's lists among them
+    gc.disable()
+    try:
+        libraries.import_first(['heavy_broken'])
+        assert not gc.isenabled()  # the caller's choice stands
+    finally:
+        gc.enable()
+
+
 def test_the_built_in_executors_that_run_at_once_declare_what_they_import():
     from sluice.components.statistics_gen import StatisticsGenExecutor
     from sluice.components.transform import TransformExecutor
