@@ -45,7 +45,7 @@ import os
 import threading
 from typing import Any, Sequence
 
-from sluice.components.beam_pool_processes import IMPORTS_PARAM, STALE, _Worker, _Zygote
+from sluice.components.beam_pool_processes import IMPORTS_PARAM, POOL_URL_ENV, STALE, _Forked, _Worker, _Zygote
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,8 @@ def _runner_class() -> type:
                 return next((e.split('=', 1)[1] for e in experiments if e.startswith(name + '=')), default)
 
             imports = experiment(IMPORTS_PARAM, '')
-            pool = worker_pool(workers, warm=bool(imports))
-            self._default_environment = environments.ExternalEnvironment(pool.url, params={
+            url = os.environ.get(POOL_URL_ENV) or worker_pool(workers, warm=bool(imports)).url
+            self._default_environment = environments.ExternalEnvironment(url, params={
                 'pickle_library': options.view_as(SetupOptions).pickle_library or 'default',
                 'state_cache_bytes': str((options.view_as(WorkerOptions).max_cache_memory_usage_mb or 0) << 20),
                 'data_buffer_time_limit_ms': experiment('data_buffer_time_limit_ms', '0'),
@@ -295,13 +295,21 @@ def prestart(beam_pipeline_args: Sequence[str], rows: int | None = None) -> None
     starts now, so that it has imported Beam by the time the first pipeline asks for workers (about
     a second on a small machine, spent on another core while the executor imports Beam itself)."""
     global _EARLY
-    workers = _asked_workers(beam_pipeline_args)
-    if workers is None or rows is not None and rows < int(os.environ.get(MIN_ROWS_ENV) or MIN_ROWS):
+    workers = _wants_pool(beam_pipeline_args, rows)
+    if workers is None:
         return
     with _POOL_LOCK:
         if _POOL is None and _EARLY is None:
             _EARLY = _Zygote(workers)
             atexit.register(shutdown)
+
+
+def _wants_pool(beam_pipeline_args: Sequence[str], rows: int | None) -> int | None:
+    """The worker processes these arguments ask for, unless the input is known to be under MIN_ROWS."""
+    workers = _asked_workers(beam_pipeline_args)
+    if workers is None or rows is not None and rows < int(os.environ.get(MIN_ROWS_ENV) or MIN_ROWS):
+        return None
+    return workers
 
 
 def _early_zygote() -> _Zygote | None:
@@ -357,6 +365,25 @@ def warm_up() -> None:
             zygote.import_libraries()
         except OSError:  # gone: the next fork says so and starts another
             pass
+
+
+def fork_executor(payload: str, result: str, beam_pipeline_args: Sequence[str],
+                  rows: int | None = None) -> _Forked | None:
+    """A node's executor in a process forked from the pool's zygote (``_Zygote.run_executor``), when
+    these Beam arguments ask for worker processes for ``rows`` (the pool started if need be, warm):
+    it starts with the heavy libraries imported, and its Beam pipelines run on this process's pool.
+    None otherwise, or when the zygote cannot fork it (then a process of its own runs it)."""
+    workers = _wants_pool(beam_pipeline_args, rows)
+    if workers is None:
+        return None
+    pool = worker_pool(workers, warm=True)
+    try:
+        if pool.zygote is None:
+            raise RuntimeError('the pool has no zygote')
+        return pool.zygote.run_executor(payload, result, pool.url)
+    except (OSError, RuntimeError) as e:
+        log.info('Beam worker pool: the zygote could not fork an executor (%s); it starts as a process of its own', e)
+        return None
 
 
 def current_pool() -> WorkerPool | None:

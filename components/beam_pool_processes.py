@@ -18,6 +18,8 @@ _PORT_LINE = b'sluice-pool-port '
 # The heavy libraries a pipeline's node imports (``Executor.imports``): an experiment in its options
 # (``rewrite_options``), then a parameter of the EXTERNAL environment its workers read.
 IMPORTS_PARAM = 'sluice_imports'
+# In an executor's process forked by the zygote: the pool its Beam pipelines use (the driver's).
+POOL_URL_ENV = 'SLUICE_POOL_URL'
 # Modules that libraries write and import as they run (TensorFlow's AutoGraph): new files, not edits.
 _GENERATED = ('__autograph_generated_file',)
 
@@ -166,6 +168,19 @@ class _Zygote:
             raise RuntimeError(answer or f'the zygote exited with status {self.process.returncode}')
         _, pid, state = answer.split()
         return _Forked(int(pid), os.fdopen(stdin_w, 'wb'), os.fdopen(stdout_r, 'rb'), cold=state == 'cold')
+
+    def run_executor(self, payload: str, result: str, url: str) -> _Forked:
+        """A process forked with the heavy libraries imported that runs a node's executor
+        (``isolated``: ``payload`` in, ``result`` out), its Beam pipelines on the pool at ``url``, its
+        output this process's standard output and error; in a process group of its own."""
+        with self._lock:
+            with self._sending:
+                socket.send_fds(self.control, [b'\0'.join(p.encode() for p in ('run', payload, result, url))], [1, 2])
+            answer = self.control.recv(4096).decode(errors='replace')
+        if not answer.startswith('pid '):
+            self.process.wait(timeout=10)
+            raise RuntimeError(answer or f'the zygote exited with status {self.process.returncode}')
+        return _Forked(int(answer.split()[1]), None, None, cold=False)
 
     def import_libraries(self) -> None:
         """Have the zygote import the heavy libraries now (no answer), so that the next workers are warm;

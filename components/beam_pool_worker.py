@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from sluice.components.beam_pool_processes import _GENERATED, _PORT_LINE, _SYS_PATH_ENV, IMPORTS_PARAM, STALE
+from sluice.components.beam_pool_processes import _GENERATED, _PORT_LINE, _SYS_PATH_ENV, IMPORTS_PARAM, POOL_URL_ENV, STALE
 from sluice.components.libraries import TF, TFDV, TFT, TFXIO, import_first
 
 log = logging.getLogger(__name__)
@@ -211,10 +211,10 @@ def _zygote(fd: int) -> None:
             os._exit(0)  # the driver closed it, exited or was killed
         if control not in ready:
             continue
-        message, fds, _, _ = socket.recv_fds(control, 64, 2)
+        message, fds, _, _ = socket.recv_fds(control, 4096, 2)
         if not message:
             os._exit(0)
-        if message == b'import' or message == b'warm' and not warm:
+        if message == b'import' or message != b'cold' and not warm:
             import_first(WARM_IMPORTS)
             warm = True
         if message == b'import':
@@ -227,6 +227,8 @@ def _zygote(fd: int) -> None:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
+            if message.startswith(b'run\0'):
+                _become_executor(control, fds, message.decode().split('\0')[1:])
             _become_worker(control, fds, staleness)
         for f in fds:
             os.close(f)
@@ -256,6 +258,36 @@ def _become_worker(control: socket.socket, fds: list[int], staleness: _Staleness
         _serve(staleness)
     finally:
         os._exit(1)  # never back into the zygote's loop
+
+
+def _become_executor(control: socket.socket, fds: list[int], arguments: list[str]) -> None:
+    """In a process just forked by the zygote: a node's executor (``sluice.orchestration.isolated``), in a
+    process group of its own, its output where the driver's goes, its Beam pipelines on the driver's pool."""
+    from sluice.orchestration import isolated
+
+    code = 1
+    try:
+        control.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        for f in fds:
+            os.close(f)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        payload, result, url = arguments
+        os.environ[POOL_URL_ENV] = url
+        logging.getLogger().setLevel(logging.WARNING)  # as in a new process: the workers' INFO is theirs
+        code = isolated._child(payload, result)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
 
 
 def _main() -> None:

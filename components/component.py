@@ -149,8 +149,12 @@ class Component:
     version: ClassVar[str] = '1'
     libraries: ClassVar[tuple[str, ...]] = ()
     # With several nodes at once, run the executor in a process of its own: for work that is mostly
-    # Python (it would hold the GIL against the nodes beside it) and worth a fresh process's imports.
+    # Python (it would hold the GIL against the nodes beside it). Such a process is forked from the
+    # run's warm Beam pool, with the heavy libraries imported, when the run has one; else it is a new
+    # process, which imports them again: ``apart_from_rows`` is the input (rows of its Examples) below
+    # which that costs more than it saves.
     apart_when_parallel: ClassVar[bool] = False
+    apart_from_rows: ClassVar[int] = 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

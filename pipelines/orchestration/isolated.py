@@ -38,11 +38,15 @@ class ExecutorProcessError(RuntimeError):
 
 
 def run(executor_cls: type, arguments: dict[str, Any], beam_pipeline_args: tuple[str, ...], tmp_dir: str,
-        node_id: str, timeout: float | None, started: Callable[[subprocess.Popen], None] | None = None) -> None:
+        node_id: str, timeout: float | None, started: Callable[[Any], None] | None = None,
+        rows: int | None = None) -> None:
     """Run ``executor_cls(...).run(**arguments)`` in a child process; copy the output artifacts'
     properties back into ``arguments``. Raises NodeTimeout past ``timeout`` seconds, the executor's
-    own error (or ExecutorProcessError) if it failed; ``timeout`` None waits as long as it runs. ``started`` is given the child process, which
-    ``stop`` ends (a launch cancelled from another thread)."""
+    own error (or ExecutorProcessError) if it failed; ``timeout`` None waits as long as it runs.
+    ``started`` is given the child process, which ``stop`` ends (a launch cancelled from another
+    thread). When the Beam arguments ask for worker processes for ``rows`` (the input's rows, if
+    known), the child is forked from the warm pool's zygote, with the heavy libraries imported, and its
+    pipelines run on that pool (``beam_pool.fork_executor``); otherwise it is a new Python process."""
     import cloudpickle
 
     payload, result = os.path.join(tmp_dir, 'isolated-payload.pkl'), os.path.join(tmp_dir, 'isolated-result.pkl')
@@ -50,9 +54,11 @@ def run(executor_cls: type, arguments: dict[str, Any], beam_pipeline_args: tuple
         pickle.dump({'sys_path': list(sys.path), 'cwd': os.getcwd()}, f)
         cloudpickle.dump({'executor': executor_cls, 'arguments': arguments, 'beam': tuple(beam_pipeline_args),
                           'tmp_dir': tmp_dir, 'node_id': node_id}, f)
+    from sluice.components import beam_pool
+
     start = time.monotonic()
-    child = subprocess.Popen([sys.executable, '-m', 'sluice.orchestration.isolated', payload, result],
-                             start_new_session=True)
+    child = beam_pool.fork_executor(payload, result, beam_pipeline_args, rows) or subprocess.Popen(
+        [sys.executable, '-m', 'sluice.orchestration.isolated', payload, result], start_new_session=True)
     if started is not None:
         started(child)
     try:
@@ -65,8 +71,9 @@ def run(executor_cls: type, arguments: dict[str, Any], beam_pipeline_args: tuple
         stop(child)
         raise
     if not os.path.exists(result):
-        raise ExecutorProcessError('ExecutorProcessDied', f'the executor process of {node_id} ended with exit code '
-                                   f'{child.returncode} before reporting (killed, or out of memory?)', True, '')
+        code = f' with exit code {child.returncode}' if isinstance(child, subprocess.Popen) else ''  # a fork's: the zygote's to know
+        raise ExecutorProcessError('ExecutorProcessDied', f'the executor process of {node_id} ended{code} '
+                                   'before reporting (killed, or out of memory?)', True, '')
     with open(result, 'rb') as f:
         outcome = pickle.load(f)
     if 'error' in outcome:
@@ -82,7 +89,7 @@ def run(executor_cls: type, arguments: dict[str, Any], beam_pipeline_args: tuple
         arguments[key].custom_properties.update(custom)
 
 
-def stop(child: subprocess.Popen) -> None:
+def stop(child: Any) -> None:
     """SIGTERM to the child's whole process group, SIGKILL to what is left after GRACE_SECONDS."""
     for sig, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 5.0)):
         try:

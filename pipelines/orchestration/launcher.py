@@ -107,7 +107,9 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
     after recording CANCELED. ``attempt`` is recorded on the execution (retries: sluice.orchestration.core). A
     component with ``timeout_seconds`` runs its executor in a process of its own (sluice.orchestration.isolated),
     stopped at the limit; so does a component whose class sets ``apart_when_parallel`` when nodes may run
-    ``beside_others`` (its executor's Python work would otherwise hold the GIL against theirs).
+    ``beside_others`` (its executor's Python work would otherwise hold the GIL against theirs) and its input
+    has at least ``apart_from_rows`` rows. That process is forked from the run's warm Beam pool when it has
+    one (``beam_pool.fork_executor``).
 
     ``lease`` (a ``sluice.orchestration.lease.Lease``) fences the launch: it is checked before anything is
     recorded and just after the execution is registered, and publishing or failing the execution
@@ -343,12 +345,13 @@ class _Launch:
         component, pipeline = self.component, self.pipeline
         with staging.staged(self.inputs, self.outputs, self.tmp_dir,
                             lambda: fault_point(component.id, 'upload')) as (inputs, outputs):
-            if getattr(component, 'timeout_seconds', None) or self.apart:
+            rows = rows_in(inputs)
+            apart = self.apart and (rows or 0) >= type(component).apart_from_rows
+            if getattr(component, 'timeout_seconds', None) or apart:
                 isolated.run(type(component).executor, {**inputs, **outputs, **self.driver.parameters()},
                              pipeline.beam_pipeline_args, self.tmp_dir, component.id,
-                             getattr(component, 'timeout_seconds', None), started=self._child_started)
+                             getattr(component, 'timeout_seconds', None), started=self._child_started, rows=rows)
             else:
-                rows = rows_in(inputs)
                 beam_pool.prestart(pipeline.beam_pipeline_args, rows)  # worker processes asked for: start them now
                 executor = type(component).executor(beam_pipeline_args=pipeline.beam_pipeline_args,
                                                     tmp_dir=self.tmp_dir, node_id=component.id)
