@@ -221,12 +221,12 @@ class Flaky(Component):
 
 
 class HangExecutor(Executor):
-    """Starts a child process (as Beam's workers are), records both pids, then hangs."""
+    """Starts a child process (as Beam's workers are), records both pids and its parent's, then hangs."""
 
     def run(self, *, pids: str, text: Text) -> None:
         child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
         with open(pids, 'w') as f:
-            f.write(f'{os.getpid()} {child.pid}')
+            f.write(f'{os.getpid()} {child.pid} {os.getppid()}')
         time.sleep(120)
 
 
@@ -234,3 +234,31 @@ class Hang(Component):
     pids = Parameter(str, path=True)
     text = Output(Text)
     executor = HangExecutor
+
+
+class WhereExecutor(Executor):
+    """Writes where it ran, as JSON: its pid, its parent's, its process group, whether TensorFlow was
+    imported before it started, and the pid of the process that ran its Beam pipeline's one element."""
+
+    def run(self, *, report: Text) -> None:
+        import json
+
+        import apache_beam as beam
+
+        warm = 'tensorflow' in sys.modules
+        worker = os.path.join(report.uri, 'worker')
+        with self.beam_pipeline() as p:
+            _ = (p | beam.Create([0]) | beam.Map(lambda _: str(os.getpid()))
+                 | beam.io.WriteToText(worker, shard_name_template=''))
+        with open(worker) as f:
+            ran_on = int(f.read())
+        os.remove(worker)
+        write_text(report, json.dumps({'pid': os.getpid(), 'parent': os.getppid(), 'group': os.getpgid(0),
+                                       'warm': warm, 'worker': ran_on}))
+
+
+class Where(Component):
+    """Runs its executor in a process of its own beside other nodes (apart_when_parallel)."""
+    report = Output(Text)
+    executor = WhereExecutor
+    apart_when_parallel = True

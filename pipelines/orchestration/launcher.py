@@ -126,7 +126,7 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
     records it (those outputs exist)."""
     steps = _Launch(component, store, pipeline, lease, attempt)
     steps.hold = hold or _nothing
-    steps.apart = beside_others and getattr(type(component), 'apart_when_parallel', False)
+    steps.beside_others = beside_others
     ended = steps.drive()
     if ended is None and enable_cache:
         ended = steps.reuse_cached()
@@ -201,7 +201,7 @@ class _Launch:
         self.outputs: dict[str, Artifact] = {}
         self.tmp_dir = ''
         self.child: Any = None  # the executor's own process (timeout_seconds, apart), while it runs
-        self.apart = False  # run the executor in a process of its own (see launch)
+        self.beside_others = False  # other nodes may run at once (see launch, runs_apart)
         self.hold: Callable[[], bool] = _nothing  # the node's lease, taken before recording more than CACHED
 
     def drive(self) -> NodeResult | None:
@@ -346,8 +346,7 @@ class _Launch:
         with staging.staged(self.inputs, self.outputs, self.tmp_dir,
                             lambda: fault_point(component.id, 'upload')) as (inputs, outputs):
             rows = rows_in(inputs)
-            apart = self.apart and (rows or 0) >= type(component).apart_from_rows
-            if getattr(component, 'timeout_seconds', None) or apart:
+            if getattr(component, 'timeout_seconds', None) or runs_apart(type(component), self.beside_others, rows):
                 isolated.run(type(component).executor, {**inputs, **outputs, **self.driver.parameters()},
                              pipeline.beam_pipeline_args, self.tmp_dir, component.id,
                              getattr(component, 'timeout_seconds', None), started=self._child_started, rows=rows)
@@ -382,6 +381,13 @@ class _Launch:
     def _lost(self, error: Exception) -> NodeResult:
         self.result.state, self.result.error, self.result.duration = 'CANCELED', str(error), time.time() - self.start
         return self.result
+
+
+def runs_apart(component_cls: type, beside_others: bool, rows: int | None) -> bool:
+    """Whether an executor runs in a process of its own as nodes may run beside it: its class sets
+    ``apart_when_parallel`` and its input has at least ``apart_from_rows`` rows (None: not known)."""
+    return beside_others and getattr(component_cls, 'apart_when_parallel', False) and \
+        (rows or 0) >= getattr(component_cls, 'apart_from_rows', 0)
 
 
 def _end_quietly(publisher: Publisher, execution_id: int, outputs: dict[str, Artifact], error_type: str,

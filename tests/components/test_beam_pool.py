@@ -515,3 +515,58 @@ def test_the_zygote_starts_as_a_node_that_asks_for_worker_processes_starts_and_t
     early = beam_pool._EARLY
     beam_pool.shutdown()  # never used: stopped all the same
     assert early.process.poll() is not None and beam_pool._EARLY is None
+
+
+def where_run(tmp_path, name, args):
+    """The Where node (tests/dummies.py) run beside another: where its executor ran."""
+    from dummies import Where, read_text
+    from sluice import LocalDagRunner, Pipeline
+
+    pipeline = Pipeline(name, str(tmp_path / name), [Where(), Where().with_id('Beside')],
+                        metadata=f'sqlite:///{tmp_path}/{name}.db', beam_pipeline_args=args)
+    result = LocalDagRunner(progress=False, parallel=2).run(pipeline)
+    assert result.state == 'COMPLETE', result['Where'].error
+    return json.loads(read_text(result['Where'].outputs['report']))
+
+
+def test_an_executor_run_apart_is_forked_warm_by_the_zygote_and_its_pipelines_run_on_the_pool(tmp_path):
+    """A node run in a process of its own (apart_when_parallel; with_timeout too) is forked by the warm
+    pool's zygote when the run asks for worker processes: it starts with TensorFlow imported, in a
+    process group of its own (what a timeout or Ctrl-C stops), and its Beam pipeline runs on this
+    process's pool, not on a pool of its own. Without worker processes, it is a new Python process."""
+    import os
+
+    from sluice.components import beam_pool
+
+    beam_pool.shutdown()
+    try:
+        forked = where_run(tmp_path, 'forked', ['--direct_running_mode=multi_processing', '--direct_num_workers=1'])
+        pool = beam_pool.current_pool()
+        zygote = pool.zygote.process.pid
+        worker_parent = parent_of(forked['worker'])
+        assert pool.served == 2 and [w.process.pid for w in pool.workers] == [forked['worker']]
+    finally:
+        beam_pool.shutdown()
+    assert forked['parent'] == zygote and forked['pid'] not in (os.getpid(), forked['worker'])
+    assert forked['warm'] is True and forked['group'] == forked['pid']
+    assert worker_parent == zygote
+    assert not alive(forked['pid'])
+
+    spawned = where_run(tmp_path, 'spawned', ['--direct_num_workers=1'])
+    assert beam_pool.current_pool() is None
+    assert spawned['parent'] == os.getpid() and spawned['warm'] is False and spawned['group'] == spawned['pid']
+    assert spawned['worker'] == spawned['pid']  # one worker: the pipeline ran in the executor's process
+
+
+def test_statistics_gen_runs_apart_beside_other_nodes_from_ten_thousand_rows():
+    """Which executors run in a process of their own: with nodes at once only, and for StatisticsGen
+    only on an input of at least its apart_from_rows (a new process imports TFDV again); the ONNX
+    export whatever its input."""
+    from sluice.components import StatisticsGen
+    from sluice.components.onnx_exporter import OnnxExporter
+    from sluice.orchestration.launcher import runs_apart
+
+    assert runs_apart(StatisticsGen, True, 15_000) and runs_apart(StatisticsGen, True, 10_000)
+    assert not runs_apart(StatisticsGen, True, 344) and not runs_apart(StatisticsGen, True, None)
+    assert not runs_apart(StatisticsGen, False, 15_000)  # one node at a time: nothing beside it
+    assert runs_apart(OnnxExporter, True, None) and not runs_apart(OnnxExporter, False, None)

@@ -118,17 +118,33 @@ def test_bad_input_is_not_retried(tmp_path):
 
 
 # -- timeouts --------------------------------------------------------------------------------------
-def test_a_node_past_its_timeout_is_stopped_with_its_workers(tmp_path):
+@pytest.mark.parametrize('workers', ['in this process', 'pool'])
+def test_a_node_past_its_timeout_is_stopped_with_its_workers(tmp_path, workers):
+    """Its executor's process (a new one; forked by the warm pool's zygote when the run asks for
+    worker processes) and what that process started are stopped a second past the limit at most."""
+    from sluice.components import beam_pool
+
+    args = ['--direct_running_mode=multi_processing', '--direct_num_workers=1'] if workers == 'pool' else []
     hang = Hang(pids=str(tmp_path / 'pids.txt')).with_timeout(2)
-    pipeline = Pipeline('hang', str(tmp_path / 'root'), [hang], metadata=f'sqlite:///{tmp_path}/m.db')
-    result = LocalDagRunner(progress=False).run(pipeline)
+    pipeline = Pipeline('hang', str(tmp_path / 'root'), [hang], metadata=f'sqlite:///{tmp_path}/m.db',
+                        beam_pipeline_args=args)
+    beam_pool.shutdown()
+    try:
+        if args:  # warm beforehand: the zygote's import of TensorFlow is not the node's to wait for here
+            zygote = beam_pool.worker_pool(1, warm=True).zygote.process.pid
+        result = LocalDagRunner(progress=False).run(pipeline)
+        if args:
+            assert beam_pool.current_pool().zygote.process.pid == zygote
+    finally:
+        beam_pool.shutdown()
     node = result['Hang']
     assert node.state == 'FAILED' and 'timed out after 2s' in node.error
     [record] = node_executions(MetadataStore(pipeline.metadata), result.run_id, 'Hang')
     assert record.state == 'FAILED' and record.properties['error_type'] == 'NodeTimeout'
     took = record.update_time - record.create_time
     assert 2.0 <= took <= 3.0, took  # stopped within a second of the limit
-    executor_pid, worker_pid = map(int, (tmp_path / 'pids.txt').read_text().split())
+    executor_pid, worker_pid, parent = map(int, (tmp_path / 'pids.txt').read_text().split())
+    assert parent == (zygote if args else os.getpid())
     assert not alive(executor_pid) and not alive(worker_pid)  # the executor and the process it started
     assert not os.listdir(os.path.join(pipeline.pipeline_root, 'Hang', 'text'))
 
