@@ -171,7 +171,7 @@ class _Zygote:
 
     def run_executor(self, payload: str, result: str, url: str) -> _Forked:
         """A process forked with the heavy libraries imported that runs a node's executor
-        (``isolated``: ``payload`` in, ``result`` out), its Beam pipelines on the pool at ``url``, its
+        (``executor_process``: ``payload`` in, ``result`` out), its Beam pipelines on the pool at ``url``, its
         output this process's standard output and error; in a process group of its own."""
         with self._lock:
             with self._sending:

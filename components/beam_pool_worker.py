@@ -261,9 +261,9 @@ def _become_worker(control: socket.socket, fds: list[int], staleness: _Staleness
 
 
 def _become_executor(control: socket.socket, fds: list[int], arguments: list[str]) -> None:
-    """In a process just forked by the zygote: a node's executor (``sluice.orchestration.isolated``), in a
+    """In a process just forked by the zygote: a node's executor (``executor_process``), in a
     process group of its own, its output where the driver's goes, its Beam pipelines on the driver's pool."""
-    from sluice.orchestration import isolated
+    from sluice.components.executor_process import run_payload
 
     code = 1
     try:
@@ -280,7 +280,7 @@ def _become_executor(control: socket.socket, fds: list[int], arguments: list[str
         payload, result, url = arguments
         os.environ[POOL_URL_ENV] = url
         logging.getLogger().setLevel(logging.WARNING)  # as in a new process: the workers' INFO is theirs
-        code = isolated._child(payload, result)
+        code = run_payload(payload, result)
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:

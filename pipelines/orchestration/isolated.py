@@ -7,7 +7,7 @@ SIGKILL a second later) and raises NodeTimeout. Outputs' properties set by the e
 to the parent, which publishes as usual; an error comes back with its type, message, traceback and
 whether a retry could help.
 
-    python -m sluice.orchestration.isolated PAYLOAD RESULT   # what the parent starts; not for users
+The child's side is ``sluice.components.executor_process``.
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from typing import Any, Callable
 
 GRACE_SECONDS = 1.0
@@ -58,7 +57,7 @@ def run(executor_cls: type, arguments: dict[str, Any], beam_pipeline_args: tuple
 
     start = time.monotonic()
     child = beam_pool.fork_executor(payload, result, beam_pipeline_args, rows) or subprocess.Popen(
-        [sys.executable, '-m', 'sluice.orchestration.isolated', payload, result], start_new_session=True)
+        [sys.executable, '-m', 'sluice.components.executor_process', payload, result], start_new_session=True)
     if started is not None:
         started(child)
     try:
@@ -106,52 +105,3 @@ def stop(child: Any) -> None:
             break
         except subprocess.TimeoutExpired:
             continue
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent dies (a kill -9 of the run leaves no orphan)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _child(payload_path: str, result_path: str) -> int:
-    _die_with_parent()
-    with open(payload_path, 'rb') as f:
-        where = pickle.load(f)
-        sys.path[:] = where['sys_path']
-        os.chdir(where['cwd'])
-        import sluice  # noqa: F401  (its environment settings come before TensorFlow)
-        payload = pickle.load(f)
-    from sluice.components.executor import rows_in
-    from sluice.components.retry import retryable
-
-    arguments = payload['arguments']
-    try:
-        executor = payload['executor'](beam_pipeline_args=payload['beam'], tmp_dir=payload['tmp_dir'],
-                                       node_id=payload['node_id'])
-        executor.input_rows = rows_in(arguments)
-        executor.run(**arguments)
-    except BaseException as e:  # noqa: BLE001 - reported to the parent, which records it
-        try:
-            exception = pickle.dumps(e)
-            pickle.loads(exception)
-        except Exception:
-            exception = None
-        outcome: dict[str, Any] = {'error': {
-            'type': type(e).__name__, 'message': str(e), 'retryable': retryable(e),
-            'traceback': traceback.format_exc(), 'exception': exception}}
-    else:
-        outcome = {'outputs': {k: (a.properties, a.custom_properties) for k, a in arguments.items()
-                               if hasattr(a, 'custom_properties') and hasattr(a, 'uri')}}
-    with open(result_path + '.tmp', 'wb') as f:
-        pickle.dump(outcome, f)
-    os.replace(result_path + '.tmp', result_path)
-    return 0 if 'outputs' in outcome else 1
-
-
-if __name__ == '__main__':
-    sys.exit(_child(sys.argv[1], sys.argv[2]))
