@@ -61,6 +61,7 @@ class Session:
         self.ended = ''  # the run's state once finish() has it: a Ctrl-C after that stops nothing
         self.in_flight = InFlight()  # the launches whose executors run, for Ctrl-C with several nodes at once
         self.parallel = 1  # how many nodes may run at once (sluice.orchestration.schedule sets it)
+        self.launched = 0  # nodes being launched now (several at once: a node's executor may run apart)
 
     # -- starting ---------------------------------------------------------------------------------
     @classmethod
@@ -214,7 +215,13 @@ class Session:
             result = skipped(component.id, component.component_type, failed)
         else:
             self.progress.node_started(index, total, component.id)
-            result = self._launch_held(component, index, total)
+            with self._lock:
+                self.launched += 1
+            try:
+                result = self._launch_held(component, index, total)
+            finally:
+                with self._lock:
+                    self.launched -= 1
         with self._lock:
             self.results[component.id] = result
         self.progress.node_finished(index, total, result)
@@ -247,6 +254,10 @@ class Session:
             for lease in held:
                 lease.release()
 
+    def _others_launched(self) -> bool:
+        """Whether other nodes are being launched beside the one asking (as its executor starts)."""
+        return self.launched > 1
+
     def _launch(self, component: Component, index: int, total: int,
                 hold: Callable[[], bool] | None = None) -> NodeResult:
         """Launch a node; while it fails with an error a retry could fix, wait as its retry policy
@@ -259,7 +270,7 @@ class Session:
                 try:
                     result = launch(component, self.store, self.info, enable_cache=self.pipeline.cache_for(component),
                                     lease=self.lease, attempt=attempt, in_flight=self.in_flight,
-                                    beside_others=self.parallel > 1, hold=hold)
+                                    beside_others=self._others_launched, hold=hold)
                 except LeaseHeld as e:  # another process holds the node: nothing recorded, nothing to retry
                     result = NodeResult(component.id, component.component_type, 'FAILED',
                                         error=f'{type(e).__name__}: {e}')

@@ -100,15 +100,15 @@ WITHDRAWN = 'its outputs were being deleted by sluice gc when this cache hit was
 
 def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
            enable_cache: bool = True, lease: Any = None, attempt: int = 1,
-           in_flight: InFlight | None = None, beside_others: bool = False,
+           in_flight: InFlight | None = None, beside_others: Callable[[], bool] | None = None,
            hold: Callable[[], bool] | None = None) -> NodeResult:
     """Run one component through driver, executor and publisher; never raises for executor errors
     (the result says FAILED and why, and whether a retry could help), but re-raises KeyboardInterrupt
     after recording CANCELED. ``attempt`` is recorded on the execution (retries: sluice.orchestration.core). A
     component with ``timeout_seconds`` runs its executor in a process of its own (sluice.orchestration.isolated),
-    stopped at the limit; so does a component whose class sets ``apart_when_parallel`` when nodes may run
-    ``beside_others`` (its executor's Python work would otherwise hold the GIL against theirs) and its input
-    has at least ``apart_from_rows`` rows. That process is forked from the run's warm Beam pool when it has
+    stopped at the limit; so does a component whose class sets ``apart_when_parallel`` when, as its executor
+    starts, other nodes are being launched (``beside_others()``: its executor's Python work would otherwise
+    hold the GIL against theirs) and its input has at least ``apart_from_rows`` rows. That process is forked from the run's warm Beam pool when it has
     one (``beam_pool.fork_executor``).
 
     ``lease`` (a ``sluice.orchestration.lease.Lease``) fences the launch: it is checked before anything is
@@ -126,7 +126,7 @@ def launch(component: Component, store: MetadataStore, pipeline: PipelineInfo,
     records it (those outputs exist)."""
     steps = _Launch(component, store, pipeline, lease, attempt)
     steps.hold = hold or _nothing
-    steps.beside_others = beside_others
+    steps.beside_others = beside_others or _nothing
     ended = steps.drive()
     if ended is None and enable_cache:
         ended = steps.reuse_cached()
@@ -201,7 +201,7 @@ class _Launch:
         self.outputs: dict[str, Artifact] = {}
         self.tmp_dir = ''
         self.child: Any = None  # the executor's own process (timeout_seconds, apart), while it runs
-        self.beside_others = False  # other nodes may run at once (see launch, runs_apart)
+        self.beside_others: Callable[[], bool] = _nothing  # other nodes being launched now (see launch)
         self.hold: Callable[[], bool] = _nothing  # the node's lease, taken before recording more than CACHED
 
     def drive(self) -> NodeResult | None:
@@ -346,7 +346,7 @@ class _Launch:
         with staging.staged(self.inputs, self.outputs, self.tmp_dir,
                             lambda: fault_point(component.id, 'upload')) as (inputs, outputs):
             rows = rows_in(inputs)
-            if getattr(component, 'timeout_seconds', None) or runs_apart(type(component), self.beside_others, rows):
+            if getattr(component, 'timeout_seconds', None) or runs_apart(type(component), self.beside_others(), rows):
                 isolated.run(type(component).executor, {**inputs, **outputs, **self.driver.parameters()},
                              pipeline.beam_pipeline_args, self.tmp_dir, component.id,
                              getattr(component, 'timeout_seconds', None), started=self._child_started, rows=rows)
@@ -384,8 +384,8 @@ class _Launch:
 
 
 def runs_apart(component_cls: type, beside_others: bool, rows: int | None) -> bool:
-    """Whether an executor runs in a process of its own as nodes may run beside it: its class sets
-    ``apart_when_parallel`` and its input has at least ``apart_from_rows`` rows (None: not known)."""
+    """Whether an executor runs in a process of its own with other nodes being launched beside it: its
+    class sets ``apart_when_parallel`` and its input has at least ``apart_from_rows`` rows (None: not known)."""
     return beside_others and getattr(component_cls, 'apart_when_parallel', False) and \
         (rows or 0) >= getattr(component_cls, 'apart_from_rows', 0)
 

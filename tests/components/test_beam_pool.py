@@ -517,13 +517,15 @@ def test_the_zygote_starts_as_a_node_that_asks_for_worker_processes_starts_and_t
     assert early.process.poll() is not None and beam_pool._EARLY is None
 
 
-def where_run(tmp_path, name, args):
-    """The Where node (tests/dummies.py) run beside another: where its executor ran."""
-    from dummies import Where, read_text
+def where_run(tmp_path, name, args, beside=True):
+    """The Where node (tests/dummies.py), run beside another or before one: where its executor ran."""
+    from dummies import Upper, Where, read_text
     from sluice import LocalDagRunner, Pipeline
 
-    pipeline = Pipeline(name, str(tmp_path / name), [Where(), Where().with_id('Beside')],
-                        metadata=f'sqlite:///{tmp_path}/{name}.db', beam_pipeline_args=args)
+    where = Where()
+    nodes = [where, Where().with_id('Beside') if beside else Upper(text=where.outputs['report'])]
+    pipeline = Pipeline(name, str(tmp_path / name), nodes, metadata=f'sqlite:///{tmp_path}/{name}.db',
+                        beam_pipeline_args=args)
     result = LocalDagRunner(progress=False, parallel=2).run(pipeline)
     assert result.state == 'COMPLETE', result['Where'].error
     return json.loads(read_text(result['Where'].outputs['report']))
@@ -533,7 +535,8 @@ def test_an_executor_run_apart_is_forked_warm_by_the_zygote_and_its_pipelines_ru
     """A node run in a process of its own (apart_when_parallel; with_timeout too) is forked by the warm
     pool's zygote when the run asks for worker processes: it starts with TensorFlow imported, in a
     process group of its own (what a timeout or Ctrl-C stops), and its Beam pipeline runs on this
-    process's pool, not on a pool of its own. Without worker processes, it is a new Python process."""
+    process's pool, not on a pool of its own. Without worker processes, it is a new Python process; with
+    no other node being launched as it starts, it runs in this process."""
     import os
 
     from sluice.components import beam_pool
@@ -557,9 +560,12 @@ def test_an_executor_run_apart_is_forked_warm_by_the_zygote_and_its_pipelines_ru
     assert spawned['parent'] == os.getpid() and spawned['warm'] is False and spawned['group'] == spawned['pid']
     assert spawned['worker'] == spawned['pid']  # one worker: the pipeline ran in the executor's process
 
+    alone = where_run(tmp_path, 'alone', ['--direct_num_workers=1'], beside=False)  # nothing else being launched
+    assert alone['pid'] == alone['worker'] == os.getpid()
+
 
 def test_statistics_gen_runs_apart_beside_other_nodes_from_ten_thousand_rows():
-    """Which executors run in a process of their own: with nodes at once only, and for StatisticsGen
+    """Which executors run in a process of their own: with other nodes being launched only, and for StatisticsGen
     only on an input of at least its apart_from_rows (a new process imports TFDV again); the ONNX
     export whatever its input."""
     from sluice.components import StatisticsGen
@@ -568,5 +574,5 @@ def test_statistics_gen_runs_apart_beside_other_nodes_from_ten_thousand_rows():
 
     assert runs_apart(StatisticsGen, True, 15_000) and runs_apart(StatisticsGen, True, 10_000)
     assert not runs_apart(StatisticsGen, True, 344) and not runs_apart(StatisticsGen, True, None)
-    assert not runs_apart(StatisticsGen, False, 15_000)  # one node at a time: nothing beside it
+    assert not runs_apart(StatisticsGen, False, 15_000)  # nothing beside it
     assert runs_apart(OnnxExporter, True, None) and not runs_apart(OnnxExporter, False, None)
