@@ -67,8 +67,9 @@ class StatisticsGen(Component):
     libraries = ('tensorflow-data-validation', 'tfx-bsl', 'apache-beam')
     executor = StatisticsGenExecutor
     # TFDV's statistics are computed in Python: beside Transform (which traces the preprocessing_fn and
-    # runs its own pipeline in this process) the two shared one GIL. Apart, taxi data components took
-    # 10.6-11.0 s instead of 13.2 s at 15,000 rows with one worker, and 16.6 s instead of 12.7-13.0 s for
-    # the 344 penguins (a new process's imports); bench/README.md, "StatisticsGen apart".
+    # runs its own pipeline in this process) the two shared one GIL. Apart, the taxi data components took
+    # 10.6-11.0 s instead of 13.2 s at 15,000 rows with one worker; the penguin example (344 rows) took
+    # 16.4-16.6 s instead of 12.7-13.0 s with it apart (a new process's imports): bench/README.md,
+    # "StatisticsGen apart".
     apart_when_parallel = True
     apart_from_rows = 10_000
