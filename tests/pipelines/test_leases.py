@@ -169,8 +169,14 @@ def test_resume_uses_the_stored_copy_when_the_pipeline_file_is_gone(tmp_path, te
 def test_ctrl_c_records_canceled_says_how_to_resume_and_resume_finishes(tmp_path, text_dir, parent):
     pipe, url = slow_pipeline_file(tmp_path, text_dir, seconds=5)
     proc = popen_sluice(['run', str(pipe)], tmp_path, preexec_fn=ignoring_sigint if parent != 'default' else None)
-    run_id = run_id_of(url)
-    wait_for(running(url, run_id, 'Slow'), what='Slow to start')
+    try:
+        run_id = run_id_of(url)
+        wait_for(running(url, run_id, 'Slow'), what='Slow to start')
+    except BaseException:  # not left running into the next test (an unraisable ResourceWarning there)
+        proc.kill()
+        out, err = proc.communicate()
+        print(out, err)
+        raise
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
