@@ -149,6 +149,48 @@ def test_a_node_past_its_timeout_is_stopped_with_its_workers(tmp_path, workers):
     assert not os.listdir(os.path.join(pipeline.pipeline_root, 'Hang', 'text'))
 
 
+KILLED_DRIVER = """
+import sys
+sys.path.insert(0, {repo!r})
+sys.path.insert(0, {tests!r})
+from sluice import LocalDagRunner, Pipeline
+from dummies import Hang
+hang = Hang(pids={pids!r}).with_timeout(600)
+LocalDagRunner(progress=False).run(Pipeline('hang', {root!r}, [hang], metadata={url!r},
+                                            beam_pipeline_args=['--direct_running_mode=multi_processing',
+                                                                '--direct_num_workers=1']))
+"""
+
+
+def test_an_executor_forked_by_the_zygote_ends_when_its_run_is_killed(tmp_path):
+    """kill -9 of the run: the executor the warm pool's zygote forked for it (with_timeout, on a run
+    asking for worker processes) ends with the zygote, which ends with the run; nothing is left running."""
+    pids = tmp_path / 'pids.txt'
+    script = tmp_path / 'driver.py'
+    script.write_text(KILLED_DRIVER.format(repo=REPO, tests=os.path.join(REPO, 'tests'), pids=str(pids),
+                                           root=str(tmp_path / 'root'), url=f'sqlite:///{tmp_path}/m.db'))
+    log = tmp_path / 'driver.log'
+    with open(log, 'w') as out:  # a file, not a pipe: what the processes left behind would hold a pipe open
+        driver = subprocess.Popen([sys.executable, str(script)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pids.exists() and len(pids.read_text().split()) == 3) and driver.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pids.exists(), log.read_text()[-4000:]
+        executor, _, zygote = map(int, pids.read_text().split())
+        with open(f'/proc/{zygote}/stat') as f:  # the executor's parent: the zygote, the run's child
+            assert int(f.read().split(')')[-1].split()[1]) == driver.pid
+        assert alive(executor) and alive(zygote)
+    finally:
+        driver.kill()
+        driver.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while (alive(executor) or alive(zygote)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(executor) and not alive(zygote)
+
+
 def test_a_timed_out_attempt_is_retried(tmp_path):
     flaky = Flaky(counter=str(tmp_path / 'calls.txt'), sleep_first=60.0).with_timeout(3)
     flaky.with_retry(Retry(attempts=2, delay=0))
