@@ -25,9 +25,32 @@ def die_with_parent() -> None:
         pass
 
 
+# Polls for its parent, the executor's process; once that is gone (ended, or killed with its own parent),
+# kills what is left of the process group. ``python -I -S``: nothing of the user's or site's imported.
+_GROUP_GUARD = """
+import os, signal, sys, time
+while os.getppid() == int(sys.argv[1]):
+    time.sleep(0.2)
+os.killpg(os.getpgid(0), signal.SIGKILL)
+"""
+
+
+def end_group_with_this_process() -> None:
+    """A small process in this process's group that kills the group once this process is gone: what the
+    executor started (Beam's own worker processes, a subprocess of the user's) does not outlive a kill -9
+    of the run, which kills the executor (``die_with_parent``) but not its children. Only when this
+    process leads its group, as an executor's process does (a new session)."""
+    import subprocess
+
+    if os.getpgid(0) == os.getpid():
+        subprocess.Popen([sys.executable, '-I', '-S', '-c', _GROUP_GUARD, str(os.getpid())],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def run_payload(payload_path: str, result_path: str) -> int:
     """Run the executor the payload names; 0 when it succeeded (the result file says how it ended)."""
     die_with_parent()
+    end_group_with_this_process()
     with open(payload_path, 'rb') as f:
         where = pickle.load(f)
         sys.path[:] = where['sys_path']

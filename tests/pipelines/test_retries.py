@@ -164,7 +164,8 @@ LocalDagRunner(progress=False).run(Pipeline('hang', {root!r}, [hang], metadata={
 
 def test_an_executor_forked_by_the_zygote_ends_when_its_run_is_killed(tmp_path):
     """kill -9 of the run: the executor the warm pool's zygote forked for it (with_timeout, on a run
-    asking for worker processes) ends with the zygote, which ends with the run; nothing is left running."""
+    asking for worker processes) ends with the zygote, which ends with the run, and the process the
+    executor started ends with it; nothing is left running."""
     pids = tmp_path / 'pids.txt'
     script = tmp_path / 'driver.py'
     script.write_text(KILLED_DRIVER.format(repo=REPO, tests=os.path.join(REPO, 'tests'), pids=str(pids),
@@ -178,17 +179,18 @@ def test_an_executor_forked_by_the_zygote_ends_when_its_run_is_killed(tmp_path):
                 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert pids.exists(), log.read_text()[-4000:]
-        executor, _, zygote = map(int, pids.read_text().split())
+        executor, started, zygote = map(int, pids.read_text().split())
         with open(f'/proc/{zygote}/stat') as f:  # the executor's parent: the zygote, the run's child
             assert int(f.read().split(')')[-1].split()[1]) == driver.pid
-        assert alive(executor) and alive(zygote)
+        assert alive(executor) and alive(zygote) and alive(started)
     finally:
         driver.kill()
         driver.wait(timeout=30)
     deadline = time.monotonic() + 20
-    while (alive(executor) or alive(zygote)) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in (executor, zygote, started)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(executor) and not alive(zygote)
+    assert not alive(started)  # what the executor started: its process group went with it
 
 
 def test_a_timed_out_attempt_is_retried(tmp_path):
