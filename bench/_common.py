@@ -225,3 +225,15 @@ def run_python_sampled(args: Sequence[str], cwd: str | None = None, env: dict | 
     process it starts), in bytes, sampled every ``interval`` seconds while it runs."""
     m = run_measured(args, cwd, env, check, interval)
     return m.seconds, m.proc, m.peak
+
+
+def data_components(data: str) -> list:
+    """CsvExampleGen, StatisticsGen, ImportSchemaGen and Transform on the taxi CSV files in ``data``,
+    with the example's curated schema and module file: what beam_workers.py and timeline.py run."""
+    from sluice.components import CsvExampleGen, ImportSchemaGen, StatisticsGen, Transform
+
+    gen = CsvExampleGen(input_base=data)
+    schema = ImportSchemaGen(schema_file=os.path.join(TAXI_DIR, 'schema', 'schema.pbtxt'))
+    return [gen, StatisticsGen(examples=gen.outputs['examples']), schema,
+            Transform(examples=gen.outputs['examples'], schema=schema.outputs['schema'],
+                      module_file=os.path.join(TAXI_DIR, 'taxi_module.py'))]

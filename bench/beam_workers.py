@@ -40,8 +40,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import REPO, TAXI_DIR, machine, median, ratios, resample, run_measured, spread, turns  # noqa: E402
 
 CHILD = '''
-import json, resource, time
-from sluice.components import CsvExampleGen, ImportSchemaGen, StatisticsGen, Transform
+import json, resource, sys, time
+sys.path.insert(0, {bench!r})
+from _common import data_components
 from sluice import LocalDagRunner, Pipeline
 from sluice.orchestration.run import Progress
 
@@ -69,12 +70,8 @@ class NodeClock(Progress):
             self.cpu[result.node_id], self.wall[result.node_id] = cpu_now() - cpu, time.perf_counter() - wall
 
 
-gen = CsvExampleGen(input_base={data!r})
-stats = StatisticsGen(examples=gen.outputs['examples'])
-schema = ImportSchemaGen(schema_file={schema!r})
-transform = Transform(examples=gen.outputs['examples'], schema=schema.outputs['schema'], module_file={module!r})
 clock = NodeClock()
-result = LocalDagRunner(progress=clock).run(Pipeline('workers', {root!r}, [gen, stats, schema, transform],
+result = LocalDagRunner(progress=clock).run(Pipeline('workers', {root!r}, data_components({data!r}),
                                                      beam_pipeline_args={args!r}))
 assert result.state == 'COMPLETE', {{k: n.error for k, n in result.nodes.items() if n.error}}
 print(json.dumps({{'rows': result['CsvExampleGen'].outputs['examples'].get('row_counts'),
@@ -99,8 +96,8 @@ def run_side(data: str, beam_args: list[str], env: dict | None = None) -> dict:
     process tree, and per node duration, CPU and wall."""
     root = tempfile.mkdtemp(prefix='sluice-bench-workers-')
     try:
-        script = CHILD.format(data=data, schema=os.path.join(TAXI_DIR, 'schema', 'schema.pbtxt'),
-                              module=os.path.join(TAXI_DIR, 'taxi_module.py'), root=root, args=beam_args)
+        script = CHILD.format(bench=os.path.dirname(os.path.abspath(__file__)), data=data, root=root,
+                              args=beam_args)
         m = run_measured(['-c', script], cwd=REPO, env=env)
     finally:
         shutil.rmtree(root, ignore_errors=True)

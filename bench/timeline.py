@@ -21,7 +21,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import TAXI_DIR, machine, resample, tree_sample  # noqa: E402
+from _common import TAXI_DIR, data_components, machine, resample, tree_sample  # noqa: E402
 
 T0 = time.perf_counter()
 events: list[tuple[float, str, str]] = []
@@ -91,7 +91,6 @@ def role(pid: int) -> str:
 
 def run_pipeline(scale: int, workers: int) -> str:
     from sluice import LocalDagRunner, Pipeline
-    from sluice.components import CsvExampleGen, ImportSchemaGen, StatisticsGen, Transform
     from sluice.orchestration.run import Progress
 
     class Marks(Progress):
@@ -106,13 +105,8 @@ def run_pipeline(scale: int, workers: int) -> str:
     data = resample(scale)[0] if scale > 1 else os.path.join(TAXI_DIR, 'data')
     args = ['--direct_num_workers=1'] if workers == 1 else \
         ['--direct_running_mode=multi_processing', f'--direct_num_workers={workers}']
-    gen = CsvExampleGen(input_base=data)
-    schema = ImportSchemaGen(schema_file=os.path.join(TAXI_DIR, 'schema', 'schema.pbtxt'))
-    nodes = [gen, StatisticsGen(examples=gen.outputs['examples']), schema,
-             Transform(examples=gen.outputs['examples'], schema=schema.outputs['schema'],
-                       module_file=os.path.join(TAXI_DIR, 'taxi_module.py'))]
     root = tempfile.mkdtemp(prefix='sluice-bench-timeline-')
-    return LocalDagRunner(progress=Marks(enabled=False)).run(Pipeline('timeline', root, nodes,
+    return LocalDagRunner(progress=Marks(enabled=False)).run(Pipeline('timeline', root, data_components(data),
                                                                       beam_pipeline_args=args)).state
 
 

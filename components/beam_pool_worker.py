@@ -248,16 +248,21 @@ def _reap(*_: Any) -> None:
 def _become_worker(control: socket.socket, fds: list[int], staleness: _Staleness) -> None:
     """In a process just forked by the zygote: its standard input and output are the driver's pipes."""
     try:
-        control.close()
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.dup2(fds[0], 0)
-        os.dup2(fds[1], 1)
-        os.dup2(fds[1], 2)
-        for f in fds:
-            os.close(f)
+        _forked_streams(control, fds, (fds[0], fds[1], fds[1]))
         _serve(staleness)
     finally:
         os._exit(1)  # never back into the zygote's loop
+
+
+def _forked_streams(control: socket.socket, fds: list[int], streams: tuple[int, int, int]) -> None:
+    """In a process just forked by the zygote: the zygote's socket closed, SIGCHLD as by default, and
+    ``streams`` (descriptors) as standard input, output and error; the descriptors passed closed."""
+    control.close()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for target, fd in enumerate(streams):
+        os.dup2(fd, target)
+    for f in fds:
+        os.close(f)
 
 
 def _become_executor(control: socket.socket, fds: list[int], arguments: list[str]) -> None:
@@ -267,15 +272,9 @@ def _become_executor(control: socket.socket, fds: list[int], arguments: list[str
 
     code = 1
     try:
-        control.close()
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
-        os.dup2(fds[0], 1)
-        os.dup2(fds[1], 2)
-        for f in fds:
-            os.close(f)
         null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
+        _forked_streams(control, fds, (null, fds[0], fds[1]))
         os.close(null)
         payload, result, url = arguments
         os.environ[POOL_URL_ENV] = url

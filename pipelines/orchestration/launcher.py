@@ -386,8 +386,7 @@ class _Launch:
 def runs_apart(component_cls: type, beside_others: bool, rows: int | None) -> bool:
     """Whether an executor runs in a process of its own with other nodes being launched beside it: its
     class sets ``apart_when_parallel`` and its input has at least ``apart_from_rows`` rows (None: not known)."""
-    return beside_others and getattr(component_cls, 'apart_when_parallel', False) and \
-        (rows or 0) >= getattr(component_cls, 'apart_from_rows', 0)
+    return beside_others and component_cls.apart_when_parallel and (rows or 0) >= component_cls.apart_from_rows
 
 
 def _end_quietly(publisher: Publisher, execution_id: int, outputs: dict[str, Artifact], error_type: str,
